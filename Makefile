@@ -1,0 +1,63 @@
+# Orderline — the front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV := $(BIN)/uv
+export PATH := $(BIN):$(PATH)
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# uv must not pick up a managed or other interpreter: the machine's python3 is the one we use.
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart run bench soak clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(UV) sync --frozen --python $(BIN)/python
+	@touch $@
+
+venv: $(VENV)/.synced ## create .venv and install the workspace from uv.lock
+
+protos: venv ## generate Python code and typed stubs from protos/
+	$(BIN)/buf lint protos
+	$(BIN)/python scripts/gen_protos.py
+
+protos-check: venv ## fail when protos do not lint or generated code is stale
+	$(BIN)/buf lint protos
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: venv ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/runtime/src services/*/src simulators/src cli/src
+
+test: venv protos-check lint ## everything CI runs (starts its own NATS and PostgreSQL)
+	$(BIN)/pytest -m "not soak" -q
+
+test-unit: venv ## domain tests only (no I/O)
+	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit
+
+test-e2e: venv ## end-to-end tests: every process started for real
+	$(BIN)/pytest -q tests/e2e -m "not soak"
+
+soak: venv ## long fault-injection soak
+	$(BIN)/pytest -q -m soak tests/e2e
+
+chart: venv ## render, lint and validate the Helm chart
+	$(BIN)/pytest -q deploy/helm/tests
+
+run: venv ## bring the whole system up locally and show demo orders moving (Ctrl-C stops it)
+	$(BIN)/orderline up --demo
+
+bench: venv ## pipeline benchmark: table printed and written to bench/results/
+	$(BIN)/python -m bench.pipeline
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Orderline archive service."""

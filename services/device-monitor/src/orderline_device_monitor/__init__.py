@@ -1,0 +1,1 @@
+"""Orderline device-monitor service."""

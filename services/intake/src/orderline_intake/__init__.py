@@ -1,0 +1,1 @@
+"""Orderline intake service."""

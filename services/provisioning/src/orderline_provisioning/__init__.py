@@ -1,0 +1,1 @@
+"""Orderline provisioning service."""

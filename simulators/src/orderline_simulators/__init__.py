@@ -1,0 +1,1 @@
+"""Simulators: device fleet and notification gateway."""
