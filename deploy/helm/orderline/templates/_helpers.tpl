@@ -1,0 +1,297 @@
+{{/*
+Shared helpers. Most helpers take a component context built in component.yaml:
+  (dict "root" $ "name" "<service>" "svc" <defaults deep-merged with services.<service>>)
+*/}}
+
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "orderline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Release-wide name prefix. Kept to 40 characters so that
+"<prefix>-device-monitor-migrate" still fits a 63-character DNS label.
+*/}}
+{{- define "orderline.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label (never used in selectors). */}}
+{{- define "orderline.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Name of one service's resources: "<fullname>-<service>". Takes a component context. */}}
+{{- define "orderline.componentName" -}}
+{{- printf "%s-%s" (include "orderline.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Selector labels. Stable for the life of a release: they never contain the chart
+version, the app version or anything else that changes on upgrade, because
+Deployment selectors are immutable.
+Takes (dict "root" $ "component" "<component>").
+*/}}
+{{- define "orderline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "orderline.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+Full label set: selector labels plus descriptive ones, then commonLabels (which
+cannot override the chart's own). Same argument as selectorLabels.
+*/}}
+{{- define "orderline.labels" -}}
+{{- $own := include "orderline.ownLabels" . | fromYaml -}}
+{{- toYaml (merge $own (.root.Values.commonLabels | default dict)) -}}
+{{- end -}}
+
+{{- define "orderline.ownLabels" -}}
+helm.sh/chart: {{ include "orderline.chart" .root }}
+{{ include "orderline.selectorLabels" . }}
+app.kubernetes.io/part-of: orderline
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{/* Pod labels: podLabels plus the full label set (which wins on conflicts). */}}
+{{- define "orderline.podLabels" -}}
+{{- $own := include "orderline.labels" (dict "root" .root "component" .component) | fromYaml -}}
+{{- toYaml (merge $own (.podLabels | default dict)) -}}
+{{- end -}}
+
+{{/*
+Deep merge: copies .src into .dst in place, recursing into maps that exist on
+both sides. Unlike sprig's mergeOverwrite, false, 0 and "" in .src do win, so
+"pdb: {enabled: false}" or "replicas: 0" on a service override the defaults.
+Lists are replaced, not appended.
+*/}}
+{{- define "orderline.deepMerge" -}}
+{{- $dst := .dst -}}
+{{- range $key, $value := .src -}}
+{{- if and (kindIs "map" $value) (kindIs "map" (get $dst $key)) -}}
+{{- include "orderline.deepMerge" (dict "dst" (get $dst $key) "src" $value) -}}
+{{- else -}}
+{{- $_ := set $dst $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image tag: the service's tag, else the chart appVersion. Never "latest". */}}
+{{- define "orderline.imageTag" -}}
+{{- $tag := .svc.image.tag | default .root.Chart.AppVersion | toString -}}
+{{- if or (eq $tag "latest") (eq $tag "") -}}
+{{- fail (printf "services.%s.image.tag: a pinned tag is required (empty or \"latest\" is not allowed)" .name) -}}
+{{- end -}}
+{{- $tag -}}
+{{- end -}}
+
+{{/* Image reference: repository:tag, or repository:tag@digest when a digest is set. */}}
+{{- define "orderline.image" -}}
+{{- $ref := printf "%s:%s" .svc.image.repository (include "orderline.imageTag" .) -}}
+{{- if .svc.image.digest -}}
+{{- $ref = printf "%s@%s" $ref .svc.image.digest -}}
+{{- end -}}
+{{- $ref -}}
+{{- end -}}
+
+{{/* ServiceAccount used by the service's pods. */}}
+{{- define "orderline.serviceAccountName" -}}
+{{- if .svc.serviceAccount.create -}}
+{{- default (include "orderline.componentName" .) .svc.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .svc.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the existing Secret holding this service's database URL. */}}
+{{- define "orderline.databaseSecretName" -}}
+{{- default (printf "%s-database" (include "orderline.componentName" .)) .svc.database.existingSecret -}}
+{{- end -}}
+
+{{/* Name of the existing Secret holding the NATS URL (and credentials). */}}
+{{- define "orderline.natsSecretName" -}}
+{{- default (printf "%s-nats" (include "orderline.fullname" .root)) .svc.nats.existingSecret -}}
+{{- end -}}
+
+{{/*
+gRPC address of another service: .address when set, else that service's
+in-cluster Service in this release (which must then be enabled).
+*/}}
+{{- define "orderline.peerAddress" -}}
+{{- if .address -}}
+{{- .address -}}
+{{- else -}}
+{{- $target := .target -}}
+{{- $values := get .root.Values.services $target | default dict -}}
+{{- if not (get $values "enabled") -}}
+{{- fail (printf "services.provisioning.addresses: %s is disabled in this release; set its address explicitly" $target) -}}
+{{- end -}}
+{{- $port := get $values "port" -}}
+{{- printf "%s.%s.svc:%d" (include "orderline.componentName" (dict "root" .root "name" $target)) .root.Release.Namespace (int $port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Container environment: the contract of docs/configuration.md. Secrets are
+referenced with secretKeyRef, never inlined. Used by the Deployment and the
+migration Job so both see the same settings.
+*/}}
+{{- define "orderline.env" -}}
+{{- $svc := .svc -}}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: ORDERLINE_GRPC_HOST
+  value: "0.0.0.0"
+- name: ORDERLINE_GRPC_PORT
+  value: {{ int $svc.port | quote }}
+- name: ORDERLINE_MIGRATE_ON_START
+  value: "false"
+- name: ORDERLINE_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderline.databaseSecretName" . }}
+      key: {{ $svc.database.secretKey }}
+- name: ORDERLINE_NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orderline.natsSecretName" . }}
+      key: {{ $svc.nats.urlKey }}
+{{- if $svc.nats.credentialsKey }}
+- name: ORDERLINE_NATS_CREDENTIALS_FILE
+  value: /etc/orderline/nats/nats.creds
+{{- end }}
+{{- if $svc.auth.existingSecret }}
+- name: ORDERLINE_AUTH_TOKENS_FILE
+  value: /etc/orderline/auth/tokens.json
+- name: ORDERLINE_SERVICE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $svc.auth.existingSecret }}
+      key: {{ $svc.auth.serviceTokenKey }}
+{{- end }}
+- name: ORDERLINE_TRACE_FILE
+  value: {{ $svc.tracing.file | quote }}
+- name: ORDERLINE_LOG_LEVEL
+  value: {{ $svc.logLevel | quote }}
+- name: ORDERLINE_MAX_CONCURRENT_RPCS
+  value: {{ int $svc.maxConcurrentRpcs | quote }}
+- name: ORDERLINE_SHUTDOWN_GRACE_SECONDS
+  value: {{ $svc.shutdownGraceSeconds | toString | quote }}
+{{- if eq .name "provisioning" }}
+{{- $addresses := $svc.addresses }}
+- name: ORDERLINE_INTAKE_ADDRESS
+  value: {{ include "orderline.peerAddress" (dict "root" .root "target" "intake" "address" $addresses.intake) | quote }}
+- name: ORDERLINE_DEVICE_MONITOR_ADDRESS
+  value: {{ include "orderline.peerAddress" (dict "root" .root "target" "device-monitor" "address" $addresses.deviceMonitor) | quote }}
+- name: ORDERLINE_DEVICE_AGENT_ADDRESS
+  value: {{ required "services.provisioning.addresses.deviceAgent is required" $addresses.deviceAgent | quote }}
+- name: ORDERLINE_GATEWAY_ADDRESS
+  value: {{ required "services.provisioning.addresses.gateway is required" $addresses.gateway | quote }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .name | quote }}
+{{- $attributes := list "service.namespace=orderline" (printf "service.version=%s" (include "orderline.imageTag" .)) "k8s.namespace.name=$(K8S_NAMESPACE)" "k8s.pod.name=$(K8S_POD_NAME)" "k8s.node.name=$(K8S_NODE_NAME)" (printf "k8s.container.name=%s" .name) }}
+{{- range $key, $value := $svc.otel.resourceAttributes }}
+{{- $attributes = append $attributes (printf "%s=%s" $key $value) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attributes | quote }}
+{{- if $svc.otel.exporterOtlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $svc.otel.exporterOtlpEndpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $svc.otel.exporterOtlpProtocol | quote }}
+{{- end }}
+{{- with $svc.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Volume mounts shared by the Deployment and the migration Job. */}}
+{{- define "orderline.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .svc.nats.credentialsKey }}
+- name: nats-credentials
+  mountPath: /etc/orderline/nats
+  readOnly: true
+{{- end }}
+{{- if .svc.auth.existingSecret }}
+- name: auth-tokens
+  mountPath: /etc/orderline/auth
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Volumes shared by the Deployment and the migration Job. */}}
+{{- define "orderline.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .svc.tmpVolume.sizeLimit }}
+{{- if .svc.nats.credentialsKey }}
+- name: nats-credentials
+  secret:
+    secretName: {{ include "orderline.natsSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.nats.credentialsKey }}
+        path: nats.creds
+{{- end }}
+{{- if .svc.auth.existingSecret }}
+- name: auth-tokens
+  secret:
+    secretName: {{ .svc.auth.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.auth.tokensFileKey }}
+        path: tokens.json
+{{- end }}
+{{- end -}}
+
+{{/* Pod-level settings shared by the Deployment and the migration Job. */}}
+{{- define "orderline.podCommon" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .svc.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .svc.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml .svc.podSecurityContext | nindent 2 }}
+{{- with .svc.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .svc.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .svc.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

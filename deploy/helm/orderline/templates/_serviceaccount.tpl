@@ -1,0 +1,14 @@
+{{/* ServiceAccount of one service. The pods need no Kubernetes API access. */}}
+{{- define "orderline.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "orderline.serviceAccountName" . }}
+  labels:
+    {{- include "orderline.labels" (dict "root" .root "component" .name) | nindent 4 }}
+  {{- with .svc.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end -}}

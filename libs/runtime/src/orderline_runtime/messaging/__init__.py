@@ -1,0 +1,1 @@
+"""Events: envelope, transactional outbox and relay, JetStream consumers with an inbox."""

@@ -1,0 +1,251 @@
+"""Durable pull consumers with explicit ack after commit and an inbox that makes redelivery a no-op.
+
+For each message: parse the envelope, open a transaction, skip if the inbox has the event id,
+run the handler (its effects and outbox rows join the transaction), record the id in the inbox,
+commit, then ack. What cannot be handled is dead-lettered with its reason and terminated;
+what may succeed later is nak'ed with a growing delay, up to max_deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import nats.errors
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import SpanKind, StatusCode
+from orderline.events.v1 import envelope_pb2
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline_runtime import metrics
+from orderline_runtime.database import Database
+from orderline_runtime.errors import OrderlineError, PoisonMessage, Unavailable
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
+from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec, subject_for
+from orderline_runtime.telemetry import EVENT_TYPE, extract, order_scope, tracer
+
+log = get_logger(__name__)
+
+HandlerFn = Callable[[AsyncSession, ReceivedEvent, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    event_type: str
+    payload_type: type[Message]
+    fn: HandlerFn
+
+
+class Retry(Exception):
+    """Raised inside the consumer to nak a message with a delay."""
+
+
+_TRANSIENT_GRPC = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, Unavailable | TimeoutError | ConnectionError | DBAPIError):
+        return not isinstance(exc, IntegrityError)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in _TRANSIENT_GRPC
+    return False
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        service: str,
+        stream: StreamSpec,
+        handlers: Sequence[Handler],
+        db: Database,
+        inbox: Table,
+        bus: EventBus,
+        max_deliver: int = 10,
+        backoff_seconds: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 20, 30),
+        batch_size: int = 32,
+        ack_wait_seconds: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.stream = stream
+        self.handlers = {h.event_type: h for h in handlers}
+        self.db = db
+        self.inbox = inbox
+        self.bus = bus
+        self.max_deliver = max_deliver
+        self.backoff_seconds = tuple(backoff_seconds)
+        self.batch_size = batch_size
+        self.ack_wait_seconds = ack_wait_seconds
+        # One durable per (consuming service, stream).
+        self.durable = service
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.ready.wait()
+        sub = None
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                msgs = await sub.fetch(self.batch_size, timeout=0.5)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("fetch failed, retrying", stream=self.stream.name, error=str(exc))
+                sub = None
+                await _sleep_unless(stop, 1.0)
+                continue
+            for msg in msgs:
+                # Finishes the message in hand even when stop is set: never half-handled.
+                await self.handle(msg)
+
+    async def _subscribe(self) -> Any:
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subjects=[subject_for(t) for t in sorted(self.handlers)],
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait_seconds,
+            max_ack_pending=1000,
+        )
+        await self.bus.js.add_consumer(self.stream.name, config)
+        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.stream.name)
+
+    async def handle(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered
+        if deliveries > 1:
+            metrics.events_redelivered.add(1, {"consumer": self.service})
+        with tracer().start_as_current_span(
+            f"{self.service} handle {msg.subject.removeprefix('orderline.')}",
+            context=extract(msg.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.durable,
+                "messaging.message.delivery_count": deliveries,
+            },
+        ) as span:
+            try:
+                event = parse_envelope(msg.data, msg.subject)
+            except PoisonMessage as exc:
+                span.set_status(StatusCode.ERROR, str(exc))
+                await self._dead_letter(msg, str(exc))
+                return
+            span.set_attribute("messaging.message.id", event.id)
+            span.set_attribute(EVENT_TYPE, event.event_type)
+            with order_scope(event.order_id) if event.order_id else nullcontext():
+                await self._dispatch(msg, event, deliveries, span)
+
+    async def _dispatch(self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any) -> None:
+        handler = self.handlers.get(event.event_type)
+        if handler is None:
+            log.warning("no handler for event type; ignored", event_type=event.event_type)
+            metrics.events_handled.add(1, {"consumer": self.service, "outcome": "ignored"})
+            await msg.ack()
+            return
+        try:
+            outcome = await self._apply(handler, event)
+        except (PoisonMessage, OrderlineError) as exc:
+            if isinstance(exc, Unavailable):
+                await self._retry_or_give_up(msg, event, deliveries, span, exc)
+                return
+            span.set_status(StatusCode.ERROR, str(exc))
+            await self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:
+            await self._retry_or_give_up(msg, event, deliveries, span, exc)
+            return
+        metrics.events_handled.add(1, {"consumer": self.service, "outcome": outcome})
+        await msg.ack()
+
+    async def _apply(self, handler: Handler, event: ReceivedEvent) -> str:
+        payload: Message = event.payload(handler.payload_type)
+        try:
+            async with self.db.transaction() as session:
+                seen = await session.execute(
+                    select(self.inbox.c.event_id).where(
+                        self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event.id
+                    )
+                )
+                if seen.first() is not None:
+                    return "duplicate"
+                await handler.fn(session, event, payload)
+                await session.execute(
+                    insert(self.inbox).values(
+                        consumer=self.durable,
+                        event_id=event.id,
+                        event_type=event.event_type,
+                        processed_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            # Another replica committed the same event first: its effects stand, ours rolled back.
+            return "duplicate"
+        return "handled"
+
+    async def _retry_or_give_up(
+        self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any, exc: BaseException
+    ) -> None:
+        span.record_exception(exc)
+        span.set_status(StatusCode.ERROR, str(exc))
+        if deliveries >= self.max_deliver:
+            await self._dead_letter(msg, f"gave up after {deliveries} deliveries: {exc!r}")
+            return
+        delay = self.backoff_seconds[min(deliveries - 1, len(self.backoff_seconds) - 1)]
+        level = "warning" if is_transient(exc) else "error"
+        getattr(log, level)(
+            "handler failed; will retry",
+            event_type=event.event_type,
+            event_id=event.id,
+            deliveries=deliveries,
+            delay=delay,
+            error=repr(exc),
+        )
+        await msg.nak(delay=delay)
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        letter = envelope_pb2.DeadLetter(
+            consumer=self.durable,
+            stream=self.stream.name,
+            subject=msg.subject,
+            reason=reason,
+            deliveries=meta.num_delivered,
+            original=msg.data,
+        )
+        letter.time.FromDatetime(datetime.now(UTC))
+        try:
+            await self.bus.publish(
+                f"{DEADLETTER.subjects[0].removesuffix('>')}{self.durable}",
+                letter.SerializeToString(),
+                {"Nats-Msg-Id": f"dl-{self.durable}-{self.stream.name}-{meta.sequence.stream}"},
+            )
+        except Exception as exc:
+            # Not dead-lettered means not given up: try the whole message again later.
+            log.warning("dead-letter publish failed; will retry", error=str(exc))
+            await msg.nak(delay=1.0)
+            return
+        metrics.events_dead_lettered.add(1, {"consumer": self.service})
+        log.error("event dead-lettered", subject=msg.subject, reason=reason)
+        await msg.term()
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

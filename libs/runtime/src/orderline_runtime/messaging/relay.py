@@ -1,0 +1,132 @@
+"""The outbox relay: publishes committed outbox rows to JetStream, then marks them sent.
+
+Each event is published with `Nats-Msg-Id` = event id, so a crash between publish and mark
+produces a duplicate JetStream drops. On PostgreSQL several relays share the outbox with
+FOR UPDATE SKIP LOCKED; on SQLite, BEGIN IMMEDIATE serialises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy import Table, select, update
+
+from orderline_runtime import metrics
+from orderline_runtime.database import Database
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.telemetry import EVENT_TYPE, extract, inject_current, tracer
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        bus: EventBus,
+        *,
+        batch_size: int = 200,
+        idle_poll_seconds: float = 0.5,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.table: Table = outbox.table
+        self.bus = bus
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.ready.wait()
+        failures = 0
+        while not stop.is_set():
+            # Cleared before reading, so a commit during the pass makes the next wait return.
+            self.outbox.written.clear()
+            try:
+                published = await self.relay_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                log.warning("outbox relay failed, retrying", error=str(exc), delay=delay)
+                await _wait(stop, delay)
+                continue
+            if published < self.batch_size:
+                await _wait_any(stop, self.outbox.written, self.idle_poll_seconds)
+        # Last pass so events of work finished during shutdown leave now rather than at restart.
+        try:
+            await self.relay_once()
+        except Exception as exc:
+            log.warning(
+                "final outbox relay pass failed; rows stay for the next start", error=str(exc)
+            )
+
+    async def relay_once(self) -> int:
+        t = self.table
+        async with self.db.transaction() as session:
+            stmt = (
+                select(
+                    t.c.seq,
+                    t.c.event_id,
+                    t.c.event_type,
+                    t.c.subject,
+                    t.c.envelope,
+                    t.c.trace_headers,
+                )
+                .where(t.c.sent_at.is_(None))
+                .order_by(t.c.seq)
+                .limit(self.batch_size)
+            )
+            if self.db.is_postgres:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).all()
+            if not rows:
+                return 0
+            await asyncio.gather(*(self._publish(r) for r in rows))
+            await session.execute(
+                update(t)
+                .where(t.c.seq.in_([r.seq for r in rows]))
+                .values(sent_at=datetime.now(UTC))
+            )
+        metrics.outbox_published.add(len(rows), {"producer": self.outbox.producer})
+        return len(rows)
+
+    async def _publish(self, row: object) -> None:
+        event_id: str = row.event_id  # type: ignore[attr-defined]
+        event_type: str = row.event_type  # type: ignore[attr-defined]
+        subject: str = row.subject  # type: ignore[attr-defined]
+        with tracer().start_as_current_span(
+            f"publish {event_type}",
+            context=extract(row.trace_headers),  # type: ignore[attr-defined]
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "messaging.message.id": event_id,
+                EVENT_TYPE: event_type,
+            },
+        ) as span:
+            headers = inject_current()
+            headers["Nats-Msg-Id"] = event_id
+            await self.bus.publish(subject, row.envelope, headers)  # type: ignore[attr-defined]
+            span.set_status(trace.StatusCode.OK)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(other.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

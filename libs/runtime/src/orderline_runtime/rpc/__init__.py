@@ -1,0 +1,1 @@
+"""gRPC edge: server with health and reflection, auth, error mapping, client channels."""

@@ -1,0 +1,122 @@
+"""Server interceptor: authenticate and authorize every call, and map errors to status codes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, NoReturn
+
+import grpc
+from grpc.aio import ServicerContext
+
+from orderline_runtime.logs import get_logger
+from orderline_runtime.rpc.auth import Principal, TokenAuthenticator, authorize, set_principal
+from orderline_runtime.rpc.status import to_status
+
+log = get_logger(__name__)
+
+# Probes and tooling: health and reflection need no token.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+async def abort_with(context: ServicerContext[Any, Any], exc: BaseException) -> NoReturn:
+    code, message, status = to_status(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("unexpected error in RPC", exc_info=exc)
+    await context.abort(
+        code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+    raise AssertionError("unreachable")  # abort raises
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(
+        self, authenticator: TokenAuthenticator, policy: Mapping[str, frozenset[str]]
+    ) -> None:
+        self._authenticator = authenticator
+        self._policy = policy
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        authorization = metadata.get("authorization")
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode()
+
+        def admit() -> Principal:
+            principal = self._authenticator.authenticate(authorization)
+            authorize(principal, method, self._policy)
+            return principal
+
+        return _wrap(handler, admit)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grpc.RpcMethodHandler:
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
+            try:
+                set_principal(admit())
+                return await inner_uu(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await abort_with(context, exc)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(
+            request: Any, context: ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            try:
+                set_principal(admit())
+                async for item in inner_us(request, context):
+                    yield item
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await abort_with(context, exc)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: ServicerContext[Any, Any]) -> Any:
+            try:
+                set_principal(admit())
+                return await inner_su(requests, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await abort_with(context, exc)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(
+        requests: Any, context: ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            set_principal(admit())
+            async for item in inner_ss(requests, context):
+                yield item
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            await abort_with(context, exc)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)

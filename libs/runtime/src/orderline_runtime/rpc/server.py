@@ -1,0 +1,67 @@
+"""The gRPC server of every service: health, reflection, tracing, auth, errors, admission."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from orderline_runtime.rpc.auth import TokenAuthenticator
+from orderline_runtime.rpc.interceptor import EdgeInterceptor
+
+
+class GrpcServer:
+    def __init__(
+        self,
+        *,
+        authenticator: TokenAuthenticator,
+        policy: Mapping[str, frozenset[str]],
+        max_concurrent_rpcs: int,
+    ) -> None:
+        # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing.
+        self.server = grpc.aio.server(
+            interceptors=[
+                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                EdgeInterceptor(authenticator, policy),
+            ],
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.service_names: list[str] = []
+        self.port = 0
+
+    def add_service(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
+        add_to_server(servicer, self.server)
+        self.service_names.append(full_name)
+
+    async def start(self, host: str, port: int) -> int:
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC server to {host}:{port}")
+        await self.set_serving(False)
+        await self.server.start()
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace)

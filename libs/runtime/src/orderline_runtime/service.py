@@ -1,0 +1,209 @@
+"""The composition every service shares: database, bus, outbox relay, consumers, gRPC server,
+health, and a lifecycle that starts them in order and stops them gracefully.
+
+A service's bootstrap builds a `Service`, registers its servicers, consumers and background
+tasks, and hands it to `run_service`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from sqlalchemy import MetaData
+
+from orderline_runtime.database import Database
+from orderline_runtime.logs import get_logger, setup_logging
+from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.consumer import EventConsumer, Handler
+from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.messaging.relay import OutboxRelay
+from orderline_runtime.messaging.streams import StreamSpec
+from orderline_runtime.migrations import upgrade_to_head
+from orderline_runtime.rpc.auth import TokenAuthenticator
+from orderline_runtime.rpc.client import call_options
+from orderline_runtime.rpc.server import GrpcServer
+from orderline_runtime.settings import ServiceSettings
+from orderline_runtime.telemetry import setup_tracing, shutdown_tracing
+
+log = get_logger(__name__)
+
+TaskFn = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class Service:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        metadata: MetaData,
+        migrations: Path,
+        policy: Mapping[str, frozenset[str]],
+    ) -> None:
+        self.name = settings.service_name
+        self.settings = settings
+        self.migrations = migrations
+        self.db = Database(settings.resolved_database_url())
+        self.outbox_table = metadata.tables["outbox"]
+        self.inbox_table = metadata.tables["inbox"]
+        self.outbox = Outbox(self.name, self.outbox_table)
+        creds = settings.nats_credentials_file
+        self.bus = EventBus(
+            settings.nats_url, name=self.name, credentials_file=str(creds) if creds else None
+        )
+        self.grpc = GrpcServer(
+            authenticator=TokenAuthenticator.from_file(settings.auth_tokens_file),
+            policy=policy,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        self.relay = OutboxRelay(self.db, self.outbox, self.bus)
+        self.consumers: list[EventConsumer] = []
+        self._tasks: list[tuple[str, TaskFn]] = []
+        self.stop_event = asyncio.Event()
+        self._migrated = asyncio.Event()
+
+    # --- registration -------------------------------------------------------------------
+
+    def add_grpc_service(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
+        self.grpc.add_service(add_to_server, servicer, full_name)
+
+    def consume(self, stream: StreamSpec, handlers: Sequence[Handler], **options: Any) -> None:
+        self.consumers.append(
+            EventConsumer(
+                service=self.name,
+                stream=stream,
+                handlers=handlers,
+                db=self.db,
+                inbox=self.inbox_table,
+                bus=self.bus,
+                **options,
+            )
+        )
+
+    def add_task(self, name: str, fn: TaskFn) -> None:
+        """A background loop that runs until the stop event is set (restarted if it crashes)."""
+        self._tasks.append((name, fn))
+
+    def call_options(self) -> dict[str, Any]:
+        return call_options(self.settings.service_token, self.settings.call_timeout_seconds)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self.settings.auth_tokens_file is None:
+            log.warning("no ORDERLINE_AUTH_TOKENS_FILE: accepting the development tokens")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        port = await self.grpc.start(self.settings.grpc_host, self.settings.resolved_grpc_port())
+        print(f"{self.name} listening on {self.settings.grpc_host}:{port}", flush=True)
+        log.info("grpc listening", port=port)
+        running = [
+            asyncio.create_task(self._prepare_database(), name="migrate"),
+            asyncio.create_task(self.bus.connect(), name="nats-connect"),
+            asyncio.create_task(self._watch_health(), name="health"),
+        ]
+        loops: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._supervise("relay", self._after_ready(self.relay.run)))
+        ]
+        for consumer in self.consumers:
+            loops.append(
+                asyncio.create_task(
+                    self._supervise(
+                        f"consumer {consumer.stream.name}", self._after_ready(consumer.run)
+                    )
+                )
+            )
+        for name, fn in self._tasks:
+            loops.append(asyncio.create_task(self._supervise(name, self._after_ready(fn))))
+        await self.stop_event.wait()
+        log.info("stopping")
+        await self._shutdown(running, loops)
+
+    async def _prepare_database(self) -> None:
+        if not self.settings.migrate_on_start:
+            self._migrated.set()
+            return
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                await upgrade_to_head(self.migrations, self.db.url)
+                self._migrated.set()
+                log.info("database migrated")
+                return
+            except Exception as exc:
+                log.warning("migration failed, retrying", error=str(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    def _after_ready(self, fn: TaskFn) -> TaskFn:
+        async def gated(stop: asyncio.Event) -> None:
+            await self._migrated.wait()
+            await fn(stop)
+
+        return gated
+
+    async def _supervise(self, name: str, fn: TaskFn) -> None:
+        while not self.stop_event.is_set():
+            try:
+                await fn(self.stop_event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task crashed; restarting", task=name)
+                await asyncio.sleep(1.0)
+
+    async def _watch_health(self) -> None:
+        serving: bool | None = None
+        while not self.stop_event.is_set():
+            ok = (
+                self._migrated.is_set()
+                and self.bus.ready.is_set()
+                and self.bus.connected
+                and await self.db.ping()
+            )
+            if ok != serving:
+                await self.grpc.set_serving(ok)
+                log.info("health", serving=ok)
+                serving = ok
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), timeout=1.0)
+
+    async def _shutdown(
+        self, running: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
+    ) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        # Not serving first, so balancers stop sending; then let in-flight RPCs finish.
+        await self.grpc.stop(grace)
+        # Loops see the stop event, finish the message or step in hand, and return.
+        _, pending = await asyncio.wait(loops, timeout=grace) if loops else (set(), set())
+        for task in [*pending, *running]:
+            task.cancel()
+        await asyncio.gather(*pending, *running, return_exceptions=True)
+        await self.bus.drain()
+        await self.db.dispose()
+        shutdown_tracing()
+        log.info("stopped")
+
+
+def run_service(build: Callable[[], Service]) -> None:
+    """Entry point: `<service>` serves, `<service> migrate` applies migrations and exits."""
+    service = build()
+    setup_logging(service.name, service.settings.log_level)
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    if command == "migrate":
+        asyncio.run(upgrade_to_head(service.migrations, service.db.url))
+        print(f"{service.name}: database migrated")
+        return
+    if command != "serve":
+        raise SystemExit(f"usage: orderline-{service.name} [serve|migrate]")
+    setup_tracing(service.name, service.settings.trace_dir)
+    asyncio.run(service.run())

@@ -1,0 +1,70 @@
+"""Typed settings read once from the environment, failing fast with a clear message."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORTS = {
+    "intake": 50051,
+    "provisioning": 50052,
+    "device-monitor": 50053,
+    "archive": 50054,
+    "reporting": 50055,
+}
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads; a service subclasses it to add its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERLINE_", extra="ignore", frozen=True)
+
+    service_name: str = Field(default="", description="set by the service, not the environment")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    database_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_credentials_file: Path | None = None
+    auth_tokens_file: Path | None = None
+    service_token: str = "dev-service"
+    trace_dir: Path = Path("var/traces")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    migrate_on_start: bool = True
+    max_concurrent_rpcs: int = Field(default=256, ge=1)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Outgoing gRPC calls never wait forever.
+    call_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"
+
+    def resolved_grpc_port(self) -> int:
+        if "ORDERLINE_GRPC_PORT" in _environ():
+            return self.grpc_port
+        return DEFAULT_PORTS.get(self.service_name, self.grpc_port)
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S], service_name: str) -> S:
+    """Reads settings from the environment; on a bad value prints which variable and exits 2."""
+    try:
+        return cls(service_name=service_name)
+    except ValidationError as exc:
+        lines = [f"{service_name}: invalid configuration:"]
+        for err in exc.errors():
+            name = "ORDERLINE_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

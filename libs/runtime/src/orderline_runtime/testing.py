@@ -1,0 +1,70 @@
+"""Pytest fixtures shared by every package's tests: a real NATS JetStream server and a real
+PostgreSQL server (or the one named by DATABASE_URL), each started once per test session.
+
+`db_url` runs a test on both databases: a fresh SQLite file and a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from orderline_runtime.ids import new_id
+from orderline_runtime.local import NatsServer, PostgresServer
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats") / "jetstream").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer | None]:
+    if os.environ.get("DATABASE_URL"):
+        yield None
+        return
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def _create_database_at(admin_url: str, name: str) -> str:
+    import asyncpg
+
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password,
+            database=url.database,
+        )  # fmt: skip
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def new_postgres_database(server: PostgresServer | None) -> str:
+    name = "t_" + new_id().replace("-", "")[:24]
+    if server is None:
+        return _create_database_at(os.environ["DATABASE_URL"], name)
+    return server.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
+) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return new_postgres_database(postgres_server)

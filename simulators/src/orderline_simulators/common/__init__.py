@@ -1,0 +1,1 @@
+"""What both simulators do the same way: settings, logs, errors, serving."""

@@ -1,0 +1,1 @@
+"""Device fleet simulator: many CPE devices behind one DeviceAgentService endpoint."""

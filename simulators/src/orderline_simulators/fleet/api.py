@@ -1,0 +1,165 @@
+"""DeviceAgentService: the gRPC face of the fleet."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+
+from orderline_simulators.common.errors import DomainError, InvalidArgument
+from orderline_simulators.common.logs import get_logger
+from orderline_simulators.common.status import abort_with
+from orderline_simulators.fleet import convert
+from orderline_simulators.fleet.domain import Fleet
+from orderline_simulators.fleet.telemetry import TelemetryGenerator, measurements_for
+
+log = get_logger("device-agent")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
+    """Every call names its device; domain errors become status codes in one place."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        telemetry: TelemetryGenerator,
+        *,
+        apply_delay_seconds: float = 0.0,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.fleet = fleet
+        self.telemetry = telemetry
+        self.apply_delay_seconds = apply_delay_seconds
+        self.clock = clock
+
+    async def _simulate_work(self) -> None:
+        # The delay comes before the domain call: the ledger check and the change stay atomic
+        # (no await between them), so concurrent repeats of a key still apply once.
+        if self.apply_delay_seconds > 0:
+            await asyncio.sleep(self.apply_delay_seconds)
+
+    async def GetDeviceInfo(
+        self, request: agent_pb2.GetDeviceInfoRequest, context: Context
+    ) -> agent_pb2.GetDeviceInfoResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        return agent_pb2.GetDeviceInfoResponse(info=convert.device_info(device))
+
+    async def ApplyConfig(
+        self, request: agent_pb2.ApplyConfigRequest, context: Context
+    ) -> agent_pb2.ApplyConfigResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.apply_config(request.idempotency_key, dict(request.settings))
+        except DomainError as exc:
+            log.info("apply refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.info(
+            "config replayed" if result.replayed else "config applied",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            config_version=result.config_version,
+            settings=len(request.settings),
+        )
+        return agent_pb2.ApplyConfigResponse(
+            config_version=result.config_version, replayed=result.replayed
+        )
+
+    async def RollbackConfig(
+        self, request: agent_pb2.RollbackConfigRequest, context: Context
+    ) -> agent_pb2.RollbackConfigResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.rollback_config(request.idempotency_key, request.to_version)
+        except DomainError as exc:
+            log.info("rollback refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.info(
+            "rollback replayed" if result.replayed else "config rolled back",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            config_version=result.config_version,
+        )
+        return agent_pb2.RollbackConfigResponse(
+            config_version=result.config_version, replayed=result.replayed
+        )
+
+    async def RunTest(
+        self, request: agent_pb2.RunTestRequest, context: Context
+    ) -> agent_pb2.RunTestResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            kind = convert.kind_from_proto(request.kind)
+            outcome = device.run_test(kind, request.idempotency_key)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        sample = self.telemetry.sample(device.device_id, device.faults, self.clock())
+        log.info(
+            "test run",
+            device_id=device.device_id,
+            kind=kind.value,
+            passed=outcome.passed,
+            failing=[c.value for c in outcome.failing],
+            idempotency_key=request.idempotency_key,
+        )
+        return agent_pb2.RunTestResponse(
+            passed=outcome.passed,
+            detail=outcome.detail,
+            measurements=measurements_for(kind, sample),
+        )
+
+    async def InjectFault(
+        self, request: agent_pb2.InjectFaultRequest, context: Context
+    ) -> agent_pb2.InjectFaultResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            category = convert.category_from_proto(request.category)
+            if category is None:
+                raise InvalidArgument("category", "required")
+        except DomainError as exc:
+            await abort_with(context, exc)
+        device.inject_fault(category)
+        log.warning("fault injected", device_id=device.device_id, category=category.value)
+        return agent_pb2.InjectFaultResponse()
+
+    async def ClearFault(
+        self, request: agent_pb2.ClearFaultRequest, context: Context
+    ) -> agent_pb2.ClearFaultResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            category = convert.category_from_proto(request.category)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        device.clear_fault(category)
+        log.info(
+            "fault cleared",
+            device_id=device.device_id,
+            category=category.value if category else "all",
+        )
+        return agent_pb2.ClearFaultResponse()
+
+    async def GetCounters(
+        self, request: agent_pb2.GetCountersRequest, context: Context
+    ) -> agent_pb2.GetCountersResponse:
+        """Counters of one device; with no device_id, of the whole fleet."""
+        if not request.device_id:
+            return convert.counters(self.fleet.counters())
+        try:
+            device = self.fleet.get(request.device_id)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        return convert.counters(device.counters())

@@ -1,0 +1,61 @@
+"""Wires the fleet: domain, telemetry, servicer, streamer, server."""
+
+from __future__ import annotations
+
+import grpc
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+
+from orderline_simulators.common.logs import get_logger
+from orderline_simulators.common.server import BackgroundJob, ServerSpec, serve
+from orderline_simulators.fleet.api import DeviceAgentApi
+from orderline_simulators.fleet.domain import Fleet
+from orderline_simulators.fleet.settings import FleetSettings
+from orderline_simulators.fleet.streaming import TelemetryStreamer
+from orderline_simulators.fleet.telemetry import TelemetryGenerator
+
+log = get_logger("device-fleet")
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_name
+
+
+def build_spec(settings: FleetSettings) -> ServerSpec:
+    fleet = Fleet.create(settings.fleet_devices)
+    fleet.inject(settings.fleet_faults)
+    telemetry = TelemetryGenerator(settings.fleet_seed)
+    api = DeviceAgentApi(
+        fleet, telemetry, apply_delay_seconds=settings.fleet_apply_delay_ms / 1000
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        agent_pb2_grpc.add_DeviceAgentServiceServicer_to_server(api, server)
+
+    background: list[BackgroundJob] = []
+    if settings.telemetry_target:
+        streamer = TelemetryStreamer(
+            fleet,
+            telemetry,
+            target=settings.telemetry_target,
+            interval_seconds=settings.telemetry_interval_seconds,
+            token=settings.service_token,
+        )
+        background.append(streamer.run)
+    log.info(
+        "fleet created",
+        devices=len(fleet),
+        faults=[f"{s.device_id}:{s.category.value}" for s in settings.fleet_faults],
+        telemetry_target=settings.telemetry_target or None,
+        telemetry_interval_seconds=settings.telemetry_interval_seconds,
+    )
+    return ServerSpec(
+        name="device-fleet",
+        host=settings.fleet_host,
+        port=settings.fleet_port,
+        service_names=(SERVICE_NAME,),
+        register=register,
+        grace_seconds=settings.shutdown_grace_seconds,
+        background=background,
+    )
+
+
+async def run(settings: FleetSettings) -> int:
+    return await serve(build_spec(settings))
