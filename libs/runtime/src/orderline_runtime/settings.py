@@ -25,7 +25,8 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = Field(default="", description="set by the service, not the environment")
     grpc_host: str = "127.0.0.1"
-    grpc_port: int = Field(default=0, ge=0, le=65535)
+    # None: the service's default port; 0: any free port.
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
     database_url: str = ""
     nats_url: str = "nats://127.0.0.1:4222"
     nats_credentials_file: Path | None = None
@@ -43,15 +44,9 @@ class ServiceSettings(BaseSettings):
         return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"
 
     def resolved_grpc_port(self) -> int:
-        if "ORDERLINE_GRPC_PORT" in _environ():
+        if self.grpc_port is not None:
             return self.grpc_port
-        return DEFAULT_PORTS.get(self.service_name, self.grpc_port)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+        return DEFAULT_PORTS.get(self.service_name, 0)
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -18,8 +18,10 @@ from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, PostgresServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A fresh server per test (it starts in milliseconds), so durable consumers never see
+    another test's events."""
     server = NatsServer(tmp_path_factory.mktemp("nats") / "jetstream").start()
     yield server
     server.stop()
