@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
+READ_ONLY = "orderline_read_only"
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -40,6 +43,13 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed when the block ends, rolled back on error."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: on SQLite it does not take the write lock."""
+        async with self.sessions() as session:
+            await session.connection(execution_options={READ_ONLY: True})
             yield session
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
@@ -70,4 +80,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
