@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, PostgresServer
+from orderline_runtime.service import Service
 
 
 @pytest.fixture
@@ -70,3 +74,35 @@ def db_url(
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     return new_postgres_database(postgres_server)
+
+
+@asynccontextmanager
+async def serving(service: Service, limit_seconds: float = 30.0) -> AsyncIterator[str]:
+    """Runs a service in this event loop until the block ends; yields its gRPC address once
+    its health check answers SERVING (database migrated, NATS connected)."""
+    task = asyncio.create_task(service.run())
+    address = ""
+    try:
+        deadline = asyncio.get_running_loop().time() + limit_seconds
+        while True:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"{service.name} stopped before serving")
+            if service.grpc.port:
+                address = f"127.0.0.1:{service.grpc.port}"
+                async with grpc.aio.insecure_channel(address) as channel:
+                    try:
+                        reply = await health_pb2_grpc.HealthStub(channel).Check(
+                            health_pb2.HealthCheckRequest(), timeout=1
+                        )
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{service.name} not SERVING after {limit_seconds}s")
+            await asyncio.sleep(0.05)
+        yield address
+    finally:
+        service.stop_event.set()
+        await asyncio.wait_for(task, timeout=limit_seconds)
