@@ -50,6 +50,8 @@ spec:
         - name: {{ .name }}
           image: {{ include "orderline.image" . | quote }}
           imagePullPolicy: {{ $svc.image.pullPolicy }}
+          # The root filesystem is read-only: relative paths (var/...) land in the /tmp emptyDir.
+          workingDir: /tmp
           command:
             - orderline-{{ .name }}
           ports:

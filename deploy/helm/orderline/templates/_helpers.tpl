@@ -145,7 +145,7 @@ in-cluster Service in this release (which must then be enabled).
 {{/*
 Container environment: the contract of docs/configuration.md. Secrets are
 referenced with secretKeyRef, never inlined. Used by the Deployment and the
-migration Job so both see the same settings.
+migration Job so both see the same settings (the Job passes "container").
 */}}
 {{- define "orderline.env" -}}
 {{- $svc := .svc -}}
@@ -211,7 +211,7 @@ migration Job so both see the same settings.
 {{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ .name | quote }}
-{{- $attributes := list "service.namespace=orderline" (printf "service.version=%s" (include "orderline.imageTag" .)) "k8s.namespace.name=$(K8S_NAMESPACE)" "k8s.pod.name=$(K8S_POD_NAME)" "k8s.node.name=$(K8S_NODE_NAME)" (printf "k8s.container.name=%s" .name) }}
+{{- $attributes := list "service.namespace=orderline" (printf "service.version=%s" (include "orderline.imageTag" .)) "k8s.namespace.name=$(K8S_NAMESPACE)" "k8s.pod.name=$(K8S_POD_NAME)" "k8s.node.name=$(K8S_NODE_NAME)" (printf "k8s.container.name=%s" (get . "container" | default .name)) }}
 {{- range $key, $value := $svc.otel.resourceAttributes }}
 {{- $attributes = append $attributes (printf "%s=%s" $key $value) }}
 {{- end }}

@@ -42,11 +42,13 @@ spec:
         - name: migrate
           image: {{ include "orderline.image" . | quote }}
           imagePullPolicy: {{ $svc.image.pullPolicy }}
+          # The root filesystem is read-only: relative paths (var/...) land in the /tmp emptyDir.
+          workingDir: /tmp
           command:
             - orderline-{{ .name }}
             - migrate
           env:
-            {{- include "orderline.env" . | nindent 12 }}
+            {{- include "orderline.env" (merge (dict "container" "migrate") .) | nindent 12 }}
           resources:
             {{- toYaml $svc.resources | nindent 12 }}
           securityContext:
