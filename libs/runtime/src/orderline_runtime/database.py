@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-
 READ_ONLY = "orderline_read_only"
 
 

@@ -139,3 +139,17 @@ def inject_current() -> dict[str, str]:
 
 def extract(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(dict(headers or {}))
+
+
+@contextmanager
+def continued(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Makes the context carried by these W3C headers current, baggage included, so that the
+    next span is a child of the remote one and the order id travels on with it.
+
+    (`start_as_current_span(context=extract(...))` alone parents the span but drops the
+    extracted baggage from the context it makes current.)"""
+    token = context.attach(extract(headers))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -33,7 +33,7 @@ from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
 from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec, subject_for
-from orderline_runtime.telemetry import EVENT_TYPE, extract, order_scope, tracer
+from orderline_runtime.telemetry import EVENT_TYPE, continued, order_scope, tracer
 
 log = get_logger(__name__)
 
@@ -112,6 +112,10 @@ class EventConsumer:
             for msg in msgs:
                 # Finishes the message in hand even when stop is set: never half-handled.
                 await self.handle(msg)
+        if sub is not None:
+            # A pull subscription left open makes the connection's drain wait for nothing.
+            with suppress(Exception):
+                await sub.unsubscribe()
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(
@@ -130,17 +134,19 @@ class EventConsumer:
         deliveries = msg.metadata.num_delivered
         if deliveries > 1:
             metrics.events_redelivered.add(1, {"consumer": self.service})
-        with tracer().start_as_current_span(
-            f"{self.service} handle {msg.subject.removeprefix('orderline.')}",
-            context=extract(msg.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": msg.subject,
-                "messaging.consumer.group.name": self.durable,
-                "messaging.message.delivery_count": deliveries,
-            },
-        ) as span:
+        with (
+            continued(msg.headers),
+            tracer().start_as_current_span(
+                f"{self.service} handle {msg.subject.removeprefix('orderline.')}",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": msg.subject,
+                    "messaging.consumer.group.name": self.durable,
+                    "messaging.message.delivery_count": deliveries,
+                },
+            ) as span,
+        ):
             try:
                 event = parse_envelope(msg.data, msg.subject)
             except PoisonMessage as exc:

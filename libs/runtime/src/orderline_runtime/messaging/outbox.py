@@ -11,7 +11,7 @@ from sqlalchemy import Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline_runtime.messaging.envelope import build_envelope
-from orderline_runtime.messaging.streams import subject_for
+from orderline_runtime.messaging.streams import stream_for, subject_for
 from orderline_runtime.telemetry import inject_current
 
 
@@ -31,7 +31,10 @@ class Outbox:
         order_id: str = "",
         device_id: str = "",
     ) -> str:
-        """Adds the event to the session's transaction; returns its id."""
+        """Adds the event to the session's transaction; returns its id.
+
+        An event type no stream owns is refused here: such a row could never be published."""
+        stream_for(event_type)
         env = build_envelope(
             event_type, payload, producer=self.producer, order_id=order_id, device_id=device_id
         )

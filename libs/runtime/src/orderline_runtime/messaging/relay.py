@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -20,7 +21,7 @@ from orderline_runtime.database import Database
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.outbox import Outbox
-from orderline_runtime.telemetry import EVENT_TYPE, extract, inject_current, tracer
+from orderline_runtime.telemetry import EVENT_TYPE, continued, inject_current, tracer
 
 log = get_logger(__name__)
 
@@ -97,24 +98,26 @@ class OutboxRelay:
         metrics.outbox_published.add(len(rows), {"producer": self.outbox.producer})
         return len(rows)
 
-    async def _publish(self, row: object) -> None:
-        event_id: str = row.event_id  # type: ignore[attr-defined]
-        event_type: str = row.event_type  # type: ignore[attr-defined]
-        subject: str = row.subject  # type: ignore[attr-defined]
-        with tracer().start_as_current_span(
-            f"publish {event_type}",
-            context=extract(row.trace_headers),  # type: ignore[attr-defined]
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": subject,
-                "messaging.message.id": event_id,
-                EVENT_TYPE: event_type,
-            },
-        ) as span:
+    async def _publish(self, row: Any) -> None:
+        event_id: str = row.event_id
+        event_type: str = row.event_type
+        subject: str = row.subject
+        with (
+            continued(row.trace_headers),
+            tracer().start_as_current_span(
+                f"publish {event_type}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "messaging.message.id": event_id,
+                    EVENT_TYPE: event_type,
+                },
+            ) as span,
+        ):
             headers = inject_current()
             headers["Nats-Msg-Id"] = event_id
-            await self.bus.publish(subject, row.envelope, headers)  # type: ignore[attr-defined]
+            await self.bus.publish(subject, row.envelope, headers)
             span.set_status(trace.StatusCode.OK)
 
 

@@ -1,0 +1,89 @@
+"""Helpers shared by the runtime's tests (importable because conftest puts this folder on the
+path): the test schema, polling with a deadline, and reading what a stream holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
+from orderline.events.v1 import envelope_pb2
+from orderline_runtime.database import Database
+from orderline_runtime.messaging.tables import add_messaging_tables
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+
+
+@dataclass
+class Schema:
+    metadata: MetaData
+    outbox: Table
+    inbox: Table
+    effects: Table
+
+
+def make_schema() -> Schema:
+    """Messaging tables plus `effects`, where test handlers record what they did."""
+    metadata = MetaData()
+    outbox, inbox = add_messaging_tables(metadata)
+    effects = Table(
+        "effects",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False),
+        Column("note", String(100), nullable=False, unique=True),
+    )
+    return Schema(metadata, outbox, inbox, effects)
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        if await predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def stream_messages(
+    js: JetStreamContext, stream: str, subject: str | None = None
+) -> list[RawStreamMsg]:
+    """Every message stored in the stream (optionally on one subject), in order."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
+    out: list[RawStreamMsg] = []
+    first = info.state.first_seq or 1
+    for seq in range(first, (info.state.last_seq or 0) + 1):
+        try:
+            msg = await js.get_msg(stream, seq)
+        except NotFoundError:
+            continue
+        if subject is None or msg.subject == subject:
+            out.append(msg)
+    return out
+
+
+async def dead_letters(js: JetStreamContext) -> list[envelope_pb2.DeadLetter]:
+    letters = []
+    for raw in await stream_messages(js, "DEADLETTER"):
+        letter = envelope_pb2.DeadLetter()
+        letter.ParseFromString(raw.data or b"")
+        letters.append(letter)
+    return letters
+
+
+async def count_rows(db: Database, table: Table, *where: Any) -> int:
+    async with db.transaction() as session:
+        stmt = select(func.count()).select_from(table)
+        for clause in where:
+            stmt = stmt.where(clause)
+        return int((await session.execute(stmt)).scalar_one())
