@@ -570,7 +570,7 @@ def test_environment_follows_the_configuration_contract(name: str) -> None:
         assert env["ORDERLINE_GRPC_PORT"]["value"] == str(PORTS[svc])
         assert env["ORDERLINE_MIGRATE_ON_START"]["value"] == "false"
         assert env["ORDERLINE_LOG_LEVEL"]["value"] == "INFO"
-        assert env["ORDERLINE_TRACE_FILE"]["value"].startswith("/tmp/")
+        assert env["ORDERLINE_TRACE_DIR"]["value"].startswith("/tmp/")
         assert env["OTEL_SERVICE_NAME"]["value"] == svc
         # Downward API: pod name and namespace, defined before they are referenced.
         assert env["K8S_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}

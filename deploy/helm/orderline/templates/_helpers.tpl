@@ -190,8 +190,8 @@ migration Job so both see the same settings (the Job passes "container").
       name: {{ $svc.auth.existingSecret }}
       key: {{ $svc.auth.serviceTokenKey }}
 {{- end }}
-- name: ORDERLINE_TRACE_FILE
-  value: {{ $svc.tracing.file | quote }}
+- name: ORDERLINE_TRACE_DIR
+  value: {{ $svc.tracing.dir | quote }}
 - name: ORDERLINE_LOG_LEVEL
   value: {{ $svc.logLevel | quote }}
 - name: ORDERLINE_MAX_CONCURRENT_RPCS

@@ -1,0 +1,178 @@
+"""Loading and saving orders: the aggregate in, rows out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline_intake.adapters.tables import order_history, order_milestones, orders
+from orderline_intake.domain.order import Customer, Order, StateChange
+from orderline_intake.domain.states import OrderState
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        stmt = select(orders).where(orders.c.id == order_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        return (await self._hydrate([row]))[0]
+
+    async def by_request_id(self, client_request_id: str) -> Order | None:
+        stmt = select(orders).where(orders.c.client_request_id == client_request_id)
+        row = (await self.session.execute(stmt)).mappings().first()
+        return (await self._hydrate([row]))[0] if row else None
+
+    async def list_orders(
+        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+    ) -> list[Order]:
+        stmt = select(orders).order_by(orders.c.id.desc()).limit(limit)
+        if after_id:
+            stmt = stmt.where(orders.c.id < after_id)
+        if state:
+            stmt = stmt.where(orders.c.state == state)
+        if business_type:
+            stmt = stmt.where(orders.c.business_type == business_type)
+        rows = (await self.session.execute(stmt)).mappings().all()
+        return await self._hydrate(rows)
+
+    async def changed_since(self, since: datetime, order_ids: Sequence[str] | None) -> list[Order]:
+        stmt = select(orders).where(orders.c.updated_at >= since).order_by(orders.c.updated_at)
+        if order_ids:
+            stmt = stmt.where(orders.c.id.in_(order_ids))
+        rows = (await self.session.execute(stmt.limit(1000))).mappings().all()
+        return await self._hydrate(rows)
+
+    async def add(self, order: Order) -> None:
+        await self.session.execute(insert(orders).values(**self._row(order)))
+        await self._flush_children(order)
+
+    async def save(self, order: Order) -> None:
+        order.version += 1
+        await self.session.execute(
+            update(orders).where(orders.c.id == order.id).values(**self._row(order))
+        )
+        await self._flush_children(order)
+
+    async def _flush_children(self, order: Order) -> None:
+        if order.new_milestones:
+            await self.session.execute(
+                insert(order_milestones),
+                [
+                    {"order_id": order.id, "name": m, "reached_at": order.milestones[m]}
+                    for m in order.new_milestones
+                ],
+            )
+        if order.new_history:
+            await self.session.execute(
+                insert(order_history),
+                [
+                    {
+                        "order_id": order.id,
+                        "from_state": c.from_state.value,
+                        "to_state": c.to_state.value,
+                        "actor": c.actor,
+                        "reason_code": c.reason_code,
+                        "at": c.at,
+                    }
+                    for c in order.new_history
+                ],
+            )
+        order.new_milestones.clear()
+        order.new_history.clear()
+
+    @staticmethod
+    def _row(order: Order) -> dict[str, Any]:
+        c = order.customer
+        return {
+            "id": order.id,
+            "client_request_id": order.client_request_id,
+            "business_type": order.business_type,
+            "state": order.state.value,
+            "state_reason": order.state_reason,
+            "customer_name": c.name,
+            "customer_phone": c.phone,
+            "customer_id_number": c.id_number,
+            "customer_address": c.address,
+            "customer_locale": c.locale,
+            "device_id": order.device_id,
+            "plan": order.plan,
+            "created_by": order.created_by,
+            "created_at": order.created_at,
+            "updated_at": order.updated_at or order.created_at,
+            "voucher_id": order.voucher_id,
+            "dossier_id": order.dossier_id,
+            "alarm_id": order.alarm_id,
+            "version": order.version,
+        }
+
+    async def _hydrate(self, rows: Sequence[Any]) -> list[Order]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        milestones: dict[str, dict[str, datetime]] = {i: {} for i in ids}
+        for m in (
+            await self.session.execute(
+                select(order_milestones).where(order_milestones.c.order_id.in_(ids))
+            )
+        ).mappings():
+            milestones[m["order_id"]][m["name"]] = _utc(m["reached_at"])
+        history: dict[str, list[StateChange]] = {i: [] for i in ids}
+        for h in (
+            await self.session.execute(
+                select(order_history)
+                .where(order_history.c.order_id.in_(ids))
+                .order_by(order_history.c.seq)
+            )
+        ).mappings():
+            history[h["order_id"]].append(
+                StateChange(
+                    OrderState(h["from_state"]),
+                    OrderState(h["to_state"]),
+                    h["actor"],
+                    h["reason_code"],
+                    _utc(h["at"]),
+                )
+            )
+        return [
+            Order(
+                id=r["id"],
+                client_request_id=r["client_request_id"],
+                business_type=r["business_type"],
+                customer=Customer(
+                    name=r["customer_name"],
+                    phone=r["customer_phone"],
+                    id_number=r["customer_id_number"],
+                    address=r["customer_address"],
+                    locale=r["customer_locale"],
+                ),
+                device_id=r["device_id"],
+                plan=r["plan"],
+                created_by=r["created_by"],
+                created_at=_utc(r["created_at"]),
+                state=OrderState(r["state"]),
+                state_reason=r["state_reason"],
+                updated_at=_utc(r["updated_at"]),
+                voucher_id=r["voucher_id"],
+                dossier_id=r["dossier_id"],
+                alarm_id=r["alarm_id"],
+                version=r["version"],
+                milestones=milestones[r["id"]],
+                history=history[r["id"]],
+            )
+            for r in rows
+        ]

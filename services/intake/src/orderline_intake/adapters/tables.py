@@ -1,0 +1,68 @@
+"""Intake's database tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+from orderline_runtime.messaging.tables import add_messaging_tables
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_request_id", String(64), nullable=False, unique=True),
+    Column("business_type", String(64), nullable=False, index=True),
+    Column("state", String(32), nullable=False, index=True),
+    Column("state_reason", String(64), nullable=False, default=""),
+    Column("customer_name", String(100), nullable=False),
+    Column("customer_phone", String(20), nullable=False),
+    Column("customer_id_number", String(18), nullable=False),
+    Column("customer_address", String(300), nullable=False),
+    Column("customer_locale", String(8), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("plan", String(64), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("voucher_id", String(64), nullable=False, default=""),
+    Column("dossier_id", String(64), nullable=False, default=""),
+    Column("alarm_id", String(64), nullable=False, default=""),
+    Column("version", Integer, nullable=False, default=0),
+)
+
+order_milestones = Table(
+    "order_milestones",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("reached_at", DateTime(timezone=True), nullable=False),
+)
+
+order_history = Table(
+    "order_history",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason_code", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

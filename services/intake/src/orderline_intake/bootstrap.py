@@ -1,0 +1,47 @@
+"""Composition root: wires intake's adapters, application and API into a runtime Service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orderline.order.v1 import order_pb2_grpc
+from orderline_intake.adapters.tables import metadata
+from orderline_intake.api.order_service import OrderServiceApi
+from orderline_intake.app.events import OrderEventHandlers
+from orderline_intake.app.orders import OrderApp
+from orderline_intake.domain.catalogue import Catalogue
+from orderline_intake.settings import IntakeSettings
+from orderline_runtime.messaging import streams
+from orderline_runtime.service import Service
+from orderline_runtime.settings import load_settings
+
+_SERVICE = "/orderline.order.v1.OrderService/"
+_READERS = frozenset(
+    {"clerk", "reviewer", "engineer", "maintenance", "auditor", "manager", "service"}
+)
+POLICY = {
+    _SERVICE + "CreateOrder": frozenset({"clerk", "service"}),
+    _SERVICE + "GetOrder": _READERS,
+    _SERVICE + "ListOrders": _READERS,
+    _SERVICE + "WatchOrders": _READERS,
+}
+
+
+def build(settings: IntakeSettings | None = None) -> Service:
+    settings = settings or load_settings(IntakeSettings, "intake")
+    service = Service(
+        settings,
+        metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
+        policy=POLICY,
+    )
+    app = OrderApp(service.db, service.outbox, Catalogue.load(settings.catalogue_file))
+    service.add_grpc_service(
+        order_pb2_grpc.add_OrderServiceServicer_to_server,
+        OrderServiceApi(app),
+        "orderline.order.v1.OrderService",
+    )
+    handlers = OrderEventHandlers(app)
+    service.consume(streams.PROVISIONING, handlers.provisioning_handlers())
+    service.consume(streams.ARCHIVE, handlers.archive_handlers())
+    return service

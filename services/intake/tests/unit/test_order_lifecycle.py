@@ -1,0 +1,133 @@
+"""The order's state machine and validation, without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from orderline_intake.domain.catalogue import Catalogue
+from orderline_intake.domain.masking import customer_for
+from orderline_intake.domain.order import Customer, NewOrder, Order, validate_new_order
+from orderline_intake.domain.states import (
+    TERMINAL,
+    TRANSITIONS,
+    InvalidTransition,
+    OrderState,
+    Trigger,
+    next_state,
+)
+from orderline_runtime.errors import InvalidArgument
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+CATALOGUE = Catalogue.load()
+
+
+def new_order(**overrides: object) -> NewOrder:
+    customer = Customer(
+        name="张伟",
+        phone="+8613800138000",
+        id_number="11010519491231002X",
+        address="北京市朝阳区建国路88号",
+        locale="zh-CN",
+    )
+    fields: dict[str, object] = {
+        "client_request_id": "req-1",
+        "business_type": "broadband_install",
+        "customer": customer,
+        "device_id": "CPE-0001",
+        "plan": "fiber-500m",
+    }
+    fields.update(overrides)
+    return NewOrder(**fields)  # type: ignore[arg-type]
+
+
+def test_complete_order_passes_validation() -> None:
+    validate_new_order(new_order(), CATALOGUE)
+
+
+def test_every_bad_field_is_named_once() -> None:
+    bad = new_order(
+        client_request_id="",
+        customer=Customer(name="", phone="13800", id_number="123", address="", locale="fr"),
+        device_id="cpe 1",
+    )
+    with pytest.raises(InvalidArgument) as err:
+        validate_new_order(bad, CATALOGUE)
+    fields = sorted(v.field for v in err.value.violations)
+    assert fields == sorted(
+        [
+            "client_request_id",
+            "customer.name",
+            "customer.phone",
+            "customer.id_number",
+            "customer.address",
+            "customer.locale",
+            "device_id",
+        ]
+    )
+
+
+def test_unknown_business_type_names_the_known_ones() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        validate_new_order(new_order(business_type="teleport"), CATALOGUE)
+    [violation] = err.value.violations
+    assert violation.field == "business_type"
+    assert "broadband_install" in violation.description
+
+
+def test_plan_change_needs_no_address() -> None:
+    c = new_order().customer
+    no_address = Customer(c.name, c.phone, "", "", c.locale)
+    validate_new_order(new_order(business_type="plan_change", customer=no_address), CATALOGUE)
+
+
+def test_approved_order_completes_only_when_active_and_notified() -> None:
+    order = Order.record("o-1", new_order(), "clerk-1", NOW)
+    order.apply(Trigger.APPROVE, "reviewer", "OK", NOW)
+    order.reach("service_activated", NOW)
+    assert not order.ready_to_complete
+    order.reach("customer_notified", NOW)
+    assert order.ready_to_complete
+
+
+def test_milestone_is_recorded_once() -> None:
+    order = Order.record("o-1", new_order(), "clerk-1", NOW)
+    assert order.reach("review_approved", NOW)
+    assert not order.reach("review_approved", NOW)
+
+
+def test_held_order_cannot_complete() -> None:
+    order = Order.record("o-1", new_order(), "clerk-1", NOW)
+    order.apply(Trigger.APPROVE, "reviewer", "OK", NOW)
+    order.apply(Trigger.HOLD, "provisioning", "DEVICE_ABNORMAL", NOW)
+    with pytest.raises(InvalidTransition):
+        order.apply(Trigger.COMPLETE, "provisioning", "X", NOW)
+
+
+def test_every_transition_carries_actor_and_reason_in_history() -> None:
+    order = Order.record("o-1", new_order(), "clerk-1", NOW)
+    order.apply(Trigger.APPROVE, "reviewer-7", "AUTO", NOW)
+    last = order.history[-1]
+    assert (last.from_state, last.to_state) == (OrderState.ACKNOWLEDGED, OrderState.IN_PROGRESS)
+    assert (last.actor, last.reason_code) == ("reviewer-7", "AUTO")
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL))
+def test_no_transition_leaves_a_terminal_state(terminal: OrderState) -> None:
+    for trigger in Trigger:
+        with pytest.raises(InvalidTransition):
+            next_state(terminal, trigger)
+
+
+def test_every_non_terminal_state_can_be_left() -> None:
+    leavable = {source for source, _ in TRANSITIONS}
+    assert set(OrderState) - TERMINAL == leavable
+
+
+def test_pii_is_masked_for_roles_that_do_not_need_it() -> None:
+    c = new_order().customer
+    masked = customer_for(frozenset({"manager"}), c)
+    assert masked.phone == "+86138****8000"
+    assert "1949" not in masked.id_number
+    assert customer_for(frozenset({"clerk"}), c) == c
