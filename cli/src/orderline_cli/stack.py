@@ -1,0 +1,249 @@
+"""The local stack: NATS, the five services and the two simulators as real processes.
+
+Used by `orderline up`, the end-to-end tests and the benchmark, so all three run the system
+the same way. Each process gets its ports, database and trace directory through the same
+environment variables a Kubernetes pod gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orderline_runtime.local import NatsServer, free_port
+from orderline_runtime.settings import DEFAULT_PORTS
+
+SERVICES = ("intake", "provisioning", "device-monitor", "archive", "reporting")
+SIMULATORS = {"fleet": 50061, "gateway": 50062}
+STACK_FILE = "stack.json"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A child must not outlive `orderline up`, even when up itself is killed with SIGKILL.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _port_or_free(preferred: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+@dataclass
+class Proc:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed on stop
+        self.process = subprocess.Popen(
+            self.command,
+            env={**os.environ, **self.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running and self.process is not None:
+            self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    devices: int = 100
+    faulty_devices: str = ""
+    database_urls: dict[str, str] = field(default_factory=dict)
+    preferred_ports: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def trace_dir(self) -> Path:
+        return self.state_dir / "traces"
+
+    def address(self, name: str) -> str:
+        return self.procs[name].address
+
+    def _port(self, preferred: int) -> int:
+        return _port_or_free(preferred) if self.preferred_ports else free_port()
+
+    def plan(self) -> None:
+        """Chooses ports and builds every process's command and environment."""
+        logs = self.state_dir / "logs"
+        nats_port = self._port(4222 + 10000)
+        self.nats = NatsServer(self.state_dir / "nats", port=nats_port, log_file=logs / "nats.log")
+        ports = {name: self._port(p) for name, p in {**DEFAULT_PORTS, **SIMULATORS}.items()}
+        common = {
+            "ORDERLINE_NATS_URL": self.nats.url,
+            "ORDERLINE_TRACE_DIR": str(self.trace_dir),
+            "ORDERLINE_LOG_LEVEL": "INFO",
+            **self.extra_env,
+        }
+        for svc in SERVICES:
+            env = {
+                **common,
+                "ORDERLINE_GRPC_PORT": str(ports[svc]),
+                "ORDERLINE_DATABASE_URL": self.database_urls.get(
+                    svc, f"sqlite+aiosqlite:///{self.state_dir / 'db' / svc}.db"
+                ),
+            }
+            if svc == "provisioning":
+                env.update(
+                    ORDERLINE_INTAKE_ADDRESS=f"127.0.0.1:{ports['intake']}",
+                    ORDERLINE_DEVICE_MONITOR_ADDRESS=f"127.0.0.1:{ports['device-monitor']}",
+                    ORDERLINE_DEVICE_AGENT_ADDRESS=f"127.0.0.1:{ports['fleet']}",
+                    ORDERLINE_GATEWAY_ADDRESS=f"127.0.0.1:{ports['gateway']}",
+                )
+            module = "orderline_" + svc.replace("-", "_")
+            self.procs[svc] = Proc(
+                svc, [sys.executable, "-m", module], env, ports[svc], logs / f"{svc}.log"
+            )
+        self.procs["fleet"] = Proc(
+            "fleet",
+            [sys.executable, "-m", "orderline_simulators.fleet"],
+            {
+                **common,
+                "ORDERLINE_FLEET_PORT": str(ports["fleet"]),
+                "ORDERLINE_FLEET_DEVICES": str(self.devices),
+                "ORDERLINE_FLEET_FAULTS": self.faulty_devices,
+                "ORDERLINE_TELEMETRY_TARGET": f"127.0.0.1:{ports['device-monitor']}",
+                "ORDERLINE_TELEMETRY_INTERVAL_SECONDS": "0.5",
+            },
+            ports["fleet"],
+            logs / "fleet.log",
+        )
+        self.procs["gateway"] = Proc(
+            "gateway",
+            [sys.executable, "-m", "orderline_simulators.gateway"],
+            {**common, "ORDERLINE_GATEWAY_PORT": str(ports["gateway"])},
+            ports["gateway"],
+            logs / "gateway.log",
+        )
+
+    def start(self, timeout: float = 60.0) -> LocalStack:
+        if not self.procs:
+            self.plan()
+        assert self.nats is not None
+        self.nats.start()
+        for proc in self.procs.values():
+            proc.start()
+        self.wait_healthy(list(self.procs), timeout)
+        self.write_stack_file()
+        return self
+
+    def write_stack_file(self) -> None:
+        assert self.nats is not None
+        info = {
+            "nats": self.nats.url,
+            "trace_dir": str(self.trace_dir.resolve()),
+            "addresses": {name: p.address for name, p in self.procs.items()},
+            "pids": {name: p.process.pid for name, p in self.procs.items() if p.process},
+        }
+        (self.state_dir / STACK_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+    def wait_healthy(self, names: list[str], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            for name in sorted(pending):
+                proc = self.procs[name]
+                if not proc.running:
+                    raise RuntimeError(f"{name} exited; see {proc.log}")
+                if health_check(proc.address):
+                    pending.discard(name)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not SERVING after {timeout}s: {', '.join(sorted(pending))}")
+            if pending:
+                time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would."""
+        if name == "nats":
+            assert self.nats is not None
+            self.nats.stop(kill=True)
+            return
+        proc = self.procs[name]
+        proc.signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def restart(self, name: str) -> None:
+        if name == "nats":
+            assert self.nats is not None
+            self.nats.start()
+            return
+        self.procs[name].start()
+
+    def stop(self, grace: float = 15.0) -> None:
+        # Clients of the services first, NATS last so the services can drain.
+        order = ["fleet", "gateway", *reversed(SERVICES)]
+        for name in order:
+            if name in self.procs:
+                self.procs[name].signal(signal.SIGTERM)
+        for name in order:
+            if name in self.procs:
+                self.procs[name].wait(grace)
+        if self.nats is not None:
+            self.nats.stop()
+
+
+def health_check(address: str, service: str = "") -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=1
+            )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def read_stack_file(state_dir: Path) -> dict[str, object] | None:
+    path = state_dir / STACK_FILE
+    if not path.exists():
+        return None
+    return dict(json.loads(path.read_text(encoding="utf-8")))
