@@ -1,4 +1,4 @@
-"""Run a grpc.aio server until SIGTERM/SIGINT: health, reflection, `ready on` line, graceful stop."""
+"""Serve grpc.aio until SIGTERM/SIGINT: health, reflection, the `ready on` line, graceful stop."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from orderline_simulators.common.logs import get_logger
 log = get_logger("server")
 
 BackgroundJob = Callable[[], Awaitable[None]]
+RESTART_SECONDS = 1.0
 
 
 @dataclass
@@ -79,12 +80,16 @@ class SimulatorServer:
 
 
 async def _guarded(job: BackgroundJob) -> None:
-    try:
-        await job()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("background job crashed")
+    """Runs a background job for the life of the server; a crash is logged and it restarts."""
+    while True:
+        try:
+            await job()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job crashed; restarting", retry_in_seconds=RESTART_SECONDS)
+            await asyncio.sleep(RESTART_SECONDS)
 
 
 async def serve(spec: ServerSpec) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline_simulators.common.errors import DomainError, InvalidArgument
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
@@ -19,7 +19,7 @@ from orderline_simulators.fleet.telemetry import TelemetryGenerator, measurement
 
 log = get_logger("device-agent")
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def _now() -> datetime:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.server import BackgroundJob, ServerSpec, serve
 from orderline_simulators.fleet.api import DeviceAgentApi
@@ -22,9 +22,7 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
     fleet = Fleet.create(settings.fleet_devices)
     fleet.inject(settings.fleet_faults)
     telemetry = TelemetryGenerator(settings.fleet_seed)
-    api = DeviceAgentApi(
-        fleet, telemetry, apply_delay_seconds=settings.fleet_apply_delay_ms / 1000
-    )
+    api = DeviceAgentApi(fleet, telemetry, apply_delay_seconds=settings.fleet_apply_delay_ms / 1000)
 
     def register(server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_DeviceAgentServiceServicer_to_server(api, server)

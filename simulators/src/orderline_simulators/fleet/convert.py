@@ -6,7 +6,6 @@ from datetime import UTC
 
 from orderline.agent.v1 import agent_pb2
 from orderline.device.v1 import device_pb2
-
 from orderline_simulators.common.errors import InvalidArgument
 from orderline_simulators.fleet.domain import Counters, Device, HealthCategory, TestKind
 from orderline_simulators.fleet.telemetry import TelemetrySample

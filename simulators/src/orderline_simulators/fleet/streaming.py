@@ -6,10 +6,11 @@ import asyncio
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 import grpc
-from orderline.device.v1 import device_pb2, device_pb2_grpc
 
+from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.fleet.convert import sample_to_proto
 from orderline_simulators.fleet.domain import Fleet
@@ -75,13 +76,18 @@ class TelemetryStreamer:
             # A fresh channel per connection attempt, with gRPC's own reconnect backoff capped:
             # the target may start long after us and must be picked up within seconds.
             async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
-                stub = device_pb2_grpc.TelemetryIngestServiceStub(channel)
+                stub = cast(
+                    "device_pb2_grpc.TelemetryIngestServiceAsyncStub",
+                    device_pb2_grpc.TelemetryIngestServiceStub(channel),
+                )
                 while True:
                     try:
                         sent, accepted = await self._one_stream(stub)
                     except grpc.aio.AioRpcError as exc:
                         failures += 1
-                        log.warning(
+                        # Loud at first, then once a minute or so while the target stays away.
+                        emit = log.warning if failures <= 3 or failures % 12 == 0 else log.debug
+                        emit(
                             "telemetry stream failed",
                             target=self.target,
                             code=exc.code().name,
@@ -91,7 +97,9 @@ class TelemetryStreamer:
                         )
                         break
                     if failures:
-                        log.info("telemetry stream recovered", target=self.target, failures=failures)
+                        log.info(
+                            "telemetry stream recovered", target=self.target, failures=failures
+                        )
                     failures = 0
                     backoff = BACKOFF_INITIAL_SECONDS
                     log.info(

@@ -1,0 +1,1 @@
+"""Notification gateway simulator: SMS and voice messages that can fail or be delayed."""

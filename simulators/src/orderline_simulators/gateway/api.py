@@ -1,0 +1,112 @@
+"""NotificationGatewayService: the gRPC face of the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeAlias
+
+import grpc
+
+from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from orderline_simulators.common.errors import DomainError, InvalidArgument, Unavailable
+from orderline_simulators.common.logs import get_logger
+from orderline_simulators.common.status import abort_with
+from orderline_simulators.gateway.domain import Channel, Delivery, Gateway, mask_phone, validate
+
+log = get_logger("notification-gateway")
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_CHANNEL_PREFIX = "CHANNEL_"
+
+
+def channel_from_proto(value: gateway_pb2.Channel.ValueType) -> Channel | None:
+    if value == gateway_pb2.CHANNEL_UNSPECIFIED:
+        return None
+    try:
+        return Channel[gateway_pb2.Channel.Name(value).removeprefix(_CHANNEL_PREFIX)]
+    except (ValueError, KeyError):
+        raise InvalidArgument("channel", f"unknown channel {value}") from None
+
+
+def channel_to_proto(channel: Channel) -> gateway_pb2.Channel.ValueType:
+    return gateway_pb2.Channel.Value(_CHANNEL_PREFIX + channel.name)
+
+
+def delivery_to_proto(delivery: Delivery) -> gateway_pb2.Delivery:
+    n = delivery.notification
+    message = gateway_pb2.Delivery(
+        delivery_id=delivery.delivery_id,
+        idempotency_key=n.idempotency_key,
+        channel=channel_to_proto(n.channel),
+        to=n.to,
+        locale=n.locale,
+        text=n.text,
+        attempts=delivery.attempts,
+    )
+    message.delivered_at.FromDatetime(delivery.delivered_at)
+    return message
+
+
+class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def SendNotification(
+        self, request: gateway_pb2.SendNotificationRequest, context: Context
+    ) -> gateway_pb2.SendNotificationResponse:
+        try:
+            notification = validate(
+                request.idempotency_key,
+                channel_from_proto(request.channel),
+                request.to,
+                request.locale,
+                request.text,
+            )
+        except DomainError as exc:
+            log.info("notification refused", error=exc.message)
+            await abort_with(context, exc)
+        delay_ms = self.gateway.faults.delay_ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        try:
+            result = self.gateway.send(notification)
+        except Unavailable as exc:
+            log.warning(
+                "notification failed (injected)",
+                idempotency_key=notification.idempotency_key,
+                to=mask_phone(notification.to),
+                attempts=self.gateway.attempts(notification.idempotency_key),
+            )
+            await abort_with(context, exc)
+        delivery = result.delivery
+        log.info(
+            "notification duplicate" if result.duplicate else "notification delivered",
+            delivery_id=delivery.delivery_id,
+            idempotency_key=notification.idempotency_key,
+            channel=notification.channel.value,
+            to=mask_phone(notification.to),
+            locale=notification.locale,
+            text=notification.text,
+            attempts=delivery.attempts,
+        )
+        return gateway_pb2.SendNotificationResponse(
+            delivery_id=delivery.delivery_id, duplicate=result.duplicate
+        )
+
+    async def ListDeliveries(
+        self, request: gateway_pb2.ListDeliveriesRequest, context: Context
+    ) -> gateway_pb2.ListDeliveriesResponse:
+        return gateway_pb2.ListDeliveriesResponse(
+            deliveries=[delivery_to_proto(d) for d in self.gateway.deliveries()]
+        )
+
+    async def ConfigureFaults(
+        self, request: gateway_pb2.ConfigureFaultsRequest, context: Context
+    ) -> gateway_pb2.ConfigureFaultsResponse:
+        try:
+            faults = self.gateway.configure(request.failure_rate, request.delay_ms)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        log.warning("faults configured", failure_rate=faults.failure_rate, delay_ms=faults.delay_ms)
+        return gateway_pb2.ConfigureFaultsResponse()

@@ -1,0 +1,110 @@
+"""The gateway's pure domain: validation, idempotency, failure injection, phone masking."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from orderline_simulators.common.errors import InvalidArgument, Unavailable
+from orderline_simulators.gateway.domain import (
+    Channel,
+    Faults,
+    Gateway,
+    check_faults,
+    mask_phone,
+    validate,
+)
+
+PHONE = "+8613800138000"
+
+
+def make_gateway(faults: Faults | None = None, seed: int = 0) -> Gateway:
+    ids = (f"dlv-{n}" for n in itertools.count(1))
+    return Gateway(
+        faults,
+        rng=random.Random(seed),
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        new_id=lambda: next(ids),
+    )
+
+
+def test_mask_phone_keeps_first_three_and_last_four_digits() -> None:
+    assert mask_phone(PHONE) == "+861******8000"
+    assert mask_phone("+4915112345678") == "+491******5678"
+    assert mask_phone("+123456") == "+******"
+
+
+@pytest.mark.parametrize(
+    ("key", "channel", "to", "text", "field"),
+    [
+        ("", Channel.SMS, PHONE, "hi", "idempotency_key"),
+        ("k", None, PHONE, "hi", "channel"),
+        ("k", Channel.SMS, "", "hi", "to"),
+        ("k", Channel.SMS, "13800138000", "hi", "to"),
+        ("k", Channel.SMS, "+0613800138000", "hi", "to"),
+        ("k", Channel.SMS, "+86 138 0013 8000", "hi", "to"),
+        ("k", Channel.SMS, "+8613800138000123", "hi", "to"),
+        ("k", Channel.VOICE, PHONE, "   ", "text"),
+        ("k", Channel.VOICE, PHONE, "x" * 2001, "text"),
+    ],
+)
+def test_validation(key: str, channel: Channel | None, to: str, text: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        validate(key, channel, to, "", text)
+    assert exc.value.field == field
+
+
+def test_send_is_idempotent_on_key() -> None:
+    gateway = make_gateway()
+    first = gateway.send(validate("k1", Channel.SMS, PHONE, "zh-CN", "hello"))
+    again = gateway.send(validate("k1", Channel.SMS, PHONE, "zh-CN", "hello"))
+    other = gateway.send(validate("k2", Channel.VOICE, PHONE, "", "hello"))
+    assert first.duplicate is False and again.duplicate is True
+    assert first.delivery.delivery_id == again.delivery.delivery_id == "dlv-1"
+    assert other.delivery.delivery_id == "dlv-2"
+    deliveries = gateway.deliveries()
+    assert [d.delivery_id for d in deliveries] == ["dlv-1", "dlv-2"]
+    assert [d.attempts for d in deliveries] == [2, 1]
+
+
+def test_failures_count_as_attempts_and_deliver_nothing() -> None:
+    gateway = make_gateway(Faults(failure_rate=1.0))
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            gateway.send(validate("k1", Channel.SMS, PHONE, "", "hello"))
+    assert gateway.deliveries() == []
+    assert gateway.attempts("k1") == 3
+    gateway.configure(0.0, 0)
+    result = gateway.send(validate("k1", Channel.SMS, PHONE, "", "hello"))
+    assert result.delivery.attempts == 4
+    assert result.duplicate is False
+
+
+def test_failure_rate_is_a_share_of_sends() -> None:
+    gateway = make_gateway(Faults(failure_rate=0.3), seed=42)
+    failed = 0
+    for n in range(2000):
+        try:
+            gateway.send(validate(f"k{n}", Channel.SMS, PHONE, "", "hello"))
+        except Unavailable:
+            failed += 1
+    assert 500 < failed < 700
+
+
+@pytest.mark.parametrize(
+    ("rate", "delay", "field"),
+    [
+        (-0.1, 0, "failure_rate"),
+        (1.5, 0, "failure_rate"),
+        (float("nan"), 0, "failure_rate"),
+        (0.5, -1, "delay_ms"),
+        (0.5, 10_000_000, "delay_ms"),
+    ],
+)
+def test_fault_configuration_is_checked(rate: float, delay: int, field: str) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        check_faults(rate, delay)
+    assert exc.value.field == field

@@ -1,0 +1,146 @@
+"""The notification gateway as a real process over real gRPC."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PHONE = "+8613800138000"
+
+
+def stub(channel: grpc.aio.Channel) -> Any:
+    return gateway_pb2_grpc.NotificationGatewayServiceStub(channel)
+
+
+def sms(key: str, **overrides: Any) -> gateway_pb2.SendNotificationRequest:
+    fields: dict[str, Any] = {
+        "idempotency_key": key,
+        "channel": gateway_pb2.CHANNEL_SMS,
+        "to": PHONE,
+        "locale": "zh-CN",
+        "text": "Your broadband service is active.",
+    }
+    fields.update(overrides)
+    return gateway_pb2.SendNotificationRequest(**fields)
+
+
+async def deliveries(gateway: Any) -> dict[str, gateway_pb2.Delivery]:
+    reply = await gateway.ListDeliveries(gateway_pb2.ListDeliveriesRequest())
+    return {d.idempotency_key: d for d in reply.deliveries}
+
+
+async def test_health_is_serving(gateway_channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(gateway_channel)
+    for service in ("", "orderline.gateway.v1.NotificationGatewayService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_send_is_idempotent(gateway: Any, gateway_channel: grpc.aio.Channel) -> None:
+    api = stub(gateway_channel)
+    first = await api.SendNotification(sms("order-1:activated"))
+    again = await api.SendNotification(sms("order-1:activated"))
+    other = await api.SendNotification(
+        sms("order-1:voice", channel=gateway_pb2.CHANNEL_VOICE, text="Your order is complete")
+    )
+    assert first.delivery_id and not first.duplicate
+    assert again.delivery_id == first.delivery_id and again.duplicate
+    assert other.delivery_id != first.delivery_id
+    listed = await deliveries(api)
+    delivered = listed["order-1:activated"]
+    assert delivered.attempts == 2
+    assert delivered.to == PHONE
+    assert delivered.channel == gateway_pb2.CHANNEL_SMS
+    assert delivered.delivered_at.seconds > 0
+    assert listed["order-1:voice"].channel == gateway_pb2.CHANNEL_VOICE
+
+    # Logged with the phone number masked.
+    logged = [e for e in gateway.logs() if e.get("event") == "notification delivered"]
+    assert any(e["idempotency_key"] == "order-1:activated" for e in logged)
+    assert {e["to"] for e in logged} == {"+861******8000"}
+    assert PHONE not in gateway.stderr()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        sms(""),
+        sms("k", channel=gateway_pb2.CHANNEL_UNSPECIFIED),
+        sms("k", to="13800138000"),
+        sms("k", to="+86-138-0013-8000"),
+        sms("k", to=""),
+        sms("k", text=""),
+        sms("k", text="  \n"),
+    ],
+)
+async def test_invalid_requests(gateway_channel: grpc.aio.Channel, request_: Any) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub(gateway_channel).SendNotification(request_)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_failure_injection_counts_attempts(spawn: Any) -> None:
+    sim = await spawn("orderline_simulators.gateway", {"ORDERLINE_GATEWAY_PORT": "0"})
+    async with grpc.aio.insecure_channel(sim.address) as channel:
+        api = stub(channel)
+        await api.ConfigureFaults(gateway_pb2.ConfigureFaultsRequest(failure_rate=1.0))
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await api.SendNotification(sms("retry-me"))
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert await deliveries(api) == {}
+
+        await api.ConfigureFaults(gateway_pb2.ConfigureFaultsRequest(failure_rate=0.0))
+        sent = await api.SendNotification(sms("retry-me"))
+        assert not sent.duplicate
+        assert (await deliveries(api))["retry-me"].attempts == 4
+
+        # A share of sends fails.
+        await api.ConfigureFaults(gateway_pb2.ConfigureFaultsRequest(failure_rate=0.5))
+        failures = 0
+        for n in range(60):
+            try:
+                await api.SendNotification(sms(f"half-{n}"))
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE
+                failures += 1
+        assert 10 < failures < 50
+
+        # Delay.
+        await api.ConfigureFaults(gateway_pb2.ConfigureFaultsRequest(delay_ms=300))
+        start = time.monotonic()
+        await api.SendNotification(sms("slow"))
+        assert time.monotonic() - start >= 0.3
+
+        for bad in (
+            gateway_pb2.ConfigureFaultsRequest(failure_rate=1.5),
+            gateway_pb2.ConfigureFaultsRequest(delay_ms=-1),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await api.ConfigureFaults(bad)
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_faults_from_environment(spawn: Any) -> None:
+    sim = await spawn(
+        "orderline_simulators.gateway",
+        {
+            "ORDERLINE_GATEWAY_PORT": "0",
+            "ORDERLINE_GATEWAY_FAILURE_RATE": "1",
+            "ORDERLINE_GATEWAY_DELAY_MS": "200",
+        },
+    )
+    async with grpc.aio.insecure_channel(sim.address) as channel:
+        start = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub(channel).SendNotification(sms("env"))
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - start >= 0.2
