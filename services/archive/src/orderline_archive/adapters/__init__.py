@@ -1,0 +1,1 @@
+"""The archive's database: tables and the dossier repository."""

@@ -1,0 +1,165 @@
+"""Dossiers in the database: the chain head, sealing, and reading back for clients and checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline_archive.adapters.tables import CHAIN_HEAD_ID, chain_head, documents, dossiers
+from orderline_archive.domain.chain import Document, Seal, SealedDossier, StoredDocument
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    sequence: int
+    content_hash: str
+    dossier_id: str
+
+
+class DossierRepository:
+    """Reads and writes within the caller's session and transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_head(self) -> ChainHead:
+        """The chain head, locked until the transaction ends (FOR UPDATE on PostgreSQL; SQLite
+        transactions start with BEGIN IMMEDIATE and so already hold the database's write lock)."""
+        row = (
+            await self.session.execute(
+                select(chain_head.c.sequence, chain_head.c.content_hash, chain_head.c.dossier_id)
+                .where(chain_head.c.id == CHAIN_HEAD_ID)
+                .with_for_update()
+            )
+        ).one()
+        return ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
+
+    async def head(self) -> ChainHead:
+        row = (
+            await self.session.execute(
+                select(
+                    chain_head.c.sequence, chain_head.c.content_hash, chain_head.c.dossier_id
+                ).where(chain_head.c.id == CHAIN_HEAD_ID)
+            )
+        ).one()
+        return ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
+
+    async def dossier_id_for_order(self, order_id: str) -> str | None:
+        return (
+            await self.session.execute(select(dossiers.c.id).where(dossiers.c.order_id == order_id))
+        ).scalar_one_or_none()
+
+    async def add_sealed(
+        self,
+        *,
+        dossier_id: str,
+        order_id: str,
+        seal: Seal,
+        sealed_at: datetime,
+        docs: Sequence[Document],
+    ) -> None:
+        """Stores the dossier and moves the chain head to it (the head must be locked)."""
+        await self.session.execute(
+            insert(dossiers).values(
+                id=dossier_id,
+                order_id=order_id,
+                sequence=seal.sequence,
+                sealed_at=sealed_at,
+                previous_hash=seal.previous_hash,
+                content_hash=seal.content_hash,
+            )
+        )
+        await self.session.execute(
+            insert(documents),
+            [
+                {
+                    "dossier_id": dossier_id,
+                    "name": d.name,
+                    "position": i,
+                    "media_type": d.media_type,
+                    "sha256": d.sha256,
+                    "content": d.content,
+                }
+                for i, d in enumerate(docs)
+            ],
+        )
+        await self.session.execute(
+            update(chain_head)
+            .where(chain_head.c.id == CHAIN_HEAD_ID)
+            .values(sequence=seal.sequence, content_hash=seal.content_hash, dossier_id=dossier_id)
+        )
+
+    async def get_by_order(self, order_id: str) -> SealedDossier | None:
+        rows = await self._dossiers(dossiers.c.order_id == order_id, limit=1, with_content=True)
+        return rows[0] if rows else None
+
+    async def page(
+        self, after_sequence: int, limit: int, *, with_content: bool
+    ) -> list[SealedDossier]:
+        return await self._dossiers(
+            dossiers.c.sequence > after_sequence, limit=limit, with_content=with_content
+        )
+
+    async def chain(self, batch_size: int = 500) -> AsyncGenerator[SealedDossier, None]:
+        """Every dossier with its documents, in sequence order, read in batches."""
+        after = 0
+        while True:
+            batch = await self.page(after, batch_size, with_content=True)
+            for dossier in batch:
+                yield dossier
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].sequence
+
+    async def _dossiers(
+        self, where: ColumnElement[bool], *, limit: int, with_content: bool
+    ) -> list[SealedDossier]:
+        rows = (
+            await self.session.execute(
+                select(dossiers).where(where).order_by(dossiers.c.sequence).limit(limit)
+            )
+        ).all()
+        if not rows:
+            return []
+        content = documents.c.content if with_content else None
+        columns = [
+            documents.c.dossier_id,
+            documents.c.name,
+            documents.c.media_type,
+            documents.c.sha256,
+        ]
+        if content is not None:
+            columns.append(content)
+        doc_rows = (
+            await self.session.execute(
+                select(*columns)
+                .where(documents.c.dossier_id.in_([r.id for r in rows]))
+                .order_by(documents.c.dossier_id, documents.c.position)
+            )
+        ).all()
+        by_dossier: dict[str, list[StoredDocument]] = {r.id: [] for r in rows}
+        for d in doc_rows:
+            by_dossier[d.dossier_id].append(
+                StoredDocument(
+                    name=d.name,
+                    media_type=d.media_type,
+                    sha256=d.sha256,
+                    content=bytes(d.content) if with_content else b"",
+                )
+            )
+        return [
+            SealedDossier(
+                id=r.id,
+                order_id=r.order_id,
+                sequence=int(r.sequence),
+                previous_hash=r.previous_hash,
+                content_hash=r.content_hash,
+                documents=tuple(by_dossier[r.id]),
+                sealed_at=r.sealed_at,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,1 @@
+"""The archive's gRPC servicers (thin: validate, call the app, translate to messages)."""

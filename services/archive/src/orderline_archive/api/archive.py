@@ -1,0 +1,80 @@
+"""ArchiveService: GetDossier, ListDossiers, VerifyChain."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+from orderline_archive.app.queries import (
+    MAX_PAGE_SIZE,
+    ArchiveQueries,
+    BadPageToken,
+    decode_page_token,
+)
+from orderline_archive.domain.chain import SealedDossier
+from orderline_runtime.errors import Violations
+
+
+class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
+    def __init__(self, queries: ArchiveQueries) -> None:
+        self.queries = queries
+
+    async def GetDossier(
+        self, request: archive_pb2.GetDossierRequest, context: Any
+    ) -> archive_pb2.GetDossierResponse:
+        problems = Violations()
+        if not request.order_id.strip():
+            problems.add("order_id", "required")
+        problems.raise_if_any()
+        dossier = await self.queries.get_dossier(request.order_id)
+        return archive_pb2.GetDossierResponse(dossier=to_message(dossier))
+
+    async def ListDossiers(
+        self, request: archive_pb2.ListDossiersRequest, context: Any
+    ) -> archive_pb2.ListDossiersResponse:
+        problems = Violations()
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            problems.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 50)")
+        after = 0
+        try:
+            after = decode_page_token(request.page_token)
+        except BadPageToken as exc:
+            problems.add("page_token", str(exc))
+        problems.raise_if_any()
+        page = await self.queries.list_dossiers(request.page_size, after)
+        return archive_pb2.ListDossiersResponse(
+            dossiers=[to_message(d) for d in page.dossiers], next_page_token=page.next_page_token
+        )
+
+    async def VerifyChain(
+        self, request: archive_pb2.VerifyChainRequest, context: Any
+    ) -> archive_pb2.VerifyChainResponse:
+        verdict = await self.queries.verify_chain()
+        return archive_pb2.VerifyChainResponse(
+            valid=verdict.valid,
+            records_checked=verdict.records_checked,
+            first_broken_dossier_id=verdict.first_broken_dossier_id,
+        )
+
+
+def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:
+    message = archive_pb2.Dossier(
+        id=dossier.id,
+        order_id=dossier.order_id,
+        sequence=dossier.sequence,
+        content_hash=dossier.content_hash,
+        previous_hash=dossier.previous_hash,
+        documents=[
+            archive_pb2.ArchivedDocument(
+                name=d.name, media_type=d.media_type, sha256=d.sha256, content=d.content
+            )
+            for d in dossier.documents
+        ],
+    )
+    if dossier.sealed_at is not None:
+        sealed_at = dossier.sealed_at
+        if sealed_at.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
+            sealed_at = sealed_at.replace(tzinfo=UTC)
+        message.sealed_at.FromDatetime(sealed_at)
+    return message

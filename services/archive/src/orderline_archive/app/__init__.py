@@ -1,0 +1,1 @@
+"""The archive's use cases: sealing a completed order's dossier, reading and verifying the chain."""

@@ -1,0 +1,134 @@
+"""Sealing: one dossier per completed order, appended to the hash chain with its event.
+
+Sequence numbers must stay gap-free and unique with several archive replicas on one
+PostgreSQL database. We lock the chain head row (`SELECT ... FOR UPDATE`) rather than rely on a
+unique constraint on `sequence` plus retries, because:
+
+- the lock serialises exactly the critical section (read head, check the order, insert, move
+  head), so two replicas never compute the same sequence and no work is thrown away;
+- the check "is this order already sealed?" runs *after* the lock is held, so a second
+  `order.completed` for the same order (a different event id, handled by another replica at
+  the same moment) waits for the first transaction and then sees its dossier: it seals nothing;
+- with a constraint-and-retry scheme the loser's `IntegrityError` would reach the runtime's
+  consumer, which treats any `IntegrityError` as "another replica handled this event" and acks
+  it: a colliding *different* order would be lost. The unique constraints on `order_id` and
+  `sequence` remain only as a backstop.
+
+Sealing is rare (once per completed order), so the serialisation costs nothing measurable.
+On SQLite every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline.events.v1 import archive_events_pb2, order_events_pb2
+from orderline.order.v1 import order_pb2
+from orderline_archive.adapters.repository import DossierRepository
+from orderline_archive.domain.chain import seal_next
+from orderline_archive.domain.documents import (
+    Milestone,
+    OrderSummary,
+    StateChange,
+    dossier_documents,
+    tmf_state_name,
+)
+from orderline_runtime.errors import PoisonMessage
+from orderline_runtime.ids import new_id
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.envelope import ReceivedEvent
+from orderline_runtime.messaging.outbox import Outbox
+
+log = get_logger(__name__)
+
+DOSSIER_SEALED = "archive.dossier_sealed"
+
+
+class DossierSealer:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def on_order_completed(
+        self,
+        session: AsyncSession,
+        event: ReceivedEvent,
+        payload: order_events_pb2.OrderCompleted,
+    ) -> None:
+        order_id = payload.order_id or event.order_id
+        if not order_id:
+            raise PoisonMessage("order.completed without an order id")
+        if payload.order_id and event.order_id and payload.order_id != event.order_id:
+            raise PoisonMessage(
+                f"envelope order {event.order_id!r} differs from payload order {order_id!r}"
+            )
+        repo = DossierRepository(session)
+        head = await repo.lock_head()
+        existing = await repo.dossier_id_for_order(order_id)
+        if existing is not None:
+            log.info("order already sealed; nothing to do", order_id=order_id, dossier_id=existing)
+            return
+        docs = dossier_documents(order_summary(payload, order_id))
+        seal = seal_next(head.sequence, head.content_hash, docs)
+        dossier_id = new_id()
+        await repo.add_sealed(
+            dossier_id=dossier_id,
+            order_id=order_id,
+            seal=seal,
+            sealed_at=datetime.now(UTC),
+            docs=docs,
+        )
+        await self.outbox.add(
+            session,
+            DOSSIER_SEALED,
+            archive_events_pb2.DossierSealed(
+                dossier_id=dossier_id,
+                order_id=order_id,
+                sequence=seal.sequence,
+                content_hash=seal.content_hash,
+            ),
+            order_id=order_id,
+            device_id=payload.device_id,
+        )
+        log.info("dossier sealed", order_id=order_id, dossier_id=dossier_id, sequence=seal.sequence)
+
+
+def order_summary(payload: order_events_pb2.OrderCompleted, order_id: str) -> OrderSummary:
+    """The event's order, translated to the domain's plain terms (TMF641 state names)."""
+    return OrderSummary(
+        order_id=order_id,
+        business_type=payload.business_type,
+        device_id=payload.device_id,
+        voucher_id=payload.voucher_id,
+        created_at=_time(payload, "created_at"),
+        milestones=tuple(Milestone(m.name, _time(m, "reached_at")) for m in payload.milestones),
+        history=tuple(
+            StateChange(
+                from_state=_state(h.from_state),
+                to_state=_state(h.to_state),
+                actor=h.actor,
+                reason_code=h.reason_code,
+                at=_time(h, "at"),
+            )
+            for h in payload.history
+        ),
+    )
+
+
+def _state(value: int) -> str:
+    if value == order_pb2.ORDER_STATE_UNSPECIFIED:
+        return ""
+    try:
+        return tmf_state_name(order_pb2.OrderState.Name(value))  # type: ignore[arg-type]
+    except ValueError:  # a state newer than our contracts: keep its number
+        return f"state-{value}"
+
+
+def _time(message: Message, field: str) -> str | None:
+    if not message.HasField(field):
+        return None
+    ts: Timestamp = getattr(message, field)
+    return ts.ToJsonString()

@@ -1,0 +1,48 @@
+"""Composition root: wires the archive's database, consumer, servicer and policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orderline.archive.v1 import archive_pb2_grpc
+from orderline.events.v1 import order_events_pb2
+from orderline_archive.adapters.tables import metadata
+from orderline_archive.api.archive import ArchiveApi
+from orderline_archive.app.queries import ArchiveQueries
+from orderline_archive.app.sealing import DossierSealer
+from orderline_archive.settings import ArchiveSettings
+from orderline_runtime.messaging import streams
+from orderline_runtime.messaging.consumer import Handler
+from orderline_runtime.service import Service
+from orderline_runtime.settings import load_settings
+
+SERVICE = "orderline.archive.v1.ArchiveService"
+READERS = frozenset({"clerk", "auditor", "manager", "service"})
+
+# Roles per RPC, from docs/architecture.md (deny by default).
+POLICY = {
+    f"/{SERVICE}/GetDossier": READERS,
+    f"/{SERVICE}/ListDossiers": READERS,
+    f"/{SERVICE}/VerifyChain": READERS,
+}
+
+
+def build(settings: ArchiveSettings | None = None) -> Service:
+    settings = settings or load_settings(ArchiveSettings, "archive")
+    service = Service(
+        settings,
+        metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
+        policy=POLICY,
+    )
+    service.add_grpc_service(
+        archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
+        ArchiveApi(ArchiveQueries(service.db)),
+        SERVICE,
+    )
+    sealer = DossierSealer(service.outbox)
+    service.consume(
+        streams.ORDER,
+        [Handler("order.completed", order_events_pb2.OrderCompleted, sealer.on_order_completed)],
+    )
+    return service

@@ -1,0 +1,1 @@
+"""The archive's pure domain: documents, the hash chain and its verification (no I/O)."""

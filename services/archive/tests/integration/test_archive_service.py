@@ -1,0 +1,377 @@
+"""The archive in-process on real NATS and a real database (SQLite and PostgreSQL), fed with
+`order.completed` events published as intake's relay would, and called over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import nats
+import pytest
+import pytest_asyncio
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy import update
+
+from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+from orderline.events.v1 import archive_events_pb2, envelope_pb2, order_events_pb2
+from orderline.order.v1 import order_pb2
+from orderline_archive.adapters.tables import documents
+from orderline_archive.bootstrap import build
+from orderline_archive.settings import ArchiveSettings
+from orderline_runtime.ids import new_id
+from orderline_runtime.local import NatsServer, PostgresServer, free_port
+from orderline_runtime.messaging.envelope import build_envelope
+from orderline_runtime.service import Service
+from orderline_runtime.testing import new_postgres_database
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 15.0
+) -> T:
+    """Polls until check(probe()) holds; fails with the last value seen after the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+class RunningArchive:
+    def __init__(self, service: Service, task: asyncio.Task[None], address: str) -> None:
+        self.service = service
+        self.task = task
+        self.address = address
+
+    async def stop(self) -> None:
+        self.service.stop_event.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+async def start_archive(db_url: str, nats_url: str, trace_dir: Path) -> RunningArchive:
+    port = free_port()
+    service = build(
+        ArchiveSettings(
+            service_name="archive",
+            grpc_port=port,
+            database_url=db_url,
+            nats_url=nats_url,
+            trace_dir=trace_dir,
+            shutdown_grace_seconds=2,
+        )
+    )
+    task = asyncio.create_task(service.run())
+    address = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status() -> int:
+            if task.done():
+                task.result()  # surfaces a crash at start
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return int(reply.status)
+            except grpc.aio.AioRpcError:
+                return -1
+
+        await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.SERVING, 30)
+    return RunningArchive(service, task, address)
+
+
+@pytest_asyncio.fixture
+async def archive(
+    db_url: str, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[RunningArchive]:
+    running = await start_archive(db_url, nats_server.url, tmp_path / "traces")
+    yield running
+    await running.stop()
+
+
+@pytest_asyncio.fixture
+async def stub(archive: RunningArchive) -> AsyncIterator[archive_pb2_grpc.ArchiveServiceStub]:
+    async with grpc.aio.insecure_channel(archive.address) as channel:
+        yield archive_pb2_grpc.ArchiveServiceStub(channel)
+
+
+class Producer:
+    """Publishes events as their owning service's outbox relay would."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+
+    async def publish(self, env: envelope_pb2.Envelope) -> None:
+        await self.js.publish(
+            f"orderline.{env.type}", env.SerializeToString(), headers={"Nats-Msg-Id": env.id}
+        )
+
+    async def emit(
+        self, event_type: str, payload: Message, *, producer: str = "intake", **kw: Any
+    ) -> envelope_pb2.Envelope:
+        env = build_envelope(event_type, payload, producer=producer, **kw)
+        await self.publish(env)
+        return env
+
+
+@pytest_asyncio.fixture
+async def producer(nats_server: NatsServer) -> AsyncIterator[Producer]:
+    nc = await nats.connect(nats_server.url)
+    yield Producer(nc)
+    await nc.drain()
+
+
+def auth(role: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer dev-{role}"),)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def completed(order_id: str, voucher_id: str = "") -> order_events_pb2.OrderCompleted:
+    event = order_events_pb2.OrderCompleted(
+        order_id=order_id,
+        business_type="broadband_install",
+        device_id="CPE-0001",
+        voucher_id=voucher_id or f"AV-{order_id}",
+        milestones=[
+            order_pb2.Milestone(name=name)
+            for name in ("review_approved", "service_activated", "customer_notified")
+        ],
+        history=[
+            order_pb2.StateChange(
+                from_state=order_pb2.ORDER_STATE_ACKNOWLEDGED,
+                to_state=order_pb2.ORDER_STATE_IN_PROGRESS,
+                actor="auto-review",
+                reason_code="APPROVED",
+            ),
+            order_pb2.StateChange(
+                from_state=order_pb2.ORDER_STATE_IN_PROGRESS,
+                to_state=order_pb2.ORDER_STATE_COMPLETED,
+                actor="provisioning",
+                reason_code="CUSTOMER_NOTIFIED",
+            ),
+        ],
+    )
+    event.created_at.GetCurrentTime()
+    for m in event.milestones:
+        m.reached_at.GetCurrentTime()
+    return event
+
+
+async def emit_completed(producer: Producer, order_id: str) -> envelope_pb2.Envelope:
+    return await producer.emit("order.completed", completed(order_id), order_id=order_id)
+
+
+async def list_all(stub: archive_pb2_grpc.ArchiveServiceStub) -> list[archive_pb2.Dossier]:
+    reply = await stub.ListDossiers(archive_pb2.ListDossiersRequest(page_size=500), metadata=CLERK)
+    return list(reply.dossiers)
+
+
+async def consumer_caught_up(producer: Producer, published: int) -> None:
+    """Waits until the archive's ORDER consumer has acknowledged every published event."""
+
+    async def info() -> Any:
+        return await producer.js.consumer_info("ORDER", "archive")
+
+    await eventually(
+        info,
+        lambda i: i.ack_floor.stream_seq >= published and i.num_ack_pending == 0,
+    )
+
+
+def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(err)
+    assert status is not None
+    out: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out.update({v.field: v.description for v in bad.field_violations})
+    return out
+
+
+CLERK = auth("clerk")
+
+# --- behaviour ----------------------------------------------------------------------------
+
+
+async def test_completed_order_is_sealed_once_and_announced_on_the_archive_stream(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    env = await emit_completed(producer, "ord-0001")
+
+    async def get() -> archive_pb2.GetDossierResponse | None:
+        try:
+            response: archive_pb2.GetDossierResponse = await stub.GetDossier(
+                archive_pb2.GetDossierRequest(order_id="ord-0001"), metadata=CLERK
+            )
+            return response
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.NOT_FOUND
+            return None
+
+    reply = await eventually(get, lambda r: r is not None)
+    assert reply is not None
+    dossier = reply.dossier
+    assert dossier.sequence == 1
+    assert dossier.previous_hash == "0" * 64
+    assert dossier.HasField("sealed_at")
+    docs = {d.name: d for d in dossier.documents}
+    assert set(docs) == {"order.json", "voucher-reference.en.txt", "voucher-reference.zh-CN.txt"}
+    for doc in dossier.documents:
+        assert doc.sha256 == hashlib.sha256(doc.content).hexdigest()
+    summary = json.loads(docs["order.json"].content)
+    assert summary["id"] == "ord-0001"
+    assert summary["voucher_id"] == "AV-ord-0001"
+    assert [h["to_state"] for h in summary["history"]] == ["inProgress", "completed"]
+    assert docs["voucher-reference.zh-CN.txt"].content.decode() == (
+        "订单 ord-0001 的业务开通凭证 AV-ord-0001\n"
+    )
+
+    async def sealed_events() -> int:
+        return int((await producer.js.stream_info("ARCHIVE")).state.messages)
+
+    await eventually(sealed_events, lambda n: n == 1)
+    raw = await producer.js.get_last_msg("ARCHIVE", "orderline.archive.dossier_sealed")
+    announced = envelope_pb2.Envelope()
+    announced.ParseFromString(raw.data or b"")
+    sealed = archive_events_pb2.DossierSealed()
+    assert announced.payload.Unpack(sealed)
+    assert announced.type == "archive.dossier_sealed"
+    assert announced.producer == "archive"
+    assert announced.order_id == "ord-0001"
+    assert (sealed.dossier_id, sealed.order_id, sealed.sequence, sealed.content_hash) == (
+        dossier.id,
+        "ord-0001",
+        1,
+        dossier.content_hash,
+    )
+
+    # The same completion published again under a new event id seals nothing more.
+    again = envelope_pb2.Envelope()
+    again.CopyFrom(env)
+    again.id = new_id()
+    await producer.publish(again)
+    await consumer_caught_up(producer, published=2)
+    assert [d.order_id for d in await list_all(stub)] == ["ord-0001"]
+    assert await sealed_events() == 1
+
+
+async def test_several_dossiers_form_a_valid_chain_listed_in_pages(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    for i in range(5):
+        await emit_completed(producer, f"ord-{i:04d}")
+    listed = await eventually(lambda: list_all(stub), lambda ds: len(ds) == 5)
+    assert [d.sequence for d in listed] == [1, 2, 3, 4, 5]
+    for prev, cur in itertools.pairwise(listed):
+        assert cur.previous_hash == prev.content_hash
+    # Pages carry document metadata only; GetDossier carries the content.
+    assert all(doc.sha256 and not doc.content for d in listed for doc in d.documents)
+
+    verdict = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=auth("auditor"))
+    assert verdict.valid
+    assert verdict.records_checked == 5
+    assert verdict.first_broken_dossier_id == ""
+
+    pages: list[list[int]] = []
+    token = ""
+    while True:
+        page = await stub.ListDossiers(
+            archive_pb2.ListDossiersRequest(page_size=2, page_token=token), metadata=CLERK
+        )
+        pages.append([d.sequence for d in page.dossiers])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [[1, 2], [3, 4], [5]]
+
+
+async def test_verify_chain_finds_a_document_tampered_in_the_database(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    for i in range(3):
+        await emit_completed(producer, f"ord-{i:04d}")
+    listed = await eventually(lambda: list_all(stub), lambda ds: len(ds) == 3)
+
+    async with archive.service.db.transaction() as session:
+        await session.execute(
+            update(documents)
+            .where(documents.c.dossier_id == listed[1].id, documents.c.name == "order.json")
+            .values(content=b'{"id":"someone-else"}')
+        )
+
+    verdict = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=auth("manager"))
+    assert not verdict.valid
+    assert verdict.records_checked == 3
+    assert verdict.first_broken_dossier_id == listed[1].id
+
+
+async def test_bad_requests_and_callers_are_refused(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await stub.GetDossier(archive_pb2.GetDossierRequest(order_id=""), metadata=CLERK)
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(empty.value)) == {"order_id"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetDossier(archive_pb2.GetDossierRequest(order_id="no-such"), metadata=CLERK)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(grpc.aio.AioRpcError) as paging:
+        await stub.ListDossiers(
+            archive_pb2.ListDossiersRequest(page_size=501, page_token="%%%"), metadata=CLERK
+        )
+    assert paging.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(paging.value)) == {"page_size", "page_token"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await stub.VerifyChain(archive_pb2.VerifyChainRequest())
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    with pytest.raises(grpc.aio.AioRpcError) as engineer:
+        await stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="ord-0001"), metadata=auth("engineer")
+        )
+    assert engineer.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_two_replicas_on_postgresql_seal_a_gap_free_chain_once_per_order(
+    postgres_server: PostgresServer | None, nats_server: NatsServer, tmp_path: Path,
+    producer: Producer,
+) -> None:  # fmt: skip
+    db_url = new_postgres_database(postgres_server)
+    first = await start_archive(db_url, nats_server.url, tmp_path / "traces")
+    second = await start_archive(db_url, nats_server.url, tmp_path / "traces")
+    try:
+        orders = [f"ord-{i:04d}" for i in range(20)]
+        # Every order completed twice under different event ids, so duplicates race each other.
+        await asyncio.gather(*(emit_completed(producer, o) for o in orders for _ in range(2)))
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            stub = archive_pb2_grpc.ArchiveServiceStub(channel)
+            await consumer_caught_up(producer, published=2 * len(orders))
+            listed = await list_all(stub)
+            assert sorted(d.order_id for d in listed) == orders
+            assert [d.sequence for d in listed] == list(range(1, len(orders) + 1))
+            verdict = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=CLERK)
+            assert verdict.valid and verdict.records_checked == len(orders)
+    finally:
+        await asyncio.gather(first.stop(), second.stop())
