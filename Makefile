@@ -9,6 +9,9 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # uv must not pick up a managed or other interpreter: the machine's python3 is the one we use.
 export UV_PYTHON_DOWNLOADS := never
 
+PACKAGES := orderline_runtime orderline_intake orderline_provisioning orderline_device_monitor \
+	orderline_archive orderline_reporting orderline_simulators orderline_cli
+
 .DEFAULT_GOAL := help
 .PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart run bench soak clean
 
@@ -36,10 +39,10 @@ protos-check: venv ## fail when protos do not lint or generated code is stale
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/runtime/src services/*/src simulators/src cli/src
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
 
 test: venv protos-check lint ## everything CI runs (starts its own NATS and PostgreSQL)
-	$(BIN)/pytest -m "not soak" -q
+	$(BIN)/pytest -m "not soak" -q -p no:cacheprovider
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit
