@@ -12,10 +12,11 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+
 from orderline.events.v1 import envelope_pb2
 from orderline_runtime.database import Database
 from orderline_runtime.messaging.tables import add_messaging_tables
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 
 @dataclass

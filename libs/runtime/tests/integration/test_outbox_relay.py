@@ -9,6 +9,8 @@ import pytest
 from _runtime_support import Schema, count_rows, make_schema, stream_messages, wait_until
 from nats.js import JetStreamContext
 from opentelemetry import trace
+from sqlalchemy import update
+
 from orderline.events.v1 import envelope_pb2, order_events_pb2
 from orderline_runtime.database import Database
 from orderline_runtime.local import NatsServer
@@ -17,7 +19,6 @@ from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.telemetry import order_scope
 from orderline_runtime.testing import new_postgres_database
-from sqlalchemy import update
 
 
 def approved(order_id: str) -> order_events_pb2.OrderApproved:

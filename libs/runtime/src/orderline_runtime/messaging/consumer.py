@@ -21,11 +21,11 @@ from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, StatusCode
-from orderline.events.v1 import envelope_pb2
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orderline.events.v1 import envelope_pb2
 from orderline_runtime import metrics
 from orderline_runtime.database import Database
 from orderline_runtime.errors import OrderlineError, PoisonMessage, Unavailable
@@ -110,6 +110,12 @@ class EventConsumer:
                 await _sleep_unless(stop, 1.0)
                 continue
             for msg in msgs:
+                if stop.is_set():
+                    # Stopping: finish only the message in hand; the rest of the batch goes
+                    # back at once instead of waiting out ack_wait (or outliving the grace).
+                    with suppress(Exception):
+                        await msg.nak()
+                    continue
                 # Finishes the message in hand even when stop is set: never half-handled.
                 await self.handle(msg)
         if sub is not None:
@@ -155,8 +161,19 @@ class EventConsumer:
                 return
             span.set_attribute("messaging.message.id", event.id)
             span.set_attribute(EVENT_TYPE, event.event_type)
-            with order_scope(event.order_id) if event.order_id else nullcontext():
-                await self._dispatch(msg, event, deliveries, span)
+            # Long work: tell JetStream the message is still in hand so it is not redelivered.
+            keep_alive = asyncio.create_task(self._keep_in_progress(msg))
+            try:
+                with order_scope(event.order_id) if event.order_id else nullcontext():
+                    await self._dispatch(msg, event, deliveries, span)
+            finally:
+                keep_alive.cancel()
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait_seconds / 3)
+            with suppress(Exception):
+                await msg.in_progress()
 
     async def _dispatch(self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any) -> None:
         handler = self.handlers.get(event.event_type)
@@ -201,9 +218,21 @@ class EventConsumer:
                     )
                 )
         except IntegrityError:
-            # Another replica committed the same event first: its effects stand, ours rolled back.
-            return "duplicate"
+            # Another replica committed the same event first: its effects stand, ours rolled
+            # back. Any other constraint the handler broke is an error, not a duplicate.
+            if await self._in_inbox(event.id):
+                return "duplicate"
+            raise
         return "handled"
+
+    async def _in_inbox(self, event_id: str) -> bool:
+        async with self.db.transaction() as session:
+            seen = await session.execute(
+                select(self.inbox.c.event_id).where(
+                    self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event_id
+                )
+            )
+            return seen.first() is not None
 
     async def _retry_or_give_up(
         self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any, exc: BaseException

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
-from orderline.events.v1 import envelope_pb2
 
+from orderline.events.v1 import envelope_pb2
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.ids import new_id
 
