@@ -1,0 +1,164 @@
+"""gRPC clients of the peers a job calls: device-monitor, the device agents, intake and the
+notification gateway. Each call carries the service token and a deadline; gRPC errors become
+PeerUnavailable (transient) or PeerRejected (final)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+from orderline.device.v1 import device_pb2, device_pb2_grpc
+from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_provisioning.app.ports import CustomerContact, PeerRejected, PeerUnavailable
+from orderline_provisioning.domain.job import TestResult
+from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.prechecks import Fitness, Health
+from orderline_provisioning.domain.steps import TestKind
+from orderline_runtime.rpc.client import traced_channel
+
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+_HEALTH = {
+    device_pb2.HEALTH_STATE_GOOD: Health.GOOD,
+    device_pb2.HEALTH_STATE_ABNORMAL: Health.ABNORMAL,
+}
+_TEST_KINDS = {
+    TestKind.FUNCTIONAL: agent_pb2.TEST_KIND_FUNCTIONAL,
+    TestKind.PERFORMANCE: agent_pb2.TEST_KIND_PERFORMANCE,
+    TestKind.SECURITY: agent_pb2.TEST_KIND_SECURITY,
+    TestKind.ENVIRONMENTAL: agent_pb2.TEST_KIND_ENVIRONMENTAL,
+    TestKind.USER_INTERFACE: agent_pb2.TEST_KIND_USER_INTERFACE,
+}
+_CHANNELS = {Channel.SMS: gateway_pb2.CHANNEL_SMS, Channel.VOICE: gateway_pb2.CHANNEL_VOICE}
+
+S = TypeVar("S")
+
+
+class _Client:
+    """A lazily opened channel (it must be created inside the running event loop)."""
+
+    peer = "peer"
+
+    def __init__(
+        self, address: str, call_options: Callable[[], dict[str, Any]], stub: Callable[[Any], S]
+    ) -> None:
+        self.address = address
+        self._call_options = call_options
+        self._stub_factory: Callable[[Any], Any] = stub
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+
+    @property
+    def stub(self) -> Any:
+        if self._stub is None:
+            self._channel = traced_channel(self.address)
+            self._stub = self._stub_factory(self._channel)
+        return self._stub
+
+    async def call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self.stub, method)(request, **self._call_options())
+        except grpc.aio.AioRpcError as exc:
+            detail = exc.details() or exc.code().name
+            if exc.code() in TRANSIENT:
+                raise PeerUnavailable(self.peer, f"{exc.code().name}: {detail}") from exc
+            raise PeerRejected(self.peer, exc.code().name, detail) from exc
+        except (TimeoutError, ConnectionError) as exc:
+            raise PeerUnavailable(self.peer, repr(exc)) from exc
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = None
+        self._stub = None
+
+
+class DeviceHealthClient(_Client):
+    peer = "DEVICE_MONITOR"
+
+    def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(address, call_options, device_pb2_grpc.DeviceHealthServiceStub)
+
+    async def check_fitness(self, device_id: str, order_id: str) -> Fitness:
+        resp = await self.call(
+            "CheckFitness", device_pb2.CheckFitnessRequest(device_id=device_id, order_id=order_id)
+        )
+        return Fitness(
+            fit=resp.fit,
+            health=_HEALTH.get(resp.health.state, Health.UNKNOWN),
+            alarm_id=resp.alarm_id or resp.health.open_alarm_id,
+            reasons=tuple(resp.reasons),
+        )
+
+
+class DeviceAgentClient(_Client):
+    peer = "DEVICE_AGENT"
+
+    def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(address, call_options, agent_pb2_grpc.DeviceAgentServiceStub)
+
+    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
+        resp = await self.call(
+            "ApplyConfig",
+            agent_pb2.ApplyConfigRequest(
+                device_id=device_id, idempotency_key=key, settings=dict(settings)
+            ),
+        )
+        return int(resp.config_version)
+
+    async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
+        resp = await self.call(
+            "RollbackConfig",
+            agent_pb2.RollbackConfigRequest(
+                device_id=device_id, idempotency_key=key, to_version=to_version
+            ),
+        )
+        return int(resp.config_version)
+
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult:
+        resp = await self.call(
+            "RunTest",
+            agent_pb2.RunTestRequest(
+                device_id=device_id, kind=_TEST_KINDS[kind], idempotency_key=key
+            ),
+        )
+        return TestResult(kind=kind.value, passed=resp.passed, detail=resp.detail)
+
+
+class IntakeClient(_Client):
+    peer = "INTAKE"
+
+    def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(address, call_options, order_pb2_grpc.OrderServiceStub)
+
+    async def contact(self, order_id: str) -> CustomerContact:
+        resp = await self.call("GetOrder", order_pb2.GetOrderRequest(order_id=order_id))
+        customer = resp.order.customer
+        return CustomerContact(phone=customer.phone, locale=customer.locale)
+
+
+class GatewayClient(_Client):
+    peer = "GATEWAY"
+
+    def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(address, call_options, gateway_pb2_grpc.NotificationGatewayServiceStub)
+
+    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
+        resp = await self.call(
+            "SendNotification",
+            gateway_pb2.SendNotificationRequest(
+                idempotency_key=key, channel=_CHANNELS[channel], to=to, locale=locale, text=text
+            ),
+        )
+        return str(resp.delivery_id)

@@ -1,0 +1,1 @@
+"""gRPC servicers: validate, call the read side, convert. Thin by design."""

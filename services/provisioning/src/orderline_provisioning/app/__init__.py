@@ -1,0 +1,1 @@
+"""Use cases: accepting approved orders and running their jobs step by step."""

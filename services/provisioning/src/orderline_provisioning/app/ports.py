@@ -1,0 +1,71 @@
+"""What the steps need from the peers they call, in domain terms; adapters/peers.py implements it
+over gRPC, tests may swap in fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from orderline_provisioning.domain.job import TestResult
+from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.prechecks import Fitness
+from orderline_provisioning.domain.steps import TestKind
+
+
+class PeerUnavailable(Exception):
+    """The peer did not answer or is overloaded (UNAVAILABLE, DEADLINE_EXCEEDED, …): the same
+    call may succeed later."""
+
+    def __init__(self, peer: str, detail: str) -> None:
+        super().__init__(f"{peer} unavailable: {detail}")
+        self.peer = peer
+        self.detail = detail
+
+
+class PeerRejected(Exception):
+    """The peer refused the call for a reason a retry does not change (INVALID_ARGUMENT, …)."""
+
+    def __init__(self, peer: str, code: str, detail: str) -> None:
+        super().__init__(f"{peer} rejected the call ({code}): {detail}")
+        self.peer = peer
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class CustomerContact:
+    phone: str
+    locale: str
+
+
+class DeviceHealth(Protocol):
+    async def check_fitness(self, device_id: str, order_id: str) -> Fitness: ...
+
+
+class DeviceAgent(Protocol):
+    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
+        """Returns the configuration version in force after the apply."""
+        ...
+
+    async def rollback_config(self, device_id: str, key: str, to_version: int) -> int: ...
+
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult: ...
+
+
+class CustomerDirectory(Protocol):
+    async def contact(self, order_id: str) -> CustomerContact: ...
+
+
+class Gateway(Protocol):
+    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
+        """Returns the delivery id."""
+        ...
+
+
+@dataclass(frozen=True)
+class Peers:
+    health: DeviceHealth
+    agent: DeviceAgent
+    customers: CustomerDirectory
+    gateway: Gateway

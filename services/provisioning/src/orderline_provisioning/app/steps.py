@@ -1,0 +1,277 @@
+"""One step of a job: the calls it makes and what the answers mean.
+
+`StepRunner.run` changes the job in memory and returns what must be committed with it (events,
+test results, a voucher). It never writes the database itself: the worker commits the job and
+the outcome in one transaction, so a crash before the commit repeats the step, and the peers'
+idempotency keys make the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.message import Message
+
+from orderline.events.v1 import provisioning_events_pb2 as ev
+from orderline_provisioning.app.ports import PeerRejected, Peers, PeerUnavailable
+from orderline_provisioning.domain import job as reasons
+from orderline_provisioning.domain.config import derive_config
+from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
+from orderline_provisioning.domain.notification import (
+    SMS_FAILURES_BEFORE_VOICE,
+    activation_message,
+    channel_for,
+)
+from orderline_provisioning.domain.prechecks import Verdict, decide_prechecks
+from orderline_provisioning.domain.retry import RetryPolicy
+from orderline_provisioning.domain.steps import TEST_KINDS, Step, idempotency_key
+from orderline_provisioning.domain.texts import normalize_locale
+from orderline_provisioning.domain.voucher import Voucher, issue_voucher
+from orderline_runtime.logs import get_logger
+from orderline_runtime.pii import mask_phone
+
+log = get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StepOutcome:
+    events: list[tuple[str, Message]] = field(default_factory=list)
+    test_results: list[TestResult] | None = None
+    voucher: Voucher | None = None
+
+    def add(self, event_type: str, payload: Message) -> None:
+        self.events.append((event_type, payload))
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long prechecks wait for a device without telemetry or an unreachable device-monitor.
+    prechecks_wait: timedelta = timedelta(seconds=60)
+    sms_failures_before_voice: int = SMS_FAILURES_BEFORE_VOICE
+
+
+class StepRunner:
+    def __init__(
+        self,
+        peers: Peers,
+        policy: StepPolicy | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        entropy: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        self.peers = peers
+        self.policy = policy or StepPolicy()
+        self.clock = clock
+        self.entropy = entropy
+
+    async def run(self, job: Job) -> StepOutcome:
+        """Runs the job's current step once."""
+        out = StepOutcome()
+        step = job.step
+        try:
+            if step is Step.PRECHECKS:
+                await self._prechecks(job, out)
+            elif step is Step.CONFIGURE:
+                await self._configure(job, out)
+            elif step is Step.TEST:
+                await self._test(job, out)
+            elif step is Step.ACTIVATE:
+                self._activate(job, out)
+            elif step is Step.NOTIFY:
+                await self._notify(job, out)
+            else:
+                raise ValueError(f"job {job.id} has no step to run ({step.value})")
+        except PeerUnavailable as exc:
+            out = StepOutcome()
+            self._retry(job, f"{exc.peer}_UNAVAILABLE", str(exc))
+        except PeerRejected as exc:
+            # A retry would get the same answer: stop and let a person look.
+            out = StepOutcome()
+            log.error("peer rejected a step; job held", job_id=job.id, step=step, error=str(exc))
+            self._hold(job, out, rejected_reason(step), detail=str(exc))
+        return out
+
+    # --- steps --------------------------------------------------------------------------
+
+    async def _prechecks(self, job: Job, out: StepOutcome) -> None:
+        try:
+            fitness = await self.peers.health.check_fitness(job.device_id, job.order_id)
+            detail = "; ".join(fitness.reasons)
+        except PeerUnavailable as exc:
+            fitness, detail = None, str(exc)
+        now = self.clock()
+        decision = decide_prechecks(fitness, job.waited(now), self.policy.prechecks_wait)
+        if decision.verdict is Verdict.PASS:
+            job.advance(now)
+            out.add(
+                "provisioning.prechecks_passed",
+                ev.PrechecksPassed(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
+            )
+        elif decision.verdict is Verdict.HOLD:
+            self._hold(job, out, decision.reason, alarm_id=decision.alarm_id, detail=detail)
+        else:
+            self._retry(job, decision.reason, detail)
+
+    async def _configure(self, job: Job, out: StepOutcome) -> None:
+        settings = derive_config(job.business_type, job.plan)
+        version = await self.peers.agent.apply_config(
+            job.device_id, idempotency_key(job.id, "configure"), settings
+        )
+        job.config_version = version
+        job.advance(self.clock())
+        out.add(
+            "provisioning.device_configured",
+            ev.DeviceConfigured(
+                job_id=job.id,
+                order_id=job.order_id,
+                device_id=job.device_id,
+                config_version=version,
+            ),
+        )
+
+    async def _test(self, job: Job, out: StepOutcome) -> None:
+        results = [
+            await self.peers.agent.run_test(
+                job.device_id, kind, idempotency_key(job.id, "test", kind.value)
+            )
+            for kind in TEST_KINDS
+        ]
+        failed = [r for r in results if not r.passed]
+        if failed:
+            # Put back the configuration the device had before this job.
+            previous = max((job.config_version or 1) - 1, 0)
+            await self.peers.agent.rollback_config(
+                job.device_id, idempotency_key(job.id, "rollback"), previous
+            )
+        out.test_results = results
+        job.test_results = results
+        now = self.clock()
+        if failed:
+            detail = "; ".join(f"{r.kind}: {r.detail}" for r in failed)
+            job.fail(reasons.TESTS_FAILED, now, detail=detail)
+            out.add(
+                "provisioning.job_failed",
+                ev.JobFailed(
+                    job_id=job.id,
+                    order_id=job.order_id,
+                    device_id=job.device_id,
+                    reason_code=reasons.TESTS_FAILED,
+                    detail=detail,
+                ),
+            )
+            return
+        job.advance(now)
+        out.add(
+            "provisioning.tests_passed",
+            ev.TestsPassed(
+                job_id=job.id,
+                order_id=job.order_id,
+                device_id=job.device_id,
+                outcomes=[
+                    ev.TestOutcome(kind=r.kind, passed=r.passed, detail=r.detail) for r in results
+                ],
+            ),
+        )
+
+    def _activate(self, job: Job, out: StepOutcome) -> None:
+        now = self.clock()
+        voucher = issue_voucher(
+            entropy=self.entropy(8),
+            job_id=job.id,
+            order_id=job.order_id,
+            device_id=job.device_id,
+            business_type=job.business_type,
+            plan=job.plan,
+            issued_at=now,
+        )
+        job.voucher_id = voucher.id
+        job.advance(now)
+        out.voucher = voucher
+        out.add(
+            "provisioning.service_activated",
+            ev.ServiceActivated(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
+        )
+        out.add(
+            "provisioning.voucher_issued",
+            ev.VoucherIssued(job_id=job.id, order_id=job.order_id, voucher_id=voucher.id),
+        )
+
+    async def _notify(self, job: Job, out: StepOutcome) -> None:
+        contact = await self.peers.customers.contact(job.order_id)
+        if not contact.phone or "*" in contact.phone:
+            self._hold(
+                job,
+                out,
+                reasons.NO_CUSTOMER_CONTACT,
+                detail="intake gave no usable phone number for the customer",
+            )
+            return
+        locale = normalize_locale(contact.locale or job.locale)
+        channel = channel_for(job.notify_failures, self.policy.sms_failures_before_voice)
+        text = activation_message(locale, job.business_type, job.voucher_id)
+        try:
+            delivery_id = await self.peers.gateway.send(
+                idempotency_key(job.id, "notify"), channel, contact.phone, locale, text
+            )
+        except PeerUnavailable as exc:
+            job.notify_failures += 1
+            log.warning(
+                "notification not sent; will retry",
+                job_id=job.id,
+                channel=channel.value,
+                to=mask_phone(contact.phone),
+                failures=job.notify_failures,
+                error=str(exc),
+            )
+            self._retry(job, f"{exc.peer}_UNAVAILABLE", f"{channel.value}: {exc}")
+            return
+        job.delivery_id = delivery_id
+        job.channel = channel.value
+        job.advance(self.clock())
+        out.add(
+            "provisioning.customer_notified",
+            ev.CustomerNotified(
+                job_id=job.id,
+                order_id=job.order_id,
+                delivery_id=delivery_id,
+                channel=channel.value,
+            ),
+        )
+
+    # --- outcomes -----------------------------------------------------------------------
+
+    def _retry(self, job: Job, reason: str, detail: str) -> None:
+        at = job.retry_later(
+            reason, detail, self.clock(), self.policy.retry, spread=secrets.randbelow(1001) / 1000
+        )
+        log.info(
+            "step will be retried",
+            job_id=job.id,
+            step=job.step.value,
+            reason=reason,
+            attempt=job.step_attempts,
+            next_attempt_at=at.isoformat(),
+        )
+
+    def _hold(
+        self, job: Job, out: StepOutcome, reason: str, *, alarm_id: str = "", detail: str = ""
+    ) -> None:
+        job.hold(reason, self.clock(), alarm_id=alarm_id, detail=detail)
+        out.add(
+            "provisioning.job_held",
+            ev.JobHeld(
+                job_id=job.id,
+                order_id=job.order_id,
+                device_id=job.device_id,
+                reason_code=reason,
+                alarm_id=alarm_id,
+            ),
+        )

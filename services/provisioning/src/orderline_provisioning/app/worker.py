@@ -1,0 +1,212 @@
+"""The job worker: claims runnable jobs and runs one step at a time, each step committed with
+its events in one transaction, under the trace context the job was created in.
+
+Claims are leases (`lease_owner`, `lease_until` on the job), renewed while a step runs. On
+PostgreSQL the claim selects with FOR UPDATE SKIP LOCKED, so replicas never take the same job
+at once, and a dead replica's job is taken over when its lease lapses. On SQLite there is one
+worker per database: at start it releases the leases a killed process left behind, so the job
+resumes at once at the step that was in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+from opentelemetry.trace import StatusCode
+
+from orderline_provisioning.adapters.repository import JobRepository
+from orderline_provisioning.app.steps import StepOutcome, StepRunner, utcnow
+from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.steps import JobState
+from orderline_runtime.database import Database
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.telemetry import extract, order_scope, tracer
+
+log = get_logger(__name__)
+
+JOB_ID = "orderline.job_id"
+STEP = "orderline.step"
+
+
+class LeaseLost(Exception):
+    """Another worker took the job while this one ran the step: its result is dropped."""
+
+
+class JobWorker:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        runner: StepRunner,
+        *,
+        concurrency: int = 4,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.runner = runner
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """A job became runnable (created, or a step finished)."""
+        self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.db.is_sqlite:
+            async with self.db.transaction() as session:
+                released = await JobRepository(session).release_all_leases()
+            if released:
+                log.info("released leases of a previous process", jobs=released)
+        slots = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        failures = 0
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                self.wake.clear()
+                try:
+                    job = await self._claim()
+                    failures = 0
+                except Exception as exc:
+                    slots.release()
+                    failures += 1
+                    delay = min(0.2 * 2**failures, 5.0)
+                    log.warning("claiming a job failed, retrying", error=str(exc), delay=delay)
+                    await _wait_any(stop, None, delay)
+                    continue
+                if job is None:
+                    slots.release()
+                    await _wait_any(stop, self.wake, self.poll_seconds)
+                    continue
+                task = asyncio.create_task(self._run_in_slot(job, slots), name=f"job {job.id}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            # Steps in hand finish (their calls have deadlines) before the worker returns.
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self) -> Job | None:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            repo = JobRepository(session, is_postgres=self.db.is_postgres)
+            return await repo.claim_next(self.owner, now, now + self.lease)
+
+    async def _run_in_slot(self, job: Job, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.run_step(job)
+        finally:
+            slots.release()
+            self.notify()
+
+    async def run_step(self, job: Job) -> None:
+        """Runs the claimed job's step and commits it; never raises."""
+        with (
+            tracer().start_as_current_span(
+                f"provisioning step {job.step.value}",
+                context=extract(job.trace_headers),
+                attributes={
+                    JOB_ID: job.id,
+                    STEP: job.step.value,
+                    "orderline.attempt": job.step_attempts + 1,
+                },
+            ) as span,
+            order_scope(job.order_id, job.device_id),
+        ):
+            step = job.step
+            try:
+                async with self._keep_lease(job.id):
+                    outcome = await self.runner.run(job)
+                await self._commit(job, outcome)
+            except LeaseLost:
+                span.set_status(StatusCode.ERROR, "lease lost")
+                log.warning("lease lost during step; result dropped", job_id=job.id, step=step)
+                return
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+                log.exception("step crashed; will retry", job_id=job.id, step=step)
+                await self._retry_after_crash(job, exc)
+                return
+            if job.state is not JobState.RUNNING or job.reason:
+                span.set_attribute("orderline.job_state", job.state.value)
+                span.set_attribute("orderline.reason", job.reason)
+            if job.state in (JobState.HELD, JobState.FAILED):
+                span.set_status(StatusCode.ERROR, job.reason)
+
+    async def _commit(self, job: Job, outcome: StepOutcome) -> None:
+        async with self.db.transaction() as session:
+            repo = JobRepository(session, is_postgres=self.db.is_postgres)
+            if not await repo.save(job, lease_owner=self.owner):
+                raise LeaseLost(job.id)
+            if outcome.test_results is not None:
+                await repo.replace_test_results(job.id, outcome.test_results)
+            if outcome.voucher is not None:
+                await repo.add_voucher(outcome.voucher)
+            for event_type, payload in outcome.events:
+                await self.outbox.add(
+                    session, event_type, payload, order_id=job.order_id, device_id=job.device_id
+                )
+
+    async def _retry_after_crash(self, job: Job, exc: Exception) -> None:
+        """An unexpected error (a bug, a database hiccup): back off and try the step again."""
+        try:
+            async with self.db.transaction() as session:
+                repo = JobRepository(session, is_postgres=self.db.is_postgres)
+                fresh = await repo.get(job.id)
+                if fresh is None or not fresh.runnable:
+                    return
+                fresh.retry_later(
+                    "INTERNAL_ERROR", repr(exc)[:500], utcnow(), self.runner.policy.retry
+                )
+                await repo.save(fresh, lease_owner=self.owner)
+        except Exception as again:
+            # The lease lapses and the step is tried again then.
+            log.error("could not record the crash of a step", job_id=job.id, error=str(again))
+
+    @contextlib.asynccontextmanager
+    async def _keep_lease(self, job_id: str) -> AsyncIterator[None]:
+        async def renew() -> None:
+            interval = self.lease.total_seconds() / 3
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    async with self.db.transaction() as session:
+                        until: datetime = utcnow() + self.lease
+                        kept = await JobRepository(session).renew_lease(job_id, self.owner, until)
+                    if not kept:
+                        log.warning("lease of a running step was taken", job_id=job_id)
+                        return
+                except Exception as exc:
+                    log.warning("lease renewal failed", job_id=job_id, error=str(exc))
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,98 @@
+"""The composition root: settings, database, peers, worker, consumers and servicers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from orderline.events.v1 import order_events_pb2
+from orderline.provisioning.v1 import provisioning_pb2_grpc
+from orderline_provisioning.adapters.peers import (
+    DeviceAgentClient,
+    DeviceHealthClient,
+    GatewayClient,
+    IntakeClient,
+)
+from orderline_provisioning.adapters.tables import metadata
+from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
+from orderline_provisioning.app.handlers import OrderEvents
+from orderline_provisioning.app.ports import Peers
+from orderline_provisioning.app.steps import StepPolicy, StepRunner
+from orderline_provisioning.app.worker import JobWorker
+from orderline_provisioning.domain.retry import RetryPolicy
+from orderline_provisioning.settings import ProvisioningSettings
+from orderline_runtime.messaging import streams
+from orderline_runtime.messaging.consumer import Handler
+from orderline_runtime.service import Service
+from orderline_runtime.settings import load_settings
+
+SERVICE = "provisioning"
+READERS = frozenset({"clerk", "engineer", "auditor", "manager", "service"})
+POLICY = {
+    "/orderline.provisioning.v1.ProvisioningService/GetJob": READERS,
+    "/orderline.provisioning.v1.ProvisioningService/ListJobs": READERS,
+    "/orderline.provisioning.v1.VoucherService/GetVoucher": READERS,
+    "/orderline.provisioning.v1.VoucherService/VerifyVoucher": READERS,
+}
+
+
+def build(settings: ProvisioningSettings | None = None) -> Service:
+    settings = settings or load_settings(ProvisioningSettings, SERVICE)
+    service = Service(
+        settings,
+        metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
+        policy=POLICY,
+    )
+    opts = service.call_options
+    health = DeviceHealthClient(settings.device_monitor_address, opts)
+    agent = DeviceAgentClient(settings.device_agent_address, opts)
+    intake = IntakeClient(settings.intake_address, opts)
+    gateway = GatewayClient(settings.gateway_address, opts)
+    runner = StepRunner(
+        Peers(health=health, agent=agent, customers=intake, gateway=gateway),
+        StepPolicy(
+            retry=RetryPolicy(
+                initial_seconds=settings.retry_initial_seconds,
+                max_seconds=settings.retry_max_seconds,
+            ),
+            prechecks_wait=timedelta(seconds=settings.prechecks_wait_seconds),
+            sms_failures_before_voice=settings.sms_failures_before_voice,
+        ),
+    )
+    worker = JobWorker(
+        service.db,
+        service.outbox,
+        runner,
+        concurrency=settings.worker_concurrency,
+        poll_seconds=settings.worker_poll_seconds,
+        lease_seconds=settings.job_lease_seconds,
+    )
+
+    async def run_worker(stop: asyncio.Event) -> None:
+        try:
+            await worker.run(stop)
+        finally:
+            for client in (health, agent, intake, gateway):
+                await client.close()
+
+    orders = OrderEvents(
+        service.outbox, is_postgres=service.db.is_postgres, on_job_created=worker.notify
+    )
+    service.add_grpc_service(
+        provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
+        ProvisioningApi(service.db),
+        "orderline.provisioning.v1.ProvisioningService",
+    )
+    service.add_grpc_service(
+        provisioning_pb2_grpc.add_VoucherServiceServicer_to_server,
+        VoucherApi(service.db),
+        "orderline.provisioning.v1.VoucherService",
+    )
+    service.consume(
+        streams.ORDER,
+        [Handler("order.approved", order_events_pb2.OrderApproved, orders.on_order_approved)],
+    )
+    service.add_task("job-worker", run_worker)
+    return service

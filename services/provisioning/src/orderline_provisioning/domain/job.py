@@ -1,0 +1,131 @@
+"""The provisioning job: one per approved order, advanced one step at a time.
+
+Every transition method here changes the job in memory only; the application commits the job
+together with the events of the transition in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from orderline_provisioning.domain.retry import RetryPolicy
+from orderline_provisioning.domain.steps import FIRST_STEP, JobState, Step, next_step
+
+# Reason codes (UPPER_SNAKE), carried by job_held / job_failed events and shown on the job.
+DEVICE_ABNORMAL = "DEVICE_ABNORMAL"
+DEVICE_UNFIT = "DEVICE_UNFIT"
+NO_TELEMETRY = "NO_TELEMETRY"
+DEVICE_MONITOR_UNAVAILABLE = "DEVICE_MONITOR_UNAVAILABLE"
+TESTS_FAILED = "TESTS_FAILED"
+NO_CUSTOMER_CONTACT = "NO_CUSTOMER_CONTACT"
+
+
+def rejected_reason(step: Step) -> str:
+    """A peer refused a call of `step` for good (not a transient failure): a person must act."""
+    return f"{step.value.upper()}_REJECTED"
+
+
+@dataclass(frozen=True)
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    kind: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Job:
+    id: str
+    order_id: str
+    device_id: str
+    business_type: str
+    plan: str
+    locale: str
+    created_at: datetime
+    # W3C trace context of the span that accepted the order: every step resumes under it.
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+    state: JobState = JobState.RUNNING
+    step: Step = FIRST_STEP
+    reason: str = ""
+    detail: str = ""
+    alarm_id: str = ""
+    voucher_id: str = ""
+    config_version: int | None = None
+    # Failed tries over the job's life, and in a row of the step in hand.
+    attempts: int = 0
+    step_attempts: int = 0
+    # Sends the gateway failed (they decide the channel).
+    notify_failures: int = 0
+    delivery_id: str = ""
+    channel: str = ""
+    test_results: list[TestResult] = field(default_factory=list)
+    step_started_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.step_started_at is None:
+            self.step_started_at = self.created_at
+        if self.next_attempt_at is None:
+            self.next_attempt_at = self.created_at
+        if self.updated_at is None:
+            self.updated_at = self.created_at
+
+    @property
+    def runnable(self) -> bool:
+        return self.state is JobState.RUNNING and self.step is not Step.DONE
+
+    def waited(self, now: datetime) -> timedelta:
+        """How long the step in hand has been trying."""
+        assert self.step_started_at is not None
+        return now - self.step_started_at
+
+    def _require_running(self) -> None:
+        if not self.runnable:
+            raise ValueError(f"job {self.id} is {self.state.value} at {self.step.value}")
+
+    def advance(self, now: datetime) -> Step:
+        """The step in hand is done: move to the next; the job completes after notify."""
+        self._require_running()
+        self.step = next_step(self.step)
+        self.step_attempts = 0
+        self.reason = ""
+        self.detail = ""
+        self.step_started_at = now
+        self.next_attempt_at = now
+        self.updated_at = now
+        if self.step is Step.DONE:
+            self.state = JobState.COMPLETED
+        return self.step
+
+    def retry_later(
+        self, reason: str, detail: str, now: datetime, policy: RetryPolicy, spread: float = 0.5
+    ) -> datetime:
+        """A transient failure: stay at this step and try again after a backoff."""
+        self._require_running()
+        self.attempts += 1
+        self.step_attempts += 1
+        self.reason = reason
+        self.detail = detail
+        self.next_attempt_at = now + policy.delay(self.step_attempts, spread)
+        self.updated_at = now
+        return self.next_attempt_at
+
+    def hold(self, reason: str, now: datetime, *, alarm_id: str = "", detail: str = "") -> None:
+        """Work stops at this step until a person acts."""
+        self._require_running()
+        self.state = JobState.HELD
+        self.reason = reason
+        self.alarm_id = alarm_id
+        self.detail = detail
+        self.updated_at = now
+
+    def fail(self, reason: str, now: datetime, *, detail: str = "") -> None:
+        self._require_running()
+        self.state = JobState.FAILED
+        self.reason = reason
+        self.detail = detail
+        self.updated_at = now

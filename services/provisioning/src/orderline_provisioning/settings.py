@@ -1,0 +1,27 @@
+"""Provisioning's settings: the common ones plus its peers and its job worker."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orderline_runtime.settings import ServiceSettings
+
+
+class ProvisioningSettings(ServiceSettings):
+    # Peers (docs/configuration.md).
+    intake_address: str = "127.0.0.1:50051"
+    device_monitor_address: str = "127.0.0.1:50053"
+    device_agent_address: str = "127.0.0.1:50061"
+    gateway_address: str = "127.0.0.1:50062"
+    # How long prechecks retry a device without telemetry or an unreachable device-monitor
+    # before the job is held (NO_TELEMETRY / DEVICE_MONITOR_UNAVAILABLE).
+    prechecks_wait_seconds: float = Field(default=60.0, gt=0)
+    # Backoff of transient failures: initial delay, doubling up to the maximum.
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    # SMS sends the gateway may fail before voice is tried.
+    sms_failures_before_voice: int = Field(default=5, ge=0)
+    # Job worker: steps run at once, idle poll, and the lease a running step holds on its job.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    job_lease_seconds: float = Field(default=30.0, ge=1)

@@ -1,0 +1,411 @@
+"""Provisioning in-process against real NATS, a real database, and its peers as tiny in-test
+gRPC servers (device-monitor's DeviceHealthService, the fleet's DeviceAgentService, the
+gateway's NotificationGatewayService and intake's OrderService), all on one port.
+
+Helpers reach the tests as fixtures (tests import nothing from here: importlib import mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import nats
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.js import JetStreamContext
+
+from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+from orderline.device.v1 import device_pb2, device_pb2_grpc
+from orderline.events.v1 import envelope_pb2, order_events_pb2
+from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_provisioning.bootstrap import build
+from orderline_provisioning.settings import ProvisioningSettings
+from orderline_runtime.ids import new_id
+from orderline_runtime.local import NatsServer, free_port
+from orderline_runtime.messaging.envelope import build_envelope
+from orderline_runtime.service import Service
+
+PHONE = "+8613800138000"
+SERVICE_BEARER = "Bearer dev-service"
+
+
+def _auth(context: Any) -> str:
+    return str(dict(context.invocation_metadata()).get("authorization", ""))
+
+
+# --- fake peers -------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeHealth(device_pb2_grpc.DeviceHealthServiceServicer):
+    # device id -> (state, alarm id); devices not named are good.
+    devices: dict[str, tuple[int, str]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def abnormal(self, device_id: str, alarm_id: str) -> None:
+        self.devices[device_id] = (device_pb2.HEALTH_STATE_ABNORMAL, alarm_id)
+
+    async def CheckFitness(
+        self, request: device_pb2.CheckFitnessRequest, context: Any
+    ) -> device_pb2.CheckFitnessResponse:
+        self.calls.append((request.device_id, request.order_id, _auth(context)))
+        state, alarm = self.devices.get(request.device_id, (device_pb2.HEALTH_STATE_GOOD, ""))
+        health = device_pb2.DeviceHealth(
+            device_id=request.device_id, state=state, open_alarm_id=alarm
+        )
+        if state == device_pb2.HEALTH_STATE_ABNORMAL:
+            health.abnormal.append(device_pb2.HEALTH_CATEGORY_THERMAL)
+        return device_pb2.CheckFitnessResponse(
+            fit=state == device_pb2.HEALTH_STATE_GOOD,
+            health=health,
+            alarm_id=alarm,
+            reasons=["thermal: overheating"] if alarm else [],
+        )
+
+
+@dataclass
+class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
+    """Idempotent on the key like a real agent; counts what it really applied per key."""
+
+    applies_by_key: Counter[str] = field(default_factory=Counter)
+    apply_calls: list[str] = field(default_factory=list)
+    rollbacks: list[tuple[str, str, int]] = field(default_factory=list)
+    tests: list[tuple[str, int, str]] = field(default_factory=list)
+    failing_kinds: dict[str, set[int]] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, int] = field(default_factory=dict)
+    # ApplyConfig calls to answer UNAVAILABLE before serving.
+    unavailable_applies: int = 0
+    # When set, the first apply is recorded, then never answered (the client is killed).
+    stall_first_apply: bool = False
+    apply_stalled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def fail_test(self, device_id: str, kind: int) -> None:
+        self.failing_kinds.setdefault(device_id, set()).add(kind)
+
+    async def ApplyConfig(
+        self, request: agent_pb2.ApplyConfigRequest, context: Any
+    ) -> agent_pb2.ApplyConfigResponse:
+        self.apply_calls.append(request.idempotency_key)
+        if self.unavailable_applies > 0:
+            self.unavailable_applies -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "agent busy")
+        key = request.idempotency_key
+        if key in self.ledger:
+            return agent_pb2.ApplyConfigResponse(config_version=self.ledger[key], replayed=True)
+        version = self.versions.get(request.device_id, 1) + 1
+        self.versions[request.device_id] = version
+        self.ledger[key] = version
+        self.applies_by_key[key] += 1
+        if self.stall_first_apply and not self.apply_stalled.is_set():
+            self.apply_stalled.set()
+            await asyncio.Event().wait()
+        return agent_pb2.ApplyConfigResponse(config_version=version)
+
+    async def RollbackConfig(
+        self, request: agent_pb2.RollbackConfigRequest, context: Any
+    ) -> agent_pb2.RollbackConfigResponse:
+        self.rollbacks.append((request.device_id, request.idempotency_key, request.to_version))
+        key = request.idempotency_key
+        if key not in self.ledger:
+            self.ledger[key] = request.to_version
+            self.applies_by_key[key] += 1
+            self.versions[request.device_id] = request.to_version
+        return agent_pb2.RollbackConfigResponse(config_version=self.ledger[key])
+
+    async def RunTest(
+        self, request: agent_pb2.RunTestRequest, context: Any
+    ) -> agent_pb2.RunTestResponse:
+        self.tests.append((request.device_id, request.kind, request.idempotency_key))
+        failed = request.kind in self.failing_kinds.get(request.device_id, set())
+        name = agent_pb2.TestKind.Name(request.kind)
+        return agent_pb2.RunTestResponse(
+            passed=not failed, detail=f"{name} {'failed' if failed else 'passed'}"
+        )
+
+
+@dataclass
+class FakeGateway(gateway_pb2_grpc.NotificationGatewayServiceServicer):
+    fail_first: int = 0
+    sends: list[gateway_pb2.SendNotificationRequest] = field(default_factory=list)
+    deliveries: dict[str, str] = field(default_factory=dict)
+
+    async def SendNotification(
+        self, request: gateway_pb2.SendNotificationRequest, context: Any
+    ) -> gateway_pb2.SendNotificationResponse:
+        self.sends.append(request)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "SMS centre unreachable")
+        key = request.idempotency_key
+        if key in self.deliveries:
+            return gateway_pb2.SendNotificationResponse(
+                delivery_id=self.deliveries[key], duplicate=True
+            )
+        self.deliveries[key] = f"DLV-{len(self.deliveries) + 1}"
+        return gateway_pb2.SendNotificationResponse(delivery_id=self.deliveries[key])
+
+
+@dataclass
+class FakeIntake(order_pb2_grpc.OrderServiceServicer):
+    """Gives the service role the customer's unmasked contact, and nobody else."""
+
+    auth: list[str] = field(default_factory=list)
+
+    async def GetOrder(
+        self, request: order_pb2.GetOrderRequest, context: Any
+    ) -> order_pb2.GetOrderResponse:
+        self.auth.append(_auth(context))
+        if _auth(context) != SERVICE_BEARER:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "service role required")
+        return order_pb2.GetOrderResponse(
+            order=order_pb2.Order(
+                id=request.order_id,
+                state=order_pb2.ORDER_STATE_IN_PROGRESS,
+                customer=order_pb2.Customer(name="张三", phone=PHONE, locale="zh-CN"),
+            )
+        )
+
+
+@dataclass
+class FakePeers:
+    address: str
+    health: FakeHealth
+    agent: FakeAgent
+    gateway: FakeGateway
+    intake: FakeIntake
+
+
+@pytest_asyncio.fixture
+async def peers() -> AsyncIterator[FakePeers]:
+    server = grpc.aio.server()
+    fakes = FakePeers("", FakeHealth(), FakeAgent(), FakeGateway(), FakeIntake())
+    device_pb2_grpc.add_DeviceHealthServiceServicer_to_server(fakes.health, server)
+    agent_pb2_grpc.add_DeviceAgentServiceServicer_to_server(fakes.agent, server)
+    gateway_pb2_grpc.add_NotificationGatewayServiceServicer_to_server(fakes.gateway, server)
+    order_pb2_grpc.add_OrderServiceServicer_to_server(fakes.intake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    fakes.address = f"127.0.0.1:{port}"
+    yield fakes
+    await server.stop(0)
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+async def wait_serving(address: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{address} not SERVING after {within}s")
+            await asyncio.sleep(0.05)
+
+
+def make_settings(
+    db_url: str, nats_url: str, peers_address: str, trace_dir: Path, **overrides: Any
+) -> ProvisioningSettings:
+    values: dict[str, Any] = {
+        "service_name": "provisioning",
+        "grpc_port": free_port(),
+        "database_url": db_url,
+        "nats_url": nats_url,
+        "trace_dir": trace_dir,
+        "intake_address": peers_address,
+        "device_monitor_address": peers_address,
+        "device_agent_address": peers_address,
+        "gateway_address": peers_address,
+        "retry_initial_seconds": 0.05,
+        "retry_max_seconds": 0.2,
+        "worker_poll_seconds": 0.1,
+        "job_lease_seconds": 2,
+        "call_timeout_seconds": 2,
+        "shutdown_grace_seconds": 3,
+    }
+    values.update(overrides)
+    return ProvisioningSettings(**values)
+
+
+@dataclass
+class Running:
+    service: Service
+    address: str
+
+
+StartFn = Callable[..., Awaitable[Running]]
+
+
+@pytest_asyncio.fixture
+async def start_provisioning(
+    db_url: str, nats_server: NatsServer, peers: FakePeers, tmp_path: Path
+) -> AsyncIterator[StartFn]:
+    """Starts provisioning in-process (as many instances as asked); all stop at the end."""
+    started: list[tuple[Service, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> Running:
+        settings = make_settings(
+            db_url, nats_server.url, peers.address, tmp_path / "traces", **overrides
+        )
+        service = build(settings)
+        task = asyncio.create_task(service.run())
+        started.append((service, task))
+        address = f"127.0.0.1:{settings.grpc_port}"
+        await wait_serving(address)
+        return Running(service, address)
+
+    yield start
+    for service, _ in started:
+        service.stop_event.set()
+    await asyncio.gather(*(task for _, task in started))
+
+
+@pytest_asyncio.fixture
+async def provisioning(start_provisioning: StartFn) -> Running:
+    return await start_provisioning()
+
+
+# --- the bus, as other services see it --------------------------------------------------------
+
+
+@dataclass
+class Event:
+    type: str
+    order_id: str
+    device_id: str
+    payload: Any
+    headers: dict[str, str]
+
+    @property
+    def trace_id(self) -> str:
+        return self.headers.get("traceparent", "---").split("-")[1]
+
+
+@dataclass
+class Bus:
+    js: JetStreamContext
+
+    async def approve(
+        self,
+        order_id: str,
+        device_id: str,
+        *,
+        business_type: str = "broadband_install",
+        plan: str = "300M",
+        trace_id: str | None = None,
+    ) -> str:
+        """Publishes order.approved as intake would; returns the trace id it carries."""
+        payload = order_events_pb2.OrderApproved(
+            order_id=order_id,
+            business_type=business_type,
+            device_id=device_id,
+            plan=plan,
+            locale="zh-CN",
+            approved_by="reviewer-dev",
+        )
+        env = build_envelope(
+            "order.approved", payload, producer="intake", order_id=order_id, device_id=device_id
+        )
+        trace_id = trace_id or new_id().replace("-", "")
+        headers = {"Nats-Msg-Id": env.id, "traceparent": f"00-{trace_id}-{'ab' * 8}-01"}
+        await self.js.publish("orderline.order.approved", env.SerializeToString(), headers=headers)
+        return trace_id
+
+    async def provisioning_events(self, order_id: str | None = None) -> list[Event]:
+        """Every event on the PROVISIONING stream (of one order), in stream order."""
+        from orderline.events.v1 import provisioning_events_pb2 as pe
+
+        classes = {
+            "provisioning.job_started": pe.JobStarted,
+            "provisioning.prechecks_passed": pe.PrechecksPassed,
+            "provisioning.device_configured": pe.DeviceConfigured,
+            "provisioning.tests_passed": pe.TestsPassed,
+            "provisioning.service_activated": pe.ServiceActivated,
+            "provisioning.voucher_issued": pe.VoucherIssued,
+            "provisioning.customer_notified": pe.CustomerNotified,
+            "provisioning.job_held": pe.JobHeld,
+            "provisioning.job_failed": pe.JobFailed,
+        }
+        info = await self.js.stream_info("PROVISIONING")
+        events = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if info.state.messages == 0:
+                break
+            msg = await self.js.get_msg("PROVISIONING", seq)
+            env = envelope_pb2.Envelope()
+            env.ParseFromString(msg.data or b"")
+            payload = classes[env.type]()
+            env.payload.Unpack(payload)
+            if order_id is None or env.order_id == order_id:
+                events.append(
+                    Event(env.type, env.order_id, env.device_id, payload, dict(msg.headers or {}))
+                )
+        return events
+
+    async def wait_for_event(self, order_id: str, event_type: str, within: float = 20) -> Event:
+        deadline = time.monotonic() + within
+        while True:
+            for event in await self.provisioning_events(order_id):
+                if event.type == event_type:
+                    return event
+            if time.monotonic() > deadline:
+                seen = [e.type for e in await self.provisioning_events(order_id)]
+                raise AssertionError(f"no {event_type} for {order_id} in {within}s; saw {seen}")
+            await asyncio.sleep(0.05)
+
+    async def approvals_settled(self, within: float = 10) -> None:
+        """Waits until provisioning has acked every order event."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                info = await self.js.consumer_info("ORDER", "provisioning")
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+            except nats.js.errors.NotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("provisioning did not ack every order event")
+            await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture
+async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
+    nc = await nats.connect(nats_server.url)
+    yield Bus(nc.jetstream())
+    await nc.close()
+
+
+@pytest.fixture
+def order_id() -> str:
+    return "ORD-" + new_id()[-12:].upper()
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], within: float = 15, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {within}s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def until() -> Callable[..., Awaitable[None]]:
+    return wait_until

@@ -1,0 +1,190 @@
+"""The steps against in-memory peers: what each answer does to the job (no I/O)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from orderline_provisioning.app.ports import CustomerContact, PeerRejected, Peers, PeerUnavailable
+from orderline_provisioning.app.steps import StepPolicy, StepRunner
+from orderline_provisioning.domain.job import Job, TestResult
+from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.prechecks import Fitness, Health
+from orderline_provisioning.domain.retry import RetryPolicy
+from orderline_provisioning.domain.steps import JobState, Step, TestKind
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class FakePeers:
+    fitness: Fitness | None = field(default_factory=lambda: Fitness(True, Health.GOOD))
+    failing_kinds: set[TestKind] = field(default_factory=set)
+    agent_down: bool = False
+    agent_rejects: bool = False
+    gateway_failures: int = 0
+    contact: CustomerContact = field(
+        default_factory=lambda: CustomerContact("+8613800138000", "zh-CN")
+    )
+    applies: Counter[str] = field(default_factory=Counter)
+    rollbacks: list[tuple[str, int]] = field(default_factory=list)
+    sends: list[tuple[str, Channel, str, str]] = field(default_factory=list)
+
+    async def check_fitness(self, device_id: str, order_id: str) -> Fitness:
+        if self.fitness is None:
+            raise PeerUnavailable("DEVICE_MONITOR", "UNAVAILABLE")
+        return self.fitness
+
+    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
+        if self.agent_down:
+            raise PeerUnavailable("DEVICE_AGENT", "UNAVAILABLE")
+        if self.agent_rejects:
+            raise PeerRejected("DEVICE_AGENT", "NOT_FOUND", f"no device {device_id}")
+        self.applies[key] += 1
+        return 2
+
+    async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
+        self.rollbacks.append((key, to_version))
+        return to_version
+
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult:
+        passed = kind not in self.failing_kinds
+        return TestResult(kind.value, passed, "ok" if passed else f"{kind.value} failed")
+
+    async def contact_of(self, order_id: str) -> CustomerContact:
+        return self.contact
+
+    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
+        self.sends.append((key, channel, locale, text))
+        if self.gateway_failures > 0:
+            self.gateway_failures -= 1
+            raise PeerUnavailable("GATEWAY", "UNAVAILABLE")
+        return "DLV-1"
+
+
+class Directory:
+    def __init__(self, fake: FakePeers) -> None:
+        self.fake = fake
+
+    async def contact(self, order_id: str) -> CustomerContact:
+        return await self.fake.contact_of(order_id)
+
+
+def runner_for(fake: FakePeers, clock: Clock) -> StepRunner:
+    peers = Peers(health=fake, agent=fake, customers=Directory(fake), gateway=fake)
+    policy = StepPolicy(
+        retry=RetryPolicy(initial_seconds=1, max_seconds=8, jitter=0),
+        prechecks_wait=timedelta(seconds=60),
+    )
+    return StepRunner(peers, policy, clock=clock, entropy=lambda n: b"\x07" * n)
+
+
+def new_job(step: Step = Step.PRECHECKS) -> Job:
+    job = Job("job-1", "ord-1", "CPE-0001", "broadband_install", "300M", "zh-CN", created_at=T0)
+    while job.step is not step:
+        job.advance(T0)
+    return job
+
+
+async def test_a_job_runs_every_step_and_completes() -> None:
+    fake, clock = FakePeers(), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    types: list[str] = []
+    while job.runnable:
+        out = await runner.run(job)
+        types += [t for t, _ in out.events]
+    assert types == [
+        "provisioning.prechecks_passed",
+        "provisioning.device_configured",
+        "provisioning.tests_passed",
+        "provisioning.service_activated",
+        "provisioning.voucher_issued",
+        "provisioning.customer_notified",
+    ]
+    assert job.state is JobState.COMPLETED
+    assert fake.applies == {"job-1:configure": 1}
+    assert job.voucher_id.startswith("AV-") and job.delivery_id == "DLV-1"
+    assert fake.sends[0][0] == "job-1:notify" and job.voucher_id in fake.sends[0][3]
+
+
+async def test_no_telemetry_retries_with_backoff_then_holds() -> None:
+    fake, clock = FakePeers(fitness=Fitness(False, Health.UNKNOWN)), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    out = await runner.run(job)
+    assert out.events == [] and job.state is JobState.RUNNING
+    assert (job.reason, job.next_attempt_at) == ("NO_TELEMETRY", T0 + timedelta(seconds=1))
+    clock.now = T0 + timedelta(seconds=61)
+    out = await runner.run(job)
+    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert (job.state, job.reason) == (JobState.HELD, "NO_TELEMETRY")
+
+
+async def test_transient_agent_failure_keeps_the_step() -> None:
+    fake, clock = FakePeers(agent_down=True), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    out = await runner.run(job)
+    assert out.events == []
+    assert (job.step, job.state, job.reason) == (Step.CONFIGURE, JobState.RUNNING,
+                                                 "DEVICE_AGENT_UNAVAILABLE")  # fmt: skip
+    assert job.attempts == 1
+
+
+async def test_agent_rejection_holds_the_job_for_a_person() -> None:
+    fake, clock = FakePeers(agent_rejects=True), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    out = await runner.run(job)
+    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert (job.state, job.reason) == (JobState.HELD, "CONFIGURE_REJECTED")
+
+
+async def test_failed_test_rolls_back_and_fails_the_job() -> None:
+    fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = 5
+    out = await runner.run(job)
+    assert [t for t, _ in out.events] == ["provisioning.job_failed"]
+    assert fake.rollbacks == [("job-1:rollback", 4)]
+    assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
+    assert out.test_results is not None and len(out.test_results) == 5
+    assert [r.kind for r in out.test_results if not r.passed] == ["security"]
+
+
+async def test_gateway_failures_are_counted_and_voice_follows_five_sms_failures() -> None:
+    fake, clock = FakePeers(gateway_failures=6), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    job.voucher_id = "AV-ABCDEFGHIJKL"
+    for _ in range(6):
+        out = await runner.run(job)
+        assert out.events == [] and job.reason == "GATEWAY_UNAVAILABLE"
+    out = await runner.run(job)
+    assert [t for t, _ in out.events] == ["provisioning.customer_notified"]
+    assert [c for _, c, _, _ in fake.sends] == [Channel.SMS] * 5 + [Channel.VOICE, Channel.SMS]
+    assert {k for k, _, _, _ in fake.sends} == {"job-1:notify"}
+    assert job.notify_failures == 6 and job.state is JobState.COMPLETED
+
+
+async def test_notification_in_english_for_an_english_customer() -> None:
+    fake, clock = FakePeers(contact=CustomerContact("+447700900123", "en-GB")), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    job.voucher_id = "AV-ABCDEFGHIJKL"
+    await runner.run(job)
+    _, _, locale, text = fake.sends[0]
+    assert locale == "en" and text.startswith("[Orderline]")
+
+
+async def test_masked_phone_holds_the_job() -> None:
+    fake, clock = FakePeers(contact=CustomerContact("+86138****8000", "zh-CN")), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    out = await runner.run(job)
+    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert job.reason == "NO_CUSTOMER_CONTACT" and fake.sends == []
