@@ -1,0 +1,373 @@
+"""The gRPC edge over a real loopback port: bearer tokens and roles, domain errors as status codes
+with google.rpc details, no leaked internals, health without a token, and admission control."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
+
+from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+from orderline.device.v1 import device_pb2, device_pb2_grpc
+from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_runtime.errors import (
+    FailedPrecondition,
+    NotFound,
+    PreconditionViolation,
+    Violations,
+)
+from orderline_runtime.rpc.auth import TokenAuthenticator, current_principal
+from orderline_runtime.rpc.server import GrpcServer
+
+ARCHIVE = "/orderline.archive.v1.ArchiveService/"
+POLICY = {
+    f"{ARCHIVE}GetDossier": frozenset({"clerk", "auditor"}),
+    f"{ARCHIVE}ListDossiers": frozenset({"clerk"}),
+    # VerifyChain is absent: deny by default.
+    "/orderline.order.v1.OrderService/WatchOrders": frozenset({"clerk"}),
+    "/orderline.device.v1.TelemetryIngestService/StreamTelemetry": frozenset({"service"}),
+}
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+class Archive(archive_pb2_grpc.ArchiveServiceServicer):
+    """Test servicer: the order id picks what goes wrong."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.in_flight = 0
+
+    async def GetDossier(
+        self, request: archive_pb2.GetDossierRequest, context: Any
+    ) -> archive_pb2.GetDossierResponse:
+        match request.order_id:
+            case "invalid":
+                violations = Violations()
+                violations.add("order_id", "must look like O-<digits>")
+                violations.add("documents[0].sha256", "must be 64 hex digits")
+                violations.raise_if_any()
+            case "missing":
+                raise NotFound("dossier", "O-404")
+            case "not-sealed":
+                raise FailedPrecondition(
+                    "the order is not completed",
+                    reason="ORDER_NOT_COMPLETED",
+                    violations=[PreconditionViolation("STATE", "O-5", "order is inProgress")],
+                )
+            case "db-down":
+                raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+            case "bug":
+                raise RuntimeError("password=hunter2 leaked from postgres://admin@db")
+        return archive_pb2.GetDossierResponse(
+            dossier=archive_pb2.Dossier(order_id=request.order_id, id=current_principal().subject)
+        )
+
+    async def ListDossiers(
+        self, request: archive_pb2.ListDossiersRequest, context: Any
+    ) -> archive_pb2.ListDossiersResponse:
+        self.in_flight += 1
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        return archive_pb2.ListDossiersResponse()
+
+    async def VerifyChain(
+        self, request: archive_pb2.VerifyChainRequest, context: Any
+    ) -> archive_pb2.VerifyChainResponse:
+        return archive_pb2.VerifyChainResponse(valid=True)
+
+
+class Orders(order_pb2_grpc.OrderServiceServicer):
+    async def WatchOrders(
+        self, request: order_pb2.WatchOrdersRequest, context: Any
+    ) -> AsyncIterator[order_pb2.WatchOrdersResponse]:
+        for order_id in request.order_ids:
+            if order_id == "missing":
+                raise NotFound("order", order_id)
+            yield order_pb2.WatchOrdersResponse(order=order_pb2.Order(id=order_id))
+
+
+class Telemetry(device_pb2_grpc.TelemetryIngestServiceServicer):
+    async def StreamTelemetry(
+        self, request_iterator: AsyncIterator[device_pb2.StreamTelemetryRequest], context: Any
+    ) -> device_pb2.StreamTelemetryResponse:
+        accepted = 0
+        async for batch in request_iterator:
+            accepted += len(batch.samples)
+        if accepted == 0:
+            violations = Violations()
+            violations.add("samples", "at least one sample")
+            violations.raise_if_any()
+        return device_pb2.StreamTelemetryResponse(accepted=accepted)
+
+
+async def start_server(servicer: Archive, max_concurrent_rpcs: int = 64) -> GrpcServer:
+    server = GrpcServer(
+        authenticator=TokenAuthenticator.from_file(None),
+        policy=POLICY,
+        max_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    server.add_service(
+        archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
+        servicer,
+        "orderline.archive.v1.ArchiveService",
+    )
+    server.add_service(
+        order_pb2_grpc.add_OrderServiceServicer_to_server,
+        Orders(),
+        "orderline.order.v1.OrderService",
+    )
+    server.add_service(
+        device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,
+        Telemetry(),
+        "orderline.device.v1.TelemetryIngestService",
+    )
+    await server.start("127.0.0.1", 0)
+    return server
+
+
+@pytest.fixture
+def archive() -> Archive:
+    return Archive()
+
+
+@pytest.fixture
+async def channel(archive: Archive) -> AsyncIterator[grpc.aio.Channel]:
+    server = await start_server(archive)
+    await server.set_serving(True)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+    archive.release.set()
+    await server.stop(0)
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> archive_pb2_grpc.ArchiveServiceStub:
+    return archive_pb2_grpc.ArchiveServiceStub(channel)
+
+
+async def call_error(call: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value
+
+
+def details(err: grpc.aio.AioRpcError) -> Iterator[Any]:
+    status = rpc_status.from_call(err)
+    assert status is not None, "no grpc-status-details-bin trailer"
+    assert status.code == err.code().value[0]
+    assert status.message == err.details()
+    for detail in status.details:
+        for cls in (
+            error_details_pb2.BadRequest,
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.PreconditionFailure,
+        ):
+            if detail.Is(cls.DESCRIPTOR):
+                msg = cls()
+                detail.Unpack(msg)
+                yield msg
+
+
+def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    (info,) = [d for d in details(err) if isinstance(d, error_details_pb2.ErrorInfo)]
+    return info
+
+
+async def test_authorised_caller_gets_an_answer_and_the_servicer_sees_the_principal(
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+) -> None:
+    reply = await stub.GetDossier(
+        archive_pb2.GetDossierRequest(order_id="O-1"), metadata=bearer("dev-auditor"), timeout=5
+    )
+    assert reply.dossier.order_id == "O-1"
+    assert reply.dossier.id == "auditor-dev"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), bearer("no-such-token"), (("authorization", "Basic dev-clerk"),)],
+    ids=["no-token", "unknown-token", "not-bearer"],
+)
+async def test_call_without_a_valid_token_is_unauthenticated(
+    stub: archive_pb2_grpc.ArchiveServiceStub, metadata: Any
+) -> None:
+    err = await call_error(
+        stub.GetDossier(archive_pb2.GetDossierRequest(order_id="O-1"), metadata=metadata)
+    )
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(err).reason == "UNAUTHENTICATED"
+
+
+async def test_caller_without_a_permitted_role_is_denied_with_a_reason(
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+) -> None:
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="O-1"), metadata=bearer("dev-engineer")
+        )
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    info = error_info(err)
+    assert info.reason == "ROLE_NOT_PERMITTED"
+    assert info.domain == "orderline.telecom"
+    # A method missing from the policy admits nobody, whatever the role.
+    err = await call_error(
+        stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=bearer("dev-service"))
+    )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_invalid_argument_names_every_bad_field(
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+) -> None:
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="invalid"), metadata=bearer("dev-clerk")
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad,) = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("order_id", "must look like O-<digits>"),
+        ("documents[0].sha256", "must be 64 hex digits"),
+    ]
+    assert error_info(err).reason == "INVALID_ARGUMENT"
+
+
+async def test_not_found_and_failed_precondition_carry_their_reasons(
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+) -> None:
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="missing"), metadata=bearer("dev-clerk")
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert "O-404" in (err.details() or "")
+    assert error_info(err).reason == "DOSSIER_NOT_FOUND"
+
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="not-sealed"), metadata=bearer("dev-clerk")
+        )
+    )
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    (failure,) = [d for d in details(err) if isinstance(d, error_details_pb2.PreconditionFailure)]
+    assert [(v.type, v.subject) for v in failure.violations] == [("STATE", "O-5")]
+    assert error_info(err).reason == "ORDER_NOT_COMPLETED"
+
+
+async def test_unexpected_error_is_internal_without_leaking_and_database_outage_is_unavailable(
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+) -> None:
+    err = await call_error(
+        stub.GetDossier(archive_pb2.GetDossierRequest(order_id="bug"), metadata=bearer("dev-clerk"))
+    )
+    assert err.code() == grpc.StatusCode.INTERNAL
+    assert err.details() == "internal error"
+    assert "hunter2" not in str(rpc_status.from_call(err))
+
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="db-down"), metadata=bearer("dev-clerk")
+        )
+    )
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(err).reason == "DATABASE_UNAVAILABLE"
+
+
+async def test_streaming_calls_are_authorised_and_their_errors_mapped(
+    channel: grpc.aio.Channel,
+) -> None:
+    orders = order_pb2_grpc.OrderServiceStub(channel)
+    watched = [
+        r.order.id
+        async for r in orders.WatchOrders(
+            order_pb2.WatchOrdersRequest(order_ids=["O-1", "O-2"]), metadata=bearer("dev-clerk")
+        )
+    ]
+    assert watched == ["O-1", "O-2"]
+
+    async def watch(order_ids: list[str], token: str) -> list[str]:
+        call = orders.WatchOrders(
+            order_pb2.WatchOrdersRequest(order_ids=order_ids), metadata=bearer(token)
+        )
+        return [r.order.id async for r in call]
+
+    err = await call_error(watch(["O-1"], "dev-auditor"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = await call_error(watch(["O-1", "missing"], "dev-clerk"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+    telemetry = device_pb2_grpc.TelemetryIngestServiceStub(channel)
+
+    async def batches(n: int) -> AsyncIterator[device_pb2.StreamTelemetryRequest]:
+        for _ in range(n):
+            yield device_pb2.StreamTelemetryRequest(samples=[device_pb2.TelemetrySample()])
+
+    reply = await telemetry.StreamTelemetry(batches(3), metadata=bearer("dev-service"))
+    assert reply.accepted == 3
+    err = await call_error(telemetry.StreamTelemetry(batches(1), metadata=bearer("dev-clerk")))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = await call_error(telemetry.StreamTelemetry(batches(0), metadata=bearer("dev-service")))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_health_answers_without_a_token(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "orderline.archive.v1.ArchiveService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_calls_beyond_the_concurrency_limit_fail_fast_with_resource_exhausted(
+    archive: Archive,
+) -> None:
+    server = await start_server(archive, max_concurrent_rpcs=2)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = archive_pb2_grpc.ArchiveServiceStub(ch)
+            slow = [
+                stub.ListDossiers(
+                    archive_pb2.ListDossiersRequest(), metadata=bearer("dev-clerk"), timeout=10
+                )
+                for _ in range(2)
+            ]
+            deadline = asyncio.get_running_loop().time() + 5
+            while archive.in_flight < 2:
+                assert asyncio.get_running_loop().time() < deadline, "slow calls never arrived"
+                await asyncio.sleep(0.01)
+
+            started = asyncio.get_running_loop().time()
+            err = await call_error(
+                stub.GetDossier(
+                    archive_pb2.GetDossierRequest(order_id="O-1"),
+                    metadata=bearer("dev-clerk"),
+                    timeout=10,
+                )
+            )
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert asyncio.get_running_loop().time() - started < 2, "queued instead of refused"
+
+            archive.release.set()
+            await asyncio.gather(*slow)
+            # Capacity is back once the slow calls are done.
+            reply = await stub.GetDossier(
+                archive_pb2.GetDossierRequest(order_id="O-1"), metadata=bearer("dev-clerk")
+            )
+            assert reply.dossier.order_id == "O-1"
+    finally:
+        archive.release.set()
+        await server.stop(0)
