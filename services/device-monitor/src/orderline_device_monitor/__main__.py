@@ -1,0 +1,14 @@
+"""`orderline-device-monitor` serves; `orderline-device-monitor migrate` migrates and exits."""
+
+from __future__ import annotations
+
+from orderline_device_monitor.bootstrap import build
+from orderline_runtime.service import run_service
+
+
+def main() -> None:
+    run_service(build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""device-monitor's tables. Telemetry itself is never stored: only devices seen, alarms, anomaly
+records, which order each device is in use for, and fitness checks."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from orderline_runtime.messaging.tables import add_messaging_tables
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+
+ALARM_RAISED = "RAISED"
+ALARM_CLEARED = "CLEARED"
+OPEN_ALARM = text(f"state = '{ALARM_RAISED}'")
+
+# Every device that ever sent telemetry (so that a device silent since a restart is UNKNOWN,
+# not NOT_FOUND). Written once per device and on each change of its health.
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_change_at", DateTime(timezone=True), nullable=True),
+)
+
+# One alarm per (device, category) episode: RAISED when the category turns abnormal, CLEARED
+# when it recovers. At most one open alarm per device and category (partial unique index).
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("category", String(20), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("cleared_at", DateTime(timezone=True), nullable=True),
+    Column("order_id", String(64), nullable=True),
+    Index("ix_alarms_device_id_id", "device_id", "id"),
+    Index("ix_alarms_state_id", "state", "id"),
+    Index(
+        "uq_alarms_open_per_category",
+        "device_id",
+        "category",
+        unique=True,
+        sqlite_where=OPEN_ALARM,
+        postgresql_where=OPEN_ALARM,
+    ),
+)
+
+# The record for root-cause analysis, one per raised alarm.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("alarm_id", String(36), ForeignKey("alarms.id"), nullable=False, unique=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("category", String(20), nullable=False),
+    # The offending values, e.g. {"temperature_c": 82.5}.
+    Column("readings", JSON, nullable=False),
+    # Every value of the reading that raised the alarm.
+    Column("snapshot", JSON, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    # The order (and provisioning job) the device was last started for, when known.
+    Column("order_id", String(64), nullable=True, index=True),
+    Column("job_id", String(64), nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which order a device is in use for, from provisioning.job_started (the latest job wins).
+device_usage = Table(
+    "device_usage",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", String(36), nullable=False),
+)
+
+# Audit of CheckFitness answers.
+fitness_checks = Table(
+    "fitness_checks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("order_id", String(64), nullable=True, index=True),
+    Column("fit", Boolean, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("alarm_id", String(36), nullable=True),
+    Column("checked_by", String(100), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""gRPC servicers (thin): validate, convert, call the application."""

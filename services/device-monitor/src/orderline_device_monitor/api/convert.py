@@ -1,0 +1,65 @@
+"""Between protobuf messages and domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from orderline.device.v1 import device_pb2
+from orderline_device_monitor.adapters.repository import AlarmRecord
+from orderline_device_monitor.app.events import category_to_proto, health_state_to_proto
+from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
+
+
+def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:
+    return Reading(
+        device_id=sample.device_id,
+        observed_at=(
+            sample.observed_at.ToDatetime(tzinfo=UTC) if sample.HasField("observed_at") else None
+        ),
+        noise_db=sample.noise_db,
+        vibration_mm_s=sample.vibration_mm_s,
+        display_ok=sample.display_ok,
+        key_latency_ms=sample.key_latency_ms,
+        line_error_rate=sample.line_error_rate,
+        line_up=sample.line_up,
+        cpu_pct=sample.cpu_pct,
+        memory_pct=sample.memory_pct,
+        disk_pct=sample.disk_pct,
+        temperature_c=sample.temperature_c,
+        safety_ok=sample.safety_ok,
+    )
+
+
+def health_to_proto(view: HealthView) -> device_pb2.DeviceHealth:
+    msg = device_pb2.DeviceHealth(
+        device_id=view.device_id,
+        state=health_state_to_proto(view.state),
+        abnormal=[category_to_proto(c) for c in view.abnormal],
+        open_alarm_id=view.open_alarm_id,
+    )
+    if view.last_seen is not None:
+        msg.last_seen.FromDatetime(view.last_seen)
+    return msg
+
+
+def fitness_to_proto(result: Fitness) -> device_pb2.CheckFitnessResponse:
+    return device_pb2.CheckFitnessResponse(
+        fit=result.fit,
+        health=health_to_proto(result.health),
+        reasons=list(result.reasons),
+        alarm_id=result.alarm_id,
+    )
+
+
+def alarm_to_proto(alarm: AlarmRecord) -> device_pb2.Alarm:
+    msg = device_pb2.Alarm(
+        id=alarm.id,
+        device_id=alarm.device_id,
+        category=category_to_proto(alarm.category),
+        state=device_pb2.ALARM_STATE_RAISED if alarm.is_open else device_pb2.ALARM_STATE_CLEARED,
+        detail=alarm.detail,
+    )
+    msg.raised_at.FromDatetime(alarm.raised_at)
+    if alarm.cleared_at is not None:
+        msg.cleared_at.FromDatetime(alarm.cleared_at)
+    return msg

@@ -1,0 +1,1 @@
+"""Use cases: telemetry ingest, health queries, event handlers."""

@@ -1,0 +1,72 @@
+"""The in-memory health of every device: its open alarms and when it was last seen.
+
+Telemetry is evaluated against this book, never against the database; the database is read
+once at start (and after a conflict) to rebuild it. One process holds the book, so
+device-monitor runs as a single replica per fleet (several replicas would each keep a book;
+the database still refuses a second open alarm per device and category).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.adapters.repository import AlarmRecord
+from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm
+from orderline_runtime.database import Database
+from orderline_runtime.errors import Unavailable
+
+READY_WAIT_SECONDS = 5.0
+
+
+class HealthBook:
+    def __init__(self) -> None:
+        self._states: dict[str, DeviceState] = {}
+        self.ready = asyncio.Event()
+
+    def get(self, device_id: str) -> DeviceState | None:
+        return self._states.get(device_id)
+
+    def put_all(self, states: Iterable[DeviceState]) -> None:
+        for state in states:
+            self._states[state.device_id] = state
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def restore(self, device_ids: Iterable[str], open_alarms: Iterable[AlarmRecord]) -> None:
+        """Replaces every device's open alarms with the database's; keeps when it was seen."""
+        by_device: dict[str, dict[Category, OpenAlarm]] = {}
+        for alarm in open_alarms:
+            by_device.setdefault(alarm.device_id, {})[alarm.category] = OpenAlarm(
+                alarm.id, alarm.raised_at
+            )
+        for device_id in {*device_ids, *by_device, *self._states}:
+            current = self._states.get(device_id) or DeviceState(device_id)
+            alarms: Mapping[Category, OpenAlarm] = by_device.get(device_id, {})
+            self._states[device_id] = DeviceState(
+                device_id=device_id,
+                open_alarms=alarms,
+                last_seen=current.last_seen,
+                last_observed=current.last_observed,
+            )
+
+    async def wait_ready(self, limit_seconds: float = READY_WAIT_SECONDS) -> None:
+        if self.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout=limit_seconds)
+        except TimeoutError:
+            raise Unavailable(
+                "device health is still being restored from the database; retry shortly",
+                reason="HEALTH_STATE_LOADING",
+            ) from None
+
+
+async def restore_from_database(db: Database, book: HealthBook) -> None:
+    """Rebuilds the book from the devices ever seen and the alarms still open."""
+    async with db.reading() as session:
+        device_ids = await repo.known_devices(session)
+        open_alarms = await repo.open_alarms(session)
+    book.restore(device_ids, open_alarms)

@@ -1,0 +1,48 @@
+"""Event handlers: they run inside the consumer's transaction, with its inbox check."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline.events.v1 import provisioning_events_pb2
+from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.domain.health import device_id_problem
+from orderline_runtime.errors import PoisonMessage
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.envelope import ReceivedEvent
+
+log = get_logger(__name__)
+
+
+async def on_job_started(
+    session: AsyncSession, event: ReceivedEvent, payload: provisioning_events_pb2.JobStarted
+) -> None:
+    """provisioning.job_started: the device is in use for the order from now on, so its next
+    alarms and anomaly records name the order. The latest job started on a device wins, by the
+    event's time, so a late redelivery of an older job does not take the device back."""
+    device_id = payload.device_id or event.envelope.device_id
+    if not device_id:
+        log.info("job started without a device; nothing to record", job_id=payload.job_id)
+        return
+    problem = device_id_problem(device_id)
+    if problem:
+        raise PoisonMessage(f"job_started names device {device_id[:80]!r}: {problem}")
+    order_id = payload.order_id or event.order_id
+    if not order_id or not payload.job_id:
+        raise PoisonMessage("job_started lacks its order id or job id")
+    started_at = (
+        event.envelope.time.ToDatetime(tzinfo=UTC) if event.envelope.HasField("time") else None
+    )
+    if started_at is None:
+        raise PoisonMessage("job_started envelope has no time")
+    await repo.record_usage(
+        session,
+        device_id=device_id,
+        order_id=order_id,
+        job_id=payload.job_id,
+        started_at=started_at,
+        event_id=event.id,
+    )
+    log.info("device in use for order", device_id=device_id, order_id=order_id)

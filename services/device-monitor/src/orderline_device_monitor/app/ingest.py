@@ -1,0 +1,209 @@
+"""Telemetry ingest: evaluate each reading in memory; persist and publish only the changes.
+
+A batch is evaluated against the health book under one lock (evaluation is CPU only, so the
+lock is held for microseconds unless the batch changed something). When it did, every change
+of the batch (devices seen for the first time, alarms raised with their anomaly records, alarms
+cleared, and their events in the outbox) is written in ONE transaction, and the book is updated
+only after that transaction commits: a failed write leaves the book as it was, so the next
+reading finds the same change again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.app import events
+from orderline_device_monitor.app.book import HealthBook, restore_from_database
+from orderline_device_monitor.domain.health import (
+    DeviceState,
+    HealthChange,
+    Reading,
+    observe,
+    reading_problems,
+)
+from orderline_runtime.database import Database
+from orderline_runtime.errors import Unavailable
+from orderline_runtime.ids import new_id
+from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.telemetry import DEVICE_ID, order_scope, tracer
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    rejected: int
+    changes: int
+
+
+class TelemetryIngest:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        book: HealthBook,
+        *,
+        clock: Clock = utc_now,
+        new_alarm_id: Callable[[], str] = new_id,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.book = book
+        self.clock = clock
+        self.new_alarm_id = new_alarm_id
+        self._lock = asyncio.Lock()
+
+    async def ingest(self, readings: Sequence[Reading]) -> IngestResult:
+        """Evaluates a batch. Unusable readings (bad device id, non-finite values) are skipped
+        and counted, so one broken device does not stop the fleet's telemetry."""
+        usable: list[Reading] = []
+        for index, reading in enumerate(readings):
+            problems = reading_problems(reading)
+            if problems:
+                log.warning(
+                    "telemetry sample rejected",
+                    index=index,
+                    device_id=reading.device_id[:64],
+                    problems=[f"{name}: {text}" for name, text in problems],
+                )
+            else:
+                usable.append(reading)
+        await self.book.wait_ready()
+        async with self._lock:
+            changes = await self._evaluate(usable)
+        return IngestResult(
+            accepted=len(usable), rejected=len(readings) - len(usable), changes=changes
+        )
+
+    async def _evaluate(self, readings: Sequence[Reading]) -> int:
+        now = self.clock()
+        states: dict[str, DeviceState] = {}
+        first_seen: list[str] = []
+        changes: list[HealthChange] = []
+        for reading in readings:
+            previous = states.get(reading.device_id) or self.book.get(reading.device_id)
+            if previous is None:
+                first_seen.append(reading.device_id)
+            seen = observe(previous, reading, received_at=now, new_alarm_id=self.new_alarm_id)
+            if seen.out_of_order:
+                log.debug("out-of-order telemetry sample ignored", device_id=reading.device_id)
+            states[reading.device_id] = seen.state
+            if seen.change is not None:
+                changes.append(seen.change)
+        if first_seen or changes:
+            try:
+                await self._persist(first_seen, changes, now)
+            except IntegrityError as exc:
+                # Another writer (a second replica) opened an alarm this book did not know of:
+                # take the database's view and let the sender retry against it.
+                log.warning("open alarms changed under us; restoring from the database")
+                await restore_from_database(self.db, self.book)
+                raise Unavailable(
+                    "device health changed concurrently; resend the batch",
+                    reason="HEALTH_STATE_CONFLICT",
+                ) from exc
+        self.book.put_all(states.values())
+        return len(changes)
+
+    async def _persist(
+        self, first_seen: Sequence[str], changes: Sequence[HealthChange], now: datetime
+    ) -> None:
+        stream_span = trace.get_current_span().get_span_context()
+        async with self.db.transaction() as session:
+            await repo.register_devices(session, first_seen, now)
+            for change in changes:
+                # Each change is its own small trace (not a child of a long telemetry stream),
+                # linked to the stream that carried it, and part of the device's order if any.
+                with tracer().start_as_current_span(
+                    "device-monitor record health change",
+                    context=otel_context.Context(),
+                    links=[trace.Link(stream_span)] if stream_span.is_valid else None,
+                    attributes={DEVICE_ID: change.device_id},
+                ):
+                    await self._record(session, change, now)
+
+    async def _record(self, session: AsyncSession, change: HealthChange, now: datetime) -> None:
+        device_id = change.device_id
+        usage = await repo.usage_of(session, device_id)
+        order_id = usage.order_id if usage else ""
+        with order_scope(order_id, device_id) if order_id else nullcontext():
+            for raised in change.raised:
+                finding = raised.finding
+                await repo.raise_alarm(
+                    session,
+                    alarm_id=raised.alarm_id,
+                    device_id=device_id,
+                    category=finding.category,
+                    detail=finding.detail,
+                    raised_at=change.at,
+                    order_id=order_id or None,
+                )
+                await repo.record_anomaly(
+                    session,
+                    anomaly_id=new_id(),
+                    alarm_id=raised.alarm_id,
+                    device_id=device_id,
+                    category=finding.category,
+                    readings=finding.readings,
+                    snapshot=change.reading.values(),
+                    first_seen_at=change.at,
+                    order_id=order_id or None,
+                    job_id=usage.job_id if usage else None,
+                    recorded_at=now,
+                )
+                await self.outbox.add(
+                    session,
+                    events.ALARM_RAISED,
+                    events.alarm_raised(device_id, raised),
+                    order_id=order_id,
+                    device_id=device_id,
+                )
+                log.info(
+                    "alarm raised",
+                    device_id=device_id,
+                    alarm_id=raised.alarm_id,
+                    category=finding.category.value,
+                    detail=finding.detail,
+                    order_id=order_id,
+                )
+            for cleared in change.cleared:
+                await repo.clear_alarm(session, cleared.alarm.alarm_id, change.at)
+                await self.outbox.add(
+                    session,
+                    events.ALARM_CLEARED,
+                    events.alarm_cleared(device_id, cleared),
+                    order_id=order_id,
+                    device_id=device_id,
+                )
+                log.info(
+                    "alarm cleared",
+                    device_id=device_id,
+                    alarm_id=cleared.alarm.alarm_id,
+                    category=cleared.category.value,
+                )
+            await repo.mark_device_changed(session, device_id, change.at)
+            await self.outbox.add(
+                session,
+                events.HEALTH_CHANGED,
+                events.health_changed(device_id, change.abnormal_after),
+                order_id=order_id,
+                device_id=device_id,
+            )

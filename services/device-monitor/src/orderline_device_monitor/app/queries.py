@@ -1,0 +1,88 @@
+"""Health questions: a device's health, whether it is fit to be worked on, its alarms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.adapters.repository import AlarmRecord
+from orderline_device_monitor.app.book import HealthBook
+from orderline_device_monitor.app.ingest import Clock, utc_now
+from orderline_device_monitor.domain.health import Fitness, HealthView, fitness, health_of
+from orderline_runtime.database import Database
+from orderline_runtime.errors import NotFound
+from orderline_runtime.ids import new_id
+from orderline_runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class AlarmPage:
+    alarms: list[AlarmRecord]
+    # The id to continue after (exclusive), when there is more.
+    next_before_id: str | None
+
+
+class DeviceHealthQueries:
+    def __init__(
+        self,
+        db: Database,
+        book: HealthBook,
+        *,
+        stale_after: timedelta,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.db = db
+        self.book = book
+        self.stale_after = stale_after
+        self.clock = clock
+
+    async def health(self, device_id: str) -> HealthView:
+        """NOT_FOUND for a device that never sent telemetry."""
+        await self.book.wait_ready()
+        state = self.book.get(device_id)
+        if state is None:
+            raise NotFound("device", device_id)
+        return health_of(state, now=self.clock(), stale_after=self.stale_after)
+
+    async def check_fitness(self, device_id: str, order_id: str, checked_by: str) -> Fitness:
+        """The answer, recorded with its order as an audit row before it is given."""
+        result = fitness(await self.health(device_id))
+        async with self.db.transaction() as session:
+            await repo.record_fitness_check(
+                session,
+                check_id=new_id(),
+                device_id=device_id,
+                order_id=order_id or None,
+                fit=result.fit,
+                state=result.health.state.name,
+                reasons=result.reasons,
+                alarm_id=result.alarm_id or None,
+                checked_by=checked_by,
+                checked_at=self.clock(),
+            )
+        log.info(
+            "fitness checked",
+            device_id=device_id,
+            order_id=order_id,
+            fit=result.fit,
+            reasons=list(result.reasons),
+        )
+        return result
+
+    async def list_alarms(
+        self, *, device_id: str | None, only_open: bool, before_id: str | None, limit: int
+    ) -> AlarmPage:
+        async with self.db.reading() as session:
+            rows = await repo.list_alarms(
+                session,
+                device_id=device_id,
+                only_open=only_open,
+                before_id=before_id,
+                limit=limit + 1,
+            )
+        more = len(rows) > limit
+        page = rows[:limit]
+        return AlarmPage(alarms=page, next_before_id=page[-1].id if more and page else None)

@@ -1,0 +1,1 @@
+"""Pure device-health rules: thresholds, evaluation, state and changes (no I/O)."""
