@@ -1,0 +1,1 @@
+"""Reporting's database: projection tables and their repository."""

@@ -1,0 +1,41 @@
+"""Projection tables (the migrations in ../migrations create the same). All of them can be
+rebuilt by replaying the streams into an empty database."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table
+
+from orderline_runtime.messaging.tables import add_messaging_tables
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+
+# One row per order: its business type and the state that prevails (domain/projection.py).
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("business_type", String(64), nullable=False, index=True),
+    Column("state", String(32), nullable=True, index=True),
+    # Producer time of the observation that set `state`.
+    Column("state_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Events projected, by type.
+event_counts = Table(
+    "event_counts",
+    metadata,
+    Column("event_type", String(100), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Dossiers the archive sealed, one row each.
+sealed_dossiers = Table(
+    "sealed_dossiers",
+    metadata,
+    Column("dossier_id", String(36), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("sealed_seen_at", DateTime(timezone=True), nullable=False),
+)

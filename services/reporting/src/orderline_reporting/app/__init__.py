@@ -1,0 +1,1 @@
+"""Reporting's use cases: projecting events, answering reports."""

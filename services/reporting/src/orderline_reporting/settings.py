@@ -1,0 +1,9 @@
+"""Reporting's settings: only what every service reads (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from orderline_runtime.settings import ServiceSettings
+
+
+class ReportingSettings(ServiceSettings):
+    pass

@@ -1,0 +1,364 @@
+"""Reporting in-process on real NATS and a real database (SQLite and PostgreSQL), fed with the
+events of every stream published as their producers' relays would, and asked over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import nats
+import pytest
+import pytest_asyncio
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from orderline.device.v1 import device_pb2
+from orderline.events.v1 import (
+    archive_events_pb2,
+    device_events_pb2,
+    envelope_pb2,
+    order_events_pb2,
+    provisioning_events_pb2,
+)
+from orderline.order.v1 import order_pb2
+from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from orderline_reporting.bootstrap import build
+from orderline_reporting.settings import ReportingSettings
+from orderline_runtime.ids import new_id
+from orderline_runtime.local import NatsServer, free_port
+from orderline_runtime.messaging.envelope import build_envelope
+from orderline_runtime.service import Service
+
+T = TypeVar("T")
+OE = order_events_pb2
+PE = provisioning_events_pb2
+S = order_pb2
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 15.0
+) -> T:
+    """Polls until check(probe()) holds; fails with the last value seen after the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+def auth(role: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer dev-{role}"),)
+
+
+MANAGER = auth("manager")
+
+
+@pytest_asyncio.fixture
+async def reporting(db_url: str, nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[str]:
+    """The running service's gRPC address."""
+    port = free_port()
+    service: Service = build(
+        ReportingSettings(
+            service_name="reporting",
+            grpc_port=port,
+            database_url=db_url,
+            nats_url=nats_server.url,
+            trace_dir=tmp_path / "traces",
+            shutdown_grace_seconds=2,
+        )
+    )
+    task = asyncio.create_task(service.run())
+    address = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status() -> int:
+            if task.done():
+                task.result()  # surfaces a crash at start
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return int(reply.status)
+            except grpc.aio.AioRpcError:
+                return -1
+
+        await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.SERVING, 30)
+    yield address
+    service.stop_event.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest_asyncio.fixture
+async def stub(reporting: str) -> AsyncIterator[reporting_pb2_grpc.ReportingServiceStub]:
+    async with grpc.aio.insecure_channel(reporting) as channel:
+        yield reporting_pb2_grpc.ReportingServiceStub(channel)
+
+
+class Producer:
+    """Publishes events as their owning service's outbox relay would; `now` is the producer's
+    clock, so a test can record events in one order and deliver them in another."""
+
+    def __init__(self, nc: Client) -> None:
+        self.js: JetStreamContext = nc.jetstream()
+        self.clock = datetime(2026, 5, 9, 8, 0, tzinfo=UTC)
+        self.published = 0
+
+    def record(
+        self, event_type: str, payload: Message, *, order_id: str = "", device_id: str = ""
+    ) -> envelope_pb2.Envelope:
+        """Builds the envelope as the producer writes it to its outbox, a moment after the last."""
+        self.clock += timedelta(milliseconds=1)
+        producer = event_type.split(".", 1)[0]
+        producer = {"order": "intake", "device": "device-monitor"}.get(producer, producer)
+        return build_envelope(
+            event_type,
+            payload,
+            producer=producer,
+            order_id=order_id,
+            device_id=device_id,
+            now=self.clock,
+        )
+
+    async def publish(self, *envelopes: envelope_pb2.Envelope) -> None:
+        for env in envelopes:
+            await self.js.publish(
+                f"orderline.{env.type}", env.SerializeToString(), headers={"Nats-Msg-Id": env.id}
+            )
+            self.published += 1
+
+
+@pytest_asyncio.fixture
+async def producer(nats_server: NatsServer) -> AsyncIterator[Producer]:
+    nc = await nats.connect(nats_server.url)
+    yield Producer(nc)
+    await nc.drain()
+
+
+def order_run(
+    p: Producer, order_id: str, business_type: str, path: list[int]
+) -> list[envelope_pb2.Envelope]:
+    """The order events intake records for an order that is created and then goes through
+    `path` (OrderState values after acknowledged), in the order intake records them."""
+    envs = [
+        p.record(
+            "order.created",
+            OE.OrderCreated(order_id=order_id, business_type=business_type, device_id="CPE-1"),
+            order_id=order_id,
+        )
+    ]
+    previous: int = S.ORDER_STATE_ACKNOWLEDGED
+    for state in path:
+        envs.append(
+            p.record(
+                "order.state_changed",
+                OE.OrderStateChanged(
+                    order_id=order_id,
+                    business_type=business_type,
+                    from_state=previous,  # type: ignore[arg-type]
+                    to_state=state,  # type: ignore[arg-type]
+                    actor="test",
+                ),
+                order_id=order_id,
+            )
+        )
+        if state == S.ORDER_STATE_IN_PROGRESS and previous == S.ORDER_STATE_ACKNOWLEDGED:
+            envs.append(
+                p.record(
+                    "order.approved",
+                    OE.OrderApproved(order_id=order_id, business_type=business_type),
+                    order_id=order_id,
+                )
+            )
+        if state == S.ORDER_STATE_COMPLETED:
+            envs.append(
+                p.record(
+                    "order.completed",
+                    OE.OrderCompleted(order_id=order_id, business_type=business_type),
+                    order_id=order_id,
+                )
+            )
+        previous = state
+    return envs
+
+
+async def report_after(
+    stub: reporting_pb2_grpc.ReportingServiceStub, events: int
+) -> reporting_pb2.GetOrderReportResponse:
+    """The report once `events` events have been projected."""
+
+    async def get() -> reporting_pb2.GetOrderReportResponse:
+        reply: reporting_pb2.GetOrderReportResponse = await stub.GetOrderReport(
+            reporting_pb2.GetOrderReportRequest(), metadata=MANAGER
+        )
+        return reply
+
+    return await eventually(get, lambda r: r.events_projected >= events)
+
+
+def by_state(reply: reporting_pb2.GetOrderReportResponse) -> dict[str, int]:
+    return {c.state: c.count for c in reply.by_state if c.count}
+
+
+def by_type(reply: reporting_pb2.GetOrderReportResponse) -> dict[str, int]:
+    return {c.business_type: c.count for c in reply.by_business_type}
+
+
+IP, HELD, DONE, REJ = (
+    S.ORDER_STATE_IN_PROGRESS,
+    S.ORDER_STATE_HELD,
+    S.ORDER_STATE_COMPLETED,
+    S.ORDER_STATE_REJECTED,
+)
+
+# order id -> (business type, path after acknowledged, expected TMF641 state)
+ORDERS: dict[str, tuple[str, list[int], str]] = {
+    "ord-1": ("broadband_install", [IP, DONE], "completed"),
+    "ord-2": ("broadband_install", [IP, DONE], "completed"),
+    "ord-3": ("iptv", [IP, HELD], "held"),
+    "ord-4": ("iptv", [IP, HELD, IP, HELD, IP], "inProgress"),
+    "ord-5": ("fixed_line", [REJ], "rejected"),
+    "ord-6": ("fixed_line", [], "acknowledged"),
+}
+
+
+# --- behaviour ----------------------------------------------------------------------------
+
+
+async def test_orders_are_counted_by_state_and_business_type(
+    stub: reporting_pb2_grpc.ReportingServiceStub, producer: Producer
+) -> None:
+    for order_id, (business_type, path, _) in ORDERS.items():
+        await producer.publish(*order_run(producer, order_id, business_type, path))
+
+    reply = await report_after(stub, producer.published)
+    assert reply.events_projected == producer.published
+    assert reply.total_orders == len(ORDERS)
+    assert by_state(reply) == {"completed": 2, "held": 1, "inProgress": 1, "rejected": 1,
+                               "acknowledged": 1}  # fmt: skip
+    assert [c.state for c in reply.by_state][:3] == ["acknowledged", "pending", "inProgress"]
+    assert by_type(reply) == {"broadband_install": 2, "iptv": 2, "fixed_line": 2}
+    assert reply.generated_at.ToDatetime(tzinfo=UTC) > datetime.now(UTC) - timedelta(minutes=1)
+
+
+async def test_orders_converge_to_their_final_state_when_events_arrive_out_of_order(
+    stub: reporting_pb2_grpc.ReportingServiceStub, producer: Producer
+) -> None:
+    runs = {
+        order_id: order_run(producer, order_id, business_type, path)
+        for order_id, (business_type, path, _) in ORDERS.items()
+    }
+    # Delivered newest first: every state change reaches reporting before its order.created.
+    for envs in runs.values():
+        await producer.publish(*reversed(envs))
+
+    reply = await report_after(stub, producer.published)
+    assert reply.total_orders == len(ORDERS)
+    expected: dict[str, int] = {}
+    for _, _, state in ORDERS.values():
+        expected[state] = expected.get(state, 0) + 1
+    assert by_state(reply) == expected
+    assert by_type(reply) == {"broadband_install": 2, "iptv": 2, "fixed_line": 2}
+
+    # Late redelivery of an older event (a new message id, as after a replay) changes nothing.
+    late = envelope_pb2.Envelope()
+    late.CopyFrom(runs["ord-1"][1])  # state_changed acknowledged -> inProgress
+    late.id = new_id()
+    await producer.publish(late)
+    reply = await report_after(stub, producer.published)
+    assert by_state(reply) == expected
+
+
+async def test_events_of_every_stream_are_projected_and_sealed_dossiers_counted(
+    stub: reporting_pb2_grpc.ReportingServiceStub, producer: Producer, nats_server: NatsServer
+) -> None:
+    ids: dict[str, Any] = {"job_id": "job-1", "order_id": "ord-1"}
+    provisioning: list[tuple[str, Message]] = [
+        ("provisioning.job_started", PE.JobStarted(**ids, device_id="CPE-1")),
+        ("provisioning.prechecks_passed", PE.PrechecksPassed(**ids, device_id="CPE-1")),
+        ("provisioning.device_configured", PE.DeviceConfigured(**ids, config_version=1)),
+        ("provisioning.tests_passed", PE.TestsPassed(**ids, device_id="CPE-1")),
+        ("provisioning.service_activated", PE.ServiceActivated(**ids, device_id="CPE-1")),
+        ("provisioning.voucher_issued", PE.VoucherIssued(**ids, voucher_id="AV-1")),
+        ("provisioning.customer_notified", PE.CustomerNotified(**ids, channel="sms")),
+        ("provisioning.job_held", PE.JobHeld(**ids, reason_code="DEVICE_ABNORMAL")),
+        ("provisioning.job_failed", PE.JobFailed(**ids, reason_code="TEST_FAILED")),
+    ]
+    device: list[tuple[str, Message]] = [
+        (
+            "device.health_changed",
+            device_events_pb2.DeviceHealthChanged(
+                device_id="CPE-1", state=device_pb2.HEALTH_STATE_ABNORMAL
+            ),
+        ),
+        ("device.alarm_raised", device_events_pb2.AlarmRaised(alarm_id="AL-1", device_id="CPE-1")),
+        (
+            "device.alarm_cleared",
+            device_events_pb2.AlarmCleared(alarm_id="AL-1", device_id="CPE-1"),
+        ),
+    ]
+    sealed = archive_events_pb2.DossierSealed(
+        dossier_id="dos-1", order_id="ord-1", sequence=1, content_hash="a" * 64
+    )
+    envs = [producer.record(t, m, order_id="ord-1") for t, m in provisioning]
+    envs += [producer.record(t, m, device_id="CPE-1") for t, m in device]
+    envs.append(producer.record("archive.dossier_sealed", sealed, order_id="ord-1"))
+    await producer.publish(*envs)
+
+    reply = await report_after(stub, len(envs))
+    assert reply.events_projected == len(envs) == 13
+    assert reply.dossiers_sealed == 1
+    assert reply.total_orders == 0  # provisioning events alone make no order
+
+    # An event against the contract is dead-lettered, not counted.
+    bad = producer.record(
+        "order.state_changed",
+        OE.OrderStateChanged(order_id="ord-9", to_state=S.ORDER_STATE_UNSPECIFIED),
+        order_id="ord-9",
+    )
+    await producer.publish(bad)
+
+    async def dead_letters() -> int:
+        return int((await producer.js.stream_info("DEADLETTER")).state.messages)
+
+    await eventually(dead_letters, lambda n: n == 1)
+    reply = await report_after(stub, len(envs))
+    assert reply.events_projected == len(envs)
+    assert reply.total_orders == 0
+
+
+async def test_managers_auditors_and_services_may_read_the_order_report(
+    stub: reporting_pb2_grpc.ReportingServiceStub,
+) -> None:
+    for role in ("manager", "auditor", "service"):
+        reply = await stub.GetOrderReport(
+            reporting_pb2.GetOrderReportRequest(), metadata=auth(role)
+        )
+        assert reply.total_orders == 0
+        assert len(reply.by_state) == 10
+
+
+async def test_clerk_and_anonymous_callers_are_refused_the_order_report(
+    stub: reporting_pb2_grpc.ReportingServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as clerk:
+        await stub.GetOrderReport(reporting_pb2.GetOrderReportRequest(), metadata=auth("clerk"))
+    assert clerk.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await stub.GetOrderReport(reporting_pb2.GetOrderReportRequest())
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    with pytest.raises(grpc.aio.AioRpcError) as forged:
+        await stub.GetOrderReport(
+            reporting_pb2.GetOrderReportRequest(), metadata=(("authorization", "Bearer nope"),)
+        )
+    assert forged.value.code() == grpc.StatusCode.UNAUTHENTICATED
