@@ -5,6 +5,7 @@ PROVISIONING stream, restart, bad input and auth."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -61,11 +62,19 @@ async def test_good_telemetry_makes_a_device_good_and_fit(monitor: DeviceMonitor
     assert await monitor.count(metadata.tables["outbox"]) == 0
 
 
-async def test_device_that_never_sent_telemetry_is_not_found(monitor: DeviceMonitor) -> None:
-    for call in (monitor.health, monitor.fitness):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call("CPE-9999")
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+async def test_device_that_never_sent_telemetry_is_not_found_and_not_fit(
+    monitor: DeviceMonitor,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await monitor.health("CPE-9999")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # A pre-check may come before the device's first sample: not fit yet, for lack of telemetry.
+    reply = await monitor.fitness("CPE-9999", order_id="order-1")
+    assert not reply.fit
+    assert reply.health.state == UNKNOWN
+    assert list(reply.reasons) == ["NO_RECENT_TELEMETRY"]
+    assert await monitor.count(fitness_checks) == 1
 
 
 async def test_out_of_range_sample_raises_one_alarm_until_recovery(
@@ -317,3 +326,32 @@ async def test_callers_without_token_or_role_are_refused(monitor_sqlite: DeviceM
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await monitor.health("CPE-0001", token="dev-maintenance")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_an_alarm_opened_behind_its_back_is_adopted_not_duplicated(
+    monitor: DeviceMonitor,
+) -> None:
+    """Another writer (a second replica) opened the alarm first: the database refuses a second
+    open alarm for the device and category, the batch is refused as UNAVAILABLE, and the resent
+    batch finds the existing alarm."""
+    await monitor.stream([sample("CPE-0500")])
+    foreign_id = new_id()
+    async with monitor.service.db.transaction() as session:
+        await repo.raise_alarm(
+            session,
+            alarm_id=foreign_id,
+            device_id="CPE-0500",
+            category=Category.THERMAL,
+            detail="temperature_c 80 > 75",
+            raised_at=datetime.now(UTC),
+            order_id=None,
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await monitor.stream([sample("CPE-0500", temperature_c=80.0)])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    assert await monitor.stream([sample("CPE-0500", temperature_c=80.0)]) == 1
+    health = await monitor.health("CPE-0500")
+    assert (health.state, health.open_alarm_id) == (ABNORMAL, foreign_id)
+    assert [a.id for a in (await monitor.alarms(device_id="CPE-0500")).alarms] == [foreign_id]

@@ -9,7 +9,13 @@ from orderline_device_monitor.adapters import repository as repo
 from orderline_device_monitor.adapters.repository import AlarmRecord
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.ingest import Clock, utc_now
-from orderline_device_monitor.domain.health import Fitness, HealthView, fitness, health_of
+from orderline_device_monitor.domain.health import (
+    DeviceState,
+    Fitness,
+    HealthView,
+    fitness,
+    health_of,
+)
 from orderline_runtime.database import Database
 from orderline_runtime.errors import NotFound
 from orderline_runtime.ids import new_id
@@ -48,8 +54,14 @@ class DeviceHealthQueries:
         return health_of(state, now=self.clock(), stale_after=self.stale_after)
 
     async def check_fitness(self, device_id: str, order_id: str, checked_by: str) -> Fitness:
-        """The answer, recorded with its order as an audit row before it is given."""
-        result = fitness(await self.health(device_id))
+        """The answer, recorded with its order as an audit row before it is given.
+
+        A device that never sent telemetry is UNKNOWN here (not NOT_FOUND, unlike `health`):
+        at start-up an order may reach its pre-checks before the device's first sample, and
+        the caller waits for telemetry on UNKNOWN rather than giving up."""
+        await self.book.wait_ready()
+        state = self.book.get(device_id) or DeviceState(device_id)
+        result = fitness(health_of(state, now=self.clock(), stale_after=self.stale_after))
         async with self.db.transaction() as session:
             await repo.record_fitness_check(
                 session,

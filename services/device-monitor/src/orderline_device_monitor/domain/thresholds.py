@@ -1,8 +1,8 @@
 """The limits that tell a good device from an abnormal one, per health category.
 
-The one place device-monitor keeps them. The fleet simulator applies the same limits
-(simulators/src/orderline_simulators/fleet/telemetry.py), so a fault it injects in one category
-is seen here as exactly that category.
+The one place device-monitor keeps them. They are the limits of the fleet simulator's reference
+evaluation (simulators/README.md, "Telemetry thresholds"), so a fault injected there in one
+category is seen here as exactly that category; a unit test checks the two agree.
 
 A value is abnormal when it is strictly above its maximum (``>``); a flag is abnormal when false.
 """
@@ -15,8 +15,8 @@ NOISE_DB_MAX = 70.0
 VIBRATION_MM_S_MAX = 4.5
 """Mechanical: vibration velocity, mm/s RMS (ISO 10816 'unsatisfactory' for small machines).
 
-Aligned with the fleet simulator (4.5), which injects vibration faults from 6 mm/s up; a limit of
-10 would leave part of those faults unseen. See docs/health-evaluation.md of this service."""
+4.5 as in the simulator's contract, not 10: it injects vibration faults from 6 mm/s up, which a
+limit of 10 would partly miss (see this service's README)."""
 
 KEY_LATENCY_MS_MAX = 500.0
 """Input: time from key press to response, ms."""
