@@ -203,7 +203,7 @@ async def peers() -> AsyncIterator[FakePeers]:
 # --- the service ------------------------------------------------------------------------------
 
 
-async def wait_serving(address: str, within: float = 20.0) -> None:
+async def _wait_serving(address: str, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -267,7 +267,7 @@ async def start_provisioning(
         task = asyncio.create_task(service.run())
         started.append((service, task))
         address = f"127.0.0.1:{settings.grpc_port}"
-        await wait_serving(address)
+        await _wait_serving(address)
         return Running(service, address)
 
     yield start
@@ -404,6 +404,11 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached in {within}s")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def wait_serving() -> Callable[..., Awaitable[None]]:
+    return _wait_serving
 
 
 @pytest.fixture
