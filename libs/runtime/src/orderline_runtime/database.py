@@ -53,7 +53,10 @@ class Database:
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
         try:
+            # Read-only: on SQLite a probe must not queue for the write lock behind a long
+            # transaction (and report a busy database as down).
             async with asyncio.timeout(limit_seconds), self.engine.connect() as conn:
+                await conn.execution_options(**{READ_ONLY: True})
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:

@@ -35,6 +35,7 @@ from orderline_runtime.telemetry import setup_tracing, shutdown_tracing
 log = get_logger(__name__)
 
 TaskFn = Callable[[asyncio.Event], Awaitable[None]]
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Service:
@@ -101,8 +102,16 @@ class Service:
         if self.settings.auth_tokens_file is None:
             log.warning("no ORDERLINE_AUTH_TOKENS_FILE: accepting the development tokens")
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop_event.set)
+        try:
+            await self._serve()
+        finally:
+            # Give the signals back: Ctrl-C after run() returns must not be swallowed.
+            for sig in _STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    async def _serve(self) -> None:
         port = await self.grpc.start(self.settings.grpc_host, self.settings.resolved_grpc_port())
         print(f"{self.name} listening on {self.settings.grpc_host}:{port}", flush=True)
         log.info("grpc listening", port=port)
@@ -196,14 +205,20 @@ class Service:
 
 def run_service(build: Callable[[], Service]) -> None:
     """Entry point: `<service>` serves, `<service> migrate` applies migrations and exits."""
-    service = build()
-    setup_logging(service.name, service.settings.log_level)
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
-    if command == "migrate":
-        asyncio.run(upgrade_to_head(service.migrations, service.db.url))
-        print(f"{service.name}: database migrated")
-        return
-    if command != "serve":
-        raise SystemExit(f"usage: orderline-{service.name} [serve|migrate]")
-    setup_tracing(service.name, service.settings.trace_dir)
-    asyncio.run(service.run())
+    if command not in ("serve", "migrate"):
+        raise SystemExit("usage: orderline-<service> [serve|migrate]")
+
+    async def main() -> None:
+        # Built inside the loop that runs it: grpc.aio binds its server to the current loop.
+        service = build()
+        setup_logging(service.name, service.settings.log_level)
+        if command == "migrate":
+            await upgrade_to_head(service.migrations, service.db.url)
+            await service.db.dispose()
+            print(f"{service.name}: database migrated")
+            return
+        setup_tracing(service.name, service.settings.trace_dir)
+        await service.run()
+
+    asyncio.run(main())

@@ -11,7 +11,14 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from orderline_runtime.rpc.auth import TokenAuthenticator
-from orderline_runtime.rpc.interceptor import EdgeInterceptor
+from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
+
+
+def _traced(details: grpc.HandlerCallDetails) -> bool:
+    """Probes and tooling get no spans: a trace per probe is noise, and the health Watch
+    stream (written with context.write) breaks the tracing wrapper, which expects servicers'
+    server streams to be async generators, as ours are."""
+    return not str(details.method).startswith(OPEN_PREFIXES)
 
 
 class GrpcServer:
@@ -25,7 +32,7 @@ class GrpcServer:
         # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing.
         self.server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                aio_server_interceptor(filter_=_traced),  # type: ignore[no-untyped-call]
                 EdgeInterceptor(authenticator, policy),
             ],
             maximum_concurrent_rpcs=max_concurrent_rpcs,
