@@ -121,13 +121,16 @@ class Service:
             asyncio.create_task(self._watch_health(), name="health"),
         ]
         loops: list[asyncio.Task[None]] = [
-            asyncio.create_task(self._supervise("relay", self._after_ready(self.relay.run)))
+            asyncio.create_task(
+                self._supervise("relay", self._after_ready(self.relay.run, needs_bus=True))
+            )
         ]
         for consumer in self.consumers:
             loops.append(
                 asyncio.create_task(
                     self._supervise(
-                        f"consumer {consumer.stream.name}", self._after_ready(consumer.run)
+                        f"consumer {consumer.stream.name}",
+                        self._after_ready(consumer.run, needs_bus=True),
                     )
                 )
             )
@@ -153,9 +156,14 @@ class Service:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    def _after_ready(self, fn: TaskFn) -> TaskFn:
+    def _after_ready(self, fn: TaskFn, *, needs_bus: bool = False) -> TaskFn:
+        """Starts fn once the database (and NATS) is ready; a stop while waiting ends it, so a
+        service that never got ready still stops at once rather than after the grace."""
+
         async def gated(stop: asyncio.Event) -> None:
-            await self._migrated.wait()
+            for ready in (self._migrated, self.bus.ready) if needs_bus else (self._migrated,):
+                if not await _first_of(ready, stop):
+                    return
             await fn(stop)
 
         return gated
@@ -201,6 +209,17 @@ class Service:
         await self.db.dispose()
         shutdown_tracing()
         log.info("stopped")
+
+
+async def _first_of(ready: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Waits until `ready` or `stop` is set; True when ready."""
+    waiters = [asyncio.ensure_future(ready.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    return ready.is_set() and not stop.is_set()
 
 
 def run_service(build: Callable[[], Service]) -> None:

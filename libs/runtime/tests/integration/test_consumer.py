@@ -337,3 +337,44 @@ async def test_long_handler_keeps_its_message_in_progress_instead_of_redelivered
     assert info.delivered is not None
     assert info.delivered.consumer_seq == 1, "redelivered while the handler was still working"
     assert len(calls.event_ids) == 1
+
+
+async def test_durable_follows_a_release_that_handles_more_event_types(
+    harness: Harness, schema: Schema
+) -> None:
+    calls = Calls()
+    harness.start(recording_handler(schema, calls))
+    approved_id, approved = envelope_bytes("O-10")
+    await harness.publish(approved, "m-1")
+    await harness.settle(delivered=1)
+    await harness.stop()
+
+    # The next release also handles order.completed, under the same durable name.
+    async def on_completed(
+        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderCompleted
+    ) -> None:
+        calls.event_ids.append(event.id)
+
+    consumer = EventConsumer(
+        service=CONSUMER,
+        stream=ORDER,
+        handlers=[
+            Handler(
+                "order.approved", order_events_pb2.OrderApproved, recording_handler(schema, calls)
+            ),
+            Handler("order.completed", order_events_pb2.OrderCompleted, on_completed),
+        ],
+        db=harness.db,
+        inbox=schema.inbox,
+        bus=harness.bus,
+    )
+    stop = asyncio.Event()
+    harness.consumers.append((stop, asyncio.create_task(consumer.run(stop))))
+    completed_id, completed = envelope_bytes(
+        "O-10",
+        event_type="order.completed",
+        payload=order_events_pb2.OrderCompleted(order_id="O-10"),
+    )
+    await harness.publish(completed, "m-2", subject="orderline.order.completed")
+    await harness.settle(delivered=2)
+    assert calls.event_ids == [approved_id, completed_id]

@@ -12,6 +12,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from opentelemetry import baggage, trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import OperationalError
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
@@ -24,7 +27,9 @@ from orderline_runtime.errors import (
     Violations,
 )
 from orderline_runtime.rpc.auth import TokenAuthenticator, current_principal
+from orderline_runtime.rpc.client import call_options, traced_channel
 from orderline_runtime.rpc.server import GrpcServer
+from orderline_runtime.telemetry import ORDER_ID, order_scope
 
 ARCHIVE = "/orderline.archive.v1.ArchiveService/"
 POLICY = {
@@ -69,7 +74,12 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
             case "bug":
                 raise RuntimeError("password=hunter2 leaked from postgres://admin@db")
         return archive_pb2.GetDossierResponse(
-            dossier=archive_pb2.Dossier(order_id=request.order_id, id=current_principal().subject)
+            dossier=archive_pb2.Dossier(
+                order_id=request.order_id,
+                id=current_principal().subject,
+                # What the caller's trace context told us about the order.
+                previous_hash=str(baggage.get_baggage(ORDER_ID) or ""),
+            )
         )
 
     async def ListDossiers(
@@ -371,3 +381,35 @@ async def test_calls_beyond_the_concurrency_limit_fail_fast_with_resource_exhaus
     finally:
         archive.release.set()
         await server.stop(0)
+
+
+async def test_traced_channel_carries_token_deadline_trace_and_order_to_the_server(
+    archive: Archive, span_exporter: InMemorySpanExporter
+) -> None:
+    server = await start_server(archive)
+    await server.set_serving(True)
+    try:
+        async with traced_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = archive_pb2_grpc.ArchiveServiceStub(ch)
+            with trace.get_tracer("test").start_as_current_span("job step"), order_scope("O-77"):
+                reply = await stub.GetDossier(
+                    archive_pb2.GetDossierRequest(order_id="O-77"),
+                    **call_options("dev-auditor", 5.0),
+                )
+            assert reply.dossier.id == "auditor-dev"
+            assert reply.dossier.previous_hash == "O-77"
+            health = health_pb2_grpc.HealthStub(ch)
+            await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    finally:
+        await server.stop(0)
+
+    spans = span_exporter.get_finished_spans()
+    method = "/orderline.archive.v1.ArchiveService/GetDossier"
+    (client,) = [s for s in spans if s.kind == SpanKind.CLIENT and s.name == method]
+    (served,) = [s for s in spans if s.kind == SpanKind.SERVER and s.name == method]
+    assert served.parent is not None and served.parent.span_id == client.context.span_id
+    assert served.context.trace_id == client.context.trace_id
+    assert (served.attributes or {})[ORDER_ID] == "O-77"
+    assert (client.attributes or {})[ORDER_ID] == "O-77"
+    # Probes leave no server spans behind.
+    assert not [s for s in spans if s.kind == SpanKind.SERVER and "Health" in s.name]

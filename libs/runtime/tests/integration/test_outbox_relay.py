@@ -191,3 +191,19 @@ async def test_two_relays_on_one_postgres_outbox_publish_each_event_exactly_once
         await bus_b.drain()
         await db_a.dispose()
         await db_b.dispose()
+
+
+async def test_events_leave_in_the_order_they_were_written(
+    db: Database, bus: EventBus, js: JetStreamContext, schema: Schema
+) -> None:
+    """One order's created, state_changed and approved must reach consumers in that order."""
+    outbox = Outbox("intake", schema.outbox)
+    relay = OutboxRelay(db, outbox, bus, batch_size=100)
+    written = []
+    async with db.transaction() as session:
+        for n in range(150):
+            written.append(await outbox.add(session, "order.approved", approved(f"O-{n}")))
+    assert await relay.relay_once() == 100
+    assert await relay.relay_once() == 50
+    msgs = await stream_messages(js, "ORDER")
+    assert [m.headers["Nats-Msg-Id"] for m in msgs if m.headers] == written

@@ -181,3 +181,33 @@ async def test_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
     info = await js.consumer_info(ORDER.name, "provisioning")
     assert info.delivered is not None and info.delivered.consumer_seq == 3  # O-1 once, O-2 twice
     assert [order_id for order_id, _ in seen] == ["O-2"]
+
+
+async def test_stop_before_nats_is_reachable_returns_promptly(tmp_path: Path) -> None:
+    schema = make_schema()
+    never_started = NatsServer(tmp_path / "nats")
+    service = build(
+        schema,
+        f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+        never_started.url,
+        tmp_path,
+        shutdown_grace_seconds=10,
+    )
+
+    async def nothing(_s: AsyncSession, _e: ReceivedEvent, _p: Any) -> None:
+        return None
+
+    service.consume(ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, nothing)])
+    service.add_task("worker", lambda stop: stop.wait())  # type: ignore[arg-type,return-value]
+    task = asyncio.create_task(service.run())
+
+    async def migrated() -> bool:
+        return service._migrated.is_set()
+
+    await wait_until(migrated, within=10, what="the migration")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    service.stop_event.set()
+    await asyncio.wait_for(task, timeout=15)
+    # Loops still waiting for NATS stop at once instead of being cancelled after the grace.
+    assert loop.time() - started < 3

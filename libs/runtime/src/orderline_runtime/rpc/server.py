@@ -70,5 +70,6 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        await self.set_serving(False)
+        # NOT_SERVING for every service, and no later set() can flip it back to SERVING.
+        await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
