@@ -211,3 +211,54 @@ async def test_stop_before_nats_is_reachable_returns_promptly(tmp_path: Path) ->
     await asyncio.wait_for(task, timeout=15)
     # Loops still waiting for NATS stop at once instead of being cancelled after the grace.
     assert loop.time() - started < 3
+
+
+async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_outbox(
+    tmp_path: Path,
+) -> None:
+    schema = make_schema()
+    nats = NatsServer(tmp_path / "nats").start()
+    handled: list[str] = []
+
+    async def on_approved(
+        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
+    ) -> None:
+        handled.append(payload.order_id)
+
+    service = build(schema, f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", nats.url, tmp_path)
+    service.consume(
+        ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, on_approved)]
+    )
+    try:
+        async with serving(service) as address:
+            port = int(address.rsplit(":", 1)[1])
+
+            async def status_is(expected: int) -> bool:
+                return await health_status(port) == expected
+
+            async def write(order_id: str) -> None:
+                async with service.db.transaction() as session:
+                    await service.outbox.add(
+                        session,
+                        "order.approved",
+                        order_events_pb2.OrderApproved(order_id=order_id),
+                        order_id=order_id,
+                    )
+
+            async def handled_all(*order_ids: str) -> bool:
+                return handled == list(order_ids)
+
+            await write("O-1")
+            await wait_until(lambda: handled_all("O-1"), within=10, what="O-1 round trip")
+
+            nats.stop()
+            await wait_until(lambda: status_is(NOT_SERVING), within=10, what="NOT_SERVING")
+            await write("O-2")  # the state change commits; its event waits in the outbox
+
+            nats.start()  # same port and store
+            await wait_until(lambda: status_is(SERVING), within=15, what="SERVING again")
+            await wait_until(
+                lambda: handled_all("O-1", "O-2"), within=15, what="O-2 after the outage"
+            )
+    finally:
+        nats.stop()
