@@ -8,6 +8,7 @@ Helpers reach the tests as fixtures (tests import nothing from here: importlib i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +34,7 @@ from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
+from orderline_runtime.testing import serving
 
 PHONE = "+8613800138000"
 SERVICE_BEARER = "Bearer dev-service"
@@ -257,23 +259,17 @@ async def start_provisioning(
     db_url: str, nats_server: NatsServer, peers: FakePeers, tmp_path: Path
 ) -> AsyncIterator[StartFn]:
     """Starts provisioning in-process (as many instances as asked); all stop at the end."""
-    started: list[tuple[Service, asyncio.Task[None]]] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(**overrides: Any) -> Running:
-        settings = make_settings(
-            db_url, nats_server.url, peers.address, tmp_path / "traces", **overrides
-        )
-        service = build(settings)
-        task = asyncio.create_task(service.run())
-        started.append((service, task))
-        address = f"127.0.0.1:{settings.grpc_port}"
-        await _wait_serving(address)
-        return Running(service, address)
+        async def start(**overrides: Any) -> Running:
+            settings = make_settings(
+                db_url, nats_server.url, peers.address, tmp_path / "traces", **overrides
+            )
+            service = build(settings)
+            address = await stack.enter_async_context(serving(service))
+            return Running(service, address)
 
-    yield start
-    for service, _ in started:
-        service.stop_event.set()
-    await asyncio.gather(*(task for _, task in started))
+        yield start
 
 
 @pytest_asyncio.fixture
@@ -367,6 +363,20 @@ class Bus:
             if time.monotonic() > deadline:
                 seen = [e.type for e in await self.provisioning_events(order_id)]
                 raise AssertionError(f"no {event_type} for {order_id} in {within}s; saw {seen}")
+            await asyncio.sleep(0.05)
+
+    async def dead_letter(self, within: float = 10) -> envelope_pb2.DeadLetter:
+        """The first message on the DEADLETTER stream."""
+        deadline = time.monotonic() + within
+        while True:
+            info = await self.js.stream_info("DEADLETTER")
+            if info.state.messages:
+                msg = await self.js.get_msg("DEADLETTER", info.state.first_seq)
+                letter = envelope_pb2.DeadLetter()
+                letter.ParseFromString(msg.data or b"")
+                return letter
+            if time.monotonic() > deadline:
+                raise AssertionError("nothing was dead-lettered")
             await asyncio.sleep(0.05)
 
     async def approvals_settled(self, within: float = 10) -> None:

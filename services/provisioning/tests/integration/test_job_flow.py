@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import pytest
 
 from orderline.agent.v1 import agent_pb2
 from orderline.gateway.v1 import gateway_pb2
@@ -168,3 +169,18 @@ async def test_transient_failures_are_retried_and_the_customer_is_notified_once(
     assert peers.gateway.deliveries == {f"{job.id}:notify": notified.payload.delivery_id}
     events = await bus.provisioning_events(order_id)
     assert [e.type for e in events] == HAPPY_PATH
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_approval_without_a_device_is_dead_lettered_and_makes_no_job(
+    provisioning: Any, bus: Any, peers: Any, order_id: str
+) -> None:
+    await bus.approve(order_id, "")
+    letter = await bus.dead_letter(within=15)
+    assert letter.consumer == "provisioning" and "names no device" in letter.reason
+    async with grpc.aio.insecure_channel(provisioning.address) as channel:
+        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetJob(pb.GetJobRequest(order_id=order_id), metadata=CLERK)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert await bus.provisioning_events(order_id) == []

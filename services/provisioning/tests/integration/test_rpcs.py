@@ -52,6 +52,8 @@ async def fails(call: Any) -> grpc.aio.AioRpcError:
     return caught.value
 
 
+# Validation and auth happen before any database access: one database is enough.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_bad_requests_are_invalid_argument_with_one_violation_per_bad_field(
     provisioning: Any,
 ) -> None:
@@ -114,6 +116,7 @@ async def test_unknown_job_and_voucher_are_not_found(provisioning: Any) -> None:
         assert (verdict.valid, verdict.reason) == (False, "VOUCHER_NOT_FOUND")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_calls_need_a_token_and_a_permitted_role(provisioning: Any) -> None:
     async with grpc.aio.insecure_channel(provisioning.address) as channel:
         jobs = provisioning_pb2_grpc.ProvisioningServiceStub(channel)

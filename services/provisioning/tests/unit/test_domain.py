@@ -206,7 +206,14 @@ def test_unknown_business_type_gets_the_base_configuration() -> None:
 
 @pytest.mark.parametrize(
     ("plan", "rate"),
-    [("300M", 300), ("broadband-1G", 1000), ("500Mbps", 500), ("basic", None), ("", None)],
+    [
+        ("300M", 300),
+        ("fiber-1000m", 1000),
+        ("broadband-1G", 1000),
+        ("500Mbps", 500),
+        ("iptv-basic", None),
+        ("", None),
+    ],
 )
 def test_plan_rate_is_read_from_the_plan_name(plan: str, rate: int | None) -> None:
     assert plan_rate_mbps(plan) == rate
@@ -238,7 +245,7 @@ def test_voucher_texts_exist_in_chinese_and_english() -> None:
     texts = voucher_texts("AV-ABCDEFGHIJKL", "broadband_install", "300M", "CPE-0001", T0)
     assert set(texts) == {"zh-CN", "en"}
     assert texts["zh-CN"].startswith("业务开通凭证 AV-ABCDEFGHIJKL")
-    assert "宽带装机" in texts["zh-CN"] and "2025-03-01 10:30" in texts["zh-CN"]
+    assert "宽带新装" in texts["zh-CN"] and "2025-03-01 10:30" in texts["zh-CN"]
     assert "AV-ABCDEFGHIJKL" in texts["en"] and "broadband installation" in texts["en"]
     assert "2025-03-01 10:30 (UTC+8)" in texts["en"]
 
@@ -263,7 +270,7 @@ def test_voucher_is_valid_only_for_its_order() -> None:
 
 def test_sms_text_in_chinese_names_service_and_voucher() -> None:
     text = activation_message("zh-CN", "broadband_install", "AV-ABCDEFGHIJKL")
-    assert "宽带装机" in text and "业务开通凭证号：AV-ABCDEFGHIJKL" in text  # noqa: RUF001
+    assert "宽带新装" in text and "业务开通凭证号：AV-ABCDEFGHIJKL" in text  # noqa: RUF001
 
 
 def test_sms_text_in_english_names_service_and_voucher() -> None:

@@ -50,7 +50,7 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(getattr(request, name)) > MAX_ID_LENGTH:
                 v.add(name, f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        async with self.db.sessions() as session:
+        async with self.db.reading() as session:
             repo = JobRepository(session)
             if request.job_id:
                 job = await repo.get(request.job_id)
@@ -80,7 +80,7 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
                 v.add("state", f"unknown job state {request.state}")
         v.raise_if_any()
         size = request.page_size or DEFAULT_PAGE_SIZE
-        async with self.db.sessions() as session:
+        async with self.db.reading() as session:
             jobs = await JobRepository(session).page(state=state, after_id=after, limit=size + 1)
         page, more = jobs[:size], len(jobs) > size
         return pb.ListJobsResponse(
@@ -106,7 +106,7 @@ class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
         v = Violations()
         _check_voucher_id(v, request.voucher_id)
         v.raise_if_any()
-        async with self.db.sessions() as session:
+        async with self.db.reading() as session:
             voucher = await JobRepository(session).get_voucher(request.voucher_id)
         if voucher is None:
             raise NotFound("voucher", request.voucher_id)
@@ -122,7 +122,7 @@ class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
         elif len(request.order_id) > MAX_ID_LENGTH:
             v.add("order_id", f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        async with self.db.sessions() as session:
+        async with self.db.reading() as session:
             voucher = await JobRepository(session).get_voucher(request.voucher_id)
         if voucher is None:
             return pb.VerifyVoucherResponse(valid=False, reason="VOUCHER_NOT_FOUND")

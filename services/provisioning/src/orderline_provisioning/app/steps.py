@@ -223,7 +223,9 @@ class StepRunner:
             )
         except PeerUnavailable as exc:
             job.notify_failures += 1
-            log.warning(
+            # Never silent: every failure is logged, louder once it has gone on for a while.
+            level = "warning" if job.notify_failures < 2 * SMS_FAILURES_BEFORE_VOICE else "error"
+            getattr(log, level)(
                 "notification not sent; will retry",
                 job_id=job.id,
                 channel=channel.value,

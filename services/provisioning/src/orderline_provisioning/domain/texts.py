@@ -14,13 +14,13 @@ DEFAULT_LOCALE = ZH_CN
 OPERATOR_TZ = timezone(timedelta(hours=8), "UTC+8")
 
 BUSINESS_LABELS: Mapping[str, Mapping[str, str]] = {
-    "broadband_install": {ZH_CN: "宽带装机", EN: "broadband installation"},
+    "broadband_install": {ZH_CN: "宽带新装", EN: "broadband installation"},
     "fixed_line": {ZH_CN: "固定电话", EN: "fixed line"},
     "dedicated_line": {ZH_CN: "专线", EN: "dedicated line"},
     "plan_change": {ZH_CN: "套餐变更", EN: "plan change"},
-    "iptv": {ZH_CN: "IPTV 电视", EN: "IPTV"},
+    "iptv": {ZH_CN: "网络电视", EN: "IPTV"},
     "relocation": {ZH_CN: "移机", EN: "relocation"},
-    "termination": {ZH_CN: "拆机", EN: "service termination"},
+    "termination": {ZH_CN: "拆机", EN: "termination"},
 }
 
 
