@@ -226,9 +226,7 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
         handled.append(payload.order_id)
 
     service = build(schema, f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", nats.url, tmp_path)
-    service.consume(
-        ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, on_approved)]
-    )
+    service.consume(ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, on_approved)])
     try:
         async with serving(service) as address:
             port = int(address.rsplit(":", 1)[1])
@@ -254,11 +252,21 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
             nats.stop()
             await wait_until(lambda: status_is(NOT_SERVING), within=10, what="NOT_SERVING")
             await write("O-2")  # the state change commits; its event waits in the outbox
+            # While the event waits, the relay must not hold SQLite's write lock on it: the
+            # service's other writes go on at full speed.
+            loop = asyncio.get_running_loop()
+            for n in range(3, 6):
+                started = loop.time()
+                await write(f"O-{n}")
+                assert loop.time() - started < 0.5, "a write waited for the relay"
+                await asyncio.sleep(0.3)
 
             nats.start()  # same port and store
             await wait_until(lambda: status_is(SERVING), within=15, what="SERVING again")
             await wait_until(
-                lambda: handled_all("O-1", "O-2"), within=15, what="O-2 after the outage"
+                lambda: handled_all("O-1", "O-2", "O-3", "O-4", "O-5"),
+                within=15,
+                what="the events written during the outage",
             )
     finally:
         nats.stop()

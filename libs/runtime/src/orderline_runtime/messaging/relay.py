@@ -2,19 +2,22 @@
 
 Each event is published with `Nats-Msg-Id` = event id, so a crash between publish and mark
 produces a duplicate JetStream drops. On PostgreSQL several relays share the outbox with
-FOR UPDATE SKIP LOCKED; on SQLite, BEGIN IMMEDIATE serialises them.
+FOR UPDATE SKIP LOCKED; on SQLite there is one relay per database, and it publishes outside
+the write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Table, select, update
+from sqlalchemy import Select, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline_runtime import metrics
 from orderline_runtime.database import Database
@@ -69,34 +72,49 @@ class OutboxRelay:
             )
 
     async def relay_once(self) -> int:
-        t = self.table
-        async with self.db.transaction() as session:
-            stmt = (
-                select(
-                    t.c.seq,
-                    t.c.event_id,
-                    t.c.event_type,
-                    t.c.subject,
-                    t.c.envelope,
-                    t.c.trace_headers,
-                )
-                .where(t.c.sent_at.is_(None))
-                .order_by(t.c.seq)
-                .limit(self.batch_size)
-            )
-            if self.db.is_postgres:
-                stmt = stmt.with_for_update(skip_locked=True)
-            rows = (await session.execute(stmt)).all()
+        if self.db.is_postgres:
+            # Rows stay locked while they are published; other relays skip them.
+            async with self.db.transaction() as session:
+                rows = (
+                    await session.execute(self._pending().with_for_update(skip_locked=True))
+                ).all()
+                if not rows:
+                    return 0
+                await self._publish_all(rows)
+                await self._mark_sent(session, rows)
+        else:
+            # SQLite has one relay per database. Holding its single write lock while publishing
+            # would stall every other write of the service for as long as NATS takes to answer
+            # (or to time out during an outage): read, publish, then mark in a short write.
+            async with self.db.reading() as session:
+                rows = (await session.execute(self._pending())).all()
             if not rows:
                 return 0
-            await asyncio.gather(*(self._publish(r) for r in rows))
-            await session.execute(
-                update(t)
-                .where(t.c.seq.in_([r.seq for r in rows]))
-                .values(sent_at=datetime.now(UTC))
-            )
+            await self._publish_all(rows)
+            async with self.db.transaction() as session:
+                await self._mark_sent(session, rows)
         metrics.outbox_published.add(len(rows), {"producer": self.outbox.producer})
         return len(rows)
+
+    def _pending(self) -> Select[Any]:
+        t = self.table
+        return (
+            select(
+                t.c.seq, t.c.event_id, t.c.event_type, t.c.subject, t.c.envelope, t.c.trace_headers
+            )
+            .where(t.c.sent_at.is_(None))
+            .order_by(t.c.seq)
+            .limit(self.batch_size)
+        )
+
+    async def _publish_all(self, rows: Sequence[Any]) -> None:
+        await asyncio.gather(*(self._publish(r) for r in rows))
+
+    async def _mark_sent(self, session: AsyncSession, rows: Sequence[Any]) -> None:
+        t = self.table
+        await session.execute(
+            update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=datetime.now(UTC))
+        )
 
     async def _publish(self, row: Any) -> None:
         event_id: str = row.event_id
