@@ -24,9 +24,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(
+    port: int,
+    timeout: float = 20.0,
+    host: str = "127.0.0.1",
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the process meant to listen on {port} exited")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -60,6 +67,7 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
@@ -72,7 +80,10 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port, process=self.process)
+        except TimeoutError as exc:
+            raise RuntimeError(f"nats-server did not start; see {self.log_file}") from exc
         return self
 
     def stop(self, kill: bool = False) -> None:
