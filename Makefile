@@ -57,7 +57,7 @@ chart: venv ## render, lint and validate the Helm chart
 	$(BIN)/pytest -q deploy/helm/tests
 
 run: venv ## bring the whole system up locally and show demo orders moving (Ctrl-C stops it)
-	$(BIN)/orderline up --demo
+	$(BIN)/orderline up
 
 bench: venv ## pipeline benchmark: table printed and written to bench/results/
 	$(BIN)/python -m bench.pipeline

@@ -24,6 +24,7 @@ from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli import demo
 from orderline_cli.stack import LocalStack, read_stack_file
 from orderline_cli.traces import load_spans, order_traces, tree_order
+from orderline_runtime.order_states import BY_TMF_NAME, TMF_NAMES
 
 app = typer.Typer(help="Orderline: a telecom operator's service orders.", no_args_is_help=True)
 order_app = typer.Typer(help="Create, read and watch orders.", no_args_is_help=True)
@@ -36,10 +37,7 @@ STATE_DIR = Path(os.environ.get("ORDERLINE_STATE_DIR", "var"))
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
 
-STATE_NAMES = {
-    v.number: v.name.removeprefix("ORDER_STATE_").lower()
-    for v in order_pb2.OrderState.DESCRIPTOR.values
-}
+STATE_NAMES = TMF_NAMES
 
 
 def _address(service: str, override: str | None) -> str:
@@ -251,15 +249,17 @@ def order_get(
 
 @order_app.command("list")
 def order_list(
-    state: Annotated[str, typer.Option(help="e.g. completed, held")] = "",
+    state: Annotated[str, typer.Option(help="TMF641 name, e.g. completed, held")] = "",
     limit: Annotated[int, typer.Option()] = 50,
     intake: Annotated[str | None, typer.Option("--intake")] = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List orders, newest first."""
-    states = {v: k for k, v in STATE_NAMES.items()}
-    request = order_pb2.ListOrdersRequest(page_size=limit, state=states.get(state, 0))  # type: ignore[arg-type]
+    if state and state not in BY_TMF_NAME:
+        console.print(f"[red]unknown state[/red] {state!r}; one of {', '.join(BY_TMF_NAME)}")
+        raise typer.Exit(2)
+    request = order_pb2.ListOrdersRequest(page_size=limit, state=BY_TMF_NAME.get(state, 0))  # type: ignore[arg-type]
     with grpc.insecure_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).ListOrders(
