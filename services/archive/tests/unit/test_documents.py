@@ -12,7 +12,6 @@ from orderline_archive.domain.documents import (
     StateChange,
     dossier_documents,
     render_order,
-    tmf_state_name,
     voucher_reference,
 )
 
@@ -75,22 +74,3 @@ def test_voucher_reference_says_when_no_voucher_was_recorded() -> None:
 def test_voucher_reference_refuses_an_unknown_locale() -> None:
     with pytest.raises(ValueError):
         voucher_reference("ord-1", "AV-1", "fr")
-
-
-@pytest.mark.parametrize(
-    ("enum_name", "tmf"),
-    [
-        ("ORDER_STATE_ACKNOWLEDGED", "acknowledged"),
-        ("ORDER_STATE_IN_PROGRESS", "inProgress"),
-        ("ORDER_STATE_COMPLETED", "completed"),
-        ("ORDER_STATE_REJECTED", "rejected"),
-        ("ORDER_STATE_PENDING", "pending"),
-        ("ORDER_STATE_HELD", "held"),
-        ("ORDER_STATE_FAILED", "failed"),
-        ("ORDER_STATE_ASSESSING_CANCELLATION", "assessingCancellation"),
-        ("ORDER_STATE_PENDING_CANCELLATION", "pendingCancellation"),
-        ("ORDER_STATE_CANCELLED", "cancelled"),
-    ],
-)
-def test_order_states_are_written_with_their_tmf641_names(enum_name: str, tmf: str) -> None:
-    assert tmf_state_name(enum_name) == tmf

@@ -35,13 +35,13 @@ from orderline_archive.domain.documents import (
     OrderSummary,
     StateChange,
     dossier_documents,
-    tmf_state_name,
 )
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.envelope import ReceivedEvent
 from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.order_states import TMF_NAMES
 
 log = get_logger(__name__)
 
@@ -121,10 +121,8 @@ def order_summary(payload: order_events_pb2.OrderCompleted, order_id: str) -> Or
 def _state(value: int) -> str:
     if value == order_pb2.ORDER_STATE_UNSPECIFIED:
         return ""
-    try:
-        return tmf_state_name(order_pb2.OrderState.Name(value))  # type: ignore[arg-type]
-    except ValueError:  # a state newer than our contracts: keep its number
-        return f"state-{value}"
+    # A state newer than our contracts keeps its number.
+    return TMF_NAMES.get(value, f"state-{value}")
 
 
 def _time(message: Message, field: str) -> str | None:

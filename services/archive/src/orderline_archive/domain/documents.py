@@ -48,12 +48,6 @@ class OrderSummary:
     history: Sequence[StateChange] = field(default_factory=tuple)
 
 
-def tmf_state_name(enum_name: str) -> str:
-    """ORDER_STATE_IN_PROGRESS -> inProgress: the TMF641 name is the enum suffix in camelCase."""
-    words = enum_name.removeprefix("ORDER_STATE_").lower().split("_")
-    return words[0] + "".join(w.capitalize() for w in words[1:])
-
-
 def canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"

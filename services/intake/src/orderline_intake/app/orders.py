@@ -18,24 +18,17 @@ from orderline_runtime.database import Database
 from orderline_runtime.errors import NotFound
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.order_states import TMF_NAMES
 from orderline_runtime.telemetry import order_scope
 
 AUTO_REVIEWER = "intake/auto-review"
 
-# The wire enum for each domain state; the one mapping between the two.
-STATE_TO_PROTO: dict[OrderState, order_pb2.OrderState.ValueType] = {
-    OrderState.ACKNOWLEDGED: order_pb2.ORDER_STATE_ACKNOWLEDGED,
-    OrderState.IN_PROGRESS: order_pb2.ORDER_STATE_IN_PROGRESS,
-    OrderState.COMPLETED: order_pb2.ORDER_STATE_COMPLETED,
-    OrderState.REJECTED: order_pb2.ORDER_STATE_REJECTED,
-    OrderState.PENDING: order_pb2.ORDER_STATE_PENDING,
-    OrderState.HELD: order_pb2.ORDER_STATE_HELD,
-    OrderState.FAILED: order_pb2.ORDER_STATE_FAILED,
-    OrderState.ASSESSING_CANCELLATION: order_pb2.ORDER_STATE_ASSESSING_CANCELLATION,
-    OrderState.PENDING_CANCELLATION: order_pb2.ORDER_STATE_PENDING_CANCELLATION,
-    OrderState.CANCELLED: order_pb2.ORDER_STATE_CANCELLED,
+# Domain states carry the TMF641 names, so the wire mapping is the shared one, inverted.
+PROTO_TO_STATE: dict[order_pb2.OrderState.ValueType, OrderState] = {
+    number: OrderState(name)  # type: ignore[misc]
+    for number, name in TMF_NAMES.items()
 }
-PROTO_TO_STATE = {v: k for k, v in STATE_TO_PROTO.items()}
+STATE_TO_PROTO = {state: number for number, state in PROTO_TO_STATE.items()}
 
 
 def utcnow() -> datetime:
