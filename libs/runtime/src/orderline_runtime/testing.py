@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -20,6 +21,8 @@ from sqlalchemy.engine import make_url
 from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, PostgresServer
 from orderline_runtime.service import Service
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -106,3 +109,21 @@ async def serving(service: Service, limit_seconds: float = 30.0) -> AsyncIterato
     finally:
         service.stop_event.set()
         await asyncio.wait_for(task, timeout=limit_seconds)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool],
+    within: float = 15.0,
+    what: str = "condition",
+) -> T:
+    """Polls `probe` until `check` holds on its value; fails with the last value after `within`
+    seconds. The one way tests wait for asynchronous effects: never a fixed sleep."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(0.05)

@@ -7,8 +7,7 @@ import asyncio
 import hashlib
 import itertools
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,23 +33,9 @@ from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, PostgresServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
-from orderline_runtime.testing import new_postgres_database
+from orderline_runtime.testing import eventually, new_postgres_database
 
 T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 15.0
-) -> T:
-    """Polls until check(probe()) holds; fails with the last value seen after the deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 class RunningArchive:

@@ -3,7 +3,6 @@ gRPC and real NATS, sample readings, polling and error-detail parsing."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from orderline.events.v1 import envelope_pb2
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.messaging.streams import subject_for
 from orderline_runtime.service import Service
+from orderline_runtime.testing import eventually as wait_for
 
 T = TypeVar("T")
 
@@ -66,15 +66,7 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], what: str) -> T:
-    """Polls `probe` until `check` holds, failing after a deadline."""
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.05)
+    return await wait_for(probe, check, WAIT_SECONDS, what)
 
 
 class DeviceMonitor:

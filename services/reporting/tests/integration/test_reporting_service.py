@@ -4,8 +4,7 @@ events of every stream published as their producers' relays would, and asked ove
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,25 +34,12 @@ from orderline_runtime.ids import new_id
 from orderline_runtime.local import NatsServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
+from orderline_runtime.testing import eventually
 
 T = TypeVar("T")
 OE = order_events_pb2
 PE = provisioning_events_pb2
 S = order_pb2
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], within: float = 15.0
-) -> T:
-    """Polls until check(probe()) holds; fails with the last value seen after the deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 def auth(role: str) -> tuple[tuple[str, str]]:
