@@ -1,4 +1,4 @@
-"""Metric instruments (names in docs/telemetry.md); no-ops until a meter provider is set."""
+"""Metric instruments; no-ops until `setup_metrics` installs a meter provider."""
 
 from __future__ import annotations
 
@@ -18,3 +18,30 @@ events_dead_lettered = _meter.create_counter(
 outbox_published = _meter.create_counter(
     "orderline.outbox.published", description="outbox rows published by the relay"
 )
+outbox_lag = _meter.create_histogram(
+    "orderline.outbox.lag",
+    unit="s",
+    description="time from an event's commit to its publication",
+)
+stage_duration = _meter.create_histogram(
+    "orderline.stage.duration",
+    unit="s",
+    description="time one stage of an order's work took, by service and stage",
+)
+
+
+def setup_metrics(service_name: str, host: str, port: int) -> None:
+    """Serves Prometheus metrics on host:port (`/metrics`); port 0 leaves metrics off."""
+    if not port:
+        return
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host)
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": service_name, "service.namespace": "orderline"}),
+        metric_readers=[PrometheusMetricReader()],
+    )
+    metrics.set_meter_provider(provider)

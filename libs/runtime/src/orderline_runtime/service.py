@@ -25,6 +25,7 @@ from orderline_runtime.messaging.consumer import EventConsumer, Handler
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.messaging.streams import StreamSpec
+from orderline_runtime.metrics import setup_metrics
 from orderline_runtime.migrations import upgrade_to_head
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.client import call_options
@@ -238,6 +239,7 @@ def run_service(build: Callable[[], Service]) -> None:
             print(f"{service.name}: database migrated")
             return
         setup_tracing(service.name, service.settings.trace_dir)
+        setup_metrics(service.name, service.settings.grpc_host, service.settings.metrics_port)
         await service.run()
 
     asyncio.run(main())

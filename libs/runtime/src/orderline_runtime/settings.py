@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
     trace_dir: Path = Path("var/traces")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     migrate_on_start: bool = True
+    # Prometheus metrics on this port (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Outgoing gRPC calls never wait forever.

@@ -93,14 +93,27 @@ class OutboxRelay:
             await self._publish_all(rows)
             async with self.db.transaction() as session:
                 await self._mark_sent(session, rows)
-        metrics.outbox_published.add(len(rows), {"producer": self.outbox.producer})
+        attributes = {"producer": self.outbox.producer}
+        metrics.outbox_published.add(len(rows), attributes)
+        now = datetime.now(UTC)
+        for row in rows:
+            written = (
+                row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+            )
+            metrics.outbox_lag.record((now - written).total_seconds(), attributes)
         return len(rows)
 
     def _pending(self) -> Select[Any]:
         t = self.table
         return (
             select(
-                t.c.seq, t.c.event_id, t.c.event_type, t.c.subject, t.c.envelope, t.c.trace_headers
+                t.c.seq,
+                t.c.event_id,
+                t.c.event_type,
+                t.c.subject,
+                t.c.envelope,
+                t.c.trace_headers,
+                t.c.created_at,
             )
             .where(t.c.sent_at.is_(None))
             .order_by(t.c.seq)

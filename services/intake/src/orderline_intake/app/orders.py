@@ -18,6 +18,7 @@ from orderline_runtime.database import Database
 from orderline_runtime.errors import NotFound
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.outbox import Outbox
+from orderline_runtime.metrics import stage_duration
 from orderline_runtime.order_states import TMF_NAMES
 from orderline_runtime.telemetry import order_scope
 
@@ -162,7 +163,14 @@ class OrderApp:
     ) -> Order:
         order = await self.load_for_update(session, order_id)
         now = self.clock()
+        previous = max(order.milestones.values(), default=order.created_at)
         changed = order.reach(milestone, now)
+        if changed:
+            # How long the stage that ends in this milestone took, for the SLA dashboards.
+            stage_duration.record(
+                max(0.0, (now - previous).total_seconds()),
+                {"stage": milestone, "business_type": order.business_type},
+            )
         for name, value in fields.items():
             if value and getattr(order, name) != value:
                 setattr(order, name, value)
