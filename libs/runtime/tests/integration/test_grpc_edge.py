@@ -73,6 +73,14 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
                 raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
             case "bug":
                 raise RuntimeError("password=hunter2 leaked from postgres://admin@db")
+            case echo if echo.startswith("echo:"):
+                # Texts that repeat what the caller sent, as validation and lookups do.
+                violations = Violations()
+                for i in range(12):
+                    violations.add(f"field_{i}.{echo}", f"unknown value {echo}")
+                violations.raise_if_any()
+            case missing if missing.startswith("missing:"):
+                raise NotFound("dossier", missing)
         return archive_pb2.GetDossierResponse(
             dossier=archive_pb2.Dossier(
                 order_id=request.order_id,
@@ -413,3 +421,74 @@ async def test_traced_channel_carries_token_deadline_trace_and_order_to_the_serv
     assert (client.attributes or {})[ORDER_ID] == "O-77"
     # Probes leave no server spans behind.
     assert not [s for s in spans if s.kind == SpanKind.SERVER and "Health" in s.name]
+
+
+@pytest.mark.parametrize("unit", ["A", "漢", "😀", "\x00"], ids=["ascii", "cjk", "emoji", "nul"])
+async def test_errors_echoing_huge_input_still_reach_the_caller_intact(
+    stub: archive_pb2_grpc.ArchiveServiceStub, unit: str
+) -> None:
+    """Trailers past the caller's metadata limit (8 KiB) turn any answer into
+    RESOURCE_EXHAUSTED "Stream removed": texts that echo input are clipped to fit."""
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="echo:" + unit * 10_000),
+            metadata=bearer("dev-clerk"),
+            timeout=5,
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    (bad,) = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
+    assert bad.field_violations and bad.field_violations[0].field.startswith("field_0.echo:")
+    assert error_info(err).reason == "INVALID_ARGUMENT"
+
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="missing:" + unit * 10_000),
+            metadata=bearer("dev-clerk"),
+            timeout=5,
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND, err.details()
+    assert (err.details() or "").startswith("dossier 'missing:")
+    assert error_info(err).reason == "DOSSIER_NOT_FOUND"
+
+
+async def test_bytes_that_are_not_the_request_are_invalid_argument_after_authentication(
+    channel: grpc.aio.Channel,
+) -> None:
+    """gRPC itself answers an undecodable request with UNKNOWN and the parser's exception."""
+    invalid_utf8 = b"\x0a\x02\xff\xfe"  # field 1, a string, holding invalid UTF-8
+
+    def raw(method: str, kind: str) -> Any:
+        make = getattr(channel, kind)
+        return make(method, request_serializer=None, response_deserializer=None)
+
+    unary = raw(f"{ARCHIVE}GetDossier", "unary_unary")
+    err = await call_error(unary(invalid_utf8, metadata=bearer("dev-clerk"), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "DecodeError" not in (err.details() or "")
+    (bad,) = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
+    assert [v.field for v in bad.field_violations] == ["request"]
+    err = await call_error(unary(b"\xff\xff\xff", metadata=bearer("dev-clerk"), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Who may not call learns nothing about the request.
+    err = await call_error(unary(invalid_utf8, timeout=5))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    watch = raw("/orderline.order.v1.OrderService/WatchOrders", "unary_stream")
+    err = await call_error(_drain(watch(invalid_utf8, metadata=bearer("dev-clerk"), timeout=5)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    async def batches() -> AsyncIterator[bytes]:
+        yield device_pb2.StreamTelemetryRequest(
+            samples=[device_pb2.TelemetrySample()]
+        ).SerializeToString()
+        yield invalid_utf8
+
+    telemetry = raw("/orderline.device.v1.TelemetryIngestService/StreamTelemetry", "stream_unary")
+    err = await call_error(telemetry(batches(), metadata=bearer("dev-service"), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def _drain(call: Any) -> list[Any]:
+    return [item async for item in call]

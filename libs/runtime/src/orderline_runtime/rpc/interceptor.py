@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import grpc
 from grpc.aio import ServicerContext
 
+from orderline_runtime.errors import FieldViolation, InvalidArgument
 from orderline_runtime.logs import get_logger
 from orderline_runtime.rpc.auth import Principal, TokenAuthenticator, authorize, set_principal
 from orderline_runtime.rpc.status import to_status
@@ -58,9 +59,45 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, admit)
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message. gRPC answers a
+    deserializer's exception with UNKNOWN and the parser's text; the caller sent bad input,
+    so the handler answers INVALID_ARGUMENT instead, after authentication."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _decoding(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:
+            return _Undecodable(exc)
+
+    return decode
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            [FieldViolation("request", "not a valid encoding of the method's request message")]
+        )
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
 def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grpc.RpcMethodHandler:
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _decoding(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
@@ -69,7 +106,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
                 set_principal(admit())
-                return await inner_uu(request, context)
+                return await inner_uu(_decoded(request), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -84,7 +121,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
         ) -> AsyncIterator[Any]:
             try:
                 set_principal(admit())
-                async for item in inner_us(request, context):
+                async for item in inner_us(_decoded(request), context):
                     yield item
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -98,7 +135,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
         async def stream_unary(requests: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
                 set_principal(admit())
-                return await inner_su(requests, context)
+                return await inner_su(_decoded_stream(requests), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -112,7 +149,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
     ) -> AsyncIterator[Any]:
         try:
             set_principal(admit())
-            async for item in inner_ss(requests, context):
+            async for item in inner_ss(_decoded_stream(requests), context):
                 yield item
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise

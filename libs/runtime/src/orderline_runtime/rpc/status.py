@@ -11,6 +11,15 @@ from orderline_runtime import errors
 
 DOMAIN = "orderline.telecom"
 
+# The status travels in trailers, which must fit the caller's metadata limit (8 KiB by default
+# in gRPC); past it the caller gets RESOURCE_EXHAUSTED "Stream removed" instead of our answer.
+# Texts may echo what the caller sent (a 10k-character id), so they are clipped: the message
+# (sent percent-encoded, up to 3 bytes per byte) and the details (sent base64, 4 per 3) stay
+# near 5 KiB together, whatever the input.
+MAX_MESSAGE_BYTES = 384
+MAX_TEXT_BYTES = 160
+MAX_DETAILS_BYTES = 3072
+
 _CODES: list[tuple[type[errors.OrderlineError], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
@@ -24,30 +33,46 @@ _CODES: list[tuple[type[errors.OrderlineError], grpc.StatusCode]] = [
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
     """Maps an exception to (code, message, google.rpc.Status with details)."""
     code, message, reason = _classify(exc)
-    details: list[any_pb2.Any] = []
+    message = clip(message, MAX_MESSAGE_BYTES)
+    bad = error_details_pb2.BadRequest()
     if isinstance(exc, errors.InvalidArgument):
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in exc.violations
-            ]
-        )
-        details.append(_pack(bad))
+        for v in exc.violations:
+            bad.field_violations.add(
+                field=clip(v.field, MAX_TEXT_BYTES), description=clip(v.description, MAX_TEXT_BYTES)
+            )
+    failure = error_details_pb2.PreconditionFailure()
     if isinstance(exc, errors.FailedPrecondition):
-        pf = error_details_pb2.PreconditionFailure(
-            violations=[
-                error_details_pb2.PreconditionFailure.Violation(
-                    type=v.type, subject=v.subject, description=v.description
-                )
-                for v in exc.violations
-            ]
-        )
-        details.append(_pack(pf))
-    details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)))
-    status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return code, message, status
+        for p in exc.violations:
+            failure.violations.add(
+                type=clip(p.type, MAX_TEXT_BYTES),
+                subject=clip(p.subject, MAX_TEXT_BYTES),
+                description=clip(p.description, MAX_TEXT_BYTES),
+            )
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
+    while True:
+        details = [_pack(d) for d in (bad, failure) if d.ByteSize()] + [_pack(info)]
+        status = status_pb2.Status(code=code.value[0], message=message, details=details)
+        if status.ByteSize() <= MAX_DETAILS_BYTES:
+            return code, message, status
+        # Too many violations to carry: keep the first ones.
+        if len(bad.field_violations) > 1:
+            del bad.field_violations[-1]
+        elif len(failure.violations) > 1:
+            del failure.violations[-1]
+        else:  # not reached with clipped texts; the code and reason go regardless
+            return (
+                code,
+                message,
+                status_pb2.Status(code=code.value[0], message=message, details=[_pack(info)]),
+            )
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8, cut on a character boundary and marked with an ellipsis."""
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", errors="ignore") + "\u2026"
 
 
 def _classify(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
