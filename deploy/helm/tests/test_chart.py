@@ -12,164 +12,36 @@ from __future__ import annotations
 import copy
 import re
 import shutil
-from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
 import pytest
 import yaml
-
-CHART_DIR = Path(__file__).resolve().parents[1] / "orderline"
-RELEASE = "orderline"
-NAMESPACE = "orderline-test"
-PORTS = {
-    "intake": 50051,
-    "provisioning": 50052,
-    "device-monitor": 50053,
-    "archive": 50054,
-    "reporting": 50055,
-}
-# The chart's kubeVersion floor and the newest schema kubernetes-validate ships.
-KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-
-Manifest = dict[str, Any]
-Values = dict[str, Any]
-
-SCENARIOS: dict[str, Values] = {
-    "defaults": {},
-    # One service off, custom replicas globally and for one service.
-    "reporting-off-custom-replicas": {
-        "defaults": {"replicas": 3},
-        "services": {
-            "reporting": {"enabled": False},
-            "intake": {"replicas": 5},
-            "archive": {"pdb": {"enabled": False}},
-        },
-    },
-    # Everything optional switched on: production-like wiring.
-    "production": {
-        "fullnameOverride": "ol",
-        "commonLabels": {"team": "orders"},
-        "defaults": {
-            "image": {
-                "repository": "registry.example.com/orderline",
-                "tag": "1.4.2",
-                "digest": "sha256:" + "ab" * 32,
-            },
-            "imagePullSecrets": [{"name": "registry"}],
-            "nats": {"existingSecret": "nats-prod", "credentialsKey": "orderline.creds"},
-            "auth": {"existingSecret": "orderline-auth"},
-            "otel": {
-                "exporterOtlpEndpoint": "http://otel-collector.observability:4317",
-                "resourceAttributes": {"deployment.environment.name": "prod"},
-            },
-            "extraEnv": [{"name": "TZ", "value": "UTC"}],
-            "podLabels": {"cost-center": "telecom"},
-            "podAnnotations": {"example.com/scrape": "false"},
-            "nodeSelector": {"kubernetes.io/os": "linux"},
-            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "orders"}],
-            "priorityClassName": "orderline-critical",
-            "topologySpread": {"whenUnsatisfiable": "DoNotSchedule"},
-            "serviceAccount": {"annotations": {"iam.example.com/role": "orderline"}},
-            "migration": {"podAnnotations": {"sidecar.istio.io/inject": "false"}},
-            "probes": {"liveness": {"service": "liveness"}},
-        },
-        "services": {
-            "provisioning": {
-                "database": {"existingSecret": "pg-provisioning", "secretKey": "url"},
-                "addresses": {
-                    "deviceAgent": "device-agents.network:50061",
-                    "gateway": "sms-gateway.network:50062",
-                },
-            },
-            "device-monitor": {"resources": {"limits": {"memory": "1Gi"}}},
-        },
-    },
-}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@cache
-def _load_chart() -> helm.Chart:
-    return helm.Chart.load(CHART_DIR)
+from _chart_support import (
+    CHART_DIR,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    PORTS,
+    RELEASE,
+    SCENARIOS,
+    Manifest,
+    Values,
+    _load_chart,
+    assert_valid_kubernetes,
+    enabled_services,
+    env_of,
+    of_kind,
+    pod_specs,
+    render,
+    render_raw,
+    scenario,
+    schema_error,
+)
 
 
 @pytest.fixture(scope="module")
 def chart() -> helm.Chart:
     return _load_chart()
-
-
-def render_raw(values: Values | None = None, *, release: str = RELEASE) -> dict[str, str]:
-    return _load_chart().render(
-        copy.deepcopy(values) if values else None,
-        name=release,
-        namespace=NAMESPACE,
-        is_install=True,
-    )
-
-
-def render(values: Values | None = None, *, release: str = RELEASE) -> list[Manifest]:
-    """Rendered Kubernetes objects (NOTES.txt excluded)."""
-    manifests: list[Manifest] = []
-    for path, text in sorted(render_raw(values, release=release).items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        manifests.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return manifests
-
-
-@cache
-def _render_scenario(name: str) -> tuple[Manifest, ...]:
-    return tuple(render(SCENARIOS[name]))
-
-
-def scenario(name: str) -> list[Manifest]:
-    return copy.deepcopy(list(_render_scenario(name)))
-
-
-def of_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
-    """Objects of one kind keyed by their app.kubernetes.io/component label."""
-    return {
-        m["metadata"]["labels"]["app.kubernetes.io/component"]: m
-        for m in manifests
-        if m["kind"] == kind
-    }
-
-
-def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
-    for m in manifests:
-        if m["kind"] in ("Deployment", "Job"):
-            yield f"{m['kind']}/{m['metadata']['name']}", m["spec"]["template"]["spec"]
-
-
-def env_of(container: Manifest) -> dict[str, Manifest]:
-    return {e["name"]: e for e in container.get("env", [])}
-
-
-def enabled_services(values: Values) -> set[str]:
-    services = values.get("services", {})
-    return {s for s in PORTS if services.get(s, {}).get("enabled", True)}
-
-
-def assert_valid_kubernetes(manifest: Manifest, version: str) -> None:
-    """Strict OpenAPI validation; on failure, a one-line reason instead of the whole schema."""
-    where = f"{manifest.get('kind')}/{manifest.get('metadata', {}).get('name')}"
-    try:
-        kubernetes_validate.validate(manifest, version, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        path = "/".join(str(p) for p in error.absolute_path)
-        pytest.fail(f"{where} is not valid Kubernetes {version}: {error.message} at /{path}")
-
-
-def schema_error(values: Values) -> str:
-    with pytest.raises(helm.HelmValuesError) as caught:
-        render_raw(values)
-    return str(caught.value)
 
 
 # --------------------------------------------------------------------------- lint + validation
@@ -242,7 +114,7 @@ def test_a_disabled_service_leaves_nothing_behind() -> None:
 
 def test_replicas_come_from_defaults_and_per_service_overrides() -> None:
     assert {
-        s: d["spec"]["replicas"] for s, d in of_kind(scenario("defaults"), "Deployment").items()
+        s: d["spec"]["replicas"] for s, d in of_kind(scenario("minimal"), "Deployment").items()
     } == {s: 2 for s in PORTS}
     replicas = {
         s: d["spec"]["replicas"]
@@ -259,7 +131,7 @@ def test_replicas_zero_and_false_override_defaults() -> None:
 
 
 def test_one_service_account_and_pdb_per_service() -> None:
-    manifests = scenario("defaults")
+    manifests = scenario("minimal")
     accounts = of_kind(manifests, "ServiceAccount")
     assert set(accounts) == set(PORTS)
     for svc, account in accounts.items():
@@ -332,7 +204,7 @@ def test_selectors_survive_a_chart_and_app_version_bump(tmp_path: Path) -> None:
         for doc in yaml.safe_load_all(body)
         if doc
     ]
-    assert _selectors(after) == _selectors(scenario("defaults"))
+    assert _selectors(after) == _selectors(scenario("minimal"))
     images = {c["image"] for _, spec in pod_specs(after) for c in spec["containers"]}
     assert images == {"ghcr.io/orderline/orderline:9.9.9"}
 
@@ -505,7 +377,7 @@ def test_secret_names_and_keys_follow_the_values() -> None:
     assert volumes["auth-tokens"]["secret"]["secretName"] == "orderline-auth"
     # Default install: no auth Secret, so no token variables at all (built-in dev tokens).
     default_env = env_of(
-        of_kind(scenario("defaults"), "Deployment")["intake"]["spec"]["template"]["spec"][
+        of_kind(scenario("minimal"), "Deployment")["intake"]["spec"]["template"]["spec"][
             "containers"
         ][0]
     )
@@ -529,7 +401,7 @@ def test_image_tag_is_pinned_never_latest(name: str) -> None:
 
 def test_image_tag_defaults_to_the_app_version(chart: helm.Chart) -> None:
     app_version = chart.metadata["appVersion"]
-    images = {c["image"] for _, spec in pod_specs(scenario("defaults")) for c in spec["containers"]}
+    images = {c["image"] for _, spec in pod_specs(scenario("minimal")) for c in spec["containers"]}
     assert images == {f"ghcr.io/orderline/orderline:{app_version}"}
     production = {
         c["image"] for _, spec in pod_specs(scenario("production")) for c in spec["containers"]
@@ -596,7 +468,7 @@ def test_environment_follows_the_configuration_contract(name: str) -> None:
 
 
 def test_provisioning_finds_its_peers_in_the_release() -> None:
-    deployments = of_kind(scenario("defaults"), "Deployment")
+    deployments = of_kind(scenario("minimal"), "Deployment")
     env = env_of(deployments["provisioning"]["spec"]["template"]["spec"]["containers"][0])
     assert env["ORDERLINE_INTAKE_ADDRESS"]["value"] == f"orderline-intake.{NAMESPACE}.svc:50051"
     assert env["ORDERLINE_DEVICE_MONITOR_ADDRESS"]["value"] == (
@@ -639,7 +511,7 @@ def test_otel_export_is_wired_when_an_endpoint_is_set() -> None:
     assert "service.version=1.4.2" in env["OTEL_RESOURCE_ATTRIBUTES"]["value"]
     assert env["TZ"]["value"] == "UTC"
     default_env = env_of(
-        of_kind(scenario("defaults"), "Deployment")["archive"]["spec"]["template"]["spec"][
+        of_kind(scenario("minimal"), "Deployment")["archive"]["spec"]["template"]["spec"][
             "containers"
         ][0]
     )
@@ -656,7 +528,7 @@ def test_native_grpc_probes_on_the_service_port(name: str) -> None:
 
 
 def test_termination_grace_must_exceed_the_shutdown_grace() -> None:
-    spec = of_kind(scenario("defaults"), "Deployment")["intake"]["spec"]["template"]["spec"]
+    spec = of_kind(scenario("minimal"), "Deployment")["intake"]["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] > 10
     with pytest.raises(helm.HelmRenderError, match="terminationGracePeriodSeconds"):
         render_raw({"services": {"intake": {"shutdownGraceSeconds": 40}}})
