@@ -304,6 +304,17 @@ async def test_bad_requests_name_every_bad_field(monitor_sqlite: DeviceMonitor) 
     assert field_violations(caught.value) == ["page_token"]
 
 
+async def test_a_malformed_sample_timestamp_is_invalid_argument_naming_the_sample(
+    monitor_sqlite: DeviceMonitor,
+) -> None:
+    bad = sample("CPE-0500")
+    bad.observed_at.nanos = -1  # outside google.protobuf.Timestamp's range
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await monitor_sqlite.stream([sample("CPE-0500"), bad])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == ["samples[1].observed_at"]
+
+
 async def test_callers_without_token_or_role_are_refused(monitor_sqlite: DeviceMonitor) -> None:
     monitor = monitor_sqlite
     with pytest.raises(grpc.aio.AioRpcError) as caught:

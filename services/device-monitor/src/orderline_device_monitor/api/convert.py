@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.device.v1 import device_pb2
 from orderline_device_monitor.adapters.repository import AlarmRecord
 from orderline_device_monitor.app.events import category_to_proto, health_state_to_proto
 from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
+from orderline_runtime.errors import Violations
+
+# google.protobuf.Timestamp's documented range: 0001-01-01 to 9999-12-31, nanos 0..999999999.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def readings_from_proto(samples: Sequence[device_pb2.TelemetrySample]) -> list[Reading]:
+    """Samples to readings; a Timestamp outside its documented range is a malformed message
+    (a client bug, not a device reading), so the stream is refused naming each such field."""
+    problems = Violations()
+    for i, sample in enumerate(samples):
+        if sample.HasField("observed_at") and not _valid_timestamp(sample.observed_at):
+            problems.add(f"samples[{i}].observed_at", "not a valid timestamp")
+    problems.raise_if_any()
+    return [reading_from_proto(s) for s in samples]
+
+
+def _valid_timestamp(ts: Timestamp) -> bool:
+    return _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999
 
 
 def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:

@@ -9,7 +9,7 @@ import grpc
 from opentelemetry import trace
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
-from orderline_device_monitor.api.convert import reading_from_proto
+from orderline_device_monitor.api.convert import readings_from_proto
 from orderline_device_monitor.app.ingest import TelemetryIngest
 
 
@@ -24,7 +24,7 @@ class TelemetryIngestApi(device_pb2_grpc.TelemetryIngestServiceServicer):
     ) -> device_pb2.StreamTelemetryResponse:
         accepted = rejected = batches = 0
         async for batch in request_iterator:
-            result = await self.ingest.ingest([reading_from_proto(s) for s in batch.samples])
+            result = await self.ingest.ingest(readings_from_proto(batch.samples))
             accepted += result.accepted
             rejected += result.rejected
             batches += 1
