@@ -88,14 +88,18 @@ def test_every_enabled_service_has_a_deployment_and_a_grpc_service(name: str) ->
     assert set(deployments) == expected
     assert set(services) == expected
     for svc, service in services.items():
-        (port,) = service["spec"]["ports"]
-        assert port["name"] == "grpc"
-        assert port["port"] == PORTS[svc]
-        assert port["targetPort"] == "grpc"
+        grpc_port, metrics_port = service["spec"]["ports"]
+        assert grpc_port["name"] == "grpc"
+        assert grpc_port["port"] == PORTS[svc]
+        assert grpc_port["targetPort"] == "grpc"
+        assert grpc_port["appProtocol"] == "grpc"
+        assert metrics_port["name"] == "metrics"
+        assert metrics_port["targetPort"] == "metrics"
         container = deployments[svc]["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == [f"orderline-{svc}"]
         assert container["ports"] == [
-            {"name": "grpc", "containerPort": PORTS[svc], "protocol": "TCP"}
+            {"name": "grpc", "containerPort": PORTS[svc], "protocol": "TCP"},
+            {"name": "metrics", "containerPort": metrics_port["port"], "protocol": "TCP"},
         ]
 
 
@@ -109,6 +113,8 @@ def test_a_disabled_service_leaves_nothing_behind() -> None:
         "Deployment",
         "PodDisruptionBudget",
         "Job",
+        "ConfigMap",  # the helm test script
+        "Pod",  # the helm test pod
     }
 
 
@@ -328,12 +334,17 @@ def test_a_service_overlays_the_defaults_key_by_key() -> None:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_secrets_are_referenced_never_inlined(name: str) -> None:
     manifests = scenario(name)
-    assert not [m for m in manifests if m["kind"] in ("Secret", "ConfigMap")]
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    # The one ConfigMap is the helm test script, a test hook.
+    for config in (m for m in manifests if m["kind"] == "ConfigMap"):
+        assert config["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        assert set(config["data"]) == {"helm-test.py"}
     secret_vars = {"ORDERLINE_DATABASE_URL", "ORDERLINE_NATS_URL", "ORDERLINE_SERVICE_TOKEN"}
     for where, spec in pod_specs(manifests):
         for container in spec["containers"]:
             env = env_of(container)
-            assert {"ORDERLINE_DATABASE_URL", "ORDERLINE_NATS_URL"} <= set(env), where
+            if not where.startswith("Pod/"):
+                assert {"ORDERLINE_DATABASE_URL", "ORDERLINE_NATS_URL"} <= set(env), where
             for secret_var in secret_vars & set(env):
                 assert "value" not in env[secret_var], (where, secret_var)
                 ref = env[secret_var]["valueFrom"]["secretKeyRef"]

@@ -2,8 +2,15 @@
 {{- define "orderline.deployment" -}}
 {{- $svc := .svc -}}
 {{- $labels := dict "root" .root "component" .name -}}
-{{- if le (int $svc.terminationGracePeriodSeconds) (int $svc.shutdownGraceSeconds) -}}
-{{- fail (printf "services.%s: terminationGracePeriodSeconds (%v) must be greater than shutdownGraceSeconds (%v)" .name $svc.terminationGracePeriodSeconds $svc.shutdownGraceSeconds) -}}
+{{- /*
+The drain after SIGTERM: the preStop sleep, then up to shutdownGraceSeconds for the gRPC
+server to finish its calls and as long again for consumers and workers to finish the
+message or step in hand, then a few seconds to drain NATS and close the database.
+The pod must not be killed before that is over.
+*/ -}}
+{{- $drain := addf $svc.preStopSleepSeconds (mulf 2 $svc.shutdownGraceSeconds) 5 -}}
+{{- if le (float64 $svc.terminationGracePeriodSeconds) (float64 $drain) -}}
+{{- fail (printf "services.%s: terminationGracePeriodSeconds (%v) must be greater than the drain, preStopSleepSeconds + 2 x shutdownGraceSeconds + 5 = %v" .name $svc.terminationGracePeriodSeconds $drain) -}}
 {{- end -}}
 apiVersion: apps/v1
 kind: Deployment
@@ -12,7 +19,9 @@ metadata:
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
 spec:
+  {{- if not $svc.autoscaling.enabled }}
   replicas: {{ int $svc.replicas }}
+  {{- end }}
   revisionHistoryLimit: {{ int $svc.revisionHistoryLimit }}
   selector:
     matchLabels:
@@ -58,8 +67,23 @@ spec:
             - name: grpc
               containerPort: {{ int $svc.port }}
               protocol: TCP
+            {{- if $svc.metrics.enabled }}
+            - name: metrics
+              containerPort: {{ int $svc.metrics.port }}
+              protocol: TCP
+            {{- end }}
           env:
             {{- include "orderline.env" . | nindent 12 }}
+          {{- with $svc.preStopSleepSeconds }}
+          lifecycle:
+            # Endpoints are removed while the pod sleeps, so no new calls arrive once
+            # SIGTERM starts the drain.
+            preStop:
+              exec:
+                command:
+                  - sleep
+                  - {{ . | toString | quote }}
+          {{- end }}
           startupProbe:
             {{- include "orderline.probe" (dict "svc" $svc "probe" $svc.probes.startup) | nindent 12 }}
           readinessProbe:

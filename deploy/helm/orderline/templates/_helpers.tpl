@@ -198,6 +198,10 @@ migration Job so both see the same settings (the Job passes "container").
   value: {{ int $svc.maxConcurrentRpcs | quote }}
 - name: ORDERLINE_SHUTDOWN_GRACE_SECONDS
   value: {{ $svc.shutdownGraceSeconds | toString | quote }}
+{{- if $svc.metrics.enabled }}
+- name: ORDERLINE_METRICS_PORT
+  value: {{ int $svc.metrics.port | quote }}
+{{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
 - name: ORDERLINE_INTAKE_ADDRESS
@@ -294,4 +298,21 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Every enabled service with its effective settings ("defaults" deep-merged with its own
+entry), as JSON: {"<service>": {...}}. For release-wide templates (NOTES.txt, the
+NetworkPolicy deny, the helm test pod); component.yaml does the same merge per service.
+*/}}
+{{- define "orderline.enabledServices" -}}
+{{- $all := dict -}}
+{{- range $name, $values := .Values.services -}}
+{{- if $values.enabled -}}
+{{- $svc := deepCopy $.Values.defaults -}}
+{{- include "orderline.deepMerge" (dict "dst" $svc "src" $values) -}}
+{{- $_ := set $all $name $svc -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $all -}}
 {{- end -}}
