@@ -122,8 +122,14 @@ def retrying(call: Callable[[], T], *, within: float = 90.0, what: str = "call")
         delay = min(delay * 2, 1.0)
 
 
-def wait_until(what: str, check: Callable[[], T | None], within: float = 120.0) -> T:
-    """Polls `check` (transient gRPC errors count as not yet) until it returns a truthy value."""
+def wait_until(
+    what: str,
+    check: Callable[[], T | None],
+    within: float = 120.0,
+    detail: Callable[[], object] | None = None,
+) -> T:
+    """Polls `check` (transient gRPC errors count as not yet) until it returns a truthy value;
+    `detail` adds what to show when it never does."""
     deadline = time.monotonic() + within
     last: object = None
     while True:
@@ -137,7 +143,10 @@ def wait_until(what: str, check: Callable[[], T | None], within: float = 120.0) 
                 raise
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
+            more = f"; {detail()!r}" if detail else ""
+            raise AssertionError(
+                f"timed out after {within}s waiting for {what}; last: {last!r}{more}"
+            )
         time.sleep(0.25)
 
 

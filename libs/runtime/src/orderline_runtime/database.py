@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,8 +23,12 @@ READ_ONLY = "orderline_read_only"
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lock_timeout_seconds: float = 5.0) -> None:
         self.url = url
+        self.lock_timeout_seconds = lock_timeout_seconds
+        # Set when a write failed for want of the database (not a constraint): from then on the
+        # health probe also checks that a write could start, until one can.
+        self._writes_failing = False
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.is_postgres = parsed.get_backend_name() == "postgresql"
@@ -30,19 +36,28 @@ class Database:
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": lock_timeout_seconds}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=10)
+            kwargs.update(
+                pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=lock_timeout_seconds
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            self.sqlite_path = parsed.database or ":memory:"
+            _configure_sqlite(self.engine, busy_timeout_ms=int(lock_timeout_seconds * 1000))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed when the block ends, rolled back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            if not isinstance(exc, IntegrityError):
+                self._writes_failing = True
+            raise
+        self._writes_failing = False
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -58,6 +73,11 @@ class Database:
             async with asyncio.timeout(limit_seconds), self.engine.connect() as conn:
                 await conn.execution_options(**{READ_ONLY: True})
                 await conn.execute(text("SELECT 1"))
+            if self._writes_failing and self.is_sqlite:
+                # Reads work beside a foreign write lock (WAL); writes do not. Only probed
+                # after a write failed, so a busy but healthy database never flaps.
+                path, limit = self.sqlite_path, limit_seconds
+                return await asyncio.to_thread(_sqlite_write_possible, path, limit)
             return True
         except Exception:
             return False
@@ -66,7 +86,24 @@ class Database:
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _sqlite_write_possible(path: str, limit_seconds: float) -> bool:
+    """Whether a write transaction can start within the limit (another process may hold the
+    lock); takes the lock for an instant and writes nothing."""
+    try:
+        conn = sqlite3.connect(path, timeout=limit_seconds, isolation_level=None)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     # WAL lets readers run beside the writer. BEGIN IMMEDIATE takes the write lock when a
     # transaction starts, so a read-then-write transaction never fails half-way with
     # SQLITE_BUSY_SNAPSHOT; busy_timeout makes a second writer wait instead of failing.
@@ -76,7 +113,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

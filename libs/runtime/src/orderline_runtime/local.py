@@ -155,9 +155,11 @@ class PostgresServer:
         )
         return self.url(name)
 
-    def stop(self, mode: str = "fast") -> None:
+    def stop(self, mode: str = "fast", *, keep_data: bool = False) -> None:
+        """Stops the server; `keep_data` leaves the cluster for a later start() on the same port
+        (an outage, not the end)."""
         pgdata = self.data_dir / "pgdata"
         if pgdata.exists():
             self._run(self._bin("pg_ctl"), "-D", str(pgdata), "-m", mode, "stop", check=False)
-        if self._tmp:
+        if self._tmp and not keep_data:
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -51,7 +51,10 @@ class Service:
         self.name = settings.service_name
         self.settings = settings
         self.migrations = migrations
-        self.db = Database(settings.resolved_database_url())
+        self.db = Database(
+            settings.resolved_database_url(),
+            lock_timeout_seconds=settings.database_lock_timeout_seconds,
+        )
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
         self.outbox = Outbox(self.name, self.outbox_table)

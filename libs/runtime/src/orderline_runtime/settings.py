@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     # None: the service's default port; 0: any free port.
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
     database_url: str = ""
+    # How long a write waits for SQLite's write lock (or a pooled PostgreSQL connection) before
+    # it fails as UNAVAILABLE, and the service reports NOT_SERVING until a write can start.
+    database_lock_timeout_seconds: float = Field(default=5.0, gt=0)
     nats_url: str = "nats://127.0.0.1:4222"
     nats_credentials_file: Path | None = None
     auth_tokens_file: Path | None = None

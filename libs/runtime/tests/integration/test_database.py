@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from _runtime_support import Schema
 from sqlalchemy import insert, select
 
@@ -65,5 +66,48 @@ async def test_ping_reports_an_unreachable_database_within_its_limit() -> None:
         started = loop.time()
         assert not await db.ping(limit_seconds=1.0)
         assert loop.time() - started < 3
+    finally:
+        await db.dispose()
+
+
+async def test_a_foreign_sqlite_write_lock_fails_writes_as_unavailable_and_health_follows(
+    tmp_path: Path,
+) -> None:
+    """Another process holding SQLite's write lock: reads still work, a write fails after the
+    lock timeout with a DBAPIError (the edge maps it to UNAVAILABLE), and from then on the ping
+    reports the database down until a write can start again."""
+    import sqlite3
+
+    from _runtime_support import make_schema
+    from sqlalchemy.exc import DBAPIError
+
+    schema = make_schema()
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", lock_timeout_seconds=0.5)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+        assert await db.ping()
+
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(DBAPIError):
+                async with db.transaction() as session:
+                    await session.execute(insert(schema.effects).values(event_id="e", note="x"))
+            assert not await db.ping(limit_seconds=0.5)
+            async with db.reading() as session:
+                assert (await session.execute(select(schema.effects.c.note))).all() == []
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+        assert await db.ping()
+        async with db.transaction() as session:
+            await session.execute(insert(schema.effects).values(event_id="e", note="after"))
+        async with db.reading() as session:
+            assert (await session.execute(select(schema.effects.c.note))).scalars().all() == [
+                "after"
+            ]
     finally:
         await db.dispose()
