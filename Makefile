@@ -13,7 +13,7 @@ PACKAGES := orderline_runtime orderline_intake orderline_provisioning orderline_
 	orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart run bench soak clean
+.PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
 
-test: venv protos-check lint ## everything CI runs (starts its own NATS and PostgreSQL)
+test: venv protos-check lint checkov ## everything CI runs (starts its own NATS and PostgreSQL)
 	$(BIN)/pytest -m "not soak" -q -p no:cacheprovider
 
 test-unit: venv ## domain tests only (no I/O)
@@ -53,8 +53,20 @@ test-e2e: venv ## end-to-end tests: every process started for real
 soak: venv ## long fault-injection soak
 	$(BIN)/pytest -q -m soak tests/e2e
 
-chart: venv ## render, lint and validate the Helm chart
-	$(BIN)/pytest -q deploy/helm/tests
+chart: venv checkov ## render, lint, validate and checkov the Helm chart; image checks
+	$(BIN)/pytest -q -p no:cacheprovider deploy/helm/tests
+
+# checkov has its own virtual environment: its pinned dependencies clash with the workspace's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## install checkov (pinned) in .venv-checkov
 
 run: venv ## bring the whole system up locally and show demo orders moving (Ctrl-C stops it)
 	$(BIN)/orderline up

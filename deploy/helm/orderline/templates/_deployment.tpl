@@ -16,8 +16,11 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
+  annotations:
+    {{- include "orderline.checkovSkips" (dict "svc" $svc "kind" "Deployment") | nindent 4 }}
 spec:
   {{- if not $svc.autoscaling.enabled }}
   replicas: {{ int $svc.replicas }}

@@ -15,6 +15,7 @@ apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" (dict "root" .root "component" .name) | nindent 4 }}
 spec:

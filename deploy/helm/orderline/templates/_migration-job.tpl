@@ -15,12 +15,14 @@ apiVersion: batch/v1
 kind: Job
 metadata:
   name: {{ printf "%s-migrate" (include "orderline.componentName" .) }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
   annotations:
     helm.sh/hook: pre-install,pre-upgrade
     helm.sh/hook-weight: "-5"
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+    {{- include "orderline.checkovSkips" (dict "svc" $svc "kind" "Job") | nindent 4 }}
 spec:
   backoffLimit: {{ int $svc.migration.backoffLimit }}
   activeDeadlineSeconds: {{ int $svc.migration.activeDeadlineSeconds }}

@@ -73,6 +73,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
 spec:
@@ -140,6 +141,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
   name: {{ printf "%s-migrate" (include "orderline.componentName" .) }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
 spec:

@@ -5,6 +5,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
 spec:

@@ -5,6 +5,7 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" $labels | nindent 4 }}
   {{- with .svc.service.annotations }}

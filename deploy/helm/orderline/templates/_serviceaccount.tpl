@@ -4,6 +4,7 @@ apiVersion: v1
 kind: ServiceAccount
 metadata:
   name: {{ include "orderline.serviceAccountName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "orderline.labels" (dict "root" .root "component" .name) | nindent 4 }}
   {{- with .svc.serviceAccount.annotations }}

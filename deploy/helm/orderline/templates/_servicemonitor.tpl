@@ -9,6 +9,7 @@ apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:
   name: {{ include "orderline.componentName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- /* Extra labels cannot override the chart's own. */}}
     {{- toYaml (merge (include "orderline.labels" $labels | fromYaml) ($monitor.labels | default dict)) | nindent 4 }}
