@@ -414,3 +414,13 @@ def test_the_helm_test_can_check_health_only_or_be_left_out() -> None:
     assert "ORDERLINE_TEST_ORDER" not in env_of(pod["spec"]["containers"][0])
     manifests = render({"tests": {"enabled": False}})
     assert not [m for m in manifests if m["kind"] in ("Pod", "ConfigMap")]
+
+
+def test_notes_say_how_to_run_the_helm_test_and_what_is_autoscaled() -> None:
+    notes = render_raw(SCENARIOS["ha"])[f"{CHART_DIR.name}/templates/NOTES.txt"]
+    assert "helm test orderline" in notes
+    assert "3-20 replicas, autoscaled" in notes
+    assert 'Service port "metrics"' in notes
+    policies = render_raw(SCENARIOS["network-policies"])[f"{CHART_DIR.name}/templates/NOTES.txt"]
+    assert "NetworkPolicies deny all but the needed flows" in policies
+    assert "NetworkPolicies" not in notes
