@@ -705,3 +705,23 @@ def test_notes_name_the_secrets_to_create() -> None:
     )[f"{CHART_DIR.name}/templates/NOTES.txt"]
     assert "development tokens" not in quiet
     assert "no OTLP endpoint" not in quiet
+
+
+def test_every_documented_value_is_read_by_a_template() -> None:
+    """No value that only looks configurable: each documented key's name is read somewhere
+    in the templates (as .key, or by name through get/dict)."""
+    templates = "\n".join(
+        p.read_text() for p in (CHART_DIR / "templates").rglob("*") if p.is_file()
+    )
+    unread = []
+    for path in _documented_values():
+        *parents, key = path.split(".")
+        read = re.search(rf'\.{re.escape(key)}\b|"{re.escape(key)}"', templates)
+        # Or passed on whole: toYaml $svc.rollingUpdate, toJson .Values.tests.order.
+        whole = any(
+            re.search(rf"to(Yaml|Json) [^}}]*\.{re.escape(parent)}\b", templates)
+            for parent in parents[1:]  # not "defaults" or "tests" themselves
+        )
+        if not (read or whole):
+            unread.append(path)
+    assert not unread, unread
