@@ -109,15 +109,22 @@ def channel(address: str) -> grpc.Channel:
 
 def retrying(call: Callable[[], T], *, within: float = 90.0, what: str = "call") -> T:
     """Calls until it succeeds, retrying transient failures (a server down or restarting)."""
-    deadline = time.monotonic() + within
+    started = time.monotonic()
+    deadline = started + within
     delay = 0.1
+    attempts = 0
     while True:
+        attempts += 1
         try:
             return call()
         except grpc.RpcError as exc:
             code = exc.code()  # type: ignore[attr-defined]
             if code not in TRANSIENT or time.monotonic() > deadline:
-                raise AssertionError(f"{what}: {code} {exc.details()}") from exc  # type: ignore[attr-defined]
+                raise AssertionError(
+                    f"{what}: {code} {exc.details()} "  # type: ignore[attr-defined]
+                    f"({attempts} attempts in {time.monotonic() - started:.1f}s, "
+                    f"at {time.strftime('%H:%M:%S')})"
+                ) from exc
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,25 @@ def _die_with_parent() -> None:
     # A child must not outlive `orderline up`, even when up itself is killed with SIGKILL.
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process: a child
+# started from a short-lived thread (a test restarting a killed service) would get SIGTERM as
+# soon as that thread returned. Every child is therefore forked by this one thread, which lives
+# as long as the process.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orderline-spawner")
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
 
 
 def _port_or_free(preferred: int) -> int:
@@ -62,16 +82,8 @@ class Proc:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed on stop
-        self.process = subprocess.Popen(
-            self.command,
-            env={**os.environ, **self.env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        out.close()
+        env = {**os.environ, **self.env}
+        self.process = _spawner.submit(_spawn, self.command, env, self.log).result()
 
     @property
     def running(self) -> bool:
