@@ -17,13 +17,12 @@ import asyncio
 import json
 import random
 import re
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
@@ -43,12 +42,10 @@ from orderline_cli.stack import SERVICES, LocalStack
 from orderline_runtime.ids import new_id
 from orderline_runtime.local import free_port
 from orderline_runtime.messaging.envelope import build_envelope
+from tests.e2e.faults import AUDITOR, CLERK, MANAGER, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CLERK = (("authorization", "Bearer dev-clerk"),)
-MANAGER = (("authorization", "Bearer dev-manager"),)
-AUDITOR = (("authorization", "Bearer dev-auditor"),)
 STREAMS = ("ORDER", "PROVISIONING", "DEVICE", "ARCHIVE")
 
 # Who consumes what (each service's bootstrap): the services that must dead-letter a poison
@@ -84,19 +81,6 @@ POISONED_TYPES = (
     "device.health_changed",
     "archive.dossier_sealed",
 )
-
-T = TypeVar("T")
-
-
-def wait_until(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 # --- the stack, with a metrics endpoint per service ------------------------------------------
@@ -151,7 +135,7 @@ def wait_completed(stack: LocalStack, ids: list[str]) -> list[order_pb2.Order]:
         finished = all(o.state == order_pb2.ORDER_STATE_COMPLETED and o.dossier_id for o in orders)
         return orders if finished else None
 
-    return wait_until(f"{len(ids)} orders completed and archived", done, timeout=90)
+    return wait_until(f"{len(ids)} orders completed and archived", done, within=90)
 
 
 # --- NATS ------------------------------------------------------------------------------------
@@ -227,7 +211,7 @@ def wait_settled(url: str) -> None:
         left = asyncio.run(_backlog(url))
         return left if not any(left.values()) else None
 
-    wait_until("every consumer to have settled its stream", settled, timeout=60)
+    wait_until("every consumer to have settled its stream", settled, within=60)
 
 
 def dead_letters(url: str) -> list[envelope_pb2.DeadLetter]:

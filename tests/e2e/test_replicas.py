@@ -20,11 +20,11 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
@@ -43,13 +43,11 @@ from orderline_cli.stack import SERVICES, LocalStack, Proc, health_check
 from orderline_runtime.local import PostgresServer, free_port
 from orderline_runtime.order_states import tmf_name
 from orderline_runtime.testing import new_postgres_database
+from tests.e2e.faults import AUDITOR, CLERK, MANAGER, wait_until
 
 pytestmark = pytest.mark.e2e
 
 ORDERS = int(os.environ.get("ORDERLINE_REPLICA_ORDERS", "40"))
-CLERK = (("authorization", "Bearer dev-clerk"),)
-MANAGER = (("authorization", "Bearer dev-manager"),)
-AUDITOR = (("authorization", "Bearer dev-auditor"),)
 STREAMS = ("ORDER", "PROVISIONING", "DEVICE", "ARCHIVE")
 # What every order leaves on the bus, exactly once each.
 ORDER_EVENTS = (
@@ -65,19 +63,6 @@ ORDER_EVENTS = (
     "provisioning.customer_notified",
     "archive.dossier_sealed",
 )
-
-T = TypeVar("T")
-
-
-def wait_until(what: str, check: Callable[[], T | None], timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @dataclass
@@ -178,7 +163,7 @@ def completed(replicated: Replicated) -> list[order_pb2.Order]:
         ]
         return orders if all(o.dossier_id for o in orders) and len(final) == ORDERS else None
 
-    orders = wait_until(f"{ORDERS} orders completed and archived", all_done, timeout=150)
+    orders = wait_until(f"{ORDERS} orders completed and archived", all_done, within=150)
     print(
         f"RELIABILITY: replicas: {ORDERS} orders completed through 2 replicas of each of "
         f"{len(SERVICES)} services on PostgreSQL in {time.monotonic() - started:.1f}s"
@@ -315,7 +300,7 @@ def test_reporting_totals_equal_intake_totals(
         ok = report.total_orders == sum(intake.values()) and by_state == intake
         return report if ok and report.dossiers_sealed == ORDERS else None
 
-    report = wait_until("reporting to agree with intake", agreeing, timeout=30)
+    report = wait_until("reporting to agree with intake", agreeing, within=30)
     print(
         f"RELIABILITY: replicas: reporting total_orders={report.total_orders} "
         f"intake total={sum(intake.values())} events_projected={report.events_projected}"
@@ -445,7 +430,7 @@ def test_two_relays_on_one_outbox_publish_each_event_once(
         total = len({i for ids in found.values() for i in ids})
         return found if total >= 4 * ORDERS else None
 
-    found = wait_until("the intake relays' publish spans", publishes, timeout=30)
+    found = wait_until("the intake relays' publish spans", publishes, within=30)
     by_relay = [set(ids) for ids in found.values()]
     assert all(by_relay), f"one relay published nothing: {[len(r) for r in by_relay]}"
     both = by_relay[0] & by_relay[1]
