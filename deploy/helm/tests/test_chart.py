@@ -536,6 +536,9 @@ def test_native_grpc_probes_on_the_service_port(name: str) -> None:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == PORTS[svc], (svc, probe)
             assert not {"httpGet", "exec", "tcpSocket"} & set(container[probe]), (svc, probe)
+        # Readiness follows the database and NATS; liveness only the process itself.
+        assert container["readinessProbe"]["grpc"].get("service", "") == ""
+        assert container["livenessProbe"]["grpc"]["service"] == "liveness"
 
 
 def test_termination_grace_must_exceed_the_shutdown_grace() -> None:

@@ -44,10 +44,10 @@ def build(schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **override
     return Service(settings, metadata=schema.metadata, migrations=MIGRATIONS, policy={})
 
 
-async def health_status(port: int) -> int:
+async def health_status(port: int, service: str = "") -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=2
+            health_pb2.HealthCheckRequest(service=service), timeout=2
         )
         return int(reply.status)
 
@@ -252,6 +252,8 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
 
             nats.stop()
             await wait_until(lambda: status_is(NOT_SERVING), within=10, what="NOT_SERVING")
+            # Not ready, but alive: a liveness probe must not restart it for an outage.
+            assert await health_status(port, "liveness") == SERVING
             await write("O-2")  # the state change commits; its event waits in the outbox
             # While the event waits, the relay must not hold SQLite's write lock on it: the
             # service's other writes go on at full speed.

@@ -13,6 +13,11 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
 
+# The health status a liveness probe asks: SERVING from start until shutdown, whatever the
+# database or NATS do, so an outage takes pods out of rotation (readiness, the server-wide
+# status) without restarting them all. What it catches is a process that no longer answers.
+LIVENESS = "liveness"
+
 
 def _traced(details: grpc.HandlerCallDetails) -> bool:
     """Probes and tooling get no spans: a trace per probe is noise, and the health Watch
@@ -57,6 +62,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {host}:{port}")
         await self.set_serving(False)
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
         return self.port
 
