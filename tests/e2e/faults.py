@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import nats
+from nats.js.errors import NotFoundError
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
@@ -320,10 +322,10 @@ def audit_reporting(stack: LocalStack, audit: Audit, within: float = 60.0) -> No
         audit.problems.append(f"reporting disagrees with intake: {agree.last}")  # type: ignore[attr-defined]
 
 
-def list_jobs(stack: LocalStack) -> list[provisioning_pb2.ProvisioningJob]:
+def list_jobs(address: str) -> list[provisioning_pb2.ProvisioningJob]:
     jobs: list[provisioning_pb2.ProvisioningJob] = []
     token = ""
-    with channel(stack.address("provisioning")) as ch:
+    with channel(address) as ch:
         stub = provisioning_pb2_grpc.ProvisioningServiceStub(ch)
         while True:
             page = stub.ListJobs(
@@ -341,7 +343,7 @@ def audit_provisioning(
     stack: LocalStack, orders: dict[str, order_pb2.Order], audit: Audit
 ) -> dict[str, provisioning_pb2.ProvisioningJob]:
     """One job per order; exactly one voucher per completed order, the one intake recorded."""
-    jobs = [j for j in list_jobs(stack) if j.order_id in orders]
+    jobs = [j for j in list_jobs(stack.address("provisioning")) if j.order_id in orders]
     per_order = Counter(j.order_id for j in jobs)
     audit.check(
         all(n == 1 for n in per_order.values()) and len(per_order) == len(orders),
@@ -459,9 +461,6 @@ def audit_gateway(
 
 def dead_letters(stack: LocalStack) -> int:
     """Messages in the DEADLETTER stream: an event given up on is an effect that never happened."""
-    import nats
-    from nats.js.errors import NotFoundError
-
     assert stack.nats is not None
 
     async def count() -> int:
@@ -475,6 +474,47 @@ def dead_letters(stack: LocalStack) -> int:
             await nc.close()
 
     return asyncio.run(count())
+
+
+# --- the bus as stored --------------------------------------------------------------------
+
+STREAMS = ("ORDER", "PROVISIONING", "DEVICE", "ARCHIVE")
+
+
+@dataclass(frozen=True)
+class Stored:
+    stream: str
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+async def _read(url: str, streams: tuple[str, ...]) -> list[Stored]:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        out = []
+        for stream in streams:
+            info = await js.stream_info(stream)
+            if not info.state.messages:
+                continue
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(stream, seq)
+                except NotFoundError:
+                    continue
+                out.append(
+                    Stored(stream, seq, msg.subject or "", msg.data or b"", msg.headers or {})
+                )
+        return out
+    finally:
+        await nc.close()
+
+
+def read_streams(url: str, streams: tuple[str, ...] = STREAMS) -> list[Stored]:
+    """Every message kept in the given streams, as stored (the bus as a consumer would see it)."""
+    return asyncio.run(_read(url, streams))
 
 
 # --- killing and restarting processes ------------------------------------------------------

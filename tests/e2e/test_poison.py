@@ -28,7 +28,6 @@ import grpc
 import nats
 import pytest
 from google.protobuf.message import DecodeError, Message
-from nats.js.errors import NotFoundError
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
@@ -42,11 +41,18 @@ from orderline_cli.stack import SERVICES, LocalStack
 from orderline_runtime.ids import new_id
 from orderline_runtime.local import free_port
 from orderline_runtime.messaging.envelope import build_envelope
-from tests.e2e.faults import AUDITOR, CLERK, MANAGER, wait_until
+from tests.e2e.faults import (
+    AUDITOR,
+    CLERK,
+    MANAGER,
+    STREAMS,
+    Stored,
+    read_streams,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
-STREAMS = ("ORDER", "PROVISIONING", "DEVICE", "ARCHIVE")
 
 # Who consumes what (each service's bootstrap): the services that must dead-letter a poison
 # message on that subject, or see a replay of it as a duplicate.
@@ -139,41 +145,6 @@ def wait_completed(stack: LocalStack, ids: list[str]) -> list[order_pb2.Order]:
 
 
 # --- NATS ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stored:
-    stream: str
-    seq: int
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-
-
-async def _read(url: str, streams: tuple[str, ...]) -> list[Stored]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        out = []
-        for stream in streams:
-            info = await js.stream_info(stream)
-            if not info.state.messages:
-                continue
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                try:
-                    msg = await js.get_msg(stream, seq)
-                except NotFoundError:
-                    continue
-                out.append(
-                    Stored(stream, seq, msg.subject or "", msg.data or b"", msg.headers or {})
-                )
-        return out
-    finally:
-        await nc.close()
-
-
-def read_streams(url: str, streams: tuple[str, ...] = STREAMS) -> list[Stored]:
-    return asyncio.run(_read(url, streams))
 
 
 async def _publish(url: str, messages: list[tuple[str, bytes, str]]) -> list[bool]:

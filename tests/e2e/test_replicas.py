@@ -14,7 +14,6 @@ bus exactly once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -27,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 import pytest
-from nats.js.errors import NotFoundError
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
@@ -43,12 +40,19 @@ from orderline_cli.stack import SERVICES, LocalStack, Proc, health_check
 from orderline_runtime.local import PostgresServer, free_port
 from orderline_runtime.order_states import tmf_name
 from orderline_runtime.testing import new_postgres_database
-from tests.e2e.faults import AUDITOR, CLERK, MANAGER, wait_until
+from tests.e2e.faults import (
+    AUDITOR,
+    CLERK,
+    MANAGER,
+    STREAMS,
+    list_jobs,
+    read_streams,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
 ORDERS = int(os.environ.get("ORDERLINE_REPLICA_ORDERS", "40"))
-STREAMS = ("ORDER", "PROVISIONING", "DEVICE", "ARCHIVE")
 # What every order leaves on the bus, exactly once each.
 ORDER_EVENTS = (
     "order.created",
@@ -174,29 +178,12 @@ def completed(replicated: Replicated) -> list[order_pb2.Order]:
 # --- effects ---------------------------------------------------------------------------------
 
 
-def _all_jobs(address: str) -> list[provisioning_pb2.ProvisioningJob]:
-    jobs: list[provisioning_pb2.ProvisioningJob] = []
-    token = ""
-    with grpc.insecure_channel(address) as channel:
-        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
-        while True:
-            page = stub.ListJobs(
-                provisioning_pb2.ListJobsRequest(page_size=500, page_token=token),
-                metadata=CLERK,
-                timeout=10,
-            )
-            jobs.extend(page.jobs)
-            token = page.next_page_token
-            if not token:
-                return jobs
-
-
 def test_one_job_voucher_configuration_and_sms_per_order(
     replicated: Replicated, completed: list[order_pb2.Order]
 ) -> None:
     stack = replicated.stack
     order_ids = {o.id for o in completed}
-    jobs = _all_jobs(replicated.replicas["provisioning"][1].address)
+    jobs = list_jobs(replicated.replicas["provisioning"][1].address)
     by_order = Counter(j.order_id for j in jobs)
     assert set(by_order) == order_ids and max(by_order.values()) == 1, by_order
     assert all(j.state == provisioning_pb2.JOB_STATE_COMPLETED for j in jobs)
@@ -313,39 +300,24 @@ def test_reporting_totals_equal_intake_totals(
 @dataclass(frozen=True)
 class StoredEvent:
     stream: str
-    seq: int
     msg_id: str
     envelope: envelope_pb2.Envelope
 
 
-async def _read_streams(url: str) -> list[StoredEvent]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        stored = []
-        for stream in STREAMS:
-            info = await js.stream_info(stream)
-            if not info.state.messages:
-                continue
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                try:
-                    msg = await js.get_msg(stream, seq)
-                except NotFoundError:
-                    continue
-                env = envelope_pb2.Envelope()
-                env.ParseFromString(msg.data or b"")
-                msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
-                stored.append(StoredEvent(stream, seq, msg_id, env))
-        return stored
-    finally:
-        await nc.close()
+def envelope(data: bytes) -> envelope_pb2.Envelope:
+    env = envelope_pb2.Envelope()
+    env.ParseFromString(data)
+    return env
 
 
 def test_every_event_is_on_the_bus_exactly_once(
     replicated: Replicated, completed: list[order_pb2.Order]
 ) -> None:
     assert replicated.stack.nats is not None
-    events = asyncio.run(_read_streams(replicated.stack.nats.url))
+    stored = read_streams(replicated.stack.nats.url)
+    events = [
+        StoredEvent(s.stream, s.headers.get("Nats-Msg-Id", ""), envelope(s.data)) for s in stored
+    ]
     ids = Counter(e.envelope.id for e in events)
     assert all(e.msg_id == e.envelope.id for e in events), "Nats-Msg-Id is not the event id"
     twice = {i: n for i, n in ids.items() if n > 1}
