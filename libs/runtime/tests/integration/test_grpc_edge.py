@@ -368,16 +368,16 @@ async def test_calls_beyond_the_concurrency_limit_fail_fast_with_resource_exhaus
                 assert asyncio.get_running_loop().time() < deadline, "slow calls never arrived"
                 await asyncio.sleep(0.01)
 
-            started = asyncio.get_running_loop().time()
+            # The slow calls hold their slots for 10 s: a queued call would see its 2 s deadline
+            # pass (DEADLINE_EXCEEDED); a refused one is answered.
             err = await call_error(
                 stub.GetDossier(
                     archive_pb2.GetDossierRequest(order_id="O-1"),
                     metadata=bearer("dev-clerk"),
-                    timeout=10,
+                    timeout=2,
                 )
             )
             assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert asyncio.get_running_loop().time() - started < 2, "queued instead of refused"
 
             archive.release.set()
             await asyncio.gather(*slow)

@@ -226,7 +226,15 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
     ) -> None:
         handled.append(payload.order_id)
 
-    service = build(schema, f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", nats.url, tmp_path)
+    # A write that waited half a second for SQLite's lock would fail: the relay must never
+    # hold the lock while NATS is away.
+    service = build(
+        schema,
+        f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+        nats.url,
+        tmp_path,
+        database_lock_timeout_seconds=0.5,
+    )
     service.consume(ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, on_approved)])
     try:
         async with serving(service) as address:
@@ -257,11 +265,8 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
             await write("O-2")  # the state change commits; its event waits in the outbox
             # While the event waits, the relay must not hold SQLite's write lock on it: the
             # service's other writes go on at full speed.
-            loop = asyncio.get_running_loop()
             for n in range(3, 6):
-                started = loop.time()
                 await write(f"O-{n}")
-                assert loop.time() - started < 0.5, "a write waited for the relay"
                 await asyncio.sleep(0.3)
 
             nats.start()  # same port and store
