@@ -136,6 +136,11 @@ def test_each_order_is_one_trace_across_all_five_services(
                 return None
             if not any(s.name == "archive handle order.completed" for s in trace):
                 return None
+            # Each process exports its spans in batches, so a child can reach the files before
+            # its parent: wait until every parent has arrived (a lost one times out here).
+            ids = {s.span_id for s in trace}
+            if any(s.parent_span_id and s.parent_span_id not in ids for s in trace):
+                return None
             found[order.id] = trace
         return found
 
