@@ -199,21 +199,33 @@ def create_orders(
     return ids
 
 
-def list_orders(stack: LocalStack) -> list[order_pb2.Order]:
-    orders: list[order_pb2.Order] = []
+def all_pages(fetch: Callable[[str], Any], items: str) -> list[Any]:
+    """Every item of a paged List RPC: `fetch(page_token)` returns one page."""
+    found: list[Any] = []
     token = ""
-    with channel(stack.address("intake")) as ch:
+    while True:
+        page = fetch(token)
+        found.extend(getattr(page, items))
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def list_orders_at(address: str) -> list[order_pb2.Order]:
+    with channel(address) as ch:
         stub = order_pb2_grpc.OrderServiceStub(ch)
-        while True:
-            page = stub.ListOrders(
+        return all_pages(
+            lambda token: stub.ListOrders(
                 order_pb2.ListOrdersRequest(page_size=500, page_token=token),
                 metadata=MANAGER,
                 timeout=15,
-            )
-            orders.extend(page.orders)
-            token = page.next_page_token
-            if not token:
-                return orders
+            ),
+            "orders",
+        )
+
+
+def list_orders(stack: LocalStack) -> list[order_pb2.Order]:
+    return list_orders_at(stack.address("intake"))
 
 
 def is_terminal(order: order_pb2.Order) -> bool:
@@ -323,20 +335,29 @@ def audit_reporting(stack: LocalStack, audit: Audit, within: float = 60.0) -> No
 
 
 def list_jobs(address: str) -> list[provisioning_pb2.ProvisioningJob]:
-    jobs: list[provisioning_pb2.ProvisioningJob] = []
-    token = ""
     with channel(address) as ch:
         stub = provisioning_pb2_grpc.ProvisioningServiceStub(ch)
-        while True:
-            page = stub.ListJobs(
+        return all_pages(
+            lambda token: stub.ListJobs(
                 provisioning_pb2.ListJobsRequest(page_size=500, page_token=token),
                 metadata=MANAGER,
                 timeout=15,
-            )
-            jobs.extend(page.jobs)
-            token = page.next_page_token
-            if not token:
-                return jobs
+            ),
+            "jobs",
+        )
+
+
+def list_dossiers(address: str) -> list[archive_pb2.Dossier]:
+    with channel(address) as ch:
+        stub = archive_pb2_grpc.ArchiveServiceStub(ch)
+        return all_pages(
+            lambda token: stub.ListDossiers(
+                archive_pb2.ListDossiersRequest(page_size=500, page_token=token),
+                metadata=AUDITOR,
+                timeout=15,
+            ),
+            "dossiers",
+        )
 
 
 def audit_provisioning(
@@ -381,21 +402,11 @@ def audit_provisioning(
 
 def audit_archive(stack: LocalStack, orders: dict[str, order_pb2.Order], audit: Audit) -> None:
     """Exactly one dossier per completed order, in a hash chain that verifies."""
-    dossiers: list[archive_pb2.Dossier] = []
-    token = ""
+    dossiers = list_dossiers(stack.address("archive"))
     with channel(stack.address("archive")) as ch:
-        stub = archive_pb2_grpc.ArchiveServiceStub(ch)
-        while True:
-            page = stub.ListDossiers(
-                archive_pb2.ListDossiersRequest(page_size=500, page_token=token),
-                metadata=AUDITOR,
-                timeout=15,
-            )
-            dossiers.extend(page.dossiers)
-            token = page.next_page_token
-            if not token:
-                break
-        chain = stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=AUDITOR, timeout=30)
+        chain = archive_pb2_grpc.ArchiveServiceStub(ch).VerifyChain(
+            archive_pb2.VerifyChainRequest(), metadata=AUDITOR, timeout=30
+        )
     per_order = Counter(d.order_id for d in dossiers if d.order_id in orders)
     audit.duplicated_dossiers = sum(n - 1 for n in per_order.values())
     completed = {i for i, o in orders.items() if o.state == order_pb2.ORDER_STATE_COMPLETED}

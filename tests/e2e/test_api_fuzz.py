@@ -34,6 +34,7 @@ from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.provisioning.v1 import provisioning_pb2
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import LocalStack, health_check
+from tests.e2e.faults import CLERK, all_pages
 from tests.e2e.rpc_catalogue import Rpc, catalogue, garbage, requests
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,6 @@ UNARY_TIMEOUT = 20.0
 STREAM_WINDOW = 0.5
 
 CREATE_ORDER = "/orderline.order.v1.OrderService/CreateOrder"
-CLERK = (("authorization", "Bearer dev-clerk"),)
 # Statuses that tell the caller what to do about its input. INTERNAL and UNKNOWN mean the
 # server did not understand its own failure; UNAVAILABLE or DEADLINE_EXCEEDED on a healthy
 # stack would send a client into retries for a request that can never succeed.
@@ -367,18 +367,15 @@ class OrderLedger:
         self.failed: set[str] = set()
 
     def orders(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        token = ""
-        while True:
-            page = self.stub.ListOrders(
+        orders = all_pages(
+            lambda token: self.stub.ListOrders(
                 order_pb2.ListOrdersRequest(page_size=500, page_token=token),
                 metadata=CLERK,
                 timeout=10,
-            )
-            found.update({o.id: o.client_request_id for o in page.orders})
-            token = page.next_page_token
-            if not token:
-                return found
+            ),
+            "orders",
+        )
+        return {o.id: o.client_request_id for o in orders}
 
     def record(self, payload: order_pb2.CreateOrderRequest | bytes, outcome: Outcome) -> None:
         if isinstance(payload, bytes):

@@ -45,7 +45,9 @@ from tests.e2e.faults import (
     CLERK,
     MANAGER,
     STREAMS,
+    list_dossiers,
     list_jobs,
+    list_orders_at,
     read_streams,
     wait_until,
 )
@@ -231,20 +233,7 @@ def test_one_dossier_per_order_in_a_gap_free_chain(
     replicated: Replicated, completed: list[order_pb2.Order]
 ) -> None:
     archive_a, archive_b = (p.address for p in replicated.replicas["archive"])
-    with grpc.insecure_channel(archive_a) as channel:
-        stub = archive_pb2_grpc.ArchiveServiceStub(channel)
-        dossiers: list[archive_pb2.Dossier] = []
-        token = ""
-        while True:
-            page = stub.ListDossiers(
-                archive_pb2.ListDossiersRequest(page_size=100, page_token=token),
-                metadata=AUDITOR,
-                timeout=10,
-            )
-            dossiers.extend(page.dossiers)
-            token = page.next_page_token
-            if not token:
-                break
+    dossiers = list_dossiers(archive_a)
     assert sorted(d.order_id for d in dossiers) == sorted(o.id for o in completed)
     assert sorted(d.sequence for d in dossiers) == list(range(1, ORDERS + 1))
     assert {d.id for d in dossiers} == {o.dossier_id for o in completed}
@@ -256,20 +245,7 @@ def test_one_dossier_per_order_in_a_gap_free_chain(
 
 
 def _intake_counts(address: str) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    token = ""
-    with grpc.insecure_channel(address) as channel:
-        stub = order_pb2_grpc.OrderServiceStub(channel)
-        while True:
-            page = stub.ListOrders(
-                order_pb2.ListOrdersRequest(page_size=500, page_token=token),
-                metadata=MANAGER,
-                timeout=10,
-            )
-            counts.update(tmf_name(o.state) for o in page.orders)
-            token = page.next_page_token
-            if not token:
-                return counts
+    return Counter(tmf_name(o.state) for o in list_orders_at(address))
 
 
 def test_reporting_totals_equal_intake_totals(
