@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli.demo import demo_request
-from orderline_cli.stack import SERVICES, LocalStack, health_check
+from orderline_cli.stack import SERVICES, LocalStack
 from orderline_runtime.order_states import tmf_name
 
 T = TypeVar("T")
@@ -529,27 +529,6 @@ def read_streams(url: str, streams: tuple[str, ...] = STREAMS) -> list[Stored]:
 
 
 # --- killing and restarting processes ------------------------------------------------------
-
-
-def ensure_running(stack: LocalStack, names: Iterable[str], within: float = 90.0) -> int:
-    """Starts any of `names` that is not running (a restart that died at once, say because
-    its port was not free yet) and waits until all answer SERVING. Returns extra starts."""
-    extra = 0
-    deadline = time.monotonic() + within
-    pending = set(names)
-    while pending:
-        for name in sorted(pending):
-            proc = stack.procs[name]
-            if not proc.running:
-                proc.start()
-                extra += 1
-            elif health_check(proc.address):
-                pending.discard(name)
-        if pending and time.monotonic() > deadline:
-            raise AssertionError(f"not SERVING after {within}s: {sorted(pending)}")
-        if pending:
-            time.sleep(0.2)
-    return extra
 
 
 @dataclass

@@ -43,7 +43,6 @@ from tests.e2e.faults import (
     channel,
     create_orders,
     dead_letters,
-    ensure_running,
     env_int,
     new_stack,
     reliability,
@@ -87,7 +86,7 @@ def crash_run(
         pace = SECONDS_PER_KILL * kills / orders * 0.9
         ids = create_orders(stack, orders, f"{name}-{seed}", pace=pace)
         chaos.join()
-        extra_starts = ensure_running(stack, list(stack.procs))
+        extra_starts = stack.wait_healthy(list(stack.procs), 90, restart_exited=True)
         done = wait_terminal(stack, ids, within=240)
 
         audit = Audit()

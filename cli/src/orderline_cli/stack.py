@@ -198,20 +198,30 @@ class LocalStack:
         }
         (self.state_dir / STACK_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
-    def wait_healthy(self, names: list[str], timeout: float = 60.0) -> None:
+    def wait_healthy(
+        self, names: list[str], timeout: float = 60.0, *, restart_exited: bool = False
+    ) -> int:
+        """Waits until every process named answers SERVING. A process that has exited is an
+        error, or with `restart_exited` is started again (a restart after a crash can die at
+        once, say while its port is not free yet). Returns how many starts that took."""
         deadline = time.monotonic() + timeout
         pending = set(names)
+        starts = 0
         while pending:
             for name in sorted(pending):
                 proc = self.procs[name]
                 if not proc.running:
-                    raise RuntimeError(f"{name} exited; see {proc.log}")
-                if health_check(proc.address):
+                    if not restart_exited:
+                        raise RuntimeError(f"{name} exited; see {proc.log}")
+                    proc.start()
+                    starts += 1
+                elif health_check(proc.address):
                     pending.discard(name)
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"not SERVING after {timeout}s: {', '.join(sorted(pending))}")
             if pending:
                 time.sleep(0.1)
+        return starts
 
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash would."""
