@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -18,10 +19,43 @@ import time
 from pathlib import Path
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+_rng = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on, for a server that binds it a moment later.
+
+    Not from the kernel's ephemeral range: there the port can be taken, between this check and
+    the server's bind, as the local end of any outgoing connection (a service connecting to
+    PostgreSQL, say), and the server then fails to start. Below that range only listeners bind,
+    and each port is handed out once per process, so two servers planned together never share.
+    """
+    first, last = 20000, _ephemeral_range()[0] - 1
+    for _ in range(200):
+        # A machine whose ephemeral range starts low leaves no such room: let the kernel pick.
+        port = _rng.randint(first, last) if last - first > 1000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(s.getsockname()[1])
+        if port in _handed_out:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {first}-{last}")
 
 
 def wait_for_port(
