@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
+from orderline_runtime.local import free_port
 from orderline_simulators.fleet.convert import sample_from_proto
 from orderline_simulators.fleet.domain import HealthCategory
 from orderline_simulators.fleet.telemetry import abnormal_categories
@@ -54,13 +54,6 @@ class Ingest(device_pb2_grpc.TelemetryIngestServiceServicer):
     def drain(self) -> None:
         while not self.batches.empty():
             self.batches.get_nowait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def start_ingest(port: int, ingest: Ingest) -> grpc.aio.Server:
