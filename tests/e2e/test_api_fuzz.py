@@ -350,7 +350,7 @@ class Fuzzer:
         finally:
             # Whatever the examples did, the service is still up and serving.
             proc = self.stack.procs[rpc.process]
-            assert proc.running, f"{rpc.process} exited during fuzzing of {rpc}; see {proc.log}"
+            assert proc.running, f"during fuzzing of {rpc}: {proc.exit_report()}"
             assert health_check(proc.address), f"{rpc.process} not SERVING after fuzzing {rpc}"
         if ledger is not None:
             ledger.check()

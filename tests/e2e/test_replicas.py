@@ -120,7 +120,7 @@ def replicated(
         deadline = time.monotonic() + 90
         for proc in seconds.values():
             while not health_check(proc.address):
-                assert proc.running, f"{proc.name} exited; see {proc.log}"
+                assert proc.running, proc.exit_report()
                 assert time.monotonic() < deadline, f"{proc.name} not SERVING; see {proc.log}"
                 time.sleep(0.1)
         yield Replicated(stack, {svc: (stack.procs[svc], seconds[svc]) for svc in SERVICES})

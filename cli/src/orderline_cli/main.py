@@ -110,9 +110,9 @@ def up(
             console.print(f"\nfollow one order's trace: orderline trace {order_ids[0]}")
         while not stopping:
             time.sleep(0.2)
-            for name, proc in stack.procs.items():
+            for proc in stack.procs.values():
                 if not proc.running:
-                    console.print(f"[red]{name} exited[/red]; see {proc.log}")
+                    console.print(proc.exit_report(), style="red", markup=False)
                     stopping = True
     finally:
         console.print("stopping …")

@@ -89,6 +89,17 @@ class Proc:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def exit_report(self, lines: int = 15) -> str:
+        """Why it exited, from its exit code and its log's last lines: a CI run keeps the
+        output, not the log files."""
+        code = self.process.poll() if self.process is not None else None
+        try:
+            tail = self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        shown = "".join(f"\n  | {line}" for line in tail)
+        return f"{self.name} exited (code {code}); {self.log} ends:{shown}"
+
     def signal(self, sig: int) -> None:
         if self.running and self.process is not None:
             self.process.send_signal(sig)
@@ -212,7 +223,7 @@ class LocalStack:
                 proc = self.procs[name]
                 if not proc.running:
                     if not restart_exited:
-                        raise RuntimeError(f"{name} exited; see {proc.log}")
+                        raise RuntimeError(proc.exit_report())
                     proc.start()
                     starts += 1
                 elif health_check(proc.address):
