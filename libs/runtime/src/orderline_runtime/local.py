@@ -43,8 +43,6 @@ def free_port() -> int:
     for _ in range(200):
         # A machine whose ephemeral range starts low leaves no such room: let the kernel pick.
         port = _rng.randint(first, last) if last - first > 1000 else 0
-        if port in _handed_out:
-            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
