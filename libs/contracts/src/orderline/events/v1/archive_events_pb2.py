@@ -22,15 +22,19 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orderline/events/v1/archive_events.proto\x12\x13orderline.events.v1\"]\n\rDossierSealed\x12\x12\n\ndossier_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orderline/events/v1/archive_events.proto\x12\x13orderline.events.v1\x1a#orderline/events/v1/catalogue.proto\"\x8e\x01\n\rDossierSealed\x12\x12\n\ndossier_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\t:/\xca\xf3\x18+\n\x16\x61rchive.dossier_sealed\x12\x06intake\x12\treportingB\x1f\xc2\xf3\x18\x1b\n\x07\x41RCHIVE\x12\x07\x61rchive\x1a\x07\x61rchiveb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.events.v1.archive_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_DOSSIERSEALED']._serialized_start=65
-  _globals['_DOSSIERSEALED']._serialized_end=158
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\302\363\030\033\n\007ARCHIVE\022\007archive\032\007archive'
+  _globals['_DOSSIERSEALED']._loaded_options = None
+  _globals['_DOSSIERSEALED']._serialized_options = b'\312\363\030+\n\026archive.dossier_sealed\022\006intake\022\treporting'
+  _globals['_DOSSIERSEALED']._serialized_start=103
+  _globals['_DOSSIERSEALED']._serialized_end=245
 # @@protoc_insertion_point(module_scope)

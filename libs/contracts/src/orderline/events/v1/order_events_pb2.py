@@ -23,22 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 from orderline.order.v1 import order_pb2 as orderline_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eorderline/order/v1/order.proto\"|\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t\"~\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t\"\xc6\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t\"\xf5\x01\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\x1a\x1eorderline/order/v1/order.proto\"\x9c\x01\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.created\x12\treporting\"\xad\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t:-\xca\xf3\x18)\n\x0eorder.approved\x12\x0cprovisioning\x12\treporting\"\xec\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t:$\xca\xf3\x18 \n\x13order.state_changed\x12\treporting\"\xa0\x02\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:)\xca\xf3\x18%\n\x0forder.completed\x12\x07\x61rchive\x12\treportingB\x1a\xc2\xf3\x18\x16\n\x05ORDER\x12\x05order\x1a\x06intakeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.events.v1.order_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_ORDERCREATED']._serialized_start=128
-  _globals['_ORDERCREATED']._serialized_end=252
-  _globals['_ORDERAPPROVED']._serialized_start=254
-  _globals['_ORDERAPPROVED']._serialized_end=380
-  _globals['_ORDERSTATECHANGED']._serialized_start=383
-  _globals['_ORDERSTATECHANGED']._serialized_end=581
-  _globals['_ORDERCOMPLETED']._serialized_start=584
-  _globals['_ORDERCOMPLETED']._serialized_end=829
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\302\363\030\026\n\005ORDER\022\005order\032\006intake'
+  _globals['_ORDERCREATED']._loaded_options = None
+  _globals['_ORDERCREATED']._serialized_options = b'\312\363\030\032\n\rorder.created\022\treporting'
+  _globals['_ORDERAPPROVED']._loaded_options = None
+  _globals['_ORDERAPPROVED']._serialized_options = b'\312\363\030)\n\016order.approved\022\014provisioning\022\treporting'
+  _globals['_ORDERSTATECHANGED']._loaded_options = None
+  _globals['_ORDERSTATECHANGED']._serialized_options = b'\312\363\030 \n\023order.state_changed\022\treporting'
+  _globals['_ORDERCOMPLETED']._loaded_options = None
+  _globals['_ORDERCOMPLETED']._serialized_options = b'\312\363\030%\n\017order.completed\022\007archive\022\treporting'
+  _globals['_ORDERCREATED']._serialized_start=166
+  _globals['_ORDERCREATED']._serialized_end=322
+  _globals['_ORDERAPPROVED']._serialized_start=325
+  _globals['_ORDERAPPROVED']._serialized_end=498
+  _globals['_ORDERSTATECHANGED']._serialized_start=501
+  _globals['_ORDERSTATECHANGED']._serialized_end=737
+  _globals['_ORDERCOMPLETED']._serialized_start=740
+  _globals['_ORDERCOMPLETED']._serialized_end=1028
 # @@protoc_insertion_point(module_scope)

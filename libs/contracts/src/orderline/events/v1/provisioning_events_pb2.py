@@ -22,33 +22,53 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orderline/events/v1/provisioning_events.proto\x12\x13orderline.events.v1\"A\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\"F\n\x0fPrechecksPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\"_\n\x10\x44\x65viceConfigured\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03\";\n\x0bTestOutcome\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"v\n\x0bTestsPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x32\n\x08outcomes\x18\x04 \x03(\x0b\x32 .orderline.events.v1.TestOutcome\"G\n\x10ServiceActivated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\"E\n\rVoucherIssued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\nvoucher_id\x18\x03 \x01(\t\"Z\n\x10\x43ustomerNotified\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\"e\n\x07JobHeld\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t\"e\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orderline/events/v1/provisioning_events.proto\x12\x13orderline.events.v1\x1a#orderline/events/v1/catalogue.proto\"|\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:9\xca\xf3\x18\x35\n\x18provisioning.job_started\x12\x0e\x64\x65vice-monitor\x12\treporting\"~\n\x0fPrechecksPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:6\xca\xf3\x18\x32\n\x1dprovisioning.prechecks_passed\x12\x06intake\x12\treporting\"\x98\x01\n\x10\x44\x65viceConfigured\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03:7\xca\xf3\x18\x33\n\x1eprovisioning.device_configured\x12\x06intake\x12\treporting\";\n\x0bTestOutcome\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xaa\x01\n\x0bTestsPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x32\n\x08outcomes\x18\x04 \x03(\x0b\x32 .orderline.events.v1.TestOutcome:2\xca\xf3\x18.\n\x19provisioning.tests_passed\x12\x06intake\x12\treporting\"\x80\x01\n\x10ServiceActivated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:7\xca\xf3\x18\x33\n\x1eprovisioning.service_activated\x12\x06intake\x12\treporting\"{\n\rVoucherIssued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\nvoucher_id\x18\x03 \x01(\t:4\xca\xf3\x18\x30\n\x1bprovisioning.voucher_issued\x12\x06intake\x12\treporting\"\x93\x01\n\x10\x43ustomerNotified\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t:7\xca\xf3\x18\x33\n\x1eprovisioning.customer_notified\x12\x06intake\x12\treporting\"\x95\x01\n\x07JobHeld\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t:.\xca\xf3\x18*\n\x15provisioning.job_held\x12\x06intake\x12\treporting\"\x97\x01\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t:0\xca\xf3\x18,\n\x17provisioning.job_failed\x12\x06intake\x12\treportingB.\xc2\xf3\x18*\n\x0cPROVISIONING\x12\x0cprovisioning\x1a\x0cprovisioningb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.events.v1.provisioning_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTARTED']._serialized_start=70
-  _globals['_JOBSTARTED']._serialized_end=135
-  _globals['_PRECHECKSPASSED']._serialized_start=137
-  _globals['_PRECHECKSPASSED']._serialized_end=207
-  _globals['_DEVICECONFIGURED']._serialized_start=209
-  _globals['_DEVICECONFIGURED']._serialized_end=304
-  _globals['_TESTOUTCOME']._serialized_start=306
-  _globals['_TESTOUTCOME']._serialized_end=365
-  _globals['_TESTSPASSED']._serialized_start=367
-  _globals['_TESTSPASSED']._serialized_end=485
-  _globals['_SERVICEACTIVATED']._serialized_start=487
-  _globals['_SERVICEACTIVATED']._serialized_end=558
-  _globals['_VOUCHERISSUED']._serialized_start=560
-  _globals['_VOUCHERISSUED']._serialized_end=629
-  _globals['_CUSTOMERNOTIFIED']._serialized_start=631
-  _globals['_CUSTOMERNOTIFIED']._serialized_end=721
-  _globals['_JOBHELD']._serialized_start=723
-  _globals['_JOBHELD']._serialized_end=824
-  _globals['_JOBFAILED']._serialized_start=826
-  _globals['_JOBFAILED']._serialized_end=927
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\302\363\030*\n\014PROVISIONING\022\014provisioning\032\014provisioning'
+  _globals['_JOBSTARTED']._loaded_options = None
+  _globals['_JOBSTARTED']._serialized_options = b'\312\363\0305\n\030provisioning.job_started\022\016device-monitor\022\treporting'
+  _globals['_PRECHECKSPASSED']._loaded_options = None
+  _globals['_PRECHECKSPASSED']._serialized_options = b'\312\363\0302\n\035provisioning.prechecks_passed\022\006intake\022\treporting'
+  _globals['_DEVICECONFIGURED']._loaded_options = None
+  _globals['_DEVICECONFIGURED']._serialized_options = b'\312\363\0303\n\036provisioning.device_configured\022\006intake\022\treporting'
+  _globals['_TESTSPASSED']._loaded_options = None
+  _globals['_TESTSPASSED']._serialized_options = b'\312\363\030.\n\031provisioning.tests_passed\022\006intake\022\treporting'
+  _globals['_SERVICEACTIVATED']._loaded_options = None
+  _globals['_SERVICEACTIVATED']._serialized_options = b'\312\363\0303\n\036provisioning.service_activated\022\006intake\022\treporting'
+  _globals['_VOUCHERISSUED']._loaded_options = None
+  _globals['_VOUCHERISSUED']._serialized_options = b'\312\363\0300\n\033provisioning.voucher_issued\022\006intake\022\treporting'
+  _globals['_CUSTOMERNOTIFIED']._loaded_options = None
+  _globals['_CUSTOMERNOTIFIED']._serialized_options = b'\312\363\0303\n\036provisioning.customer_notified\022\006intake\022\treporting'
+  _globals['_JOBHELD']._loaded_options = None
+  _globals['_JOBHELD']._serialized_options = b'\312\363\030*\n\025provisioning.job_held\022\006intake\022\treporting'
+  _globals['_JOBFAILED']._loaded_options = None
+  _globals['_JOBFAILED']._serialized_options = b'\312\363\030,\n\027provisioning.job_failed\022\006intake\022\treporting'
+  _globals['_JOBSTARTED']._serialized_start=107
+  _globals['_JOBSTARTED']._serialized_end=231
+  _globals['_PRECHECKSPASSED']._serialized_start=233
+  _globals['_PRECHECKSPASSED']._serialized_end=359
+  _globals['_DEVICECONFIGURED']._serialized_start=362
+  _globals['_DEVICECONFIGURED']._serialized_end=514
+  _globals['_TESTOUTCOME']._serialized_start=516
+  _globals['_TESTOUTCOME']._serialized_end=575
+  _globals['_TESTSPASSED']._serialized_start=578
+  _globals['_TESTSPASSED']._serialized_end=748
+  _globals['_SERVICEACTIVATED']._serialized_start=751
+  _globals['_SERVICEACTIVATED']._serialized_end=879
+  _globals['_VOUCHERISSUED']._serialized_start=881
+  _globals['_VOUCHERISSUED']._serialized_end=1004
+  _globals['_CUSTOMERNOTIFIED']._serialized_start=1007
+  _globals['_CUSTOMERNOTIFIED']._serialized_end=1154
+  _globals['_JOBHELD']._serialized_start=1157
+  _globals['_JOBHELD']._serialized_end=1306
+  _globals['_JOBFAILED']._serialized_start=1309
+  _globals['_JOBFAILED']._serialized_end=1460
 # @@protoc_insertion_point(module_scope)

@@ -22,42 +22,63 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eorderline/order/v1/order.proto\x12\x12orderline.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\"I\n\tMilestone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x0bStateChange\x12\x32\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x02 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xee\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x15\n\rbusiness_type\x18\x03 \x01(\t\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12.\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0c\n\x04plan\x18\x07 \x01(\t\x12\x31\n\nmilestones\x18\x08 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\t \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x12\n\nvoucher_id\x18\x0e \x01(\t\x12\x12\n\ndossier_id\x18\x0f \x01(\t\x12\x10\n\x08\x61larm_id\x18\x10 \x01(\t\"\x97\x01\n\x12\x43reateOrderRequest\x12\x19\n\x11\x63lient_request_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0c\n\x04plan\x18\x05 \x01(\t\"P\n\x13\x43reateOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\"\x80\x01\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\"X\n\x12ListOrdersResponse\x12)\n\x06orders\x18\x01 \x03(\x0b\x32\x19.orderline.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchOrdersRequest\x12\x11\n\torder_ids\x18\x01 \x03(\t\"?\n\x13WatchOrdersResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order*\xc9\x02\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18ORDER_STATE_ACKNOWLEDGED\x10\x01\x12\x1b\n\x17ORDER_STATE_IN_PROGRESS\x10\x02\x12\x19\n\x15ORDER_STATE_COMPLETED\x10\x03\x12\x18\n\x14ORDER_STATE_REJECTED\x10\x04\x12\x17\n\x13ORDER_STATE_PENDING\x10\x05\x12\x14\n\x10ORDER_STATE_HELD\x10\x06\x12\x16\n\x12ORDER_STATE_FAILED\x10\x07\x12&\n\"ORDER_STATE_ASSESSING_CANCELLATION\x10\x08\x12$\n ORDER_STATE_PENDING_CANCELLATION\x10\t\x12\x19\n\x15ORDER_STATE_CANCELLED\x10\n2\x84\x03\n\x0cOrderService\x12^\n\x0b\x43reateOrder\x12&.orderline.order.v1.CreateOrderRequest\x1a\'.orderline.order.v1.CreateOrderResponse\x12U\n\x08GetOrder\x12#.orderline.order.v1.GetOrderRequest\x1a$.orderline.order.v1.GetOrderResponse\x12[\n\nListOrders\x12%.orderline.order.v1.ListOrdersRequest\x1a&.orderline.order.v1.ListOrdersResponse\x12`\n\x0bWatchOrders\x12&.orderline.order.v1.WatchOrdersRequest\x1a\'.orderline.order.v1.WatchOrdersResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eorderline/order/v1/order.proto\x12\x12orderline.order.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\"I\n\tMilestone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x0bStateChange\x12\x32\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x02 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xee\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x15\n\rbusiness_type\x18\x03 \x01(\t\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12.\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0c\n\x04plan\x18\x07 \x01(\t\x12\x31\n\nmilestones\x18\x08 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\t \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x12\n\nvoucher_id\x18\x0e \x01(\t\x12\x12\n\ndossier_id\x18\x0f \x01(\t\x12\x10\n\x08\x61larm_id\x18\x10 \x01(\t\"\x97\x01\n\x12\x43reateOrderRequest\x12\x19\n\x11\x63lient_request_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0c\n\x04plan\x18\x05 \x01(\t\"P\n\x13\x43reateOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\"\x80\x01\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\"X\n\x12ListOrdersResponse\x12)\n\x06orders\x18\x01 \x03(\x0b\x32\x19.orderline.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchOrdersRequest\x12\x11\n\torder_ids\x18\x01 \x03(\t\"?\n\x13WatchOrdersResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order*\xee\x03\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12.\n\x18ORDER_STATE_ACKNOWLEDGED\x10\x01\x1a\x10\xe2\xf9\x18\x0c\x61\x63knowledged\x12+\n\x17ORDER_STATE_IN_PROGRESS\x10\x02\x1a\x0e\xe2\xf9\x18\ninProgress\x12(\n\x15ORDER_STATE_COMPLETED\x10\x03\x1a\r\xe2\xf9\x18\tcompleted\x12&\n\x14ORDER_STATE_REJECTED\x10\x04\x1a\x0c\xe2\xf9\x18\x08rejected\x12$\n\x13ORDER_STATE_PENDING\x10\x05\x1a\x0b\xe2\xf9\x18\x07pending\x12\x1e\n\x10ORDER_STATE_HELD\x10\x06\x1a\x08\xe2\xf9\x18\x04held\x12\"\n\x12ORDER_STATE_FAILED\x10\x07\x1a\n\xe2\xf9\x18\x06\x66\x61iled\x12\x41\n\"ORDER_STATE_ASSESSING_CANCELLATION\x10\x08\x1a\x19\xe2\xf9\x18\x15\x61ssessingCancellation\x12=\n ORDER_STATE_PENDING_CANCELLATION\x10\t\x1a\x17\xe2\xf9\x18\x13pendingCancellation\x12(\n\x15ORDER_STATE_CANCELLED\x10\n\x1a\r\xe2\xf9\x18\tcancelled2\x84\x03\n\x0cOrderService\x12^\n\x0b\x43reateOrder\x12&.orderline.order.v1.CreateOrderRequest\x1a\'.orderline.order.v1.CreateOrderResponse\x12U\n\x08GetOrder\x12#.orderline.order.v1.GetOrderRequest\x1a$.orderline.order.v1.GetOrderResponse\x12[\n\nListOrders\x12%.orderline.order.v1.ListOrdersRequest\x1a&.orderline.order.v1.ListOrdersResponse\x12`\n\x0bWatchOrders\x12&.orderline.order.v1.WatchOrdersRequest\x1a\'.orderline.order.v1.WatchOrdersResponse0\x01:5\n\x08tmf_name\x12!.google.protobuf.EnumValueOptions\x18\x9c\x8f\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.order.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATE']._serialized_start=1609
-  _globals['_ORDERSTATE']._serialized_end=1938
-  _globals['_CUSTOMER']._serialized_start=87
-  _globals['_CUSTOMER']._serialized_end=178
-  _globals['_MILESTONE']._serialized_start=180
-  _globals['_MILESTONE']._serialized_end=253
-  _globals['_STATECHANGE']._serialized_start=256
-  _globals['_STATECHANGE']._serialized_end=447
-  _globals['_ORDER']._serialized_start=450
-  _globals['_ORDER']._serialized_end=944
-  _globals['_CREATEORDERREQUEST']._serialized_start=947
-  _globals['_CREATEORDERREQUEST']._serialized_end=1098
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1100
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1180
-  _globals['_GETORDERREQUEST']._serialized_start=1182
-  _globals['_GETORDERREQUEST']._serialized_end=1217
-  _globals['_GETORDERRESPONSE']._serialized_start=1219
-  _globals['_GETORDERRESPONSE']._serialized_end=1279
-  _globals['_LISTORDERSREQUEST']._serialized_start=1282
-  _globals['_LISTORDERSREQUEST']._serialized_end=1410
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1412
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1500
-  _globals['_WATCHORDERSREQUEST']._serialized_start=1502
-  _globals['_WATCHORDERSREQUEST']._serialized_end=1541
-  _globals['_WATCHORDERSRESPONSE']._serialized_start=1543
-  _globals['_WATCHORDERSRESPONSE']._serialized_end=1606
-  _globals['_ORDERSERVICE']._serialized_start=1941
-  _globals['_ORDERSERVICE']._serialized_end=2329
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_ACKNOWLEDGED"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_ACKNOWLEDGED"]._serialized_options = b'\342\371\030\014acknowledged'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_IN_PROGRESS"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_IN_PROGRESS"]._serialized_options = b'\342\371\030\ninProgress'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_COMPLETED"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_COMPLETED"]._serialized_options = b'\342\371\030\tcompleted'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_REJECTED"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_REJECTED"]._serialized_options = b'\342\371\030\010rejected'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_PENDING"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_PENDING"]._serialized_options = b'\342\371\030\007pending'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_HELD"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_HELD"]._serialized_options = b'\342\371\030\004held'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_FAILED"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_FAILED"]._serialized_options = b'\342\371\030\006failed'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_ASSESSING_CANCELLATION"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_ASSESSING_CANCELLATION"]._serialized_options = b'\342\371\030\025assessingCancellation'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_PENDING_CANCELLATION"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_PENDING_CANCELLATION"]._serialized_options = b'\342\371\030\023pendingCancellation'
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_CANCELLED"]._loaded_options = None
+  _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_CANCELLED"]._serialized_options = b'\342\371\030\tcancelled'
+  _globals['_ORDERSTATE']._serialized_start=1643
+  _globals['_ORDERSTATE']._serialized_end=2137
+  _globals['_CUSTOMER']._serialized_start=121
+  _globals['_CUSTOMER']._serialized_end=212
+  _globals['_MILESTONE']._serialized_start=214
+  _globals['_MILESTONE']._serialized_end=287
+  _globals['_STATECHANGE']._serialized_start=290
+  _globals['_STATECHANGE']._serialized_end=481
+  _globals['_ORDER']._serialized_start=484
+  _globals['_ORDER']._serialized_end=978
+  _globals['_CREATEORDERREQUEST']._serialized_start=981
+  _globals['_CREATEORDERREQUEST']._serialized_end=1132
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1134
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1214
+  _globals['_GETORDERREQUEST']._serialized_start=1216
+  _globals['_GETORDERREQUEST']._serialized_end=1251
+  _globals['_GETORDERRESPONSE']._serialized_start=1253
+  _globals['_GETORDERRESPONSE']._serialized_end=1313
+  _globals['_LISTORDERSREQUEST']._serialized_start=1316
+  _globals['_LISTORDERSREQUEST']._serialized_end=1444
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1446
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1534
+  _globals['_WATCHORDERSREQUEST']._serialized_start=1536
+  _globals['_WATCHORDERSREQUEST']._serialized_end=1575
+  _globals['_WATCHORDERSRESPONSE']._serialized_start=1577
+  _globals['_WATCHORDERSRESPONSE']._serialized_end=1640
+  _globals['_ORDERSERVICE']._serialized_start=2140
+  _globals['_ORDERSERVICE']._serialized_end=2528
 # @@protoc_insertion_point(module_scope)
