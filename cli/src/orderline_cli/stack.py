@@ -145,6 +145,7 @@ class LocalStack:
             "ORDERLINE_NATS_URL": self.nats.url,
             "ORDERLINE_TRACE_DIR": str(self.trace_dir),
             "ORDERLINE_LOG_LEVEL": "INFO",
+            "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",  # the local stack is development
             **self.extra_env,
         }
         for svc in SERVICES:

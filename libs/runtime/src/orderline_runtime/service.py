@@ -27,7 +27,7 @@ from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.metrics import setup_metrics
 from orderline_runtime.migrations import upgrade_to_head
-from orderline_runtime.rpc.auth import TokenAuthenticator
+from orderline_runtime.rpc.auth import configure_identity
 from orderline_runtime.rpc.client import call_options
 from orderline_runtime.rpc.server import GrpcServer
 from orderline_runtime.settings import ServiceSettings
@@ -37,6 +37,10 @@ log = get_logger(__name__)
 
 TaskFn = Callable[[asyncio.Event], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class IdentityNotConfigured(Exception):
+    """The service has no way to authenticate its callers (or to call its peers)."""
 
 
 class Service:
@@ -62,8 +66,15 @@ class Service:
         self.bus = EventBus(
             settings.nats_url, name=self.name, credentials_file=str(creds) if creds else None
         )
+        self.identity = configure_identity(
+            self.name,
+            tokens_file=settings.auth_tokens_file,
+            allow_development_tokens=settings.allow_development_tokens,
+            service_token=settings.service_token,
+            calls_peers=settings.calls_other_services,
+        )
         self.grpc = GrpcServer(
-            authenticator=TokenAuthenticator.from_file(settings.auth_tokens_file),
+            authenticator=self.identity.authenticator,
             policy=policy,
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
@@ -98,13 +109,24 @@ class Service:
         self._tasks.append((name, fn))
 
     def call_options(self) -> dict[str, Any]:
-        return call_options(self.settings.service_token, self.settings.call_timeout_seconds)
+        token = self.identity.service_token
+        if token is None:
+            # Only a service that did not declare calls_other_services gets here.
+            raise RuntimeError(f"{self.name}: ORDERLINE_SERVICE_TOKEN is unset")
+        return call_options(token, self.settings.call_timeout_seconds)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        if self.settings.auth_tokens_file is None:
-            log.warning("no ORDERLINE_AUTH_TOKENS_FILE: accepting the development tokens")
+        if self.identity.problem is not None:
+            raise IdentityNotConfigured(self.identity.problem)
+        if self.identity.development:
+            log.warning(
+                "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS: accepting the well-known development "
+                "tokens dev-<role>; never use this outside development"
+            )
+        elif self.settings.allow_development_tokens:
+            log.info("ORDERLINE_ALLOW_DEVELOPMENT_TOKENS ignored: a tokens file is configured")
         loop = asyncio.get_running_loop()
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop_event.set)
@@ -232,17 +254,26 @@ def run_service(build: Callable[[], Service]) -> None:
     if command not in ("serve", "migrate"):
         raise SystemExit("usage: orderline-<service> [serve|migrate]")
 
-    async def main() -> None:
+    async def main() -> int:
         # Built inside the loop that runs it: grpc.aio binds its server to the current loop.
         service = build()
+        if command == "serve" and service.identity.problem is not None:
+            # Before logging, tracing and metrics start: the one line is all the operator sees.
+            print(service.identity.problem, file=sys.stderr)
+            await service.db.dispose()
+            return 2
         setup_logging(service.name, service.settings.log_level)
         if command == "migrate":
             await upgrade_to_head(service.migrations, service.db.url)
             await service.db.dispose()
             print(f"{service.name}: database migrated")
-            return
+            return 0
         setup_tracing(service.name, service.settings.trace_dir)
         setup_metrics(service.name, service.settings.grpc_host, service.settings.metrics_port)
         await service.run()
+        return 0
 
-    asyncio.run(main())
+    # Exits outside the event loop: a SystemExit raised inside it can surface as a task error.
+    code = asyncio.run(main())
+    if code:
+        raise SystemExit(code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,10 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORDERLINE_", extra="ignore", frozen=True)
 
+    # Set by a service whose own calls need a token (ORDERLINE_SERVICE_TOKEN), so it can refuse
+    # to start without one rather than fail its first call.
+    calls_other_services: ClassVar[bool] = False
+
     service_name: str = Field(default="", description="set by the service, not the environment")
     grpc_host: str = "127.0.0.1"
     # None: the service's default port; 0: any free port.
@@ -34,7 +38,12 @@ class ServiceSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     nats_credentials_file: Path | None = None
     auth_tokens_file: Path | None = None
-    service_token: str = "dev-service"
+    # Accept the well-known development tokens when no tokens file is set. Off by default: a
+    # service with neither refuses to start; only `orderline up` and the tests turn it on.
+    allow_development_tokens: bool = False
+    # The token presented to other services; unset means `dev-service` when development tokens
+    # are in use, and otherwise a service that calls peers refuses to start.
+    service_token: str | None = None
     trace_dir: Path = Path("var/traces")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     migrate_on_start: bool = True

@@ -132,7 +132,7 @@ class Telemetry(device_pb2_grpc.TelemetryIngestServiceServicer):
 
 async def start_server(servicer: Archive, max_concurrent_rpcs: int = 64) -> GrpcServer:
     server = GrpcServer(
-        authenticator=TokenAuthenticator.from_file(None),
+        authenticator=TokenAuthenticator.development(),
         policy=POLICY,
         max_concurrent_rpcs=max_concurrent_rpcs,
     )

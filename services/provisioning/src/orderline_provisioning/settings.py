@@ -8,6 +8,9 @@ from orderline_runtime.settings import ServiceSettings
 
 
 class ProvisioningSettings(ServiceSettings):
+    # It calls intake, device-monitor, the device agents and the gateway with its token.
+    calls_other_services = True
+
     # Peers (docs/configuration.md).
     intake_address: str = "127.0.0.1:50051"
     device_monitor_address: str = "127.0.0.1:50053"

@@ -65,6 +65,7 @@ def process_env(db_url: str, nats_url: str, peers: str, trace_dir: Path) -> dict
             "ORDERLINE_JOB_LEASE_SECONDS": "1",
             "ORDERLINE_CALL_TIMEOUT_SECONDS": "30",
             "ORDERLINE_SHUTDOWN_GRACE_SECONDS": "3",
+            "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",
         }
     )
     return env
