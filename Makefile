@@ -9,8 +9,8 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # uv must not pick up a managed or other interpreter: the machine's python3 is the one we use.
 export UV_PYTHON_DOWNLOADS := never
 
-PACKAGES := orderline_runtime orderline_intake orderline_provisioning orderline_device_monitor \
-	orderline_archive orderline_reporting orderline_simulators orderline_cli
+PACKAGES := orderline_runtime orderline_devtools orderline_intake orderline_provisioning \
+	orderline_device_monitor orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help
 .PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean

@@ -6,4 +6,4 @@ import os
 # the ones tests spawn inherit it (a test of the refusal removes it from its child's env).
 os.environ["ORDERLINE_ALLOW_DEVELOPMENT_TOKENS"] = "true"
 
-pytest_plugins = ["orderline_runtime.testing"]
+pytest_plugins = ["orderline_devtools.testing"]

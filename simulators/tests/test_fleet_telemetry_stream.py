@@ -11,7 +11,7 @@ import pytest
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
-from orderline_runtime.local import free_port
+from orderline_devtools.local import free_port
 from orderline_simulators.fleet.convert import sample_from_proto
 from orderline_simulators.fleet.domain import HealthCategory
 from orderline_simulators.fleet.telemetry import abnormal_categories

@@ -35,6 +35,7 @@ from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack
+from orderline_devtools import waiting
 from orderline_runtime.order_states import tmf_name
 
 T = TypeVar("T")
@@ -131,6 +132,10 @@ def retrying(call: Callable[[], T], *, within: float = 90.0, what: str = "call")
         delay = min(delay * 2, 1.0)
 
 
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT  # type: ignore[attr-defined]
+
+
 def wait_until(
     what: str,
     check: Callable[[], T | None],
@@ -139,24 +144,7 @@ def wait_until(
 ) -> T:
     """Polls `check` (transient gRPC errors count as not yet) until it returns a truthy value;
     `detail` adds what to show when it never does."""
-    deadline = time.monotonic() + within
-    last: object = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-            last = value
-        except grpc.RpcError as exc:
-            if exc.code() not in TRANSIENT:  # type: ignore[attr-defined]
-                raise
-            last = exc
-        if time.monotonic() > deadline:
-            more = f"; {detail()!r}" if detail else ""
-            raise AssertionError(
-                f"timed out after {within}s waiting for {what}; last: {last!r}{more}"
-            )
-        time.sleep(0.25)
+    return waiting.wait_until(what, check, within, retry=_transient, detail=detail)
 
 
 def order_request(prefix: str, i: int, devices: int) -> order_pb2.CreateOrderRequest:

@@ -13,9 +13,8 @@ INTERNAL or UNKNOWN), stays up and SERVING, and a CreateOrder that failed wrote 
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +33,7 @@ from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.provisioning.v1 import provisioning_pb2
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import LocalStack, health_check
+from orderline_devtools.waiting import wait_until
 from tests.e2e.faults import CLERK, all_pages
 from tests.e2e.rpc_catalogue import Rpc, catalogue, garbage, requests
 
@@ -135,17 +135,6 @@ class Known:
     dossiers_page_token: str
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def known(stack: LocalStack) -> Known:
     """Three completed orders, and the ids and page tokens the services gave out for them."""
@@ -169,7 +158,7 @@ def known(stack: LocalStack) -> Known:
             )
             return [g.order for g in got] if done else None
 
-        done: list[order_pb2.Order] = _wait("3 orders completed", completed)
+        done: list[order_pb2.Order] = wait_until("3 orders completed", completed, 90)
         orders_token = orders.ListOrders(
             order_pb2.ListOrdersRequest(page_size=1), metadata=CLERK, timeout=5
         ).next_page_token

@@ -16,7 +16,7 @@ import pytest
 from orderline.order.v1 import order_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import health_check
-from orderline_runtime.local import NatsServer, free_port
+from orderline_devtools.local import NatsServer, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_cli.stack import SERVICES, LocalStack
-from orderline_runtime.local import PostgresServer
+from orderline_devtools.local import PostgresServer
 from tests.e2e.faults import (
     CLERK,
     Audit,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
 import grpc
@@ -14,6 +13,7 @@ from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack
 from orderline_cli.traces import Span, load_spans
+from orderline_devtools.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,17 +21,6 @@ ORDERS = 20
 CLERK = (("authorization", "Bearer dev-clerk"),)
 MANAGER = (("authorization", "Bearer dev-manager"),)
 AUDITOR = (("authorization", "Bearer dev-auditor"),)
-
-
-def wait_until(what: str, check: object, timeout: float = 120.0) -> object:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = check()  # type: ignore[operator]
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +95,7 @@ def test_reporting_counts_every_order(
             done = report.total_orders == ORDERS and by_state.get("completed") == ORDERS
             return report if done else None
 
-        report = wait_until("reporting to count 20 completed orders", counted, timeout=30)
+        report = wait_until("reporting to count 20 completed orders", counted, within=30)
         assert report is not None
 
 

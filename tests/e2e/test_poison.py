@@ -38,8 +38,8 @@ from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack
+from orderline_devtools.local import free_port
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from tests.e2e.faults import (
     AUDITOR,

@@ -37,9 +37,9 @@ from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack, Proc, health_check
-from orderline_runtime.local import PostgresServer, free_port
+from orderline_devtools.local import PostgresServer, free_port
+from orderline_devtools.testing import new_postgres_database
 from orderline_runtime.order_states import tmf_name
-from orderline_runtime.testing import new_postgres_database
 from tests.e2e.faults import (
     AUDITOR,
     CLERK,

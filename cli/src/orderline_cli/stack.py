@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderline_runtime.local import NatsServer, free_port
+from orderline_devtools.local import NatsServer, free_port
 from orderline_runtime.settings import DEFAULT_PORTS
 
 SERVICES = ("intake", "provisioning", "device-monitor", "archive", "reporting")

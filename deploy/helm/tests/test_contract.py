@@ -31,7 +31,7 @@ import pytest
 from _chart_support import PORTS, SCENARIOS, Manifest, env_of, of_kind, render, scenario
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderline_runtime.local import NatsServer, free_port
+from orderline_devtools.local import NatsServer, free_port
 from orderline_runtime.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,11 +1,8 @@
 """Helpers shared by the runtime's tests (importable because conftest puts this folder on the
-path): the test schema, polling with a deadline, and reading what a stream holds."""
+path): the test schema, the one wait helper, and reading what a stream holds."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +12,12 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from orderline.events.v1 import envelope_pb2
+from orderline_devtools.waiting import eventually
 from orderline_runtime.database import Database
 from orderline_runtime.messaging.tables import add_messaging_tables
+
+# The runtime's tests await `wait_until(predicate, within=…, what=…)`: a truthy value ends it.
+wait_until = eventually
 
 
 @dataclass
@@ -39,18 +40,6 @@ def make_schema() -> Schema:
         Column("note", String(100), nullable=False, unique=True),
     )
     return Schema(metadata, outbox, inbox, effects)
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if await predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def stream_messages(

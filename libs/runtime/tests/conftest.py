@@ -2,7 +2,7 @@
 test handlers write to, a connected event bus, a plain NATS client to inspect streams, and an
 in-memory span exporter on the global tracer provider.
 
-The real NATS (`nats_server`) and both databases (`db_url`) come from orderline_runtime.testing.
+The real NATS (`nats_server`) and both databases (`db_url`) come from orderline_devtools.testing.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from orderline_devtools.local import NatsServer
 from orderline_runtime.database import Database
-from orderline_runtime.local import NatsServer
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.telemetry import OrderIdSpanProcessor
 

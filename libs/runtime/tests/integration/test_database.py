@@ -9,8 +9,8 @@ import pytest
 from _runtime_support import Schema
 from sqlalchemy import insert, select
 
+from orderline_devtools.local import free_port
 from orderline_runtime.database import Database
-from orderline_runtime.local import free_port
 
 
 async def test_transaction_commits_or_rolls_back_as_a_whole(db: Database, schema: Schema) -> None:

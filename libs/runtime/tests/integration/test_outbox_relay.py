@@ -12,13 +12,13 @@ from opentelemetry import trace
 from sqlalchemy import update
 
 from orderline.events.v1 import envelope_pb2, order_events_pb2
+from orderline_devtools.local import NatsServer
+from orderline_devtools.testing import new_postgres_database
 from orderline_runtime.database import Database
-from orderline_runtime.local import NatsServer
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.telemetry import order_scope
-from orderline_runtime.testing import new_postgres_database
 
 
 def approved(order_id: str) -> order_events_pb2.OrderApproved:

@@ -16,16 +16,16 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline.events.v1 import order_events_pb2
+from orderline_devtools.local import NatsServer, PostgresServer
+from orderline_devtools.testing import serving
 from orderline_runtime.database import Database
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import NatsServer, PostgresServer
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent, build_envelope
 from orderline_runtime.messaging.streams import ORDER
 from orderline_runtime.service import Service
 from orderline_runtime.settings import ServiceSettings
-from orderline_runtime.testing import serving
 
 MIGRATIONS = Path(__file__).parent.parent / "fixtures" / "migrations"
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -29,11 +29,12 @@ from orderline.order.v1 import order_pb2
 from orderline_archive.adapters.tables import documents
 from orderline_archive.bootstrap import build
 from orderline_archive.settings import ArchiveSettings
+from orderline_devtools.local import NatsServer, PostgresServer, free_port
+from orderline_devtools.testing import new_postgres_database
+from orderline_devtools.waiting import eventually
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import NatsServer, PostgresServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
-from orderline_runtime.testing import eventually, new_postgres_database
 
 T = TypeVar("T")
 

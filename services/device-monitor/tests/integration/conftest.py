@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from orderline_device_monitor.bootstrap import build
 from orderline_device_monitor.settings import DeviceMonitorSettings
-from orderline_runtime.local import NatsServer, free_port
+from orderline_devtools.local import NatsServer, free_port
+from orderline_devtools.testing import serving
 from orderline_runtime.telemetry import OrderIdSpanProcessor
-from orderline_runtime.testing import serving
 
 sys.path.insert(0, str(Path(__file__).parent))
 

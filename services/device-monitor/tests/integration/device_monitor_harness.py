@@ -17,10 +17,9 @@ from sqlalchemy import func, select
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.events.v1 import envelope_pb2
+from orderline_devtools.waiting import eventually as wait_for
 from orderline_runtime.messaging.envelope import build_envelope
-from orderline_runtime.messaging.streams import subject_for
 from orderline_runtime.service import Service
-from orderline_runtime.testing import eventually as wait_for
 
 T = TypeVar("T")
 
@@ -138,7 +137,7 @@ class DeviceMonitor:
             raw = await js.get_msg("DEVICE", seq)
             env = envelope_pb2.Envelope()
             env.ParseFromString(raw.data)
-            assert raw.subject == subject_for(env.type)
+            assert raw.subject == f"orderline.{env.type}"
             assert raw.headers is not None and raw.headers.get("Nats-Msg-Id") == env.id
             envelopes.append(env)
         return envelopes
@@ -172,7 +171,7 @@ class DeviceMonitor:
         )
         js = await self.js()
         await js.publish(
-            subject_for(event_type),
+            f"orderline.{event_type}",
             env.SerializeToString(),
             headers={"Nats-Msg-Id": msg_id or env.id},
         )

@@ -16,11 +16,12 @@ from grpc_status import rpc_status
 
 from orderline.events.v1 import archive_events_pb2, envelope_pb2, provisioning_events_pb2
 from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_devtools.local import NatsServer, free_port
+from orderline_devtools.testing import serving
+from orderline_devtools.waiting import eventually
 from orderline_intake.bootstrap import build
 from orderline_intake.settings import IntakeSettings
-from orderline_runtime.local import NatsServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
-from orderline_runtime.testing import serving
 
 CLERK = (("authorization", "Bearer dev-clerk"),)
 MANAGER = (("authorization", "Bearer dev-manager"),)
@@ -93,14 +94,11 @@ async def publish(url: str, event_type: str, payload: Message, order_id: str) ->
 async def wait_for_state(
     stub: order_pb2_grpc.OrderServiceStub, order_id: str, state: int
 ) -> order_pb2.Order:
-    deadline = asyncio.get_running_loop().time() + 15
-    while True:
-        order = (
-            await stub.GetOrder(order_pb2.GetOrderRequest(order_id=order_id), metadata=CLERK)
-        ).order
-        if order.state == state or asyncio.get_running_loop().time() > deadline:
-            return order
-        await asyncio.sleep(0.05)
+    async def get() -> order_pb2.Order:
+        reply = await stub.GetOrder(order_pb2.GetOrderRequest(order_id=order_id), metadata=CLERK)
+        return reply.order
+
+    return await eventually(get, lambda o: o.state == state, 15, f"{order_id} to reach {state}")
 
 
 def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,13 +27,14 @@ from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.events.v1 import envelope_pb2, order_events_pb2
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_devtools.local import NatsServer, free_port
+from orderline_devtools.testing import serving
+from orderline_devtools.waiting import eventually
 from orderline_provisioning.bootstrap import build
 from orderline_provisioning.settings import ProvisioningSettings
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import NatsServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
-from orderline_runtime.testing import serving
 
 PHONE = "+8613800138000"
 SERVICE_BEARER = "Bearer dev-service"
@@ -206,19 +206,19 @@ async def peers() -> AsyncIterator[FakePeers]:
 
 
 async def _wait_serving(address: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{address} not SERVING after {within}s")
-            await asyncio.sleep(0.05)
+
+        async def status() -> int:
+            return int((await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)).status)
+
+        await eventually(
+            status,
+            lambda s: s == health_pb2.HealthCheckResponse.SERVING,
+            within,
+            f"{address} to be SERVING",
+            retry=lambda exc: isinstance(exc, grpc.aio.AioRpcError),
+        )
 
 
 def make_settings(
@@ -355,43 +355,36 @@ class Bus:
         return events
 
     async def wait_for_event(self, order_id: str, event_type: str, within: float = 20) -> Event:
-        deadline = time.monotonic() + within
-        while True:
-            for event in await self.provisioning_events(order_id):
-                if event.type == event_type:
-                    return event
-            if time.monotonic() > deadline:
-                seen = [e.type for e in await self.provisioning_events(order_id)]
-                raise AssertionError(f"no {event_type} for {order_id} in {within}s; saw {seen}")
-            await asyncio.sleep(0.05)
+        events = await eventually(
+            lambda: self.provisioning_events(order_id),
+            lambda seen: any(e.type == event_type for e in seen),
+            within,
+            f"{event_type} for {order_id}",
+        )
+        return next(e for e in events if e.type == event_type)
 
     async def dead_letter(self, within: float = 10) -> envelope_pb2.DeadLetter:
         """The first message on the DEADLETTER stream."""
-        deadline = time.monotonic() + within
-        while True:
-            info = await self.js.stream_info("DEADLETTER")
-            if info.state.messages:
-                msg = await self.js.get_msg("DEADLETTER", info.state.first_seq)
-                letter = envelope_pb2.DeadLetter()
-                letter.ParseFromString(msg.data or b"")
-                return letter
-            if time.monotonic() > deadline:
-                raise AssertionError("nothing was dead-lettered")
-            await asyncio.sleep(0.05)
+        info = await eventually(
+            lambda: self.js.stream_info("DEADLETTER"),
+            lambda i: i.state.messages,
+            within,
+            "a dead letter",
+        )
+        msg = await self.js.get_msg("DEADLETTER", info.state.first_seq)
+        letter = envelope_pb2.DeadLetter()
+        letter.ParseFromString(msg.data or b"")
+        return letter
 
     async def approvals_settled(self, within: float = 10) -> None:
         """Waits until provisioning has acked every order event."""
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                info = await self.js.consumer_info("ORDER", "provisioning")
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return
-            except nats.js.errors.NotFoundError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("provisioning did not ack every order event")
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: self.js.consumer_info("ORDER", "provisioning"),
+            lambda info: info.num_pending == 0 and info.num_ack_pending == 0,
+            within,
+            "provisioning to ack every order event",
+            retry=lambda exc: isinstance(exc, nats.js.errors.NotFoundError),
+        )
 
 
 @pytest_asyncio.fixture
@@ -406,21 +399,12 @@ def order_id() -> str:
     return "ORD-" + new_id()[-12:].upper()
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], within: float = 15, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {within}s")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def wait_serving() -> Callable[..., Awaitable[None]]:
     return _wait_serving
 
 
 @pytest.fixture
-def until() -> Callable[..., Awaitable[None]]:
-    return wait_until
+def until() -> Callable[..., Awaitable[object]]:
+    """`await until(predicate, within=…, what=…)`: waits for a truthy value."""
+    return eventually

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orderline_runtime.local import NatsServer, free_port
+from orderline_devtools.local import NatsServer, free_port
 
 STEPS = ["prechecks", "configure", "test", "activate", "notify"]
 

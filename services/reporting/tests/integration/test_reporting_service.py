@@ -28,13 +28,13 @@ from orderline.events.v1 import (
 )
 from orderline.order.v1 import order_pb2
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
+from orderline_devtools.local import NatsServer, free_port
+from orderline_devtools.waiting import eventually
 from orderline_reporting.bootstrap import build
 from orderline_reporting.settings import ReportingSettings
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import NatsServer, free_port
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
-from orderline_runtime.testing import eventually
 
 T = TypeVar("T")
 OE = order_events_pb2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from orderline_runtime.local import free_port
+from orderline_devtools.local import free_port
 
 
 def _ephemeral_low() -> int:

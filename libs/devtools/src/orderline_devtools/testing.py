@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from orderline_devtools.local import NatsServer, PostgresServer
+from orderline_devtools.waiting import eventually
 from orderline_runtime.ids import new_id
-from orderline_runtime.local import NatsServer, PostgresServer
 from orderline_runtime.service import Service
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -80,50 +79,31 @@ def db_url(
 
 
 @asynccontextmanager
-async def serving(service: Service, limit_seconds: float = 30.0) -> AsyncIterator[str]:
+async def serving(service: Service[Any], limit_seconds: float = 30.0) -> AsyncIterator[str]:
     """Runs a service in this event loop until the block ends; yields its gRPC address once
     its health check answers SERVING (database migrated, NATS connected)."""
     task = asyncio.create_task(service.run())
-    address = ""
+
+    async def serving_address() -> str:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"{service.name} stopped before serving")
+        if not service.grpc.port:
+            return ""
+        address = f"127.0.0.1:{service.grpc.port}"
+        async with grpc.aio.insecure_channel(address) as channel:
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+            except grpc.aio.AioRpcError:
+                return ""
+        return address if reply.status == health_pb2.HealthCheckResponse.SERVING else ""
+
     try:
-        deadline = asyncio.get_running_loop().time() + limit_seconds
-        while True:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"{service.name} stopped before serving")
-            if service.grpc.port:
-                address = f"127.0.0.1:{service.grpc.port}"
-                async with grpc.aio.insecure_channel(address) as channel:
-                    try:
-                        reply = await health_pb2_grpc.HealthStub(channel).Check(
-                            health_pb2.HealthCheckRequest(), timeout=1
-                        )
-                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                            break
-                    except grpc.aio.AioRpcError:
-                        pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{service.name} not SERVING after {limit_seconds}s")
-            await asyncio.sleep(0.05)
-        yield address
+        yield await eventually(
+            serving_address, within=limit_seconds, what=f"{service.name} to be SERVING"
+        )
     finally:
         service.stop_event.set()
         await asyncio.wait_for(task, timeout=limit_seconds)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    check: Callable[[T], bool],
-    within: float = 15.0,
-    what: str = "condition",
-) -> T:
-    """Polls `probe` until `check` holds on its value; fails with the last value after `within`
-    seconds. The one way tests wait for asynchronous effects: never a fixed sleep."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not met within {within}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
