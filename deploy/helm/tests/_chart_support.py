@@ -36,12 +36,24 @@ KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
 Values = dict[str, Any]
 
+# The chart refuses to render without an auth Secret; scenarios without one opt in to the
+# development tokens on purpose.
+DEV_TOKENS: Values = {"defaults": {"auth": {"allowDevelopmentTokens": True}}}
+
+
+def dev_tokens(values: Values | None = None) -> Values:
+    """`values` with the development-token opt-in added."""
+    merged = copy.deepcopy(values or {})
+    merged.setdefault("defaults", {}).setdefault("auth", {})["allowDevelopmentTokens"] = True
+    return merged
+
+
 SCENARIOS: dict[str, Values] = {
-    # The minimal install: nothing set, every default.
-    "minimal": {},
+    # The minimal install that renders: every default, plus the development-token opt-in.
+    "minimal": DEV_TOKENS,
     # One service off, custom replicas globally and for one service.
     "reporting-off-custom-replicas": {
-        "defaults": {"replicas": 3},
+        "defaults": {"replicas": 3, "auth": {"allowDevelopmentTokens": True}},
         "services": {
             "reporting": {"enabled": False},
             "intake": {"replicas": 5},
@@ -90,6 +102,7 @@ SCENARIOS: dict[str, Values] = {
     # High availability: 3 pods spread hard over nodes, HPAs, PDBs, ServiceMonitors.
     "ha": {
         "defaults": {
+            "auth": {"allowDevelopmentTokens": True},
             "replicas": 3,
             "topologySpread": {"whenUnsatisfiable": "DoNotSchedule"},
             "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 10},
@@ -111,6 +124,7 @@ SCENARIOS: dict[str, Values] = {
     # device agents.
     "network-policies": {
         "defaults": {
+            "auth": {"allowDevelopmentTokens": True},
             "otel": {"exporterOtlpEndpoint": "http://otel-collector.observability:4317"},
             "networkPolicy": {
                 "enabled": True,

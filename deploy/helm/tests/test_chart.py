@@ -19,6 +19,7 @@ import pytest
 import yaml
 from _chart_support import (
     CHART_DIR,
+    DEV_TOKENS,
     KUBE_VERSIONS,
     NAMESPACE,
     PORTS,
@@ -28,6 +29,7 @@ from _chart_support import (
     Values,
     _load_chart,
     assert_valid_kubernetes,
+    dev_tokens,
     enabled_services,
     env_of,
     of_kind,
@@ -131,7 +133,9 @@ def test_replicas_come_from_defaults_and_per_service_overrides() -> None:
 
 def test_replicas_zero_and_false_override_defaults() -> None:
     """Per-service false/0 must win over the defaults (sprig's mergeOverwrite would drop them)."""
-    manifests = render({"services": {"archive": {"replicas": 0, "pdb": {"enabled": False}}}})
+    manifests = render(
+        dev_tokens({"services": {"archive": {"replicas": 0, "pdb": {"enabled": False}}}})
+    )
     assert of_kind(manifests, "Deployment")["archive"]["spec"]["replicas"] == 0
     assert "archive" not in of_kind(manifests, "PodDisruptionBudget")
 
@@ -202,7 +206,7 @@ def test_selectors_survive_a_chart_and_app_version_bump(tmp_path: Path) -> None:
     text = re.sub(r"(?m)^appVersion: .*$", 'appVersion: "9.9.9"', text)
     meta.write_text(text)
     with helm.Chart.load(bumped) as chart:
-        rendered = chart.render(name=RELEASE, namespace=NAMESPACE)
+        rendered = chart.render(dev_tokens(), name=RELEASE, namespace=NAMESPACE)
     after = [
         doc
         for path, body in rendered.items()
@@ -235,10 +239,12 @@ def _deployment_name(manifests: list[Manifest], component: str) -> str:
 
 def test_common_and_pod_labels_are_added_but_cannot_override_the_chart_labels() -> None:
     manifests = render(
-        {
-            "commonLabels": {"team": "orders", "app.kubernetes.io/component": "hijack"},
-            "defaults": {"podLabels": {"app.kubernetes.io/instance": "hijack", "tier": "a"}},
-        }
+        dev_tokens(
+            {
+                "commonLabels": {"team": "orders", "app.kubernetes.io/component": "hijack"},
+                "defaults": {"podLabels": {"app.kubernetes.io/instance": "hijack", "tier": "a"}},
+            }
+        )
     )
     for m in manifests:
         labels = m["metadata"]["labels"]
@@ -254,7 +260,7 @@ def test_names_fit_kubernetes_limits_for_the_longest_release_name() -> None:
     release = "a-release-name-that-is-fifty-three-characters-long-x"
     assert len(release) <= 53
     helm.validate_release_name(release)
-    manifests = render(release=release)
+    manifests = render(DEV_TOKENS, release=release)
     for m in manifests:
         assert len(m["metadata"]["name"]) <= 63, m["metadata"]["name"]
         assert_valid_kubernetes(m, KUBE_VERSIONS[-1])
@@ -306,15 +312,17 @@ def test_the_schema_refuses_to_weaken_the_pod_security(weakening: Values) -> Non
 
 def test_a_service_overlays_the_defaults_key_by_key() -> None:
     manifests = render(
-        {
-            "services": {
-                "intake": {
-                    "securityContext": {"runAsUser": 20000},
-                    "probes": {"liveness": {"failureThreshold": 12}},
-                    "resources": {"limits": {"memory": "1Gi"}},
+        dev_tokens(
+            {
+                "services": {
+                    "intake": {
+                        "securityContext": {"runAsUser": 20000},
+                        "probes": {"liveness": {"failureThreshold": 12}},
+                        "resources": {"limits": {"memory": "1Gi"}},
+                    }
                 }
             }
-        }
+        )
     )
     deployments = of_kind(manifests, "Deployment")
     intake = deployments["intake"]["spec"]["template"]["spec"]["containers"][0]
@@ -386,7 +394,7 @@ def test_secret_names_and_keys_follow_the_values() -> None:
         {"key": "orderline.creds", "path": "nats.creds"}
     ]
     assert volumes["auth-tokens"]["secret"]["secretName"] == "orderline-auth"
-    # Default install: no auth Secret, so no token variables at all (built-in dev tokens).
+    # No auth Secret (development tokens on purpose): no token variables at all.
     default_env = env_of(
         of_kind(scenario("minimal"), "Deployment")["intake"]["spec"]["template"]["spec"][
             "containers"
@@ -427,7 +435,13 @@ def test_latest_is_rejected() -> None:
 
 def test_a_service_can_use_its_own_image() -> None:
     manifests = render(
-        {"services": {"archive": {"image": {"repository": "example.com/archive", "tag": "2.0.0"}}}}
+        dev_tokens(
+            {
+                "services": {
+                    "archive": {"image": {"repository": "example.com/archive", "tag": "2.0.0"}}
+                }
+            }
+        )
     )
     deployments = of_kind(manifests, "Deployment")
     assert deployments["archive"]["spec"]["template"]["spec"]["containers"][0]["image"] == (
@@ -496,14 +510,16 @@ def test_provisioning_finds_its_peers_in_the_release() -> None:
 
 def test_provisioning_needs_an_address_for_a_disabled_peer() -> None:
     with pytest.raises(helm.HelmRenderError, match="intake is disabled"):
-        render_raw({"services": {"intake": {"enabled": False}}})
+        render_raw(dev_tokens({"services": {"intake": {"enabled": False}}}))
     manifests = render(
-        {
-            "services": {
-                "intake": {"enabled": False},
-                "provisioning": {"addresses": {"intake": "intake.other-ns.svc:50051"}},
+        dev_tokens(
+            {
+                "services": {
+                    "intake": {"enabled": False},
+                    "provisioning": {"addresses": {"intake": "intake.other-ns.svc:50051"}},
+                }
             }
-        }
+        )
     )
     env = env_of(
         of_kind(manifests, "Deployment")["provisioning"]["spec"]["template"]["spec"]["containers"][
@@ -545,14 +561,14 @@ def test_termination_grace_must_exceed_the_shutdown_grace() -> None:
     spec = of_kind(scenario("minimal"), "Deployment")["intake"]["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] > 10
     with pytest.raises(helm.HelmRenderError, match="terminationGracePeriodSeconds"):
-        render_raw({"services": {"intake": {"shutdownGraceSeconds": 40}}})
+        render_raw(dev_tokens({"services": {"intake": {"shutdownGraceSeconds": 40}}}))
 
 
 def test_config_checksum_rolls_only_the_changed_service() -> None:
     def checksums(values: Values) -> dict[str, str]:
         return {
             svc: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-            for svc, d in of_kind(render(values), "Deployment").items()
+            for svc, d in of_kind(render(dev_tokens(values)), "Deployment").items()
         }
 
     before = checksums({})
@@ -590,7 +606,7 @@ def test_one_migration_hook_job_per_enabled_service(name: str) -> None:
 
 
 def test_migrations_can_be_switched_off_per_service() -> None:
-    manifests = render({"services": {"reporting": {"migration": {"enabled": False}}}})
+    manifests = render(dev_tokens({"services": {"reporting": {"migration": {"enabled": False}}}}))
     commands = {
         m["spec"]["template"]["spec"]["containers"][0]["command"][0]
         for m in manifests
@@ -693,7 +709,7 @@ def test_readme_lists_every_documented_value() -> None:
 
 
 def test_notes_name_the_secrets_to_create() -> None:
-    notes = render_raw()[f"{CHART_DIR.name}/templates/NOTES.txt"]
+    notes = render_raw(DEV_TOKENS)[f"{CHART_DIR.name}/templates/NOTES.txt"]
     for svc in PORTS:
         assert f"orderline-{svc}-database" in notes
     assert "orderline-nats" in notes

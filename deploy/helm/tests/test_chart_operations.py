@@ -18,6 +18,7 @@ from _chart_support import (
     PORTS,
     SCENARIOS,
     Manifest,
+    dev_tokens,
     enabled_services,
     env_of,
     of_kind,
@@ -62,9 +63,9 @@ def test_the_pod_outlives_its_drain(name: str) -> None:
 
 def test_a_grace_period_shorter_than_the_drain_is_refused() -> None:
     with pytest.raises(helm.HelmRenderError, match="must be greater than the drain"):
-        render_raw({"defaults": {"terminationGracePeriodSeconds": 25}})
+        render_raw(dev_tokens({"defaults": {"terminationGracePeriodSeconds": 25}}))
     manifests = render(
-        {"defaults": {"preStopSleepSeconds": 0, "terminationGracePeriodSeconds": 26}}
+        dev_tokens({"defaults": {"preStopSleepSeconds": 0, "terminationGracePeriodSeconds": 26}})
     )
     assert "lifecycle" not in container_of(of_kind(manifests, "Deployment")["intake"])
 
@@ -128,7 +129,9 @@ def test_autoscaling_is_off_by_default() -> None:
 )
 def test_impossible_autoscaling_is_refused(autoscaling: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
-        render_raw({"services": {"intake": {"autoscaling": {"enabled": True, **autoscaling}}}})
+        render_raw(
+            dev_tokens({"services": {"intake": {"autoscaling": {"enabled": True, **autoscaling}}}})
+        )
 
 
 # --------------------------------------------------------------------------- metrics
@@ -148,7 +151,7 @@ def test_the_metrics_port_is_the_one_the_service_serves(name: str) -> None:
 
 
 def test_metrics_can_be_switched_off() -> None:
-    manifests = render({"defaults": {"metrics": {"enabled": False}}})
+    manifests = render(dev_tokens({"defaults": {"metrics": {"enabled": False}}}))
     for svc, deployment in of_kind(manifests, "Deployment").items():
         container = container_of(deployment)
         assert "ORDERLINE_METRICS_PORT" not in env_of(container), svc
@@ -157,7 +160,9 @@ def test_metrics_can_be_switched_off() -> None:
         assert [p["name"] for p in service["spec"]["ports"]] == ["grpc"]
     with pytest.raises(helm.HelmRenderError, match=r"needs metrics\.enabled"):
         render_raw(
-            {"defaults": {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}}
+            dev_tokens(
+                {"defaults": {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}}
+            )
         )
 
 
@@ -400,19 +405,19 @@ def test_the_helm_test_token_follows_the_auth_secrets() -> None:
     def token(values: dict[str, Any]) -> Manifest:
         return env_of(_test_pod(render(values))["spec"]["containers"][0])["ORDERLINE_TOKEN"]
 
-    assert token({}) == {"name": "ORDERLINE_TOKEN", "value": "dev-clerk"}
+    assert token(dev_tokens()) == {"name": "ORDERLINE_TOKEN", "value": "dev-clerk"}
     assert token({"defaults": {"auth": {"existingSecret": "auth"}}})["valueFrom"] == {
         "secretKeyRef": {"name": "auth", "key": "clerk-token"}
     }
-    assert token({"tests": {"tokenSecret": "clerk", "tokenKey": "t"}})["valueFrom"] == {
+    assert token(dev_tokens({"tests": {"tokenSecret": "clerk", "tokenKey": "t"}}))["valueFrom"] == {
         "secretKeyRef": {"name": "clerk", "key": "t"}
     }
 
 
 def test_the_helm_test_can_check_health_only_or_be_left_out() -> None:
-    pod = _test_pod(render({"tests": {"order": {"enabled": False}}}))
+    pod = _test_pod(render(dev_tokens({"tests": {"order": {"enabled": False}}})))
     assert "ORDERLINE_TEST_ORDER" not in env_of(pod["spec"]["containers"][0])
-    manifests = render({"tests": {"enabled": False}})
+    manifests = render(dev_tokens({"tests": {"enabled": False}}))
     assert not [m for m in manifests if m["kind"] in ("Pod", "ConfigMap")]
 
 

@@ -97,7 +97,12 @@ def test_every_checkov_exception_is_one_the_readme_justifies(name: str) -> None:
 
 def test_exceptions_are_rendered_only_where_the_check_would_fail() -> None:
     """A digest and pull policy Always make the image exceptions go away."""
-    pinned = {"defaults": {"image": {"digest": "sha256:" + "cd" * 32, "pullPolicy": "Always"}}}
+    pinned = {
+        "defaults": {
+            "image": {"digest": "sha256:" + "cd" * 32, "pullPolicy": "Always"},
+            "auth": {"allowDevelopmentTokens": True},
+        }
+    }
     for manifest in of_kind(render(pinned), "Deployment").values():
         assert set(_skips(manifest)) == {"CKV_K8S_35"}
     for manifest in of_kind(scenario("minimal"), "Deployment").values():

@@ -28,7 +28,16 @@ from typing import Any
 
 import grpc
 import pytest
-from _chart_support import PORTS, SCENARIOS, Manifest, env_of, of_kind, render, scenario
+from _chart_support import (
+    PORTS,
+    SCENARIOS,
+    Manifest,
+    dev_tokens,
+    env_of,
+    of_kind,
+    render,
+    scenario,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderline_devtools.local import NatsServer, free_port
@@ -45,6 +54,7 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "nats_credentials_file": "set when defaults.nats.credentialsKey is set",
     "auth_tokens_file": "set when defaults.auth.existingSecret is set",
     "service_token": "set when defaults.auth.existingSecret is set",
+    "allow_development_tokens": "false; set only when defaults.auth.allowDevelopmentTokens is",
     "catalogue_file": "intake ships its catalogue in the package",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
@@ -184,6 +194,12 @@ def test_the_rendered_environment_loads_and_ports_match(
         assert settings.database_url == FAKE_SECRETS["database"]
         assert settings.nats_url == FAKE_SECRETS["nats"]
         assert str(settings.trace_dir).startswith("/tmp/")
+        # The service will start: it has a tokens file (and a token to present to its peers),
+        # or the development tokens were allowed on purpose.
+        if settings.auth_tokens_file is not None:
+            assert settings.service_token == FAKE_SECRETS["token"], svc
+        else:
+            assert settings.allow_development_tokens, svc
         # The migration hook Job migrates the database this Deployment uses.
         job = jobs[f"{deployment['metadata']['name']}-migrate"]
         job_container = job["spec"]["template"]["spec"]["containers"][0]
@@ -216,7 +232,9 @@ def chart_process(
     and the test's NATS)."""
     grpc_port, metrics_port = free_port(), free_port()
     manifests = render(
-        {"services": {"reporting": {"port": grpc_port, "metrics": {"port": metrics_port}}}}
+        dev_tokens(
+            {"services": {"reporting": {"port": grpc_port, "metrics": {"port": metrics_port}}}}
+        )
     )
     deployment = of_kind(manifests, "Deployment")["reporting"]
     (job,) = [

@@ -114,6 +114,17 @@ Lists are replaced, not appended.
 {{- end -}}
 {{- end -}}
 
+{{/*
+Refuses to render a service that would have no identity: the services themselves refuse to
+start without a tokens file or the development opt-in, and a release that only fails at
+start is worse than one that never renders. Takes a component context.
+*/}}
+{{- define "orderline.requireAuth" -}}
+{{- if not (or .svc.auth.existingSecret .svc.auth.allowDevelopmentTokens) -}}
+{{- fail (printf "services.%s: no auth configuration: set defaults.auth.existingSecret to a Secret with the tokens file and the service token, or set defaults.auth.allowDevelopmentTokens=true on purpose to accept the well-known development tokens (never in production)" .name) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Name of the existing Secret holding this service's database URL. */}}
 {{- define "orderline.databaseSecretName" -}}
 {{- default (printf "%s-database" (include "orderline.componentName" .)) .svc.database.existingSecret -}}
@@ -189,6 +200,11 @@ migration Job so both see the same settings (the Job passes "container").
     secretKeyRef:
       name: {{ $svc.auth.existingSecret }}
       key: {{ $svc.auth.serviceTokenKey }}
+{{- else if $svc.auth.allowDevelopmentTokens }}
+{{- /* Only without a Secret: with one the tokens file wins anyway, and a production pod
+carries no development-token setting at all. */}}
+- name: ORDERLINE_ALLOW_DEVELOPMENT_TOKENS
+  value: "true"
 {{- end }}
 - name: ORDERLINE_TRACE_DIR
   value: {{ $svc.tracing.dir | quote }}
