@@ -3,6 +3,7 @@ path): the test schema, the one wait helper, and reading what a stream holds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +11,14 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline.events.v1 import envelope_pb2
 from orderline_devtools.waiting import eventually
 from orderline_runtime.database import Database
+from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.tables import add_messaging_tables
+from orderline_runtime.unit_of_work import SqlUnitOfWork
 
 # The runtime's tests await `wait_until(predicate, within=…, what=…)`: a truthy value ends it.
 wait_until = eventually
@@ -77,3 +81,13 @@ async def count_rows(db: Database, table: Table, *where: Any) -> int:
         for clause in where:
             stmt = stmt.where(clause)
         return int((await session.execute(stmt)).scalar_one())
+
+
+def session_units(db: Database, outbox: Outbox) -> Callable[..., SqlUnitOfWork[AsyncSession]]:
+    """Units of work whose `repos` is the session itself: the runtime's tests write their
+    `effects` rows directly. They emit as the outbox's producer."""
+
+    def open_unit(*, read_only: bool = False) -> SqlUnitOfWork[AsyncSession]:
+        return SqlUnitOfWork(db, outbox, lambda s: s, producer=outbox.producer, read_only=read_only)
+
+    return open_unit

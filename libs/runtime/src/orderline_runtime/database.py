@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -61,9 +61,13 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only: on SQLite it does not take the write lock."""
+        """A session for reads only, all from one snapshot: on SQLite a deferred transaction
+        (it does not take the write lock), on PostgreSQL REPEATABLE READ."""
+        options: dict[str, Any] = {READ_ONLY: True}
+        if self.is_postgres:
+            options["isolation_level"] = "REPEATABLE READ"
         async with self.sessions() as session:
-            await session.connection(execution_options={READ_ONLY: True})
+            await session.connection(execution_options=options)
             yield session
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
@@ -121,3 +125,20 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Any) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """ "postgresql" or "sqlite": for repositories (adapters) only, never for use cases."""
+    return session.get_bind().dialect.name
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def skip_locked(stmt: S, session: AsyncSession) -> S:
+    """Locks the selected rows so that other transactions skip them, where the database can
+    (PostgreSQL: FOR UPDATE SKIP LOCKED). SQLite needs nothing: BEGIN IMMEDIATE already lets
+    one writer at a time in."""
+    if dialect_of(session) == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt

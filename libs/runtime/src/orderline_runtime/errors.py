@@ -76,6 +76,12 @@ class Unavailable(OrderlineError):
     reason = "UNAVAILABLE"
 
 
+class Conflict(OrderlineError):
+    """A concurrent transaction wrote the same unique key first; trying again sees its result."""
+
+    reason = "CONFLICT"
+
+
 class PoisonMessage(Exception):
     """An event that can never be handled (malformed, against the contract): dead-letter it."""
 

@@ -1,20 +1,15 @@
-"""TMF641 names of the wire `OrderState` enum: the one mapping every service and tool shares."""
+"""TMF641 names of the wire `OrderState` enum, read from the `tmf_name` option that order.proto
+declares on each value: the names are spelled once, in the contract, and every service and
+tool maps through this."""
 
 from __future__ import annotations
 
 from orderline.order.v1 import order_pb2
 
 TMF_NAMES: dict[int, str] = {
-    order_pb2.ORDER_STATE_ACKNOWLEDGED: "acknowledged",
-    order_pb2.ORDER_STATE_IN_PROGRESS: "inProgress",
-    order_pb2.ORDER_STATE_COMPLETED: "completed",
-    order_pb2.ORDER_STATE_REJECTED: "rejected",
-    order_pb2.ORDER_STATE_PENDING: "pending",
-    order_pb2.ORDER_STATE_HELD: "held",
-    order_pb2.ORDER_STATE_FAILED: "failed",
-    order_pb2.ORDER_STATE_ASSESSING_CANCELLATION: "assessingCancellation",
-    order_pb2.ORDER_STATE_PENDING_CANCELLATION: "pendingCancellation",
-    order_pb2.ORDER_STATE_CANCELLED: "cancelled",
+    value.number: value.GetOptions().Extensions[order_pb2.tmf_name]
+    for value in order_pb2.OrderState.DESCRIPTOR.values
+    if value.number != order_pb2.ORDER_STATE_UNSPECIFIED
 }
 BY_TMF_NAME: dict[str, int] = {name: number for number, name in TMF_NAMES.items()}
 

@@ -1,8 +1,9 @@
 """The composition every service shares: database, bus, outbox relay, consumers, gRPC server,
 health, and a lifecycle that starts them in order and stops them gracefully.
 
-A service's bootstrap builds a `Service`, registers its servicers, consumers and background
-tasks, and hands it to `run_service`.
+A service's bootstrap builds a `Service` with its repositories, hands `service.uow` (the unit
+of work factory) to its app, registers servicers, event handlers and background tasks, and
+hands it to `run_service`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.database import Database
 from orderline_runtime.logs import get_logger, setup_logging
 from orderline_runtime.messaging.bus import EventBus
@@ -32,9 +35,11 @@ from orderline_runtime.rpc.client import call_options
 from orderline_runtime.rpc.server import GrpcServer
 from orderline_runtime.settings import ServiceSettings
 from orderline_runtime.telemetry import setup_tracing, shutdown_tracing
+from orderline_runtime.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
 
+R = TypeVar("R")
 TaskFn = Callable[[asyncio.Event], Awaitable[None]]
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -43,7 +48,7 @@ class IdentityNotConfigured(Exception):
     """The service has no way to authenticate its callers (or to call its peers)."""
 
 
-class Service:
+class Service(Generic[R]):
     def __init__(
         self,
         settings: ServiceSettings,
@@ -51,6 +56,8 @@ class Service:
         metadata: MetaData,
         migrations: Path,
         policy: Mapping[str, frozenset[str]],
+        repositories: Callable[[AsyncSession], R],
+        clock: Clock = system_clock,
     ) -> None:
         self.name = settings.service_name
         self.settings = settings
@@ -61,7 +68,9 @@ class Service:
         )
         self.outbox_table = metadata.tables["outbox"]
         self.inbox_table = metadata.tables["inbox"]
-        self.outbox = Outbox(self.name, self.outbox_table)
+        self.clock = clock
+        self.outbox = Outbox(self.name, self.outbox_table, clock)
+        self.repositories = repositories
         creds = settings.nats_credentials_file
         self.bus = EventBus(
             settings.nats_url, name=self.name, credentials_file=str(creds) if creds else None
@@ -91,18 +100,34 @@ class Service:
     ) -> None:
         self.grpc.add_service(add_to_server, servicer, full_name)
 
-    def consume(self, stream: StreamSpec, handlers: Sequence[Handler], **options: Any) -> None:
-        self.consumers.append(
-            EventConsumer(
-                service=self.name,
-                stream=stream,
-                handlers=handlers,
-                db=self.db,
-                inbox=self.inbox_table,
-                bus=self.bus,
-                **options,
-            )
+    def uow(self, *, read_only: bool = False) -> SqlUnitOfWork[R]:
+        """A unit of work on this service's database and outbox (a `UnitOfWorkFactory`)."""
+        return SqlUnitOfWork(
+            self.db, self.outbox, self.repositories, producer=self.name, read_only=read_only
         )
+
+    def consume(self, handlers: Sequence[Handler], **options: Any) -> None:
+        """Registers event handlers: one durable consumer per stream their payloads are on."""
+        by_stream: dict[StreamSpec, list[Handler]] = {}
+        for handler in handlers:
+            by_stream.setdefault(handler.spec.stream, []).append(handler)
+        for stream, stream_handlers in by_stream.items():
+            self.consumers.append(
+                EventConsumer(
+                    service=self.name,
+                    stream=stream,
+                    handlers=stream_handlers,
+                    unit_of_work=self.uow,
+                    inbox=self.inbox_table,
+                    bus=self.bus,
+                    clock=self.clock,
+                    **options,
+                )
+            )
+
+    @property
+    def consumed_event_types(self) -> frozenset[str]:
+        return frozenset(t for c in self.consumers for t in c.handlers)
 
     def add_task(self, name: str, fn: TaskFn) -> None:
         """A background loop that runs until the stop event is set (restarted if it crashes)."""
@@ -248,7 +273,7 @@ async def _first_of(ready: asyncio.Event, stop: asyncio.Event) -> bool:
     return ready.is_set() and not stop.is_set()
 
 
-def run_service(build: Callable[[], Service]) -> None:
+def run_service(build: Callable[[], Service[Any]]) -> None:
     """Entry point: `<service>` serves, `<service> migrate` applies migrations and exits."""
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command not in ("serve", "migrate"):

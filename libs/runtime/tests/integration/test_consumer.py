@@ -10,24 +10,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _runtime_support import Schema, count_rows, dead_letters, wait_until
+from _runtime_support import Schema, count_rows, dead_letters, session_units, wait_until
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 from sqlalchemy import event, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from orderline.events.v1 import order_events_pb2
 from orderline_runtime.database import Database
 from orderline_runtime.errors import PoisonMessage, Unavailable
 from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import EventConsumer, Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent, build_envelope
-from orderline_runtime.messaging.streams import ORDER
+from orderline_runtime.messaging.outbox import Outbox
 
 CONSUMER = "provisioning"
+ORDER = catalogue().for_payload(order_events_pb2.OrderApproved).stream
 
 
 @dataclass
@@ -50,8 +51,8 @@ class Harness:
         consumer = EventConsumer(
             service=CONSUMER,
             stream=ORDER,
-            handlers=[Handler("order.approved", order_events_pb2.OrderApproved, fn)],
-            db=self.db,
+            handlers=[Handler(order_events_pb2.OrderApproved, fn)],
+            unit_of_work=session_units(self.db, Outbox(CONSUMER, self.schema.outbox)),
             inbox=self.schema.inbox,
             bus=self.bus,
             **{"backoff_seconds": (0.05,), **options},
@@ -129,12 +130,12 @@ def recording_handler(
     """Writes a row that is NOT idempotent by itself (one per call), then runs `then`."""
 
     async def handle(
-        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
+        uow: Any, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
     ) -> None:
         assert payload.order_id == event.order_id
         calls.event_ids.append(event.id)
         call = len(calls.event_ids)
-        await session.execute(
+        await uow.repos.execute(
             insert(schema.effects).values(event_id=event.id, note=f"{payload.order_id}#{call}")
         )
         if then is not None:
@@ -284,9 +285,11 @@ async def test_handler_integrity_error_is_retried_not_mistaken_for_a_duplicate(
         await session.execute(insert(schema.effects).values(event_id="x", note="voucher V-1"))
 
     async def issue_voucher(
-        session: AsyncSession, event: ReceivedEvent, _payload: order_events_pb2.OrderApproved
+        uow: Any, event: ReceivedEvent, _payload: order_events_pb2.OrderApproved
     ) -> None:
-        await session.execute(insert(schema.effects).values(event_id=event.id, note="voucher V-1"))
+        await uow.repos.execute(
+            insert(schema.effects).values(event_id=event.id, note="voucher V-1")
+        )
 
     harness.start(issue_voucher, max_deliver=2)
     _, data = envelope_bytes("O-8")
@@ -296,7 +299,7 @@ async def test_handler_integrity_error_is_retried_not_mistaken_for_a_duplicate(
     letters = await dead_letters(js)
     assert len(letters) == 1
     assert "gave up after 2 deliveries" in letters[0].reason
-    assert "IntegrityError" in letters[0].reason
+    assert "Conflict" in letters[0].reason
     assert await count_rows(harness.db, schema.inbox) == 0
 
 
@@ -351,7 +354,7 @@ async def test_durable_follows_a_release_that_handles_more_event_types(
 
     # The next release also handles order.completed, under the same durable name.
     async def on_completed(
-        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderCompleted
+        uow: Any, event: ReceivedEvent, payload: order_events_pb2.OrderCompleted
     ) -> None:
         calls.event_ids.append(event.id)
 
@@ -359,12 +362,10 @@ async def test_durable_follows_a_release_that_handles_more_event_types(
         service=CONSUMER,
         stream=ORDER,
         handlers=[
-            Handler(
-                "order.approved", order_events_pb2.OrderApproved, recording_handler(schema, calls)
-            ),
-            Handler("order.completed", order_events_pb2.OrderCompleted, on_completed),
+            Handler(order_events_pb2.OrderApproved, recording_handler(schema, calls)),
+            Handler(order_events_pb2.OrderCompleted, on_completed),
         ],
-        db=harness.db,
+        unit_of_work=session_units(harness.db, Outbox(CONSUMER, schema.outbox)),
         inbox=schema.inbox,
         bus=harness.bus,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _runtime_support import make_schema
+from _runtime_support import make_schema, session_units
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
@@ -48,11 +48,9 @@ async def test_upgrade_to_head_creates_outbox_and_inbox_matching_the_runtime_tab
 
         # The sequence numbers rows (the relay's order) on both databases.
         outbox = Outbox("intake", schema.outbox)
-        async with db.transaction() as session:
+        async with session_units(db, outbox)() as uow:
             for n in range(3):
-                await outbox.add(
-                    session, "order.created", order_events_pb2.OrderCreated(order_id=f"O-{n}")
-                )
+                uow.emit(order_events_pb2.OrderCreated(order_id=f"O-{n}"))
         async with db.transaction() as session:
             seqs = (await session.execute(select(schema.outbox.c.seq))).scalars().all()
         assert sorted(seqs) == [1, 2, 3]

@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _runtime_support import Schema, count_rows, make_schema, stream_messages, wait_until
+from _runtime_support import (
+    Schema,
+    count_rows,
+    make_schema,
+    session_units,
+    stream_messages,
+    wait_until,
+)
 from nats.js import JetStreamContext
 from opentelemetry import trace
 from sqlalchemy import update
@@ -31,8 +38,8 @@ async def test_committed_event_is_published_once_with_its_id_and_trace_context(
     outbox = Outbox("intake", schema.outbox)
     relay = OutboxRelay(db, outbox, bus)
     with trace.get_tracer("test").start_as_current_span("create order"), order_scope("O-1"):
-        async with db.transaction() as session:
-            event_id = await outbox.add(session, "order.approved", approved("O-1"), order_id="O-1")
+        async with session_units(db, outbox)() as uow:
+            event_id = uow.emit(approved("O-1"))
 
     assert await relay.relay_once() == 1
     assert await relay.relay_once() == 0
@@ -65,8 +72,8 @@ async def test_rolled_back_transaction_publishes_nothing(
     outbox = Outbox("intake", schema.outbox)
     relay = OutboxRelay(db, outbox, bus)
     with pytest.raises(RuntimeError, match="validation failed"):
-        async with db.transaction() as session:
-            await outbox.add(session, "order.approved", approved("O-2"), order_id="O-2")
+        async with session_units(db, outbox)() as uow:
+            uow.emit(approved("O-2"))
             raise RuntimeError("validation failed after the event was written")
 
     assert await relay.relay_once() == 0
@@ -80,9 +87,9 @@ async def test_republishing_after_a_crash_between_publish_and_mark_is_dropped_by
 ) -> None:
     outbox = Outbox("intake", schema.outbox)
     relay = OutboxRelay(db, outbox, bus)
-    async with db.transaction() as session:
+    async with session_units(db, outbox)() as uow:
         for n in range(3):
-            await outbox.add(session, "order.approved", approved(f"O-{n}"), order_id=f"O-{n}")
+            uow.emit(approved(f"O-{n}"))
     assert await relay.relay_once() == 3
 
     # The relay published but crashed before it marked the rows sent.
@@ -105,8 +112,8 @@ async def test_relay_loop_publishes_soon_after_commit_and_stops_with_a_final_pas
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        async with db.transaction() as session:
-            await outbox.add(session, "order.approved", approved("O-3"), order_id="O-3")
+        async with session_units(db, outbox)() as uow:
+            uow.emit(approved("O-3"))
 
         async def published() -> bool:
             return len(await stream_messages(js, "ORDER")) == 1
@@ -118,15 +125,24 @@ async def test_relay_loop_publishes_soon_after_commit_and_stops_with_a_final_pas
     assert await count_rows(db, schema.outbox, schema.outbox.c.sent_at.is_(None)) == 0
 
 
-async def test_event_of_an_aggregate_without_a_stream_is_refused_when_written(
+async def test_a_payload_outside_the_catalogue_is_refused_when_emitted(
     db: Database, schema: Schema
 ) -> None:
-    """Refused at write time; otherwise the row could never be published and would block
+    """Refused at emit time; otherwise the row could never be published and would block
     the relay's ordered batches forever."""
     outbox = Outbox("intake", schema.outbox)
-    with pytest.raises(ValueError, match="no stream"):
-        async with db.transaction() as session:
-            await outbox.add(session, "invoice.sent", approved("O-4"))
+    with pytest.raises(ValueError, match="not an event in the catalogue"):
+        async with session_units(db, outbox)() as uow:
+            uow.emit(envelope_pb2.DeadLetter(reason="not an event"))
+    assert await count_rows(db, schema.outbox) == 0
+
+
+async def test_a_service_may_not_emit_another_services_event(db: Database, schema: Schema) -> None:
+    """The catalogue names one owner per stream: archive cannot publish order.approved."""
+    outbox = Outbox("archive", schema.outbox)
+    with pytest.raises(ValueError, match="intake owns it"):
+        async with session_units(db, outbox)() as uow:
+            uow.emit(approved("O-5"))
     assert await count_rows(db, schema.outbox) == 0
 
 
@@ -168,9 +184,9 @@ async def test_two_relays_on_one_postgres_outbox_publish_each_event_exactly_once
         total = 300
         # Written while both relays run, in many small transactions.
         for start in range(0, total, 10):
-            async with db_a.transaction() as session:
+            async with session_units(db_a, outbox)() as uow:
                 for n in range(start, start + 10):
-                    await outbox.add(session, "order.approved", approved(f"O-{n}"))
+                    uow.emit(approved(f"O-{n}"))
 
         async def all_sent() -> bool:
             return await count_rows(db_a, schema.outbox, schema.outbox.c.sent_at.is_(None)) == 0
@@ -200,9 +216,9 @@ async def test_events_leave_in_the_order_they_were_written(
     outbox = Outbox("intake", schema.outbox)
     relay = OutboxRelay(db, outbox, bus, batch_size=100)
     written = []
-    async with db.transaction() as session:
+    async with session_units(db, outbox)() as uow:
         for n in range(150):
-            written.append(await outbox.add(session, "order.approved", approved(f"O-{n}")))
+            written.append(uow.emit(approved(f"O-{n}")))
     assert await relay.relay_once() == 100
     assert await relay.relay_once() == 50
     msgs = await stream_messages(js, "ORDER")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _runtime_support import Schema, count_rows, make_schema, wait_until
+from _runtime_support import Schema, count_rows, make_schema, session_units, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from sqlalchemy import insert, select
@@ -21,18 +21,22 @@ from orderline_devtools.testing import serving
 from orderline_runtime.database import Database
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent, build_envelope
-from orderline_runtime.messaging.streams import ORDER
+from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.service import Service
 from orderline_runtime.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent.parent / "fixtures" / "migrations"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+ORDER = catalogue().for_payload(order_events_pb2.OrderApproved).stream
 
 
-def build(schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **overrides: Any) -> Service:
+def build(
+    schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **overrides: Any
+) -> Service[AsyncSession]:
     settings = ServiceSettings(
         service_name="provisioning",
         grpc_port=0,
@@ -41,7 +45,13 @@ def build(schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **override
         trace_dir=tmp_path / "traces",
         **overrides,
     )
-    return Service(settings, metadata=schema.metadata, migrations=MIGRATIONS, policy={})
+    return Service(
+        settings,
+        metadata=schema.metadata,
+        migrations=MIGRATIONS,
+        policy={},
+        repositories=lambda session: session,
+    )
 
 
 async def health_status(port: int, service: str = "") -> int:
@@ -111,12 +121,12 @@ async def test_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
 
     def slow_handler(delay: float) -> HandlerFn:
         async def handle(
-            session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
+            uow: Any, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
         ) -> None:
             seen.append(payload.order_id)
             started.set()
             await asyncio.sleep(delay)
-            await session.execute(
+            await uow.repos.execute(
                 insert(schema.effects).values(event_id=event.id, note=payload.order_id)
             )
 
@@ -136,9 +146,7 @@ async def test_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
 
     grace = 5.0
     service = build(schema, db_url, nats_server.url, tmp_path, shutdown_grace_seconds=grace)
-    service.consume(
-        ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, slow_handler(1.0))]
-    )
+    service.consume([Handler(order_events_pb2.OrderApproved, slow_handler(1.0))])
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(service.run())
     try:
@@ -169,9 +177,7 @@ async def test_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
     seen.clear()
     started.clear()
     service = build(schema, db_url, nats_server.url, tmp_path)
-    service.consume(
-        ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, slow_handler(0))]
-    )
+    service.consume([Handler(order_events_pb2.OrderApproved, slow_handler(0))])
     async with serving(service):
 
         async def settled() -> bool:
@@ -195,10 +201,10 @@ async def test_stop_before_nats_is_reachable_returns_promptly(tmp_path: Path) ->
         shutdown_grace_seconds=10,
     )
 
-    async def nothing(_s: AsyncSession, _e: ReceivedEvent, _p: Any) -> None:
+    async def nothing(_u: Any, _e: ReceivedEvent, _p: Any) -> None:
         return None
 
-    service.consume(ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, nothing)])
+    service.consume([Handler(order_events_pb2.OrderApproved, nothing)])
     service.add_task("worker", lambda stop: stop.wait())  # type: ignore[arg-type,return-value]
     task = asyncio.create_task(service.run())
 
@@ -222,7 +228,7 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
     handled: list[str] = []
 
     async def on_approved(
-        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
+        uow: Any, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
     ) -> None:
         handled.append(payload.order_id)
 
@@ -235,7 +241,8 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
         tmp_path,
         database_lock_timeout_seconds=0.5,
     )
-    service.consume(ORDER, [Handler("order.approved", order_events_pb2.OrderApproved, on_approved)])
+    service.consume([Handler(order_events_pb2.OrderApproved, on_approved)])
+    intake_units = session_units(service.db, Outbox("intake", service.outbox_table))
     try:
         async with serving(service) as address:
             port = int(address.rsplit(":", 1)[1])
@@ -244,13 +251,9 @@ async def test_nats_outage_makes_the_service_not_serving_and_events_wait_in_the_
                 return await health_status(port) == expected
 
             async def write(order_id: str) -> None:
-                async with service.db.transaction() as session:
-                    await service.outbox.add(
-                        session,
-                        "order.approved",
-                        order_events_pb2.OrderApproved(order_id=order_id),
-                        order_id=order_id,
-                    )
+                # Written as intake (the event's owner) into this service's outbox table.
+                async with intake_units() as uow:
+                    uow.emit(order_events_pb2.OrderApproved(order_id=order_id))
 
             async def handled_all(*order_ids: str) -> bool:
                 return handled == list(order_ids)

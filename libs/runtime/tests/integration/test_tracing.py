@@ -4,22 +4,22 @@ consumer's handle span form a parent-child chain, and every span carries the ord
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from _runtime_support import Schema, count_rows, wait_until
+from _runtime_support import Schema, count_rows, session_units, wait_until
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline.events.v1 import order_events_pb2
 from orderline_runtime.database import Database
 from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import EventConsumer, Handler
 from orderline_runtime.messaging.envelope import ReceivedEvent
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.relay import OutboxRelay
-from orderline_runtime.messaging.streams import ORDER
 from orderline_runtime.telemetry import ORDER_ID, order_scope, tracer
 
 
@@ -36,7 +36,7 @@ async def test_outbox_relay_and_consumer_spans_form_one_trace_of_the_order(
     relay = OutboxRelay(db, outbox, bus)
 
     async def on_approved(
-        session: AsyncSession, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
+        uow: Any, event: ReceivedEvent, payload: order_events_pb2.OrderApproved
     ) -> None:
         # Work the handler does: its spans inherit the order from the consumer's scope.
         with tracer("provisioning").start_as_current_span("create job"):
@@ -44,9 +44,9 @@ async def test_outbox_relay_and_consumer_spans_form_one_trace_of_the_order(
 
     consumer = EventConsumer(
         service="provisioning",
-        stream=ORDER,
-        handlers=[Handler("order.approved", order_events_pb2.OrderApproved, on_approved)],
-        db=db,
+        stream=catalogue().for_payload(order_events_pb2.OrderApproved).stream,
+        handlers=[Handler(order_events_pb2.OrderApproved, on_approved)],
+        unit_of_work=session_units(db, Outbox("provisioning", schema.outbox)),
         inbox=schema.inbox,
         bus=bus,
     )
@@ -54,13 +54,8 @@ async def test_outbox_relay_and_consumer_spans_form_one_trace_of_the_order(
     consuming = asyncio.create_task(consumer.run(stop))
     try:
         with trace.get_tracer("intake").start_as_current_span("CreateOrder"), order_scope("O-42"):
-            async with db.transaction() as session:
-                await outbox.add(
-                    session,
-                    "order.approved",
-                    order_events_pb2.OrderApproved(order_id="O-42"),
-                    order_id="O-42",
-                )
+            async with session_units(db, outbox)() as uow:
+                uow.emit(order_events_pb2.OrderApproved(order_id="O-42"))
             # The order id reaches spans started later in the scope, not only the current one.
             with trace.get_tracer("intake").start_as_current_span("review"):
                 pass

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderline.archive.v1 import archive_pb2_grpc
-from orderline.events.v1 import order_events_pb2
+from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import metadata
 from orderline_archive.api.archive import ArchiveApi
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.app.sealing import DossierSealer
 from orderline_archive.settings import ArchiveSettings
-from orderline_runtime.messaging import streams
-from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
@@ -27,22 +25,19 @@ POLICY = {
 }
 
 
-def build(settings: ArchiveSettings | None = None) -> Service:
+def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]:
     settings = settings or load_settings(ArchiveSettings, "archive")
     service = Service(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=POLICY,
+        repositories=DossierRepository,
     )
     service.add_grpc_service(
         archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
-        ArchiveApi(ArchiveQueries(service.db)),
+        ArchiveApi(ArchiveQueries(service.uow)),
         SERVICE,
     )
-    sealer = DossierSealer(service.outbox)
-    service.consume(
-        streams.ORDER,
-        [Handler("order.completed", order_events_pb2.OrderCompleted, sealer.on_order_completed)],
-    )
+    service.consume(DossierSealer(service.clock).handlers())
     return service

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orderline.device.v1 import device_pb2_grpc
-from orderline.events.v1 import provisioning_events_pb2
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.adapters.tables import metadata
 from orderline_device_monitor.api.health import DeviceHealthApi
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
@@ -17,8 +17,6 @@ from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
 from orderline_device_monitor.settings import DeviceMonitorSettings
-from orderline_runtime.messaging import streams
-from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
@@ -34,18 +32,22 @@ POLICY: dict[str, frozenset[str]] = {
 }
 
 
-def build(settings: DeviceMonitorSettings | None = None) -> Service:
+def build(settings: DeviceMonitorSettings | None = None) -> Service[DeviceRepository]:
     settings = settings or load_settings(DeviceMonitorSettings, SERVICE_NAME)
     service = Service(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=POLICY,
+        repositories=DeviceRepository,
     )
     book = HealthBook()
-    ingest = TelemetryIngest(service.db, service.outbox, book)
+    ingest = TelemetryIngest(service.uow, book, service.clock)
     queries = DeviceHealthQueries(
-        service.db, book, stale_after=timedelta(seconds=settings.telemetry_stale_seconds)
+        service.uow,
+        book,
+        service.clock,
+        stale_after=timedelta(seconds=settings.telemetry_stale_seconds),
     )
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,
@@ -57,15 +59,6 @@ def build(settings: DeviceMonitorSettings | None = None) -> Service:
         DeviceHealthApi(queries),
         "orderline.device.v1.DeviceHealthService",
     )
-    service.consume(
-        streams.PROVISIONING,
-        [
-            Handler(
-                "provisioning.job_started",
-                provisioning_events_pb2.JobStarted,
-                handlers.on_job_started,
-            )
-        ],
-    )
-    service.add_task("restore-health", HealthBookRestorer(service.db, book).run)
+    service.consume(handlers.HANDLERS)
+    service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
     return service

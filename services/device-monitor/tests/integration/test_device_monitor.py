@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from orderline.device.v1 import device_pb2
 from orderline.events.v1 import device_events_pb2, provisioning_events_pb2
 from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.adapters.tables import alarms, anomalies, fitness_checks, metadata
 from orderline_device_monitor.domain.health import Category
 from orderline_runtime.ids import new_id
@@ -165,7 +166,7 @@ async def test_job_started_names_the_order_in_later_alarms(
 
     async def usage() -> repo.Usage | None:
         async with monitor.service.db.reading() as session:
-            return await repo.usage_of(session, device_id)
+            return await DeviceRepository(session).usage_of(device_id)
 
     recorded = await eventually(usage, lambda u: u is not None, "job_started to be recorded")
     assert recorded is not None
@@ -183,7 +184,7 @@ async def test_job_started_names_the_order_in_later_alarms(
     await monitor.stream([sample(device_id, temperature_c=90.0, display_ok=False)])
 
     async with monitor.service.db.reading() as session:
-        records = await repo.anomalies_of_device(session, device_id)
+        records = await DeviceRepository(session).anomalies_of_device(device_id)
     assert {r.category for r in records} == {Category.DISPLAY, Category.THERMAL}
     for record in records:
         assert (record.order_id, record.job_id) == (order_id, job_id)
@@ -348,8 +349,7 @@ async def test_an_alarm_opened_behind_its_back_is_adopted_not_duplicated(
     await monitor.stream([sample("CPE-0500")])
     foreign_id = new_id()
     async with monitor.service.db.transaction() as session:
-        await repo.raise_alarm(
-            session,
+        await DeviceRepository(session).raise_alarm(
             alarm_id=foreign_id,
             device_id="CPE-0500",
             category=Category.THERMAL,

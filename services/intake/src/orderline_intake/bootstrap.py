@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderline.order.v1 import order_pb2_grpc
+from orderline_intake.adapters.repository import SqlOrderRepository
 from orderline_intake.adapters.tables import metadata
 from orderline_intake.api.order_service import OrderServiceApi
 from orderline_intake.app.events import OrderEventHandlers
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.domain.catalogue import Catalogue
 from orderline_intake.settings import IntakeSettings
-from orderline_runtime.messaging import streams
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
@@ -27,21 +27,20 @@ POLICY = {
 }
 
 
-def build(settings: IntakeSettings | None = None) -> Service:
+def build(settings: IntakeSettings | None = None) -> Service[SqlOrderRepository]:
     settings = settings or load_settings(IntakeSettings, "intake")
     service = Service(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=POLICY,
+        repositories=SqlOrderRepository,
     )
-    app = OrderApp(service.db, service.outbox, Catalogue.load(settings.catalogue_file))
+    app = OrderApp(service.uow, Catalogue.load(settings.catalogue_file), service.clock)
     service.add_grpc_service(
         order_pb2_grpc.add_OrderServiceServicer_to_server,
         OrderServiceApi(app),
         "orderline.order.v1.OrderService",
     )
-    handlers = OrderEventHandlers(app)
-    service.consume(streams.PROVISIONING, handlers.provisioning_handlers())
-    service.consume(streams.ARCHIVE, handlers.archive_handlers())
+    service.consume(OrderEventHandlers(app).handlers())
     return service

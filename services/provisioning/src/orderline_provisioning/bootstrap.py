@@ -6,7 +6,6 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from orderline.events.v1 import order_events_pb2
 from orderline.provisioning.v1 import provisioning_pb2_grpc
 from orderline_provisioning.adapters.peers import (
     DeviceAgentClient,
@@ -14,16 +13,16 @@ from orderline_provisioning.adapters.peers import (
     GatewayClient,
     IntakeClient,
 )
+from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.adapters.tables import metadata
 from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
 from orderline_provisioning.app.handlers import OrderEvents
 from orderline_provisioning.app.ports import Peers
+from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.app.steps import StepPolicy, StepRunner
 from orderline_provisioning.app.worker import JobWorker
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.settings import ProvisioningSettings
-from orderline_runtime.messaging import streams
-from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
@@ -37,13 +36,14 @@ POLICY = {
 }
 
 
-def build(settings: ProvisioningSettings | None = None) -> Service:
+def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository]:
     settings = settings or load_settings(ProvisioningSettings, SERVICE)
     service = Service(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=POLICY,
+        repositories=JobRepository,
     )
     opts = service.call_options
     health = DeviceHealthClient(settings.device_monitor_address, opts)
@@ -60,11 +60,12 @@ def build(settings: ProvisioningSettings | None = None) -> Service:
             prechecks_wait=timedelta(seconds=settings.prechecks_wait_seconds),
             sms_failures_before_voice=settings.sms_failures_before_voice,
         ),
+        clock=service.clock,
     )
     worker = JobWorker(
-        service.db,
-        service.outbox,
+        service.uow,
         runner,
+        service.clock,
         concurrency=settings.worker_concurrency,
         poll_seconds=settings.worker_poll_seconds,
         lease_seconds=settings.job_lease_seconds,
@@ -77,22 +78,18 @@ def build(settings: ProvisioningSettings | None = None) -> Service:
             for client in (health, agent, intake, gateway):
                 await client.close()
 
-    orders = OrderEvents(
-        service.outbox, is_postgres=service.db.is_postgres, on_job_created=worker.notify
-    )
+    orders = OrderEvents(service.clock, on_job_created=worker.notify)
+    queries = JobQueries(service.uow)
     service.add_grpc_service(
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
-        ProvisioningApi(service.db),
+        ProvisioningApi(queries),
         "orderline.provisioning.v1.ProvisioningService",
     )
     service.add_grpc_service(
         provisioning_pb2_grpc.add_VoucherServiceServicer_to_server,
-        VoucherApi(service.db),
+        VoucherApi(queries),
         "orderline.provisioning.v1.VoucherService",
     )
-    service.consume(
-        streams.ORDER,
-        [Handler("order.approved", order_events_pb2.OrderApproved, orders.on_order_approved)],
-    )
+    service.consume(orders.handlers())
     service.add_task("job-worker", run_worker)
     return service

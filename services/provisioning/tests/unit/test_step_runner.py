@@ -102,7 +102,7 @@ async def test_a_job_runs_every_step_and_completes() -> None:
     types: list[str] = []
     while job.runnable:
         out = await runner.run(job)
-        types += [t for t, _ in out.events]
+        types += out.event_types
     assert types == [
         "provisioning.prechecks_passed",
         "provisioning.device_configured",
@@ -125,7 +125,7 @@ async def test_no_telemetry_retries_with_backoff_then_holds() -> None:
     assert (job.reason, job.next_attempt_at) == ("NO_TELEMETRY", T0 + timedelta(seconds=1))
     clock.now = T0 + timedelta(seconds=61)
     out = await runner.run(job)
-    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert out.event_types == ["provisioning.job_held"]
     assert (job.state, job.reason) == (JobState.HELD, "NO_TELEMETRY")
 
 
@@ -143,7 +143,7 @@ async def test_agent_rejection_holds_the_job_for_a_person() -> None:
     fake, clock = FakePeers(agent_rejects=True), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
     out = await runner.run(job)
-    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert out.event_types == ["provisioning.job_held"]
     assert (job.state, job.reason) == (JobState.HELD, "CONFIGURE_REJECTED")
 
 
@@ -152,7 +152,7 @@ async def test_failed_test_rolls_back_and_fails_the_job() -> None:
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = 5
     out = await runner.run(job)
-    assert [t for t, _ in out.events] == ["provisioning.job_failed"]
+    assert out.event_types == ["provisioning.job_failed"]
     assert fake.rollbacks == [("job-1:rollback", 4)]
     assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
     assert out.test_results is not None and len(out.test_results) == 5
@@ -167,7 +167,7 @@ async def test_gateway_failures_are_counted_and_voice_follows_five_sms_failures(
         out = await runner.run(job)
         assert out.events == [] and job.reason == "GATEWAY_UNAVAILABLE"
     out = await runner.run(job)
-    assert [t for t, _ in out.events] == ["provisioning.customer_notified"]
+    assert out.event_types == ["provisioning.customer_notified"]
     assert [c for _, c, _, _ in fake.sends] == [Channel.SMS] * 5 + [Channel.VOICE, Channel.SMS]
     assert {k for k, _, _, _ in fake.sends} == {"job-1:notify"}
     assert job.notify_failures == 6 and job.state is JobState.COMPLETED
@@ -186,5 +186,5 @@ async def test_masked_phone_holds_the_job() -> None:
     fake, clock = FakePeers(contact=CustomerContact("+86138****8000", "zh-CN")), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
     out = await runner.run(job)
-    assert [t for t, _ in out.events] == ["provisioning.job_held"]
+    assert out.event_types == ["provisioning.job_held"]
     assert job.reason == "NO_CUSTOMER_CONTACT" and fake.sends == []

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderline.reporting.v1 import reporting_pb2_grpc
+from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.api.reporting import ReportingApi
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.reports import ReportQueries
 from orderline_reporting.settings import ReportingSettings
-from orderline_runtime.messaging import streams
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
@@ -22,24 +22,21 @@ POLICY = {
 }
 
 
-def build(settings: ReportingSettings | None = None) -> Service:
+def build(settings: ReportingSettings | None = None) -> Service[ProjectionRepository]:
     settings = settings or load_settings(ReportingSettings, "reporting")
     service = Service(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=POLICY,
+        repositories=ProjectionRepository,
     )
     service.add_grpc_service(
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
-        ReportingApi(ReportQueries(service.db)),
+        ReportingApi(ReportQueries(service.uow, service.clock)),
         SERVICE,
     )
-    projector = Projector()
     # One durable consumer per stream. DEADLETTER is not consumed: its messages are not
     # envelopes, and a reader that dead-letters what it cannot parse must not read its own.
-    service.consume(streams.ORDER, projector.order_handlers())
-    service.consume(streams.PROVISIONING, projector.provisioning_handlers())
-    service.consume(streams.DEVICE, projector.device_handlers())
-    service.consume(streams.ARCHIVE, projector.archive_handlers())
+    service.consume(Projector().handlers())
     return service

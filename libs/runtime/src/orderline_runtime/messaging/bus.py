@@ -12,7 +12,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 
 from orderline_runtime.logs import get_logger
-from orderline_runtime.messaging.streams import ALL, StreamSpec
+from orderline_runtime.messaging.streams import StreamSpec, all_streams
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ class EventBus:
             raise RuntimeError("event bus is not connected")
         return self._js
 
-    async def connect(self, streams: Iterable[StreamSpec] = ALL) -> None:
+    async def connect(self, streams: Iterable[StreamSpec] | None = None) -> None:
         """Connects, retrying until NATS answers (it may start after us), then declares streams.
         Later disconnects are healed by the client's own reconnect loop."""
         delay = 0.2
@@ -55,7 +55,7 @@ class EventBus:
                     reconnected_cb=self._on_reconnected,
                 )
                 self._js = self._nc.jetstream(timeout=5)
-                await self.ensure_streams(streams)
+                await self.ensure_streams(all_streams() if streams is None else streams)
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 if self._nc is not None:

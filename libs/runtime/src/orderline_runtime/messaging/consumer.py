@@ -1,9 +1,10 @@
 """Durable pull consumers with explicit ack after commit and an inbox that makes redelivery a no-op.
 
-For each message: parse the envelope, open a transaction, skip if the inbox has the event id,
-run the handler (its effects and outbox rows join the transaction), record the id in the inbox,
-commit, then ack. What cannot be handled is dead-lettered with its reason and terminated;
-what may succeed later is nak'ed with a growing delay, up to max_deliver.
+For each message: parse the envelope, open a unit of work, skip if the inbox has the event id,
+run the handler (its effects and emitted events join the transaction), record the id in the
+inbox, commit, then ack. Handlers are registered by payload class; the event type, subject and
+stream come from the event catalogue. What cannot be handled is dead-lettered with its reason
+and terminated; what may succeed later is nak'ed with a growing delay, up to max_deliver.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -27,24 +27,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline.events.v1 import envelope_pb2
 from orderline_runtime import metrics
-from orderline_runtime.database import Database
-from orderline_runtime.errors import OrderlineError, PoisonMessage, Unavailable
+from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.errors import Conflict, OrderlineError, PoisonMessage, Unavailable
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
+from orderline_runtime.messaging.catalogue import EventSpec, catalogue
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
-from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec, subject_for
+from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec
 from orderline_runtime.telemetry import EVENT_TYPE, continued, order_scope, tracer
+from orderline_runtime.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
 
-HandlerFn = Callable[[AsyncSession, ReceivedEvent, Any], Awaitable[None]]
+HandlerFn = Callable[[Any, ReceivedEvent, Any], Awaitable[None]]
+"""`fn(uow, event, payload)`: uow is the service's open unit of work."""
 
 
 @dataclass(frozen=True)
 class Handler:
-    event_type: str
     payload_type: type[Message]
     fn: HandlerFn
+
+    @property
+    def spec(self) -> EventSpec:
+        return catalogue().for_payload(self.payload_type)
+
+    @property
+    def event_type(self) -> str:
+        return self.spec.event_type
 
 
 class Retry(Exception):
@@ -73,9 +83,10 @@ class EventConsumer:
         service: str,
         stream: StreamSpec,
         handlers: Sequence[Handler],
-        db: Database,
+        unit_of_work: Callable[[], SqlUnitOfWork[Any]],
         inbox: Table,
         bus: EventBus,
+        clock: Clock = system_clock,
         max_deliver: int = 10,
         backoff_seconds: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 20, 30),
         batch_size: int = 32,
@@ -83,8 +94,12 @@ class EventConsumer:
     ) -> None:
         self.service = service
         self.stream = stream
+        for h in handlers:
+            if h.spec.stream != stream:
+                raise ValueError(f"{h.event_type} is not on stream {stream.name}")
         self.handlers = {h.event_type: h for h in handlers}
-        self.db = db
+        self.unit_of_work = unit_of_work
+        self.clock = clock
         self.inbox = inbox
         self.bus = bus
         self.max_deliver = max_deliver
@@ -128,7 +143,7 @@ class EventConsumer:
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            filter_subjects=[subject_for(t) for t in sorted(self.handlers)],
+            filter_subjects=sorted(h.spec.subject for h in self.handlers.values()),
             max_deliver=self.max_deliver,
             ack_wait=self.ack_wait_seconds,
             max_ack_pending=1000,
@@ -185,7 +200,7 @@ class EventConsumer:
         try:
             outcome = await self._apply(handler, event)
         except (PoisonMessage, OrderlineError) as exc:
-            if isinstance(exc, Unavailable):
+            if isinstance(exc, Unavailable | Conflict):
                 await self._retry_or_give_up(msg, event, deliveries, span, exc)
                 return
             span.set_status(StatusCode.ERROR, str(exc))
@@ -199,40 +214,45 @@ class EventConsumer:
 
     async def _apply(self, handler: Handler, event: ReceivedEvent) -> str:
         payload: Message = event.payload(handler.payload_type)
-        try:
-            async with self.db.transaction() as session:
-                seen = await session.execute(
-                    select(self.inbox.c.event_id).where(
-                        self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event.id
-                    )
+        if "order_id" in payload.DESCRIPTOR.fields_by_name:
+            payload_order: str = getattr(payload, "order_id")  # noqa: B009 (a field by name)
+            if payload_order != event.order_id:
+                raise PoisonMessage(
+                    f"envelope order {event.order_id!r} differs from payload order "
+                    f"{payload_order!r}"
                 )
-                if seen.first() is not None:
+        try:
+            async with self.unit_of_work() as uow:
+                if await self._seen(uow.session, event.id):
                     return "duplicate"
-                await handler.fn(session, event, payload)
-                await session.execute(
+                await handler.fn(uow, event, payload)
+                await uow.session.execute(
                     insert(self.inbox).values(
                         consumer=self.durable,
                         event_id=event.id,
                         event_type=event.event_type,
-                        processed_at=datetime.now(UTC),
+                        processed_at=self.clock(),
                     )
                 )
-        except IntegrityError:
+        except Conflict:
             # Another replica committed the same event first: its effects stand, ours rolled
-            # back. Any other constraint the handler broke is an error, not a duplicate.
+            # back. Any other clash is retried (the next attempt sees the winner's state).
             if await self._in_inbox(event.id):
                 return "duplicate"
             raise
         return "handled"
 
-    async def _in_inbox(self, event_id: str) -> bool:
-        async with self.db.transaction() as session:
-            seen = await session.execute(
-                select(self.inbox.c.event_id).where(
-                    self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event_id
-                )
+    async def _seen(self, session: AsyncSession, event_id: str) -> bool:
+        seen = await session.execute(
+            select(self.inbox.c.event_id).where(
+                self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event_id
             )
-            return seen.first() is not None
+        )
+        return seen.first() is not None
+
+    async def _in_inbox(self, event_id: str) -> bool:
+        async with self.unit_of_work() as uow:
+            return await self._seen(uow.session, event_id)
 
     async def _retry_or_give_up(
         self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any, exc: BaseException
@@ -264,7 +284,7 @@ class EventConsumer:
             deliveries=meta.num_delivered,
             original=msg.data,
         )
-        letter.time.FromDatetime(datetime.now(UTC))
+        letter.time.FromDatetime(self.clock())
         try:
             await self.bus.publish(
                 f"{DEADLETTER.subjects[0].removesuffix('>')}{self.durable}",

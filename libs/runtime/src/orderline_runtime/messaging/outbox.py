@@ -3,56 +3,53 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from google.protobuf.message import Message
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.messaging.envelope import build_envelope
-from orderline_runtime.messaging.streams import stream_for, subject_for
-from orderline_runtime.telemetry import inject_current
+
+if TYPE_CHECKING:
+    from orderline_runtime.unit_of_work import PendingEvent
 
 
 class Outbox:
-    def __init__(self, producer: str, table: Table) -> None:
+    def __init__(self, producer: str, table: Table, clock: Clock = system_clock) -> None:
         self.producer = producer
         self.table = table
+        self.clock = clock
         # Set after a transaction that wrote events commits, so the relay need not wait a poll.
         self.written = asyncio.Event()
 
-    async def add(
-        self,
-        session: AsyncSession,
-        event_type: str,
-        payload: Message,
-        *,
-        order_id: str = "",
-        device_id: str = "",
-    ) -> str:
-        """Adds the event to the session's transaction; returns its id.
-
-        An event type no stream owns is refused here: such a row could never be published."""
-        stream_for(event_type)
-        env = build_envelope(
-            event_type, payload, producer=self.producer, order_id=order_id, device_id=device_id
-        )
-        await session.execute(
-            insert(self.table).values(
-                event_id=env.id,
-                event_type=event_type,
-                subject=subject_for(event_type),
-                envelope=env.SerializeToString(),
-                trace_headers=inject_current(),
-                created_at=datetime.now(UTC),
+    async def write(self, session: AsyncSession, events: Sequence[PendingEvent]) -> None:
+        """Adds the events of a unit of work to its transaction, in the order emitted."""
+        now: datetime = self.clock()
+        rows = []
+        for e in events:
+            env = build_envelope(
+                e.spec.event_type,
+                e.payload,
+                producer=self.producer,
+                order_id=e.order_id,
+                device_id=e.device_id,
+                event_id=e.event_id,
+                now=now,
             )
-        )
-        if not session.info.get("outbox_listener"):
-            session.info["outbox_listener"] = True
-            event.listen(session.sync_session, "after_commit", self._after_commit, once=True)
-        return env.id
+            rows.append(
+                {
+                    "event_id": e.event_id,
+                    "event_type": e.spec.event_type,
+                    "subject": e.spec.subject,
+                    "envelope": env.SerializeToString(),
+                    "trace_headers": e.trace_headers,
+                    "created_at": now,
+                }
+            )
+        await session.execute(insert(self.table), rows)
 
-    def _after_commit(self, sync_session: Any) -> None:
-        sync_session.info.pop("outbox_listener", None)
+    def committed(self) -> None:
         self.written.set()

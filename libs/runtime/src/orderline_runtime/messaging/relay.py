@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -95,12 +94,9 @@ class OutboxRelay:
                 await self._mark_sent(session, rows)
         attributes = {"producer": self.outbox.producer}
         metrics.outbox_published.add(len(rows), attributes)
-        now = datetime.now(UTC)
+        now = self.outbox.clock()
         for row in rows:
-            written = (
-                row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-            )
-            metrics.outbox_lag.record((now - written).total_seconds(), attributes)
+            metrics.outbox_lag.record((now - row.created_at).total_seconds(), attributes)
         return len(rows)
 
     def _pending(self) -> Select[Any]:
@@ -126,7 +122,7 @@ class OutboxRelay:
     async def _mark_sent(self, session: AsyncSession, rows: Sequence[Any]) -> None:
         t = self.table
         await session.execute(
-            update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=datetime.now(UTC))
+            update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=self.outbox.clock())
         )
 
     async def _publish(self, row: Any) -> None:

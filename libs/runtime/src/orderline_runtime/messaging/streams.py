@@ -1,7 +1,6 @@
-"""The JetStream streams: one per owning service, plus the dead letters.
+"""The JetStream streams: one per owning service (from the event catalogue), plus dead letters.
 
-Every service declares every stream it touches at start (idempotently), so start order does
-not matter.
+Every service declares every stream at start (idempotently), so start order does not matter.
 """
 
 from __future__ import annotations
@@ -13,26 +12,14 @@ from dataclasses import dataclass
 class StreamSpec:
     name: str
     subjects: tuple[str, ...]
+    # The service that publishes on it ("" for the runtime's own dead-letter stream).
+    owner: str = ""
 
 
-ORDER = StreamSpec("ORDER", ("orderline.order.>",))
-PROVISIONING = StreamSpec("PROVISIONING", ("orderline.provisioning.>",))
-DEVICE = StreamSpec("DEVICE", ("orderline.device.>",))
-ARCHIVE = StreamSpec("ARCHIVE", ("orderline.archive.>",))
 DEADLETTER = StreamSpec("DEADLETTER", ("orderline.deadletter.>",))
 
-ALL = (ORDER, PROVISIONING, DEVICE, ARCHIVE, DEADLETTER)
-_BY_AGGREGATE = {"order": ORDER, "provisioning": PROVISIONING, "device": DEVICE, "archive": ARCHIVE}
 
+def all_streams() -> tuple[StreamSpec, ...]:
+    from orderline_runtime.messaging.catalogue import catalogue
 
-def subject_for(event_type: str) -> str:
-    """order.approved -> orderline.order.approved"""
-    return f"orderline.{event_type}"
-
-
-def stream_for(event_type: str) -> StreamSpec:
-    aggregate = event_type.split(".", 1)[0]
-    try:
-        return _BY_AGGREGATE[aggregate]
-    except KeyError:
-        raise ValueError(f"no stream owns events of aggregate {aggregate!r}") from None
+    return (*catalogue().streams, DEADLETTER)

@@ -27,6 +27,7 @@ _CODES: list[tuple[type[errors.OrderlineError], grpc.StatusCode]] = [
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Conflict, grpc.StatusCode.ABORTED),
 ]
 
 

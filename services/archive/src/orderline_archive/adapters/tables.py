@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -15,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
@@ -40,7 +40,7 @@ dossiers = Table(
     # One dossier per order; the unique constraint backs up the check made under the lock.
     Column("order_id", String(64), nullable=False),
     Column("sequence", BigInteger, nullable=False),
-    Column("sealed_at", DateTime(timezone=True), nullable=False),
+    Column("sealed_at", UTCDateTime, nullable=False),
     Column("previous_hash", String(64), nullable=False),
     Column("content_hash", String(64), nullable=False),
     UniqueConstraint("order_id", name="uq_dossiers_order_id"),

@@ -6,14 +6,10 @@ from datetime import UTC
 from typing import Any
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
-from orderline_archive.app.queries import (
-    MAX_PAGE_SIZE,
-    ArchiveQueries,
-    BadPageToken,
-    decode_page_token,
-)
+from orderline_archive.app.queries import MAX_PAGE_SIZE, ArchiveQueries, decode_dossier_token
 from orderline_archive.domain.chain import SealedDossier
 from orderline_runtime.errors import Violations
+from orderline_runtime.paging import BadPageToken
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
@@ -38,7 +34,7 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             problems.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 50)")
         after = 0
         try:
-            after = decode_page_token(request.page_token)
+            after = decode_dossier_token(request.page_token)
         except BadPageToken as exc:
             problems.add("page_token", str(exc))
         problems.raise_if_any()

@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.domain.chain import ChainVerdict, ChainVerifier, SealedDossier
-from orderline_runtime.database import Database
 from orderline_runtime.errors import NotFound
+from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 
-class BadPageToken(ValueError):
-    pass
+def encode_dossier_token(after_sequence: int) -> str:
+    return encode_page_token(str(after_sequence))
 
 
-def encode_page_token(after_sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{after_sequence}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
+def decode_dossier_token(token: str) -> int:
     """The sequence a page starts after; an empty token starts at the beginning."""
     if not token:
         return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadPageToken("not a page token from ListDossiers") from None
-    prefix, _, number = raw.partition(":")
-    if prefix != "seq" or not number.isdigit():
+    position = decode_page_token(token)
+    if not position.isdigit():
         raise BadPageToken("not a page token from ListDossiers")
-    return int(number)
+    return int(position)
 
 
 @dataclass(frozen=True)
@@ -45,12 +36,12 @@ class DossierPage:
 
 
 class ArchiveQueries:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWorkFactory[DossierRepository]) -> None:
+        self.uow = uow
 
     async def get_dossier(self, order_id: str) -> SealedDossier:
-        async with self.db.sessions() as session:
-            dossier = await DossierRepository(session).get_by_order(order_id)
+        async with self.uow(read_only=True) as uow:
+            dossier = await uow.repos.get_by_order(order_id)
         if dossier is None:
             raise NotFound("dossier", order_id)
         return dossier
@@ -58,21 +49,19 @@ class ArchiveQueries:
     async def list_dossiers(self, page_size: int, after_sequence: int) -> DossierPage:
         """Dossiers in chain order, documents without their content (GetDossier has it)."""
         size = page_size or DEFAULT_PAGE_SIZE
-        async with self.db.sessions() as session:
+        async with self.uow(read_only=True) as uow:
             # One more than asked, to know whether another page follows.
-            rows = await DossierRepository(session).page(
-                after_sequence, size + 1, with_content=False
-            )
+            rows = await uow.repos.page(after_sequence, size + 1, with_content=False)
         page, more = rows[:size], len(rows) > size
-        token = encode_page_token(page[-1].sequence) if more and page else ""
+        token = encode_dossier_token(page[-1].sequence) if more and page else ""
         return DossierPage(page, token)
 
     async def verify_chain(self) -> ChainVerdict:
         """Recomputes every hash in sequence order, up to the head read first (dossiers sealed
         meanwhile are left for the next check)."""
         verifier = ChainVerifier()
-        async with self.db.sessions() as session:
-            repo = DossierRepository(session)
+        async with self.uow(read_only=True) as uow:
+            repo = uow.repos
             head = await repo.head()
             async with aclosing(repo.chain()) as chain:
                 async for dossier in chain:

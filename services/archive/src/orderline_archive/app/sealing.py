@@ -20,11 +20,8 @@ On SQLite every transaction starts with BEGIN IMMEDIATE, which already serialise
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline.order.v1 import order_pb2
@@ -36,36 +33,35 @@ from orderline_archive.domain.documents import (
     StateChange,
     dossier_documents,
 )
+from orderline_runtime.clock import Clock
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.messaging.envelope import ReceivedEvent
-from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.order_states import TMF_NAMES
+from orderline_runtime.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
-DOSSIER_SEALED = "archive.dossier_sealed"
-
 
 class DossierSealer:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def handlers(self) -> list[Handler]:
+        return [Handler(order_events_pb2.OrderCompleted, self.on_order_completed)]
 
     async def on_order_completed(
         self,
-        session: AsyncSession,
+        uow: UnitOfWork[DossierRepository],
         event: ReceivedEvent,
         payload: order_events_pb2.OrderCompleted,
     ) -> None:
-        order_id = payload.order_id or event.order_id
+        order_id = payload.order_id
         if not order_id:
             raise PoisonMessage("order.completed without an order id")
-        if payload.order_id and event.order_id and payload.order_id != event.order_id:
-            raise PoisonMessage(
-                f"envelope order {event.order_id!r} differs from payload order {order_id!r}"
-            )
-        repo = DossierRepository(session)
+        repo = uow.repos
         head = await repo.lock_head()
         existing = await repo.dossier_id_for_order(order_id)
         if existing is not None:
@@ -78,19 +74,16 @@ class DossierSealer:
             dossier_id=dossier_id,
             order_id=order_id,
             seal=seal,
-            sealed_at=datetime.now(UTC),
+            sealed_at=self.clock(),
             docs=docs,
         )
-        await self.outbox.add(
-            session,
-            DOSSIER_SEALED,
+        uow.emit(
             archive_events_pb2.DossierSealed(
                 dossier_id=dossier_id,
                 order_id=order_id,
                 sequence=seal.sequence,
                 content_hash=seal.content_hash,
             ),
-            order_id=order_id,
             device_id=payload.device_id,
         )
         log.info("dossier sealed", order_id=order_id, dossier_id=dossier_id, sequence=seal.sequence)

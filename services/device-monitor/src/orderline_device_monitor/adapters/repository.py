@@ -1,10 +1,10 @@
-"""Reads and writes of device-monitor's tables, inside the caller's session (its transaction)."""
+"""Reads and writes of device-monitor's tables, inside a unit of work's transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, insert, select, update
@@ -22,38 +22,7 @@ from orderline_device_monitor.adapters.tables import (
 )
 from orderline_device_monitor.domain.health import Category
 
-
-def utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time we store is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _upsert(session: AsyncSession, table: Table) -> Any:
-    """INSERT … ON CONFLICT for the session's database (PostgreSQL or SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 # --- devices -----------------------------------------------------------------------------------
-
-
-async def known_devices(session: AsyncSession) -> list[str]:
-    return list((await session.scalars(select(devices.c.device_id))).all())
-
-
-async def register_devices(session: AsyncSession, device_ids: Iterable[str], at: datetime) -> None:
-    """Records devices seen for the first time (a device already recorded stays as it is)."""
-    rows = [{"device_id": d, "first_seen_at": at} for d in device_ids]
-    if rows:
-        stmt = _upsert(session, devices).on_conflict_do_nothing(index_elements=["device_id"])
-        await session.execute(stmt, rows)
-
-
-async def mark_device_changed(session: AsyncSession, device_id: str, at: datetime) -> None:
-    await session.execute(
-        update(devices).where(devices.c.device_id == device_id).values(last_change_at=at)
-    )
 
 
 # --- alarms ------------------------------------------------------------------------------------
@@ -82,65 +51,10 @@ def _alarm(row: Any) -> AlarmRecord:
         category=Category(row.category),
         state=row.state,
         detail=row.detail,
-        raised_at=utc(row.raised_at),
-        cleared_at=utc(row.cleared_at) if row.cleared_at is not None else None,
+        raised_at=row.raised_at,
+        cleared_at=row.cleared_at,
         order_id=row.order_id,
     )
-
-
-async def open_alarms(session: AsyncSession) -> list[AlarmRecord]:
-    rows = await session.execute(select(alarms).where(alarms.c.state == ALARM_RAISED))
-    return [_alarm(r) for r in rows]
-
-
-async def raise_alarm(
-    session: AsyncSession,
-    *,
-    alarm_id: str,
-    device_id: str,
-    category: Category,
-    detail: str,
-    raised_at: datetime,
-    order_id: str | None,
-) -> None:
-    await session.execute(
-        insert(alarms).values(
-            id=alarm_id,
-            device_id=device_id,
-            category=category.value,
-            state=ALARM_RAISED,
-            detail=detail,
-            raised_at=raised_at,
-            order_id=order_id,
-        )
-    )
-
-
-async def clear_alarm(session: AsyncSession, alarm_id: str, cleared_at: datetime) -> None:
-    await session.execute(
-        update(alarms)
-        .where(alarms.c.id == alarm_id, alarms.c.state == ALARM_RAISED)
-        .values(state=ALARM_CLEARED, cleared_at=cleared_at)
-    )
-
-
-async def list_alarms(
-    session: AsyncSession,
-    *,
-    device_id: str | None,
-    only_open: bool,
-    before_id: str | None,
-    limit: int,
-) -> list[AlarmRecord]:
-    """Newest first (alarm ids are UUIDv7, so id order is raise order); keyset on the id."""
-    stmt = select(alarms).order_by(alarms.c.id.desc()).limit(limit)
-    if device_id:
-        stmt = stmt.where(alarms.c.device_id == device_id)
-    if only_open:
-        stmt = stmt.where(alarms.c.state == ALARM_RAISED)
-    if before_id:
-        stmt = stmt.where(alarms.c.id < before_id)
-    return [_alarm(r) for r in await session.execute(stmt)]
 
 
 # --- anomaly records ---------------------------------------------------------------------------
@@ -160,57 +74,6 @@ class AnomalyRecord:
     recorded_at: datetime
 
 
-async def record_anomaly(
-    session: AsyncSession,
-    *,
-    anomaly_id: str,
-    alarm_id: str,
-    device_id: str,
-    category: Category,
-    readings: Mapping[str, float | bool],
-    snapshot: Mapping[str, float | bool],
-    first_seen_at: datetime,
-    order_id: str | None,
-    job_id: str | None,
-    recorded_at: datetime,
-) -> None:
-    await session.execute(
-        insert(anomalies).values(
-            id=anomaly_id,
-            alarm_id=alarm_id,
-            device_id=device_id,
-            category=category.value,
-            readings=dict(readings),
-            snapshot=dict(snapshot),
-            first_seen_at=first_seen_at,
-            order_id=order_id,
-            job_id=job_id,
-            recorded_at=recorded_at,
-        )
-    )
-
-
-async def anomalies_of_device(session: AsyncSession, device_id: str) -> list[AnomalyRecord]:
-    rows = await session.execute(
-        select(anomalies).where(anomalies.c.device_id == device_id).order_by(anomalies.c.id)
-    )
-    return [
-        AnomalyRecord(
-            id=r.id,
-            alarm_id=r.alarm_id,
-            device_id=r.device_id,
-            category=Category(r.category),
-            readings=r.readings,
-            snapshot=r.snapshot,
-            first_seen_at=utc(r.first_seen_at),
-            order_id=r.order_id,
-            job_id=r.job_id,
-            recorded_at=utc(r.recorded_at),
-        )
-        for r in rows
-    ]
-
-
 # --- which order a device is in use for --------------------------------------------------------
 
 
@@ -221,68 +84,195 @@ class Usage:
     started_at: datetime
 
 
-async def usage_of(session: AsyncSession, device_id: str) -> Usage | None:
-    row = (
-        await session.execute(select(device_usage).where(device_usage.c.device_id == device_id))
-    ).first()
-    if row is None:
-        return None
-    return Usage(order_id=row.order_id, job_id=row.job_id, started_at=utc(row.started_at))
-
-
-async def record_usage(
-    session: AsyncSession,
-    *,
-    device_id: str,
-    order_id: str,
-    job_id: str,
-    started_at: datetime,
-    event_id: str,
-) -> None:
-    """The device is in use for this order from `started_at`, unless a later job already
-    claimed it (events may arrive out of order)."""
-    values = {
-        "device_id": device_id,
-        "order_id": order_id,
-        "job_id": job_id,
-        "started_at": started_at,
-        "event_id": event_id,
-    }
-    stmt = _upsert(session, device_usage).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["device_id"],
-        set_={k: stmt.excluded[k] for k in ("order_id", "job_id", "started_at", "event_id")},
-        where=device_usage.c.started_at <= stmt.excluded.started_at,
-    )
-    await session.execute(stmt)
-
-
 # --- fitness checks ----------------------------------------------------------------------------
 
 
-async def record_fitness_check(
-    session: AsyncSession,
-    *,
-    check_id: str,
-    device_id: str,
-    order_id: str | None,
-    fit: bool,
-    state: str,
-    reasons: Sequence[str],
-    alarm_id: str | None,
-    checked_by: str,
-    checked_at: datetime,
-) -> None:
-    await session.execute(
-        insert(fitness_checks).values(
-            id=check_id,
-            device_id=device_id,
-            order_id=order_id,
-            fit=fit,
-            state=state,
-            reasons=list(reasons),
-            alarm_id=alarm_id,
-            checked_by=checked_by,
-            checked_at=checked_at,
+class DeviceRepository:
+    """Device-monitor's tables, inside one unit of work's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _upsert(self, table: Table) -> Any:
+        """INSERT … ON CONFLICT for the session's database (PostgreSQL or SQLite)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def known_devices(self) -> list[str]:
+        return list((await self.session.scalars(select(devices.c.device_id))).all())
+
+    async def register_devices(self, device_ids: Iterable[str], at: datetime) -> None:
+        """Records devices seen for the first time (a device already recorded stays as it is)."""
+        rows = [{"device_id": d, "first_seen_at": at} for d in device_ids]
+        if rows:
+            stmt = self._upsert(devices).on_conflict_do_nothing(index_elements=["device_id"])
+            await self.session.execute(stmt, rows)
+
+    async def mark_device_changed(self, device_id: str, at: datetime) -> None:
+        await self.session.execute(
+            update(devices).where(devices.c.device_id == device_id).values(last_change_at=at)
         )
-    )
+
+    async def open_alarms(self) -> list[AlarmRecord]:
+        rows = await self.session.execute(select(alarms).where(alarms.c.state == ALARM_RAISED))
+        return [_alarm(r) for r in rows]
+
+    async def raise_alarm(
+        self,
+        *,
+        alarm_id: str,
+        device_id: str,
+        category: Category,
+        detail: str,
+        raised_at: datetime,
+        order_id: str | None,
+    ) -> None:
+        await self.session.execute(
+            insert(alarms).values(
+                id=alarm_id,
+                device_id=device_id,
+                category=category.value,
+                state=ALARM_RAISED,
+                detail=detail,
+                raised_at=raised_at,
+                order_id=order_id,
+            )
+        )
+
+    async def clear_alarm(self, alarm_id: str, cleared_at: datetime) -> None:
+        await self.session.execute(
+            update(alarms)
+            .where(alarms.c.id == alarm_id, alarms.c.state == ALARM_RAISED)
+            .values(state=ALARM_CLEARED, cleared_at=cleared_at)
+        )
+
+    async def list_alarms(
+        self,
+        *,
+        device_id: str | None,
+        only_open: bool,
+        before_id: str | None,
+        limit: int,
+    ) -> list[AlarmRecord]:
+        """Newest first (alarm ids are UUIDv7, so id order is raise order); keyset on the id."""
+        stmt = select(alarms).order_by(alarms.c.id.desc()).limit(limit)
+        if device_id:
+            stmt = stmt.where(alarms.c.device_id == device_id)
+        if only_open:
+            stmt = stmt.where(alarms.c.state == ALARM_RAISED)
+        if before_id:
+            stmt = stmt.where(alarms.c.id < before_id)
+        return [_alarm(r) for r in await self.session.execute(stmt)]
+
+    async def record_anomaly(
+        self,
+        *,
+        anomaly_id: str,
+        alarm_id: str,
+        device_id: str,
+        category: Category,
+        readings: Mapping[str, float | bool],
+        snapshot: Mapping[str, float | bool],
+        first_seen_at: datetime,
+        order_id: str | None,
+        job_id: str | None,
+        recorded_at: datetime,
+    ) -> None:
+        await self.session.execute(
+            insert(anomalies).values(
+                id=anomaly_id,
+                alarm_id=alarm_id,
+                device_id=device_id,
+                category=category.value,
+                readings=dict(readings),
+                snapshot=dict(snapshot),
+                first_seen_at=first_seen_at,
+                order_id=order_id,
+                job_id=job_id,
+                recorded_at=recorded_at,
+            )
+        )
+
+    async def anomalies_of_device(self, device_id: str) -> list[AnomalyRecord]:
+        rows = await self.session.execute(
+            select(anomalies).where(anomalies.c.device_id == device_id).order_by(anomalies.c.id)
+        )
+        return [
+            AnomalyRecord(
+                id=r.id,
+                alarm_id=r.alarm_id,
+                device_id=r.device_id,
+                category=Category(r.category),
+                readings=r.readings,
+                snapshot=r.snapshot,
+                first_seen_at=r.first_seen_at,
+                order_id=r.order_id,
+                job_id=r.job_id,
+                recorded_at=r.recorded_at,
+            )
+            for r in rows
+        ]
+
+    async def usage_of(self, device_id: str) -> Usage | None:
+        row = (
+            await self.session.execute(
+                select(device_usage).where(device_usage.c.device_id == device_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Usage(order_id=row.order_id, job_id=row.job_id, started_at=row.started_at)
+
+    async def record_usage(
+        self,
+        *,
+        device_id: str,
+        order_id: str,
+        job_id: str,
+        started_at: datetime,
+        event_id: str,
+    ) -> None:
+        """The device is in use for this order from `started_at`, unless a later job already
+        claimed it (events may arrive out of order)."""
+        values = {
+            "device_id": device_id,
+            "order_id": order_id,
+            "job_id": job_id,
+            "started_at": started_at,
+            "event_id": event_id,
+        }
+        stmt = self._upsert(device_usage).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={k: stmt.excluded[k] for k in ("order_id", "job_id", "started_at", "event_id")},
+            where=device_usage.c.started_at <= stmt.excluded.started_at,
+        )
+        await self.session.execute(stmt)
+
+    async def record_fitness_check(
+        self,
+        *,
+        check_id: str,
+        device_id: str,
+        order_id: str | None,
+        fit: bool,
+        state: str,
+        reasons: Sequence[str],
+        alarm_id: str | None,
+        checked_by: str,
+        checked_at: datetime,
+    ) -> None:
+        await self.session.execute(
+            insert(fitness_checks).values(
+                id=check_id,
+                device_id=device_id,
+                order_id=order_id,
+                fit=fit,
+                state=state,
+                reasons=list(reasons),
+                alarm_id=alarm_id,
+                checked_by=checked_by,
+                checked_at=checked_at,
+            )
+        )

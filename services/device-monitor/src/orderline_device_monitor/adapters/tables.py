@@ -7,7 +7,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     MetaData,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     text,
 )
 
+from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
@@ -32,8 +32,8 @@ devices = Table(
     "devices",
     metadata,
     Column("device_id", String(64), primary_key=True),
-    Column("first_seen_at", DateTime(timezone=True), nullable=False),
-    Column("last_change_at", DateTime(timezone=True), nullable=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_change_at", UTCDateTime, nullable=True),
 )
 
 # One alarm per (device, category) episode: RAISED when the category turns abnormal, CLEARED
@@ -46,8 +46,8 @@ alarms = Table(
     Column("category", String(20), nullable=False),
     Column("state", String(10), nullable=False),
     Column("detail", Text, nullable=False),
-    Column("raised_at", DateTime(timezone=True), nullable=False),
-    Column("cleared_at", DateTime(timezone=True), nullable=True),
+    Column("raised_at", UTCDateTime, nullable=False),
+    Column("cleared_at", UTCDateTime, nullable=True),
     Column("order_id", String(64), nullable=True),
     Index("ix_alarms_device_id_id", "device_id", "id"),
     Index("ix_alarms_state_id", "state", "id"),
@@ -73,11 +73,11 @@ anomalies = Table(
     Column("readings", JSON, nullable=False),
     # Every value of the reading that raised the alarm.
     Column("snapshot", JSON, nullable=False),
-    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
     # The order (and provisioning job) the device was last started for, when known.
     Column("order_id", String(64), nullable=True, index=True),
     Column("job_id", String(64), nullable=True),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )
 
 # Which order a device is in use for, from provisioning.job_started (the latest job wins).
@@ -87,7 +87,7 @@ device_usage = Table(
     Column("device_id", String(64), primary_key=True),
     Column("order_id", String(64), nullable=False),
     Column("job_id", String(64), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
     Column("event_id", String(36), nullable=False),
 )
 
@@ -103,5 +103,5 @@ fitness_checks = Table(
     Column("reasons", JSON, nullable=False),
     Column("alarm_id", String(36), nullable=True),
     Column("checked_by", String(100), nullable=False),
-    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
 )

@@ -8,11 +8,11 @@ import grpc
 from opentelemetry import trace
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
-from orderline_device_monitor.api import paging
 from orderline_device_monitor.api.convert import alarm_to_proto, fitness_to_proto, health_to_proto
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.domain.health import device_id_problem
 from orderline_runtime.errors import Violations
+from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.telemetry import DEVICE_ID, order_scope
 
@@ -25,6 +25,10 @@ def _check_device_id(violations: Violations, device_id: str) -> None:
     problem = device_id_problem(device_id)
     if problem:
         violations.add("device_id", problem)
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 
 
 class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
@@ -67,28 +71,25 @@ class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
         violations = Violations()
         if request.device_id:
             _check_device_id(violations, request.device_id)
-        if not 0 <= request.page_size <= paging.MAX_PAGE_SIZE:
-            violations.add("page_size", f"must be between 0 and {paging.MAX_PAGE_SIZE}")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        filters = {"device_id": request.device_id, "only_open": request.only_open}
         before_id: str | None = None
         if request.page_token:
             try:
-                before_id = paging.decode_token(
-                    request.page_token, device_id=request.device_id, only_open=request.only_open
-                )
-            except paging.BadToken as exc:
+                before_id = decode_page_token(request.page_token, filters)
+            except BadPageToken as exc:
                 violations.add("page_token", str(exc))
         violations.raise_if_any()
         page = await self.queries.list_alarms(
             device_id=request.device_id or None,
             only_open=request.only_open,
             before_id=before_id,
-            limit=request.page_size or paging.DEFAULT_PAGE_SIZE,
+            limit=request.page_size or DEFAULT_PAGE_SIZE,
         )
         token = ""
         if page.next_before_id:
-            token = paging.encode_token(
-                page.next_before_id, device_id=request.device_id, only_open=request.only_open
-            )
+            token = encode_page_token(page.next_before_id, filters)
         return device_pb2.ListAlarmsResponse(
             alarms=[alarm_to_proto(a) for a in page.alarms], next_page_token=token
         )

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-from orderline_device_monitor.adapters import repository as repo
-from orderline_device_monitor.adapters.repository import AlarmRecord
+from orderline_device_monitor.adapters.repository import AlarmRecord, DeviceRepository
 from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm
-from orderline_runtime.database import Database
 from orderline_runtime.errors import Unavailable
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 READY_WAIT_SECONDS = 5.0
 
@@ -64,9 +63,9 @@ class HealthBook:
             ) from None
 
 
-async def restore_from_database(db: Database, book: HealthBook) -> None:
+async def restore_from_database(uow: UnitOfWorkFactory[DeviceRepository], book: HealthBook) -> None:
     """Rebuilds the book from the devices ever seen and the alarms still open."""
-    async with db.reading() as session:
-        device_ids = await repo.known_devices(session)
-        open_alarms = await repo.open_alarms(session)
+    async with uow(read_only=True) as tx:
+        device_ids = await tx.repos.known_devices()
+        open_alarms = await tx.repos.open_alarms()
     book.restore(device_ids, open_alarms)

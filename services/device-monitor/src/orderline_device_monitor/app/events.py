@@ -12,10 +12,6 @@ from orderline_device_monitor.domain.health import (
     sorted_categories,
 )
 
-ALARM_RAISED = "device.alarm_raised"
-ALARM_CLEARED = "device.alarm_cleared"
-HEALTH_CHANGED = "device.health_changed"
-
 _CATEGORY_PREFIX = "HEALTH_CATEGORY_"
 _STATE_PREFIX = "HEALTH_STATE_"
 

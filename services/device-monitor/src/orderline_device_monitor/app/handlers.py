@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderline.events.v1 import provisioning_events_pb2
-from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.domain.health import device_id_problem
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.messaging.envelope import ReceivedEvent
+from orderline_runtime.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
 
 async def on_job_started(
-    session: AsyncSession, event: ReceivedEvent, payload: provisioning_events_pb2.JobStarted
+    uow: UnitOfWork[DeviceRepository],
+    event: ReceivedEvent,
+    payload: provisioning_events_pb2.JobStarted,
 ) -> None:
     """provisioning.job_started: the device is in use for the order from now on, so its next
     alarms and anomaly records name the order. The latest job started on a device wins, by the
@@ -29,7 +31,7 @@ async def on_job_started(
     problem = device_id_problem(device_id)
     if problem:
         raise PoisonMessage(f"job_started names device {device_id[:80]!r}: {problem}")
-    order_id = payload.order_id or event.order_id
+    order_id = payload.order_id
     if not order_id or not payload.job_id:
         raise PoisonMessage("job_started lacks its order id or job id")
     started_at = (
@@ -37,8 +39,7 @@ async def on_job_started(
     )
     if started_at is None:
         raise PoisonMessage("job_started envelope has no time")
-    await repo.record_usage(
-        session,
+    await uow.repos.record_usage(
         device_id=device_id,
         order_id=order_id,
         job_id=payload.job_id,
@@ -46,3 +47,6 @@ async def on_job_started(
         event_id=event.id,
     )
     log.info("device in use for order", device_id=device_id, order_id=order_id)
+
+
+HANDLERS = [Handler(provisioning_events_pb2.JobStarted, on_job_started)]

@@ -14,14 +14,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderline_device_monitor.adapters import repository as repo
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
 from orderline_device_monitor.domain.health import (
@@ -31,20 +29,14 @@ from orderline_device_monitor.domain.health import (
     observe,
     reading_problems,
 )
-from orderline_runtime.database import Database
-from orderline_runtime.errors import Unavailable
+from orderline_runtime.clock import Clock
+from orderline_runtime.errors import Conflict, Unavailable
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
-from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.telemetry import DEVICE_ID, order_scope, tracer
+from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -57,15 +49,13 @@ class IngestResult:
 class TelemetryIngest:
     def __init__(
         self,
-        db: Database,
-        outbox: Outbox,
+        uow: UnitOfWorkFactory[DeviceRepository],
         book: HealthBook,
+        clock: Clock,
         *,
-        clock: Clock = utc_now,
         new_alarm_id: Callable[[], str] = new_id,
     ) -> None:
-        self.db = db
-        self.outbox = outbox
+        self.uow = uow
         self.book = book
         self.clock = clock
         self.new_alarm_id = new_alarm_id
@@ -111,11 +101,11 @@ class TelemetryIngest:
         if first_seen or changes:
             try:
                 await self._persist(first_seen, changes, now)
-            except IntegrityError as exc:
+            except Conflict as exc:
                 # Another writer (a second replica) opened an alarm this book did not know of:
                 # take the database's view and let the sender retry against it.
                 log.warning("open alarms changed under us; restoring from the database")
-                await restore_from_database(self.db, self.book)
+                await restore_from_database(self.uow, self.book)
                 raise Unavailable(
                     "device health changed concurrently; resend the batch",
                     reason="HEALTH_STATE_CONFLICT",
@@ -127,8 +117,8 @@ class TelemetryIngest:
         self, first_seen: Sequence[str], changes: Sequence[HealthChange], now: datetime
     ) -> None:
         stream_span = trace.get_current_span().get_span_context()
-        async with self.db.transaction() as session:
-            await repo.register_devices(session, first_seen, now)
+        async with self.uow() as uow:
+            await uow.repos.register_devices(first_seen, now)
             for change in changes:
                 # Each change is its own small trace (not a child of a long telemetry stream),
                 # linked to the stream that carried it, and part of the device's order if any.
@@ -138,17 +128,18 @@ class TelemetryIngest:
                     links=[trace.Link(stream_span)] if stream_span.is_valid else None,
                     attributes={DEVICE_ID: change.device_id},
                 ):
-                    await self._record(session, change, now)
+                    await self._record(uow, change, now)
 
-    async def _record(self, session: AsyncSession, change: HealthChange, now: datetime) -> None:
+    async def _record(
+        self, uow: UnitOfWork[DeviceRepository], change: HealthChange, now: datetime
+    ) -> None:
         device_id = change.device_id
-        usage = await repo.usage_of(session, device_id)
+        usage = await uow.repos.usage_of(device_id)
         order_id = usage.order_id if usage else ""
         with order_scope(order_id, device_id) if order_id else nullcontext():
             for raised in change.raised:
                 finding = raised.finding
-                await repo.raise_alarm(
-                    session,
+                await uow.repos.raise_alarm(
                     alarm_id=raised.alarm_id,
                     device_id=device_id,
                     category=finding.category,
@@ -156,8 +147,7 @@ class TelemetryIngest:
                     raised_at=change.at,
                     order_id=order_id or None,
                 )
-                await repo.record_anomaly(
-                    session,
+                await uow.repos.record_anomaly(
                     anomaly_id=new_id(),
                     alarm_id=raised.alarm_id,
                     device_id=device_id,
@@ -169,13 +159,7 @@ class TelemetryIngest:
                     job_id=usage.job_id if usage else None,
                     recorded_at=now,
                 )
-                await self.outbox.add(
-                    session,
-                    events.ALARM_RAISED,
-                    events.alarm_raised(device_id, raised),
-                    order_id=order_id,
-                    device_id=device_id,
-                )
+                uow.emit(events.alarm_raised(device_id, raised), order_id=order_id)
                 log.info(
                     "alarm raised",
                     device_id=device_id,
@@ -185,25 +169,13 @@ class TelemetryIngest:
                     order_id=order_id,
                 )
             for cleared in change.cleared:
-                await repo.clear_alarm(session, cleared.alarm.alarm_id, change.at)
-                await self.outbox.add(
-                    session,
-                    events.ALARM_CLEARED,
-                    events.alarm_cleared(device_id, cleared),
-                    order_id=order_id,
-                    device_id=device_id,
-                )
+                await uow.repos.clear_alarm(cleared.alarm.alarm_id, change.at)
+                uow.emit(events.alarm_cleared(device_id, cleared), order_id=order_id)
                 log.info(
                     "alarm cleared",
                     device_id=device_id,
                     alarm_id=cleared.alarm.alarm_id,
                     category=cleared.category.value,
                 )
-            await repo.mark_device_changed(session, device_id, change.at)
-            await self.outbox.add(
-                session,
-                events.HEALTH_CHANGED,
-                events.health_changed(device_id, change.abnormal_after),
-                order_id=order_id,
-                device_id=device_id,
-            )
+            await uow.repos.mark_device_changed(device_id, change.at)
+            uow.emit(events.health_changed(device_id, change.abnormal_after), order_id=order_id)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orderline_device_monitor.adapters import repository as repo
-from orderline_device_monitor.adapters.repository import AlarmRecord
+from orderline_device_monitor.adapters.repository import AlarmRecord, DeviceRepository
 from orderline_device_monitor.app.book import HealthBook
-from orderline_device_monitor.app.ingest import Clock, utc_now
 from orderline_device_monitor.domain.health import (
     DeviceState,
     Fitness,
@@ -16,10 +14,11 @@ from orderline_device_monitor.domain.health import (
     fitness,
     health_of,
 )
-from orderline_runtime.database import Database
+from orderline_runtime.clock import Clock
 from orderline_runtime.errors import NotFound
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -34,13 +33,13 @@ class AlarmPage:
 class DeviceHealthQueries:
     def __init__(
         self,
-        db: Database,
+        uow: UnitOfWorkFactory[DeviceRepository],
         book: HealthBook,
+        clock: Clock,
         *,
         stale_after: timedelta,
-        clock: Clock = utc_now,
     ) -> None:
-        self.db = db
+        self.uow = uow
         self.book = book
         self.stale_after = stale_after
         self.clock = clock
@@ -62,9 +61,8 @@ class DeviceHealthQueries:
         await self.book.wait_ready()
         state = self.book.get(device_id) or DeviceState(device_id)
         result = fitness(health_of(state, now=self.clock(), stale_after=self.stale_after))
-        async with self.db.transaction() as session:
-            await repo.record_fitness_check(
-                session,
+        async with self.uow() as uow:
+            await uow.repos.record_fitness_check(
                 check_id=new_id(),
                 device_id=device_id,
                 order_id=order_id or None,
@@ -87,9 +85,8 @@ class DeviceHealthQueries:
     async def list_alarms(
         self, *, device_id: str | None, only_open: bool, before_id: str | None, limit: int
     ) -> AlarmPage:
-        async with self.db.reading() as session:
-            rows = await repo.list_alarms(
-                session,
+        async with self.uow(read_only=True) as uow:
+            rows = await uow.repos.list_alarms(
                 device_id=device_id,
                 only_open=only_open,
                 before_id=before_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -14,12 +14,7 @@ from orderline_intake.domain.order import Customer, Order, StateChange
 from orderline_intake.domain.states import OrderState
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class OrderRepository:
+class SqlOrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -130,7 +125,7 @@ class OrderRepository:
                 select(order_milestones).where(order_milestones.c.order_id.in_(ids))
             )
         ).mappings():
-            milestones[m["order_id"]][m["name"]] = _utc(m["reached_at"])
+            milestones[m["order_id"]][m["name"]] = m["reached_at"]
         history: dict[str, list[StateChange]] = {i: [] for i in ids}
         for h in (
             await self.session.execute(
@@ -145,7 +140,7 @@ class OrderRepository:
                     OrderState(h["to_state"]),
                     h["actor"],
                     h["reason_code"],
-                    _utc(h["at"]),
+                    h["at"],
                 )
             )
         return [
@@ -163,10 +158,10 @@ class OrderRepository:
                 device_id=r["device_id"],
                 plan=r["plan"],
                 created_by=r["created_by"],
-                created_at=_utc(r["created_at"]),
+                created_at=r["created_at"],
                 state=OrderState(r["state"]),
                 state_reason=r["state_reason"],
-                updated_at=_utc(r["updated_at"]),
+                updated_at=r["updated_at"],
                 voucher_id=r["voucher_id"],
                 dossier_id=r["dossier_id"],
                 alarm_id=r["alarm_id"],

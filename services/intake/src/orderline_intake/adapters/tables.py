@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Integer,
     MetaData,
@@ -13,10 +11,8 @@ from sqlalchemy import (
     Table,
 )
 
+from orderline_runtime.columns import SEQUENCE, UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
-_SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -37,8 +33,8 @@ orders = Table(
     Column("device_id", String(64), nullable=False),
     Column("plan", String(64), nullable=False),
     Column("created_by", String(100), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
     Column("voucher_id", String(64), nullable=False, default=""),
     Column("dossier_id", String(64), nullable=False, default=""),
     Column("alarm_id", String(64), nullable=False, default=""),
@@ -50,19 +46,17 @@ order_milestones = Table(
     metadata,
     Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
     Column("name", String(32), primary_key=True),
-    Column("reached_at", DateTime(timezone=True), nullable=False),
+    Column("reached_at", UTCDateTime, nullable=False),
 )
 
 order_history = Table(
     "order_history",
     metadata,
-    Column(
-        "seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
     Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
     Column("from_state", String(32), nullable=False),
     Column("to_state", String(32), nullable=False),
     Column("actor", String(100), nullable=False),
     Column("reason_code", String(64), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
 )

@@ -3,58 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_intake.app.orders import (
-    PROTO_TO_STATE,
-    STATE_TO_PROTO,
-    OrderApp,
-    history_messages,
-    milestone_messages,
-    utcnow,
-)
-from orderline_intake.domain.masking import customer_for
-from orderline_intake.domain.order import Customer, NewOrder, Order
+from orderline_intake.api.convert import order_message
+from orderline_intake.app.orders import OrderApp
+from orderline_intake.app.payloads import PROTO_TO_STATE
+from orderline_intake.domain.order import Customer, NewOrder
 from orderline_runtime.errors import Violations
+from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 WATCH_POLL_SECONDS = 0.25
-
-
-def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
-    c = customer_for(roles, order.customer)
-    msg = order_pb2.Order(
-        id=order.id,
-        client_request_id=order.client_request_id,
-        business_type=order.business_type,
-        state=STATE_TO_PROTO[order.state],
-        customer=order_pb2.Customer(
-            name=c.name, phone=c.phone, id_number=c.id_number, address=c.address, locale=c.locale
-        ),
-        device_id=order.device_id,
-        plan=order.plan,
-        milestones=milestone_messages(order),
-        history=history_messages(order.history),
-        created_by=order.created_by,
-        state_reason=order.state_reason,
-        voucher_id=order.voucher_id,
-        dossier_id=order.dossier_id,
-        alarm_id=order.alarm_id,
-    )
-    msg.created_at.FromDatetime(order.created_at)
-    msg.updated_at.FromDatetime(order.updated_at or order.created_at)
-    return msg
-
-
-def _page_token(order_id: str) -> str:
-    return base64.urlsafe_b64encode(order_id.encode()).decode()
 
 
 class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
@@ -100,12 +65,13 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
         v = Violations()
         if request.page_size < 0 or request.page_size > MAX_PAGE:
             v.add("page_size", f"between 0 and {MAX_PAGE}")
+        filters = {"state": request.state, "business_type": request.business_type}
         after: str | None = None
         if request.page_token:
             try:
-                after = base64.urlsafe_b64decode(request.page_token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                v.add("page_token", "not a token this service issued")
+                after = decode_page_token(request.page_token, filters)
+            except BadPageToken as exc:
+                v.add("page_token", str(exc))
         if (
             request.state not in PROTO_TO_STATE
             and request.state != order_pb2.ORDER_STATE_UNSPECIFIED
@@ -117,7 +83,7 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
         orders = await self.app.list_orders(
             limit=limit, after_id=after, state=state, business_type=request.business_type or None
         )
-        token = _page_token(orders[-1].id) if len(orders) == limit else ""
+        token = encode_page_token(orders[-1].id, filters) if len(orders) == limit else ""
         return order_pb2.ListOrdersResponse(
             orders=[order_message(o, principal.roles) for o in orders], next_page_token=token
         )
@@ -138,7 +104,7 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
                 )
                 yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
         else:
-            since = utcnow()
+            since = self.app.clock()
         assert since is not None
         while True:
             await asyncio.sleep(WATCH_POLL_SECONDS)

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from google.protobuf.message import Message
 
 from orderline.events.v1 import archive_events_pb2, provisioning_events_pb2
 from orderline_intake.app.orders import OrderApp
+from orderline_intake.app.ports import OrderRepository
 from orderline_intake.domain.states import InvalidTransition, Trigger
 from orderline_runtime.errors import FailedPrecondition, PoisonMessage, PreconditionViolation
-from orderline_runtime.messaging.consumer import Handler
+from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent
+from orderline_runtime.unit_of_work import UnitOfWork
 
 P = provisioning_events_pb2
+Uow = UnitOfWork[OrderRepository]
 
-# provisioning event type -> (payload, milestone)
-MILESTONE_EVENTS: dict[str, tuple[Any, str]] = {
-    "provisioning.prechecks_passed": (P.PrechecksPassed, "prechecks_passed"),
-    "provisioning.device_configured": (P.DeviceConfigured, "device_configured"),
-    "provisioning.tests_passed": (P.TestsPassed, "tests_passed"),
-    "provisioning.service_activated": (P.ServiceActivated, "service_activated"),
-    "provisioning.voucher_issued": (P.VoucherIssued, "voucher_issued"),
-    "provisioning.customer_notified": (P.CustomerNotified, "customer_notified"),
+# provisioning payload -> the order's milestone it marks
+MILESTONE_EVENTS: dict[type[Message], str] = {
+    P.PrechecksPassed: "prechecks_passed",
+    P.DeviceConfigured: "device_configured",
+    P.TestsPassed: "tests_passed",
+    P.ServiceActivated: "service_activated",
+    P.VoucherIssued: "voucher_issued",
+    P.CustomerNotified: "customer_notified",
 }
 
 
@@ -30,57 +33,45 @@ class OrderEventHandlers:
     def __init__(self, app: OrderApp) -> None:
         self.app = app
 
-    def provisioning_handlers(self) -> list[Handler]:
-        handlers = [
-            Handler(event_type, payload_type, self._milestone(milestone))
-            for event_type, (payload_type, milestone) in MILESTONE_EVENTS.items()
-        ]
-        handlers.append(Handler("provisioning.job_held", P.JobHeld, self.on_job_held))
-        handlers.append(Handler("provisioning.job_failed", P.JobFailed, self.on_job_failed))
-        return handlers
-
-    def archive_handlers(self) -> list[Handler]:
+    def handlers(self) -> list[Handler]:
         return [
-            Handler(
-                "archive.dossier_sealed", archive_events_pb2.DossierSealed, self.on_dossier_sealed
-            )
+            *(Handler(payload, self._milestone(m)) for payload, m in MILESTONE_EVENTS.items()),
+            Handler(P.JobHeld, self.on_job_held),
+            Handler(P.JobFailed, self.on_job_failed),
+            Handler(archive_events_pb2.DossierSealed, self.on_dossier_sealed),
         ]
 
-    def _milestone(self, milestone: str) -> Any:
-        async def handle(session: AsyncSession, event: ReceivedEvent, payload: Any) -> None:
+    def _milestone(self, milestone: str) -> HandlerFn:
+        async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
             fields = {}
-            if milestone == "voucher_issued":
+            if isinstance(payload, P.VoucherIssued):
                 fields["voucher_id"] = payload.voucher_id
-            await self.app.reach_milestone(session, _order_id(payload), milestone, **fields)
+            await self.app.reach_milestone(uow, _order_id(payload), milestone, **fields)
 
         return handle
 
-    async def on_job_held(
-        self, session: AsyncSession, event: ReceivedEvent, payload: P.JobHeld
-    ) -> None:
+    async def on_job_held(self, uow: Uow, event: ReceivedEvent, payload: P.JobHeld) -> None:
         await self._transition(
-            session, payload.order_id, Trigger.HOLD, payload.reason_code, payload.alarm_id
+            uow, _order_id(payload), Trigger.HOLD, payload.reason_code, payload.alarm_id
         )
 
-    async def on_job_failed(
-        self, session: AsyncSession, event: ReceivedEvent, payload: P.JobFailed
-    ) -> None:
-        await self._transition(session, payload.order_id, Trigger.FAIL, payload.reason_code)
+    async def on_job_failed(self, uow: Uow, event: ReceivedEvent, payload: P.JobFailed) -> None:
+        await self._transition(uow, _order_id(payload), Trigger.FAIL, payload.reason_code)
 
     async def on_dossier_sealed(
-        self, session: AsyncSession, event: ReceivedEvent, payload: archive_events_pb2.DossierSealed
+        self, uow: Uow, event: ReceivedEvent, payload: archive_events_pb2.DossierSealed
     ) -> None:
         await self.app.reach_milestone(
-            session, _order_id(payload), "dossier_archived", dossier_id=payload.dossier_id
+            uow, _order_id(payload), "dossier_archived", dossier_id=payload.dossier_id
         )
 
     async def _transition(
-        self, session: AsyncSession, order_id: str, trigger: Trigger, reason: str, alarm: str = ""
+        self, uow: Uow, order_id: str, trigger: Trigger, reason: str, alarm: str = ""
     ) -> None:
         try:
             await self.app.transition(
-                session,
-                _order_id_str(order_id),
+                uow,
+                order_id,
                 trigger,
                 actor="provisioning",
                 reason_code=reason or trigger.value.upper(),
@@ -96,10 +87,6 @@ class OrderEventHandlers:
 
 
 def _order_id(payload: Any) -> str:
-    return _order_id_str(payload.order_id)
-
-
-def _order_id_str(order_id: str) -> str:
-    if not order_id:
+    if not payload.order_id:
         raise PoisonMessage("event payload has no order_id")
-    return order_id
+    return str(payload.order_id)

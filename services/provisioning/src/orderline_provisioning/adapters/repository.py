@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -13,13 +13,7 @@ from orderline_provisioning.adapters.tables import jobs, test_results, vouchers
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; every time we store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+from orderline_runtime.database import dialect_of, skip_locked
 
 
 def _job_values(job: Job) -> dict[str, Any]:
@@ -47,9 +41,8 @@ def _job_values(job: Job) -> dict[str, Any]:
 
 
 class JobRepository:
-    def __init__(self, session: AsyncSession, *, is_postgres: bool = False) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.is_postgres = is_postgres
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -126,10 +119,8 @@ class JobRepository:
             .order_by(jobs.c.next_attempt_at)
             .limit(1)
         )
-        if self.is_postgres:
-            # Two replicas never take the same row; each skips what the other holds.
-            stmt = stmt.with_for_update(skip_locked=True)
-        job_id = (await self.session.execute(stmt)).scalar_one_or_none()
+        # Two replicas never take the same row; each skips what the other holds.
+        job_id = (await self.session.execute(skip_locked(stmt, self.session))).scalar_one_or_none()
         if job_id is None:
             return None
         await self.session.execute(
@@ -152,9 +143,12 @@ class JobRepository:
             .values(lease_owner=None, lease_until=None)
         )
 
-    async def release_all_leases(self) -> int:
-        """At the start of the only worker of a database (SQLite): leases left are a dead
-        process's."""
+    async def release_orphaned_leases(self) -> int:
+        """At a worker's start. On SQLite there is one worker per database, so any lease left is
+        a dead process's and is released at once; on PostgreSQL replicas share the jobs and a
+        dead one's leases lapse by time instead."""
+        if dialect_of(self.session) != "sqlite":
+            return 0
         result = await self.session.execute(
             update(jobs)
             .where(jobs.c.lease_owner.is_not(None))
@@ -185,7 +179,7 @@ class JobRepository:
         )
         if row is None:
             return None
-        issued_at = _aware(row["issued_at"])
+        issued_at = row["issued_at"]
         assert issued_at is not None
         return Voucher(
             id=row["id"],
@@ -221,7 +215,7 @@ class JobRepository:
 
 
 def _to_job(row: Any, results: list[TestResult]) -> Job:
-    created_at = _aware(row["created_at"])
+    created_at = row["created_at"]
     assert created_at is not None
     return Job(
         id=row["id"],
@@ -245,7 +239,7 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         delivery_id=row["delivery_id"],
         channel=row["channel"],
         test_results=results,
-        step_started_at=_aware(row["step_started_at"]),
-        next_attempt_at=_aware(row["next_attempt_at"]),
-        updated_at=_aware(row["updated_at"]),
+        step_started_at=row["step_started_at"],
+        next_attempt_at=row["next_attempt_at"],
+        updated_at=row["updated_at"],
     )

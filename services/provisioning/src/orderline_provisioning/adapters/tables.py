@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
+from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
@@ -44,13 +44,13 @@ jobs = Table(
     Column("delivery_id", String(100), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("trace_headers", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("step_started_at", DateTime(timezone=True), nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("step_started_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
     # Which worker runs the job now, and until when, unless it renews (see app/worker.py).
     Column("lease_owner", String(64), nullable=True),
-    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
 )
 
@@ -72,7 +72,7 @@ vouchers = Table(
     Column("order_id", String(64), nullable=False, unique=True),
     Column("device_id", String(64), nullable=False),
     Column("business_type", String(64), nullable=False),
-    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
     # Wording by locale ("zh-CN", "en").
     Column("texts", JSON, nullable=False),
 )

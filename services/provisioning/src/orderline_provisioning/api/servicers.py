@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
-from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.api.convert import STATES_BY_PROTO, job_to_proto, voucher_to_proto
+from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.domain.voucher import is_voucher_id
-from orderline_runtime.database import Database
 from orderline_runtime.errors import NotFound, Violations
+from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_ID_LENGTH = 64
-_TOKEN_PREFIX = "jobs:v1:"
-
-
-def encode_page_token(after_job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{after_job_id}".encode()).decode()
-
-
-def decode_page_token(token: str) -> str | None:
-    """The job id the page starts after, or None when the token is not one of ours."""
-    try:
-        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
-    except (binascii.Error, UnicodeError, ValueError):
-        return None
-    if not text.startswith(_TOKEN_PREFIX):
-        return None
-    after = text.removeprefix(_TOKEN_PREFIX)
-    return after if 0 < len(after) <= MAX_ID_LENGTH else None
 
 
 class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, queries: JobQueries) -> None:
+        self.queries = queries
 
     async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
         v = Violations()
@@ -50,29 +31,20 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(getattr(request, name)) > MAX_ID_LENGTH:
                 v.add(name, f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        async with self.db.reading() as session:
-            repo = JobRepository(session)
-            if request.job_id:
-                job = await repo.get(request.job_id)
-                key = ("job", request.job_id)
-            else:
-                job = await repo.get_by_order(request.order_id)
-                key = ("job", f"order {request.order_id}")
-        if job is None:
-            raise NotFound(*key)
+        job = await self.queries.job(job_id=request.job_id, order_id=request.order_id)
         return pb.GetJobResponse(job=job_to_proto(job))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
         v = Violations()
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             v.add("page_size", f"must be 0..{MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+        filters = {"state": request.state}
         after = ""
         if request.page_token:
-            decoded = decode_page_token(request.page_token)
-            if decoded is None:
-                v.add("page_token", "not a page token returned by ListJobs")
-            else:
-                after = decoded
+            try:
+                after = decode_page_token(request.page_token, filters)
+            except BadPageToken as exc:
+                v.add("page_token", str(exc))
         state = None
         if request.state != pb.JOB_STATE_UNSPECIFIED:
             state = STATES_BY_PROTO.get(request.state)
@@ -80,12 +52,11 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
                 v.add("state", f"unknown job state {request.state}")
         v.raise_if_any()
         size = request.page_size or DEFAULT_PAGE_SIZE
-        async with self.db.reading() as session:
-            jobs = await JobRepository(session).page(state=state, after_id=after, limit=size + 1)
+        jobs = await self.queries.jobs(state=state, after_id=after, limit=size + 1)
         page, more = jobs[:size], len(jobs) > size
         return pb.ListJobsResponse(
             jobs=[job_to_proto(j) for j in page],
-            next_page_token=encode_page_token(page[-1].id) if more else "",
+            next_page_token=encode_page_token(page[-1].id, filters) if more else "",
         )
 
 
@@ -97,8 +68,8 @@ def _check_voucher_id(v: Violations, voucher_id: str) -> None:
 
 
 class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, queries: JobQueries) -> None:
+        self.queries = queries
 
     async def GetVoucher(
         self, request: pb.GetVoucherRequest, context: Any
@@ -106,8 +77,7 @@ class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
         v = Violations()
         _check_voucher_id(v, request.voucher_id)
         v.raise_if_any()
-        async with self.db.reading() as session:
-            voucher = await JobRepository(session).get_voucher(request.voucher_id)
+        voucher = await self.queries.voucher(request.voucher_id)
         if voucher is None:
             raise NotFound("voucher", request.voucher_id)
         return pb.GetVoucherResponse(voucher=voucher_to_proto(voucher))
@@ -122,9 +92,5 @@ class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
         elif len(request.order_id) > MAX_ID_LENGTH:
             v.add("order_id", f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        async with self.db.reading() as session:
-            voucher = await JobRepository(session).get_voucher(request.voucher_id)
-        if voucher is None:
-            return pb.VerifyVoucherResponse(valid=False, reason="VOUCHER_NOT_FOUND")
-        valid, reason = voucher.verify(request.order_id)
+        valid, reason = await self.queries.verify_voucher(request.voucher_id, request.order_id)
         return pb.VerifyVoucherResponse(valid=valid, reason=reason)

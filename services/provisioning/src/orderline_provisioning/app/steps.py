@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from google.protobuf.message import Message
 
@@ -30,24 +30,26 @@ from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import TEST_KINDS, Step, idempotency_key
 from orderline_provisioning.domain.texts import normalize_locale
 from orderline_provisioning.domain.voucher import Voucher, issue_voucher
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.pii import mask_phone
 
 log = get_logger(__name__)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class StepOutcome:
-    events: list[tuple[str, Message]] = field(default_factory=list)
+    events: list[Message] = field(default_factory=list)
     test_results: list[TestResult] | None = None
     voucher: Voucher | None = None
 
-    def add(self, event_type: str, payload: Message) -> None:
-        self.events.append((event_type, payload))
+    def add(self, payload: Message) -> None:
+        self.events.append(payload)
+
+    @property
+    def event_types(self) -> list[str]:
+        return [catalogue().for_payload(type(p)).event_type for p in self.events]
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class StepRunner:
         peers: Peers,
         policy: StepPolicy | None = None,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = system_clock,
         entropy: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.peers = peers
@@ -112,7 +114,6 @@ class StepRunner:
         if decision.verdict is Verdict.PASS:
             job.advance(now)
             out.add(
-                "provisioning.prechecks_passed",
                 ev.PrechecksPassed(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
             )
         elif decision.verdict is Verdict.HOLD:
@@ -128,7 +129,6 @@ class StepRunner:
         job.config_version = version
         job.advance(self.clock())
         out.add(
-            "provisioning.device_configured",
             ev.DeviceConfigured(
                 job_id=job.id,
                 order_id=job.order_id,
@@ -158,7 +158,6 @@ class StepRunner:
             detail = "; ".join(f"{r.kind}: {r.detail}" for r in failed)
             job.fail(reasons.TESTS_FAILED, now, detail=detail)
             out.add(
-                "provisioning.job_failed",
                 ev.JobFailed(
                     job_id=job.id,
                     order_id=job.order_id,
@@ -170,7 +169,6 @@ class StepRunner:
             return
         job.advance(now)
         out.add(
-            "provisioning.tests_passed",
             ev.TestsPassed(
                 job_id=job.id,
                 order_id=job.order_id,
@@ -196,11 +194,9 @@ class StepRunner:
         job.advance(now)
         out.voucher = voucher
         out.add(
-            "provisioning.service_activated",
             ev.ServiceActivated(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
         )
         out.add(
-            "provisioning.voucher_issued",
             ev.VoucherIssued(job_id=job.id, order_id=job.order_id, voucher_id=voucher.id),
         )
 
@@ -239,7 +235,6 @@ class StepRunner:
         job.channel = channel.value
         job.advance(self.clock())
         out.add(
-            "provisioning.customer_notified",
             ev.CustomerNotified(
                 job_id=job.id,
                 order_id=job.order_id,
@@ -268,7 +263,6 @@ class StepRunner:
     ) -> None:
         job.hold(reason, self.clock(), alarm_id=alarm_id, detail=detail)
         out.add(
-            "provisioning.job_held",
             ev.JobHeld(
                 job_id=job.id,
                 order_id=job.order_id,

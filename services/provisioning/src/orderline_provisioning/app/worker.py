@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import StatusCode
 
 from orderline_provisioning.adapters.repository import JobRepository
-from orderline_provisioning.app.steps import StepOutcome, StepRunner, utcnow
+from orderline_provisioning.app.steps import StepOutcome, StepRunner
 from orderline_provisioning.domain.job import Job
 from orderline_provisioning.domain.steps import JobState
-from orderline_runtime.database import Database
+from orderline_runtime.clock import Clock
 from orderline_runtime.logs import get_logger
-from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.telemetry import extract, order_scope, tracer
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -42,17 +42,17 @@ class LeaseLost(Exception):
 class JobWorker:
     def __init__(
         self,
-        db: Database,
-        outbox: Outbox,
+        uow: UnitOfWorkFactory[JobRepository],
         runner: StepRunner,
+        clock: Clock,
         *,
         concurrency: int = 4,
         poll_seconds: float = 1.0,
         lease_seconds: float = 30.0,
     ) -> None:
-        self.db = db
-        self.outbox = outbox
+        self.uow = uow
         self.runner = runner
+        self.clock = clock
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
@@ -64,11 +64,10 @@ class JobWorker:
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.db.is_sqlite:
-            async with self.db.transaction() as session:
-                released = await JobRepository(session).release_all_leases()
-            if released:
-                log.info("released leases of a previous process", jobs=released)
+        async with self.uow() as uow:
+            released = await uow.repos.release_orphaned_leases()
+        if released:
+            log.info("released leases of a previous process", jobs=released)
         slots = asyncio.Semaphore(self.concurrency)
         running: set[asyncio.Task[None]] = set()
         failures = 0
@@ -99,10 +98,9 @@ class JobWorker:
                 await asyncio.gather(*running, return_exceptions=True)
 
     async def _claim(self) -> Job | None:
-        now = utcnow()
-        async with self.db.transaction() as session:
-            repo = JobRepository(session, is_postgres=self.db.is_postgres)
-            return await repo.claim_next(self.owner, now, now + self.lease)
+        now = self.clock()
+        async with self.uow() as uow:
+            return await uow.repos.claim_next(self.owner, now, now + self.lease)
 
     async def _run_in_slot(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:
@@ -147,31 +145,27 @@ class JobWorker:
                 span.set_status(StatusCode.ERROR, job.reason)
 
     async def _commit(self, job: Job, outcome: StepOutcome) -> None:
-        async with self.db.transaction() as session:
-            repo = JobRepository(session, is_postgres=self.db.is_postgres)
-            if not await repo.save(job, lease_owner=self.owner):
+        async with self.uow() as uow:
+            if not await uow.repos.save(job, lease_owner=self.owner):
                 raise LeaseLost(job.id)
             if outcome.test_results is not None:
-                await repo.replace_test_results(job.id, outcome.test_results)
+                await uow.repos.replace_test_results(job.id, outcome.test_results)
             if outcome.voucher is not None:
-                await repo.add_voucher(outcome.voucher)
-            for event_type, payload in outcome.events:
-                await self.outbox.add(
-                    session, event_type, payload, order_id=job.order_id, device_id=job.device_id
-                )
+                await uow.repos.add_voucher(outcome.voucher)
+            for payload in outcome.events:
+                uow.emit(payload, order_id=job.order_id, device_id=job.device_id)
 
     async def _retry_after_crash(self, job: Job, exc: Exception) -> None:
         """An unexpected error (a bug, a database hiccup): back off and try the step again."""
         try:
-            async with self.db.transaction() as session:
-                repo = JobRepository(session, is_postgres=self.db.is_postgres)
-                fresh = await repo.get(job.id)
+            async with self.uow() as uow:
+                fresh = await uow.repos.get(job.id)
                 if fresh is None or not fresh.runnable:
                     return
                 fresh.retry_later(
-                    "INTERNAL_ERROR", repr(exc)[:500], utcnow(), self.runner.policy.retry
+                    "INTERNAL_ERROR", repr(exc)[:500], self.clock(), self.runner.policy.retry
                 )
-                await repo.save(fresh, lease_owner=self.owner)
+                await uow.repos.save(fresh, lease_owner=self.owner)
         except Exception as again:
             # The lease lapses and the step is tried again then.
             log.error("could not record the crash of a step", job_id=job.id, error=str(again))
@@ -183,9 +177,9 @@ class JobWorker:
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    async with self.db.transaction() as session:
-                        until: datetime = utcnow() + self.lease
-                        kept = await JobRepository(session).renew_lease(job_id, self.owner, until)
+                    async with self.uow() as uow:
+                        until: datetime = self.clock() + self.lease
+                        kept = await uow.repos.renew_lease(job_id, self.owner, until)
                     if not kept:
                         log.warning("lease of a running step was taken", job_id=job_id)
                         return

@@ -22,11 +22,6 @@ def _insert(session: AsyncSession, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def as_utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class ProjectionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -58,7 +53,7 @@ class ProjectionRepository:
         ).one()
         current = None
         if row.state is not None and row.state_at is not None:
-            current = StateObservation(row.state, as_utc(row.state_at))
+            current = StateObservation(row.state, row.state_at)
         return row.business_type, current
 
     async def update_order(

@@ -3,8 +3,9 @@ rebuilt by replaying the streams into an empty database."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, MetaData, String, Table
 
+from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
@@ -18,8 +19,8 @@ orders = Table(
     Column("business_type", String(64), nullable=False, index=True),
     Column("state", String(32), nullable=True, index=True),
     # Producer time of the observation that set `state`.
-    Column("state_at", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("state_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Events projected, by type.
@@ -37,5 +38,5 @@ sealed_dossiers = Table(
     Column("dossier_id", String(36), primary_key=True),
     Column("order_id", String(64), nullable=False),
     Column("sequence", BigInteger, nullable=False),
-    Column("sealed_seen_at", DateTime(timezone=True), nullable=False),
+    Column("sealed_seen_at", UTCDateTime, nullable=False),
 )

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.domain.report import OrderReport, order_report
-from orderline_runtime.database import Database
+from orderline_runtime.clock import Clock
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 
 class ReportQueries:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWorkFactory[ProjectionRepository], clock: Clock) -> None:
+        self.uow = uow
+        self.clock = clock
 
     async def order_report(self) -> OrderReport:
-        async with self.db.sessions() as session:
-            if self.db.is_postgres:
-                # Every count from the same snapshot, so the numbers add up.
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            repo = ProjectionRepository(session)
+        # A read-only unit of work reads one snapshot, so the numbers add up.
+        async with self.uow(read_only=True) as uow:
+            repo = uow.repos
             by_state = await repo.orders_by_state()
             by_type = await repo.orders_by_business_type()
             dossiers = await repo.dossiers_sealed()
@@ -28,5 +26,5 @@ class ReportQueries:
             business_type_counts=by_type,
             dossiers_sealed=dossiers,
             events_projected=events,
-            generated_at=datetime.now(UTC),
+            generated_at=self.clock(),
         )

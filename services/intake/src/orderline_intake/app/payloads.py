@@ -1,0 +1,90 @@
+"""The order as it appears in events and on the wire: domain values to contract messages.
+
+Shared by the events intake emits (`order.completed` carries milestones and history) and the
+API's order message, so both spell states the same way (the contract's TMF641 names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orderline.events.v1 import order_events_pb2
+from orderline.order.v1 import order_pb2
+from orderline_intake.domain.order import Order, StateChange
+from orderline_intake.domain.states import OrderState
+from orderline_runtime.order_states import BY_TMF_NAME
+
+STATE_TO_PROTO: dict[OrderState, order_pb2.OrderState.ValueType] = {
+    state: BY_TMF_NAME[state.value]  # type: ignore[misc]
+    for state in OrderState
+}
+PROTO_TO_STATE = {number: state for state, number in STATE_TO_PROTO.items()}
+
+
+def milestone_messages(order: Order) -> list[order_pb2.Milestone]:
+    result = []
+    for name, at in sorted(order.milestones.items(), key=lambda kv: kv[1]):
+        m = order_pb2.Milestone(name=name)
+        m.reached_at.FromDatetime(at)
+        result.append(m)
+    return result
+
+
+def history_messages(history: Sequence[StateChange]) -> list[order_pb2.StateChange]:
+    result = []
+    for c in history:
+        msg = order_pb2.StateChange(
+            from_state=STATE_TO_PROTO[c.from_state],
+            to_state=STATE_TO_PROTO[c.to_state],
+            actor=c.actor,
+            reason_code=c.reason_code,
+        )
+        msg.at.FromDatetime(c.at)
+        result.append(msg)
+    return result
+
+
+def order_created(order: Order, actor: str) -> order_events_pb2.OrderCreated:
+    return order_events_pb2.OrderCreated(
+        order_id=order.id,
+        business_type=order.business_type,
+        device_id=order.device_id,
+        plan=order.plan,
+        created_by=actor,
+        locale=order.customer.locale,
+    )
+
+
+def order_approved(order: Order, approved_by: str) -> order_events_pb2.OrderApproved:
+    return order_events_pb2.OrderApproved(
+        order_id=order.id,
+        business_type=order.business_type,
+        device_id=order.device_id,
+        plan=order.plan,
+        locale=order.customer.locale,
+        approved_by=approved_by,
+    )
+
+
+def state_changed(order: Order, change: StateChange) -> order_events_pb2.OrderStateChanged:
+    return order_events_pb2.OrderStateChanged(
+        order_id=order.id,
+        business_type=order.business_type,
+        from_state=STATE_TO_PROTO[change.from_state],
+        to_state=STATE_TO_PROTO[change.to_state],
+        actor=change.actor,
+        reason_code=change.reason_code,
+    )
+
+
+def order_completed(order: Order) -> order_events_pb2.OrderCompleted:
+    completed = order_events_pb2.OrderCompleted(
+        order_id=order.id,
+        business_type=order.business_type,
+        device_id=order.device_id,
+        voucher_id=order.voucher_id,
+        milestones=milestone_messages(order),
+        history=history_messages(order.history),
+    )
+    completed.created_at.FromDatetime(order.created_at)
+    return completed

@@ -1,0 +1,32 @@
+"""What the use cases need from storage, as an interface (the SQL adapter and the in-memory
+one used by unit tests both implement it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from orderline_intake.domain.order import Order
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
+
+
+class OrderRepository(Protocol):
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None: ...
+
+    async def by_request_id(self, client_request_id: str) -> Order | None: ...
+
+    async def list_orders(
+        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+    ) -> list[Order]: ...
+
+    async def changed_since(
+        self, since: datetime, order_ids: Sequence[str] | None
+    ) -> list[Order]: ...
+
+    async def add(self, order: Order) -> None: ...
+
+    async def save(self, order: Order) -> None: ...
+
+
+IntakeUnitOfWork = UnitOfWorkFactory[OrderRepository]
