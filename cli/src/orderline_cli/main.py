@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 import typer
@@ -22,9 +22,12 @@ from rich.table import Table
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli import demo
-from orderline_cli.stack import LocalStack, read_stack_file
+from orderline_cli.layout import SERVICE_PORTS, read_stack_file
 from orderline_cli.traces import load_spans, order_traces, tree_order
 from orderline_runtime.order_states import BY_TMF_NAME, TMF_NAMES
+
+if TYPE_CHECKING:
+    from orderline_cli.stack import LocalStack
 
 app = typer.Typer(help="Orderline: a telecom operator's service orders.", no_args_is_help=True)
 order_app = typer.Typer(help="Create, read and watch orders.", no_args_is_help=True)
@@ -49,9 +52,7 @@ def _address(service: str, override: str | None) -> str:
     info = read_stack_file(STATE_DIR)
     if info:
         return str(info["addresses"][service])  # type: ignore[index]
-    from orderline_runtime.settings import DEFAULT_PORTS
-
-    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
+    return f"127.0.0.1:{SERVICE_PORTS[service]}"
 
 
 def _meta(token: str) -> tuple[tuple[str, str]]:
@@ -90,6 +91,18 @@ def up(
     faulty: Annotated[str, typer.Option(help="faults injected at start")] = demo.FAULTY_DEVICE,
 ) -> None:
     """Start NATS, the five services and the simulators locally; Ctrl-C stops everything."""
+    try:
+        from orderline_cli.stack import LocalStack
+    except ModuleNotFoundError as missing:
+        if not (missing.name or "").startswith("orderline_devtools"):
+            raise
+        # An installed image has no NATS server or development tools: say what to do instead.
+        print(
+            "orderline up: the local stack needs a development checkout "
+            "(in the repository: make run)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2) from None
     stack = LocalStack(STATE_DIR, devices=devices, faulty_devices=faulty)
     stopping = False
 

@@ -23,12 +23,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderline_cli.layout import (
+    NATS_PORT,
+    SERVICE_PORTS,
+    SERVICES,
+    SIMULATOR_PORTS,
+    STACK_FILE,
+    read_stack_file,
+)
 from orderline_devtools.local import NatsServer, free_port
-from orderline_runtime.settings import DEFAULT_PORTS
 
-SERVICES = ("intake", "provisioning", "device-monitor", "archive", "reporting")
-SIMULATORS = {"fleet": 50061, "gateway": 50062}
-STACK_FILE = "stack.json"
+__all__ = ["SERVICES", "LocalStack", "Proc", "health_check", "read_stack_file"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -138,9 +143,9 @@ class LocalStack:
     def plan(self) -> None:
         """Chooses ports and builds every process's command and environment."""
         logs = self.state_dir / "logs"
-        nats_port = self._port(4222 + 10000)
+        nats_port = self._port(NATS_PORT)
         self.nats = NatsServer(self.state_dir / "nats", port=nats_port, log_file=logs / "nats.log")
-        ports = {name: self._port(p) for name, p in {**DEFAULT_PORTS, **SIMULATORS}.items()}
+        ports = {name: self._port(p) for name, p in {**SERVICE_PORTS, **SIMULATOR_PORTS}.items()}
         common = {
             "ORDERLINE_NATS_URL": self.nats.url,
             "ORDERLINE_TRACE_DIR": str(self.trace_dir),
@@ -274,10 +279,3 @@ def health_check(address: str, service: str = "") -> bool:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
-
-
-def read_stack_file(state_dir: Path) -> dict[str, object] | None:
-    path = state_dir / STACK_FILE
-    if not path.exists():
-        return None
-    return dict(json.loads(path.read_text(encoding="utf-8")))

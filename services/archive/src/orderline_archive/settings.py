@@ -6,4 +6,4 @@ from orderline_runtime.settings import ServiceSettings
 
 
 class ArchiveSettings(ServiceSettings):
-    pass
+    default_grpc_port = 50054

@@ -8,6 +8,8 @@ from orderline_runtime.settings import ServiceSettings
 
 
 class ProvisioningSettings(ServiceSettings):
+    default_grpc_port = 50052
+
     # It calls intake, device-monitor, the device agents and the gateway with its token.
     calls_other_services = True
 

@@ -6,4 +6,4 @@ from orderline_runtime.settings import ServiceSettings
 
 
 class ReportingSettings(ServiceSettings):
-    pass
+    default_grpc_port = 50055

