@@ -1,0 +1,288 @@
+"""Intake's use cases (OrderApp) on an in-memory unit of work: what a clerk's request and the
+downstream events do to an order, and which events commit with each change. No I/O."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orderline.events.v1 import order_events_pb2
+from orderline_devtools.fakes import InMemoryStore
+from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
+from orderline_intake.domain.catalogue import Catalogue
+from orderline_intake.domain.order import Customer, NewOrder, Order
+from orderline_intake.domain.states import InvalidTransition, OrderState, Trigger
+from orderline_runtime.errors import Conflict, InvalidArgument, NotFound
+
+
+class InMemoryOrders:
+    """What the SQL repository promises: request ids unique, orders returned as copies."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.saves = 0
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        order = self.orders.get(order_id)
+        return copy.deepcopy(order) if order else None
+
+    async def by_request_id(self, client_request_id: str) -> Order | None:
+        for order in self.orders.values():
+            if order.client_request_id == client_request_id:
+                return copy.deepcopy(order)
+        return None
+
+    async def list_orders(
+        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+    ) -> list[Order]:
+        found = sorted(self.orders.values(), key=lambda o: o.id, reverse=True)
+        found = [
+            o
+            for o in found
+            if (after_id is None or o.id < after_id)
+            and (state is None or o.state.value == state)
+            and (business_type is None or o.business_type == business_type)
+        ]
+        return copy.deepcopy(found[:limit])
+
+    async def changed_since(self, since: datetime, order_ids: Sequence[str] | None) -> list[Order]:
+        return [
+            copy.deepcopy(o)
+            for o in self.orders.values()
+            if o.updated_at and o.updated_at >= since and (not order_ids or o.id in order_ids)
+        ]
+
+    async def add(self, order: Order) -> None:
+        if any(o.client_request_id == order.client_request_id for o in self.orders.values()):
+            raise Conflict(f"client_request_id {order.client_request_id!r} exists")
+        self._store(order)
+
+    async def save(self, order: Order) -> None:
+        order.version += 1
+        self.saves += 1
+        self._store(order)
+
+    def _store(self, order: Order) -> None:
+        order.new_history.clear()
+        order.new_milestones.clear()
+        self.orders[order.id] = copy.deepcopy(order)
+
+
+class RacingOrders(InMemoryOrders):
+    """Another clerk's retry with the same request id commits between our read and our write."""
+
+    def __init__(self, race: Callable[[], bool]) -> None:
+        super().__init__()
+        # A function, so that the unit of work's copy of these repositories still reaches the
+        # committed ones and the race happens once.
+        self.race = race
+
+    async def by_request_id(self, client_request_id: str) -> Order | None:
+        if self.race():
+            self._store(copy.deepcopy(WINNER))  # what the unique key will clash with
+            return None
+        return await super().by_request_id(client_request_id)
+
+
+WINNER = Order.record(
+    "O-WINNER", NewOrder("req-9", "broadband_install", Customer("王芳", "+8613900139000",
+    "11010519491231002X", "上海市", "zh-CN"), "CPE-0009", "fiber-500m"), "clerk-wang",
+    datetime(2026, 12, 6, 8, 0, tzinfo=UTC),
+)  # fmt: skip
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def new_order(request_id: str = "req-1", **overrides: object) -> NewOrder:
+    fields: dict[str, object] = {
+        "client_request_id": request_id,
+        "business_type": "broadband_install",
+        "customer": Customer(
+            name="张伟",
+            phone="+8613800138000",
+            id_number="11010519491231002X",
+            address="北京市朝阳区建国路88号",
+            locale="zh-CN",
+        ),
+        "device_id": "CPE-0001",
+        "plan": "fiber-500m",
+        **overrides,
+    }
+    return NewOrder(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store() -> InMemoryStore[InMemoryOrders]:
+    return InMemoryStore(InMemoryOrders(), producer="intake")
+
+
+@pytest.fixture
+def app(store: InMemoryStore[InMemoryOrders]) -> OrderApp:
+    return OrderApp(store.uow, Catalogue.load(), SteppingClock())
+
+
+async def test_a_complete_order_is_recorded_approved_and_announced_in_one_commit(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, created = await app.create(new_order(), actor="clerk-li")
+
+    assert created
+    assert order.state is OrderState.IN_PROGRESS
+    assert "review_approved" in order.milestones
+    assert store.commits == 1
+    assert store.event_types == ["order.created", "order.state_changed", "order.approved"]
+    [approved] = store.payloads(order_events_pb2.OrderApproved)
+    assert (approved.order_id, approved.approved_by, approved.device_id) == (
+        order.id,
+        AUTO_REVIEWER,
+        "CPE-0001",
+    )
+    # Every event names the order in its envelope too.
+    assert {e.order_id for e in store.published} == {order.id}
+    stored = store.repos.orders[order.id]
+    assert stored.state is OrderState.IN_PROGRESS and stored.created_by == "clerk-li"
+
+
+async def test_a_retry_with_the_same_request_id_returns_the_first_order_and_emits_nothing(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    first, _ = await app.create(new_order("req-7"), actor="clerk-li")
+    again, created = await app.create(new_order("req-7", plan="other"), actor="clerk-wang")
+
+    assert not created
+    assert again.id == first.id and again.plan == "fiber-500m"
+    assert len(store.repos.orders) == 1
+    assert store.event_types.count("order.created") == 1
+
+
+async def test_a_concurrent_retry_that_wins_the_race_is_answered_with_the_winners_order() -> None:
+    store: InMemoryStore[InMemoryOrders] = InMemoryStore(InMemoryOrders(), producer="intake")
+    raced = False
+
+    def race() -> bool:
+        nonlocal raced
+        if raced:
+            return False
+        raced = True
+        store.repos._store(copy.deepcopy(WINNER))  # the other transaction commits
+        return True
+
+    store.repos = RacingOrders(race)
+    app = OrderApp(store.uow, Catalogue.load(), SteppingClock())
+
+    order, created = await app.create(new_order("req-9"), actor="clerk-li")
+
+    assert not created and order.id == "O-WINNER"
+    # Our half-done transaction left nothing behind: no events, no second order.
+    assert store.published == []
+    assert list(store.repos.orders) == ["O-WINNER"]
+
+
+async def test_an_invalid_order_is_refused_before_anything_is_written(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    bad = new_order(business_type="teleportation", device_id="cpe 1")
+    with pytest.raises(InvalidArgument) as refused:
+        await app.create(bad, actor="clerk-li")
+
+    assert {v.field for v in refused.value.violations} >= {"business_type", "device_id"}
+    assert store.commits == 0 and store.repos.orders == {}
+
+
+async def test_the_order_completes_when_the_service_is_active_and_the_customer_notified(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    for milestone in ("prechecks_passed", "device_configured", "tests_passed"):
+        async with store.uow() as uow:
+            await app.reach_milestone(uow, order.id, milestone)
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "service_activated")
+    assert store.repos.orders[order.id].state is OrderState.IN_PROGRESS
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "voucher_issued", voucher_id="AV-ABCDEFGHIJKL")
+    async with store.uow() as uow:
+        done = await app.reach_milestone(uow, order.id, "customer_notified")
+
+    assert done.state is OrderState.COMPLETED
+    [completed] = store.payloads(order_events_pb2.OrderCompleted)
+    assert completed.voucher_id == "AV-ABCDEFGHIJKL"
+    assert [m.name for m in completed.milestones][-1] == "customer_notified"
+    # The history the dossier will seal: recorded, approved, completed.
+    assert [h.reason_code for h in completed.history] == [
+        "RECORDED",
+        "AUTO_APPROVED_COMPLETE",
+        "SERVICE_ACTIVE_CUSTOMER_NOTIFIED",
+    ]
+
+
+async def test_a_milestone_seen_twice_changes_nothing_the_second_time(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "prechecks_passed")
+    saves, events = store.repos.saves, len(store.published)
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "prechecks_passed")
+
+    assert (store.repos.saves, len(store.published)) == (saves, events)
+
+
+async def test_a_hold_names_the_alarm_and_an_illegal_transition_leaves_the_order_as_it_was(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL",
+            alarm_id="AL-1",
+        )  # fmt: skip
+    held = store.repos.orders[order.id]
+    assert (held.state, held.alarm_id, held.state_reason) == (
+        OrderState.HELD,
+        "AL-1",
+        "DEVICE_ABNORMAL",
+    )
+    events = len(store.published)
+
+    with pytest.raises(InvalidTransition):
+        async with store.uow() as uow:
+            await app.transition(
+                uow, order.id, Trigger.COMPLETE, actor="provisioning", reason_code="X"
+            )
+    assert store.repos.orders[order.id].state is OrderState.HELD
+    assert len(store.published) == events
+
+
+async def test_events_about_an_unknown_order_are_not_found(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    with pytest.raises(NotFound):
+        async with store.uow() as uow:
+            await app.reach_milestone(uow, "O-NOPE", "tests_passed")
+    with pytest.raises(NotFound):
+        await app.get("O-NOPE")
+
+
+async def test_queries_read_what_commands_committed(app: OrderApp) -> None:
+    first, _ = await app.create(new_order("req-a"), actor="clerk-li")
+    second, _ = await app.create(new_order("req-b", business_type="plan_change"), actor="c")
+
+    assert (await app.get(first.id)).id == first.id
+    listed = await app.list_orders(limit=10, after_id=None, state=None, business_type=None)
+    assert {o.id for o in listed} == {first.id, second.id}
+    only = await app.list_orders(
+        limit=10, after_id=None, state="inProgress", business_type="plan_change"
+    )
+    assert [o.id for o in only] == [second.id]
