@@ -16,7 +16,7 @@ PACKAGES := orderline_runtime orderline_devtools orderline_intake orderline_prov
 .PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -32,20 +32,31 @@ protos: venv ## generate Python code and typed stubs from protos/
 	$(BIN)/buf lint protos
 	$(BIN)/python scripts/gen_protos.py
 
-protos-check: venv ## fail when protos do not lint or generated code is stale
+protos-check: venv ## fail when protos do not lint, code is stale, or HEAD~1's contract breaks
 	$(BIN)/buf lint protos
 	$(BIN)/python scripts/gen_protos.py --check
+	@# Against the previous commit: a shallow clone lacks it, and a check that cannot run fails.
+	@git rev-parse --verify --quiet 'HEAD~1^{commit}' >/dev/null || { \
+		echo "protos-check: buf breaking needs the previous commit (git fetch --deepen=1)" >&2; \
+		exit 1; }
+	$(BIN)/buf breaking protos --against '.git#ref=HEAD~1,subdir=protos'
 
-lint: venv ## ruff and mypy
+lint: venv typecheck ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy (strict) on every package
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
 
 test: venv protos-check lint checkov ## everything CI runs (starts its own NATS and PostgreSQL)
-	$(BIN)/pytest -m "not soak" -q -p no:cacheprovider
+	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -q -p no:cacheprovider
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit
+
+test-integration: venv ## each package against real NATS and both databases (no whole stack)
+	$(BIN)/pytest -q -m "not soak" services/*/tests/integration libs/runtime/tests/integration \
+		libs/devtools/tests simulators/tests cli/tests
 
 test-e2e: venv ## end-to-end tests: every process started for real
 	$(BIN)/pytest -q tests/e2e -m "not soak"
@@ -54,7 +65,7 @@ soak: venv ## long fault-injection soak
 	$(BIN)/pytest -q -m soak tests/e2e
 
 chart: venv checkov ## render, lint, validate and checkov the Helm chart; image checks
-	$(BIN)/pytest -q -p no:cacheprovider deploy/helm/tests
+	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -q -p no:cacheprovider deploy/helm/tests
 
 # checkov has its own virtual environment: its pinned dependencies clash with the workspace's.
 CHECKOV_VENV := .venv-checkov

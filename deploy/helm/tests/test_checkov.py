@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import yaml
 from _chart_support import CHART_DIR, SCENARIOS, Manifest, of_kind, render, scenario
 
 REPO = Path(__file__).resolve().parents[3]
-CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+CHECKOV = Path(os.environ.get("ORDERLINE_CHECKOV") or REPO / ".venv-checkov" / "bin" / "checkov")
 # Exceptions the chart may render, and the README must explain.
 ALLOWED_SKIPS = {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"}
 
@@ -28,7 +29,8 @@ ALLOWED_SKIPS = {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_
 def _checkov() -> Path:
     if CHECKOV.exists():
         return CHECKOV
-    if "MAKELEVEL" in os.environ or os.environ.get("CI"):
+    # `make test` and `make chart` install it and say so: there a missing checkov is an error.
+    if os.environ.get("ORDERLINE_REQUIRE_CHECKOV") or os.environ.get("CI"):
         pytest.fail(f"{CHECKOV} is missing: `make test` installs it (rule .venv-checkov)")
     pytest.skip("checkov is not installed: run `make chart` (creates .venv-checkov)")
 
@@ -112,3 +114,24 @@ def test_exceptions_are_rendered_only_where_the_check_would_fail() -> None:
         if {"CKV_K8S_8", "CKV_K8S_9"} & set(_skips(manifest)):
             assert manifest["kind"] == "Pod"
             assert manifest["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_a_missing_checkov_fails_the_run_where_make_requires_it(tmp_path: Path) -> None:
+    """Inside `make test` no check may quietly turn into a skip."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            f"{Path(__file__)}::test_checkov_finds_no_failed_check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "ORDERLINE_CHECKOV": str(tmp_path / "no-checkov"),
+            "ORDERLINE_REQUIRE_CHECKOV": "1",
+        },
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "1 error" in result.stdout and "is missing" in result.stdout, result.stdout[-2000:]
