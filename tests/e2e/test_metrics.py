@@ -17,6 +17,12 @@ from orderline.order.v1 import order_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import health_check
 from orderline_devtools.local import NatsServer, free_port
+from orderline_runtime.telemetry_names import (
+    OUTBOX_LAG,
+    OUTBOX_PUBLISHED,
+    prometheus_counter,
+    prometheus_histogram,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,14 +73,15 @@ def test_outbox_and_events_are_counted_on_the_metrics_endpoint(
         )
     deadline = time.monotonic() + 20
     text = scrape(port)
-    while "orderline_outbox_published" not in text and time.monotonic() < deadline:
+    published_total = prometheus_counter(OUTBOX_PUBLISHED)
+    while published_total not in text and time.monotonic() < deadline:
         time.sleep(0.2)
         text = scrape(port)
     # order.created, order.state_changed and order.approved left through the relay.
     published = [
         line
         for line in text.splitlines()
-        if line.startswith("orderline_outbox_published") and not line.startswith("#")
+        if line.startswith(published_total) and not line.startswith("#")
     ]
     assert published and float(published[0].rsplit(" ", 1)[1]) >= 3
-    assert "orderline_outbox_lag_seconds_bucket" in text
+    assert prometheus_histogram(OUTBOX_LAG) + "_bucket" in text

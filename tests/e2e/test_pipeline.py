@@ -14,6 +14,7 @@ from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack
 from orderline_cli.traces import Span, load_spans
 from orderline_devtools.waiting import wait_until
+from orderline_runtime.telemetry_names import ORDER_ID, handle_span, publish_span
 
 pytestmark = pytest.mark.e2e
 
@@ -103,7 +104,7 @@ def _order_trace(spans: list[Span], order_id: str) -> list[Span] | None:
     roots = [
         s
         for s in spans
-        if s.attributes.get("orderline.order_id") == order_id
+        if s.attributes.get(ORDER_ID) == order_id
         and s.name.endswith("CreateOrder")
         and s.service == "intake"
     ]
@@ -123,7 +124,7 @@ def test_each_order_is_one_trace_across_all_five_services(
             trace = _order_trace(spans, order.id)
             if trace is None or {s.service for s in trace} < set(SERVICES):
                 return None
-            if not any(s.name == "archive handle order.completed" for s in trace):
+            if not any(s.name == handle_span("archive", "order.completed") for s in trace):
                 return None
             # Each process exports its spans in batches, so a child can reach the files before
             # its parent: wait until every parent has arrived (a lost one times out here).
@@ -142,12 +143,15 @@ def test_each_order_is_one_trace_across_all_five_services(
         assert [r.name for r in roots] == ["/orderline.order.v1.OrderService/CreateOrder"], order_id
         for s in trace:
             assert s.parent_span_id is None or s.parent_span_id in by_id, (order_id, s.name)
-            assert s.attributes.get("orderline.order_id") == order_id, (order_id, s.name)
+            assert s.attributes.get(ORDER_ID) == order_id, (order_id, s.name)
         # Every hop over the bus: a consumer's span is the child of the producer's publish span.
         edges = defaultdict(set)
         for s in trace:
-            if s.name.endswith(tuple(f"handle {t}" for t in ("order.approved", "order.completed"))):
+            if s.name in (
+                handle_span("provisioning", "order.approved"),
+                handle_span("archive", "order.completed"),
+            ):
                 parent = by_id[s.parent_span_id or ""]
-                assert parent.name.startswith("publish "), (order_id, s.name, parent.name)
+                assert parent.name == publish_span(s.name.rsplit(" ", 1)[1]), (order_id, s.name)
                 edges[parent.service].add(s.service)
         assert "provisioning" in edges["intake"] and "archive" in edges["intake"], edges

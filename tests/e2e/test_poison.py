@@ -41,6 +41,11 @@ from orderline_cli.stack import SERVICES, LocalStack
 from orderline_devtools.local import free_port
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.envelope import build_envelope
+from orderline_runtime.telemetry_names import (
+    EVENTS_DEAD_LETTERED,
+    EVENTS_HANDLED,
+    prometheus_counter,
+)
 from tests.e2e.faults import (
     AUDITOR,
     CLERK,
@@ -333,7 +338,7 @@ def test_poison_is_dead_lettered_with_reason_log_and_metric_and_orders_keep_comp
     running: Running, baseline: list[order_pb2.Order]
 ) -> None:
     stack, url = running.stack, running.nats_url
-    before = {s: metric(running, s, "orderline_events_dead_lettered_total") for s in SERVICES}
+    before = {s: metric(running, s, prometheus_counter(EVENTS_DEAD_LETTERED)) for s in SERVICES}
     poisons = [
         (event_type, kind, data)
         for event_type in POISONED_TYPES
@@ -382,7 +387,7 @@ def test_poison_is_dead_lettered_with_reason_log_and_metric_and_orders_keep_comp
             if r.get("subject", "").removeprefix("orderline.") in POISONED_TYPES and r["reason"]
         ]
         assert len(logged) == want, (svc, len(logged), want)
-        counted = metric(running, svc, "orderline_events_dead_lettered_total") - before[svc]
+        counted = metric(running, svc, prometheus_counter(EVENTS_DEAD_LETTERED)) - before[svc]
         assert counted == want, (svc, counted, want)
     print(
         f"RELIABILITY: poison: {len(poisons)} poison messages ({len(POISONED_TYPES)} subjects on "
@@ -423,7 +428,7 @@ def test_replays_and_duplicates_change_nothing_twice(
     wait_settled(url)
     before = snapshot(stack, order_ids)
     duplicates_before = {
-        s: metric(running, s, "orderline_events_handled_total", outcome="duplicate")
+        s: metric(running, s, prometheus_counter(EVENTS_HANDLED), outcome="duplicate")
         for s in SERVICES
     }
 
@@ -453,7 +458,7 @@ def test_replays_and_duplicates_change_nothing_twice(
 
     def inbox_caught_all() -> dict[str, float] | None:
         seen = {
-            s: metric(running, s, "orderline_events_handled_total", outcome="duplicate")
+            s: metric(running, s, prometheus_counter(EVENTS_HANDLED), outcome="duplicate")
             - duplicates_before[s]
             for s in SERVICES
         }

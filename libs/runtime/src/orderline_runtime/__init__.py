@@ -7,36 +7,53 @@ versions; anything else (the relay, the gRPC edge, the consumer's internals) is 
 ServiceSettings` are the same object).
 """
 
-from orderline_runtime import errors
-from orderline_runtime.database import Database
+from orderline_runtime import errors, telemetry_names
+from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.columns import SEQUENCE, UTCDateTime
+from orderline_runtime.database import Database, dialect_of, skip_locked
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.catalogue import EventSpec, catalogue
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent
 from orderline_runtime.messaging.tables import add_messaging_tables, create_messaging_tables
 from orderline_runtime.metrics import stage_duration
 from orderline_runtime.migrations import run_env
+from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.rpc.client import traced_channel
 from orderline_runtime.service import Service, run_service
 from orderline_runtime.settings import ServiceSettings, load_settings
 from orderline_runtime.telemetry import order_scope, tracer
+from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
-# Sorted; by concern: a service (ServiceSettings, load_settings, Service, run_service); storage
-# (Database, add_/create_messaging_tables, run_env); consumed events (Handler, HandlerFn,
-# ReceivedEvent); the error taxonomy mapped to gRPC codes at the edge (errors); calls
-# (current_principal, traced_channel); telemetry and ids (get_logger, order_scope, tracer,
-# stage_duration, new_id).
+# Sorted; by concern: a service (ServiceSettings, load_settings, Service, run_service, Clock,
+# system_clock); use cases (UnitOfWork, UnitOfWorkFactory); storage (Database, dialect_of,
+# skip_locked, SEQUENCE, UTCDateTime, add_/create_messaging_tables, run_env); events
+# (catalogue, EventSpec, Handler, HandlerFn, ReceivedEvent); the error taxonomy mapped to gRPC
+# codes at the edge (errors); RPCs (current_principal, traced_channel, page tokens); telemetry
+# and ids (telemetry_names, get_logger, order_scope, tracer, stage_duration, new_id).
 __all__ = [
+    "SEQUENCE",
+    "BadPageToken",
+    "Clock",
     "Database",
+    "EventSpec",
     "Handler",
     "HandlerFn",
     "ReceivedEvent",
     "Service",
     "ServiceSettings",
+    "UTCDateTime",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
     "add_messaging_tables",
+    "catalogue",
     "create_messaging_tables",
     "current_principal",
+    "decode_page_token",
+    "dialect_of",
+    "encode_page_token",
     "errors",
     "get_logger",
     "load_settings",
@@ -44,7 +61,10 @@ __all__ = [
     "order_scope",
     "run_env",
     "run_service",
+    "skip_locked",
     "stage_duration",
+    "system_clock",
+    "telemetry_names",
     "traced_channel",
     "tracer",
 ]

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 from opentelemetry import metrics
 
+from orderline_runtime import telemetry_names as names
+
 _meter = metrics.get_meter("orderline")
 
 events_handled = _meter.create_counter(
-    "orderline.events.handled", description="events a consumer handled, by outcome"
+    names.EVENTS_HANDLED, description="events a consumer handled, by outcome"
 )
 events_redelivered = _meter.create_counter(
-    "orderline.events.redelivered", description="deliveries after the first"
+    names.EVENTS_REDELIVERED, description="deliveries after the first"
 )
 events_dead_lettered = _meter.create_counter(
-    "orderline.events.dead_lettered", description="events sent to the dead-letter stream"
+    names.EVENTS_DEAD_LETTERED, description="events sent to the dead-letter stream"
 )
 outbox_published = _meter.create_counter(
-    "orderline.outbox.published", description="outbox rows published by the relay"
+    names.OUTBOX_PUBLISHED, description="outbox rows published by the relay"
 )
 outbox_lag = _meter.create_histogram(
-    "orderline.outbox.lag",
+    names.OUTBOX_LAG,
     unit="s",
     description="time from an event's commit to its publication",
 )
 stage_duration = _meter.create_histogram(
-    "orderline.stage.duration",
+    names.STAGE_DURATION,
     unit="s",
     description="time one stage of an order's work took, by service and stage",
 )

@@ -21,9 +21,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-ORDER_ID = "orderline.order_id"
-DEVICE_ID = "orderline.device_id"
-EVENT_TYPE = "orderline.event_type"
+from orderline_runtime.telemetry_names import DEVICE_ID, EVENT_TYPE, ORDER_ID
+
+__all__ = ["DEVICE_ID", "EVENT_TYPE", "ORDER_ID"]
 
 _provider: TracerProvider | None = None
 

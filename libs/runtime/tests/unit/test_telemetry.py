@@ -102,3 +102,11 @@ def test_setup_tracing_writes_spans_of_the_process_to_the_trace_dir(tmp_path: Pa
     assert line["service"] == "archive"
     assert line["name"] == "seal dossier"
     assert line["attributes"][ORDER_ID] == "O-9"
+
+
+def test_prometheus_names_of_our_metrics_follow_the_exporters_rules() -> None:
+    from orderline_runtime import telemetry_names as names
+
+    assert names.prometheus_counter(names.EVENTS_HANDLED) == "orderline_events_handled_total"
+    assert names.prometheus_histogram(names.OUTBOX_LAG) == "orderline_outbox_lag_seconds"
+    assert names.handle_span("archive", "order.completed") == "archive handle order.completed"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orderline_devtools.local import NatsServer, free_port
+from orderline_runtime.telemetry_names import JOB_ID, ORDER_ID
 
 STEPS = ["prechecks", "configure", "test", "activate", "notify"]
 
@@ -127,8 +128,8 @@ async def test_process_killed_mid_configure_resumes_there_and_applies_once(
     for step in ("configure", "test", "activate", "notify"):
         span = step_spans[f"provisioning step {step}"]
         assert span["trace_id"] == trace_id
-        assert span["attributes"]["orderline.order_id"] == order_id
-        assert span["attributes"]["orderline.job_id"] == job_id
+        assert span["attributes"][ORDER_ID] == order_id
+        assert span["attributes"][JOB_ID] == job_id
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

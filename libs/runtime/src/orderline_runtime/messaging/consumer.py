@@ -31,10 +31,11 @@ from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.errors import Conflict, OrderlineError, PoisonMessage, Unavailable
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
-from orderline_runtime.messaging.catalogue import EventSpec, catalogue
+from orderline_runtime.messaging.catalogue import SUBJECT_PREFIX, EventSpec, catalogue
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
 from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec
-from orderline_runtime.telemetry import EVENT_TYPE, continued, order_scope, tracer
+from orderline_runtime.telemetry import continued, order_scope, tracer
+from orderline_runtime.telemetry_names import EVENT_TYPE, handle_span
 from orderline_runtime.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
@@ -158,7 +159,7 @@ class EventConsumer:
         with (
             continued(msg.headers),
             tracer().start_as_current_span(
-                f"{self.service} handle {msg.subject.removeprefix('orderline.')}",
+                handle_span(self.service, msg.subject.removeprefix(SUBJECT_PREFIX)),
                 kind=SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "nats",

@@ -23,7 +23,8 @@ from orderline_runtime.database import Database
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.outbox import Outbox
-from orderline_runtime.telemetry import EVENT_TYPE, continued, inject_current, tracer
+from orderline_runtime.telemetry import continued, inject_current, tracer
+from orderline_runtime.telemetry_names import EVENT_TYPE, publish_span
 
 log = get_logger(__name__)
 
@@ -132,7 +133,7 @@ class OutboxRelay:
         with (
             continued(row.trace_headers),
             tracer().start_as_current_span(
-                f"publish {event_type}",
+                publish_span(event_type),
                 kind=SpanKind.PRODUCER,
                 attributes={
                     "messaging.system": "nats",

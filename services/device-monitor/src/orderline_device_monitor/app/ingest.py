@@ -33,7 +33,8 @@ from orderline_runtime.clock import Clock
 from orderline_runtime.errors import Conflict, Unavailable
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
-from orderline_runtime.telemetry import DEVICE_ID, order_scope, tracer
+from orderline_runtime.telemetry import order_scope, tracer
+from orderline_runtime.telemetry_names import DEVICE_ID, HEALTH_CHANGE_SPAN
 from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -123,7 +124,7 @@ class TelemetryIngest:
                 # Each change is its own small trace (not a child of a long telemetry stream),
                 # linked to the stream that carried it, and part of the device's order if any.
                 with tracer().start_as_current_span(
-                    "device-monitor record health change",
+                    HEALTH_CHANGE_SPAN,
                     context=otel_context.Context(),
                     links=[trace.Link(stream_span)] if stream_span.is_valid else None,
                     attributes={DEVICE_ID: change.device_id},

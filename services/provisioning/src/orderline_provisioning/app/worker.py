@@ -27,12 +27,10 @@ from orderline_provisioning.domain.steps import JobState
 from orderline_runtime.clock import Clock
 from orderline_runtime.logs import get_logger
 from orderline_runtime.telemetry import extract, order_scope, tracer
+from orderline_runtime.telemetry_names import ATTEMPT, JOB_ID, JOB_STATE, REASON, STEP, step_span
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 log = get_logger(__name__)
-
-JOB_ID = "orderline.job_id"
-STEP = "orderline.step"
 
 
 class LeaseLost(Exception):
@@ -113,12 +111,12 @@ class JobWorker:
         """Runs the claimed job's step and commits it; never raises."""
         with (
             tracer().start_as_current_span(
-                f"provisioning step {job.step.value}",
+                step_span(job.step.value),
                 context=extract(job.trace_headers),
                 attributes={
                     JOB_ID: job.id,
                     STEP: job.step.value,
-                    "orderline.attempt": job.step_attempts + 1,
+                    ATTEMPT: job.step_attempts + 1,
                 },
             ) as span,
             order_scope(job.order_id, job.device_id),
@@ -139,8 +137,8 @@ class JobWorker:
                 await self._retry_after_crash(job, exc)
                 return
             if job.state is not JobState.RUNNING or job.reason:
-                span.set_attribute("orderline.job_state", job.state.value)
-                span.set_attribute("orderline.reason", job.reason)
+                span.set_attribute(JOB_STATE, job.state.value)
+                span.set_attribute(REASON, job.reason)
             if job.state in (JobState.HELD, JobState.FAILED):
                 span.set_status(StatusCode.ERROR, job.reason)
 
