@@ -131,3 +131,10 @@ def test_pii_is_masked_for_roles_that_do_not_need_it() -> None:
     assert masked.phone == "+86138****8000"
     assert "1949" not in masked.id_number
     assert customer_for(frozenset({"clerk"}), c) == c
+
+
+def test_domain_states_are_the_contracts_tmf641_names() -> None:
+    """order.proto spells each state's TMF641 name once; the domain's enum must not drift."""
+    from orderline_runtime.order_states import TMF_NAMES
+
+    assert {s.value for s in OrderState} == set(TMF_NAMES.values())
