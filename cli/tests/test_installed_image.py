@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -26,7 +27,8 @@ def test_up_without_the_development_tools_says_in_one_line_what_to_do() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        "orderline up: the local stack needs a development checkout (in the repository: make run)"
+        "FAILED_PRECONDITION: orderline up: the local stack needs a development checkout "
+        "(there: make run)"
     ]
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -35,3 +37,10 @@ def test_commands_for_a_running_stack_work_without_the_development_tools() -> No
     result = orderline_without_devtools("order", "list", "--help")
     assert result.returncode == 0, result.stderr
     assert "List orders" in result.stdout
+
+
+def test_up_without_the_development_tools_with_json_prints_one_error_object() -> None:
+    result = orderline_without_devtools("up", "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert json.loads(result.stderr)["error"]["code"] == "FAILED_PRECONDITION"

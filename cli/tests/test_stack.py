@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orderline_cli.stack import LocalStack, Proc
+from orderline_cli.stack import LocalStack, Proc, port_is_free
+from orderline_devtools.local import free_port
 
 
 def test_a_process_restarted_from_a_short_lived_thread_keeps_running(tmp_path: Path) -> None:
@@ -45,3 +47,39 @@ def test_a_process_that_dies_at_start_is_reported_with_its_code_and_last_log_lin
     assert "cannot bind port 1234" in message
     assert "line 39" in message
     assert "line 0\n" not in message
+
+
+def _listener() -> socket.socket:
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", free_port()))
+    server.listen()
+    return server
+
+
+def test_a_port_whose_last_connection_is_in_time_wait_is_free_again() -> None:
+    # A quick restart: the old server closed its connections first, so they sit in TIME-WAIT
+    # on its port; a new server (binding with SO_REUSEADDR, as gRPC and NATS do) can take it.
+    server = _listener()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server's end closes first: TIME-WAIT on the server's port
+    client.close()
+    server.close()
+    assert port_is_free(port)
+
+
+def test_a_port_another_process_listens_on_is_taken_and_the_stack_moves_loudly(
+    tmp_path: Path,
+) -> None:
+    server = _listener()
+    port = server.getsockname()[1]
+    try:
+        assert not port_is_free(port)
+        stack = LocalStack(tmp_path)
+        used = stack.choose_port("intake", port)
+        assert used != port and port_is_free(used)
+        assert stack.moved_ports == [("intake", port, used)]
+    finally:
+        server.close()

@@ -6,13 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
+from rich.cells import cell_len
 
 from orderline_cli.stack import LocalStack
+from orderline_devtools.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+
+FIVE = {"intake", "provisioning", "device-monitor", "archive", "reporting"}
 
 
 def orderline(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,51 +28,99 @@ def orderline(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def as_json(result: subprocess.CompletedProcess[str]) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_table(text: str, *headers: str) -> list[str]:
+    """Every line fits 100 columns and the first names the columns."""
+    lines = text.rstrip("\n").splitlines()
+    assert lines, "no output"
+    too_wide = [line for line in lines if cell_len(line) > 100]
+    assert not too_wide, too_wide
+    assert lines[0].split() == list(headers), lines[0]
+    return lines
+
+
 def test_clerk_creates_and_follows_an_order_then_traces_it(stack: LocalStack) -> None:
     created = orderline(
         stack, "order", "create", "--type", "iptv", "--name", "王芳",
         "--phone", "+8613800138002", "--address", "上海市浦东新区世纪大道100号",
         "--device", "CPE-0031", "--plan", "iptv-basic", "--request-id", "cli-e2e-1", "--json",
     )  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    order_id = json.loads(created.stdout)["order"]["id"]
+    order_id = as_json(created)["order"]["id"]  # type: ignore[index]
 
-    deadline = time.monotonic() + 90
-    order: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        got = orderline(stack, "order", "get", order_id, "--json")
-        assert got.returncode == 0, got.stderr
-        order = json.loads(got.stdout)
-        if order.get("state") == "ORDER_STATE_COMPLETED" and order.get("dossier_id"):
-            break
-        time.sleep(0.5)
-    assert order.get("state") == "ORDER_STATE_COMPLETED"
+    def archived() -> dict[str, object] | None:
+        order = as_json(orderline(stack, "order", "get", order_id, "--json"))
+        assert isinstance(order, dict)
+        return order if order["state"] == "completed" and order["dossier_id"] else None
 
-    listed = orderline(stack, "order", "list", "--state", "completed", "--json")
-    assert order_id in [o["id"] for o in json.loads(listed.stdout)]
+    order = wait_until("the order to be completed and archived", archived, 90)
+    # The same state names as the text output; no protobuf enum names.
+    history = order["history"]
+    assert isinstance(history, list)
+    assert [h["to_state"] for h in history] == ["acknowledged", "inProgress", "completed"]
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        traced = orderline(stack, "trace", order_id, "--json")
-        traces = json.loads(traced.stdout) if traced.returncode == 0 else {}
+    listed = as_json(orderline(stack, "order", "list", "--state", "completed", "--json"))
+    assert order_id in [o["id"] for o in listed]  # type: ignore[union-attr]
+
+    def traced() -> dict[str, list[dict[str, object]]] | None:
+        traces = as_json(orderline(stack, "trace", order_id, "--json"))
+        assert isinstance(traces, dict)
         services = {s["service"] for spans in traces.values() for s in spans}
-        if {"intake", "provisioning", "device-monitor", "archive", "reporting"} <= services:
-            break
-        time.sleep(0.5)
-    assert {"intake", "provisioning", "device-monitor", "archive", "reporting"} <= services
+        return traces if services >= FIVE else None
+
+    traces = wait_until("spans of all five services in the order's traces", traced, 30)
+    # The order was read above many times: those reads are not among the order's traces.
+    for spans in traces.values():
+        ids = {s["span_id"] for s in spans}
+        roots = {s["name"] for s in spans if s["parent_span_id"] not in ids}
+        assert "/orderline.order.v1.OrderService/GetOrder" not in roots, roots
 
     waterfall = orderline(stack, "trace", order_id)
-    assert waterfall.returncode == 0
-    assert (
-        "CreateOrder" in waterfall.stdout and "archive handle order.completed" in waterfall.stdout
-    )
+    assert waterfall.returncode == 0, waterfall.stderr
+    assert "/orderline.order.v1.OrderService/CreateOrder " in waterfall.stdout
+    assert "/orderline.device.v1.DeviceHealthService/CheckFitness " in waterfall.stdout
+    assert "archive handle order.completed" in waterfall.stdout
+    assert "…" not in waterfall.stdout
+    roots = [line.split()[0] for line in waterfall.stdout.splitlines() if line.startswith("/")]
+    assert "/orderline.order.v1.OrderService/CreateOrder" in roots
+    assert "/orderline.order.v1.OrderService/GetOrder" not in roots
 
 
-def test_bad_order_from_the_cli_names_the_bad_fields(stack: LocalStack) -> None:
+def test_an_order_s_history_starts_with_its_recording(stack: LocalStack) -> None:
+    created = orderline(
+        stack, "order", "create", "--type", "fixed_line", "--name", "张伟",
+        "--phone", "+8613800138001", "--id-number", "110105194912310021",
+        "--address", "北京市朝阳区建国路88号", "--device", "CPE-0033", "--plan", "voice-unlimited",
+        "--json",
+    )  # fmt: skip
+    order_id = as_json(created)["order"]["id"]  # type: ignore[index]
+    shown = orderline(stack, "order", "get", order_id)
+    assert shown.returncode == 0, shown.stderr
+    assert_table(shown.stdout.split("\n\n")[0], "order", "state", "type", "device", "milestones")
+    history = assert_table(shown.stdout.split("\n\n")[1], "history")
+    assert history[1].split() == ["at", "change", "by", "reason"]
+    assert "recorded as acknowledged" in history[2]
+    assert "acknowledged → acknowledged" not in shown.stdout
+
+
+def test_bad_order_from_the_cli_names_the_bad_fields_once(stack: LocalStack) -> None:
     result = orderline(stack, "order", "create", "--type", "iptv", "--phone", "12345")
     assert result.returncode == 1
-    assert "INVALID_ARGUMENT" in result.stdout
-    assert "customer.phone" in result.stdout and "customer.name" in result.stdout
+    assert result.stdout == ""
+    assert result.stderr.count("INVALID_ARGUMENT") == 1, result.stderr
+    assert "customer.phone" in result.stderr and "customer.name" in result.stderr
+
+    result = orderline(stack, "order", "create", "--type", "iptv", "--phone", "12345", "--json")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    error = json.loads(line)["error"]
+    assert error["code"] == "INVALID_ARGUMENT"
+    fields = {v["field"] for v in error["violations"]}
+    assert {"customer.phone", "customer.name"} <= fields
 
 
 def test_manager_reads_the_order_report(stack: LocalStack) -> None:
@@ -78,18 +129,51 @@ def test_manager_reads_the_order_report(stack: LocalStack) -> None:
         "--phone", "+8613800138004", "--device", "CPE-0032", "--plan", "fiber-1000m", "--json",
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
-    deadline = time.monotonic() + 60
-    report: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        result = orderline(stack, "report", "orders", "--json")
-        assert result.returncode == 0, result.stdout + result.stderr
-        report = json.loads(result.stdout)
-        if int(str(report.get("total_orders", 0))) >= 1:
-            break
-        time.sleep(0.5)
-    assert int(str(report.get("total_orders", 0))) >= 1
+
+    def counted() -> dict[str, object] | None:
+        report = as_json(orderline(stack, "report", "orders", "--json"))
+        assert isinstance(report, dict)
+        return report if report["total_orders"] >= 1 else None
+
+    report = wait_until("reporting to count an order", counted, 60)
+    # Numbers are numbers, states are the TMF641 names the text output shows.
+    assert isinstance(report["total_orders"], int) and isinstance(report["dossiers_sealed"], int)
+    states = {s["state"] for s in report["by_state"]}  # type: ignore[union-attr]
+    assert "inProgress" in states
     types = {b["business_type"] for b in report["by_business_type"]}  # type: ignore[union-attr]
     assert "plan_change" in types
 
-    table = orderline(stack, "report", "orders")
-    assert "plan_change" in table.stdout
+    text = orderline(stack, "report", "orders")
+    assert text.returncode == 0, text.stderr
+    by_state, by_type = text.stdout.split("\n\n")[1:3]
+    assert_table(by_state, "state", "orders")
+    assert_table(by_type, "business", "type", "orders")
+    assert "plan_change" in by_type
+
+
+def test_order_list_is_a_table_that_fits_100_columns(stack: LocalStack) -> None:
+    listed = orderline(stack, "order", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = assert_table(listed.stdout, "order", "state", "type", "device", "milestones")
+    ids = [o["id"] for o in as_json(orderline(stack, "order", "list", "--json"))]  # type: ignore[union-attr]
+    assert [row.split()[0] for row in rows[1:]] == ids  # whole ids, to copy
+
+
+@pytest.mark.parametrize("service", sorted(FIVE))
+def test_a_service_with_a_missing_tokens_file_exits_with_one_line(service: str) -> None:
+    module = "orderline_" + service.replace("-", "_")
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env={
+            **os.environ,
+            "ORDERLINE_AUTH_TOKENS_FILE": "/nonexistent",
+            "ORDERLINE_GRPC_PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"{service}: invalid configuration: ORDERLINE_AUTH_TOKENS_FILE: no such file: /nonexistent"
+    ]

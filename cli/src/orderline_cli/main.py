@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -23,8 +21,9 @@ from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli import demo
 from orderline_cli.layout import SERVICE_PORTS, read_stack_file
+from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
-from orderline_runtime.order_states import BY_TMF_NAME, TMF_NAMES
+from orderline_runtime.order_states import BY_TMF_NAME
 
 if TYPE_CHECKING:
     from orderline_cli.stack import LocalStack
@@ -35,12 +34,10 @@ report_app = typer.Typer(help="Management reports.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(report_app, name="report")
 
-console = Console()
+console = Console(width=min(Console().width, WIDTH))
 STATE_DIR = Path(os.environ.get("ORDERLINE_STATE_DIR", "var"))
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
-
-STATE_NAMES = TMF_NAMES
 
 
 def _address(service: str, override: str | None) -> str:
@@ -59,26 +56,47 @@ def _meta(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def _fail(err: grpc.RpcError) -> None:
-    assert isinstance(err, grpc.Call)
-    console.print(f"[red]{err.code().name}[/red]: {err.details()}")
-    status = rpc_status.from_call(err)
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            for v in bad.field_violations:
-                console.print(f"  {v.field}: {v.description}")
-    raise typer.Exit(1)
+def _state(order: order_pb2.Order, alarm: bool = False) -> str:
+    """The state, with why for a held, failed or rejected order (and, with `alarm`, the end of
+    the id of the alarm that held it; `order get` shows it whole)."""
+    name = state_name(order.state)
+    alarm_id = alarm and order.alarm_id and f"alarm …{order.alarm_id[-8:]}"
+    why = [r for r in (order.state_reason, alarm_id) if r]
+    if (
+        order.state
+        in (
+            order_pb2.ORDER_STATE_HELD,
+            order_pb2.ORDER_STATE_FAILED,
+            order_pb2.ORDER_STATE_REJECTED,
+            order_pb2.ORDER_STATE_PENDING,
+        )
+        and why
+    ):
+        return f"{name} ({', '.join(why)})"
+    return name
 
 
-def _as_dict(msg: Any) -> dict[str, Any]:
-    return MessageToDict(msg, preserving_proto_field_name=True)
+def _milestones(order: order_pb2.Order) -> str:
+    if not order.milestones:
+        return "-"
+    return f"{len(order.milestones)}: {order.milestones[-1].name}"
 
 
-def _order_line(order: order_pb2.Order) -> str:
-    milestones = ", ".join(m.name for m in order.milestones)
-    return f"{order.id}  {STATE_NAMES[order.state]:<14} {order.business_type:<18} {milestones}"
+def _clock(ts: Any) -> str:
+    return f"{ts.ToDatetime():%H:%M:%S}"
+
+
+ORDER_COLUMNS = ("order", "state", "type", "device", "milestones")
+
+
+def _order_row(order: order_pb2.Order) -> list[str]:
+    return [
+        order.id,
+        _state(order),
+        order.business_type,
+        order.device_id,
+        str(len(order.milestones)),
+    ]
 
 
 # --- up --------------------------------------------------------------------------------------
@@ -89,6 +107,7 @@ def up(
     demo_orders: Annotated[int, typer.Option("--demo", help="demo orders to submit")] = 8,
     devices: Annotated[int, typer.Option(help="simulated CPE devices")] = 100,
     faulty: Annotated[str, typer.Option(help="faults injected at start")] = demo.FAULTY_DEVICE,
+    as_json: JsonOpt = False,
 ) -> None:
     """Start NATS, the five services and the simulators locally; Ctrl-C stops everything."""
     try:
@@ -97,86 +116,167 @@ def up(
         if not (missing.name or "").startswith("orderline_devtools"):
             raise
         # An installed image has no NATS server or development tools: say what to do instead.
-        print(
-            "orderline up: the local stack needs a development checkout "
-            "(in the repository: make run)",
-            file=sys.stderr,
+        fail(
+            "FAILED_PRECONDITION",
+            "orderline up: the local stack needs a development checkout (there: make run)",
+            as_json=as_json,
+            exit_code=2,
         )
-        raise typer.Exit(2) from None
+    say = _Say(as_json)
     stack = LocalStack(STATE_DIR, devices=devices, faulty_devices=faulty)
-    stopping = False
+    stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    console.print(f"starting the stack under {STATE_DIR}/ …")
+    say.line(f"starting the stack under {STATE_DIR}/ …", event="starting")
     try:
+        stack.plan()
+        for name, preferred, used in stack.moved_ports:
+            say.line(
+                f"PORT {preferred} IS TAKEN by another process: {name} listens on "
+                f"127.0.0.1:{used} instead",
+                event="port_taken",
+                style="bold red",
+                process=name,
+                preferred=preferred,
+                port=used,
+            )
         stack.start()
-        _print_stack(stack)
+        stack.supervise_in_background(lambda text: say.line(text, event="supervisor"))
+        _print_stack(stack, say)
         order_ids = demo.submit(stack.address("intake"), demo_orders) if demo_orders else []
         if order_ids:
-            console.print(f"submitted {len(order_ids)} demo orders; Ctrl-C stops everything\n")
-            _follow(stack.address("intake"), order_ids, lambda: stopping)
-            console.print(f"\nfollow one order's trace: orderline trace {order_ids[0]}")
-        while not stopping:
-            time.sleep(0.2)
-            for proc in stack.procs.values():
-                if not proc.running:
-                    console.print(proc.exit_report(), style="red", markup=False)
-                    stopping = True
+            say.line(f"submitted {len(order_ids)} demo orders; Ctrl-C stops everything")
+            _follow(stack.address("intake"), order_ids, stopping.is_set, say)
+            say.line(f"follow one order's trace: orderline trace {order_ids[0]}")
+        while not stopping.wait(0.2):
+            pass
     finally:
-        console.print("stopping …")
+        say.line("stopping: services first, NATS last …", event="stopping")
         stack.stop()
-        console.print("stopped; nothing left running")
+        say.line("stopped; nothing left running", event="stopped")
 
 
-def _print_stack(stack: LocalStack) -> None:
-    table = Table(title="Orderline is up", show_lines=False)
-    table.add_column("process")
-    table.add_column("address")
-    table.add_column("log")
+class _Say:
+    """`orderline up`'s output: lines for a person, or one JSON object per line."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.live = not as_json and console.is_terminal
+
+    def line(self, text: str, event: str = "info", style: str = "", **fields: object) -> None:
+        if self.as_json:
+            print_json({"event": event, "message": text, **fields})
+        elif self.live:
+            console.print(text, style=style or None, markup=False, highlight=False)
+        else:
+            print(text, flush=True)  # a log or a pipe: whole lines, never wrapped
+
+    def table(self, text: str) -> None:
+        if not self.as_json:
+            print(text, flush=True)
+
+
+def _print_stack(stack: LocalStack, say: _Say) -> None:
     assert stack.nats is not None
-    table.add_row("nats (JetStream)", stack.nats.url, str(stack.nats.log_file))
-    for name, proc in stack.procs.items():
-        table.add_row(name, proc.address, str(proc.log))
-    console.print(table)
-    console.print(f"spans: {stack.trace_dir}/   try: orderline order list")
+    rows = [["nats (JetStream)", stack.nats.url, str(stack.nats.log_file)]]
+    rows += [[name, proc.address, str(proc.log)] for name, proc in stack.procs.items()]
+    if say.as_json:
+        print_json(
+            {"event": "up", "processes": {r[0]: {"address": r[1], "log": r[2]} for r in rows}}
+        )
+        return
+    say.table("Orderline is up\n" + table(("process", "address", "log"), rows))
+    say.line(f"spans: {stack.trace_dir}/   try: orderline order list")
 
 
-def _follow(address: str, order_ids: list[str], stopped: Any, timeout: float = 90) -> None:
+def _demo_done(order: order_pb2.Order) -> bool:
+    """Settled for the demo: completed and archived, or stopped in any other state."""
+    if order.state == order_pb2.ORDER_STATE_COMPLETED:
+        return bool(order.dossier_id)
+    return order.state != order_pb2.ORDER_STATE_IN_PROGRESS
+
+
+def _follow(
+    address: str, order_ids: list[str], stopped: Callable[[], bool], say: _Say, timeout: float = 90
+) -> None:
+    """Shows the demo orders until each has settled: a live table on a terminal, otherwise one
+    line per change. A service that restarts meanwhile is waited for, not an error."""
     channel = grpc.insecure_channel(address)
     stub = order_pb2_grpc.OrderServiceStub(channel)
     deadline = time.monotonic() + timeout
-    with Live(console=console, refresh_per_second=4) as live:
+    shown: dict[str, tuple[str, str]] = {}
+    unreachable = False
+    live = Live(console=console, refresh_per_second=4) if say.live else None
+    try:
+        if live is not None:
+            live.start()
         while not stopped() and time.monotonic() < deadline:
-            table = Table(title="demo orders (live)")
-            for col in ("order", "type", "device", "state", "milestones"):
-                table.add_column(col)
-            done = 0
-            for oid in order_ids:
-                o = stub.GetOrder(
-                    order_pb2.GetOrderRequest(order_id=oid), metadata=_meta("dev-clerk"), timeout=5
-                ).order
-                state = STATE_NAMES[o.state]
-                done += o.state != order_pb2.ORDER_STATE_IN_PROGRESS and bool(
-                    o.dossier_id or o.state != order_pb2.ORDER_STATE_COMPLETED
-                )
-                colour = {"completed": "green", "held": "yellow", "failed": "red"}.get(state, "")
-                table.add_row(
-                    oid[-12:],
-                    o.business_type,
-                    o.device_id,
-                    f"[{colour}]{state}[/{colour}]" if colour else state,
-                    " → ".join(m.name for m in o.milestones),
-                )
-            live.update(table)
-            if done == len(order_ids):
+            try:
+                orders = [
+                    stub.GetOrder(
+                        order_pb2.GetOrderRequest(order_id=oid),
+                        metadata=_meta("dev-clerk"),
+                        timeout=5,
+                    ).order
+                    for oid in order_ids
+                ]
+            except grpc.RpcError as err:
+                if not unreachable:
+                    code = err.code().name if isinstance(err, grpc.Call) else "error"
+                    say.line(f"intake does not answer ({code}); waiting for it")
+                unreachable = True
+                time.sleep(0.5)
+                continue
+            if unreachable:
+                say.line("intake answers again")
+                unreachable = False
+            if live is not None:
+                live.update(_demo_table(orders))
+            else:
+                for o in orders:
+                    now = (_state(o, alarm=True), _milestones(o))
+                    if shown.get(o.id) != now:
+                        shown[o.id] = now
+                        _demo_line(o, say)
+            if all(_demo_done(o) for o in orders):
                 break
             time.sleep(0.25)
-    channel.close()
+    finally:
+        if live is not None:
+            live.stop()
+        channel.close()
+
+
+def _demo_table(orders: list[order_pb2.Order]) -> Table:
+    grid = Table(title="demo orders (live)", width=WIDTH)
+    for col in ("order", "type", "device", "state", "milestones"):
+        grid.add_column(col, no_wrap=True, overflow="ellipsis")
+    for o in orders:
+        colour = {"completed": "green", "held": "yellow", "failed": "red"}.get(
+            state_name(o.state), "default"
+        )
+        grid.add_row(
+            o.id[-12:],
+            o.business_type,
+            o.device_id,
+            f"[{colour}]{_state(o, alarm=True)}[/]",
+            _milestones(o),
+        )
+    return grid
+
+
+def _demo_line(o: order_pb2.Order, say: _Say) -> None:
+    if say.as_json:
+        print_json({"event": "order", "order": to_json(o)})
+        return
+    say.line(
+        f"{time.strftime('%H:%M:%S')}  {o.id[-12:]}  {o.business_type:<17}  {o.device_id:<8}  "
+        f"{_state(o, alarm=True)}  {_milestones(o)}"
+    )
 
 
 # --- order -----------------------------------------------------------------------------------
@@ -217,12 +317,12 @@ def order_create(
                 request, metadata=_meta(token or "dev-clerk"), timeout=10
             )
         except grpc.RpcError as err:
-            _fail(err)
-            return
+            fail_rpc(err, as_json=as_json)
     if as_json:
-        print(json.dumps(_as_dict(reply), ensure_ascii=False))
-    else:
-        console.print(("created " if reply.created else "existing ") + _order_line(reply.order))
+        print_json(to_json(reply))
+        return
+    print(("created" if reply.created else "existing order (same request id)") + ":")
+    print(table(ORDER_COLUMNS, [_order_row(reply.order)]))
 
 
 @order_app.command("get")
@@ -245,19 +345,31 @@ def order_get(
                 .order
             )
         except grpc.RpcError as err:
-            _fail(err)
-            return
+            fail_rpc(err, as_json=as_json)
     if as_json:
-        print(json.dumps(_as_dict(order), ensure_ascii=False))
+        print_json(to_json(order))
         return
-    console.print(_order_line(order))
+    print(table(ORDER_COLUMNS, [_order_row(order)]))
+    if order.alarm_id:
+        print(f"alarm: {order.alarm_id}")
+    print("\nhistory")
+    rows = []
     for h in order.history:
-        console.print(
-            f"  {h.at.ToDatetime():%H:%M:%S} {STATE_NAMES[h.from_state]} → "
-            f"{STATE_NAMES[h.to_state]} by {h.actor} ({h.reason_code})"
+        # The first entry records the order: it has no state before it.
+        if h.from_state in (h.to_state, order_pb2.ORDER_STATE_UNSPECIFIED):
+            change = f"recorded as {state_name(h.to_state)}"
+        else:
+            change = f"{state_name(h.from_state)} → {state_name(h.to_state)}"
+        rows.append([_clock(h.at), change, h.actor, h.reason_code])
+    print(table(("at", "change", "by", "reason"), rows))
+    if order.milestones:
+        print("\nmilestones")
+        print(
+            table(
+                ("reached at", "milestone"),
+                [[f"{m.reached_at.ToDatetime():%H:%M:%S.%f}", m.name] for m in order.milestones],
+            )
         )
-    for m in order.milestones:
-        console.print(f"  {m.reached_at.ToDatetime():%H:%M:%S.%f} ✓ {m.name}")
 
 
 @order_app.command("list")
@@ -270,8 +382,12 @@ def order_list(
 ) -> None:
     """List orders, newest first."""
     if state and state not in BY_TMF_NAME:
-        console.print(f"[red]unknown state[/red] {state!r}; one of {', '.join(BY_TMF_NAME)}")
-        raise typer.Exit(2)
+        fail(
+            "INVALID_ARGUMENT",
+            f"unknown state {state!r}; one of {', '.join(BY_TMF_NAME)}",
+            as_json=as_json,
+            exit_code=2,
+        )
     request = order_pb2.ListOrdersRequest(page_size=limit, state=BY_TMF_NAME.get(state, 0))  # type: ignore[arg-type]
     with grpc.insecure_channel(_address("intake", intake)) as channel:
         try:
@@ -279,13 +395,11 @@ def order_list(
                 request, metadata=_meta(token or "dev-clerk"), timeout=10
             )
         except grpc.RpcError as err:
-            _fail(err)
-            return
+            fail_rpc(err, as_json=as_json)
     if as_json:
-        print(json.dumps([_as_dict(o) for o in reply.orders], ensure_ascii=False))
+        print_json([to_json(o) for o in reply.orders])
         return
-    for o in reply.orders:
-        console.print(_order_line(o))
+    print(table(ORDER_COLUMNS, [_order_row(o) for o in reply.orders]))
 
 
 @order_app.command("watch")
@@ -301,16 +415,19 @@ def order_watch(
             order_pb2.WatchOrdersRequest(order_ids=order_ids or []),
             metadata=_meta(token or "dev-clerk"),
         )
+        if not as_json:
+            print(table(ORDER_COLUMNS, []), flush=True)
         try:
             for update in stream:
                 if as_json:
-                    print(json.dumps(_as_dict(update.order), ensure_ascii=False), flush=True)
+                    print_json(to_json(update.order))
                 else:
-                    console.print(_order_line(update.order))
+                    row = table(ORDER_COLUMNS, [_order_row(update.order)]).splitlines()[-1]
+                    print(row, flush=True)
         except grpc.RpcError as err:
             if isinstance(err, grpc.Call) and err.code() == grpc.StatusCode.CANCELLED:
                 return
-            _fail(err)
+            fail_rpc(err, as_json=as_json)
         except KeyboardInterrupt:
             stream.cancel()
 
@@ -324,37 +441,37 @@ def trace(
     trace_dir: Annotated[Path | None, typer.Option("--trace-dir")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Draw every trace of one order as a waterfall across services."""
+    """Draw every trace of one order as a waterfall across services (reads left out)."""
     directory = trace_dir or _trace_dir()
     traces = order_traces(load_spans(directory), order_id)
-    if as_json:
-        print(
-            json.dumps(
-                {t: [s.__dict__ for s in spans] for t, spans in traces.items()}, ensure_ascii=False
-            )
-        )
-        return
     if not traces:
-        console.print(f"no spans for order {order_id} under {directory}")
-        raise typer.Exit(1)
+        fail("NOT_FOUND", f"no spans for order {order_id} under {directory}", as_json=as_json)
+    if as_json:
+        print_json({t: [s.__dict__ for s in spans] for t, spans in traces.items()})
+        return
     for trace_id, spans in sorted(traces.items(), key=lambda kv: kv[1][0].start_ns):
         start = min(s.start_ns for s in spans)
-        end = max(s.end_ns for s in spans)
-        total = max(end - start, 1)
+        total = max(max(s.end_ns for s in spans) - start, 1)
         services = sorted({s.service for s in spans})
-        console.print(
-            f"\ntrace {trace_id}  {len(spans)} spans  {total / 1e6:.1f} ms  "
-            f"services: {', '.join(services)}"
+        print(f"\ntrace {trace_id}  {len(spans)} spans  {total / 1e6:.1f} ms")
+        print(f"services: {', '.join(services)}")
+        ordered = tree_order(spans)
+        # Whole span names; the bar takes what is left of the 100 columns (at least 10).
+        labels = [" " * depth + s.name for depth, s in ordered]
+        label_width = max(len(label) for label in labels)
+        service_width = max(len(s.service) for s in spans)
+        bar_width = max(10, WIDTH - label_width - service_width - 24)
+        print(
+            f"{'span':<{label_width}}  {'service':<{service_width}}  {'':<{bar_width}} "
+            f"{'start':>8} {'duration':>11}"
         )
-        width = 40
-        for depth, s in tree_order(spans):
-            left = int((s.start_ns - start) / total * width)
-            bar = max(1, int((s.end_ns - s.start_ns) / total * width))
-            label = ("  " * depth + s.name)[:52]
-            colour = "red" if s.status == "ERROR" else "cyan"
-            console.print(
-                f"{label:<52} {s.service:<15} "
-                f"{' ' * left}[{colour}]{'█' * bar}[/{colour}]{' ' * (width - left - bar)} "
+        for label, (_, s) in zip(labels, ordered, strict=True):
+            left = min(int((s.start_ns - start) / total * bar_width), bar_width - 1)
+            bar = max(1, min(int((s.end_ns - s.start_ns) / total * bar_width), bar_width - left))
+            mark = "!" if s.status == "ERROR" else "█"
+            print(
+                f"{label:<{label_width}}  {s.service:<{service_width}}  "
+                f"{' ' * left}{mark * bar}{' ' * (bar_width - left - bar)} "
                 f"{(s.start_ns - start) / 1e6:8.1f} +{s.duration_ms:7.1f} ms"
             )
 
@@ -384,20 +501,19 @@ def report_orders(
                 timeout=10,
             )
         except grpc.RpcError as err:
-            _fail(err)
-            return
+            fail_rpc(err, as_json=as_json)
     if as_json:
-        print(json.dumps(_as_dict(reply), ensure_ascii=False))
+        print_json(to_json(reply))
         return
-    console.print(f"orders: {reply.total_orders}   dossiers sealed: {reply.dossiers_sealed}")
-    table = Table("state", "orders")
-    for s in reply.by_state:
-        table.add_row(s.state, str(s.count))
-    console.print(table)
-    table = Table("business type", "orders")
-    for b in reply.by_business_type:
-        table.add_row(b.business_type, str(b.count))
-    console.print(table)
+    print(f"orders: {reply.total_orders}   dossiers sealed: {reply.dossiers_sealed}\n")
+    print(table(("state", "orders"), [[s.state, str(s.count)] for s in reply.by_state]))
+    print()
+    print(
+        table(
+            ("business type", "orders"),
+            [[b.business_type, str(b.count)] for b in reply.by_business_type],
+        )
+    )
 
 
 def run() -> None:

@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +53,10 @@ def _die_with_parent() -> None:
 _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orderline-spawner")
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+def _spawn(command: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    # Each child in its own session: a terminal's Ctrl-C reaches only `orderline up`, which
+    # then stops the services first and NATS last, so the services can drain into it.
+    with open(log or os.devnull, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             command,
             env=env,
@@ -63,13 +67,26 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         )
 
 
-def _port_or_free(preferred: int) -> int:
+def _spawn_nats(command: list[str]) -> subprocess.Popen[bytes]:
+    # nats-server writes its own log (-l); its output is not needed.
+    return _spawner.submit(_spawn, command, dict(os.environ), None).result()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the loopback port now. With SO_REUSEADDR, as the
+    servers bind: connections of a process that just stopped (TIME-WAIT) do not hold it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", preferred))
-            return preferred
+            s.bind(("127.0.0.1", port))
         except OSError:
-            return free_port()
+            return False
+        return True
+
+
+# A restarted process that then runs this long is well again: its next crash waits 1s again.
+HEALTHY_RUN_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -80,6 +97,10 @@ class Proc:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    # When the supervisor starts it again (set while it is down).
+    restart_at: float | None = None
 
     @property
     def address(self) -> str:
@@ -89,6 +110,7 @@ class Proc:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         self.process = _spawner.submit(_spawn, self.command, env, self.log).result()
+        self.started_at = time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -104,6 +126,10 @@ class Proc:
             tail = []
         shown = "".join(f"\n  | {line}" for line in tail)
         return f"{self.name} exited (code {code}); {self.log} ends:{shown}"
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
 
     def signal(self, sig: int) -> None:
         if self.running and self.process is not None:
@@ -129,6 +155,10 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     procs: dict[str, Proc] = field(default_factory=dict)
+    # Preferred ports that were taken, as (process, preferred port, port used instead).
+    moved_ports: list[tuple[str, int, int]] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     @property
     def trace_dir(self) -> Path:
@@ -137,15 +167,26 @@ class LocalStack:
     def address(self, name: str) -> str:
         return self.procs[name].address
 
-    def _port(self, preferred: int) -> int:
-        return _port_or_free(preferred) if self.preferred_ports else free_port()
+    def choose_port(self, name: str, preferred: int) -> int:
+        """The preferred port when it is free (or `preferred_ports` is off: any free port);
+        when another process holds it, a free one, recorded in `moved_ports`."""
+        if not self.preferred_ports:
+            return free_port()
+        if port_is_free(preferred):
+            return preferred
+        port = free_port()
+        self.moved_ports.append((name, preferred, port))
+        return port
 
     def plan(self) -> None:
         """Chooses ports and builds every process's command and environment."""
         logs = self.state_dir / "logs"
-        nats_port = self._port(NATS_PORT)
-        self.nats = NatsServer(self.state_dir / "nats", port=nats_port, log_file=logs / "nats.log")
-        ports = {name: self._port(p) for name, p in {**SERVICE_PORTS, **SIMULATOR_PORTS}.items()}
+        nats_port = self.choose_port("nats", NATS_PORT)
+        self.nats = NatsServer(
+            self.state_dir / "nats", port=nats_port, log_file=logs / "nats.log", spawn=_spawn_nats
+        )
+        documented = {**SERVICE_PORTS, **SIMULATOR_PORTS}
+        ports = {name: self.choose_port(name, p) for name, p in documented.items()}
         common = {
             "ORDERLINE_NATS_URL": self.nats.url,
             "ORDERLINE_TRACE_DIR": str(self.trace_dir),
@@ -257,7 +298,53 @@ class LocalStack:
             return
         self.procs[name].start()
 
+    # --- supervision -------------------------------------------------------------------
+
+    def supervise(self, report: Callable[[str], None], now: float | None = None) -> None:
+        """One pass: a process that exited is started again after a backoff (1s, doubling to
+        30s; back to 1s once a restart has run 30s), each step reported in one line."""
+        now = time.monotonic() if now is None else now
+        nats = self.nats
+        if nats is not None and nats.process is not None and nats.process.poll() is not None:
+            report(f"nats exited (code {nats.process.poll()}); restarting it (same port, store)")
+            nats.start()
+            report(f"nats restarted (pid {nats.process.pid if nats.process else '?'})")
+        for proc in self.procs.values():
+            if self._stopping.is_set():
+                return
+            if proc.running:
+                if proc.restarts and now - proc.started_at > HEALTHY_RUN_SECONDS:
+                    proc.restarts = 0
+                continue
+            if proc.restart_at is None:
+                delay = min(2.0**proc.restarts, MAX_BACKOFF_SECONDS)
+                proc.restart_at = now + delay
+                report(
+                    f"{proc.name} exited (code {proc.exit_code}); restarting in {delay:.0f}s "
+                    f"(log: {proc.log})"
+                )
+            elif now >= proc.restart_at:
+                proc.restart_at = None
+                proc.restarts += 1
+                proc.start()
+                self.write_stack_file()
+                pid = proc.process.pid if proc.process else "?"
+                report(f"{proc.name} restarted (pid {pid}, restart {proc.restarts})")
+
+    def supervise_in_background(self, report: Callable[[str], None]) -> None:
+        """Keeps every process running until `stop()`."""
+
+        def loop() -> None:
+            while not self._stopping.wait(0.2):
+                self.supervise(report)
+
+        self._supervisor = threading.Thread(target=loop, name="orderline-supervisor", daemon=True)
+        self._supervisor.start()
+
     def stop(self, grace: float = 15.0) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
         # Clients of the services first, NATS last so the services can drain.
         order = ["fleet", "gateway", *reversed(SERVICES)]
         for name in order:

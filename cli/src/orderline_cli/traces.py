@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,15 @@ def load_spans(trace_dir: Path) -> list[Span]:
     return spans
 
 
+# A gRPC method that only reads: Get…, List…, Watch….
+_READ_RPC = re.compile(r"^/[\w.]+/(Get|List|Watch)[A-Z]\w*$")
+
+
 def order_traces(spans: Iterable[Span], order_id: str) -> dict[str, list[Span]]:
-    """Every trace that touched the order, whole (spans without the attribute included)."""
+    """Every trace that changed the order, whole (spans without the attribute included).
+
+    A trace that starts with a read (someone, often a CLI, polling the order) is left out: it
+    changes nothing and would bury the order's own traces."""
     spans = list(spans)
     trace_ids = {s.trace_id for s in spans if s.attributes.get(ORDER_ID) == order_id}
     by_trace: dict[str, list[Span]] = {t: [] for t in trace_ids}
@@ -65,7 +73,13 @@ def order_traces(spans: Iterable[Span], order_id: str) -> dict[str, list[Span]]:
             by_trace[s.trace_id].append(s)
     for t in by_trace.values():
         t.sort(key=lambda s: s.start_ns)
-    return by_trace
+    return {t: found for t, found in by_trace.items() if not _starts_with_a_read(found)}
+
+
+def _starts_with_a_read(spans: list[Span]) -> bool:
+    ids = {s.span_id for s in spans}
+    roots = [s for s in spans if s.parent_span_id not in ids]
+    return bool(roots) and all(_READ_RPC.match(s.name) for s in roots)
 
 
 def tree_order(spans: list[Span]) -> list[tuple[int, Span]]:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -84,13 +85,34 @@ def nats_server_binary() -> str:
     return found
 
 
-class NatsServer:
-    """A nats-server with JetStream, its store in `store_dir` (kept across restarts)."""
+Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
 
-    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None):
+
+def spawn_detached(command: list[str]) -> subprocess.Popen[bytes]:
+    # Its own session: a terminal's Ctrl-C reaches the foreground process group, and the server
+    # must outlive the clients that drain into it; whoever started it stops it, last.
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+class NatsServer:
+    """A nats-server with JetStream, its store in `store_dir` (kept across restarts).
+
+    `spawn` starts the server process from its command line (by default in its own session).
+    """
+
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        spawn: Spawn = spawn_detached,
+    ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.log_file = log_file or store_dir / "nats-server.log"
+        self.spawn = spawn
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +122,7 @@ class NatsServer:
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        self.process = self.spawn(
             [
                 nats_server_binary(),
                 "-a", "127.0.0.1",
@@ -108,9 +130,7 @@ class NatsServer:
                 "-js",
                 "-sd", str(self.store_dir),
                 "-l", str(self.log_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )  # fmt: skip
         try:
             wait_for_port(self.port, process=self.process)
