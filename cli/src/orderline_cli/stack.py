@@ -101,6 +101,8 @@ class Proc:
     started_at: float = 0.0
     # When the supervisor starts it again (set while it is down).
     restart_at: float | None = None
+    # Restarted, not yet answering its health check.
+    recovering: bool = False
 
     @property
     def address(self) -> str:
@@ -313,6 +315,9 @@ class LocalStack:
             if self._stopping.is_set():
                 return
             if proc.running:
+                if proc.recovering and health_check(proc.address):
+                    proc.recovering = False
+                    report(f"{proc.name} is serving again on {proc.address}")
                 if proc.restarts and now - proc.started_at > HEALTHY_RUN_SECONDS:
                     proc.restarts = 0
                 continue
@@ -326,6 +331,7 @@ class LocalStack:
             elif now >= proc.restart_at:
                 proc.restart_at = None
                 proc.restarts += 1
+                proc.recovering = True
                 proc.start()
                 self.write_stack_file()
                 pid = proc.process.pid if proc.process else "?"
