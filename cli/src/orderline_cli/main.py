@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import grpc
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -252,9 +253,11 @@ def _follow(
 
 
 def _demo_table(orders: list[order_pb2.Order]) -> Table:
-    grid = Table(title="demo orders (live)", width=WIDTH)
-    for col in ("order", "type", "device", "state", "milestones"):
-        grid.add_column(col, no_wrap=True, overflow="ellipsis")
+    # Light borders and whole ids and devices: within 100 columns the reason of a held order
+    # fits beside it (the alarm's id is in `orderline order get`).
+    grid = Table(title="demo orders (live)", box=box.SIMPLE_HEAD, width=WIDTH)
+    for col, least in (("order", 12), ("type", 0), ("device", 8), ("state", 0), ("milestones", 0)):
+        grid.add_column(col, no_wrap=True, overflow="ellipsis", min_width=least or None)
     for o in orders:
         colour = {"completed": "green", "held": "yellow", "failed": "red"}.get(
             state_name(o.state), "default"
@@ -263,7 +266,7 @@ def _demo_table(orders: list[order_pb2.Order]) -> Table:
             o.id[-12:],
             o.business_type,
             o.device_id,
-            f"[{colour}]{_state(o, alarm=True)}[/]",
+            f"[{colour}]{_state(o)}[/]",
             _milestones(o),
         )
     return grid
