@@ -1,135 +1,131 @@
-"""Pipeline benchmark: orders/s from CreateOrder to completed, latency percentiles, and the idle
-memory of every process. Prints a table and writes bench/results/pipeline.md.
+"""Pipeline benchmark (`make bench`): open-loop load against the whole local stack (five
+services, NATS, both simulators; PostgreSQL too when measured), for SQLite and PostgreSQL.
 
-    python -m bench.pipeline [--orders 200] [--concurrency 16]
+Prints one table and writes bench/results/pipeline.md and pipeline.json. How it measures:
+docs/performance.md, "How the benchmark measures".
+
+    python -m bench.pipeline [--db sqlite|postgres|both] [--sustained-seconds 60] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import json
+import subprocess
+import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import grpc
+from bench.report import by_database
+from bench.run import Config, measure
+from bench.stack import BenchStack
 
-from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_cli.demo import demo_request
-from orderline_cli.stack import LocalStack
-
-CLERK = (("authorization", "Bearer dev-clerk"),)
 RESULTS = Path(__file__).parent / "results"
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Config()
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--sustained-seconds", type=float, default=d.sustained_seconds)
+    parser.add_argument("--warmup-seconds", type=float, default=d.warmup_seconds)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="sustained arrival rate (default: probed)"
+    )
+    parser.add_argument("--load-factor", type=float, default=d.load_factor)
+    parser.add_argument("--probe-step-seconds", type=float, default=d.probe_step_seconds)
+    parser.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
+    parser.add_argument("--overload-seconds", type=float, default=d.overload_seconds)
+    parser.add_argument("--create-deadline", type=float, default=d.create_deadline)
+    parser.add_argument("--arrivals", choices=["poisson", "fixed"], default="poisson")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--devices", type=int, default=d.devices)
+    parser.add_argument(
+        "--quick", action="store_true", help="short phases (15s sustained): a smoke run"
+    )
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
+def config_from(args: argparse.Namespace) -> Config:
+    cfg = Config(
+        sustained_seconds=args.sustained_seconds,
+        warmup_seconds=args.warmup_seconds,
+        rate=args.rate,
+        load_factor=args.load_factor,
+        probe_step_seconds=args.probe_step_seconds,
+        latency_seconds=args.latency_seconds,
+        overload_seconds=args.overload_seconds,
+        create_deadline=args.create_deadline,
+        poisson=args.arrivals == "poisson",
+        seed=args.seed,
+        devices=args.devices,
+    )
+    if args.quick:
+        cfg.sustained_seconds = min(cfg.sustained_seconds, 15)
+        cfg.warmup_seconds = min(cfg.warmup_seconds, 5)
+        cfg.probe_step_seconds = min(cfg.probe_step_seconds, 4)
+        cfg.latency_seconds = min(cfg.latency_seconds, 8)
+        cfg.overload_seconds = min(cfg.overload_seconds, 5)
+    return cfg
 
 
-async def run_orders(address: str, count: int, concurrency: int, devices: int) -> dict[str, float]:
-    created_at: dict[str, float] = {}
-    completed_at: dict[str, float] = {}
-    all_completed = asyncio.Event()
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = order_pb2_grpc.OrderServiceStub(channel)
-        watch = stub.WatchOrders(order_pb2.WatchOrdersRequest(), metadata=CLERK)
+def run_stack(venv: Path, database: str, cfg: Config, log: Any = print) -> dict[str, Any]:
+    """Starts the stack of the checkout whose environment is `venv`, measures, stops it."""
+    with tempfile.TemporaryDirectory(prefix="orderline-bench-") as tmp:
+        stack = BenchStack(venv, Path(tmp), database=database, devices=cfg.devices)
+        try:
+            stack.start()
+            return asyncio.run(measure(stack, cfg, log))
+        finally:
+            stack.stop()
 
-        async def follow() -> None:
-            async for update in watch:
-                o = update.order
-                if o.state == order_pb2.ORDER_STATE_COMPLETED and o.id not in completed_at:
-                    completed_at[o.id] = time.perf_counter()
-                    if len(completed_at) >= count:
-                        all_completed.set()
-                        return
 
-        follower = asyncio.create_task(follow())
-        await asyncio.sleep(0.5)
-        sem = asyncio.Semaphore(concurrency)
-        create_latency: list[float] = []
+def describe_revision(checkout: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
 
-        async def create(i: int) -> None:
-            async with sem:
-                t0 = time.perf_counter()
-                reply = await stub.CreateOrder(
-                    demo_request(i, f"CPE-{i % devices + 1:04d}"), metadata=CLERK, timeout=30
-                )
-                created_at[reply.order.id] = t0
-                create_latency.append(time.perf_counter() - t0)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(create(i) for i in range(count)))
-        created = time.perf_counter()
-        await asyncio.wait_for(all_completed.wait(), timeout=600)
-        end = time.perf_counter()
-        watch.cancel()
-        follower.cancel()
-    e2e = [(completed_at[i] - created_at[i]) * 1000 for i in created_at]
-    return {
-        "orders": count,
-        "create_per_s": count / (created - start),
-        "completed_per_s": count / (end - start),
-        "create_p50_ms": statistics.median(create_latency) * 1000,
-        "e2e_p50_ms": percentile(e2e, 50),
-        "e2e_p95_ms": percentile(e2e, 95),
-        "e2e_p99_ms": percentile(e2e, 99),
-        "e2e_max_ms": max(e2e),
-    }
+    return git("describe", "--always", "--dirty") or "?"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--devices", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="orderline-bench-") as tmp:
-        stack = LocalStack(Path(tmp), devices=args.devices, preferred_ports=False)
-        try:
-            stack.start(timeout=120)
-            time.sleep(3)  # let start-up settle before reading idle memory
-            memory = {name: rss_mib(p.process.pid) for name, p in stack.procs.items() if p.process}
-            result = asyncio.run(
-                run_orders(stack.address("intake"), args.orders, args.concurrency, args.devices)
-            )
-        finally:
-            stack.stop()
-    lines = [
-        f"# Pipeline benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, SQLite, 2 cores)",
-        "",
-        f"{args.orders} orders, {args.concurrency} CreateOrder calls in flight, "
-        f"{args.devices} simulated devices.",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| CreateOrder throughput | {result['create_per_s']:.1f} orders/s |",
-        f"| create → completed throughput | {result['completed_per_s']:.1f} orders/s |",
-        f"| CreateOrder latency p50 | {result['create_p50_ms']:.1f} ms |",
-        f"| create → completed p50 | {result['e2e_p50_ms']:.0f} ms |",
-        f"| create → completed p95 | {result['e2e_p95_ms']:.0f} ms |",
-        f"| create → completed p99 | {result['e2e_p99_ms']:.0f} ms |",
-        f"| create → completed max | {result['e2e_max_ms']:.0f} ms |",
-        "",
-        "| process | idle RSS |",
-        "|---|---|",
-        *(f"| {name} | {mib:.0f} MiB |" for name, mib in memory.items()),
-    ]
-    text = "\n".join(lines) + "\n"
+    cfg = config_from(args)
+    databases = list(DATABASES) if args.db == "both" else [args.db]
+    venv = Path(sys.prefix)
+    checkout = Path(__file__).resolve().parent.parent
+    results = {}
+    for db in databases:
+        print(f"{DATABASES[db]}:", flush=True)
+        results[DATABASES[db]] = run_stack(venv, db, cfg)
+    when = datetime.now(UTC)
+    revision = describe_revision(checkout)
+    table = by_database(results)
+    text = (
+        f"# Pipeline benchmark ({when:%Y-%m-%d %H:%M} UTC, {revision})\n\n"
+        f"Open-loop {args.arrivals} arrivals; {cfg.warmup_seconds:.0f}s warm-up, "
+        f"{cfg.sustained_seconds:.0f}s sustained phase; {cfg.devices} simulated devices, "
+        "device and gateway delays 0; every process of the stack counted. "
+        'See docs/performance.md, "How the benchmark measures".\n\n'
+        f"{table}\n"
+    )
+    print()
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.md").write_text(text, encoding="utf-8")
-    print(f"written to {RESULTS / 'pipeline.md'}")
+    payload = {
+        "when": when.isoformat(),
+        "revision": revision,
+        "config": vars(cfg),
+        "results": results,
+    }
+    (RESULTS / "pipeline.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    print(f"written to {RESULTS / 'pipeline.md'} and pipeline.json")
 
 
 if __name__ == "__main__":

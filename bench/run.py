@@ -1,0 +1,215 @@
+"""One benchmark run against one started stack: idle figures, warm-up, the sustained rate
+(probed, or given), the sustained phase with every counter, latency without backlog, and
+CreateOrder under four times the sustained rate."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from bench import counters, procstat, sqlite_wal
+from bench.load import Driver
+from bench.stack import SERVICES, BenchStack
+from bench.stats import percentile
+from orderline_cli.demo import demo_request
+
+
+@dataclass
+class Config:
+    sustained_seconds: float = 60.0
+    warmup_seconds: float = 10.0
+    rate: float | None = None  # sustained arrival rate; None: probe for it
+    load_factor: float = 0.9  # share of the probed capacity offered in the sustained phase
+    probe_start: float = 4.0
+    probe_step_seconds: float = 6.0
+    probe_max: float = 512.0
+    latency_seconds: float = 20.0
+    overload_seconds: float = 10.0
+    overload_factor: float = 4.0
+    create_deadline: float = 10.0
+    poisson: bool = True
+    seed: int = 1
+    devices: int = 100
+    idle_seconds: float = 5.0
+
+
+NAMED_CODES = ("OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
+Metric = dict[str, Any]  # {"value": float | None, "unit": str, "better": "lower"|"higher"|""}
+
+
+def metric(value: float | None, unit: str, better: str = "") -> Metric:
+    return {"value": value, "unit": unit, "better": better}
+
+
+class Snapshot:
+    """Every counter at one moment."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self.stack = stack
+        self.pg_names = {s: s.replace("-", "_") for s in SERVICES}
+
+    async def take(self) -> dict[str, Any]:
+        stack = self.stack
+        at = time.time()
+        cpu = procstat.tree_cpu_seconds(stack.pids())
+        assert stack.nats is not None
+        streams = await counters.stream_sequences(stack.nats.url)
+        txns: dict[str, int | None]
+        if stack.postgres is not None:
+            dsn = stack.postgres.url("postgres").replace("+asyncpg", "")
+            txns = dict(await counters.pg_commits(dsn, self.pg_names))
+        else:
+            txns = counters.sqlite_commits(stack.db_dir, SERVICES)
+        return {"at": at, "cpu": cpu, "streams": streams, "txns": txns}
+
+
+def _txn_delta(
+    stack: BenchStack,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    services: tuple[str, ...] = SERVICES,
+) -> int | None:
+    total = 0
+    for svc in services:
+        b, a = before["txns"].get(svc), after["txns"].get(svc)
+        if b is None or a is None:
+            return None
+        total += sqlite_wal.delta(b, a) if stack.postgres is None else a - b
+    return total
+
+
+async def probe_capacity(driver: Driver, cfg: Config, rng: random.Random, log: Any) -> float:
+    """Doubles an open-loop rate until the pipeline falls behind; the capacity is the
+    completion rate over the second half of that step (a backlog is queued by then)."""
+    rate = cfg.probe_start
+    while True:
+        step = cfg.probe_step_seconds
+        _, end = await driver.open_loop("probe", rate, step, cfg.poisson, rng)
+        behind = driver.ledger.backlog() + driver.in_flight
+        half = cfg.probe_step_seconds / 2
+        done = driver.ledger.completions_between(end - half, end) / half
+        log(f"  probe {rate:.0f}/s: {done:.1f} completed/s, {behind} behind")
+        if behind > max(10, 2 * rate) or rate * 2 > cfg.probe_max:
+            await driver.drain(300)
+            return max(done, 0.5)
+        rate *= 2
+
+
+async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str, Any]:
+    rng = random.Random(cfg.seed)
+    pids = stack.pids()
+    await asyncio.sleep(3)  # start-up settles
+    rss = {name: procstat.rss_mib(pid) for name, pid in pids.items()}
+    idle0 = procstat.tree_cpu_seconds(pids)
+    t0 = time.time()
+    await asyncio.sleep(cfg.idle_seconds)
+    idle1 = procstat.tree_cpu_seconds(pids)
+    idle_cpu = sum(idle1.values()) - sum(idle0.values())
+    idle_cpu_per_s = idle_cpu / (time.time() - t0) * 1000
+
+    def request(i: int) -> Any:
+        return demo_request(i, f"CPE-{i % cfg.devices + 1:04d}")
+
+    snap = Snapshot(stack)
+    async with Driver(stack.address("intake"), request) as driver:
+        driver.deadline = cfg.create_deadline
+        log("  warm-up")
+        await driver.open_loop("warm-up", 2.0, cfg.warmup_seconds, cfg.poisson, rng)
+        await driver.drain(120)
+        rate = cfg.rate or round(cfg.load_factor * await probe_capacity(driver, cfg, rng, log), 1)
+        log(
+            f"  sustained at {rate}/s: {cfg.warmup_seconds:.0f}s, then {cfg.sustained_seconds:.0f}s"
+        )
+        await driver.open_loop("warm-up", rate, cfg.warmup_seconds, cfg.poisson, rng)
+        before = await snap.take()
+        await driver.open_loop("sustained", rate, cfg.sustained_seconds, cfg.poisson, rng)
+        after = await snap.take()
+        backlog_end = driver.ledger.backlog() + driver.in_flight
+        drained = await driver.drain(300)
+        window = (before["at"], after["at"])
+        completed = driver.ledger.completions_between(*window)
+        arrivals = sum(1 for c in driver.ledger.calls if window[0] <= c.sent < window[1])
+        sustained_errors = Counter(
+            c.code for c in driver.ledger.calls if c.phase == "sustained" and c.code != "OK"
+        )
+
+        log(f"  latency at {rate / 2:.1f}/s")
+        await driver.open_loop("latency", rate / 2, cfg.latency_seconds, cfg.poisson, rng)
+        await driver.drain(120)
+        e2e = [
+            (driver.ledger.completed[c.order_id] - c.sent) * 1000
+            for c in driver.ledger.created("latency")
+            if c.order_id in driver.ledger.completed
+        ]
+        latency_missing = len(driver.ledger.created("latency")) - len(e2e)
+
+        over_rate = cfg.overload_factor * rate
+        log(f"  overload at {over_rate:.1f}/s")
+        await driver.open_loop("overload", over_rate, cfg.overload_seconds, cfg.poisson, rng)
+        await driver.settle(cfg.create_deadline + 5)
+        over = [c for c in driver.ledger.calls if c.phase == "overload"]
+    await asyncio.sleep(1.5)  # spans leave their batch processors
+    spans = counters.count_spans(stack.trace_dir, int(window[0] * 1e9), int(window[1] * 1e9))
+
+    cpu = {n: after["cpu"].get(n, 0.0) - before["cpu"].get(n, 0.0) for n in after["cpu"]}
+    seconds = window[1] - window[0]
+    per = completed or 1
+    events = sum(after["streams"].get(s, 0) - v for s, v in before["streams"].items())
+    events += sum(v for s, v in after["streams"].items() if s not in before["streams"])
+    txns = _txn_delta(stack, before, after)
+    codes = Counter(c.code for c in over)
+    ok = [c.latency * 1000 for c in over if c.code == "OK"]
+    m: dict[str, Metric] = {
+        "CPU per order (all processes)": metric(sum(cpu.values()) * 1000 / per, "ms", "lower"),
+        "create → completed sustained": metric(completed / seconds, "orders/s", "higher"),
+        "sustained: offered rate": metric(rate, "orders/s"),
+        "sustained: arrivals in window": metric(arrivals, "orders"),
+        "sustained: completed in window": metric(completed, "orders"),
+        "sustained: behind at the end": metric(backlog_end, "orders", "lower"),
+        "sustained: CreateOrder errors": metric(sum(sustained_errors.values()), "calls", "lower"),
+        "CPU used (all processes), sustained": metric(sum(cpu.values()) / seconds, "cores"),
+        "create → completed p50, no backlog": metric(percentile(e2e, 50), "ms", "lower"),
+        "create → completed p99, no backlog": metric(percentile(e2e, 99), "ms", "lower"),
+        "no backlog: orders not completed": metric(latency_missing, "orders", "lower"),
+        "CreateOrder p99 at 4x sustained (OK calls)": metric(percentile(ok, 99), "ms", "lower"),
+        "CreateOrder p99 at 4x sustained (all calls)": metric(
+            percentile([c.latency * 1000 for c in over], 99), "ms", "lower"
+        ),
+        "CreateOrder at 4x: calls": metric(len(over), "calls"),
+        "CreateOrder at 4x: UNAVAILABLE": metric(codes["UNAVAILABLE"], "calls", "lower"),
+        "CreateOrder at 4x: RESOURCE_EXHAUSTED": metric(codes["RESOURCE_EXHAUSTED"], "calls"),
+        "CreateOrder at 4x: DEADLINE_EXCEEDED": metric(
+            codes["DEADLINE_EXCEEDED"], "calls", "lower"
+        ),
+        "CreateOrder at 4x: other errors": metric(
+            sum(v for k, v in codes.items() if k not in NAMED_CODES), "calls", "lower"
+        ),
+        "idle CPU (all processes)": metric(idle_cpu_per_s, "ms/s", "lower"),
+        "transactions per order": metric(None if txns is None else txns / per, "", "lower"),
+        "events per order": metric(events / per, "", "lower"),
+        "RPCs per order": metric(sum(spans.rpcs.values()) / per, "", "lower"),
+        "spans per order": metric(sum(spans.spans.values()) / per, "", "lower"),
+    }
+    for name in SERVICES:
+        m[f"idle RSS {name}"] = metric(rss.get(name), "MiB", "lower")
+    for name in sorted(cpu, key=lambda n: -cpu[n]):
+        m[f"CPU per order: {name}"] = metric(cpu[name] * 1000 / per, "ms", "lower")
+    details = {
+        "window_seconds": seconds,
+        "drained_after_sustained": drained,
+        "sustained_errors": dict(sustained_errors),
+        "overload_codes": dict(codes),
+        "idle_rss_mib": rss,
+        "events_by_stream": {
+            s: after["streams"].get(s, 0) - before["streams"].get(s, 0) for s in after["streams"]
+        },
+        "transactions_by_service": {s: _txn_delta(stack, before, after, (s,)) for s in SERVICES},
+        "spans_by_service": dict(spans.spans),
+        "rpcs_by_method": dict(spans.rpcs.most_common()),
+        "spans_by_kind": dict(spans.kinds),
+    }
+    return {"metrics": m, "details": details}

@@ -1,0 +1,113 @@
+"""The harness's own arithmetic and parsing: fast, no processes started."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench import procstat, sqlite_wal
+from bench.counters import count_spans
+from bench.report import compare, fmt
+from bench.stats import percentile, spread
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_spread_is_range_over_median() -> None:
+    assert spread([9.0, 10.0, 11.0]) == pytest.approx(0.2)
+    assert math.isnan(spread([1.0]))
+
+
+def test_parse_stat_with_spaces_and_parentheses_in_the_name() -> None:
+    fields = ["S", "41"] + ["0"] * 9 + ["120", "30", "7", "3"] + ["0"] * 30
+    stat = procstat.parse_stat("1234 (py (worker) x) " + " ".join(fields))
+    assert (stat.pid, stat.ppid, stat.utime, stat.stime) == (1234, 41, 120, 30)
+    assert (stat.own_ticks, stat.tree_ticks) == (150, 160)
+
+
+def _fake_proc(root: Path, pid: int, ppid: int, ticks: tuple[int, int, int, int]) -> None:
+    (root / str(pid)).mkdir()
+    fields = ["S", str(ppid)] + ["0"] * 9 + [str(t) for t in ticks] + ["0"] * 30
+    (root / str(pid) / "stat").write_text(f"{pid} (p) " + " ".join(fields))
+
+
+def test_tree_cpu_adds_descendants_and_reaped_children(tmp_path: Path) -> None:
+    _fake_proc(tmp_path, 10, 1, (100, 0, 50, 0))  # root: own 100, reaped children 50
+    _fake_proc(tmp_path, 11, 10, (20, 5, 0, 0))  # live child
+    _fake_proc(tmp_path, 12, 11, (5, 0, 0, 0))  # grandchild
+    _fake_proc(tmp_path, 20, 1, (999, 0, 0, 0))  # unrelated
+    cpu = procstat.tree_cpu_seconds({"pg": 10, "gone": 99}, tmp_path)
+    assert cpu["pg"] == pytest.approx(180 / procstat.CLOCK_TICKS)
+    assert cpu["gone"] == 0.0
+
+
+def test_rss_from_status() -> None:
+    assert procstat.parse_rss_kib("Name:\tx\nVmRSS:\t  2048 kB\n") == 2048
+    assert procstat.parse_rss_kib("Name:\tx\n") is None
+
+
+def test_wal_index_counts_write_transactions(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (v)")
+        before = sqlite_wal.write_transactions(db)
+        assert before is not None
+        for i in range(5):
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t VALUES (?)", (i,))
+            conn.execute("COMMIT")
+        conn.execute("BEGIN")
+        conn.execute("SELECT * FROM t").fetchall()
+        conn.execute("COMMIT")  # read-only: not counted
+        after = sqlite_wal.write_transactions(db)
+        assert after is not None
+        assert sqlite_wal.delta(before, after) == 5
+    finally:
+        conn.close()
+    assert sqlite_wal.delta(2**32 - 2, 3) == 5
+    assert sqlite_wal.parse_ichange(b"\x00" * 48 + b"\x01" * 48) is None
+
+
+def test_rpcs_are_server_spans_and_calls_to_untraced_servers(tmp_path: Path) -> None:
+    lines = [
+        '{"span_id":"a","parent_span_id":null,"kind":"CLIENT","name":"/s.A/Get",'
+        '"service":"provisioning","start_ns":5}',
+        '{"span_id":"b","parent_span_id":"a","kind":"SERVER","name":"/s.A/Get",'
+        '"service":"intake","start_ns":6}',
+        '{"span_id":"c","parent_span_id":null,"kind":"CLIENT","name":"/sim.D/Apply",'
+        '"service":"provisioning","start_ns":7}',
+        '{"span_id":"d","parent_span_id":null,"kind":"INTERNAL","name":"step",'
+        '"service":"provisioning","start_ns":8}',
+        '{"span_id":"e","parent_span_id":null,"kind":"SERVER","name":"/s.A/Get",'
+        '"service":"intake","start_ns":50}',
+        '{"trunc',
+    ]
+    (tmp_path / "x-1.jsonl").write_text("\n".join(lines))
+    counts = count_spans(tmp_path, 0, 10)
+    assert sum(counts.spans.values()) == 4
+    assert counts.rpcs == {
+        "intake /s.A/Get": 1,
+        "provisioning /sim.D/Apply (to an untraced server)": 1,
+    }
+
+
+def test_compare_table_gives_medians_and_ratio() -> None:
+    def run(cpu: float) -> dict[str, object]:
+        return {"metrics": {"cpu": {"value": cpu, "unit": "ms", "better": "lower"}}}
+
+    table = compare([run(200.0), run(220.0)], [run(40.0), run(44.0)])
+    assert "| cpu | 210 ms | 42.0 ms | 0.20 |" in table
+    assert fmt(None) == "not counted"
