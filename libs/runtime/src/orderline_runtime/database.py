@@ -13,9 +13,8 @@ from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
@@ -45,14 +44,13 @@ class Database:
         if self.is_sqlite:
             self.sqlite_path = parsed.database or ":memory:"
             _configure_sqlite(self.engine, busy_timeout_ms=int(lock_timeout_seconds * 1000))
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A session in one transaction: committed when the block ends, rolled back on error."""
         try:
-            async with self.sessions() as session, session.begin():
-                yield session
+            async with self.engine.begin() as conn:
+                yield conn
         except DBAPIError as exc:
             if not isinstance(exc, IntegrityError):
                 self._writes_failing = True
@@ -60,15 +58,15 @@ class Database:
         self._writes_failing = False
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A session for reads only, all from one snapshot: on SQLite a deferred transaction
         (it does not take the write lock), on PostgreSQL REPEATABLE READ."""
         options: dict[str, Any] = {READ_ONLY: True}
         if self.is_postgres:
             options["isolation_level"] = "REPEATABLE READ"
-        async with self.sessions() as session:
-            await session.connection(execution_options=options)
-            yield session
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**options)
+            yield conn
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
         try:
@@ -127,15 +125,15 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def dialect_of(session: AsyncSession) -> str:
+def dialect_of(session: AsyncConnection) -> str:
     """ "postgresql" or "sqlite": for repositories (adapters) only, never for use cases."""
-    return session.get_bind().dialect.name
+    return session.dialect.name
 
 
 S = TypeVar("S", bound=Select[Any])
 
 
-def skip_locked(stmt: S, session: AsyncSession) -> S:
+def skip_locked(stmt: S, session: AsyncConnection) -> S:
     """Locks the selected rows so that other transactions skip them, where the database can
     (PostgreSQL: FOR UPDATE SKIP LOCKED). SQLite needs nothing: BEGIN IMMEDIATE already lets
     one writer at a time in."""

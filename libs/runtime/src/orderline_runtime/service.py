@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.database import Database
@@ -56,7 +56,7 @@ class Service(Generic[R]):
         metadata: MetaData,
         migrations: Path,
         policy: Mapping[str, frozenset[str]],
-        repositories: Callable[[AsyncSession], R],
+        repositories: Callable[[AsyncConnection], R],
         clock: Clock = system_clock,
     ) -> None:
         self.name = settings.service_name

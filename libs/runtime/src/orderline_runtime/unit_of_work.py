@@ -29,7 +29,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime.database import Database
 from orderline_runtime.errors import Conflict
@@ -136,7 +136,7 @@ class SqlUnitOfWork(UnitOfWork[R]):
         self,
         db: Database,
         outbox: OutboxWriter,
-        repositories: Callable[[AsyncSession], R],
+        repositories: Callable[[AsyncConnection], R],
         *,
         producer: str,
         read_only: bool = False,
@@ -145,11 +145,11 @@ class SqlUnitOfWork(UnitOfWork[R]):
         self.db = db
         self.outbox = outbox
         self.repositories = repositories
-        self._cm: AbstractAsyncContextManager[AsyncSession] | None = None
-        self._session: AsyncSession | None = None
+        self._cm: AbstractAsyncContextManager[AsyncConnection] | None = None
+        self._session: AsyncConnection | None = None
 
     @property
-    def session(self) -> AsyncSession:
+    def session(self) -> AsyncConnection:
         """For the runtime's own adapters (inbox, outbox); services use `repos`."""
         if self._session is None:
             raise RuntimeError("no transaction: use `async with uow:`")
@@ -191,7 +191,7 @@ class SqlUnitOfWork(UnitOfWork[R]):
 
 
 class OutboxWriter(Protocol):
-    async def write(self, session: AsyncSession, events: list[PendingEvent]) -> None: ...
+    async def write(self, session: AsyncConnection, events: list[PendingEvent]) -> None: ...
 
     def committed(self) -> None: ...
 
@@ -199,7 +199,7 @@ class OutboxWriter(Protocol):
 def sql_unit_of_work_factory(
     db: Database,
     outbox: OutboxWriter,
-    repositories: Callable[[AsyncSession], R],
+    repositories: Callable[[AsyncConnection], R],
     *,
     producer: str,
 ) -> UnitOfWorkFactory[R]:

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 from sqlalchemy import event, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
 
 from orderline.events.v1 import order_events_pb2
 from orderline_runtime.database import Database
@@ -163,7 +163,7 @@ async def test_transient_failure_is_nacked_rolled_back_and_succeeds_on_redeliver
 ) -> None:
     order: list[str] = []
 
-    def on_commit(_session: Session) -> None:
+    def on_commit(_conn: Connection) -> None:
         order.append("commit")
 
     original_ack = Msg.ack
@@ -173,7 +173,7 @@ async def test_transient_failure_is_nacked_rolled_back_and_succeeds_on_redeliver
         await original_ack(self)
 
     monkeypatch.setattr(Msg, "ack", recording_ack)
-    event.listen(Session, "after_commit", on_commit)
+    event.listen(Engine, "commit", on_commit)
     try:
         calls = Calls()
 
@@ -187,7 +187,7 @@ async def test_transient_failure_is_nacked_rolled_back_and_succeeds_on_redeliver
         await harness.publish(data, "m-1")
         info = await harness.settle(delivered=1)
     finally:
-        event.remove(Session, "after_commit", on_commit)
+        event.remove(Engine, "commit", on_commit)
 
     assert len(calls.event_ids) == 2
     assert info.num_redelivered == 0  # the redelivery was acked

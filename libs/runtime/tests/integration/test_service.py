@@ -13,7 +13,7 @@ from _runtime_support import Schema, count_rows, make_schema, session_units, wai
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline.events.v1 import order_events_pb2
 from orderline_devtools.local import NatsServer, PostgresServer
@@ -36,7 +36,7 @@ ORDER = catalogue().for_payload(order_events_pb2.OrderApproved).stream
 
 def build(
     schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **overrides: Any
-) -> Service[AsyncSession]:
+) -> Service[AsyncConnection]:
     settings = ServiceSettings(
         service_name="provisioning",
         grpc_port=0,

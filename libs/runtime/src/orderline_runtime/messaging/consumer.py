@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline.events.v1 import envelope_pb2
 from orderline_runtime import metrics
@@ -243,7 +243,7 @@ class EventConsumer:
             raise
         return "handled"
 
-    async def _seen(self, session: AsyncSession, event_id: str) -> bool:
+    async def _seen(self, session: AsyncConnection, event_id: str) -> bool:
         seen = await session.execute(
             select(self.inbox.c.event_id).where(
                 self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event_id

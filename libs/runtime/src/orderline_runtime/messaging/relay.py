@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Select, Table, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime import metrics
 from orderline_runtime.database import Database
@@ -120,7 +120,7 @@ class OutboxRelay:
     async def _publish_all(self, rows: Sequence[Any]) -> None:
         await asyncio.gather(*(self._publish(r) for r in rows))
 
-    async def _mark_sent(self, session: AsyncSession, rows: Sequence[Any]) -> None:
+    async def _mark_sent(self, session: AsyncConnection, rows: Sequence[Any]) -> None:
         t = self.table
         await session.execute(
             update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=self.outbox.clock())

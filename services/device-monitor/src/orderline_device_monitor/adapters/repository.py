@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_device_monitor.adapters.tables import (
     ALARM_CLEARED,
@@ -90,12 +90,12 @@ class Usage:
 class DeviceRepository:
     """Device-monitor's tables, inside one unit of work's transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.session = session
 
     def _upsert(self, table: Table) -> Any:
         """INSERT … ON CONFLICT for the session's database (PostgreSQL or SQLite)."""
-        if self.session.get_bind().dialect.name == "postgresql":
+        if self.session.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_provisioning.adapters.tables import jobs, test_results, vouchers
 from orderline_provisioning.domain.job import Job, TestResult
@@ -41,7 +41,7 @@ def _job_values(job: Job) -> dict[str, Any]:
 
 
 class JobRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.session = session
 
     # --- jobs -----------------------------------------------------------------------------

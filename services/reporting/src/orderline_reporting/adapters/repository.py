@@ -9,21 +9,21 @@ from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_reporting.adapters.tables import event_counts, orders, sealed_dossiers
 from orderline_reporting.domain.projection import StateObservation
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
+def _insert(session: AsyncConnection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if session.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
 class ProjectionRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.session = session
 
     async def count_event(self, event_type: str) -> None:
