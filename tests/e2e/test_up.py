@@ -169,3 +169,24 @@ def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_
         assert second.ctrl_c() == 0, second.output
     finally:
         second.kill()
+
+
+def test_up_with_a_bad_setting_names_it_and_shows_no_traceback(state_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orderline_cli.main", "up", "--demo", "0", "--devices", "40"],
+        env={
+            **os.environ,
+            "ORDERLINE_STATE_DIR": str(state_dir),
+            "ORDERLINE_AUTH_TOKENS_FILE": "/nonexistent",
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "the stack did not start" in result.stderr
+    assert "invalid configuration: ORDERLINE_AUTH_TOKENS_FILE: no such file: /nonexistent" in (
+        result.stderr
+    )
+    assert "stopped; nothing left running" in result.stdout

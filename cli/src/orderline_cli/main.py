@@ -145,7 +145,11 @@ def up(
                 preferred=preferred,
                 port=used,
             )
-        stack.start()
+        try:
+            stack.start()
+        except (RuntimeError, TimeoutError) as exc:
+            # Which process, its exit code and its log's last lines: no traceback of ours.
+            fail("UNAVAILABLE", f"the stack did not start: {exc}", as_json=as_json)
         stack.supervise_in_background(lambda text: say.line(text, event="supervisor"))
         _print_stack(stack, say)
         order_ids = demo.submit(stack.address("intake"), demo_orders) if demo_orders else []
