@@ -153,10 +153,11 @@ def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_
         assert _stopped_at(logs / f"{service}.log") <= _log_time(nats_exit[-1]), service
 
     # A quick second start: the ports the first run had from the README are its ports again,
-    # although the first run's connections still linger in TIME-WAIT.
-    second = Up.start(state_dir, "--demo", "0")
+    # although the first run's connections still linger in TIME-WAIT. (With --json: one
+    # object per line.)
+    second = Up.start(state_dir, "--demo", "0", "--json")
     try:
-        second.wait_for("Orderline is up")
+        second.wait_for('"event": "up"')
         second_ports = {
             name: str(a).rsplit(":", 1)[1] for name, a in second.stack()["addresses"].items()
         }
@@ -164,9 +165,13 @@ def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_
         kept = {n for n, p in first_ports.items() if p == documented[n]}
         assert kept, f"every documented port was taken by another process: {first_ports}"
         assert {n: second_ports[n] for n in kept} == {n: first_ports[n] for n in kept}
-        loud = [line for line in second.lines if "IS TAKEN" in line]
-        assert not [line for line in loud for n in kept if f"PORT {documented[n]} " in line]
+        events = [json.loads(line) for line in second.lines]
+        taken = {e["process"] for e in events if e["event"] == "port_taken"}
+        assert not taken & kept, taken
+        (up,) = [e for e in events if e["event"] == "up"]
+        assert up["processes"]["intake"]["address"] == second.stack()["addresses"]["intake"]
         assert second.ctrl_c() == 0, second.output
+        assert json.loads(second.lines[-1])["event"] == "stopped"
     finally:
         second.kill()
 
