@@ -82,8 +82,13 @@ checkov: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## install checkov (pinne
 run: venv ## bring the whole system up locally and show demo orders moving (Ctrl-C stops it)
 	$(BIN)/orderline up
 
-bench: venv ## pipeline benchmark: table printed and written to bench/results/
-	$(BIN)/python -m bench.pipeline
+bench: venv ## pipeline benchmark, SQLite and PostgreSQL (flags: BENCH_ARGS="--quick", --help)
+	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+
+BASE ?= e7223e2
+.PHONY: bench-compare
+bench-compare: venv ## base (BASE=<rev>, default e7223e2) against this checkout, alternating runs
+	$(BIN)/python -m bench.compare --base $(BASE) $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) var

@@ -10,7 +10,6 @@ docs/performance.md, "How the benchmark measures".
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.one import START_FAILED, config_json
 from bench.report import by_database
-from bench.run import Config, measure
-from bench.stack import BenchStack
+from bench.run import Config
 
 RESULTS = Path(__file__).parent / "results"
 DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -71,15 +70,24 @@ def config_from(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def run_stack(venv: Path, database: str, cfg: Config, log: Any = print) -> dict[str, Any]:
-    """Starts the stack of the checkout whose environment is `venv`, measures, stops it."""
-    with tempfile.TemporaryDirectory(prefix="orderline-bench-") as tmp:
-        stack = BenchStack(venv, Path(tmp), database=database, devices=cfg.devices)
-        try:
-            stack.start()
-            return asyncio.run(measure(stack, cfg, log))
-        finally:
-            stack.stop()
+def run_stack(venv: Path, database: str, cfg: Config, attempts: int = 3) -> dict[str, Any]:
+    """Starts the stack of the checkout whose environment is `venv`, measures, stops it; in a
+    harness process of its own (bench.one). A stack that does not start is tried again."""
+    checkout = Path(__file__).resolve().parent.parent
+    for attempt in range(1, attempts + 1):
+        with tempfile.TemporaryDirectory(prefix="orderline-bench-run-") as tmp:
+            out = Path(tmp) / "result.json"
+            command = [sys.executable, "-m", "bench.one", str(venv), database]
+            command += [config_json(cfg), str(out)]
+            code = subprocess.run(command, cwd=checkout, check=False).returncode
+            if code == 0:
+                result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+                result["start_attempts"] = attempt
+                return result
+            if code != START_FAILED:
+                raise SystemExit(f"benchmark run failed (exit code {code})")
+            print(f"  the stack did not start (attempt {attempt} of {attempts})", flush=True)
+    raise SystemExit("the stack did not start")
 
 
 def describe_revision(checkout: Path) -> str:

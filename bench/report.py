@@ -13,7 +13,7 @@ def fmt(value: float | None, unit: str = "") -> str:
         return "not counted"
     if isinstance(value, float) and math.isnan(value):
         return "—"
-    if isinstance(value, int) or abs(value) >= 100:
+    if isinstance(value, int) or abs(value) >= 100 or float(value).is_integer():
         text = f"{value:.0f}"
     elif abs(value) >= 10:
         text = f"{value:.1f}"

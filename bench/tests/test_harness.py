@@ -109,5 +109,15 @@ def test_compare_table_gives_medians_and_ratio() -> None:
         return {"metrics": {"cpu": {"value": cpu, "unit": "ms", "better": "lower"}}}
 
     table = compare([run(200.0), run(220.0)], [run(40.0), run(44.0)])
-    assert "| cpu | 210 ms | 42.0 ms | 0.20 |" in table
+    assert "| cpu | 210 ms | 42 ms | 0.20 |" in table
     assert fmt(None) == "not counted"
+
+
+def test_falling_behind_needs_a_growing_backlog_and_missing_completions() -> None:
+    from bench.run import _falling_behind
+
+    assert not _falling_behind(9.0, grew=9, completed_per_s=5.0)  # a Poisson burst
+    assert not _falling_behind(9.0, grew=30, completed_per_s=8.5)  # completions keep pace
+    assert _falling_behind(9.0, grew=30, completed_per_s=6.0)
+    assert _falling_behind(40.0, grew=45, completed_per_s=30.0)
+    assert not _falling_behind(40.0, grew=35, completed_per_s=30.0)
