@@ -67,3 +67,14 @@ def test_an_unknown_state_is_refused_naming_the_known_ones_in_json(tmp_path: Pat
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "INVALID_ARGUMENT"
     assert "inProgress" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "args", [["order", "get", "--json"], ["report", "orders", "--no-such-option", "--json"]]
+)
+def test_a_usage_error_with_json_is_one_error_object_too(tmp_path: Path, args: list[str]) -> None:
+    result = orderline(tmp_path, *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and error["message"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from typer.core import TyperGroup
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
@@ -29,7 +31,40 @@ from orderline_runtime.order_states import BY_TMF_NAME
 if TYPE_CHECKING:
     from orderline_cli.stack import LocalStack
 
-app = typer.Typer(help="Orderline: a telecom operator's service orders.", no_args_is_help=True)
+
+class _Commands(TyperGroup):
+    """With `--json` on the command line, a usage error (a missing argument, an unknown
+    option) is one JSON error object on stderr too, like every other error."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or not standalone_mode:
+            return super().main(
+                args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
+        try:
+            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as exc:  # click's usage errors
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            error = {"error": {"code": "INVALID_ARGUMENT", "message": message}}
+            print(json.dumps(error, ensure_ascii=False), file=sys.stderr)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    help="Orderline: a telecom operator's service orders.", no_args_is_help=True, cls=_Commands
+)
 order_app = typer.Typer(help="Create, read and watch orders.", no_args_is_help=True)
 report_app = typer.Typer(help="Management reports.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
