@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=None, help="sustained arrival rate (default: probed)"
     )
     parser.add_argument("--load-factor", type=float, default=d.load_factor)
+    parser.add_argument(
+        "--sustained-attempts",
+        type=int,
+        default=d.sustained_attempts,
+        help="sustained phases: after one that kept up, 15%% faster; after one that fell "
+        "behind, slower; the fastest that kept up is reported",
+    )
     parser.add_argument("--probe-step-seconds", type=float, default=d.probe_step_seconds)
     parser.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
     parser.add_argument("--overload-seconds", type=float, default=d.overload_seconds)
@@ -53,6 +60,7 @@ def config_from(args: argparse.Namespace) -> Config:
         warmup_seconds=args.warmup_seconds,
         rate=args.rate,
         load_factor=args.load_factor,
+        sustained_attempts=args.sustained_attempts,
         probe_step_seconds=args.probe_step_seconds,
         latency_seconds=args.latency_seconds,
         overload_seconds=args.overload_seconds,

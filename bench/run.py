@@ -24,7 +24,7 @@ class Config:
     warmup_seconds: float = 10.0
     rate: float | None = None  # sustained arrival rate; None: probe for it
     load_factor: float = 1.0  # share of the probed capacity offered in the sustained phase
-    sustained_attempts: int = 2  # a phase that fell behind is run again, slower
+    sustained_attempts: int = 1  # more: a search for the fastest rate that keeps up
     probe_start: float = 4.0
     probe_step_seconds: float = 8.0
     probe_max: float = 512.0
@@ -110,6 +110,71 @@ async def probe_capacity(driver: Driver, cfg: Config, rng: random.Random, log: A
     return max(best, 0.5)
 
 
+@dataclass
+class Sustained:
+    attempt: int
+    rate: float
+    before: dict[str, Any]
+    after: dict[str, Any]
+    backlog_start: int
+    backlog_end: int
+    completed: int
+    drained: bool
+
+    @property
+    def label(self) -> str:
+        return f"sustained-{self.attempt}"
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.before["at"], self.after["at"]
+
+    @property
+    def seconds(self) -> float:
+        return float(self.after["at"] - self.before["at"])
+
+    @property
+    def kept_up(self) -> bool:
+        grew = self.backlog_end - self.backlog_start
+        return not _falling_behind(self.rate, grew, self.completed / self.seconds)
+
+
+async def sustained_search(
+    driver: Driver, snap: Snapshot, rate: float, cfg: Config, rng: random.Random, log: Any
+) -> Sustained:
+    """Sustained phases, at most `cfg.sustained_attempts`: after one that kept up the next
+    offers 15% more, after one that fell behind 90% of the completion rate it managed. The
+    result is the fastest phase that kept up, else the last one. A given `cfg.rate` is run
+    once."""
+    best: Sustained | None = None
+    last: Sustained | None = None
+    for attempt in range(1, (1 if cfg.rate else cfg.sustained_attempts) + 1):
+        log(f"  sustained at {rate}/s: warm-up, then {cfg.sustained_seconds:.0f}s")
+        await driver.open_loop("warm-up", rate, cfg.warmup_seconds, cfg.poisson, rng)
+        backlog_start = driver.ledger.backlog() + driver.in_flight
+        before = await snap.take()
+        label = f"sustained-{attempt}"
+        await driver.open_loop(label, rate, cfg.sustained_seconds, cfg.poisson, rng)
+        after = await snap.take()
+        backlog_end = driver.ledger.backlog() + driver.in_flight
+        drained = await driver.drain(300)
+        completed = driver.ledger.completions_between(before["at"], after["at"])
+        last = Sustained(
+            attempt, rate, before, after, backlog_start, backlog_end, completed, drained
+        )
+        done = completed / last.seconds
+        log(f"  {done:.1f} completed/s: " + ("kept up" if last.kept_up else "fell behind"))
+        if last.kept_up:
+            best = last
+            rate = round(rate * 1.15, 1)
+        elif best is not None:
+            break  # a slower rate kept up already
+        else:
+            rate = round(0.9 * done, 1)
+    assert last is not None
+    return best or last
+
+
 async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     pids = stack.pids()
@@ -132,31 +197,14 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
         await driver.open_loop("warm-up", 2.0, cfg.warmup_seconds, cfg.poisson, rng)
         await driver.drain(120)
         rate = cfg.rate or round(cfg.load_factor * await probe_capacity(driver, cfg, rng, log), 1)
-        attempts = 0
-        while True:
-            attempts += 1
-            log(f"  sustained at {rate}/s: warm-up, then {cfg.sustained_seconds:.0f}s")
-            await driver.open_loop("warm-up", rate, cfg.warmup_seconds, cfg.poisson, rng)
-            backlog_start = driver.ledger.backlog() + driver.in_flight
-            before = await snap.take()
-            await driver.open_loop("sustained", rate, cfg.sustained_seconds, cfg.poisson, rng)
-            after = await snap.take()
-            backlog_end = driver.ledger.backlog() + driver.in_flight
-            drained = await driver.drain(300)
-            window = (before["at"], after["at"])
-            completed = driver.ledger.completions_between(*window)
-            seconds = window[1] - window[0]
-            kept_up = not _falling_behind(rate, backlog_end - backlog_start, completed / seconds)
-            if kept_up or cfg.rate or attempts >= cfg.sustained_attempts:
-                break
-            # Fell behind: once more, below the completion rate it managed.
-            log(f"  fell behind ({completed / seconds:.1f} completed/s); again, slower")
-            driver.ledger.calls = [c for c in driver.ledger.calls if c.phase != "sustained"]
-            rate = round(0.9 * completed / seconds, 1)
-        arrivals = sum(1 for c in driver.ledger.calls if window[0] <= c.sent < window[1])
-        sustained_errors = Counter(
-            c.code for c in driver.ledger.calls if c.phase == "sustained" and c.code != "OK"
-        )
+        chosen = await sustained_search(driver, snap, rate, cfg, rng, log)
+        rate, before, after = chosen.rate, chosen.before, chosen.after
+        window, seconds, completed = chosen.window, chosen.seconds, chosen.completed
+        backlog_start, backlog_end = chosen.backlog_start, chosen.backlog_end
+        kept_up, drained, attempts = chosen.kept_up, chosen.drained, chosen.attempt
+        calls = [c for c in driver.ledger.calls if c.phase == chosen.label]
+        arrivals = sum(1 for c in calls if window[0] <= c.sent < window[1])
+        sustained_errors = Counter(c.code for c in calls if c.code != "OK")
 
         log(f"  latency at {rate / 2:.1f}/s")
         await driver.open_loop("latency", rate / 2, cfg.latency_seconds, cfg.poisson, rng)
