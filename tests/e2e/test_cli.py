@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
@@ -177,3 +178,35 @@ def test_a_service_with_a_missing_tokens_file_exits_with_one_line(service: str) 
     assert result.stderr.strip().splitlines() == [
         f"{service}: invalid configuration: ORDERLINE_AUTH_TOKENS_FILE: no such file: /nonexistent"
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("ORDERLINE_AUTH_TOKENS_FILE", "not json", "is not JSON"),
+        ("ORDERLINE_DATABASE_URL", "nonsense://x", "use sqlite+aiosqlite:///"),
+    ],
+)
+def test_a_setting_with_a_wrong_value_stops_a_service_with_one_line(
+    tmp_path: Path, variable: str, value: str, problem: str
+) -> None:
+    if variable.endswith("_FILE"):
+        (tmp_path / "tokens.json").write_text(value)
+        value = str(tmp_path / "tokens.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "orderline_intake"],
+        env={
+            **os.environ,
+            "ORDERLINE_GRPC_PORT": "0",
+            "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",
+            "ORDERLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/intake.db",
+        }
+        | {variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("intake: invalid configuration: ") and variable in line, line
+    assert problem in line, line

@@ -281,7 +281,14 @@ def run_service(build: Callable[[], Service[Any]]) -> None:
 
     async def main() -> int:
         # Built inside the loop that runs it: grpc.aio binds its server to the current loop.
-        service = build()
+        try:
+            service = build()
+        except (OSError, ValueError, KeyError) as exc:
+            # A file a setting names that is there but wrong (a tokens file that is not JSON,
+            # say): one line for the operator, not a traceback.
+            name = build.__module__.split(".")[0].removeprefix("orderline_").replace("_", "-")
+            print(f"{name}: invalid configuration: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
         if command == "serve" and service.identity.problem is not None:
             # Before logging, tracing and metrics start: the one line is all the operator sees.
             print(service.identity.problem, file=sys.stderr)

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
 class ServiceSettings(BaseSettings):
@@ -49,6 +51,17 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Outgoing gRPC calls never wait forever.
     call_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str) -> str:
+        # The two async drivers the services ship; anything else would fail later, deep in
+        # SQLAlchemy, as a traceback.
+        if url and not url.startswith(DATABASE_SCHEMES):
+            raise ValueError(
+                "use sqlite+aiosqlite:///<file> or postgresql+asyncpg://<user>@<host>/<db>"
+            )
+        return url
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"

@@ -59,6 +59,7 @@ def test_environment_overrides_defaults_including_a_service_s_own_fields(
         ("ORDERLINE_LOG_LEVEL", "LOUD"),
         ("ORDERLINE_MAX_CONCURRENT_RPCS", "0"),
         ("ORDERLINE_RETRY_LIMIT", "many"),
+        ("ORDERLINE_DATABASE_URL", "mysql://u@db/p"),
     ],
 )
 def test_bad_value_exits_2_naming_the_variable(

@@ -53,7 +53,10 @@ class TokenAuthenticator:
 
     @classmethod
     def from_file(cls, path: Path) -> TokenAuthenticator:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"ORDERLINE_AUTH_TOKENS_FILE {path} is not JSON: {exc}") from None
         tokens: dict[str, Principal] = {}
         for token, spec in raw.items():
             roles = frozenset(spec["roles"])
