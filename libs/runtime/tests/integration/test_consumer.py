@@ -379,3 +379,50 @@ async def test_durable_follows_a_release_that_handles_more_event_types(
     await harness.publish(completed, "m-2", subject="orderline.order.completed")
     await harness.settle(delivered=2)
     assert calls.event_ids == [approved_id, completed_id]
+
+
+async def test_one_bad_event_in_a_fetched_batch_costs_the_others_nothing(
+    harness: Harness, schema: Schema, js: JetStreamContext
+) -> None:
+    """Events that wait together are fetched and applied together; when one of them cannot be
+    handled, the others still take effect exactly once and only the bad one is dead-lettered."""
+    ids = {}
+    for order_id in ("O-20", "O-21", "O-22", "O-23"):
+        ids[order_id], data = envelope_bytes(order_id)
+        await harness.publish(data, f"m-{order_id}")
+
+    calls = Calls()
+
+    async def reject_o21(call: int) -> None:
+        if calls.event_ids[-1] == ids["O-21"]:
+            raise PoisonMessage("O-21 names a device that does not exist")
+
+    harness.start(recording_handler(schema, calls, reject_o21))
+    await harness.settle(delivered=4)
+
+    letters = await dead_letters(js)
+    assert [letter.reason for letter in letters] == [
+        "PoisonMessage: O-21 names a device that does not exist"
+    ]
+    assert sorted(note.split("#")[0] for note in await harness.effects()) == [
+        "O-20",
+        "O-22",
+        "O-23",
+    ]
+    assert await count_rows(harness.db, schema.inbox) == 3
+
+
+async def test_events_fetched_together_are_all_handled_and_acked(
+    harness: Harness, schema: Schema
+) -> None:
+    for n in range(30):
+        _, data = envelope_bytes(f"O-{100 + n}")
+        await harness.publish(data, f"m-{n}")
+    calls = Calls()
+    harness.start(recording_handler(schema, calls))
+
+    info = await harness.settle(delivered=30)
+    assert info.num_redelivered == 0
+    assert len(set(calls.event_ids)) == 30
+    assert len(await harness.effects()) == 30
+    assert await count_rows(harness.db, schema.inbox) == 30

@@ -125,15 +125,18 @@ class EventConsumer:
                 sub = None
                 await _sleep_unless(stop, 1.0)
                 continue
-            for msg in msgs:
-                if stop.is_set():
-                    # Stopping: finish only the message in hand; the rest of the batch goes
-                    # back at once instead of waiting out ack_wait (or outliving the grace).
+            if stop.is_set():
+                # Stopping: the batch goes back at once instead of waiting out ack_wait (or
+                # outliving the grace).
+                for msg in msgs:
                     with suppress(Exception):
                         await msg.nak()
-                    continue
-                # Finishes the message in hand even when stop is set: never half-handled.
-                await self.handle(msg)
+                continue
+            # Finishes the batch in hand even when stop is set meanwhile: never half-handled.
+            if len(msgs) == 1:
+                await self.handle(msgs[0])
+            else:
+                await self.handle_batch(msgs, stop)
         if sub is not None:
             # A pull subscription left open makes the connection's drain wait for nothing.
             with suppress(Exception):
@@ -152,23 +155,102 @@ class EventConsumer:
         await self.bus.js.add_consumer(self.stream.name, config)
         return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.stream.name)
 
+    def _span(self, msg: Msg, **attributes: Any) -> Any:
+        """The consumer span of one message, a child of the span that published it."""
+        return tracer().start_as_current_span(
+            handle_span(self.service, msg.subject.removeprefix(SUBJECT_PREFIX)),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.durable,
+                "messaging.message.delivery_count": msg.metadata.num_delivered,
+                **attributes,
+            },
+        )
+
+    async def handle_batch(self, msgs: Sequence[Msg], stop: asyncio.Event | None = None) -> None:
+        """Handles a fetched batch in ONE unit of work (one transaction, one inbox insert),
+        then acks every message. If anything in it fails, nothing of it is kept and each
+        message is handled alone instead, with its own retries and dead letters: a batch is
+        only ever an optimisation, never a change of outcome. A stop during the batch commits
+        the messages already handled and hands the rest back."""
+        ready: list[tuple[Msg, ReceivedEvent, Handler]] = []
+        alone: list[Msg] = []
+        for msg in msgs:
+            try:
+                event = parse_envelope(msg.data, msg.subject)
+            except PoisonMessage:
+                alone.append(msg)  # dead-lettered with its reason by handle()
+                continue
+            handler = self.handlers.get(event.event_type)
+            if handler is None or msg.metadata.num_delivered > 1:
+                alone.append(msg)  # ignored, or a redelivery: keep its delivery accounting
+                continue
+            ready.append((msg, event, handler))
+        outcomes: list[str] = []
+        if ready:
+            in_hand = [m for m, _, _ in ready]
+            keep_alive = asyncio.create_task(self._keep_in_progress(*in_hand))
+            try:
+                outcomes = await self._apply_batch(ready, stop or asyncio.Event())
+            except Exception as exc:
+                log.info(
+                    "batch not applied; handling its messages one by one",
+                    stream=self.stream.name,
+                    size=len(ready),
+                    error=repr(exc)[:300],
+                )
+                alone = [m for m, _, _ in ready] + alone
+                ready = []
+            finally:
+                keep_alive.cancel()
+        for (msg, _, _), outcome in zip(ready, outcomes, strict=False):
+            metrics.events_handled.add(1, {"consumer": self.service, "outcome": outcome})
+            await msg.ack()
+        if len(outcomes) < len(ready) or (stop is not None and stop.is_set()):
+            for msg in [m for m, _, _ in ready[len(outcomes) :]] + alone:
+                with suppress(Exception):
+                    await msg.nak()
+            return
+        for msg in sorted(alone, key=lambda m: m.metadata.sequence.stream):
+            await self.handle(msg)
+
+    async def _apply_batch(
+        self, ready: Sequence[tuple[Msg, ReceivedEvent, Handler]], stop: asyncio.Event
+    ) -> list[str]:
+        """Outcomes of a prefix of `ready` (all of it unless a stop came), committed."""
+        outcomes: list[str] = []
+        async with self.unit_of_work() as uow:
+            ids = [event.id for _, event, _ in ready]
+            done = await self._seen_many(uow.session, ids)
+            inbox_rows = []
+            for msg, event, handler in ready:
+                if stop.is_set() and outcomes:
+                    break
+                if event.id in done:
+                    outcomes.append("duplicate")
+                    continue
+                with (
+                    continued(msg.headers),
+                    self._span(
+                        msg, **{"messaging.message.id": event.id, EVENT_TYPE: event.event_type}
+                    ),
+                    order_scope(event.order_id) if event.order_id else nullcontext(),
+                ):
+                    await handler.fn(uow, event, self._payload(handler, event))
+                done.add(event.id)
+                inbox_rows.append(self._inbox_row(event))
+                outcomes.append("handled")
+            if inbox_rows:
+                await uow.session.execute(insert(self.inbox), inbox_rows)
+        return outcomes
+
     async def handle(self, msg: Msg) -> None:
         deliveries = msg.metadata.num_delivered
         if deliveries > 1:
             metrics.events_redelivered.add(1, {"consumer": self.service})
-        with (
-            continued(msg.headers),
-            tracer().start_as_current_span(
-                handle_span(self.service, msg.subject.removeprefix(SUBJECT_PREFIX)),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.destination.name": msg.subject,
-                    "messaging.consumer.group.name": self.durable,
-                    "messaging.message.delivery_count": deliveries,
-                },
-            ) as span,
-        ):
+        with continued(msg.headers), self._span(msg) as span:
             try:
                 event = parse_envelope(msg.data, msg.subject)
             except PoisonMessage as exc:
@@ -185,11 +267,12 @@ class EventConsumer:
             finally:
                 keep_alive.cancel()
 
-    async def _keep_in_progress(self, msg: Msg) -> None:
+    async def _keep_in_progress(self, *msgs: Msg) -> None:
         while True:
             await asyncio.sleep(self.ack_wait_seconds / 3)
-            with suppress(Exception):
-                await msg.in_progress()
+            for msg in msgs:
+                with suppress(Exception):
+                    await msg.in_progress()
 
     async def _dispatch(self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any) -> None:
         handler = self.handlers.get(event.event_type)
@@ -214,27 +297,13 @@ class EventConsumer:
         await msg.ack()
 
     async def _apply(self, handler: Handler, event: ReceivedEvent) -> str:
-        payload: Message = event.payload(handler.payload_type)
-        if "order_id" in payload.DESCRIPTOR.fields_by_name:
-            payload_order: str = getattr(payload, "order_id")  # noqa: B009 (a field by name)
-            if payload_order != event.order_id:
-                raise PoisonMessage(
-                    f"envelope order {event.order_id!r} differs from payload order "
-                    f"{payload_order!r}"
-                )
+        payload = self._payload(handler, event)
         try:
             async with self.unit_of_work() as uow:
-                if await self._seen(uow.session, event.id):
+                if await self._seen_many(uow.session, [event.id]):
                     return "duplicate"
                 await handler.fn(uow, event, payload)
-                await uow.session.execute(
-                    insert(self.inbox).values(
-                        consumer=self.durable,
-                        event_id=event.id,
-                        event_type=event.event_type,
-                        processed_at=self.clock(),
-                    )
-                )
+                await uow.session.execute(insert(self.inbox).values(**self._inbox_row(event)))
         except Conflict:
             # Another replica committed the same event first: its effects stand, ours rolled
             # back. Any other clash is retried (the next attempt sees the winner's state).
@@ -243,17 +312,38 @@ class EventConsumer:
             raise
         return "handled"
 
-    async def _seen(self, session: AsyncConnection, event_id: str) -> bool:
+    @staticmethod
+    def _payload(handler: Handler, event: ReceivedEvent) -> Message:
+        payload: Message = event.payload(handler.payload_type)
+        if "order_id" in payload.DESCRIPTOR.fields_by_name:
+            payload_order: str = getattr(payload, "order_id")  # noqa: B009 (a field by name)
+            if payload_order != event.order_id:
+                raise PoisonMessage(
+                    f"envelope order {event.order_id!r} differs from payload order "
+                    f"{payload_order!r}"
+                )
+        return payload
+
+    def _inbox_row(self, event: ReceivedEvent) -> dict[str, Any]:
+        return {
+            "consumer": self.durable,
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "processed_at": self.clock(),
+        }
+
+    async def _seen_many(self, session: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+        """Which of these events this consumer has already handled (its inbox)."""
         seen = await session.execute(
             select(self.inbox.c.event_id).where(
-                self.inbox.c.consumer == self.durable, self.inbox.c.event_id == event_id
+                self.inbox.c.consumer == self.durable, self.inbox.c.event_id.in_(event_ids)
             )
         )
-        return seen.first() is not None
+        return {str(e) for e in seen.scalars()}
 
     async def _in_inbox(self, event_id: str) -> bool:
         async with self.unit_of_work() as uow:
-            return await self._seen(uow.session, event_id)
+            return bool(await self._seen_many(uow.session, [event_id]))
 
     async def _retry_or_give_up(
         self, msg: Msg, event: ReceivedEvent, deliveries: int, span: Any, exc: BaseException
