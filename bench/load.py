@@ -159,6 +159,9 @@ class Driver:
         """Waits until every created order completed or stopped; False after `limit_s`."""
         await self.settle(limit_s)
         end = time.monotonic() + limit_s
-        while self.ledger.backlog() and time.monotonic() < end:  # noqa: ASYNC110
+        while self.ledger.backlog() and time.monotonic() < end:
+            if self._follower.done():
+                self._follower.result()  # the watch failed: say why
+                raise RuntimeError("the WatchOrders stream ended")
             await asyncio.sleep(poll_s)
         return self.ledger.backlog() == 0

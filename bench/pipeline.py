@@ -39,8 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sustained-attempts",
         type=int,
         default=d.sustained_attempts,
-        help="sustained phases: after one that kept up, 15%% faster; after one that fell "
-        "behind, slower; the fastest that kept up is reported",
+        help="sustained phases at most: after one that fell behind, one slower",
+    )
+    parser.add_argument(
+        "--climb",
+        action="store_true",
+        help="after a sustained phase that kept up, one 15%% faster (within the attempts): "
+        "the fastest that kept up is reported",
     )
     parser.add_argument("--probe-step-seconds", type=float, default=d.probe_step_seconds)
     parser.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
@@ -61,6 +66,7 @@ def config_from(args: argparse.Namespace) -> Config:
         rate=args.rate,
         load_factor=args.load_factor,
         sustained_attempts=args.sustained_attempts,
+        climb=args.climb,
         probe_step_seconds=args.probe_step_seconds,
         latency_seconds=args.latency_seconds,
         overload_seconds=args.overload_seconds,

@@ -24,7 +24,8 @@ class Config:
     warmup_seconds: float = 10.0
     rate: float | None = None  # sustained arrival rate; None: probe for it
     load_factor: float = 1.0  # share of the probed capacity offered in the sustained phase
-    sustained_attempts: int = 1  # more: a search for the fastest rate that keeps up
+    sustained_attempts: int = 2  # sustained phases at most
+    climb: bool = False  # after a phase that kept up, try 15% faster (a search)
     probe_start: float = 4.0
     probe_step_seconds: float = 8.0
     probe_max: float = 512.0
@@ -142,10 +143,10 @@ class Sustained:
 async def sustained_search(
     driver: Driver, snap: Snapshot, rate: float, cfg: Config, rng: random.Random, log: Any
 ) -> Sustained:
-    """Sustained phases, at most `cfg.sustained_attempts`: after one that kept up the next
-    offers 15% more, after one that fell behind 90% of the completion rate it managed. The
-    result is the fastest phase that kept up, else the last one. A given `cfg.rate` is run
-    once."""
+    """Sustained phases, at most `cfg.sustained_attempts`: after one that fell behind the next
+    offers 90% of the completion rate it managed; after one that kept up, with `cfg.climb`, the
+    next offers 15% more (else that one is the result). The result is the fastest phase that
+    kept up, else the last one. A given `cfg.rate` is run once."""
     best: Sustained | None = None
     last: Sustained | None = None
     for attempt in range(1, (1 if cfg.rate else cfg.sustained_attempts) + 1):
@@ -166,6 +167,8 @@ async def sustained_search(
         log(f"  {done:.1f} completed/s: " + ("kept up" if last.kept_up else "fell behind"))
         if last.kept_up:
             best = last
+            if not cfg.climb:
+                break
             rate = round(rate * 1.15, 1)
         elif best is not None:
             break  # a slower rate kept up already
