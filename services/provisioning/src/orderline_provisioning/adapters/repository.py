@@ -77,13 +77,18 @@ class JobRepository:
         results = await self._results_of([r["id"] for r in rows])
         return [_to_job(r, results.get(r["id"], [])) for r in rows]
 
-    async def save(self, job: Job, *, lease_owner: str) -> bool:
-        """Writes the job and gives up the lease; False when the lease was lost meanwhile (another
+    async def save(self, job: Job, *, lease_owner: str, keep_until: datetime | None = None) -> bool:
+        """Writes the job and gives up the lease, or keeps it until `keep_until` (the worker
+        goes on with the next step at once); False when the lease was lost meanwhile (another
         worker may have run the step: the caller must roll back)."""
         result = await self.session.execute(
             update(jobs)
             .where(jobs.c.id == job.id, jobs.c.lease_owner == lease_owner)
-            .values(**_job_values(job), lease_owner=None, lease_until=None)
+            .values(
+                **_job_values(job),
+                lease_owner=lease_owner if keep_until else None,
+                lease_until=keep_until,
+            )
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 

@@ -56,12 +56,14 @@ class JobWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
 
     def notify(self) -> None:
         """A job became runnable (created, or a step finished)."""
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stopping = stop
         async with self.uow() as uow:
             released = await uow.repos.release_orphaned_leases()
         if released:
@@ -102,13 +104,17 @@ class JobWorker:
 
     async def _run_in_slot(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:
-            await self.run_step(job)
+            # A job whose next step may run now keeps its lease and its slot: no claim
+            # transaction and no wake-up between steps.
+            while await self.run_step(job):
+                pass
         finally:
             slots.release()
             self.notify()
 
-    async def run_step(self, job: Job) -> None:
-        """Runs the claimed job's step and commits it; never raises."""
+    async def run_step(self, job: Job) -> bool:
+        """Runs the claimed job's step and commits it; never raises. True when the job kept its
+        lease because its next step may run at once."""
         with (
             tracer().start_as_current_span(
                 step_span(job.step.value),
@@ -125,26 +131,37 @@ class JobWorker:
             try:
                 async with self._keep_lease(job.id):
                     outcome = await self.runner.run(job)
-                await self._commit(job, outcome)
+                chained = await self._commit(job, outcome)
             except LeaseLost:
                 span.set_status(StatusCode.ERROR, "lease lost")
                 log.warning("lease lost during step; result dropped", job_id=job.id, step=step)
-                return
+                return False
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(StatusCode.ERROR, str(exc))
                 log.exception("step crashed; will retry", job_id=job.id, step=step)
                 await self._retry_after_crash(job, exc)
-                return
+                return False
             if job.state is not JobState.RUNNING or job.reason:
                 span.set_attribute(JOB_STATE, job.state.value)
                 span.set_attribute(REASON, job.reason)
             if job.state in (JobState.HELD, JobState.FAILED):
                 span.set_status(StatusCode.ERROR, job.reason)
+            return chained
 
-    async def _commit(self, job: Job, outcome: StepOutcome) -> None:
+    async def _commit(self, job: Job, outcome: StepOutcome) -> bool:
+        """Commits the step with its events; True when the job keeps its lease for its next
+        step, which may run now (not while stopping: the step in hand was the last)."""
+        now = self.clock()
+        chain = (
+            job.runnable
+            and job.next_attempt_at is not None
+            and job.next_attempt_at <= now
+            and not self.stopping.is_set()
+        )
+        keep_until = now + self.lease if chain else None
         async with self.uow() as uow:
-            if not await uow.repos.save(job, lease_owner=self.owner):
+            if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
                 raise LeaseLost(job.id)
             if outcome.test_results is not None:
                 await uow.repos.replace_test_results(job.id, outcome.test_results)
@@ -152,6 +169,7 @@ class JobWorker:
                 await uow.repos.add_voucher(outcome.voucher)
             for payload in outcome.events:
                 uow.emit(payload, order_id=job.order_id, device_id=job.device_id)
+        return chain
 
     async def _retry_after_crash(self, job: Job, exc: Exception) -> None:
         """An unexpected error (a bug, a database hiccup): back off and try the step again."""
