@@ -38,7 +38,7 @@ def by_database(results: dict[str, dict[str, Any]]) -> str:
         row = [n]
         for r in results.values():
             m = r["metrics"].get(n)
-            row.append(fmt(m["value"], m["unit"]) if m else "")
+            row.append(fmt(m["value"], m["unit"]) if m else "—")
         rows.append(row)
     return markdown(["metric", *results], rows)
 
