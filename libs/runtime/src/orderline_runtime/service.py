@@ -29,7 +29,6 @@ from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.metrics import setup_metrics
-from orderline_runtime.migrations import upgrade_to_head
 from orderline_runtime.rpc.auth import configure_identity
 from orderline_runtime.rpc.client import call_options
 from orderline_runtime.rpc.server import GrpcServer
@@ -195,6 +194,10 @@ class Service(Generic[R]):
         if not self.settings.migrate_on_start:
             self._migrated.set()
             return
+        # Imported only when this process migrates: pods started with migrate_on_start off (the
+        # chart runs a migration Job) never load Alembic, about 9 MiB of resident memory.
+        from orderline_runtime.migrations import upgrade_to_head
+
         delay = 0.5
         while not self.stop_event.is_set():
             try:
@@ -296,6 +299,8 @@ def run_service(build: Callable[[], Service[Any]]) -> None:
             return 2
         setup_logging(service.name, service.settings.log_level)
         if command == "migrate":
+            from orderline_runtime.migrations import upgrade_to_head
+
             await upgrade_to_head(service.migrations, service.db.url)
             await service.db.dispose()
             print(f"{service.name}: database migrated")

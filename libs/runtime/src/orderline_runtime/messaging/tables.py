@@ -6,7 +6,6 @@ service (`create_messaging_tables`), so the two cannot drift apart.
 
 from __future__ import annotations
 
-from alembic import op
 from sqlalchemy import JSON, Column, Index, LargeBinary, MetaData, String, Table
 
 from orderline_runtime.columns import SEQUENCE, UTCDateTime
@@ -44,6 +43,9 @@ def add_messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
 
 def create_messaging_tables() -> None:
     """For a service's first Alembic migration."""
+    # Imported here: a serving pod (migrations run by the chart's Job) never loads Alembic.
+    from alembic import op
+
     op.create_table("outbox", *_outbox_columns())
     op.create_index("ix_outbox_sent_at", "outbox", ["sent_at"])
     op.create_table("inbox", *_inbox_columns())
