@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from orderline_runtime.errors import Unavailable
+
 READ_ONLY = "orderline_read_only"
 
 
@@ -41,21 +43,48 @@ class Database:
                 pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=lock_timeout_seconds
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite admits one writer. Left to itself, each waiting connection polls the lock
+        # with sleeps growing to 100 ms, in no order: under load the waits add up and some
+        # writers starve past the timeout. Writers of this process take turns here instead, first
+        # come first served, and SQLite's busy timeout is left for other processes.
+        self._write_turn: asyncio.Lock | None = None
         if self.is_sqlite:
             self.sqlite_path = parsed.database or ":memory:"
+            self._write_turn = asyncio.Lock()
             _configure_sqlite(self.engine, busy_timeout_ms=int(lock_timeout_seconds * 1000))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A session in one transaction: committed when the block ends, rolled back on error."""
+        """A connection in one transaction: committed when the block ends, rolled back on
+        error. A write that cannot get its turn within the lock timeout is `Unavailable`."""
+        async with self._turn():
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            except DBAPIError as exc:
+                if not isinstance(exc, IntegrityError):
+                    self._writes_failing = True
+                raise
+            self._writes_failing = False
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._write_turn is None:
+            yield
+            return
         try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except DBAPIError as exc:
-            if not isinstance(exc, IntegrityError):
-                self._writes_failing = True
-            raise
-        self._writes_failing = False
+            async with asyncio.timeout(self.lock_timeout_seconds):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            # Busy, not down: the health probe stays SERVING.
+            raise Unavailable(
+                f"the database is busy: no turn to write within {self.lock_timeout_seconds:g} s",
+                reason="DATABASE_BUSY",
+            ) from None
+        try:
+            yield
+        finally:
+            self._write_turn.release()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
