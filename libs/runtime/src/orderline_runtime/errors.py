@@ -76,6 +76,12 @@ class Unavailable(OrderlineError):
     reason = "UNAVAILABLE"
 
 
+class ResourceExhausted(OrderlineError):
+    """Shed under overload before anything was done: the caller may retry with backoff."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+
 class Conflict(OrderlineError):
     """A concurrent transaction wrote the same unique key first; trying again sees its result."""
 

@@ -14,17 +14,23 @@ from orderline_intake.app.payloads import PROTO_TO_STATE
 from orderline_intake.domain.order import Customer, NewOrder
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
+from orderline_runtime.rpc.admission import Admission
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 WATCH_POLL_SECONDS = 0.25
+# CreateOrder calls writing at once, and waiting for a turn at most: intake writes one
+# transaction at a time on SQLite, so more at once only queue inside the database.
+CREATES_AT_ONCE = 8
+CREATES_WAITING = 192  # below the server's max_concurrent_rpcs, so callers get our reason
 
 
 class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
     def __init__(self, app: OrderApp) -> None:
         self.app = app
+        self.creates = Admission(CREATES_AT_ONCE, max_waiting=CREATES_WAITING)
 
     async def CreateOrder(
         self, request: order_pb2.CreateOrderRequest, context: Any
@@ -44,7 +50,8 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
             device_id=request.device_id.strip(),
             plan=request.plan.strip(),
         )
-        order, created = await self.app.create(new, principal.subject)
+        async with self.creates.turn(context, "CreateOrder"):
+            order, created = await self.app.create(new, principal.subject)
         return order_pb2.CreateOrderResponse(
             order=order_message(order, principal.roles), created=created
         )
