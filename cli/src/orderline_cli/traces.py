@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ORDER_ID = "orderline.order_id"
+from orderline_runtime.telemetry_names import ORDER_ID
 
 
 @dataclass(frozen=True)
