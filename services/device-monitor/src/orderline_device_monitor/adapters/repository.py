@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,36 +11,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_device_monitor.adapters.tables import (
-    ALARM_CLEARED,
-    ALARM_RAISED,
     alarms,
     anomalies,
     device_usage,
     devices,
     fitness_checks,
 )
+from orderline_device_monitor.app.records import (
+    ALARM_CLEARED,
+    ALARM_RAISED,
+    AlarmRecord,
+    AnomalyRecord,
+    Usage,
+)
 from orderline_device_monitor.domain.health import Category
-
-# --- devices -----------------------------------------------------------------------------------
-
-
-# --- alarms ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AlarmRecord:
-    id: str
-    device_id: str
-    category: Category
-    state: str
-    detail: str
-    raised_at: datetime
-    cleared_at: datetime | None
-    order_id: str | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state == ALARM_RAISED
 
 
 def _alarm(row: Any) -> AlarmRecord:
@@ -55,36 +38,6 @@ def _alarm(row: Any) -> AlarmRecord:
         cleared_at=row.cleared_at,
         order_id=row.order_id,
     )
-
-
-# --- anomaly records ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AnomalyRecord:
-    id: str
-    alarm_id: str
-    device_id: str
-    category: Category
-    readings: Mapping[str, float | bool]
-    snapshot: Mapping[str, float | bool]
-    first_seen_at: datetime
-    order_id: str | None
-    job_id: str | None
-    recorded_at: datetime
-
-
-# --- which order a device is in use for --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Usage:
-    order_id: str
-    job_id: str
-    started_at: datetime
-
-
-# --- fitness checks ----------------------------------------------------------------------------
 
 
 class DeviceRepository:

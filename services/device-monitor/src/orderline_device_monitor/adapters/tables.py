@@ -16,14 +16,13 @@ from sqlalchemy import (
     text,
 )
 
+from orderline_device_monitor.app.records import ALARM_RAISED
 from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
 add_messaging_tables(metadata)
 
-ALARM_RAISED = "RAISED"
-ALARM_CLEARED = "CLEARED"
 OPEN_ALARM = text(f"state = '{ALARM_RAISED}'")
 
 # Every device that ever sent telemetry (so that a device silent since a restart is UNKNOWN,

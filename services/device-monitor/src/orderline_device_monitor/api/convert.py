@@ -8,8 +8,8 @@ from datetime import UTC
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.device.v1 import device_pb2
-from orderline_device_monitor.adapters.repository import AlarmRecord
 from orderline_device_monitor.app.events import category_to_proto, health_state_to_proto
+from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
 from orderline_runtime.errors import Violations
 

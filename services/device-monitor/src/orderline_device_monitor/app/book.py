@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-from orderline_device_monitor.adapters.repository import AlarmRecord, DeviceRepository
+from orderline_device_monitor.adapters.repository import DeviceRepository
+from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm
 from orderline_runtime.errors import Unavailable
 from orderline_runtime.unit_of_work import UnitOfWorkFactory

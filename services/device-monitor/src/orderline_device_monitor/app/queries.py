@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from orderline_device_monitor.adapters.repository import AlarmRecord, DeviceRepository
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.book import HealthBook
+from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.domain.health import (
     DeviceState,
     Fitness,

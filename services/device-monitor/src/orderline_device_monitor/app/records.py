@@ -1,0 +1,50 @@
+"""What device-monitor's use cases read back: alarms, anomaly records, which order a device
+is in use for. Plain values; the repository builds them from rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from orderline_device_monitor.domain.health import Category
+
+ALARM_RAISED = "RAISED"
+ALARM_CLEARED = "CLEARED"
+
+
+@dataclass(frozen=True)
+class AlarmRecord:
+    id: str
+    device_id: str
+    category: Category
+    state: str
+    detail: str
+    raised_at: datetime
+    cleared_at: datetime | None
+    order_id: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == ALARM_RAISED
+
+
+@dataclass(frozen=True)
+class AnomalyRecord:
+    id: str
+    alarm_id: str
+    device_id: str
+    category: Category
+    readings: Mapping[str, float | bool]
+    snapshot: Mapping[str, float | bool]
+    first_seen_at: datetime
+    order_id: str | None
+    job_id: str | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    order_id: str
+    job_id: str
+    started_at: datetime
