@@ -196,19 +196,6 @@ class OutboxWriter(Protocol):
     def committed(self) -> None: ...
 
 
-def sql_unit_of_work_factory(
-    db: Database,
-    outbox: OutboxWriter,
-    repositories: Callable[[AsyncConnection], R],
-    *,
-    producer: str,
-) -> UnitOfWorkFactory[R]:
-    def open_unit(*, read_only: bool = False) -> SqlUnitOfWork[R]:
-        return SqlUnitOfWork(db, outbox, repositories, producer=producer, read_only=read_only)
-
-    return open_unit
-
-
 def _field(payload: Message, name: str) -> str:
     if name in payload.DESCRIPTOR.fields_by_name:
         return str(getattr(payload, name))

@@ -39,7 +39,6 @@ class Catalogue:
     def __init__(self, events: Iterable[EventSpec]) -> None:
         self.events = tuple(events)
         self._by_payload = {e.payload_type.DESCRIPTOR.full_name: e for e in self.events}
-        self._by_type = {e.event_type: e for e in self.events}
 
     @property
     def streams(self) -> tuple[StreamSpec, ...]:
@@ -56,12 +55,6 @@ class Catalogue:
             raise ValueError(
                 f"{payload_type.DESCRIPTOR.full_name} is not an event in the catalogue"
             ) from None
-
-    def for_type(self, event_type: str) -> EventSpec | None:
-        return self._by_type.get(event_type)
-
-    def published_by(self, service: str) -> list[EventSpec]:
-        return [e for e in self.events if e.owner == service]
 
     def consumed_by(self, service: str) -> list[EventSpec]:
         return [e for e in self.events if service in e.consumers]
