@@ -35,7 +35,7 @@ async def test_migrations_match_the_models(service: str, db_url: str) -> None:
 
     db = Database(db_url)
     try:
-        async with db.engine.connect() as conn:
+        async with db.reading() as conn:
             differences = await conn.run_sync(drift)
     finally:
         await db.dispose()

@@ -11,11 +11,10 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline.events.v1 import envelope_pb2
 from orderline_devtools.waiting import eventually
-from orderline_runtime.database import Database
+from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.tables import add_messaging_tables
 from orderline_runtime.unit_of_work import SqlUnitOfWork
@@ -83,11 +82,11 @@ async def count_rows(db: Database, table: Table, *where: Any) -> int:
         return int((await session.execute(stmt)).scalar_one())
 
 
-def session_units(db: Database, outbox: Outbox) -> Callable[..., SqlUnitOfWork[AsyncConnection]]:
+def session_units(db: Database, outbox: Outbox) -> Callable[..., SqlUnitOfWork[SqlConnection]]:
     """Units of work whose `repos` is the session itself: the runtime's tests write their
     `effects` rows directly. They emit as the outbox's producer."""
 
-    def open_unit(*, read_only: bool = False) -> SqlUnitOfWork[AsyncConnection]:
+    def open_unit(*, read_only: bool = False) -> SqlUnitOfWork[SqlConnection]:
         return SqlUnitOfWork(db, outbox, lambda s: s, producer=outbox.producer, read_only=read_only)
 
     return open_unit

@@ -40,7 +40,7 @@ def schema() -> Schema:
 @pytest.fixture
 async def db(db_url: str, schema: Schema) -> AsyncIterator[Database]:
     database = Database(db_url)
-    async with database.engine.begin() as conn:
+    async with database.transaction() as conn:
         await conn.run_sync(schema.metadata.create_all)
     yield database
     await database.dispose()

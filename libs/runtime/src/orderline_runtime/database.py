@@ -1,26 +1,68 @@
-"""One database per service (SQLAlchemy 2, async): a SQLite file by default, PostgreSQL by URL."""
+"""One database per service (SQLAlchemy 2): a SQLite file by default, PostgreSQL by URL.
+
+PostgreSQL is reached through asyncpg (`AsyncConnection`); SQLite statements run on the event
+loop's thread (`sqlite_inline`). Repositories see either through `SqlConnection`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from sqlalchemy import Select, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    create_async_engine,
-)
+from sqlalchemy import Select, create_engine, event, text
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, ScalarResult, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.selectable import TypedReturnsRows
+from sqlalchemy.util.typing import TupleAny, TypeVarTuple, Unpack
 
 from orderline_runtime.errors import Unavailable
+from orderline_runtime.sqlite_inline import InlineSqliteConnection
 
 READ_ONLY = "orderline_read_only"
+# How long one SQLite statement may block the loop waiting for another process's lock. Waiting
+# for the write lock itself happens asleep (`Database._begin_inline`), so this stays short.
+SQLITE_BUSY_TIMEOUT_MS = 20
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
+
+
+class SqlConnection(Protocol):
+    """A connection in one transaction, as repositories and the runtime's adapters use it:
+    SQLAlchemy's `AsyncConnection` (PostgreSQL) or `InlineSqliteConnection` (SQLite)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @overload
+    async def execute(
+        self, statement: TypedReturnsRows[Unpack[Ts]], parameters: Any = None
+    ) -> CursorResult[Unpack[Ts]]: ...
+
+    @overload
+    async def execute(
+        self, statement: Executable, parameters: Any = None
+    ) -> CursorResult[Unpack[TupleAny]]: ...
+
+    @overload
+    async def scalars(
+        self, statement: TypedReturnsRows[T], parameters: Any = None
+    ) -> ScalarResult[T]: ...
+
+    @overload
+    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]: ...
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
 
 
 class Database:
@@ -33,16 +75,29 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.is_postgres = parsed.get_backend_name() == "postgresql"
-        kwargs: dict[str, Any] = {}
+        self._async_engine: AsyncEngine | None = None
+        self._inline: Engine | None = None
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": lock_timeout_seconds}
-        else:
-            kwargs.update(
-                pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=lock_timeout_seconds
+            if not parsed.database or parsed.database == ":memory:":
+                raise ValueError("SQLite needs a file: sqlite+aiosqlite:///<path>")
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # The pool never makes a caller wait (it would block the loop): beyond the kept
+            # connections it opens more, which is cheap for a file.
+            self._inline = create_engine(
+                parsed.set(drivername="sqlite+pysqlite"),
+                poolclass=QueuePool,
+                pool_size=8,
+                max_overflow=-1,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             )
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        else:
+            self._async_engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=lock_timeout_seconds,
+            )
         # SQLite admits one writer. Left to itself, each waiting connection polls the lock
         # with sleeps growing to 100 ms, in no order: under load the waits add up and some
         # writers starve past the timeout. Writers of this process take turns here instead, first
@@ -51,21 +106,65 @@ class Database:
         if self.is_sqlite:
             self.sqlite_path = parsed.database or ":memory:"
             self._write_turn = asyncio.Lock()
-            _configure_sqlite(self.engine, busy_timeout_ms=int(lock_timeout_seconds * 1000))
+            assert self._inline is not None
+            _configure_sqlite(self._inline, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[SqlConnection]:
         """A connection in one transaction: committed when the block ends, rolled back on
         error. A write that cannot get its turn within the lock timeout is `Unavailable`."""
         async with self._turn():
             try:
-                async with self.engine.begin() as conn:
-                    yield conn
+                if self._inline is not None:
+                    async with self._inline_transaction(read_only=False) as inline:
+                        yield inline
+                else:
+                    assert self._async_engine is not None
+                    async with self._async_engine.begin() as conn:
+                        yield conn
             except DBAPIError as exc:
                 if not isinstance(exc, IntegrityError):
                     self._writes_failing = True
                 raise
             self._writes_failing = False
+
+    @asynccontextmanager
+    async def _inline_transaction(self, *, read_only: bool) -> AsyncIterator[SqlConnection]:
+        conn = await self._begin_inline(read_only)
+        try:
+            yield InlineSqliteConnection(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            if read_only:
+                conn.rollback()
+            else:
+                conn.commit()
+        finally:
+            conn.close()
+
+    async def _begin_inline(self, read_only: bool) -> Connection:
+        """A connection with its transaction begun. Another process holding the write lock
+        is waited for asleep, in growing steps, up to the lock timeout; then SQLite's
+        "database is locked" error is raised as it stands."""
+        assert self._inline is not None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lock_timeout_seconds
+        pause = 0.002
+        while True:
+            conn = self._inline.connect()
+            if read_only:
+                conn.execution_options(**{READ_ONLY: True})
+            try:
+                conn.begin()
+                return conn
+            except OperationalError as exc:
+                conn.close()
+                if not _is_busy(exc) or loop.time() + pause > give_up:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -87,22 +186,23 @@ class Database:
             self._write_turn.release()
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[SqlConnection]:
         """A session for reads only, all from one snapshot: on SQLite a deferred transaction
         (it does not take the write lock), on PostgreSQL REPEATABLE READ."""
-        options: dict[str, Any] = {READ_ONLY: True}
-        if self.is_postgres:
-            options["isolation_level"] = "REPEATABLE READ"
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**options)
+        if self._inline is not None:
+            async with self._inline_transaction(read_only=True) as inline:
+                yield inline
+            return
+        assert self._async_engine is not None
+        async with self._async_engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
     async def ping(self, limit_seconds: float = 2.0) -> bool:
         try:
             # Read-only: on SQLite a probe must not queue for the write lock behind a long
             # transaction (and report a busy database as down).
-            async with asyncio.timeout(limit_seconds), self.engine.connect() as conn:
-                await conn.execution_options(**{READ_ONLY: True})
+            async with asyncio.timeout(limit_seconds), self.reading() as conn:
                 await conn.execute(text("SELECT 1"))
             if self._writes_failing and self.is_sqlite:
                 # Reads work beside a foreign write lock (WAL); writes do not. Only probed
@@ -114,7 +214,15 @@ class Database:
             return False
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self._inline is not None:
+            self._inline.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc.orig)
 
 
 def _sqlite_write_possible(path: str, limit_seconds: float) -> bool:
@@ -134,11 +242,11 @@ def _sqlite_write_possible(path: str, limit_seconds: float) -> bool:
         conn.close()
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     # WAL lets readers run beside the writer. BEGIN IMMEDIATE takes the write lock when a
     # transaction starts, so a read-then-write transaction never fails half-way with
     # SQLITE_BUSY_SNAPSHOT; busy_timeout makes a second writer wait instead of failing.
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -148,13 +256,13 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def dialect_of(session: AsyncConnection) -> str:
+def dialect_of(session: SqlConnection) -> str:
     """ "postgresql" or "sqlite": for repositories (adapters) only, never for use cases."""
     return session.dialect.name
 
@@ -162,7 +270,7 @@ def dialect_of(session: AsyncConnection) -> str:
 S = TypeVar("S", bound=Select[Any])
 
 
-def skip_locked(stmt: S, session: AsyncConnection) -> S:
+def skip_locked(stmt: S, session: SqlConnection) -> S:
     """Locks the selected rows so that other transactions skip them, where the database can
     (PostgreSQL: FOR UPDATE SKIP LOCKED). SQLite needs nothing: BEGIN IMMEDIATE already lets
     one writer at a time in."""

@@ -18,10 +18,9 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime.clock import Clock, system_clock
-from orderline_runtime.database import Database
+from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.logs import get_logger, setup_logging
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.consumer import EventConsumer, Handler
@@ -55,7 +54,7 @@ class Service(Generic[R]):
         metadata: MetaData,
         migrations: Path,
         policy: Mapping[str, frozenset[str]],
-        repositories: Callable[[AsyncConnection], R],
+        repositories: Callable[[SqlConnection], R],
         clock: Clock = system_clock,
     ) -> None:
         self.name = settings.service_name

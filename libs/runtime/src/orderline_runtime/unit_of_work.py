@@ -29,9 +29,8 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orderline_runtime.database import Database
+from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.errors import Conflict
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
@@ -136,7 +135,7 @@ class SqlUnitOfWork(UnitOfWork[R]):
         self,
         db: Database,
         outbox: OutboxWriter,
-        repositories: Callable[[AsyncConnection], R],
+        repositories: Callable[[SqlConnection], R],
         *,
         producer: str,
         read_only: bool = False,
@@ -145,11 +144,11 @@ class SqlUnitOfWork(UnitOfWork[R]):
         self.db = db
         self.outbox = outbox
         self.repositories = repositories
-        self._cm: AbstractAsyncContextManager[AsyncConnection] | None = None
-        self._session: AsyncConnection | None = None
+        self._cm: AbstractAsyncContextManager[SqlConnection] | None = None
+        self._session: SqlConnection | None = None
 
     @property
-    def session(self) -> AsyncConnection:
+    def session(self) -> SqlConnection:
         """For the runtime's own adapters (inbox, outbox); services use `repos`."""
         if self._session is None:
             raise RuntimeError("no transaction: use `async with uow:`")
@@ -191,7 +190,7 @@ class SqlUnitOfWork(UnitOfWork[R]):
 
 
 class OutboxWriter(Protocol):
-    async def write(self, session: AsyncConnection, events: list[PendingEvent]) -> None: ...
+    async def write(self, session: SqlConnection, events: list[PendingEvent]) -> None: ...
 
     def committed(self) -> None: ...
 

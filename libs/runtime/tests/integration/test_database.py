@@ -34,7 +34,7 @@ async def test_ping_and_reads_do_not_wait_for_a_long_sqlite_write(tmp_path: Path
     schema = make_schema()
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}")
     try:
-        async with db.engine.begin() as conn:
+        async with db.transaction() as conn:
             await conn.run_sync(schema.metadata.create_all)
         writing = asyncio.Event()
         release = asyncio.Event()
@@ -85,7 +85,7 @@ async def test_a_foreign_sqlite_write_lock_fails_writes_as_unavailable_and_healt
     path = tmp_path / "locked.db"
     db = Database(f"sqlite+aiosqlite:///{path}", lock_timeout_seconds=0.5)
     try:
-        async with db.engine.begin() as conn:
+        async with db.transaction() as conn:
             await conn.run_sync(schema.metadata.create_all)
         assert await db.ping()
 

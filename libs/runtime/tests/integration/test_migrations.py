@@ -43,7 +43,7 @@ async def test_upgrade_to_head_creates_outbox_and_inbox_matching_the_runtime_tab
             diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
             assert diff == []
 
-        async with db.engine.connect() as conn:
+        async with db.reading() as conn:
             await conn.run_sync(check)
 
         # The sequence numbers rows (the relay's order) on both databases.

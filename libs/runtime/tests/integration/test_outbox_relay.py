@@ -155,7 +155,7 @@ async def test_two_relays_on_one_postgres_outbox_publish_each_event_exactly_once
     bus_a = EventBus(nats_server.url, name="relay-a")
     bus_b = EventBus(nats_server.url, name="relay-b")
     try:
-        async with db_a.engine.begin() as conn:
+        async with db_a.transaction() as conn:
             await conn.run_sync(schema.metadata.create_all)
         await asyncio.gather(bus_a.connect(), bus_b.connect())
         published: dict[str, list[str]] = {"a": [], "b": []}

@@ -13,12 +13,11 @@ from _runtime_support import Schema, count_rows, make_schema, session_units, wai
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import JetStreamContext
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline.events.v1 import order_events_pb2
 from orderline_devtools.local import NatsServer, PostgresServer
 from orderline_devtools.testing import serving
-from orderline_runtime.database import Database
+from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.catalogue import catalogue
@@ -36,7 +35,7 @@ ORDER = catalogue().for_payload(order_events_pb2.OrderApproved).stream
 
 def build(
     schema: Schema, db_url: str, nats_url: str, tmp_path: Path, **overrides: Any
-) -> Service[AsyncConnection]:
+) -> Service[SqlConnection]:
     settings = ServiceSettings(
         service_name="provisioning",
         grpc_port=0,

@@ -23,11 +23,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline.events.v1 import envelope_pb2
 from orderline_runtime import metrics
 from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.database import SqlConnection
 from orderline_runtime.errors import Conflict, OrderlineError, PoisonMessage, Unavailable
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
@@ -332,7 +332,7 @@ class EventConsumer:
             "processed_at": self.clock(),
         }
 
-    async def _seen_many(self, session: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    async def _seen_many(self, session: SqlConnection, event_ids: Sequence[str]) -> set[str]:
         """Which of these events this consumer has already handled (its inbox)."""
         seen = await session.execute(
             select(self.inbox.c.event_id).where(

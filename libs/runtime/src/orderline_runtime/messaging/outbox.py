@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Table, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.database import SqlConnection
 from orderline_runtime.messaging.envelope import build_envelope
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class Outbox:
         # Set after a transaction that wrote events commits, so the relay need not wait a poll.
         self.written = asyncio.Event()
 
-    async def write(self, session: AsyncConnection, events: Sequence[PendingEvent]) -> None:
+    async def write(self, session: SqlConnection, events: Sequence[PendingEvent]) -> None:
         """Adds the events of a unit of work to its transaction, in the order emitted."""
         now: datetime = self.clock()
         rows = []

@@ -16,10 +16,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from sqlalchemy import Select, Table, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_runtime import metrics
-from orderline_runtime.database import Database
+from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.outbox import Outbox
@@ -120,7 +119,7 @@ class OutboxRelay:
     async def _publish_all(self, rows: Sequence[Any]) -> None:
         await asyncio.gather(*(self._publish(r) for r in rows))
 
-    async def _mark_sent(self, session: AsyncConnection, rows: Sequence[Any]) -> None:
+    async def _mark_sent(self, session: SqlConnection, rows: Sequence[Any]) -> None:
         t = self.table
         await session.execute(
             update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=self.outbox.clock())

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_archive.adapters.tables import CHAIN_HEAD_ID, chain_head, documents, dossiers
 from orderline_archive.domain.chain import Document, Seal, SealedDossier, StoredDocument
+from orderline_runtime.database import SqlConnection
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class ChainHead:
 class DossierRepository:
     """Reads and writes within the caller's session and transaction."""
 
-    def __init__(self, session: AsyncConnection) -> None:
+    def __init__(self, session: SqlConnection) -> None:
         self.session = session
 
     async def lock_head(self) -> ChainHead:

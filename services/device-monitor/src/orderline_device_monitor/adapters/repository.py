@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_device_monitor.adapters.tables import (
     alarms,
@@ -25,6 +24,7 @@ from orderline_device_monitor.app.records import (
     Usage,
 )
 from orderline_device_monitor.domain.health import Category
+from orderline_runtime.database import SqlConnection
 
 
 def _alarm(row: Any) -> AlarmRecord:
@@ -43,7 +43,7 @@ def _alarm(row: Any) -> AlarmRecord:
 class DeviceRepository:
     """Device-monitor's tables, inside one unit of work's transaction."""
 
-    def __init__(self, session: AsyncConnection) -> None:
+    def __init__(self, session: SqlConnection) -> None:
         self.session = session
 
     def _upsert(self, table: Table) -> Any:

@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_intake.adapters.tables import order_history, order_milestones, orders
 from orderline_intake.domain.order import Customer, Order, StateChange
 from orderline_intake.domain.states import OrderState
+from orderline_runtime.database import SqlConnection
 
 
 class SqlOrderRepository:
-    def __init__(self, session: AsyncConnection) -> None:
+    def __init__(self, session: SqlConnection) -> None:
         self.session = session
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:

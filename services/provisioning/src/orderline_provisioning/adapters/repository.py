@@ -7,13 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_provisioning.adapters.tables import jobs, test_results, vouchers
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
-from orderline_runtime.database import dialect_of, skip_locked
+from orderline_runtime.database import SqlConnection, dialect_of, skip_locked
 
 
 def _job_values(job: Job) -> dict[str, Any]:
@@ -41,7 +40,7 @@ def _job_values(job: Job) -> dict[str, Any]:
 
 
 class JobRepository:
-    def __init__(self, session: AsyncConnection) -> None:
+    def __init__(self, session: SqlConnection) -> None:
         self.session = session
 
     # --- jobs -----------------------------------------------------------------------------

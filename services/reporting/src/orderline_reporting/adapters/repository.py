@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orderline_reporting.adapters.tables import event_counts, orders, sealed_dossiers
 from orderline_reporting.domain.projection import StateObservation
+from orderline_runtime.database import SqlConnection
 
 
-def _insert(session: AsyncConnection, table: Table) -> Any:
+def _insert(session: SqlConnection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
     if session.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -23,7 +23,7 @@ def _insert(session: AsyncConnection, table: Table) -> Any:
 
 
 class ProjectionRepository:
-    def __init__(self, session: AsyncConnection) -> None:
+    def __init__(self, session: SqlConnection) -> None:
         self.session = session
 
     async def count_event(self, event_type: str) -> None:
