@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from orderline_runtime import errors, telemetry_names
     from orderline_runtime.clock import Clock, system_clock
     from orderline_runtime.columns import SEQUENCE, UTCDateTime
-    from orderline_runtime.database import Database, dialect_of, skip_locked
+    from orderline_runtime.database import Database, SqlConnection, dialect_of
     from orderline_runtime.ids import new_id
     from orderline_runtime.logs import get_logger
     from orderline_runtime.messaging.catalogue import EventSpec, catalogue
@@ -58,7 +58,7 @@ _LAZY: dict[str, str] = {
     "SEQUENCE": "orderline_runtime.columns",
     "Service": "orderline_runtime.service",
     "ServiceSettings": "orderline_runtime.settings",
-    "skip_locked": "orderline_runtime.database",
+    "SqlConnection": "orderline_runtime.database",
     "stage_duration": "orderline_runtime.metrics",
     "system_clock": "orderline_runtime.clock",
     "telemetry_names": "orderline_runtime.telemetry_names",
@@ -81,7 +81,7 @@ def __getattr__(name: str) -> Any:
 
 # Sorted; by concern: a service (ServiceSettings, load_settings, Service, run_service, Clock,
 # system_clock); use cases (UnitOfWork, UnitOfWorkFactory); storage (Database, dialect_of,
-# skip_locked, SEQUENCE, UTCDateTime, add_/create_messaging_tables, run_env); events
+# SqlConnection, SEQUENCE, UTCDateTime, add_/create_messaging_tables, run_env); events
 # (catalogue, EventSpec, Handler, HandlerFn, ReceivedEvent); the error taxonomy mapped to gRPC
 # codes at the edge (errors); RPCs (current_principal, traced_channel, page tokens); telemetry
 # and ids (telemetry_names, get_logger, order_scope, tracer, stage_duration, new_id).
@@ -96,6 +96,7 @@ __all__ = [
     "ReceivedEvent",
     "Service",
     "ServiceSettings",
+    "SqlConnection",
     "UTCDateTime",
     "UnitOfWork",
     "UnitOfWorkFactory",
@@ -113,7 +114,6 @@ __all__ = [
     "order_scope",
     "run_env",
     "run_service",
-    "skip_locked",
     "stage_duration",
     "system_clock",
     "telemetry_names",

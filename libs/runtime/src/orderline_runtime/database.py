@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from sqlalchemy import Select, create_engine, event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, ScalarResult, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -265,15 +265,3 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 def dialect_of(session: SqlConnection) -> str:
     """ "postgresql" or "sqlite": for repositories (adapters) only, never for use cases."""
     return session.dialect.name
-
-
-S = TypeVar("S", bound=Select[Any])
-
-
-def skip_locked(stmt: S, session: SqlConnection) -> S:
-    """Locks the selected rows so that other transactions skip them, where the database can
-    (PostgreSQL: FOR UPDATE SKIP LOCKED). SQLite needs nothing: BEGIN IMMEDIATE already lets
-    one writer at a time in."""
-    if dialect_of(session) == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, StatusCode
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from orderline.events.v1 import envelope_pb2
@@ -102,6 +102,12 @@ class EventConsumer:
         self.unit_of_work = unit_of_work
         self.clock = clock
         self.inbox = inbox
+        # Built once: building a statement costs more than running it (docs/performance.md).
+        self._insert_inbox = insert(inbox)
+        self._select_seen = select(inbox.c.event_id).where(
+            inbox.c.consumer == bindparam("consumer"),
+            inbox.c.event_id.in_(bindparam("event_ids", expanding=True)),
+        )
         self.bus = bus
         self.max_deliver = max_deliver
         self.backoff_seconds = tuple(backoff_seconds)
@@ -243,7 +249,7 @@ class EventConsumer:
                 inbox_rows.append(self._inbox_row(event))
                 outcomes.append("handled")
             if inbox_rows:
-                await uow.session.execute(insert(self.inbox), inbox_rows)
+                await uow.session.execute(self._insert_inbox, inbox_rows)
         return outcomes
 
     async def handle(self, msg: Msg) -> None:
@@ -303,7 +309,7 @@ class EventConsumer:
                 if await self._seen_many(uow.session, [event.id]):
                     return "duplicate"
                 await handler.fn(uow, event, payload)
-                await uow.session.execute(insert(self.inbox).values(**self._inbox_row(event)))
+                await uow.session.execute(self._insert_inbox, self._inbox_row(event))
         except Conflict:
             # Another replica committed the same event first: its effects stand, ours rolled
             # back. Any other clash is retried (the next attempt sees the winner's state).
@@ -335,9 +341,7 @@ class EventConsumer:
     async def _seen_many(self, session: SqlConnection, event_ids: Sequence[str]) -> set[str]:
         """Which of these events this consumer has already handled (its inbox)."""
         seen = await session.execute(
-            select(self.inbox.c.event_id).where(
-                self.inbox.c.consumer == self.durable, self.inbox.c.event_id.in_(event_ids)
-            )
+            self._select_seen, {"consumer": self.durable, "event_ids": list(event_ids)}
         )
         return {str(e) for e in seen.scalars()}
 

@@ -21,6 +21,7 @@ class Outbox:
     def __init__(self, producer: str, table: Table, clock: Clock = system_clock) -> None:
         self.producer = producer
         self.table = table
+        self._insert = insert(table)  # built once, as every hot statement
         self.clock = clock
         # Set after a transaction that wrote events commits, so the relay need not wait a poll.
         self.written = asyncio.Event()
@@ -49,7 +50,7 @@ class Outbox:
                     "created_at": now,
                 }
             )
-        await session.execute(insert(self.table), rows)
+        await session.execute(self._insert, rows)
 
     def committed(self) -> None:
         self.written.set()

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Select, Table, select, update
+from sqlalchemy import Select, Table, Update, bindparam, select, update
 
 from orderline_runtime import metrics
 from orderline_runtime.database import Database, SqlConnection
@@ -44,6 +44,9 @@ class OutboxRelay:
         self.bus = bus
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
+        # Hot statements are built once: building one costs more than running it.
+        self._pending_stmt: Select[Any] | None = None
+        self._mark_stmt: Update | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.ready.wait()
@@ -100,6 +103,11 @@ class OutboxRelay:
         return len(rows)
 
     def _pending(self) -> Select[Any]:
+        if self._pending_stmt is None:
+            self._pending_stmt = self._build_pending()
+        return self._pending_stmt
+
+    def _build_pending(self) -> Select[Any]:
         t = self.table
         return (
             select(
@@ -120,9 +128,15 @@ class OutboxRelay:
         await asyncio.gather(*(self._publish(r) for r in rows))
 
     async def _mark_sent(self, session: SqlConnection, rows: Sequence[Any]) -> None:
-        t = self.table
+        if self._mark_stmt is None:
+            t = self.table
+            self._mark_stmt = (
+                update(t)
+                .where(t.c.seq.in_(bindparam("seqs", expanding=True)))
+                .values(sent_at=bindparam("sent_at"))
+            )
         await session.execute(
-            update(t).where(t.c.seq.in_([r.seq for r in rows])).values(sent_at=self.outbox.clock())
+            self._mark_stmt, {"seqs": [r.seq for r in rows], "sent_at": self.outbox.clock()}
         )
 
     async def _publish(self, row: Any) -> None:

@@ -6,12 +6,35 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from orderline_intake.adapters.tables import order_history, order_milestones, orders
 from orderline_intake.domain.order import Customer, Order, StateChange
 from orderline_intake.domain.states import OrderState
 from orderline_runtime.database import SqlConnection
+
+# The statements of the hot path (an event handler loads an order and saves it), built once:
+# building a statement costs more than running it (docs/performance.md).
+_ORDER = select(orders).where(orders.c.id == bindparam("id"))
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_INSERT_ORDER = insert(orders)
+_UPDATE_ORDER = update(orders).where(orders.c.id == bindparam("key"))
+_INSERT_MILESTONES = insert(order_milestones)
+_INSERT_HISTORY = insert(order_history)
+_MILESTONES_OF = select(order_milestones).where(
+    order_milestones.c.order_id.in_(bindparam("ids", expanding=True))
+)
+_HISTORY_OF = (
+    select(order_history)
+    .where(order_history.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(order_history.c.seq)
+)
+_MILESTONES_OF_ONE = select(order_milestones).where(order_milestones.c.order_id == bindparam("id"))
+_HISTORY_OF_ONE = (
+    select(order_history)
+    .where(order_history.c.order_id == bindparam("id"))
+    .order_by(order_history.c.seq)
+)
 
 
 class SqlOrderRepository:
@@ -19,10 +42,8 @@ class SqlOrderRepository:
         self.session = session
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        stmt = select(orders).where(orders.c.id == order_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt)).mappings().first()
+        stmt = _ORDER_FOR_UPDATE if for_update else _ORDER
+        row = (await self.session.execute(stmt, {"id": order_id})).mappings().first()
         if row is None:
             return None
         return (await self._hydrate([row]))[0]
@@ -53,20 +74,18 @@ class SqlOrderRepository:
         return await self._hydrate(rows)
 
     async def add(self, order: Order) -> None:
-        await self.session.execute(insert(orders).values(**self._row(order)))
+        await self.session.execute(_INSERT_ORDER, self._row(order))
         await self._flush_children(order)
 
     async def save(self, order: Order) -> None:
         order.version += 1
-        await self.session.execute(
-            update(orders).where(orders.c.id == order.id).values(**self._row(order))
-        )
+        await self.session.execute(_UPDATE_ORDER, {"key": order.id, **self._row(order)})
         await self._flush_children(order)
 
     async def _flush_children(self, order: Order) -> None:
         if order.new_milestones:
             await self.session.execute(
-                insert(order_milestones),
+                _INSERT_MILESTONES,
                 [
                     {"order_id": order.id, "name": m, "reached_at": order.milestones[m]}
                     for m in order.new_milestones
@@ -74,7 +93,7 @@ class SqlOrderRepository:
             )
         if order.new_history:
             await self.session.execute(
-                insert(order_history),
+                _INSERT_HISTORY,
                 [
                     {
                         "order_id": order.id,
@@ -119,21 +138,17 @@ class SqlOrderRepository:
         if not rows:
             return []
         ids = [r["id"] for r in rows]
+        if len(ids) == 1:
+            params: dict[str, Any] = {"id": ids[0]}
+            of_milestones, of_history = _MILESTONES_OF_ONE, _HISTORY_OF_ONE
+        else:
+            params = {"ids": ids}
+            of_milestones, of_history = _MILESTONES_OF, _HISTORY_OF
         milestones: dict[str, dict[str, datetime]] = {i: {} for i in ids}
-        for m in (
-            await self.session.execute(
-                select(order_milestones).where(order_milestones.c.order_id.in_(ids))
-            )
-        ).mappings():
+        for m in (await self.session.execute(of_milestones, params)).mappings():
             milestones[m["order_id"]][m["name"]] = m["reached_at"]
         history: dict[str, list[StateChange]] = {i: [] for i in ids}
-        for h in (
-            await self.session.execute(
-                select(order_history)
-                .where(order_history.c.order_id.in_(ids))
-                .order_by(order_history.c.seq)
-            )
-        ).mappings():
+        for h in (await self.session.execute(of_history, params)).mappings():
             history[h["order_id"]].append(
                 StateChange(
                     OrderState(h["from_state"]),

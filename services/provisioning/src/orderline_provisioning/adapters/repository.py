@@ -6,13 +6,44 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from orderline_provisioning.adapters.tables import jobs, test_results, vouchers
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
-from orderline_runtime.database import SqlConnection, dialect_of, skip_locked
+from orderline_runtime.database import SqlConnection, dialect_of
+
+# The statements of the hot path (the worker claims, loads and saves a job once per step),
+# built once: building a statement costs more than running it (docs/performance.md).
+_INSERT_JOB = insert(jobs)
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("key"))
+_JOB_BY_ORDER = select(jobs).where(jobs.c.order_id == bindparam("key"))
+_SAVE_JOB = update(jobs).where(
+    jobs.c.id == bindparam("key"), jobs.c.lease_owner == bindparam("owner")
+)
+_RESULTS_OF_ONE = (
+    select(test_results)
+    .where(test_results.c.job_id == bindparam("key"))
+    .order_by(test_results.c.position)
+)
+_DELETE_RESULTS = delete(test_results).where(test_results.c.job_id == bindparam("key"))
+_INSERT_RESULTS = insert(test_results)
+_RUNNABLE = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.state == JobState.RUNNING.value,
+        jobs.c.step != Step.DONE.value,
+        jobs.c.next_attempt_at <= bindparam("now"),
+        or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
+    )
+    .order_by(jobs.c.next_attempt_at)
+    .limit(1)
+)
+# Two replicas never take the same row; each skips what the other holds (PostgreSQL; SQLite's
+# BEGIN IMMEDIATE already lets one writer in at a time).
+_RUNNABLE_SKIP_LOCKED = _RUNNABLE.with_for_update(skip_locked=True)
+_TAKE_LEASE = update(jobs).where(jobs.c.id == bindparam("key"))
 
 
 def _job_values(job: Job) -> dict[str, Any]:
@@ -47,20 +78,21 @@ class JobRepository:
 
     async def add(self, job: Job) -> None:
         await self.session.execute(
-            insert(jobs).values(
-                id=job.id,
-                order_id=job.order_id,
-                trace_headers=dict(job.trace_headers),
-                created_at=job.created_at,
+            _INSERT_JOB,
+            {
+                "id": job.id,
+                "order_id": job.order_id,
+                "trace_headers": dict(job.trace_headers),
+                "created_at": job.created_at,
                 **_job_values(job),
-            )
+            },
         )
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._load(jobs.c.id == job_id)
+        return await self._load(_JOB_BY_ID, job_id)
 
     async def get_by_order(self, order_id: str) -> Job | None:
-        return await self._load(jobs.c.order_id == order_id)
+        return await self._load(_JOB_BY_ORDER, order_id)
 
     async def exists_for_order(self, order_id: str) -> bool:
         row = await self.session.execute(select(jobs.c.id).where(jobs.c.order_id == order_id))
@@ -81,21 +113,22 @@ class JobRepository:
         goes on with the next step at once); False when the lease was lost meanwhile (another
         worker may have run the step: the caller must roll back)."""
         result = await self.session.execute(
-            update(jobs)
-            .where(jobs.c.id == job.id, jobs.c.lease_owner == lease_owner)
-            .values(
+            _SAVE_JOB,
+            {
+                "key": job.id,
+                "owner": lease_owner,
                 **_job_values(job),
-                lease_owner=lease_owner if keep_until else None,
-                lease_until=keep_until,
-            )
+                "lease_owner": lease_owner if keep_until else None,
+                "lease_until": keep_until,
+            },
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def replace_test_results(self, job_id: str, results: Sequence[TestResult]) -> None:
-        await self.session.execute(delete(test_results).where(test_results.c.job_id == job_id))
+        await self.session.execute(_DELETE_RESULTS, {"key": job_id})
         if results:
             await self.session.execute(
-                insert(test_results),
+                _INSERT_RESULTS,
                 [
                     {
                         "job_id": job_id,
@@ -112,23 +145,12 @@ class JobRepository:
 
     async def claim_next(self, owner: str, now: datetime, until: datetime) -> Job | None:
         """Takes the lease of the runnable job that has waited longest, if any."""
-        stmt = (
-            select(jobs.c.id)
-            .where(
-                jobs.c.state == JobState.RUNNING.value,
-                jobs.c.step != Step.DONE.value,
-                jobs.c.next_attempt_at <= now,
-                or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now),
-            )
-            .order_by(jobs.c.next_attempt_at)
-            .limit(1)
-        )
-        # Two replicas never take the same row; each skips what the other holds.
-        job_id = (await self.session.execute(skip_locked(stmt, self.session))).scalar_one_or_none()
+        stmt = _RUNNABLE_SKIP_LOCKED if dialect_of(self.session) == "postgresql" else _RUNNABLE
+        job_id = (await self.session.execute(stmt, {"now": now})).scalar_one_or_none()
         if job_id is None:
             return None
         await self.session.execute(
-            update(jobs).where(jobs.c.id == job_id).values(lease_owner=owner, lease_until=until)
+            _TAKE_LEASE, {"key": job_id, "lease_owner": owner, "lease_until": until}
         )
         return await self.get(job_id)
 
@@ -197,12 +219,15 @@ class JobRepository:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _load(self, condition: Any) -> Job | None:
-        row = (await self.session.execute(select(jobs).where(condition))).mappings().first()
+    async def _load(self, stmt: Any, key: str) -> Job | None:
+        row = (await self.session.execute(stmt, {"key": key})).mappings().first()
         if row is None:
             return None
-        results = await self._results_of([row["id"]])
-        return _to_job(row, results.get(row["id"], []))
+        results = [
+            TestResult(r["kind"], r["passed"], r["detail"])
+            for r in (await self.session.execute(_RESULTS_OF_ONE, {"key": row["id"]})).mappings()
+        ]
+        return _to_job(row, results)
 
     async def _results_of(self, job_ids: list[str]) -> dict[str, list[TestResult]]:
         if not job_ids:

@@ -4,10 +4,11 @@ IntegrityError reaches the consumer (which would take it for an event already ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_reporting.adapters.tables import event_counts, orders, sealed_dossiers
@@ -15,42 +16,63 @@ from orderline_reporting.domain.projection import StateObservation
 from orderline_runtime.database import SqlConnection
 
 
-def _insert(session: SqlConnection, table: Table) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
-    if session.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _by_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
+    """One statement per dialect's INSERT (both know ON CONFLICT), built once: building a
+    statement costs more than running it (docs/performance.md)."""
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+_COUNT_EVENT = _by_dialect(
+    lambda insert: (
+        insert(event_counts)
+        .values(event_type=bindparam("event_type"), count=1)
+        .on_conflict_do_update(
+            index_elements=[event_counts.c.event_type], set_={"count": event_counts.c.count + 1}
+        )
+    )
+)
+_ENSURE_ORDER = _by_dialect(
+    lambda insert: (
+        insert(orders)
+        .values(
+            order_id=bindparam("order_id"),
+            business_type="",
+            state=None,
+            state_at=None,
+            updated_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+    )
+)
+_ORDER_FOR_UPDATE = (
+    select(orders.c.business_type, orders.c.state, orders.c.state_at)
+    .where(orders.c.order_id == bindparam("order_id"))
+    .with_for_update()
+)
+_UPDATE_ORDER = update(orders).where(orders.c.order_id == bindparam("key"))
+_ADD_SEALED = _by_dialect(
+    lambda insert: insert(sealed_dossiers).on_conflict_do_nothing(
+        index_elements=[sealed_dossiers.c.dossier_id]
+    )
+)
 
 
 class ProjectionRepository:
     def __init__(self, session: SqlConnection) -> None:
         self.session = session
+        self.dialect = session.dialect.name
 
     async def count_event(self, event_type: str) -> None:
-        stmt = _insert(self.session, event_counts).values(event_type=event_type, count=1)
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[event_counts.c.event_type],
-                set_={"count": event_counts.c.count + 1},
-            )
-        )
+        await self.session.execute(_COUNT_EVENT[self.dialect], {"event_type": event_type})
 
     async def lock_order(self, order_id: str) -> tuple[str, StateObservation | None]:
         """The order's row (created empty if new), locked until the transaction ends:
         (business type, prevailing state observation)."""
-        now = datetime.now(UTC)
+        params = {"order_id": order_id}
         await self.session.execute(
-            _insert(self.session, orders)
-            .values(order_id=order_id, business_type="", state=None, state_at=None, updated_at=now)
-            .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+            _ENSURE_ORDER[self.dialect], {**params, "now": datetime.now(UTC)}
         )
-        row = (
-            await self.session.execute(
-                select(orders.c.business_type, orders.c.state, orders.c.state_at)
-                .where(orders.c.order_id == order_id)
-                .with_for_update()
-            )
-        ).one()
+        row = (await self.session.execute(_ORDER_FOR_UPDATE, params)).one()
         current = None
         if row.state is not None and row.state_at is not None:
             current = StateObservation(row.state, row.state_at)
@@ -59,26 +81,23 @@ class ProjectionRepository:
     async def update_order(
         self, order_id: str, *, business_type: str | None, observation: StateObservation | None
     ) -> None:
-        values: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+        values: dict[str, Any] = {"key": order_id, "updated_at": datetime.now(UTC)}
         if business_type is not None:
             values["business_type"] = business_type
         if observation is not None:
             values["state"] = observation.state
             values["state_at"] = observation.at
-        await self.session.execute(
-            update(orders).where(orders.c.order_id == order_id).values(**values)
-        )
+        await self.session.execute(_UPDATE_ORDER, values)
 
     async def add_sealed_dossier(self, dossier_id: str, order_id: str, sequence: int) -> None:
         await self.session.execute(
-            _insert(self.session, sealed_dossiers)
-            .values(
-                dossier_id=dossier_id,
-                order_id=order_id,
-                sequence=sequence,
-                sealed_seen_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing(index_elements=[sealed_dossiers.c.dossier_id])
+            _ADD_SEALED[self.dialect],
+            {
+                "dossier_id": dossier_id,
+                "order_id": order_id,
+                "sequence": sequence,
+                "sealed_seen_at": datetime.now(UTC),
+            },
         )
 
     # --- reads ----------------------------------------------------------------------------
