@@ -79,6 +79,7 @@ class Service(Generic[R]):
             allow_development_tokens=settings.allow_development_tokens,
             service_token=settings.service_token,
             calls_peers=settings.calls_other_services,
+            jwt=settings.jwt_config(),
         )
         self.grpc = GrpcServer(
             authenticator=self.identity.authenticator,
@@ -149,7 +150,9 @@ class Service(Generic[R]):
                 "tokens dev-<role>; never use this outside development"
             )
         elif self.settings.allow_development_tokens:
-            log.info("ORDERLINE_ALLOW_DEVELOPMENT_TOKENS ignored: a tokens file is configured")
+            log.info(
+                "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS ignored: a tokens file or JWKS is configured"
+            )
         loop = asyncio.get_running_loop()
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop_event.set)

@@ -10,6 +10,8 @@ from typing import ClassVar, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderline_runtime.rpc.auth import JwtConfig
+
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
@@ -42,6 +44,20 @@ class ServiceSettings(BaseSettings):
     # The token presented to other services; unset means `dev-service` when development tokens
     # are in use, and otherwise a service that calls peers refuses to start.
     service_token: str | None = None
+    # JWT bearer tokens from an identity provider, beside or instead of the tokens file: keys
+    # from a JWKS file or URL, and the issuer and audience every token must name.
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # Where a token's roles are: a claim name, or a dotted path into nested claims.
+    auth_roles_claim: str = Field(default="roles", min_length=1)
+    auth_leeway_seconds: float = Field(default=30.0, ge=0)
+    # The longest a call waits for the JWKS URL to answer; past it the call is UNAVAILABLE.
+    auth_jwks_timeout_seconds: float = Field(default=2.0, gt=0)
+    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
+    # An unknown key id triggers a fetch at most this often.
+    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     trace_dir: Path = Path("var/traces")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     migrate_on_start: bool = True
@@ -62,6 +78,22 @@ class ServiceSettings(BaseSettings):
                 "use sqlite+aiosqlite:///<file> or postgresql+asyncpg://<user>@<host>/<db>"
             )
         return url
+
+    def jwt_config(self) -> JwtConfig | None:
+        """None when no JWKS is set: JWT bearer tokens are off."""
+        if self.auth_jwks_file is None and not self.auth_jwks_url:
+            return None
+        return JwtConfig(
+            jwks_file=self.auth_jwks_file,
+            jwks_url=self.auth_jwks_url or None,
+            issuer=self.auth_issuer or None,
+            audience=self.auth_audience or None,
+            roles_claim=self.auth_roles_claim,
+            leeway_seconds=self.auth_leeway_seconds,
+            fetch_timeout_seconds=self.auth_jwks_timeout_seconds,
+            refresh_seconds=self.auth_jwks_refresh_seconds,
+            min_refresh_seconds=self.auth_jwks_min_refresh_seconds,
+        )
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"

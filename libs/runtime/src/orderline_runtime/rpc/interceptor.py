@@ -51,8 +51,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(authorization, bytes):
             authorization = authorization.decode()
 
-        def admit() -> Principal:
-            principal = self._authenticator.authenticate(authorization)
+        async def admit() -> Principal:
+            principal = await self._authenticator.verify(authorization)
             authorize(principal, method, self._policy)
             return principal
 
@@ -95,7 +95,9 @@ async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, admit: Callable[[], Awaitable[Principal]]
+) -> grpc.RpcMethodHandler:
     kwargs = {
         "request_deserializer": _decoding(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
@@ -105,7 +107,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
 
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
-                set_principal(admit())
+                set_principal(await admit())
                 return await inner_uu(_decoded(request), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -120,7 +122,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
             request: Any, context: ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
-                set_principal(admit())
+                set_principal(await admit())
                 async for item in inner_us(_decoded(request), context):
                     yield item
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -134,7 +136,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
 
         async def stream_unary(requests: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
-                set_principal(admit())
+                set_principal(await admit())
                 return await inner_su(_decoded_stream(requests), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -148,7 +150,7 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[], Principal]) -> grp
         requests: Any, context: ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
-            set_principal(admit())
+            set_principal(await admit())
             async for item in inner_ss(_decoded_stream(requests), context):
                 yield item
         except (grpc.aio.AbortError, asyncio.CancelledError):
