@@ -160,6 +160,34 @@ SCENARIOS: dict[str, Values] = {
             "archive": {"networkPolicy": {"database": {"port": 6432}}},
         },
     },
+    # JWT bearer tokens from an identity provider; the auth Secret holds only the service
+    # token and the helm test's clerk token. NetworkPolicies on, the provider's pods named.
+    "jwt": {
+        "defaults": {
+            "auth": {
+                "existingSecret": "orderline-auth",
+                "tokensFileKey": "",
+                "jwt": {
+                    "jwksUrl": "https://keycloak.iam.svc/realms/telecom/protocol/openid-connect/certs",
+                    "issuer": "https://sso.example.com/realms/telecom",
+                    "audience": "orderline-api",
+                    "rolesClaim": "realm_access.roles",
+                },
+            },
+            "networkPolicy": {
+                "enabled": True,
+                "identityProvider": {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "iam"}
+                            }
+                        }
+                    ]
+                },
+            },
+        },
+    },
     # Every Secret named by the operator; the chart creates none.
     "external-secrets": {
         "defaults": {

@@ -55,6 +55,15 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "auth_tokens_file": "set when defaults.auth.existingSecret is set",
     "service_token": "set when defaults.auth.existingSecret is set",
     "allow_development_tokens": "false; set only when defaults.auth.allowDevelopmentTokens is",
+    "auth_jwks_url": "set when defaults.auth.jwt.jwksUrl is set; unset means no JWT",
+    "auth_issuer": "set when defaults.auth.jwt.jwksUrl is set",
+    "auth_audience": "set when defaults.auth.jwt.jwksUrl is set",
+    "auth_roles_claim": "set when defaults.auth.jwt.jwksUrl is set",
+    "auth_jwks_file": "the chart configures JWT by URL; a file is for processes outside it",
+    "auth_leeway_seconds": "a tuning knob with a safe default",
+    "auth_jwks_timeout_seconds": "a tuning knob with a safe default",
+    "auth_jwks_refresh_seconds": "a tuning knob with a safe default",
+    "auth_jwks_min_refresh_seconds": "a tuning knob with a safe default",
     "catalogue_file": "intake ships its catalogue in the package",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
@@ -194,10 +203,12 @@ def test_the_rendered_environment_loads_and_ports_match(
         assert settings.database_url == FAKE_SECRETS["database"]
         assert settings.nats_url == FAKE_SECRETS["nats"]
         assert str(settings.trace_dir).startswith("/tmp/")
-        # The service will start: it has a tokens file (and a token to present to its peers),
-        # or the development tokens were allowed on purpose.
-        if settings.auth_tokens_file is not None:
+        # The service will start: it has a tokens file or a complete JWT configuration (and a
+        # token to present to its peers), or the development tokens were allowed on purpose.
+        jwt = settings.jwt_config()
+        if settings.auth_tokens_file is not None or jwt is not None:
             assert settings.service_token == FAKE_SECRETS["token"], svc
+            assert jwt is None or jwt.problem() is None, (svc, jwt.problem())
         else:
             assert settings.allow_development_tokens, svc
         # The migration hook Job migrates the database this Deployment uses.

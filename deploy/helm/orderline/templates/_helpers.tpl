@@ -114,14 +114,34 @@ Lists are replaced, not appended.
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the service mounts a tokens file from its auth Secret, else empty. */}}
+{{- define "orderline.tokensFile" -}}
+{{- if and .svc.auth.existingSecret .svc.auth.tokensFileKey -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the service has an identity configuration (a tokens file or a JWKS), else
+empty: only without one may the development opt-in be rendered. */}}
+{{- define "orderline.hasIdentity" -}}
+{{- if or (include "orderline.tokensFile" .) .svc.auth.jwt.jwksUrl -}}true{{- end -}}
+{{- end -}}
+
 {{/*
-Refuses to render a service that would have no identity: the services themselves refuse to
-start without a tokens file or the development opt-in, and a release that only fails at
-start is worse than one that never renders. Takes a component context.
+Refuses to render a service that would have no identity, or one it would refuse at start: the
+services themselves refuse to start without a tokens file, a JWKS or the development opt-in,
+with a JWKS but no issuer or audience, and (provisioning, which calls the others) without a
+token of their own; a release that only fails at start is worse than one that never renders.
+Takes a component context.
 */}}
 {{- define "orderline.requireAuth" -}}
-{{- if not (or .svc.auth.existingSecret .svc.auth.allowDevelopmentTokens) -}}
-{{- fail (printf "services.%s: no auth configuration: set defaults.auth.existingSecret to a Secret with the tokens file and the service token, or set defaults.auth.allowDevelopmentTokens=true on purpose to accept the well-known development tokens (never in production)" .name) -}}
+{{- $auth := .svc.auth -}}
+{{- if not (or (include "orderline.hasIdentity" .) $auth.allowDevelopmentTokens) -}}
+{{- fail (printf "services.%s: no auth configuration: set defaults.auth.existingSecret to a Secret with the tokens file and the service token, or defaults.auth.jwt.jwksUrl (with issuer and audience) for JWT bearer tokens, or set defaults.auth.allowDevelopmentTokens=true on purpose to accept the well-known development tokens (never in production)" .name) -}}
+{{- end -}}
+{{- if and $auth.jwt.jwksUrl (not (and $auth.jwt.issuer $auth.jwt.audience)) -}}
+{{- fail (printf "services.%s: auth.jwt.jwksUrl needs auth.jwt.issuer and auth.jwt.audience: without them a token the provider issued for another application would be accepted" .name) -}}
+{{- end -}}
+{{- if and (eq .name "provisioning") (include "orderline.hasIdentity" .) (not $auth.existingSecret) -}}
+{{- fail "services.provisioning: calls intake and device-monitor and needs its own token: set auth.existingSecret to a Secret holding it under auth.serviceTokenKey (with auth.tokensFileKey empty when it holds no tokens file)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -192,16 +212,31 @@ migration Job so both see the same settings (the Job passes "container").
 - name: ORDERLINE_NATS_CREDENTIALS_FILE
   value: /etc/orderline/nats/nats.creds
 {{- end }}
-{{- if $svc.auth.existingSecret }}
+{{- if include "orderline.tokensFile" . }}
 - name: ORDERLINE_AUTH_TOKENS_FILE
   value: /etc/orderline/auth/tokens.json
+{{- end }}
+{{- if $svc.auth.existingSecret }}
 - name: ORDERLINE_SERVICE_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ $svc.auth.existingSecret }}
       key: {{ $svc.auth.serviceTokenKey }}
-{{- else if $svc.auth.allowDevelopmentTokens }}
-{{- /* Only without a Secret: with one the tokens file wins anyway, and a production pod
+{{- end }}
+{{- with $svc.auth.jwt }}
+{{- if .jwksUrl }}
+- name: ORDERLINE_AUTH_JWKS_URL
+  value: {{ .jwksUrl | quote }}
+- name: ORDERLINE_AUTH_ISSUER
+  value: {{ .issuer | quote }}
+- name: ORDERLINE_AUTH_AUDIENCE
+  value: {{ .audience | quote }}
+- name: ORDERLINE_AUTH_ROLES_CLAIM
+  value: {{ .rolesClaim | quote }}
+{{- end }}
+{{- end }}
+{{- if and $svc.auth.allowDevelopmentTokens (not (include "orderline.hasIdentity" .)) }}
+{{- /* Only without an identity configuration: with one it wins anyway, and a production pod
 carries no development-token setting at all. */}}
 - name: ORDERLINE_ALLOW_DEVELOPMENT_TOKENS
   value: "true"
@@ -257,7 +292,7 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/nats
   readOnly: true
 {{- end }}
-{{- if .svc.auth.existingSecret }}
+{{- if include "orderline.tokensFile" . }}
 - name: auth-tokens
   mountPath: /etc/orderline/auth
   readOnly: true
@@ -278,7 +313,7 @@ carries no development-token setting at all. */}}
       - key: {{ .svc.nats.credentialsKey }}
         path: nats.creds
 {{- end }}
-{{- if .svc.auth.existingSecret }}
+{{- if include "orderline.tokensFile" . }}
 - name: auth-tokens
   secret:
     secretName: {{ .svc.auth.existingSecret }}

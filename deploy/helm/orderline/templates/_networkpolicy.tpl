@@ -5,9 +5,10 @@ networkpolicy.yaml; the policies below then allow only:
   service pods:   in:  gRPC from apiClients and from the release's own callers
                        (provisioning -> intake, device-monitor; the helm test pod -> all),
                        metrics from metricsClients;
-                  out: DNS, NATS, its database, the OTLP collector (when set),
-                       extraEgress; provisioning also intake, device-monitor, the device
-                       agents and the gateway, on the ports of their addresses.
+                  out: DNS, NATS, its database, the OTLP collector (when set), the
+                       identity provider's JWKS (when set), extraEgress; provisioning
+                       also intake, device-monitor, the device agents and the gateway,
+                       on the ports of their addresses.
   migration pods: out: DNS and the database. Nothing in.
 */}}
 
@@ -112,6 +113,9 @@ spec:
     {{- include "orderline.egressRule" (dict "to" $np.nats.to "ports" (list (list $np.nats.port "TCP"))) | nindent 4 }}
     {{- with $svc.otel.exporterOtlpEndpoint }}
     {{- include "orderline.egressRule" (dict "to" $np.collector.to "ports" (list (list (include "orderline.urlPort" .) "TCP"))) | nindent 4 }}
+    {{- end }}
+    {{- with $svc.auth.jwt.jwksUrl }}
+    {{- include "orderline.egressRule" (dict "to" $np.identityProvider.to "ports" (list (list (include "orderline.urlPort" .) "TCP"))) | nindent 4 }}
     {{- end }}
     {{- if eq .name "provisioning" }}
     {{- $addresses := $svc.addresses }}
