@@ -21,7 +21,7 @@ tests without I/O.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -170,10 +170,14 @@ class SqlUnitOfWork(UnitOfWork[R]):
         assert self._cm is not None and self._session is not None
         cm, session = self._cm, self._session
         self._cm = self._session = None
+        marking: list[int] = []
         try:
-            if exc is None and self.events:
+            if exc is None and not self.read_only:
                 try:
-                    await self.outbox.write(session, self.events)
+                    if self.events:
+                        await self.outbox.write(session, self.events)
+                    # Rows the relay has published ride along: no write of their own.
+                    marking = await self.outbox.mark_published(session)
                 except BaseException as write_error:
                     await cm.__aexit__(type(write_error), write_error, write_error.__traceback__)
                     raise
@@ -184,6 +188,8 @@ class SqlUnitOfWork(UnitOfWork[R]):
         if isinstance(exc, IntegrityError):
             raise Conflict(f"a concurrent change won: {exc.orig}") from exc
         if exc is None:
+            if marking:
+                self.outbox.marked(marking)
             if self.events:
                 self.outbox.committed()
             self._committed()
@@ -191,6 +197,10 @@ class SqlUnitOfWork(UnitOfWork[R]):
 
 class OutboxWriter(Protocol):
     async def write(self, session: SqlConnection, events: list[PendingEvent]) -> None: ...
+
+    async def mark_published(self, session: SqlConnection) -> list[int]: ...
+
+    def marked(self, seqs: Sequence[int]) -> None: ...
 
     def committed(self) -> None: ...
 

@@ -125,6 +125,63 @@ async def test_relay_loop_publishes_soon_after_commit_and_stops_with_a_final_pas
     assert await count_rows(db, schema.outbox, schema.outbox.c.sent_at.is_(None)) == 0
 
 
+async def test_the_running_relay_leaves_marking_to_the_next_write_or_marks_when_idle(
+    db: Database, bus: EventBus, js: JetStreamContext, schema: Schema
+) -> None:
+    """On SQLite the relay publishes and the service's next committed write marks the rows
+    sent (a rolled-back one does not); with nothing else writing, the relay marks them itself
+    when a pass finds nothing new. Either way each event is published once."""
+    if db.is_postgres:
+        pytest.skip("on PostgreSQL the relay marks in the transaction that claimed the rows")
+    outbox = Outbox("intake", schema.outbox)
+    unsent = schema.outbox.c.sent_at.is_(None)
+
+    async def published(n: int) -> bool:
+        return len(await stream_messages(js, "ORDER")) == n
+
+    async def unsent_rows() -> int:
+        return await count_rows(db, schema.outbox, unsent)
+
+    # A long idle poll: the relay makes no pass of its own after publishing.
+    stop = asyncio.Event()
+    relay = OutboxRelay(db, outbox, bus, idle_poll_seconds=30)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        async with session_units(db, outbox)() as uow:
+            uow.emit(approved("O-10"))
+        await wait_until(lambda: published(1), within=5, what="the relay to publish")
+        assert await unsent_rows() == 1
+
+        with pytest.raises(RuntimeError):
+            async with session_units(db, outbox)() as uow:
+                raise RuntimeError("this write rolls back")
+        assert await unsent_rows() == 1
+
+        async with session_units(db, outbox)() as uow:
+            pass  # a write of the service's own, with no events
+        assert await unsent_rows() == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    # A short idle poll and nothing else writing: the relay marks on its own.
+    stop = asyncio.Event()
+    relay = OutboxRelay(db, outbox, bus, idle_poll_seconds=0.1)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        async with session_units(db, outbox)() as uow:
+            uow.emit(approved("O-11"))
+
+        async def all_marked() -> bool:
+            return await published(2) and await unsent_rows() == 0
+
+        await wait_until(all_marked, within=5, what="the idle relay to mark the row itself")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert await published(2)
+
+
 async def test_a_payload_outside_the_catalogue_is_refused_when_emitted(
     db: Database, schema: Schema
 ) -> None:

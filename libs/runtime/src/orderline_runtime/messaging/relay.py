@@ -1,9 +1,12 @@
 """The outbox relay: publishes committed outbox rows to JetStream, then marks them sent.
 
 Each event is published with `Nats-Msg-Id` = event id, so a crash between publish and mark
-produces a duplicate JetStream drops. On PostgreSQL several relays share the outbox with
-FOR UPDATE SKIP LOCKED; on SQLite there is one relay per database, and it publishes outside
-the write lock.
+produces a duplicate JetStream drops (and, past its duplicate window, the consumers' inboxes).
+On PostgreSQL several relays share the outbox with FOR UPDATE SKIP LOCKED and mark in the
+transaction that claimed the rows. On SQLite there is one relay per database; it publishes
+outside the write lock, and while running it leaves the mark to the service's next write
+transaction (`Outbox.mark_published`, called by the unit of work), so that marking costs no
+write transaction of its own under load; when nothing else writes, it marks on its own.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Select, Table, Update, bindparam, select, update
+from sqlalchemy import Select, Table, select
 
 from orderline_runtime import metrics
-from orderline_runtime.database import Database, SqlConnection
+from orderline_runtime.database import Database
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.outbox import Outbox
@@ -46,7 +49,6 @@ class OutboxRelay:
         self.idle_poll_seconds = idle_poll_seconds
         # Hot statements are built once: building one costs more than running it.
         self._pending_stmt: Select[Any] | None = None
-        self._mark_stmt: Update | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.ready.wait()
@@ -55,7 +57,10 @@ class OutboxRelay:
             # Cleared before reading, so a commit during the pass makes the next wait return.
             self.outbox.written.clear()
             try:
-                published = await self.relay_once()
+                published = await self._relay(defer_marks=not self.db.is_postgres)
+                if published == 0:
+                    # Idle: nothing else may write soon to carry the marks.
+                    await self.flush_marks()
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -74,6 +79,21 @@ class OutboxRelay:
             )
 
     async def relay_once(self) -> int:
+        """Publishes what is pending and marks it sent; returns how many were published."""
+        published = await self._relay(defer_marks=False)
+        await self.flush_marks()
+        return published
+
+    async def flush_marks(self) -> None:
+        """Marks sent, in a write transaction of its own, what was published and not yet marked
+        by another transaction."""
+        if not self.outbox.awaiting_mark:
+            return
+        async with self.db.transaction() as session:
+            marking = await self.outbox.mark_published(session)
+        self.outbox.marked(marking)
+
+    async def _relay(self, *, defer_marks: bool) -> int:
         if self.db.is_postgres:
             # Rows stay locked while they are published; other relays skip them.
             async with self.db.transaction() as session:
@@ -83,18 +103,24 @@ class OutboxRelay:
                 if not rows:
                     return 0
                 await self._publish_all(rows)
-                await self._mark_sent(session, rows)
+                await self.outbox.mark_sent(session, [r.seq for r in rows])
         else:
             # SQLite has one relay per database. Holding its single write lock while publishing
             # would stall every other write of the service for as long as NATS takes to answer
             # (or to time out during an outage): read, publish, then mark in a short write.
             async with self.db.reading() as session:
-                rows = (await session.execute(self._pending())).all()
+                awaiting = self.outbox.awaiting_mark
+                rows = [
+                    r
+                    for r in (await session.execute(self._pending())).all()
+                    if r.seq not in awaiting
+                ]
             if not rows:
                 return 0
             await self._publish_all(rows)
-            async with self.db.transaction() as session:
-                await self._mark_sent(session, rows)
+            self.outbox.published([r.seq for r in rows])
+            if not defer_marks:
+                await self.flush_marks()
         attributes = {"producer": self.outbox.producer}
         metrics.outbox_published.add(len(rows), attributes)
         now = self.outbox.clock()
@@ -126,18 +152,6 @@ class OutboxRelay:
 
     async def _publish_all(self, rows: Sequence[Any]) -> None:
         await asyncio.gather(*(self._publish(r) for r in rows))
-
-    async def _mark_sent(self, session: SqlConnection, rows: Sequence[Any]) -> None:
-        if self._mark_stmt is None:
-            t = self.table
-            self._mark_stmt = (
-                update(t)
-                .where(t.c.seq.in_(bindparam("seqs", expanding=True)))
-                .values(sent_at=bindparam("sent_at"))
-            )
-        await session.execute(
-            self._mark_stmt, {"seqs": [r.seq for r in rows], "sent_at": self.outbox.clock()}
-        )
 
     async def _publish(self, row: Any) -> None:
         event_id: str = row.event_id
