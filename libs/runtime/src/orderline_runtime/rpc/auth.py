@@ -24,7 +24,7 @@ class Principal:
 
 
 # Well-known, so anyone can present them: accepted only when ORDERLINE_ALLOW_DEVELOPMENT_TOKENS
-# is true and no tokens file is set (`orderline up` and the tests), never by default.
+# is true and no tokens file or JWKS is set (`orderline up` and the tests), never by default.
 DEV_TOKENS: Mapping[str, Principal] = {
     f"dev-{role}": Principal(subject=f"{role}-dev", roles=frozenset({role})) for role in ROLES
 }
