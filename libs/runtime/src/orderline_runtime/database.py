@@ -11,12 +11,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, ScalarResult, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.selectable import TypedReturnsRows
@@ -24,6 +23,9 @@ from sqlalchemy.util.typing import TupleAny, TypeVarTuple, Unpack
 
 from orderline_runtime.errors import Unavailable
 from orderline_runtime.sqlite_inline import InlineSqliteConnection
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 READ_ONLY = "orderline_read_only"
 # How long one SQLite statement may block the loop waiting for another process's lock. Waiting
@@ -91,6 +93,10 @@ class Database:
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             )
         else:
+            # Imported here: it brings the ORM along, which a SQLite process never needs (idle
+            # memory, docs/performance.md).
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self._async_engine = create_async_engine(
                 url,
                 pool_size=10,
