@@ -22,15 +22,19 @@ from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.util.typing import TupleAny, TypeVarTuple, Unpack
 
 from orderline_runtime.errors import Unavailable
+from orderline_runtime.logs import get_logger
 from orderline_runtime.sqlite_inline import InlineSqliteConnection
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-READ_ONLY = "orderline_read_only"
 # How long one SQLite statement may block the loop waiting for another process's lock. Waiting
 # for the write lock itself happens asleep (`Database._begin_inline`), so this stays short.
 SQLITE_BUSY_TIMEOUT_MS = 20
+# Open SQLite connections kept between transactions (more are opened when needed).
+IDLE_SQLITE_CONNECTIONS = 8
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -79,6 +83,7 @@ class Database:
         self.is_postgres = parsed.get_backend_name() == "postgresql"
         self._async_engine: AsyncEngine | None = None
         self._inline: Engine | None = None
+        self._idle: list[Connection] = []
         if self.is_sqlite:
             if not parsed.database or parsed.database == ":memory:":
                 raise ValueError("SQLite needs a file: sqlite+aiosqlite:///<path>")
@@ -137,40 +142,62 @@ class Database:
     @asynccontextmanager
     async def _inline_transaction(self, *, read_only: bool) -> AsyncIterator[SqlConnection]:
         conn = await self._begin_inline(read_only)
+        reusable = False
         try:
             yield InlineSqliteConnection(conn)
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
             if read_only:
                 conn.rollback()
             else:
                 conn.commit()
+            reusable = True
+        except BaseException:
+            try:
+                conn.rollback()
+                reusable = True
+            except Exception:
+                log.warning("rollback failed; the connection is closed", exc_info=True)
+            raise
         finally:
-            conn.close()
+            self._put_back(conn) if reusable else conn.close()
 
     async def _begin_inline(self, read_only: bool) -> Connection:
         """A connection with its transaction begun. Another process holding the write lock
         is waited for asleep, in growing steps, up to the lock timeout; then SQLite's
-        "database is locked" error is raised as it stands."""
-        assert self._inline is not None
+        "database is locked" error is raised (as a DBAPIError, like any driver error)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.lock_timeout_seconds
         pause = 0.002
         while True:
-            conn = self._inline.connect()
-            if read_only:
-                conn.execution_options(**{READ_ONLY: True})
+            conn = self._take()
+            # SQLAlchemy's transaction is bookkeeping only (pysqlite begins nothing itself);
+            # the BEGIN goes straight to the driver, past the execution machinery.
+            conn.begin()
             try:
-                conn.begin()
+                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    "BEGIN" if read_only else "BEGIN IMMEDIATE"
+                )
                 return conn
-            except OperationalError as exc:
-                conn.close()
+            except sqlite3.OperationalError as exc:
+                conn.rollback()
+                self._put_back(conn)
                 if not _is_busy(exc) or loop.time() + pause > give_up:
-                    raise
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+    def _take(self) -> Connection:
+        """An open connection between transactions: reusing one skips the pool's check-out,
+        check-in and reset, which cost as much as a short transaction's statements."""
+        if self._idle:
+            return self._idle.pop()
+        assert self._inline is not None
+        return self._inline.connect()
+
+    def _put_back(self, conn: Connection) -> None:
+        if len(self._idle) < IDLE_SQLITE_CONNECTIONS and not conn.invalidated:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -220,15 +247,17 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
         if self._inline is not None:
             self._inline.dispose()
         if self._async_engine is not None:
             await self._async_engine.dispose()
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc.orig)
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
 
 def _sqlite_write_possible(path: str, limit_seconds: float) -> bool:
@@ -261,11 +290,6 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def dialect_of(session: SqlConnection) -> str:
