@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 # uv must not pick up a managed or other interpreter: the machine's python3 is the one we use.
 export UV_PYTHON_DOWNLOADS := never
 
-PACKAGES := orderline_runtime orderline_devtools orderline_intake orderline_provisioning \
+PACKAGES := orderline_runtime orderline_catalogue orderline_devtools orderline_intake orderline_provisioning \
 	orderline_device_monitor orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help

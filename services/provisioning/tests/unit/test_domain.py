@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderline_provisioning.domain.config import BASE_SETTINGS, derive_config, plan_rate_mbps
+from orderline_catalogue import load_catalogue
+from orderline_provisioning.domain.config import (
+    BASE_SETTINGS,
+    PROFILES,
+    config_template,
+    derive_config,
+    plan_rate_mbps,
+)
 from orderline_provisioning.domain.job import Job, rejected_reason
 from orderline_provisioning.domain.notification import Channel, activation_message, channel_for
 from orderline_provisioning.domain.prechecks import Fitness, Health, Verdict, decide_prechecks
@@ -21,7 +28,7 @@ from orderline_provisioning.domain.steps import (
     idempotency_key,
     next_step,
 )
-from orderline_provisioning.domain.texts import normalize_locale
+from orderline_provisioning.domain.texts import business_label, normalize_locale
 from orderline_provisioning.domain.voucher import (
     is_voucher_id,
     issue_voucher,
@@ -296,3 +303,18 @@ def test_voice_is_tried_after_five_sms_failures_then_channels_alternate() -> Non
         Channel.VOICE,
         Channel.SMS,
     ]
+
+
+# --- the business catalogue ---------------------------------------------------------------------
+
+
+def test_every_configuration_template_of_the_catalogue_has_a_profile() -> None:
+    for business in load_catalogue():
+        assert config_template(business.key) in PROFILES, business.key
+
+
+def test_business_names_in_customer_texts_come_from_the_catalogue() -> None:
+    for business in load_catalogue():
+        assert business_label(business.key, "zh-CN") == business.names["zh-CN"]
+        assert business_label(business.key, "en").lower() == business.names["en"].lower()
+    assert business_label("satellite_uplink", "en") == "satellite uplink"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orderline.order.v1 import order_pb2
+from orderline_catalogue import load_catalogue
 from orderline_reporting.domain import labels, states
 
 
@@ -66,3 +67,11 @@ def test_labels_read_in_the_requested_language() -> None:
 def test_unknown_locale_falls_back_to_english_and_unknown_key_shows_itself() -> None:
     assert labels.state_label("held", "fr") == "Held"
     assert labels.business_type_label("satellite_uplink", "zh-CN") == "satellite_uplink"
+
+
+def test_business_type_labels_are_the_catalogue_s_names() -> None:
+    catalogue = load_catalogue()
+    assert set(labels.BUSINESS_TYPE_LABELS) == set(catalogue.types)
+    for business in catalogue:
+        for locale in labels.LOCALES:
+            assert labels.business_type_label(business.key, locale) == business.names[locale]

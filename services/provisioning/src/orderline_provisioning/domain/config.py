@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from orderline_catalogue import load_catalogue
+
 # Management settings every provisioned device gets.
 BASE_SETTINGS: Mapping[str, str] = {
     "management.tr069.enabled": "true",
@@ -13,37 +15,39 @@ BASE_SETTINGS: Mapping[str, str] = {
     "service.enabled": "true",
 }
 
+# Settings of each configuration template the catalogue names (`config_template`); a test checks
+# that every template of the catalogue is here.
 PROFILES: Mapping[str, Mapping[str, str]] = {
-    "broadband_install": {
+    "broadband-pppoe-v1": {
         "wan.mode": "pppoe",
         "wan.vlan": "100",
         "wifi.enabled": "true",
         "wifi.band": "dual",
     },
-    "fixed_line": {
+    "voice-sip-v1": {
         "voice.enabled": "true",
         "voice.protocol": "sip",
         "voice.registrar": "ims.orderline.local",
         "wan.vlan": "200",
     },
-    "dedicated_line": {
+    "dedicated-static-v1": {
         "wan.mode": "static",
         "wan.vlan": "300",
         "qos.profile": "sla-gold",
         "wifi.enabled": "false",
     },
-    "plan_change": {},
-    "iptv": {
+    "plan-rate-v1": {},
+    "iptv-multicast-v1": {
         "iptv.enabled": "true",
         "iptv.multicast_vlan": "45",
         "iptv.igmp_snooping": "true",
     },
-    "relocation": {
+    "relocation-pppoe-v1": {
         "wan.mode": "pppoe",
         "wan.vlan": "100",
         "wifi.enabled": "true",
     },
-    "termination": {
+    "termination-disable-v1": {
         "service.enabled": "false",
         "wifi.enabled": "false",
         "voice.enabled": "false",
@@ -62,14 +66,21 @@ def plan_rate_mbps(plan: str) -> int | None:
     return int(value) if value >= 1 else None
 
 
-def derive_config(business_type: str, plan: str) -> dict[str, str]:
-    """Settings to apply: the base, the business type's profile, then the plan's rates.
+def config_template(business_type: str) -> str:
+    """The catalogue's configuration template for the business type; empty when unknown."""
+    business = load_catalogue().get(business_type)
+    return business.config_template if business else ""
 
-    A business type without a profile gets the base settings only (and its name), so a new
-    catalogue entry can be provisioned before it has a profile of its own.
+
+def derive_config(business_type: str, plan: str) -> dict[str, str]:
+    """Settings to apply: the base, the business type's template, then the plan's rates.
+
+    A business type the catalogue does not know, or whose template has no profile here, gets
+    the base settings only (and its name), so a new catalogue entry can be provisioned before
+    it has a profile of its own.
     """
     settings = dict(BASE_SETTINGS)
-    settings.update(PROFILES.get(business_type, {}))
+    settings.update(PROFILES.get(config_template(business_type), {}))
     settings["service.business_type"] = business_type
     if plan:
         settings["service.plan"] = plan

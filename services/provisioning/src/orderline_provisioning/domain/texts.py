@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+
+from orderline_catalogue import load_catalogue
 
 ZH_CN = "zh-CN"
 EN = "en"
@@ -12,16 +13,6 @@ DEFAULT_LOCALE = ZH_CN
 
 # The operator's local time (China Standard Time, no daylight saving) for times in texts.
 OPERATOR_TZ = timezone(timedelta(hours=8), "UTC+8")
-
-BUSINESS_LABELS: Mapping[str, Mapping[str, str]] = {
-    "broadband_install": {ZH_CN: "宽带新装", EN: "broadband installation"},
-    "fixed_line": {ZH_CN: "固定电话", EN: "fixed line"},
-    "dedicated_line": {ZH_CN: "专线", EN: "dedicated line"},
-    "plan_change": {ZH_CN: "套餐变更", EN: "plan change"},
-    "iptv": {ZH_CN: "网络电视", EN: "IPTV"},
-    "relocation": {ZH_CN: "移机", EN: "relocation"},
-    "termination": {ZH_CN: "拆机", EN: "termination"},
-}
 
 
 def normalize_locale(locale: str | None) -> str:
@@ -33,10 +24,19 @@ def normalize_locale(locale: str | None) -> str:
 
 
 def business_label(business_type: str, locale: str) -> str:
-    labels = BUSINESS_LABELS.get(business_type)
-    if labels is None:
+    """The business type's name from the catalogue as it reads inside a sentence."""
+    business = load_catalogue().get(business_type)
+    if business is None:
         return business_type.replace("_", " ")
-    return labels[normalize_locale(locale)]
+    locale = normalize_locale(locale)
+    name = business.names[locale]
+    return _in_sentence(name) if locale == EN else name
+
+
+def _in_sentence(name: str) -> str:
+    # "Broadband installation" -> "broadband installation", but "IPTV" stays an acronym.
+    first = name.split(" ", 1)[0]
+    return name if first.isupper() else name[:1].lower() + name[1:]
 
 
 def local_time(at: datetime) -> str:

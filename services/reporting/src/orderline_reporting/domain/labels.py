@@ -1,13 +1,14 @@
 """Labels that reach a manager (report exports), in every language we write: en and zh-CN.
 
-State names are TMF641's; business type keys are the catalogue's (intake's catalogue.json
-names them the same way). An unknown key is shown as itself rather than hidden.
+State names are TMF641's; business type names come from the business catalogue, the one file
+intake and provisioning read too. An unknown key is shown as itself rather than hidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from orderline_catalogue import BUSINESS_TYPE_NAMES
 from orderline_reporting.domain import states as s
 
 LOCALES = ("en", "zh-CN")
@@ -26,15 +27,8 @@ STATE_LABELS: Mapping[str, Mapping[str, str]] = {
     s.CANCELLED: {"en": "Cancelled", "zh-CN": "已撤单"},
 }
 
-BUSINESS_TYPE_LABELS: Mapping[str, Mapping[str, str]] = {
-    "broadband_install": {"en": "Broadband installation", "zh-CN": "宽带新装"},
-    "fixed_line": {"en": "Fixed line", "zh-CN": "固定电话"},
-    "dedicated_line": {"en": "Dedicated line", "zh-CN": "专线"},
-    "plan_change": {"en": "Plan change", "zh-CN": "套餐变更"},
-    "iptv": {"en": "IPTV", "zh-CN": "网络电视"},
-    "relocation": {"en": "Relocation", "zh-CN": "移机"},
-    "termination": {"en": "Termination", "zh-CN": "拆机"},
-}
+# Read from the business catalogue (orderline_catalogue) when first used.
+BUSINESS_TYPE_LABELS: Mapping[str, Mapping[str, str]] = BUSINESS_TYPE_NAMES
 
 
 def _label(table: Mapping[str, Mapping[str, str]], key: str, locale: str) -> str:
