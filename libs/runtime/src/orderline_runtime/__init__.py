@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from orderline_runtime.migrations import run_env
     from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
     from orderline_runtime.rpc.auth import current_principal
-    from orderline_runtime.rpc.client import traced_channel
+    from orderline_runtime.rpc.client import open_channel, traced_call
     from orderline_runtime.service import Service, run_service
     from orderline_runtime.settings import ServiceSettings, load_settings
     from orderline_runtime.telemetry import order_scope, tracer
@@ -62,7 +62,8 @@ _LAZY: dict[str, str] = {
     "stage_duration": "orderline_runtime.metrics",
     "system_clock": "orderline_runtime.clock",
     "telemetry_names": "orderline_runtime.telemetry_names",
-    "traced_channel": "orderline_runtime.rpc.client",
+    "open_channel": "orderline_runtime.rpc.client",
+    "traced_call": "orderline_runtime.rpc.client",
     "tracer": "orderline_runtime.telemetry",
     "UnitOfWork": "orderline_runtime.unit_of_work",
     "UnitOfWorkFactory": "orderline_runtime.unit_of_work",
@@ -83,8 +84,9 @@ def __getattr__(name: str) -> Any:
 # system_clock); use cases (UnitOfWork, UnitOfWorkFactory); storage (Database, dialect_of,
 # SqlConnection, SEQUENCE, UTCDateTime, add_/create_messaging_tables, run_env); events
 # (catalogue, EventSpec, Handler, HandlerFn, ReceivedEvent); the error taxonomy mapped to gRPC
-# codes at the edge (errors); RPCs (current_principal, traced_channel, page tokens); telemetry
-# and ids (telemetry_names, get_logger, order_scope, tracer, stage_duration, new_id).
+# codes at the edge (errors); RPCs (current_principal, open_channel, traced_call, page
+# tokens); telemetry and ids (telemetry_names, get_logger, order_scope, tracer, stage_duration,
+# new_id).
 __all__ = [
     "SEQUENCE",
     "BadPageToken",
@@ -111,12 +113,13 @@ __all__ = [
     "get_logger",
     "load_settings",
     "new_id",
+    "open_channel",
     "order_scope",
     "run_env",
     "run_service",
     "stage_duration",
     "system_clock",
     "telemetry_names",
-    "traced_channel",
+    "traced_call",
     "tracer",
 ]

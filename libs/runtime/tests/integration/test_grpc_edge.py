@@ -27,7 +27,7 @@ from orderline_runtime.errors import (
     Violations,
 )
 from orderline_runtime.rpc.auth import TokenAuthenticator, current_principal
-from orderline_runtime.rpc.client import call_options, traced_channel
+from orderline_runtime.rpc.client import call_options, open_channel, traced_call
 from orderline_runtime.rpc.server import GrpcServer
 from orderline_runtime.telemetry import ORDER_ID, order_scope
 
@@ -391,21 +391,33 @@ async def test_calls_beyond_the_concurrency_limit_fail_fast_with_resource_exhaus
         await server.stop(0)
 
 
-async def test_traced_channel_carries_token_deadline_trace_and_order_to_the_server(
+async def test_a_traced_call_carries_token_deadline_trace_and_order_to_the_server(
     archive: Archive, span_exporter: InMemorySpanExporter
 ) -> None:
     server = await start_server(archive)
     await server.set_serving(True)
     try:
-        async with traced_channel(f"127.0.0.1:{server.port}") as ch:
+        async with open_channel(f"127.0.0.1:{server.port}") as ch:
             stub = archive_pb2_grpc.ArchiveServiceStub(ch)
             with trace.get_tracer("test").start_as_current_span("job step"), order_scope("O-77"):
-                reply = await stub.GetDossier(
+                reply = await traced_call(
+                    "orderline.archive.v1.ArchiveService",
+                    "GetDossier",
+                    stub.GetDossier,
                     archive_pb2.GetDossierRequest(order_id="O-77"),
                     **call_options("dev-auditor", 5.0),
                 )
             assert reply.dossier.id == "auditor-dev"
             assert reply.dossier.previous_hash == "O-77"
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await traced_call(
+                    "orderline.archive.v1.ArchiveService",
+                    "ListDossiers",
+                    stub.ListDossiers,
+                    archive_pb2.ListDossiersRequest(),
+                    **call_options("not-a-token", 5.0),
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
             health = health_pb2_grpc.HealthStub(ch)
             await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     finally:
@@ -419,6 +431,12 @@ async def test_traced_channel_carries_token_deadline_trace_and_order_to_the_serv
     assert served.context.trace_id == client.context.trace_id
     assert (served.attributes or {})[ORDER_ID] == "O-77"
     assert (client.attributes or {})[ORDER_ID] == "O-77"
+    assert (client.attributes or {})["rpc.grpc.status_code"] == 0
+    assert (client.attributes or {})["rpc.method"] == "GetDossier"
+    failed = "/orderline.archive.v1.ArchiveService/ListDossiers"
+    (refused_span,) = [s for s in spans if s.kind == SpanKind.CLIENT and s.name == failed]
+    assert (refused_span.attributes or {})["rpc.grpc.status_code"] == 16
+    assert refused_span.status.status_code == trace.StatusCode.ERROR
     # Probes leave no server spans behind.
     assert not [s for s in spans if s.kind == SpanKind.SERVER and "Health" in s.name]
 

@@ -18,7 +18,7 @@ from orderline_provisioning.domain.job import TestResult
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.steps import TestKind
-from orderline_runtime.rpc.client import traced_channel
+from orderline_runtime.rpc.client import open_channel, traced_call
 
 TRANSIENT = frozenset(
     {
@@ -51,9 +51,14 @@ class _Client:
     peer = "peer"
 
     def __init__(
-        self, address: str, call_options: Callable[[], dict[str, Any]], stub: Callable[[Any], S]
+        self,
+        address: str,
+        call_options: Callable[[], dict[str, Any]],
+        stub: Callable[[Any], S],
+        service: str,
     ) -> None:
         self.address = address
+        self.service = service  # the full gRPC service name, for the CLIENT span
         self._call_options = call_options
         self._stub_factory: Callable[[Any], Any] = stub
         self._channel: grpc.aio.Channel | None = None
@@ -62,13 +67,15 @@ class _Client:
     @property
     def stub(self) -> Any:
         if self._stub is None:
-            self._channel = traced_channel(self.address)
+            self._channel = open_channel(self.address)
             self._stub = self._stub_factory(self._channel)
         return self._stub
 
     async def call(self, method: str, request: Any) -> Any:
         try:
-            return await getattr(self.stub, method)(request, **self._call_options())
+            return await traced_call(
+                self.service, method, getattr(self.stub, method), request, **self._call_options()
+            )
         except grpc.aio.AioRpcError as exc:
             detail = exc.details() or exc.code().name
             if exc.code() in TRANSIENT:
@@ -88,7 +95,12 @@ class DeviceHealthClient(_Client):
     peer = "DEVICE_MONITOR"
 
     def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
-        super().__init__(address, call_options, device_pb2_grpc.DeviceHealthServiceStub)
+        super().__init__(
+            address,
+            call_options,
+            device_pb2_grpc.DeviceHealthServiceStub,
+            device_pb2.DESCRIPTOR.services_by_name["DeviceHealthService"].full_name,
+        )
 
     async def check_fitness(self, device_id: str, order_id: str) -> Fitness:
         resp = await self.call(
@@ -106,7 +118,12 @@ class DeviceAgentClient(_Client):
     peer = "DEVICE_AGENT"
 
     def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
-        super().__init__(address, call_options, agent_pb2_grpc.DeviceAgentServiceStub)
+        super().__init__(
+            address,
+            call_options,
+            agent_pb2_grpc.DeviceAgentServiceStub,
+            agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_name,
+        )
 
     async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
         resp = await self.call(
@@ -140,7 +157,12 @@ class IntakeClient(_Client):
     peer = "INTAKE"
 
     def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
-        super().__init__(address, call_options, order_pb2_grpc.OrderServiceStub)
+        super().__init__(
+            address,
+            call_options,
+            order_pb2_grpc.OrderServiceStub,
+            order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
+        )
 
     async def contact(self, order_id: str) -> CustomerContact:
         resp = await self.call("GetOrder", order_pb2.GetOrderRequest(order_id=order_id))
@@ -152,7 +174,12 @@ class GatewayClient(_Client):
     peer = "GATEWAY"
 
     def __init__(self, address: str, call_options: Callable[[], dict[str, Any]]) -> None:
-        super().__init__(address, call_options, gateway_pb2_grpc.NotificationGatewayServiceStub)
+        super().__init__(
+            address,
+            call_options,
+            gateway_pb2_grpc.NotificationGatewayServiceStub,
+            gateway_pb2.DESCRIPTOR.services_by_name["NotificationGatewayService"].full_name,
+        )
 
     async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
         resp = await self.call(
