@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eorderline/order/v1/order.proto\x12\x12orderline.order.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\"I\n\tMilestone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x0bStateChange\x12\x32\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x02 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xee\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x15\n\rbusiness_type\x18\x03 \x01(\t\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12.\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0c\n\x04plan\x18\x07 \x01(\t\x12\x31\n\nmilestones\x18\x08 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\t \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x12\n\nvoucher_id\x18\x0e \x01(\t\x12\x12\n\ndossier_id\x18\x0f \x01(\t\x12\x10\n\x08\x61larm_id\x18\x10 \x01(\t\"\x97\x01\n\x12\x43reateOrderRequest\x12\x19\n\x11\x63lient_request_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0c\n\x04plan\x18\x05 \x01(\t\"P\n\x13\x43reateOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\"\x80\x01\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\"X\n\x12ListOrdersResponse\x12)\n\x06orders\x18\x01 \x03(\x0b\x32\x19.orderline.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchOrdersRequest\x12\x11\n\torder_ids\x18\x01 \x03(\t\"?\n\x13WatchOrdersResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order*\xee\x03\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12.\n\x18ORDER_STATE_ACKNOWLEDGED\x10\x01\x1a\x10\xe2\xf9\x18\x0c\x61\x63knowledged\x12+\n\x17ORDER_STATE_IN_PROGRESS\x10\x02\x1a\x0e\xe2\xf9\x18\ninProgress\x12(\n\x15ORDER_STATE_COMPLETED\x10\x03\x1a\r\xe2\xf9\x18\tcompleted\x12&\n\x14ORDER_STATE_REJECTED\x10\x04\x1a\x0c\xe2\xf9\x18\x08rejected\x12$\n\x13ORDER_STATE_PENDING\x10\x05\x1a\x0b\xe2\xf9\x18\x07pending\x12\x1e\n\x10ORDER_STATE_HELD\x10\x06\x1a\x08\xe2\xf9\x18\x04held\x12\"\n\x12ORDER_STATE_FAILED\x10\x07\x1a\n\xe2\xf9\x18\x06\x66\x61iled\x12\x41\n\"ORDER_STATE_ASSESSING_CANCELLATION\x10\x08\x1a\x19\xe2\xf9\x18\x15\x61ssessingCancellation\x12=\n ORDER_STATE_PENDING_CANCELLATION\x10\t\x1a\x17\xe2\xf9\x18\x13pendingCancellation\x12(\n\x15ORDER_STATE_CANCELLED\x10\n\x1a\r\xe2\xf9\x18\tcancelled2\x84\x03\n\x0cOrderService\x12^\n\x0b\x43reateOrder\x12&.orderline.order.v1.CreateOrderRequest\x1a\'.orderline.order.v1.CreateOrderResponse\x12U\n\x08GetOrder\x12#.orderline.order.v1.GetOrderRequest\x1a$.orderline.order.v1.GetOrderResponse\x12[\n\nListOrders\x12%.orderline.order.v1.ListOrdersRequest\x1a&.orderline.order.v1.ListOrdersResponse\x12`\n\x0bWatchOrders\x12&.orderline.order.v1.WatchOrdersRequest\x1a\'.orderline.order.v1.WatchOrdersResponse0\x01:5\n\x08tmf_name\x12!.google.protobuf.EnumValueOptions\x18\x9c\x8f\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eorderline/order/v1/order.proto\x12\x12orderline.order.v1\x1a google/protobuf/descriptor.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x01\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12.\n\x08identity\x18\x06 \x01(\x0b\x32\x1c.orderline.order.v1.Identity\x12=\n\x11preferred_channel\x18\x07 \x01(\x0e\x32\".orderline.order.v1.ContactChannel\"_\n\x08Identity\x12\x15\n\x0bresident_id\x18\x01 \x01(\tH\x00\x12\x30\n\x08passport\x18\x02 \x01(\x0b\x32\x1c.orderline.order.v1.PassportH\x00\x42\n\n\x08\x64ocument\"3\n\x08Passport\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x17\n\x0fissuing_country\x18\x02 \x01(\t\"6\n\nRelocation\x12\x13\n\x0bold_address\x18\x01 \x01(\t\x12\x13\n\x0bnew_address\x18\x02 \x01(\t\"<\n\x08\x44ocument\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"I\n\tMilestone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x0bStateChange\x12\x32\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x02 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd3\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x02 \x01(\t\x12\x15\n\rbusiness_type\x18\x03 \x01(\t\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12.\n\x08\x63ustomer\x18\x05 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0c\n\x04plan\x18\x07 \x01(\t\x12\x31\n\nmilestones\x18\x08 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\t \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x12\n\nvoucher_id\x18\x0e \x01(\t\x12\x12\n\ndossier_id\x18\x0f \x01(\t\x12\x10\n\x08\x61larm_id\x18\x10 \x01(\t\x12\x32\n\nrelocation\x18\x11 \x01(\x0b\x32\x1e.orderline.order.v1.Relocation\x12/\n\tdocuments\x18\x12 \x03(\x0b\x32\x1c.orderline.order.v1.Document\"\xfc\x01\n\x12\x43reateOrderRequest\x12\x19\n\x11\x63lient_request_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.orderline.order.v1.Customer\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0c\n\x04plan\x18\x05 \x01(\t\x12\x32\n\nrelocation\x18\x06 \x01(\x0b\x32\x1e.orderline.order.v1.Relocation\x12/\n\tdocuments\x18\x07 \x03(\x0b\x32\x1c.orderline.order.v1.Document\"P\n\x13\x43reateOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\"\x80\x01\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\"X\n\x12ListOrdersResponse\x12)\n\x06orders\x18\x01 \x03(\x0b\x32\x19.orderline.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x12WatchOrdersRequest\x12\x11\n\torder_ids\x18\x01 \x03(\t\"?\n\x13WatchOrdersResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.orderline.order.v1.Order\"\x1a\n\x18ListBusinessTypesRequest\"p\n\x19ListBusinessTypesResponse\x12\x19\n\x11\x63\x61talogue_version\x18\x01 \x01(\t\x12\x38\n\x0e\x62usiness_types\x18\x02 \x03(\x0b\x32 .orderline.order.v1.BusinessType\"\xed\x02\n\x0c\x42usinessType\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nname_zh_cn\x18\x02 \x01(\t\x12\x0f\n\x07name_en\x18\x03 \x01(\t\x12\x17\n\x0frequired_fields\x18\x04 \x03(\t\x12<\n\x12required_documents\x18\x05 \x03(\x0b\x32 .orderline.order.v1.DocumentType\x12=\n\rdevice_models\x18\x06 \x03(\x0b\x32&.orderline.order.v1.AllowedDeviceModel\x12\x35\n\x0ctest_profile\x18\x07 \x01(\x0b\x32\x1f.orderline.order.v1.TestProfile\x12\x17\n\x0f\x63onfig_template\x18\x08 \x01(\t\x12\x16\n\x0e\x66ollow_up_days\x18\t \x03(\x05\x12.\n\x04slas\x18\n \x03(\x0b\x32 .orderline.order.v1.MilestoneSla\"A\n\x0c\x44ocumentType\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x12\n\nname_zh_cn\x18\x02 \x01(\t\x12\x0f\n\x07name_en\x18\x03 \x01(\t\"9\n\x12\x41llowedDeviceModel\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cmin_firmware\x18\x02 \x01(\t\"*\n\x0bTestProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05tests\x18\x02 \x03(\t\"O\n\x0cMilestoneSla\x12\x11\n\tmilestone\x18\x01 \x01(\t\x12,\n\tdue_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\xee\x03\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12.\n\x18ORDER_STATE_ACKNOWLEDGED\x10\x01\x1a\x10\xe2\xf9\x18\x0c\x61\x63knowledged\x12+\n\x17ORDER_STATE_IN_PROGRESS\x10\x02\x1a\x0e\xe2\xf9\x18\ninProgress\x12(\n\x15ORDER_STATE_COMPLETED\x10\x03\x1a\r\xe2\xf9\x18\tcompleted\x12&\n\x14ORDER_STATE_REJECTED\x10\x04\x1a\x0c\xe2\xf9\x18\x08rejected\x12$\n\x13ORDER_STATE_PENDING\x10\x05\x1a\x0b\xe2\xf9\x18\x07pending\x12\x1e\n\x10ORDER_STATE_HELD\x10\x06\x1a\x08\xe2\xf9\x18\x04held\x12\"\n\x12ORDER_STATE_FAILED\x10\x07\x1a\n\xe2\xf9\x18\x06\x66\x61iled\x12\x41\n\"ORDER_STATE_ASSESSING_CANCELLATION\x10\x08\x1a\x19\xe2\xf9\x18\x15\x61ssessingCancellation\x12=\n ORDER_STATE_PENDING_CANCELLATION\x10\t\x1a\x17\xe2\xf9\x18\x13pendingCancellation\x12(\n\x15ORDER_STATE_CANCELLED\x10\n\x1a\r\xe2\xf9\x18\tcancelled*e\n\x0e\x43ontactChannel\x12\x1f\n\x1b\x43ONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONTACT_CHANNEL_SMS\x10\x01\x12\x19\n\x15\x43ONTACT_CHANNEL_PHONE\x10\x02\x32\xf6\x03\n\x0cOrderService\x12^\n\x0b\x43reateOrder\x12&.orderline.order.v1.CreateOrderRequest\x1a\'.orderline.order.v1.CreateOrderResponse\x12U\n\x08GetOrder\x12#.orderline.order.v1.GetOrderRequest\x1a$.orderline.order.v1.GetOrderResponse\x12[\n\nListOrders\x12%.orderline.order.v1.ListOrdersRequest\x1a&.orderline.order.v1.ListOrdersResponse\x12`\n\x0bWatchOrders\x12&.orderline.order.v1.WatchOrdersRequest\x1a\'.orderline.order.v1.WatchOrdersResponse0\x01\x12p\n\x11ListBusinessTypes\x12,.orderline.order.v1.ListBusinessTypesRequest\x1a-.orderline.order.v1.ListBusinessTypesResponse:5\n\x08tmf_name\x12!.google.protobuf.EnumValueOptions\x18\x9c\x8f\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,32 +54,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_PENDING_CANCELLATION"]._serialized_options = b'\342\371\030\023pendingCancellation'
   _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_CANCELLED"]._loaded_options = None
   _globals['_ORDERSTATE'].values_by_name["ORDER_STATE_CANCELLED"]._serialized_options = b'\342\371\030\tcancelled'
-  _globals['_ORDERSTATE']._serialized_start=1643
-  _globals['_ORDERSTATE']._serialized_end=2137
-  _globals['_CUSTOMER']._serialized_start=121
-  _globals['_CUSTOMER']._serialized_end=212
-  _globals['_MILESTONE']._serialized_start=214
-  _globals['_MILESTONE']._serialized_end=287
-  _globals['_STATECHANGE']._serialized_start=290
-  _globals['_STATECHANGE']._serialized_end=481
-  _globals['_ORDER']._serialized_start=484
-  _globals['_ORDER']._serialized_end=978
-  _globals['_CREATEORDERREQUEST']._serialized_start=981
-  _globals['_CREATEORDERREQUEST']._serialized_end=1132
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1134
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1214
-  _globals['_GETORDERREQUEST']._serialized_start=1216
-  _globals['_GETORDERREQUEST']._serialized_end=1251
-  _globals['_GETORDERRESPONSE']._serialized_start=1253
-  _globals['_GETORDERRESPONSE']._serialized_end=1313
-  _globals['_LISTORDERSREQUEST']._serialized_start=1316
-  _globals['_LISTORDERSREQUEST']._serialized_end=1444
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1446
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1534
-  _globals['_WATCHORDERSREQUEST']._serialized_start=1536
-  _globals['_WATCHORDERSREQUEST']._serialized_end=1575
-  _globals['_WATCHORDERSRESPONSE']._serialized_start=1577
-  _globals['_WATCHORDERSRESPONSE']._serialized_end=1640
-  _globals['_ORDERSERVICE']._serialized_start=2140
-  _globals['_ORDERSERVICE']._serialized_end=2528
+  _globals['_ORDERSTATE']._serialized_start=3018
+  _globals['_ORDERSTATE']._serialized_end=3512
+  _globals['_CONTACTCHANNEL']._serialized_start=3514
+  _globals['_CONTACTCHANNEL']._serialized_end=3615
+  _globals['_CUSTOMER']._serialized_start=154
+  _globals['_CUSTOMER']._serialized_end=356
+  _globals['_IDENTITY']._serialized_start=358
+  _globals['_IDENTITY']._serialized_end=453
+  _globals['_PASSPORT']._serialized_start=455
+  _globals['_PASSPORT']._serialized_end=506
+  _globals['_RELOCATION']._serialized_start=508
+  _globals['_RELOCATION']._serialized_end=562
+  _globals['_DOCUMENT']._serialized_start=564
+  _globals['_DOCUMENT']._serialized_end=624
+  _globals['_MILESTONE']._serialized_start=626
+  _globals['_MILESTONE']._serialized_end=699
+  _globals['_STATECHANGE']._serialized_start=702
+  _globals['_STATECHANGE']._serialized_end=893
+  _globals['_ORDER']._serialized_start=896
+  _globals['_ORDER']._serialized_end=1491
+  _globals['_CREATEORDERREQUEST']._serialized_start=1494
+  _globals['_CREATEORDERREQUEST']._serialized_end=1746
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1748
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1828
+  _globals['_GETORDERREQUEST']._serialized_start=1830
+  _globals['_GETORDERREQUEST']._serialized_end=1865
+  _globals['_GETORDERRESPONSE']._serialized_start=1867
+  _globals['_GETORDERRESPONSE']._serialized_end=1927
+  _globals['_LISTORDERSREQUEST']._serialized_start=1930
+  _globals['_LISTORDERSREQUEST']._serialized_end=2058
+  _globals['_LISTORDERSRESPONSE']._serialized_start=2060
+  _globals['_LISTORDERSRESPONSE']._serialized_end=2148
+  _globals['_WATCHORDERSREQUEST']._serialized_start=2150
+  _globals['_WATCHORDERSREQUEST']._serialized_end=2189
+  _globals['_WATCHORDERSRESPONSE']._serialized_start=2191
+  _globals['_WATCHORDERSRESPONSE']._serialized_end=2254
+  _globals['_LISTBUSINESSTYPESREQUEST']._serialized_start=2256
+  _globals['_LISTBUSINESSTYPESREQUEST']._serialized_end=2282
+  _globals['_LISTBUSINESSTYPESRESPONSE']._serialized_start=2284
+  _globals['_LISTBUSINESSTYPESRESPONSE']._serialized_end=2396
+  _globals['_BUSINESSTYPE']._serialized_start=2399
+  _globals['_BUSINESSTYPE']._serialized_end=2764
+  _globals['_DOCUMENTTYPE']._serialized_start=2766
+  _globals['_DOCUMENTTYPE']._serialized_end=2831
+  _globals['_ALLOWEDDEVICEMODEL']._serialized_start=2833
+  _globals['_ALLOWEDDEVICEMODEL']._serialized_end=2890
+  _globals['_TESTPROFILE']._serialized_start=2892
+  _globals['_TESTPROFILE']._serialized_end=2934
+  _globals['_MILESTONESLA']._serialized_start=2936
+  _globals['_MILESTONESLA']._serialized_end=3015
+  _globals['_ORDERSERVICE']._serialized_start=3618
+  _globals['_ORDERSERVICE']._serialized_end=4120
 # @@protoc_insertion_point(module_scope)

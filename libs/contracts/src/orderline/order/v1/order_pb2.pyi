@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -63,6 +64,26 @@ ORDER_STATE_PENDING_CANCELLATION: OrderState.ValueType  # 9
 ORDER_STATE_CANCELLED: OrderState.ValueType  # 10
 Global___OrderState: _TypeAlias = OrderState  # noqa: Y015
 
+class _ContactChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContactChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContactChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTACT_CHANNEL_UNSPECIFIED: _ContactChannel.ValueType  # 0
+    """Treated as SMS."""
+    CONTACT_CHANNEL_SMS: _ContactChannel.ValueType  # 1
+    CONTACT_CHANNEL_PHONE: _ContactChannel.ValueType  # 2
+
+class ContactChannel(_ContactChannel, metaclass=_ContactChannelEnumTypeWrapper):
+    """How the customer wants to be reached."""
+
+CONTACT_CHANNEL_UNSPECIFIED: ContactChannel.ValueType  # 0
+"""Treated as SMS."""
+CONTACT_CHANNEL_SMS: ContactChannel.ValueType  # 1
+CONTACT_CHANNEL_PHONE: ContactChannel.ValueType  # 2
+Global___ContactChannel: _TypeAlias = ContactChannel  # noqa: Y015
+
 @_typing.final
 class Customer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -72,14 +93,26 @@ class Customer(_message.Message):
     ID_NUMBER_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     LOCALE_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    PREFERRED_CHANNEL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     phone: _builtins.str
-    """E.164, e.g. +8613800138000. Masked for callers without the right role."""
+    """E.164, e.g. +8613800138000; a mainland mobile number must be one of the number plan.
+    Masked for callers without the right role.
+    """
     id_number: _builtins.str
-    """Resident identity card number. Masked for callers without the right role."""
+    """PRC resident identity number: the same as identity.resident_id, for callers written before
+    `identity` (set one or the other). Masked for callers without the right role.
+    """
     address: _builtins.str
+    """The installation address. Masked for callers without the right role."""
     locale: _builtins.str
     """BCP 47 language for texts that reach the customer: "zh-CN" or "en"."""
+    preferred_channel: Global___ContactChannel.ValueType
+    @_builtins.property
+    def identity(self) -> Global___Identity:
+        """The customer's identity document."""
+
     def __init__(
         self,
         *,
@@ -88,14 +121,125 @@ class Customer(_message.Message):
         id_number: _builtins.str = ...,
         address: _builtins.str = ...,
         locale: _builtins.str = ...,
+        identity: Global___Identity | None = ...,
+        preferred_channel: Global___ContactChannel.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id_number", b"id_number", "locale", b"locale", "name", b"name", "phone", b"phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id_number", b"id_number", "identity", b"identity", "locale", b"locale", "name", b"name", "phone", b"phone", "preferred_channel", b"preferred_channel"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Customer: _TypeAlias = Customer  # noqa: Y015
+
+@_typing.final
+class Identity(_message.Message):
+    """One identity document: a PRC resident identity card or a passport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESIDENT_ID_FIELD_NUMBER: _builtins.int
+    PASSPORT_FIELD_NUMBER: _builtins.int
+    resident_id: _builtins.str
+    """18 characters: a 6-digit region code, the birth date (YYYYMMDD), a 3-digit sequence and
+    the GB 11643-1999 (ISO 7064 MOD 11-2) check character, a digit or X.
+    """
+    @_builtins.property
+    def passport(self) -> Global___Passport: ...
+    def __init__(
+        self,
+        *,
+        resident_id: _builtins.str = ...,
+        passport: Global___Passport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "passport", b"passport", "resident_id", b"resident_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "passport", b"passport", "resident_id", b"resident_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_document: _TypeAlias = _typing.Literal["resident_id", "passport"]  # noqa: Y015
+    _WhichOneofArgType_document: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_document) -> _WhichOneofReturnType_document | None: ...
+
+Global___Identity: _TypeAlias = Identity  # noqa: Y015
+
+@_typing.final
+class Passport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ISSUING_COUNTRY_FIELD_NUMBER: _builtins.int
+    number: _builtins.str
+    """5 to 20 letters and digits."""
+    issuing_country: _builtins.str
+    """ISO 3166-1 alpha-3 code of the issuing country, as in the passport (CHN, GBR, USA)."""
+    def __init__(
+        self,
+        *,
+        number: _builtins.str = ...,
+        issuing_country: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuing_country", b"issuing_country", "number", b"number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Passport: _TypeAlias = Passport  # noqa: Y015
+
+@_typing.final
+class Relocation(_message.Message):
+    """For a relocation: the service moves from the old address to the new one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OLD_ADDRESS_FIELD_NUMBER: _builtins.int
+    NEW_ADDRESS_FIELD_NUMBER: _builtins.int
+    old_address: _builtins.str
+    new_address: _builtins.str
+    def __init__(
+        self,
+        *,
+        old_address: _builtins.str = ...,
+        new_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_address", b"new_address", "old_address", b"old_address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Relocation: _TypeAlias = Relocation  # noqa: Y015
+
+@_typing.final
+class Document(_message.Message):
+    """A document attached to the order, by the hash of its content (the file itself is stored
+    elsewhere and can be checked against the hash).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """A document type of the catalogue, e.g. identity_copy."""
+    sha256: _builtins.str
+    """SHA-256 of the content: 64 hexadecimal digits."""
+    size_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256", "size_bytes", b"size_bytes", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Document: _TypeAlias = Document  # noqa: Y015
 
 @_typing.final
 class Milestone(_message.Message):
@@ -175,6 +319,8 @@ class Order(_message.Message):
     VOUCHER_ID_FIELD_NUMBER: _builtins.int
     DOSSIER_ID_FIELD_NUMBER: _builtins.int
     ALARM_ID_FIELD_NUMBER: _builtins.int
+    RELOCATION_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_request_id: _builtins.str
     business_type: _builtins.str
@@ -197,6 +343,10 @@ class Order(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def relocation(self) -> Global___Relocation: ...
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     def __init__(
         self,
         *,
@@ -216,10 +366,12 @@ class Order(_message.Message):
         voucher_id: _builtins.str = ...,
         dossier_id: _builtins.str = ...,
         alarm_id: _builtins.str = ...,
+        relocation: Global___Relocation | None = ...,
+        documents: _abc.Iterable[Global___Document] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "relocation", b"relocation", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "dossier_id", b"dossier_id", "history", b"history", "id", b"id", "milestones", b"milestones", "plan", b"plan", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "documents", b"documents", "dossier_id", b"dossier_id", "history", b"history", "id", b"id", "milestones", b"milestones", "plan", b"plan", "relocation", b"relocation", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,6 +386,8 @@ class CreateOrderRequest(_message.Message):
     CUSTOMER_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
+    RELOCATION_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
     client_request_id: _builtins.str
     """Client-chosen key that makes retries safe (1-64 chars of [A-Za-z0-9._:-])."""
     business_type: _builtins.str
@@ -242,6 +396,14 @@ class CreateOrderRequest(_message.Message):
     plan: _builtins.str
     @_builtins.property
     def customer(self) -> Global___Customer: ...
+    @_builtins.property
+    def relocation(self) -> Global___Relocation:
+        """Required for a relocation (see the catalogue's required fields)."""
+
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]:
+        """The documents the business type requires, and any others."""
+
     def __init__(
         self,
         *,
@@ -250,10 +412,12 @@ class CreateOrderRequest(_message.Message):
         customer: Global___Customer | None = ...,
         device_id: _builtins.str = ...,
         plan: _builtins.str = ...,
+        relocation: Global___Relocation | None = ...,
+        documents: _abc.Iterable[Global___Document] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "relocation", b"relocation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "client_request_id", b"client_request_id", "customer", b"customer", "device_id", b"device_id", "plan", b"plan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "client_request_id", b"client_request_id", "customer", b"customer", "device_id", b"device_id", "documents", b"documents", "plan", b"plan", "relocation", b"relocation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,6 +580,206 @@ class WatchOrdersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchOrdersResponse: _TypeAlias = WatchOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ListBusinessTypesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBusinessTypesRequest: _TypeAlias = ListBusinessTypesRequest  # noqa: Y015
+
+@_typing.final
+class ListBusinessTypesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPES_FIELD_NUMBER: _builtins.int
+    catalogue_version: _builtins.str
+    """The catalogue's version, e.g. "2026.12.1"."""
+    @_builtins.property
+    def business_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___BusinessType]: ...
+    def __init__(
+        self,
+        *,
+        catalogue_version: _builtins.str = ...,
+        business_types: _abc.Iterable[Global___BusinessType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_types", b"business_types", "catalogue_version", b"catalogue_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBusinessTypesResponse: _TypeAlias = ListBusinessTypesResponse  # noqa: Y015
+
+@_typing.final
+class BusinessType(_message.Message):
+    """One entry of the business catalogue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_ZH_CN_FIELD_NUMBER: _builtins.int
+    NAME_EN_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELDS_FIELD_NUMBER: _builtins.int
+    REQUIRED_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    DEVICE_MODELS_FIELD_NUMBER: _builtins.int
+    TEST_PROFILE_FIELD_NUMBER: _builtins.int
+    CONFIG_TEMPLATE_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_DAYS_FIELD_NUMBER: _builtins.int
+    SLAS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The key orders use, e.g. broadband_install."""
+    name_zh_cn: _builtins.str
+    name_en: _builtins.str
+    config_template: _builtins.str
+    """The configuration template provisioning applies."""
+    @_builtins.property
+    def required_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field paths of CreateOrderRequest that must be set, e.g. customer.identity."""
+
+    @_builtins.property
+    def required_documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentType]: ...
+    @_builtins.property
+    def device_models(self) -> _containers.RepeatedCompositeFieldContainer[Global___AllowedDeviceModel]: ...
+    @_builtins.property
+    def test_profile(self) -> Global___TestProfile: ...
+    @_builtins.property
+    def follow_up_days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Follow-up visits, in days after completion."""
+
+    @_builtins.property
+    def slas(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneSla]:
+        """When each milestone is due, counted from the order's creation."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name_zh_cn: _builtins.str = ...,
+        name_en: _builtins.str = ...,
+        required_fields: _abc.Iterable[_builtins.str] | None = ...,
+        required_documents: _abc.Iterable[Global___DocumentType] | None = ...,
+        device_models: _abc.Iterable[Global___AllowedDeviceModel] | None = ...,
+        test_profile: Global___TestProfile | None = ...,
+        config_template: _builtins.str = ...,
+        follow_up_days: _abc.Iterable[_builtins.int] | None = ...,
+        slas: _abc.Iterable[Global___MilestoneSla] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test_profile", b"test_profile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_template", b"config_template", "device_models", b"device_models", "follow_up_days", b"follow_up_days", "id", b"id", "name_en", b"name_en", "name_zh_cn", b"name_zh_cn", "required_documents", b"required_documents", "required_fields", b"required_fields", "slas", b"slas", "test_profile", b"test_profile"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessType: _TypeAlias = BusinessType  # noqa: Y015
+
+@_typing.final
+class DocumentType(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    NAME_ZH_CN_FIELD_NUMBER: _builtins.int
+    NAME_EN_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    name_zh_cn: _builtins.str
+    name_en: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        name_zh_cn: _builtins.str = ...,
+        name_en: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_en", b"name_en", "name_zh_cn", b"name_zh_cn", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentType: _TypeAlias = DocumentType  # noqa: Y015
+
+@_typing.final
+class AllowedDeviceModel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    MIN_FIRMWARE_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    min_firmware: _builtins.str
+    """The lowest firmware allowed; empty when any will do."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        min_firmware: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_firmware", b"min_firmware", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllowedDeviceModel: _TypeAlias = AllowedDeviceModel  # noqa: Y015
+
+@_typing.final
+class TestProfile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TESTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def tests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """functional, performance, security, environmental, user_interface; empty when the type
+        runs no device tests.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        tests: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "tests", b"tests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestProfile: _TypeAlias = TestProfile  # noqa: Y015
+
+@_typing.final
+class MilestoneSla(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AFTER_FIELD_NUMBER: _builtins.int
+    milestone: _builtins.str
+    """A milestone name, as in Milestone.name."""
+    @_builtins.property
+    def due_after(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        milestone: _builtins.str = ...,
+        due_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_after", b"due_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_after", b"due_after", "milestone", b"milestone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneSla: _TypeAlias = MilestoneSla  # noqa: Y015
 
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -56,6 +56,11 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersResponse.FromString,
                 _registered_method=True)
+        self.ListBusinessTypes = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListBusinessTypes',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -89,6 +94,13 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBusinessTypes(self, request, context):
+        """The business catalogue: every business type an order can be for, with what it requires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.WatchOrders,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersResponse.SerializeToString,
+            ),
+            'ListBusinessTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBusinessTypes,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +240,33 @@ class OrderService:
             '/orderline.order.v1.OrderService/WatchOrders',
             orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.WatchOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBusinessTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListBusinessTypes',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class OrderServiceStub:
     ListOrders: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListOrdersRequest, _order_pb2.ListOrdersResponse]
     WatchOrders: _grpc.UnaryStreamMultiCallable[_order_pb2.WatchOrdersRequest, _order_pb2.WatchOrdersResponse]
     """Streams the current state of the given orders, then every change."""
+    ListBusinessTypes: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListBusinessTypesRequest, _order_pb2.ListBusinessTypesResponse]
+    """The business catalogue: every business type an order can be for, with what it requires."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -55,6 +57,8 @@ class OrderServiceAsyncStub(OrderServiceStub):
     ListOrders: _aio.UnaryUnaryMultiCallable[_order_pb2.ListOrdersRequest, _order_pb2.ListOrdersResponse]  # type: ignore[assignment]
     WatchOrders: _aio.UnaryStreamMultiCallable[_order_pb2.WatchOrdersRequest, _order_pb2.WatchOrdersResponse]  # type: ignore[assignment]
     """Streams the current state of the given orders, then every change."""
+    ListBusinessTypes: _aio.UnaryUnaryMultiCallable[_order_pb2.ListBusinessTypesRequest, _order_pb2.ListBusinessTypesResponse]  # type: ignore[assignment]
+    """The business catalogue: every business type an order can be for, with what it requires."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns the customer's service order from intake to follow-up.
@@ -90,5 +94,13 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_order_pb2.WatchOrdersResponse], _abc.AsyncIterator[_order_pb2.WatchOrdersResponse]]:
         """Streams the current state of the given orders, then every change."""
+
+    @_abc_1.abstractmethod
+    def ListBusinessTypes(
+        self,
+        request: _order_pb2.ListBusinessTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListBusinessTypesResponse, _abc.Awaitable[_order_pb2.ListBusinessTypesResponse]]:
+        """The business catalogue: every business type an order can be for, with what it requires."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
