@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import grpc
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
@@ -10,12 +12,20 @@ from orderline_runtime.ids import new_id
 # The fleet starts with this device overheating, so one demo order shows the hold path.
 FAULTY_DEVICE = "CPE-0013:thermal"
 
+# Identity numbers with valid GB 11643 check digits, regions and birth dates (intake checks).
 CUSTOMERS = [
-    ("张伟", "+8613800138001", "110105194912310021", "北京市朝阳区建国路88号", "zh-CN"),
-    ("王芳", "+8613800138002", "310115198803150042", "上海市浦东新区世纪大道100号", "zh-CN"),
-    ("Li Na", "+8613800138003", "440305199001010033", "深圳市南山区科技园1号", "en"),
+    ("张伟", "+8613800138001", "11010519491231002X", "北京市朝阳区建国路88号", "zh-CN"),
+    ("王芳", "+8613800138002", "310115198803150045", "上海市浦东新区世纪大道100号", "zh-CN"),
+    ("Li Na", "+8613800138003", "440305199001010034", "深圳市南山区科技园1号", "en"),
     ("刘洋", "+8613800138004", "330106198512120054", "杭州市西湖区文三路20号", "zh-CN"),
-    ("陈静", "+8613800138005", "510107199207070065", "成都市武侯区天府大道5号", "zh-CN"),
+    ("陈静", "+8613800138005", "510107199207070067", "成都市武侯区天府大道5号", "zh-CN"),
+]
+CHANNELS = [
+    order_pb2.CONTACT_CHANNEL_SMS,
+    order_pb2.CONTACT_CHANNEL_SMS,
+    order_pb2.CONTACT_CHANNEL_PHONE,
+    order_pb2.CONTACT_CHANNEL_SMS,
+    order_pb2.CONTACT_CHANNEL_UNSPECIFIED,
 ]
 TYPES = [
     ("broadband_install", "fiber-500m"),
@@ -26,6 +36,16 @@ TYPES = [
 ]
 
 
+# The documents each demo business type attaches: those its catalogue entry requires.
+DOCUMENTS = {
+    "broadband_install": ("identity_copy",),
+    "fixed_line": ("identity_copy",),
+    "dedicated_line": ("identity_copy", "business_licence", "service_contract"),
+    "iptv": (),
+    "plan_change": (),
+}
+
+
 def demo_request(i: int, device: str) -> order_pb2.CreateOrderRequest:
     name, phone, id_number, address, locale = CUSTOMERS[i % len(CUSTOMERS)]
     business_type, plan = TYPES[i % len(TYPES)]
@@ -33,10 +53,24 @@ def demo_request(i: int, device: str) -> order_pb2.CreateOrderRequest:
         client_request_id=f"demo-{new_id()}",
         business_type=business_type,
         customer=order_pb2.Customer(
-            name=name, phone=phone, id_number=id_number, address=address, locale=locale
+            name=name,
+            phone=phone,
+            identity=order_pb2.Identity(resident_id=id_number),
+            address=address,
+            locale=locale,
+            preferred_channel=CHANNELS[i % len(CHANNELS)],
         ),
         device_id=device,
         plan=plan,
+        documents=[_document(kind, name) for kind in DOCUMENTS[business_type]],
+    )
+
+
+def _document(kind: str, owner: str) -> order_pb2.Document:
+    # Stands for a scan the clerk uploaded: what the order keeps is its hash and size.
+    content = f"demo {kind} of {owner}".encode()
+    return order_pb2.Document(
+        type=kind, sha256=hashlib.sha256(content).hexdigest(), size_bytes=180_000 + len(content)
     )
 
 

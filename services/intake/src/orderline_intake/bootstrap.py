@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderline.order.v1 import order_pb2_grpc
+from orderline_catalogue import load_catalogue
 from orderline_intake.adapters.repository import SqlOrderRepository
 from orderline_intake.adapters.tables import metadata
 from orderline_intake.api.order_service import OrderServiceApi
 from orderline_intake.app.events import OrderEventHandlers
 from orderline_intake.app.orders import OrderApp
-from orderline_intake.domain.catalogue import Catalogue
 from orderline_intake.settings import IntakeSettings
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -24,6 +24,7 @@ POLICY = {
     _SERVICE + "GetOrder": _READERS,
     _SERVICE + "ListOrders": _READERS,
     _SERVICE + "WatchOrders": _READERS,
+    _SERVICE + "ListBusinessTypes": _READERS,
 }
 
 
@@ -36,7 +37,7 @@ def build(settings: IntakeSettings | None = None) -> Service[SqlOrderRepository]
         policy=POLICY,
         repositories=SqlOrderRepository,
     )
-    app = OrderApp(service.uow, Catalogue.load(settings.catalogue_file), service.clock)
+    app = OrderApp(service.uow, load_catalogue(settings.catalogue_file), service.clock)
     service.add_grpc_service(
         order_pb2_grpc.add_OrderServiceServicer_to_server,
         OrderServiceApi(app),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from orderline_runtime.messaging.envelope import build_envelope
 
 CLERK = (("authorization", "Bearer dev-clerk"),)
 MANAGER = (("authorization", "Bearer dev-manager"),)
+HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 def create_request(request_id: str = "req-1", **overrides: Any) -> order_pb2.CreateOrderRequest:
@@ -40,6 +42,7 @@ def create_request(request_id: str = "req-1", **overrides: Any) -> order_pb2.Cre
         ),
         "device_id": "CPE-0001",
         "plan": "fiber-500m",
+        "documents": [order_pb2.Document(type="identity_copy", sha256=HASH, size_bytes=183_211)],
     }
     fields.update(overrides)
     return order_pb2.CreateOrderRequest(**fields)
@@ -162,7 +165,7 @@ async def test_bad_fields_are_each_named(intake: order_pb2_grpc.OrderServiceStub
     assert set(violations(err.value)) == {
         "client_request_id",
         "customer.phone",
-        "customer.id_number",
+        "customer.identity",
         "customer.address",
         "customer.locale",
         "device_id",
@@ -264,3 +267,162 @@ async def test_abnormal_device_holds_the_order_with_its_alarm(
     held = await wait_for_state(intake, order.id, order_pb2.ORDER_STATE_HELD)
     assert held.state == order_pb2.ORDER_STATE_HELD
     assert (held.alarm_id, held.state_reason) == ("ALM-9", "DEVICE_ABNORMAL")
+
+
+# --- the business catalogue --------------------------------------------------------------------
+
+
+async def test_every_role_lists_the_business_types_with_what_each_requires(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    reply = await intake.ListBusinessTypes(order_pb2.ListBusinessTypesRequest(), metadata=MANAGER)
+    assert reply.catalogue_version
+    types = {t.id: t for t in reply.business_types}
+    assert set(types) == {
+        "broadband_install",
+        "fixed_line",
+        "dedicated_line",
+        "plan_change",
+        "iptv",
+        "relocation",
+        "termination",
+    }
+    broadband = types["broadband_install"]
+    assert (broadband.name_zh_cn, broadband.name_en) == ("宽带新装", "Broadband installation")
+    assert "customer.identity" in broadband.required_fields
+    assert [(d.type, d.name_zh_cn) for d in broadband.required_documents] == [
+        ("identity_copy", "身份证件复印件")
+    ]
+    assert ("HG8245H5 ONT", "V5R020C10S100") in [
+        (m.model, m.min_firmware) for m in broadband.device_models
+    ]
+    assert list(broadband.follow_up_days) == [7, 30]
+    slas = {s.milestone: s.due_after.ToTimedelta() for s in broadband.slas}
+    assert slas["review_approved"] == timedelta(hours=4)
+    assert slas["service_activated"] == timedelta(hours=48)
+    assert broadband.test_profile.tests and broadband.config_template
+    assert {"relocation.old_address", "relocation.new_address"} <= set(
+        types["relocation"].required_fields
+    )
+    assert list(types["termination"].test_profile.tests) == []
+
+
+async def test_an_unknown_business_type_is_refused_on_its_field(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await intake.CreateOrder(create_request(business_type="satellite_uplink"), metadata=CLERK)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(err.value)
+    assert list(found) == ["business_type"]
+    assert (
+        "broadband_install" in found["business_type"] and "未知业务类型" in found["business_type"]
+    )
+
+
+# --- customer data -----------------------------------------------------------------------------
+
+
+async def test_every_bad_customer_field_comes_back_at_once_in_english_and_chinese(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    bad = create_request(
+        "req-bad",
+        customer=order_pb2.Customer(
+            name="x" * 101,
+            phone="+8615412345678",
+            identity=order_pb2.Identity(resident_id="110105194912310021"),
+            address="",
+            locale="fr",
+            preferred_channel=7,  # type: ignore[arg-type]
+        ),
+        device_id="cpe 1",
+        plan="p" * 65,
+        documents=[
+            order_pb2.Document(type="identity_copy", sha256=HASH, size_bytes=1),
+            order_pb2.Document(type="selfie", sha256="beef", size_bytes=-1),
+        ],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await intake.CreateOrder(bad, metadata=CLERK)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = violations(err.value)
+    assert set(found) == {
+        "customer.name",
+        "customer.phone",
+        "customer.identity.resident_id",
+        "customer.address",
+        "customer.locale",
+        "customer.preferred_channel",
+        "device_id",
+        "plan",
+        "documents[1].type",
+        "documents[1].sha256",
+        "documents[1].size_bytes",
+    }
+    assert "check digit" in found["customer.identity.resident_id"]
+    assert "校验码" in found["customer.identity.resident_id"]
+    assert "154" in found["customer.phone"]
+    listed = await intake.ListOrders(order_pb2.ListOrdersRequest(), metadata=CLERK)
+    assert list(listed.orders) == []
+
+
+async def test_a_relocation_with_a_passport_is_kept_and_masked_for_a_manager(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    request = order_pb2.CreateOrderRequest(
+        client_request_id="req-move",
+        business_type="relocation",
+        customer=order_pb2.Customer(
+            name="John Smith",
+            phone="+8613912345678",
+            identity=order_pb2.Identity(
+                passport=order_pb2.Passport(number="533380006", issuing_country="gbr")
+            ),
+            locale="en",
+            preferred_channel=order_pb2.CONTACT_CHANNEL_PHONE,
+        ),
+        relocation=order_pb2.Relocation(
+            old_address="北京市朝阳区建国路88号", new_address="北京市海淀区中关村大街1号"
+        ),
+        device_id="CPE-0002",
+        documents=[
+            order_pb2.Document(type="identity_copy", sha256=HASH, size_bytes=120_000),
+            order_pb2.Document(type="residence_proof", sha256=HASH.upper()[::-1], size_bytes=9),
+        ],
+    )
+    created = (await intake.CreateOrder(request, metadata=CLERK)).order
+    got = (
+        await intake.GetOrder(order_pb2.GetOrderRequest(order_id=created.id), metadata=CLERK)
+    ).order
+    assert got.customer.identity.passport.number == "533380006"
+    assert got.customer.identity.passport.issuing_country == "GBR"
+    assert got.customer.id_number == ""
+    assert got.customer.preferred_channel == order_pb2.CONTACT_CHANNEL_PHONE
+    assert (got.relocation.old_address, got.relocation.new_address) == (
+        "北京市朝阳区建国路88号",
+        "北京市海淀区中关村大街1号",
+    )
+    assert [(d.type, d.sha256, d.size_bytes) for d in got.documents] == [
+        ("identity_copy", HASH, 120_000),
+        ("residence_proof", HASH[::-1], 9),
+    ]
+
+    seen = (
+        await intake.GetOrder(order_pb2.GetOrderRequest(order_id=created.id), metadata=MANAGER)
+    ).order
+    assert "533380006" not in seen.customer.identity.passport.number
+    assert (
+        "中关村" not in seen.relocation.new_address and "建国路" not in seen.relocation.old_address
+    )
+    assert seen.documents == got.documents
+
+
+async def test_an_order_from_before_identities_reads_its_resident_id_both_ways(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    created = (await intake.CreateOrder(create_request(), metadata=CLERK)).order
+    assert created.customer.id_number == "11010519491231002X"
+    assert created.customer.identity.resident_id == "11010519491231002X"
+    # Named no channel, has a mobile: texted.
+    assert created.customer.preferred_channel == order_pb2.CONTACT_CHANNEL_SMS

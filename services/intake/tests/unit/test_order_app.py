@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orderline.events.v1 import order_events_pb2
+from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
-from orderline_intake.domain.catalogue import Catalogue
-from orderline_intake.domain.order import Customer, NewOrder, Order
+from orderline_intake.domain.order import Customer, Document, NewOrder, Order
 from orderline_intake.domain.states import InvalidTransition, OrderState, Trigger
 from orderline_runtime.errors import Conflict, InvalidArgument, NotFound
 
@@ -116,6 +116,7 @@ def new_order(request_id: str = "req-1", **overrides: object) -> NewOrder:
         ),
         "device_id": "CPE-0001",
         "plan": "fiber-500m",
+        "documents": (Document("identity_copy", "ab" * 32, 180_000),),
         **overrides,
     }
     return NewOrder(**fields)  # type: ignore[arg-type]
@@ -128,7 +129,7 @@ def store() -> InMemoryStore[InMemoryOrders]:
 
 @pytest.fixture
 def app(store: InMemoryStore[InMemoryOrders]) -> OrderApp:
-    return OrderApp(store.uow, Catalogue.load(), SteppingClock())
+    return OrderApp(store.uow, load_catalogue(), SteppingClock())
 
 
 async def test_a_complete_order_is_recorded_approved_and_announced_in_one_commit(
@@ -178,7 +179,7 @@ async def test_a_concurrent_retry_that_wins_the_race_is_answered_with_the_winner
         return True
 
     store.repos = RacingOrders(race)
-    app = OrderApp(store.uow, Catalogue.load(), SteppingClock())
+    app = OrderApp(store.uow, load_catalogue(), SteppingClock())
 
     order, created = await app.create(new_order("req-9"), actor="clerk-li")
 

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orderline_intake.domain.catalogue import Catalogue
 from orderline_intake.domain.masking import customer_for
-from orderline_intake.domain.order import Customer, NewOrder, Order, validate_new_order
+from orderline_intake.domain.order import Customer, NewOrder, Order
 from orderline_intake.domain.states import (
     TERMINAL,
     TRANSITIONS,
@@ -17,10 +16,8 @@ from orderline_intake.domain.states import (
     Trigger,
     next_state,
 )
-from orderline_runtime.errors import InvalidArgument
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-CATALOGUE = Catalogue.load()
 
 
 def new_order(**overrides: object) -> NewOrder:
@@ -40,46 +37,6 @@ def new_order(**overrides: object) -> NewOrder:
     }
     fields.update(overrides)
     return NewOrder(**fields)  # type: ignore[arg-type]
-
-
-def test_complete_order_passes_validation() -> None:
-    validate_new_order(new_order(), CATALOGUE)
-
-
-def test_every_bad_field_is_named_once() -> None:
-    bad = new_order(
-        client_request_id="",
-        customer=Customer(name="", phone="13800", id_number="123", address="", locale="fr"),
-        device_id="cpe 1",
-    )
-    with pytest.raises(InvalidArgument) as err:
-        validate_new_order(bad, CATALOGUE)
-    fields = sorted(v.field for v in err.value.violations)
-    assert fields == sorted(
-        [
-            "client_request_id",
-            "customer.name",
-            "customer.phone",
-            "customer.id_number",
-            "customer.address",
-            "customer.locale",
-            "device_id",
-        ]
-    )
-
-
-def test_unknown_business_type_names_the_known_ones() -> None:
-    with pytest.raises(InvalidArgument) as err:
-        validate_new_order(new_order(business_type="teleport"), CATALOGUE)
-    [violation] = err.value.violations
-    assert violation.field == "business_type"
-    assert "broadband_install" in violation.description
-
-
-def test_plan_change_needs_no_address() -> None:
-    c = new_order().customer
-    no_address = Customer(c.name, c.phone, "", "", c.locale)
-    validate_new_order(new_order(business_type="plan_change", customer=no_address), CATALOGUE)
 
 
 def test_approved_order_completes_only_when_active_and_notified() -> None:

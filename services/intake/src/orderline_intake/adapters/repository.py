@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from orderline_intake.adapters.tables import order_history, order_milestones, orders
-from orderline_intake.domain.order import Customer, Order, StateChange
+from orderline_intake.domain.order import Customer, Document, Order, Relocation, StateChange
 from orderline_intake.domain.states import OrderState
 from orderline_runtime.database import SqlConnection
 
@@ -123,6 +123,15 @@ class SqlOrderRepository:
             "customer_id_number": c.id_number,
             "customer_address": c.address,
             "customer_locale": c.locale,
+            "customer_id_type": c.id_type,
+            "customer_passport_country": c.passport_country,
+            "customer_preferred_channel": c.preferred_channel,
+            "relocation_old_address": order.relocation.old_address if order.relocation else "",
+            "relocation_new_address": order.relocation.new_address if order.relocation else "",
+            "documents": [
+                {"type": d.type, "sha256": d.sha256, "size_bytes": d.size_bytes}
+                for d in order.documents
+            ],
             "device_id": order.device_id,
             "plan": order.plan,
             "created_by": order.created_by,
@@ -169,6 +178,17 @@ class SqlOrderRepository:
                     id_number=r["customer_id_number"],
                     address=r["customer_address"],
                     locale=r["customer_locale"],
+                    id_type=r["customer_id_type"],
+                    passport_country=r["customer_passport_country"],
+                    preferred_channel=r["customer_preferred_channel"],
+                ),
+                relocation=(
+                    Relocation(r["relocation_old_address"], r["relocation_new_address"])
+                    if r["relocation_old_address"] or r["relocation_new_address"]
+                    else None
+                ),
+                documents=tuple(
+                    Document(d["type"], d["sha256"], d["size_bytes"]) for d in r["documents"]
                 ),
                 device_id=r["device_id"],
                 plan=r["plan"],

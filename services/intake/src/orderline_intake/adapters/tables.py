@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Column,
     ForeignKey,
     Integer,
@@ -27,9 +28,13 @@ orders = Table(
     Column("state_reason", String(64), nullable=False, default=""),
     Column("customer_name", String(100), nullable=False),
     Column("customer_phone", String(20), nullable=False),
-    Column("customer_id_number", String(18), nullable=False),
+    # A resident identity number (18) or a passport number (up to 20).
+    Column("customer_id_number", String(20), nullable=False),
     Column("customer_address", String(300), nullable=False),
     Column("customer_locale", String(8), nullable=False),
+    Column("customer_id_type", String(16), nullable=False, default="resident_id"),
+    Column("customer_passport_country", String(3), nullable=False, default=""),
+    Column("customer_preferred_channel", String(8), nullable=False, default="sms"),
     Column("device_id", String(64), nullable=False),
     Column("plan", String(64), nullable=False),
     Column("created_by", String(100), nullable=False),
@@ -39,6 +44,11 @@ orders = Table(
     Column("dossier_id", String(64), nullable=False, default=""),
     Column("alarm_id", String(64), nullable=False, default=""),
     Column("version", Integer, nullable=False, default=0),
+    # Empty for every business type but relocation.
+    Column("relocation_old_address", String(300), nullable=False, default=""),
+    Column("relocation_new_address", String(300), nullable=False, default=""),
+    # [{type, sha256, size_bytes}]: written with the order, read with it, never queried alone.
+    Column("documents", JSON, nullable=False, default=list),
 )
 
 order_milestones = Table(

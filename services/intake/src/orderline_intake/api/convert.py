@@ -1,23 +1,100 @@
-"""Orders to wire messages, with the customer masked for the caller's roles."""
+"""Wire messages to domain values and back: requests in, orders and the catalogue out, with the
+customer masked for the caller's roles."""
 
 from __future__ import annotations
 
 from orderline.order.v1 import order_pb2
+from orderline_catalogue import BusinessType, Catalogue
 from orderline_intake.app.payloads import STATE_TO_PROTO, history_messages, milestone_messages
-from orderline_intake.domain.masking import customer_for
-from orderline_intake.domain.order import Order
+from orderline_intake.domain.masking import customer_for, relocation_for
+from orderline_intake.domain.order import (
+    ContactChannel,
+    Customer,
+    Document,
+    IdType,
+    NewOrder,
+    Order,
+    Relocation,
+)
+
+CHANNEL_FROM_PROTO: dict[order_pb2.ContactChannel.ValueType, str] = {
+    order_pb2.CONTACT_CHANNEL_UNSPECIFIED: "",
+    order_pb2.CONTACT_CHANNEL_SMS: ContactChannel.SMS.value,
+    order_pb2.CONTACT_CHANNEL_PHONE: ContactChannel.PHONE.value,
+}
+CHANNEL_TO_PROTO = {name: number for number, name in CHANNEL_FROM_PROTO.items() if name}
+
+
+def new_order(request: order_pb2.CreateOrderRequest) -> NewOrder:
+    c = request.customer
+    identity = c.identity.WhichOneof("document")
+    id_type = IdType.PASSPORT if identity == "passport" else IdType.RESIDENT_ID
+    if identity == "passport":
+        id_number = c.identity.passport.number
+    elif identity == "resident_id":
+        id_number = c.identity.resident_id
+    else:
+        id_number = c.id_number
+    return NewOrder(
+        client_request_id=request.client_request_id.strip(),
+        business_type=request.business_type.strip(),
+        customer=Customer(
+            name=c.name.strip(),
+            phone=c.phone.strip(),
+            id_number=id_number.strip().upper(),
+            address=c.address.strip(),
+            locale=c.locale.strip() or "zh-CN",
+            id_type=id_type.value,
+            passport_country=c.identity.passport.issuing_country.strip().upper(),
+            # An enum number this build does not know stays visible to validation.
+            preferred_channel=CHANNEL_FROM_PROTO.get(
+                c.preferred_channel, f"unknown:{c.preferred_channel}"
+            ),
+        ),
+        device_id=request.device_id.strip(),
+        plan=request.plan.strip(),
+        relocation=(
+            Relocation(
+                old_address=request.relocation.old_address.strip(),
+                new_address=request.relocation.new_address.strip(),
+            )
+            if request.HasField("relocation")
+            else None
+        ),
+        documents=tuple(
+            Document(type=d.type.strip(), sha256=d.sha256.strip().lower(), size_bytes=d.size_bytes)
+            for d in request.documents
+        ),
+        id_number_path=(
+            "customer.identity.resident_id" if identity == "resident_id" else "customer.id_number"
+        ),
+    )
 
 
 def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
     c = customer_for(roles, order.customer)
+    customer = order_pb2.Customer(
+        name=c.name,
+        phone=c.phone,
+        address=c.address,
+        locale=c.locale,
+        preferred_channel=CHANNEL_TO_PROTO.get(
+            c.preferred_channel, order_pb2.CONTACT_CHANNEL_UNSPECIFIED
+        ),
+    )
+    if c.has_passport:
+        customer.identity.passport.number = c.id_number
+        customer.identity.passport.issuing_country = c.passport_country
+    elif c.id_number:
+        # Both spellings, for readers written before identities.
+        customer.id_number = c.id_number
+        customer.identity.resident_id = c.id_number
     msg = order_pb2.Order(
         id=order.id,
         client_request_id=order.client_request_id,
         business_type=order.business_type,
         state=STATE_TO_PROTO[order.state],
-        customer=order_pb2.Customer(
-            name=c.name, phone=c.phone, id_number=c.id_number, address=c.address, locale=c.locale
-        ),
+        customer=customer,
         device_id=order.device_id,
         plan=order.plan,
         milestones=milestone_messages(order),
@@ -27,7 +104,52 @@ def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
         voucher_id=order.voucher_id,
         dossier_id=order.dossier_id,
         alarm_id=order.alarm_id,
+        documents=[
+            order_pb2.Document(type=d.type, sha256=d.sha256, size_bytes=d.size_bytes)
+            for d in order.documents
+        ],
     )
+    if order.relocation is not None:
+        moved = relocation_for(roles, order.relocation)
+        msg.relocation.old_address = moved.old_address
+        msg.relocation.new_address = moved.new_address
     msg.created_at.FromDatetime(order.created_at)
     msg.updated_at.FromDatetime(order.updated_at or order.created_at)
+    return msg
+
+
+def business_types_message(catalogue: Catalogue) -> order_pb2.ListBusinessTypesResponse:
+    return order_pb2.ListBusinessTypesResponse(
+        catalogue_version=catalogue.version,
+        business_types=[_business_type(catalogue, b) for b in catalogue],
+    )
+
+
+def _business_type(catalogue: Catalogue, business: BusinessType) -> order_pb2.BusinessType:
+    msg = order_pb2.BusinessType(
+        id=business.key,
+        name_zh_cn=business.names["zh-CN"],
+        name_en=business.names["en"],
+        required_fields=business.required_fields,
+        required_documents=[
+            order_pb2.DocumentType(
+                type=key,
+                name_zh_cn=catalogue.document_types[key].names["zh-CN"],
+                name_en=catalogue.document_types[key].names["en"],
+            )
+            for key in business.required_documents
+        ],
+        device_models=[
+            order_pb2.AllowedDeviceModel(model=m.model, min_firmware=m.min_firmware)
+            for m in business.device_models
+        ],
+        test_profile=order_pb2.TestProfile(
+            name=business.test_profile.name, tests=business.test_profile.tests
+        ),
+        config_template=business.config_template,
+        follow_up_days=business.follow_up_days,
+    )
+    for milestone, due in business.sla.items():
+        sla = msg.slas.add(milestone=milestone)
+        sla.due_after.FromTimedelta(due)
     return msg

@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_intake.api.convert import order_message
+from orderline_intake.api.convert import business_types_message, new_order, order_message
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
-from orderline_intake.domain.order import Customer, NewOrder
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.admission import Admission
@@ -36,25 +35,17 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.CreateOrderRequest, context: Any
     ) -> order_pb2.CreateOrderResponse:
         principal = current_principal()
-        c = request.customer
-        new = NewOrder(
-            client_request_id=request.client_request_id.strip(),
-            business_type=request.business_type.strip(),
-            customer=Customer(
-                name=c.name.strip(),
-                phone=c.phone.strip(),
-                id_number=c.id_number.strip().upper(),
-                address=c.address.strip(),
-                locale=c.locale.strip() or "zh-CN",
-            ),
-            device_id=request.device_id.strip(),
-            plan=request.plan.strip(),
-        )
+        new = new_order(request)
         async with self.creates.turn(context, "CreateOrder"):
             order, created = await self.app.create(new, principal.subject)
         return order_pb2.CreateOrderResponse(
             order=order_message(order, principal.roles), created=created
         )
+
+    async def ListBusinessTypes(
+        self, request: order_pb2.ListBusinessTypesRequest, context: Any
+    ) -> order_pb2.ListBusinessTypesResponse:
+        return business_types_message(self.app.business_types())
 
     async def GetOrder(
         self, request: order_pb2.GetOrderRequest, context: Any

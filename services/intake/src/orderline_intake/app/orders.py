@@ -7,13 +7,14 @@ together. Queries open a read-only one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
+from orderline_catalogue import Catalogue
 from orderline_intake.app import payloads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
-from orderline_intake.domain.catalogue import Catalogue
-from orderline_intake.domain.order import NewOrder, Order, StateChange, validate_new_order
+from orderline_intake.domain.order import NewOrder, Order, StateChange
 from orderline_intake.domain.states import Trigger
+from orderline_intake.domain.validation import validate_new_order
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import Conflict, NotFound
 from orderline_runtime.ids import new_id
@@ -22,6 +23,8 @@ from orderline_runtime.telemetry import order_scope
 from orderline_runtime.unit_of_work import UnitOfWork
 
 AUTO_REVIEWER = "intake/auto-review"
+# Birth dates on identity cards are the operator's dates (China Standard Time, no DST).
+OPERATOR_TZ = timezone(timedelta(hours=8), "UTC+8")
 
 
 class OrderApp:
@@ -34,7 +37,7 @@ class OrderApp:
 
     async def create(self, new: NewOrder, actor: str) -> tuple[Order, bool]:
         """Records the order; a complete one is approved at once. Idempotent on the request id."""
-        validate_new_order(new, self.catalogue)
+        validate_new_order(new, self.catalogue, self.clock().astimezone(OPERATOR_TZ).date())
         try:
             async with self.uow() as uow:
                 existing = await uow.repos.by_request_id(new.client_request_id)
@@ -123,6 +126,9 @@ class OrderApp:
         return order
 
     # --- queries --------------------------------------------------------------------------
+
+    def business_types(self) -> Catalogue:
+        return self.catalogue
 
     async def get(self, order_id: str) -> Order:
         async with self.uow(read_only=True) as uow:

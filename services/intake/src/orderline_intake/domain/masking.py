@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from orderline_intake.domain.order import Customer
+from orderline_intake.domain.order import Customer, Relocation
 from orderline_runtime.pii import mask_address, mask_id_number, mask_phone
 
 # Those who must reach or identify the customer to do their job.
@@ -20,3 +20,10 @@ def customer_for(roles: frozenset[str], customer: Customer) -> Customer:
         id_number=mask_id_number(customer.id_number),
         address=mask_address(customer.address),
     )
+
+
+def relocation_for(roles: frozenset[str], relocation: Relocation) -> Relocation:
+    # The old and the new address are addresses like the installation one: masked alike.
+    if roles & SEES_PII:
+        return relocation
+    return Relocation(mask_address(relocation.old_address), mask_address(relocation.new_address))

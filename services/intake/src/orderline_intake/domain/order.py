@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import enum
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from orderline_intake.domain.catalogue import Catalogue
+from orderline_catalogue import MILESTONES as MILESTONES
+from orderline_intake.domain.phone import is_mainland_mobile
 from orderline_intake.domain.states import OrderState, Trigger, next_state
-from orderline_runtime.errors import Violations
 
-MILESTONES = (
-    "review_approved",
-    "prechecks_passed",
-    "device_configured",
-    "tests_passed",
-    "service_activated",
-    "voucher_issued",
-    "customer_notified",
-    "dossier_archived",
-)
 # The order is completed once the service is active and the customer has been told.
 COMPLETION_MILESTONES = frozenset({"service_activated", "customer_notified"})
 
-LOCALES = ("zh-CN", "en")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
-# Mainland resident identity card: 17 digits and a check character.
-_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
-_DEVICE_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,63}$")
+
+class IdType(enum.StrEnum):
+    RESIDENT_ID = "resident_id"
+    PASSPORT = "passport"
+
+
+class ContactChannel(enum.StrEnum):
+    SMS = "sms"
+    PHONE = "phone"
 
 
 @dataclass(frozen=True)
 class Customer:
     name: str
     phone: str
+    # The resident identity number, or the passport's number (see id_type).
     id_number: str
+    # The installation address.
     address: str
+    # The language texts reach the customer in: zh-CN or en.
     locale: str
+    id_type: str = IdType.RESIDENT_ID.value
+    # ISO 3166-1 alpha-3 country that issued the passport; empty for a resident identity number.
+    passport_country: str = ""
+    # A ContactChannel value; empty in a request that left it out, settled when recorded.
+    preferred_channel: str = ""
+
+    @property
+    def has_passport(self) -> bool:
+        return self.id_type == IdType.PASSPORT
+
+
+@dataclass(frozen=True)
+class Relocation:
+    old_address: str = ""
+    new_address: str = ""
+
+
+@dataclass(frozen=True)
+class Document:
+    type: str
+    sha256: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,11 @@ class NewOrder:
     customer: Customer
     device_id: str
     plan: str
+    relocation: Relocation | None = None
+    documents: tuple[Document, ...] = ()
+    # Where the resident identity number came from, to name it in a violation: callers written
+    # before identities send it in customer.id_number.
+    id_number_path: str = "customer.identity.resident_id"
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,8 @@ class Order:
     plan: str
     created_by: str
     created_at: datetime
+    relocation: Relocation | None = None
+    documents: tuple[Document, ...] = ()
     state: OrderState = OrderState.ACKNOWLEDGED
     state_reason: str = ""
     updated_at: datetime | None = None
@@ -87,9 +112,11 @@ class Order:
             id=order_id,
             client_request_id=new.client_request_id,
             business_type=new.business_type,
-            customer=new.customer,
+            customer=_settled(new.customer),
             device_id=new.device_id,
             plan=new.plan,
+            relocation=new.relocation,
+            documents=new.documents,
             created_by=actor,
             created_at=now,
             updated_at=now,
@@ -129,45 +156,9 @@ class Order:
         )
 
 
-def validate_new_order(new: NewOrder, catalogue: Catalogue) -> None:
-    """Raises InvalidArgument naming every missing or malformed field at once."""
-    v = Violations()
-    if not new.client_request_id:
-        v.add("client_request_id", "required: a key that makes retries safe")
-    elif not _REQUEST_ID.match(new.client_request_id):
-        v.add("client_request_id", "1-64 characters of letters, digits and . _ : -")
-    business = catalogue.get(new.business_type) if new.business_type else None
-    if not new.business_type:
-        v.add("business_type", f"required: one of {', '.join(sorted(catalogue.types))}")
-    elif business is None:
-        v.add("business_type", f"unknown; expected one of {', '.join(sorted(catalogue.types))}")
-    required = (
-        business.required_fields if business else frozenset({"customer.name", "customer.phone"})
-    )
-    c = new.customer
-    values = {
-        "customer.name": c.name,
-        "customer.phone": c.phone,
-        "customer.id_number": c.id_number,
-        "customer.address": c.address,
-        "device_id": new.device_id,
-        "plan": new.plan,
-    }
-    for name in sorted(required):
-        if not values[name].strip():
-            v.add(name, f"required for {new.business_type or 'every order'}")
-    if c.name and len(c.name) > 100:
-        v.add("customer.name", "at most 100 characters")
-    if c.phone and not _PHONE.match(c.phone):
-        v.add("customer.phone", "E.164 number, e.g. +8613800138000")
-    if c.id_number and not _ID_NUMBER.match(c.id_number):
-        v.add("customer.id_number", "18 characters: 17 digits and a digit or X")
-    if c.address and len(c.address) > 300:
-        v.add("customer.address", "at most 300 characters")
-    if c.locale and c.locale not in LOCALES:
-        v.add("customer.locale", f"one of {', '.join(LOCALES)}")
-    if new.device_id and not _DEVICE_ID.match(new.device_id):
-        v.add("device_id", "upper-case letters, digits and '-', 3-64 characters, e.g. CPE-0001")
-    if new.plan and len(new.plan) > 64:
-        v.add("plan", "at most 64 characters")
-    v.raise_if_any()
+def _settled(customer: Customer) -> Customer:
+    # A customer who named no channel is texted on a mobile and called on anything else.
+    if customer.preferred_channel:
+        return customer
+    channel = ContactChannel.SMS if is_mainland_mobile(customer.phone) else ContactChannel.PHONE
+    return replace(customer, preferred_channel=channel.value)
