@@ -330,10 +330,25 @@ def order_create(
         str, typer.Option("--type", help="catalogue key")
     ] = "broadband_install",
     name: Annotated[str, typer.Option()] = "",
-    phone: Annotated[str, typer.Option()] = "",
-    id_number: Annotated[str, typer.Option("--id-number")] = "",
-    address: Annotated[str, typer.Option("--address")] = "",
+    phone: Annotated[str, typer.Option(help="E.164, e.g. +8613800138000")] = "",
+    id_number: Annotated[
+        str, typer.Option("--id-number", help="resident identity number (18 characters)")
+    ] = "",
+    passport: Annotated[str, typer.Option("--passport", help="passport number")] = "",
+    passport_country: Annotated[
+        str, typer.Option("--passport-country", help="ISO 3166-1 alpha-3, e.g. GBR")
+    ] = "",
+    address: Annotated[str, typer.Option("--address", help="installation address")] = "",
+    old_address: Annotated[str, typer.Option("--old-address", help="relocation: from")] = "",
+    new_address: Annotated[str, typer.Option("--new-address", help="relocation: to")] = "",
     locale: Annotated[str, typer.Option()] = "zh-CN",
+    channel: Annotated[str, typer.Option("--channel", help="sms or phone")] = "",
+    documents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--document", help="TYPE=FILE, repeatable: the file's SHA-256 and size are sent"
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device")] = "",
     plan: Annotated[str, typer.Option()] = "",
     request_id: Annotated[str, typer.Option("--request-id")] = "",
@@ -344,15 +359,31 @@ def order_create(
     """Record a new order (retries are safe with the same --request-id)."""
     from orderline_runtime.ids import new_id
 
+    customer = order_pb2.Customer(name=name, phone=phone, address=address, locale=locale)
+    if passport or passport_country:
+        customer.identity.passport.number = passport
+        customer.identity.passport.issuing_country = passport_country
+    elif id_number:
+        customer.identity.resident_id = id_number
+    channels = {
+        "": order_pb2.CONTACT_CHANNEL_UNSPECIFIED,
+        "sms": order_pb2.CONTACT_CHANNEL_SMS,
+        "phone": order_pb2.CONTACT_CHANNEL_PHONE,
+    }
+    if channel.lower() not in channels:
+        fail("INVALID_ARGUMENT", "--channel is sms or phone", as_json=as_json)
+    customer.preferred_channel = channels[channel.lower()]
     request = order_pb2.CreateOrderRequest(
         client_request_id=request_id or f"cli-{new_id()}",
         business_type=business_type,
-        customer=order_pb2.Customer(
-            name=name, phone=phone, id_number=id_number, address=address, locale=locale
-        ),
+        customer=customer,
         device_id=device,
         plan=plan,
+        documents=[_document(spec, as_json) for spec in documents or []],
     )
+    if old_address or new_address:
+        request.relocation.old_address = old_address
+        request.relocation.new_address = new_address
     with grpc.insecure_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).CreateOrder(
@@ -365,6 +396,22 @@ def order_create(
         return
     print(("created" if reply.created else "existing order (same request id)") + ":")
     print(table(ORDER_COLUMNS, [_order_row(reply.order)]))
+
+
+def _document(spec: str, as_json: bool) -> order_pb2.Document:
+    """`identity_copy=scan.pdf` -> the document by its content's hash; the file stays here."""
+    import hashlib
+
+    kind, sep, file = spec.partition("=")
+    if not sep or not kind or not file:
+        fail("INVALID_ARGUMENT", f"--document {spec!r}: expected TYPE=FILE", as_json=as_json)
+    try:
+        content = Path(file).read_bytes()
+    except OSError as exc:
+        fail("INVALID_ARGUMENT", f"--document {spec!r}: {exc.strerror}", as_json=as_json)
+    return order_pb2.Document(
+        type=kind, sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content)
+    )
 
 
 @order_app.command("get")
