@@ -341,3 +341,41 @@ def test_the_demo_orders_are_valid() -> None:
 
     for i in range(len(CUSTOMERS) * 2):
         validate_new_order(from_request(demo_request(i, "CPE-0001")), CATALOGUE, TODAY)
+
+
+# --- what reaches the caller ---------------------------------------------------------------------
+
+
+def _worst_cases() -> list[NewOrder]:
+    nobody = Customer(name="", phone="", id_number="", address="", locale="zh-CN")
+    cases = [
+        new_order(business_type="teleport", documents=()),
+        new_order(business_type="", documents=()),
+        new_order(documents=(Document("x" * 64, "y", 0), Document("identity_copy", HASH, 1))),
+        new_order(
+            documents=(Document("identity_copy", HASH, 1), Document("identity_copy", HASH, 1))
+        ),
+        new_order(customer=customer(phone="+8615412345678", locale="fr", preferred_channel="fax")),
+        new_order(customer=customer(phone="+861012345678", preferred_channel="sms")),
+        new_order(relocation=Relocation("a", "b")),
+    ]
+    for business in CATALOGUE:
+        cases.append(new_order(business.key, customer=nobody, documents=(), relocation=None))
+        cases.append(
+            new_order(business.key, plan="p" * 65, device_id="cpe 1", client_request_id="?")
+        )
+    for bad_id in ("1", "990105194912310025", "110105194902300029", "110105203001010012"):
+        cases.append(new_order(customer=customer(id_number=bad_id)))
+    passport = customer(id_number="E1", id_type="passport", passport_country="UK")
+    cases.append(new_order(customer=passport))
+    return cases
+
+
+def test_every_description_fits_the_error_details_whole_in_both_languages() -> None:
+    from orderline_runtime.rpc.status import MAX_TEXT_BYTES
+
+    for case in _worst_cases():
+        for field, description in violations(case).items():
+            assert len(description.encode()) <= MAX_TEXT_BYTES, (field, description)
+            english, chinese = description.split(" | ")
+            assert english.isascii() and CJK.search(chinese), (field, description)

@@ -64,12 +64,9 @@ def validate_new_order(new: NewOrder, catalogue: Catalogue, today: date) -> None
     if business is None:
         known = ", ".join(sorted(catalogue.types))
         if not new.business_type:
-            found.add("business_type", says(f"required: one of {known}", f"必填：{known}之一"))
+            found.add("business_type", says(f"required: one of {known}", "必填业务类型"))
         else:
-            found.add(
-                "business_type",
-                says(f"unknown; expected one of {known}", f"未知业务类型，应为{known}之一"),
-            )
+            found.add("business_type", says(f"unknown; one of {known}", "未知业务类型"))
     _required(found, new, business)
     _customer(found, new, today)
     _relocation(found, new, business)
@@ -206,10 +203,7 @@ def _documents(
             found.add(f"{path}.type", says("required", "必填"))
         elif doc.type not in catalogue.document_types:
             known = ", ".join(sorted(catalogue.document_types))
-            found.add(
-                f"{path}.type",
-                says(f"unknown; expected one of {known}", f"未知材料类型，应为{known}之一"),
-            )
+            found.add(f"{path}.type", says(f"unknown; one of {known}", "未知材料类型"))
         if not _SHA256.match(doc.sha256):
             found.add(
                 f"{path}.sha256",
@@ -245,10 +239,7 @@ def _documents(
         zh_missing = "、".join(names[d].names["zh-CN"] for d in missing)
         found.add(
             "documents",
-            says(
-                f"missing for {business.names['en']}: {', '.join(missing)}",
-                f"{business.names['zh-CN']}业务缺少：{zh_missing}",
-            ),
+            says(f"missing: {', '.join(missing)}", f"缺少：{zh_missing}"),
         )
 
 
