@@ -54,7 +54,11 @@ def birth_date(resident_id: str) -> date | None:
 
 
 def resident_id_problem(resident_id: str, today: date) -> Says | None:
-    """What is wrong with a resident identity number, or None when it is valid."""
+    """What is wrong with a resident identity number, or None when it is valid.
+
+    The answer never repeats a part of the number: errors are logged, and the number's region
+    and birth date are personal data.
+    """
     if not _RESIDENT_ID.match(resident_id):
         return says(
             "18 characters: 17 digits and a digit or X",
@@ -65,19 +69,19 @@ def resident_id_problem(resident_id: str, today: date) -> Says | None:
     # (only the residence permits of 81, 82 and 83 use the province-level code).
     if region[:2] not in PROVINCES or (region[2:] == "0000" and region[:2] not in PERMIT_PROVINCES):
         return says(
-            f"region code {region} is not a region of mainland China",
-            f"地区码{region}不是有效的行政区划代码",
+            "region code (first 6 digits) is not a region of China",
+            "地区码（前6位）不是有效的行政区划代码",
         )
     born = birth_date(resident_id)
     if born is None or born < EARLIEST_BIRTH:
         return says(
-            f"birth date {resident_id[6:14]} is not a valid date",
-            f"出生日期{resident_id[6:14]}无效",
+            "birth date (digits 7-14) is not a valid date",
+            "出生日期（第7至14位）无效",
         )
     if born > today:
         return says(
-            f"birth date {born.isoformat()} is in the future",
-            f"出生日期{born.isoformat()}晚于今天",
+            "birth date (digits 7-14) is in the future",
+            "出生日期（第7至14位）晚于今天",
         )
     if resident_id[14:17] == "000":
         return says("sequence code 000 is never issued", "顺序码不能为000")
