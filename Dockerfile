@@ -32,6 +32,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs/contracts/pyproject.toml libs/contracts/
 COPY libs/runtime/pyproject.toml libs/runtime/
+COPY libs/catalogue/pyproject.toml libs/catalogue/
 # Development only (tests, local stack); named here because it is a workspace member, never
 # installed: it is in the dev group, and the syncs below leave that group out.
 COPY libs/devtools/pyproject.toml libs/devtools/

@@ -52,7 +52,7 @@ test: venv protos-check lint checkov ## everything CI runs (starts its own NATS 
 	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -q -p no:cacheprovider
 
 test-unit: venv ## domain tests only (no I/O)
-	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit
+	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit libs/catalogue/tests
 
 test-integration: venv ## each package against real NATS and both databases (no whole stack)
 	$(BIN)/pytest -q -m "not soak" services/*/tests/integration libs/runtime/tests/integration \

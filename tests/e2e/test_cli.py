@@ -90,12 +90,14 @@ def test_clerk_creates_and_follows_an_order_then_traces_it(stack: LocalStack) ->
     assert "/orderline.order.v1.OrderService/GetOrder" not in roots
 
 
-def test_an_order_s_history_starts_with_its_recording(stack: LocalStack) -> None:
+def test_an_order_s_history_starts_with_its_recording(stack: LocalStack, tmp_path: Path) -> None:
+    identity_copy = tmp_path / "id.pdf"
+    identity_copy.write_bytes(b"%PDF-1.4 identity copy")
     created = orderline(
         stack, "order", "create", "--type", "fixed_line", "--name", "张伟",
-        "--phone", "+8613800138001", "--id-number", "110105194912310021",
+        "--phone", "+8613800138001", "--id-number", "11010519491231002X",
         "--address", "北京市朝阳区建国路88号", "--device", "CPE-0033", "--plan", "voice-unlimited",
-        "--json",
+        "--document", f"identity_copy={identity_copy}", "--json",
     )  # fmt: skip
     order_id = as_json(created)["order"]["id"]  # type: ignore[index]
     shown = orderline(stack, "order", "get", order_id)

@@ -11,6 +11,7 @@ Exit code 0 when all is well; 1 with the reason otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -63,12 +64,21 @@ def send_order(intake: str, order: dict[str, object], token: str) -> None:
         customer=order_pb2.Customer(
             name="Helm Test",
             phone="+8613800138001",
-            id_number="110105194912310021",
+            id_number="11010519491231002X",
             address="北京市朝阳区建国路88号",
             locale="en",
         ),
         device_id=str(order["device"]),
         plan=str(order["plan"]),
+        # The catalogue asks for the customer's identity document on most business types; the
+        # test attaches one by its hash, as a clerk's front end does.
+        documents=[
+            order_pb2.Document(
+                type="identity_copy",
+                sha256=hashlib.sha256(b"helm test identity copy").hexdigest(),
+                size_bytes=len(b"helm test identity copy"),
+            )
+        ],
     )
     failed = {
         order_pb2.ORDER_STATE_REJECTED,
