@@ -1,0 +1,370 @@
+"""The alarm evaluator: a pure function of (rules, samples in time order, clock ticks).
+
+Per device and category it debounces (pending period), applies hysteresis (a recovery
+condition of its own), keeps a recovered alarm firing for a while, detects flapping the way
+Nagios does, and tells only the transitions. Per device it tracks the heartbeat: a tick of the
+injected clock later than the model's interval after the last sample is "communication lost".
+
+Pending and keep-firing periods are measured on the samples' own timestamps, never on the wall
+clock, so replaying the same samples and ticks against the same rules gives the same
+transitions. Semantics, with the reasons for each choice: ``docs/device-rules.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading
+from orderline_device_monitor.domain.rules import CategoryRule, RuleSet, Severity
+
+FLAP_HISTORY = 21
+"""States kept per device and category for flap detection, as in Nagios."""
+_LOW_WEIGHT = 0.75
+_HIGH_WEIGHT = 1.25
+
+
+def percent_state_change(history: Sequence[bool]) -> float:
+    """Nagios's weighted percent state change over (up to) the last 21 states, oldest first.
+
+    Of the 20 possible changes between 21 states, the oldest weighs 0.75 and the newest 1.25,
+    linearly in between; the sum is taken as a percentage of 20. A shorter history is padded at
+    the old end with its first state, as Nagios fills a new object's history with its first
+    state, so a young history shows no invented changes.
+    """
+    states = list(history[-FLAP_HISTORY:])
+    if not states:
+        return 0.0
+    states = [states[0]] * (FLAP_HISTORY - len(states)) + states
+    changes = 0.0
+    for x in range(1, FLAP_HISTORY):
+        if states[x] != states[x - 1]:
+            changes += (x - 1) * (_HIGH_WEIGHT - _LOW_WEIGHT) / (FLAP_HISTORY - 2) + _LOW_WEIGHT
+    return changes * 100.0 / (FLAP_HISTORY - 1)
+
+
+class Phase(enum.Enum):
+    OK = "ok"
+    PENDING = "pending"
+    RAISED = "raised"
+
+
+class Kind(enum.Enum):
+    RAISED = "raised"
+    SEVERITY_CHANGED = "severity_changed"
+    CLEARED = "cleared"
+    FLAPPING_STARTED = "flapping_started"
+    FLAPPING_ENDED = "flapping_ended"
+    COMMUNICATION_LOST = "communication_lost"
+    COMMUNICATION_RESTORED = "communication_restored"
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    ABNORMAL = "abnormal"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One decision of the evaluator, with what it was made from."""
+
+    device_id: str
+    kind: Kind
+    at: datetime
+    # The sample time that caused it; for communication lost, the last sample's time.
+    sample_at: datetime | None
+    rules_version: str
+    category: Category | None = None
+    severity: Severity | None = None
+    previous_severity: Severity | None = None
+    detail: str = ""
+    readings: Mapping[str, float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CategoryState:
+    # What the rule says now, flapping or not.
+    phase: Phase = Phase.OK
+    severity: Severity | None = None
+    pending_since: datetime | None = None
+    recovering_since: datetime | None = None
+    # What was last told: the severity of the raised alarm, None when none is raised.
+    announced: Severity | None = None
+    # Hysteresis state per sample (True: problem), oldest first, for flap detection.
+    history: tuple[bool, ...] = ()
+    flapping: bool = False
+    # The worst severity seen while flapping (how bad the flapping category is).
+    flap_severity: Severity | None = None
+
+
+_QUIET = CategoryState()
+
+
+_Tell = Callable[["Kind", "Severity | None", "Severity | None"], None]
+
+
+@dataclass(frozen=True)
+class DeviceEvaluation:
+    """The evaluator's state of one device; a value, so a step returns a new one."""
+
+    device_id: str
+    model: str | None = None
+    categories: Mapping[Category, CategoryState] = field(default_factory=dict)
+    last_sample_at: datetime | None = None
+    communication_lost: bool = False
+
+    def category(self, category: Category) -> CategoryState:
+        return self.categories.get(category, _QUIET)
+
+
+@dataclass(frozen=True)
+class Failing:
+    category: Category
+    severity: Severity | None
+    # "pending", "raised" or "flapping"
+    status: str
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    device_id: str
+    health: Health
+    failing: tuple[Failing, ...]
+    communication_lost: bool
+
+    @property
+    def abnormal_categories(self) -> tuple[Category, ...]:
+        return tuple(f.category for f in self.failing if _abnormal(f.category, f))
+
+
+def _abnormal(category: Category, failing: Failing) -> bool:
+    if failing.status == "pending":
+        return False
+    if category is Category.SAFETY:
+        return True
+    return failing.severity is not None and failing.severity >= Severity.MAJOR
+
+
+@dataclass(frozen=True)
+class Step:
+    state: DeviceEvaluation
+    transitions: tuple[Transition, ...]
+    # The sample was older than the last one evaluated for the device: ignored.
+    out_of_order: bool = False
+
+
+def observe_sample(
+    state: DeviceEvaluation | None,
+    reading: Reading,
+    at: datetime,
+    rules: RuleSet,
+    *,
+    model: str | None = None,
+) -> Step:
+    """Evaluates one sample observed at ``at`` (its own timestamp)."""
+    current = state or DeviceEvaluation(reading.device_id, model=model)
+    if current.last_sample_at is not None and at < current.last_sample_at:
+        return Step(current, (), out_of_order=True)
+    model_rules = rules.for_model(current.model)
+    values = reading.values()
+    out: list[Transition] = []
+    if current.communication_lost:
+        out.append(
+            Transition(current.device_id, Kind.COMMUNICATION_RESTORED, at, at, rules.version)
+        )
+    categories = dict(current.categories)
+    for category in CATEGORY_ORDER:
+        rule = model_rules.categories[category]
+        before = current.category(category)
+        after, told = _step_category(current.device_id, rule, before, values, at, rules.version)
+        categories[category] = after
+        out.extend(told)
+    next_state = replace(
+        current, categories=categories, last_sample_at=at, communication_lost=False
+    )
+    return Step(next_state, tuple(out))
+
+
+def tick(state: DeviceEvaluation, now: datetime, rules: RuleSet) -> Step:
+    """A clock tick: communication is lost once no sample came for longer than the interval."""
+    if state.communication_lost or state.last_sample_at is None:
+        return Step(state, ())
+    interval = rules.for_model(state.model).heartbeat_interval
+    if now - state.last_sample_at <= interval:
+        return Step(state, ())
+    lost = Transition(
+        state.device_id, Kind.COMMUNICATION_LOST, now, state.last_sample_at, rules.version
+    )
+    return Step(replace(state, communication_lost=True), (lost,))
+
+
+def _step_category(
+    device_id: str,
+    rule: CategoryRule,
+    before: CategoryState,
+    values: Mapping[str, float | bool],
+    at: datetime,
+    version: str,
+) -> tuple[CategoryState, list[Transition]]:
+    severity = rule.severity(values)
+    recovered = rule.recovered(values)
+
+    # The rule's own state machine: OK -> PENDING -> RAISED -> (keep firing) -> OK.
+    phase, current, pending_since, recovering_since = (
+        before.phase,
+        before.severity,
+        before.pending_since,
+        before.recovering_since,
+    )
+    if phase is Phase.RAISED:
+        if severity is not None:
+            current, recovering_since = severity, None
+        elif recovered:
+            recovering_since = recovering_since or at
+            if at - recovering_since >= rule.keep_firing:
+                phase, current, recovering_since = Phase.OK, None, None
+        else:
+            # Between the raise and the recovery thresholds: still raised, and the keep-firing
+            # time starts again only once the recovery condition holds.
+            recovering_since = None
+    elif severity is not None:
+        pending_since = pending_since if phase is Phase.PENDING else at
+        assert pending_since is not None
+        if at - pending_since >= rule.pending:
+            phase, current, pending_since = Phase.RAISED, severity, None
+        else:
+            phase, current = Phase.PENDING, severity
+    else:
+        phase, current, pending_since = Phase.OK, None, None
+
+    # Flap detection on the hysteresis state: a problem sample counts as a problem, a recovered
+    # one as OK, and one in the band between keeps the state before it.
+    previous_problem = before.history[-1] if before.history else False
+    problem = True if severity is not None else (False if recovered else previous_problem)
+    # Before its first sample a category counts as OK, so a first problem is a change.
+    history = (*(before.history or (False,)), problem)[-FLAP_HISTORY:]
+    # Most histories hold one state throughout: no change to weigh.
+    change = percent_state_change(history) if len(set(history)) > 1 else 0.0
+
+    after = CategoryState(
+        phase=phase,
+        severity=current,
+        pending_since=pending_since,
+        recovering_since=recovering_since,
+        announced=before.announced,
+        history=history,
+        flapping=before.flapping,
+        flap_severity=before.flap_severity,
+    )
+    told: list[Transition] = []
+
+    def tell(kind: Kind, sev: Severity | None, previous: Severity | None) -> None:
+        readings, detail = rule.findings(values)
+        told.append(
+            Transition(
+                device_id,
+                kind,
+                at,
+                at,
+                version,
+                category=rule.category,
+                severity=sev,
+                previous_severity=previous,
+                detail=detail,
+                readings=readings,
+            )
+        )
+
+    if not before.flapping and change >= rule.flap_high_pct:
+        worst = max(
+            (s for s in (before.announced, current, severity) if s is not None), default=None
+        )
+        after = replace(after, flapping=True, flap_severity=worst)
+        tell(Kind.FLAPPING_STARTED, worst, before.announced)
+        return after, told
+    if before.flapping:
+        if change >= rule.flap_low_pct:
+            worst = max(
+                (s for s in (before.flap_severity, severity) if s is not None), default=None
+            )
+            return replace(after, flap_severity=worst), told
+        after = replace(after, flapping=False, flap_severity=None)
+        tell(Kind.FLAPPING_ENDED, before.flap_severity, None)
+    return _announce(after, tell), told
+
+
+def _announce(state: CategoryState, tell: _Tell) -> CategoryState:
+    """Tells the change between what was announced and what the rule says now."""
+    target = state.severity if state.phase is Phase.RAISED else None
+    if target == state.announced:
+        return state
+    if state.announced is None:
+        tell(Kind.RAISED, target, None)
+    elif target is None:
+        tell(Kind.CLEARED, None, state.announced)
+    else:
+        tell(Kind.SEVERITY_CHANGED, target, state.announced)
+    return replace(state, announced=target)
+
+
+def health(state: DeviceEvaluation) -> DeviceHealth:
+    """Healthy, degraded (something pending, or only warning/minor) or abnormal (a raised
+    major/critical, a safety failure, a flapping major/critical, or communication lost)."""
+    failing: list[Failing] = []
+    for category in CATEGORY_ORDER:
+        cat = state.category(category)
+        if cat.flapping:
+            failing.append(Failing(category, cat.flap_severity, "flapping"))
+        elif cat.announced is not None:
+            failing.append(Failing(category, cat.announced, "raised"))
+        elif cat.phase is Phase.PENDING:
+            failing.append(Failing(category, cat.severity, "pending"))
+    if state.communication_lost or any(_abnormal(f.category, f) for f in failing):
+        verdict = Health.ABNORMAL
+    elif failing:
+        verdict = Health.DEGRADED
+    else:
+        verdict = Health.HEALTHY
+    return DeviceHealth(state.device_id, verdict, tuple(failing), state.communication_lost)
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleAt:
+    reading: Reading
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TickAt:
+    at: datetime
+
+
+def replay(
+    rules: RuleSet,
+    inputs: Iterable[SampleAt | TickAt],
+    *,
+    models: Mapping[str, str] | None = None,
+) -> tuple[list[Transition], dict[str, DeviceEvaluation]]:
+    """Runs samples and ticks, in the order given, through the evaluator from a blank state;
+    the transitions in order and each device's final state. A tick applies to every device."""
+    states: dict[str, DeviceEvaluation] = {}
+    transitions: list[Transition] = []
+    for item in inputs:
+        if isinstance(item, TickAt):
+            for device_id in sorted(states):
+                step = tick(states[device_id], item.at, rules)
+                states[device_id] = step.state
+                transitions.extend(step.transitions)
+        else:
+            device_id = item.reading.device_id
+            model = (models or {}).get(device_id)
+            step = observe_sample(states.get(device_id), item.reading, item.at, rules, model=model)
+            states[device_id] = step.state
+            transitions.extend(step.transitions)
+    return transitions, states

@@ -1,0 +1,327 @@
+"""Alarm rules per device model, from a versioned rules file (``device_rules.yaml``).
+
+For each model (``default`` answers for models the file does not name) and each of the seven
+health categories: thresholds per severity, a pending period before the category is raised,
+a recovery condition of its own (hysteresis), a time the alarm keeps firing after recovery, and
+the flapping thresholds. The format and semantics are in ``docs/device-rules.md``.
+
+Parsing is strict: anything the file says that this module would not use is an error, so a
+typo cannot silently turn a rule off. Every error is one line naming the file, the rule and
+the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orderline_device_monitor.domain.health import Category, Reading
+
+DEFAULT_MODEL = "default"
+DEFAULT_FLAP_LOW_PCT = 5.0
+DEFAULT_FLAP_HIGH_PCT = 20.0
+RULES_FILE = Path(__file__).resolve().parent.parent / "device_rules.yaml"
+"""The rules shipped with device-monitor."""
+
+
+class Severity(enum.IntEnum):
+    """TMF642 perceived severity; a larger value is worse."""
+
+    WARNING = 1
+    MINOR = 2
+    MAJOR = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class RulesError(ValueError):
+    """The rules file is unusable; the message is one line: file, rule, field, problem."""
+
+
+_BOOLEAN_METRICS = frozenset({"display_ok", "line_up", "safety_ok"})
+_NUMERIC_METRICS = frozenset(
+    name
+    for name in Reading.__dataclass_fields__
+    if name not in ("device_id", "observed_at") and name not in _BOOLEAN_METRICS
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One metric of a category.
+
+    ``above``: the worst severity whose threshold the value is strictly above; recovered when
+    the value is at or below ``recover``. ``below`` mirrors it. ``flag``: a boolean metric,
+    ``flag_severity`` when it is false, recovered when true.
+    """
+
+    metric: str
+    kind: str  # "above", "below" or "flag"
+    thresholds: tuple[tuple[Severity, float], ...] = ()
+    recover: float = 0.0
+    flag_severity: Severity = Severity.CRITICAL
+
+    def severity(self, values: Mapping[str, float | bool]) -> Severity | None:
+        value = values[self.metric]
+        if self.kind == "flag":
+            return None if value else self.flag_severity
+        number = float(value)
+        worst: Severity | None = None
+        for severity, threshold in self.thresholds:
+            hit = number > threshold if self.kind == "above" else number < threshold
+            if hit and (worst is None or severity > worst):
+                worst = severity
+        return worst
+
+    def recovered(self, values: Mapping[str, float | bool]) -> bool:
+        value = values[self.metric]
+        if self.kind == "flag":
+            return bool(value)
+        number = float(value)
+        return number <= self.recover if self.kind == "above" else number >= self.recover
+
+    def describe(self, values: Mapping[str, float | bool]) -> str:
+        value = values[self.metric]
+        if self.kind == "flag":
+            return f"{self.metric} false"
+        sign = ">" if self.kind == "above" else "<"
+        severity = self.severity(values)
+        limit = dict(self.thresholds)[severity] if severity is not None else self.recover
+        return f"{self.metric} {float(value):g} {sign} {limit:g}"
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    category: Category
+    conditions: tuple[Condition, ...]
+    pending: timedelta = timedelta(0)
+    keep_firing: timedelta = timedelta(0)
+    flap_low_pct: float = DEFAULT_FLAP_LOW_PCT
+    flap_high_pct: float = DEFAULT_FLAP_HIGH_PCT
+
+    def severity(self, values: Mapping[str, float | bool]) -> Severity | None:
+        """The worst severity any condition matches, or None."""
+        found = [s for c in self.conditions if (s := c.severity(values)) is not None]
+        return max(found) if found else None
+
+    def recovered(self, values: Mapping[str, float | bool]) -> bool:
+        """Every condition's recovery holds (a raised category clears only then)."""
+        return all(c.recovered(values) for c in self.conditions)
+
+    def findings(self, values: Mapping[str, float | bool]) -> tuple[dict[str, float | bool], str]:
+        """The offending readings and a one-line detail, for the alarm and anomaly records."""
+        hits = [c for c in self.conditions if c.severity(values) is not None]
+        return (
+            {c.metric: values[c.metric] for c in hits},
+            "; ".join(c.describe(values) for c in hits),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    model: str
+    heartbeat_interval: timedelta
+    categories: Mapping[Category, CategoryRule]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    models: Mapping[str, ModelRules]
+
+    def for_model(self, model: str | None) -> ModelRules:
+        return self.models.get(model or DEFAULT_MODEL) or self.models[DEFAULT_MODEL]
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+class _Where:
+    """Builds the one-line error message: file, rule, field."""
+
+    def __init__(self, source: str, rule: str) -> None:
+        self.source = source
+        self.rule = rule
+
+    def error(self, field: str, problem: str) -> RulesError:
+        return RulesError(f"{self.source}: rule {self.rule}: field {field}: {problem}")
+
+
+def _mapping(where: _Where, field: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise where.error(field, "must be a mapping")
+    return value
+
+
+def _only(where: _Where, field: str, value: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        raise where.error(f"{field}.{unknown[0]}" if field else unknown[0], "unknown field")
+
+
+def _number(where: _Where, field: str, value: Any, *, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise where.error(field, f"must be a finite number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise where.error(field, f"must be at least {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def _severity(where: _Where, field: str, value: Any) -> Severity:
+    names = [s.label for s in Severity]
+    if not isinstance(value, str) or value not in names:
+        raise where.error(field, f"must be one of {', '.join(names)}, not {value!r}")
+    return Severity[value.upper()]
+
+
+def _condition(where: _Where, field: str, raw: Any) -> Condition:
+    spec = _mapping(where, field, raw)
+    metric = spec.get("metric")
+    if metric in _BOOLEAN_METRICS:
+        _only(where, field, spec, {"metric", "when_false"})
+        if "when_false" not in spec:
+            raise where.error(f"{field}.when_false", "required for a flag metric")
+        severity = _severity(where, f"{field}.when_false", spec["when_false"])
+        return Condition(metric, "flag", flag_severity=severity)
+    if metric not in _NUMERIC_METRICS:
+        known = ", ".join(sorted(_NUMERIC_METRICS | _BOOLEAN_METRICS))
+        raise where.error(f"{field}.metric", f"must be one of {known}, not {metric!r}")
+    kinds = [k for k in ("above", "below") if k in spec]
+    if len(kinds) != 1:
+        raise where.error(field, "needs exactly one of above, below")
+    kind = kinds[0]
+    recover_key = "recover_at_or_below" if kind == "above" else "recover_at_or_above"
+    _only(where, field, spec, {"metric", kind, recover_key})
+    levels = _mapping(where, f"{field}.{kind}", spec[kind])
+    if not levels:
+        raise where.error(f"{field}.{kind}", "needs at least one severity")
+    thresholds = tuple(
+        sorted(
+            (
+                (
+                    _severity(where, f"{field}.{kind}", name),
+                    _number(where, f"{field}.{kind}.{name}", value),
+                )
+                for name, value in levels.items()
+            ),
+        )
+    )
+    values = [v for _, v in thresholds]
+    # A worse severity must need a worse value, or the worst-wins rule would be meaningless.
+    ordered = values == sorted(values, reverse=kind == "below")
+    if not ordered or len(set(values)) != len(values):
+        direction = "rise" if kind == "above" else "fall"
+        raise where.error(f"{field}.{kind}", f"thresholds must {direction} strictly with severity")
+    mildest = values[0]
+    recover = _number(where, f"{field}.{recover_key}", spec.get(recover_key, mildest))
+    # Recovery at a value that would still raise would clear and raise on the same reading.
+    if (kind == "above" and recover > mildest) or (kind == "below" and recover < mildest):
+        raise where.error(
+            f"{field}.{recover_key}", f"must not be past the mildest threshold {mildest:g}"
+        )
+    return Condition(metric, kind, thresholds=thresholds, recover=recover)
+
+
+def _category_rule(where: _Where, category: Category, raw: Any) -> CategoryRule:
+    spec = _mapping(where, "", raw)
+    _only(where, "", spec, {"pending_s", "keep_firing_s", "flapping", "conditions"})
+    conditions_raw = spec.get("conditions")
+    if not isinstance(conditions_raw, list) or not conditions_raw:
+        raise where.error("conditions", "must be a non-empty list")
+    conditions = tuple(
+        _condition(where, f"conditions[{i}]", c) for i, c in enumerate(conditions_raw)
+    )
+    flapping = _mapping(where, "flapping", spec.get("flapping", {}))
+    _only(where, "flapping", flapping, {"low_pct", "high_pct"})
+    low = _number(
+        where, "flapping.low_pct", flapping.get("low_pct", DEFAULT_FLAP_LOW_PCT), minimum=0
+    )
+    high = _number(
+        where, "flapping.high_pct", flapping.get("high_pct", DEFAULT_FLAP_HIGH_PCT), minimum=0
+    )
+    if not low < high <= 100:
+        raise where.error("flapping", f"needs low_pct < high_pct <= 100, not {low:g}/{high:g}")
+    return CategoryRule(
+        category=category,
+        conditions=conditions,
+        pending=timedelta(seconds=_number(where, "pending_s", spec.get("pending_s", 0), minimum=0)),
+        keep_firing=timedelta(
+            seconds=_number(where, "keep_firing_s", spec.get("keep_firing_s", 0), minimum=0)
+        ),
+        flap_low_pct=low,
+        flap_high_pct=high,
+    )
+
+
+def parse_rules(text: str, source: str) -> RuleSet:
+    """The rule set in ``text``; RulesError naming ``source``, the rule and the field if not."""
+    top = _Where(source, "(file)")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise top.error("(yaml)", f"not valid YAML{line}") from None
+    doc = _mapping(top, "(document)", raw)
+    _only(top, "", doc, {"version", "models"})
+    version = doc.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise top.error("version", "must be a non-empty string")
+    models_raw = _mapping(top, "models", doc.get("models"))
+    if DEFAULT_MODEL not in models_raw:
+        raise top.error("models", f"needs a {DEFAULT_MODEL!r} model for unknown models")
+    default = _model(source, DEFAULT_MODEL, models_raw[DEFAULT_MODEL], None)
+    models = {DEFAULT_MODEL: default}
+    for name, spec in models_raw.items():
+        if name != DEFAULT_MODEL:
+            models[str(name)] = _model(source, str(name), spec, default)
+    return RuleSet(version=version.strip(), models=models)
+
+
+def _model(source: str, name: str, raw: Any, default: ModelRules | None) -> ModelRules:
+    where = _Where(source, name)
+    spec = _mapping(where, "", raw)
+    _only(where, "", spec, {"heartbeat_interval_s", "categories"})
+    if "heartbeat_interval_s" in spec or default is None:
+        seconds = _number(where, "heartbeat_interval_s", spec.get("heartbeat_interval_s"))
+        if seconds <= 0:
+            raise where.error("heartbeat_interval_s", "must be greater than 0")
+        heartbeat = timedelta(seconds=seconds)
+    else:
+        heartbeat = default.heartbeat_interval
+    categories_raw = _mapping(where, "categories", spec.get("categories", {}))
+    known = {c.value for c in Category}
+    for key in categories_raw:
+        if key not in known:
+            raise where.error(f"categories.{key}", f"unknown category; one of {sorted(known)}")
+    categories: dict[Category, CategoryRule] = dict(default.categories) if default else {}
+    for category in Category:
+        if category.value in categories_raw:
+            categories[category] = _category_rule(
+                _Where(source, f"{name}/{category.value}"),
+                category,
+                categories_raw[category.value],
+            )
+        elif category not in categories:
+            raise where.error(f"categories.{category.value}", "required in the default model")
+    return ModelRules(model=name, heartbeat_interval=heartbeat, categories=categories)
+
+
+def load_rules(path: Path = RULES_FILE) -> RuleSet:
+    """Reads and validates a rules file; RulesError (one line) if it cannot be used."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read: {exc.strerror}"
+        raise RulesError(f"{path}: rule (file): field (file): {problem}") from None
+    return parse_rules(text, str(path))
