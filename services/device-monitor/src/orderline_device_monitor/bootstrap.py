@@ -1,5 +1,7 @@
-"""The composition root: wires the database, the health book, the use cases, the servicers,
-the consumer of provisioning events and the restore task into one Service."""
+"""The composition root: loads the alarm rules, wires the database, the health book, the use
+cases, the servicers, the consumer of provisioning events, the restore task and the heartbeat
+ticker into one Service. A malformed rules file stops the start here (one line, see
+``domain/rules.py``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,16 @@ from orderline_device_monitor.api.health import DeviceHealthApi
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
 from orderline_device_monitor.app import handlers
 from orderline_device_monitor.app.book import HealthBook
+from orderline_device_monitor.app.heartbeat import HeartbeatTicker
 from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
+from orderline_device_monitor.domain.rules import (
+    RULES_FILE,
+    RuleSet,
+    load_rules,
+    with_heartbeat_interval,
+)
 from orderline_device_monitor.settings import DeviceMonitorSettings
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -32,8 +41,21 @@ POLICY: dict[str, frozenset[str]] = {
 }
 
 
-def build(settings: DeviceMonitorSettings | None = None) -> Service[DeviceRepository]:
+def rules_for(settings: DeviceMonitorSettings, path: Path = RULES_FILE) -> RuleSet:
+    """The shipped rules; an explicitly set ORDERLINE_TELEMETRY_STALE_SECONDS overrides every
+    model's heartbeat interval (left unset, each model's own interval applies)."""
+    rules = load_rules(path)
+    if "telemetry_stale_seconds" in settings.model_fields_set:
+        rules = with_heartbeat_interval(rules, timedelta(seconds=settings.telemetry_stale_seconds))
+    return rules
+
+
+def build(
+    settings: DeviceMonitorSettings | None = None, *, rules: RuleSet | None = None
+) -> Service[DeviceRepository]:
     settings = settings or load_settings(DeviceMonitorSettings, SERVICE_NAME)
+    # Before anything else: a bad rules file must stop the start, not a half-built service.
+    rules = rules or rules_for(settings)
     service = Service(
         settings,
         metadata=metadata,
@@ -42,13 +64,8 @@ def build(settings: DeviceMonitorSettings | None = None) -> Service[DeviceReposi
         repositories=DeviceRepository,
     )
     book = HealthBook()
-    ingest = TelemetryIngest(service.uow, book, service.clock)
-    queries = DeviceHealthQueries(
-        service.uow,
-        book,
-        service.clock,
-        stale_after=timedelta(seconds=settings.telemetry_stale_seconds),
-    )
+    ingest = TelemetryIngest(service.uow, book, service.clock, rules)
+    queries = DeviceHealthQueries(service.uow, book, service.clock, rules)
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,
         TelemetryIngestApi(ingest),
@@ -61,4 +78,5 @@ def build(settings: DeviceMonitorSettings | None = None) -> Service[DeviceReposi
     )
     service.consume(handlers.HANDLERS)
     service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
+    service.add_task("heartbeat", HeartbeatTicker(ingest).run)
     return service

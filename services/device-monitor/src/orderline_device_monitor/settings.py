@@ -10,6 +10,8 @@ from orderline_runtime.settings import ServiceSettings
 class DeviceMonitorSettings(ServiceSettings):
     default_grpc_port = 50053
 
-    # A device without an open alarm is UNKNOWN (not fit) when its last sample is older than
-    # this. Env ORDERLINE_TELEMETRY_STALE_SECONDS.
+    # When set, every device model's heartbeat interval: a device without an open alarm is
+    # UNKNOWN (communication lost, not fit) once its last sample is older than this. Unset,
+    # each model's `heartbeat_interval_s` from the rules file applies (the default model: 10).
+    # Env ORDERLINE_TELEMETRY_STALE_SECONDS.
     telemetry_stale_seconds: float = Field(default=10.0, gt=0)

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orderline_device_monitor.bootstrap import build
+from orderline_device_monitor.domain.rules import RuleSet
 from orderline_device_monitor.settings import DeviceMonitorSettings
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.testing import serving
@@ -32,7 +33,9 @@ def launch(nats_server: NatsServer, tmp_path: Path) -> Launcher:
     """Starts device-monitor on the given database; one call per (re)start."""
 
     @asynccontextmanager
-    async def start(database_url: str, **overrides: Any) -> AsyncIterator[DeviceMonitor]:
+    async def start(
+        database_url: str, rules: RuleSet | None = None, **overrides: Any
+    ) -> AsyncIterator[DeviceMonitor]:
         settings = DeviceMonitorSettings(
             service_name="device-monitor",
             grpc_port=free_port(),
@@ -42,7 +45,7 @@ def launch(nats_server: NatsServer, tmp_path: Path) -> Launcher:
             shutdown_grace_seconds=2,
             **overrides,
         )
-        service = build(settings)
+        service = build(settings, rules=rules)
         async with serving(service) as address:
             monitor = DeviceMonitor(service, address, nats_server.url)
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.events.v1 import envelope_pb2
+from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_devtools.waiting import eventually as wait_for
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
@@ -26,8 +27,14 @@ T = TypeVar("T")
 WAIT_SECONDS = 15.0
 
 
-def sample(device_id: str, **values: Any) -> device_pb2.TelemetrySample:
-    """A good reading unless `values` say otherwise."""
+def ago(seconds: float) -> datetime:
+    """A sample time in the past: pending and keep-firing periods are measured on sample times,
+    so a test shows a fault persisting by dating its samples, never by sleeping."""
+    return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def sample(device_id: str, at: datetime | None = None, **values: Any) -> device_pb2.TelemetrySample:
+    """A good reading unless `values` say otherwise, observed now unless `at` says when."""
     fields: dict[str, Any] = {
         "noise_db": 35.0,
         "vibration_mm_s": 0.8,
@@ -43,7 +50,7 @@ def sample(device_id: str, **values: Any) -> device_pb2.TelemetrySample:
     }
     fields.update(values)
     msg = device_pb2.TelemetrySample(device_id=device_id, **fields)
-    msg.observed_at.FromDatetime(datetime.now(UTC))
+    msg.observed_at.FromDatetime(at or datetime.now(UTC))
     return msg
 
 
@@ -182,6 +189,10 @@ class DeviceMonitor:
     async def count(self, table: Any) -> int:
         async with self.service.db.reading() as session:
             return int((await session.execute(select(func.count()).select_from(table))).scalar())
+
+    async def transitions(self, device_id: str) -> list[dict[str, Any]]:
+        async with self.service.db.reading() as session:
+            return await DeviceRepository(session).transitions_of_device(device_id)
 
 
 Launcher = Callable[..., AbstractAsyncContextManager[DeviceMonitor]]

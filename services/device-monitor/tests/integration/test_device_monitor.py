@@ -13,6 +13,7 @@ import pytest
 from device_monitor_harness import (
     DeviceMonitor,
     Launcher,
+    ago,
     eventually,
     field_violations,
     sample,
@@ -81,8 +82,12 @@ async def test_device_that_never_sent_telemetry_is_not_found_and_not_fit(
 async def test_out_of_range_sample_raises_one_alarm_until_recovery(
     monitor: DeviceMonitor,
 ) -> None:
-    await monitor.stream([sample("CPE-0007"), sample("CPE-0008")])
-    await monitor.stream([sample("CPE-0007", temperature_c=88.5), sample("CPE-0008")])
+    await monitor.stream([sample("CPE-0007", ago(10)), sample("CPE-0008", ago(10))])
+    # Past the limit for the thermal rule's pending period (2 s of sample time).
+    await monitor.stream(
+        [sample("CPE-0007", ago(3), temperature_c=88.5), sample("CPE-0008", ago(3))],
+        [sample("CPE-0007", temperature_c=88.5), sample("CPE-0008")],
+    )
 
     health = await monitor.health("CPE-0007")
     assert health.state == ABNORMAL
@@ -103,7 +108,8 @@ async def test_out_of_range_sample_raises_one_alarm_until_recovery(
     assert raised[0].producer == "device-monitor"
     body = payload(raised[0], device_events_pb2.AlarmRaised)
     assert (body.alarm_id, body.device_id, body.category) == (alarm_id, "CPE-0007", THERMAL)
-    assert "temperature_c 88.5 > 75" in body.detail
+    # The detail names the threshold of the severity it matched (critical above 85).
+    assert "temperature_c 88.5 > 85" in body.detail
 
     # The same abnormal reading again and again: no second alarm.
     await monitor.stream(
@@ -142,7 +148,7 @@ async def test_job_started_names_the_order_in_later_alarms(
     monitor: DeviceMonitor, span_exporter: InMemorySpanExporter
 ) -> None:
     order_id, job_id, device_id = new_id(), new_id(), "CPE-0042"
-    await monitor.stream([sample(device_id)])
+    await monitor.stream([sample(device_id, ago(4))])
     started = provisioning_events_pb2.JobStarted(
         job_id=job_id, order_id=order_id, device_id=device_id
     )
@@ -181,7 +187,11 @@ async def test_job_started_names_the_order_in_later_alarms(
     assert (check_span.attributes or {}).get(ORDER_ID) == order_id
     assert await monitor.count(fitness_checks) == 1
 
-    await monitor.stream([sample(device_id, temperature_c=90.0, display_ok=False)])
+    # Display has no pending period; thermal needs the heat to last 2 s.
+    await monitor.stream(
+        [sample(device_id, ago(3), temperature_c=90.0, display_ok=False)],
+        [sample(device_id, temperature_c=90.0, display_ok=False)],
+    )
 
     async with monitor.service.db.reading() as session:
         records = await DeviceRepository(session).anomalies_of_device(device_id)
@@ -229,8 +239,14 @@ async def test_open_alarms_are_restored_after_a_restart(launch: Launcher, db_url
 
 async def test_list_alarms_pages_newest_first(monitor: DeviceMonitor) -> None:
     await monitor.stream([sample("CPE-0201", display_ok=False, line_up=False)])
-    await monitor.stream([sample("CPE-0202", cpu_pct=99.0)])
-    await monitor.stream([sample("CPE-0203", key_latency_ms=900.0, noise_db=90.0)])
+    # Resources, input and mechanical have pending periods: the faults last past them.
+    await monitor.stream(
+        [sample("CPE-0202", ago(3), cpu_pct=99.0)], [sample("CPE-0202", cpu_pct=99.0)]
+    )
+    slow_and_noisy = {"key_latency_ms": 900.0, "noise_db": 90.0}
+    await monitor.stream(
+        [sample("CPE-0203", ago(3), **slow_and_noisy)], [sample("CPE-0203", **slow_and_noisy)]
+    )
     await monitor.stream([sample("CPE-0202")])  # clears one
 
     seen: list[Any] = []
@@ -346,7 +362,9 @@ async def test_an_alarm_opened_behind_its_back_is_adopted_not_duplicated(
     """Another writer (a second replica) opened the alarm first: the database refuses a second
     open alarm for the device and category, the batch is refused as UNAVAILABLE, and the resent
     batch finds the existing alarm."""
-    await monitor.stream([sample("CPE-0500")])
+    await monitor.stream(
+        [sample("CPE-0500", ago(10))], [sample("CPE-0500", ago(3), temperature_c=80.0)]
+    )
     foreign_id = new_id()
     async with monitor.service.db.transaction() as session:
         await DeviceRepository(session).raise_alarm(

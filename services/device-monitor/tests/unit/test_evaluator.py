@@ -26,8 +26,8 @@ from orderline_device_monitor.domain.evaluator import (
     replay,
     tick,
 )
-from orderline_device_monitor.domain.health import Category, Reading
-from orderline_device_monitor.domain.rules import RuleSet, Severity, load_rules, parse_rules
+from orderline_device_monitor.domain.health import Category, Reading, Severity
+from orderline_device_monitor.domain.rules import RuleSet, load_rules, parse_rules
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 DEVICE = "CPE-0001"
@@ -251,6 +251,19 @@ def test_the_worst_matching_severity_wins_and_changes_are_told() -> None:
     )
     assert changed.detail == "temperature_c 90 > 85"
     assert changed.readings == {"temperature_c": 90.0}
+
+
+def test_a_raised_severity_falls_only_with_the_recovery() -> None:
+    run = Run()
+    for second in (0, 1, 2):
+        run.at(second, temperature_c=90.0)
+    # 72 matches only "warning", but the episode is not over until the recovery at 65.
+    for second in range(3, 20):
+        assert run.at(second, temperature_c=72.0) == []
+    assert run.verdict() is Health.ABNORMAL
+    for second in range(20, 23):
+        run.at(second, temperature_c=60.0)
+    assert kinds(run.at(23, temperature_c=60.0)) == [(Kind.CLEARED, Category.THERMAL)]
 
 
 def test_warning_and_minor_alone_leave_a_device_degraded_not_abnormal() -> None:

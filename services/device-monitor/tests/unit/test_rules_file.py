@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from orderline_device_monitor.domain import thresholds as limits
-from orderline_device_monitor.domain.health import Category
+from orderline_device_monitor.domain.health import Category, Severity
 from orderline_device_monitor.domain.rules import (
     DEFAULT_MODEL,
     RULES_FILE,
     RulesError,
-    Severity,
     load_rules,
     parse_rules,
 )

@@ -1,5 +1,6 @@
 """device-monitor and the fleet simulator must tell good from abnormal the same way: the same
-limits, and the same categories for every generated reading, faulty or not."""
+limits, and the same categories for every generated reading, faulty or not (by the shipped
+rules' default model, taking one reading alone; pending periods only delay the verdict)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from orderline_device_monitor.domain import thresholds as limits
-from orderline_device_monitor.domain.health import Category, Reading, abnormal_categories
+from orderline_device_monitor.domain.evaluator import is_abnormal_level, judge
+from orderline_device_monitor.domain.health import Category, Reading
+from orderline_device_monitor.domain.rules import load_rules
 
 fleet_telemetry: Any = pytest.importorskip("orderline_simulators.fleet.telemetry")
 fleet_domain: Any = pytest.importorskip("orderline_simulators.fleet.domain")
@@ -30,6 +33,13 @@ LIMITS = [
 @pytest.mark.parametrize("name", LIMITS)
 def test_limits_are_the_fleets(name: str) -> None:
     assert getattr(limits, name) == getattr(fleet_telemetry, name)
+
+
+DEFAULT = load_rules().for_model(None)
+
+
+def abnormal_categories(reading: Reading) -> set[Category]:
+    return {c for c, s in judge(reading, DEFAULT).items() if is_abnormal_level(c, s)}
 
 
 def _as_reading(sample: Any) -> Reading:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from orderline_device_monitor.adapters.tables import (
     alarms,
     anomalies,
+    device_transitions,
     device_usage,
     devices,
     fitness_checks,
@@ -23,7 +24,8 @@ from orderline_device_monitor.app.records import (
     AnomalyRecord,
     Usage,
 )
-from orderline_device_monitor.domain.health import Category
+from orderline_device_monitor.domain.evaluator import Transition
+from orderline_device_monitor.domain.health import Category, Severity
 from orderline_runtime.database import SqlConnection
 
 
@@ -37,6 +39,8 @@ def _alarm(row: Any) -> AlarmRecord:
         raised_at=row.raised_at,
         cleared_at=row.cleared_at,
         order_id=row.order_id,
+        severity=Severity[row.severity.upper()] if row.severity else None,
+        rules_version=row.rules_version,
     )
 
 
@@ -80,6 +84,8 @@ class DeviceRepository:
         detail: str,
         raised_at: datetime,
         order_id: str | None,
+        severity: Severity | None = None,
+        rules_version: str | None = None,
     ) -> None:
         await self.session.execute(
             insert(alarms).values(
@@ -90,8 +96,45 @@ class DeviceRepository:
                 detail=detail,
                 raised_at=raised_at,
                 order_id=order_id,
+                severity=severity.label if severity else None,
+                rules_version=rules_version,
             )
         )
+
+    async def grade_alarm(self, alarm_id: str, severity: Severity) -> None:
+        await self.session.execute(
+            update(alarms).where(alarms.c.id == alarm_id).values(severity=severity.label)
+        )
+
+    async def record_transitions(
+        self, transitions: Sequence[Transition], new_id: Callable[[], str]
+    ) -> None:
+        rows = [
+            {
+                "id": new_id(),
+                "device_id": t.device_id,
+                "kind": t.kind.value,
+                "category": t.category.value if t.category else None,
+                "severity": t.severity.label if t.severity else None,
+                "previous_severity": t.previous_severity.label if t.previous_severity else None,
+                "detail": t.detail,
+                "rules_version": t.rules_version,
+                "sample_at": t.sample_at,
+                "at": t.at,
+            }
+            for t in transitions
+        ]
+        if rows:
+            await self.session.execute(insert(device_transitions), rows)
+
+    async def transitions_of_device(self, device_id: str) -> list[dict[str, Any]]:
+        """Oldest first (ids are UUIDv7, in the order they were made)."""
+        rows = await self.session.execute(
+            select(device_transitions)
+            .where(device_transitions.c.device_id == device_id)
+            .order_by(device_transitions.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
 
     async def clear_alarm(self, alarm_id: str, cleared_at: datetime) -> None:
         await self.session.execute(

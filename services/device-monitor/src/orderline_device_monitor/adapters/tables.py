@@ -48,6 +48,10 @@ alarms = Table(
     Column("raised_at", UTCDateTime, nullable=False),
     Column("cleared_at", UTCDateTime, nullable=True),
     Column("order_id", String(64), nullable=True),
+    # The evaluator's perceived severity (updated while open) and the rules version that
+    # raised it; NULL on alarms raised before the rules engine.
+    Column("severity", String(10), nullable=True),
+    Column("rules_version", String(64), nullable=True),
     Index("ix_alarms_device_id_id", "device_id", "id"),
     Index("ix_alarms_state_id", "state", "id"),
     Index(
@@ -58,6 +62,25 @@ alarms = Table(
         sqlite_where=OPEN_ALARM,
         postgresql_where=OPEN_ALARM,
     ),
+)
+
+# Every decision of the alarm evaluator (raised, severity changed, cleared, flapping started or
+# ended, communication lost or restored), with the rules version and the sample time behind it:
+# the audit trail that a replay of the samples against that version reproduces.
+device_transitions = Table(
+    "device_transitions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("category", String(20), nullable=True),
+    Column("severity", String(10), nullable=True),
+    Column("previous_severity", String(10), nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("rules_version", String(64), nullable=False),
+    Column("sample_at", UTCDateTime, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_device_transitions_device_id_id", "device_id", "id"),
 )
 
 # The record for root-cause analysis, one per raised alarm.

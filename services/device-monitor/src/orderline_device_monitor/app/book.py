@@ -1,9 +1,12 @@
-"""The in-memory health of every device: its open alarms and when it was last seen.
+"""The in-memory health of every device: the alarm evaluator's state, its open alarms and when
+it was last seen.
 
 Telemetry is evaluated against this book, never against the database; the database is read
 once at start (and after a conflict) to rebuild it. One process holds the book, so
 device-monitor runs as a single replica per fleet (several replicas would each keep a book;
-the database still refuses a second open alarm per device and category).
+the database still refuses a second open alarm per device and category). Only the open alarms
+survive a restart: the evaluator's pending periods, keep-firing times and flap histories start
+again, with every open alarm's category taken as raised at its severity.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from collections.abc import Iterable, Mapping
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.records import AlarmRecord
-from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm
+from orderline_device_monitor.domain.evaluator import align
+from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm, Severity
 from orderline_runtime.errors import Unavailable
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
@@ -28,6 +32,9 @@ class HealthBook:
     def get(self, device_id: str) -> DeviceState | None:
         return self._states.get(device_id)
 
+    def states(self) -> list[DeviceState]:
+        return list(self._states.values())
+
     def put_all(self, states: Iterable[DeviceState]) -> None:
         for state in states:
             self._states[state.device_id] = state
@@ -40,7 +47,7 @@ class HealthBook:
         by_device: dict[str, dict[Category, OpenAlarm]] = {}
         for alarm in open_alarms:
             by_device.setdefault(alarm.device_id, {})[alarm.category] = OpenAlarm(
-                alarm.id, alarm.raised_at
+                alarm.id, alarm.raised_at, alarm.severity or _assumed_severity(alarm.category)
             )
         for device_id in {*device_ids, *by_device, *self._states}:
             current = self._states.get(device_id) or DeviceState(device_id)
@@ -50,6 +57,9 @@ class HealthBook:
                 open_alarms=alarms,
                 last_seen=current.last_seen,
                 last_observed=current.last_observed,
+                evaluation=align(
+                    current.evaluation, device_id, {c: a.severity for c, a in alarms.items()}
+                ),
             )
 
     async def wait_ready(self, limit_seconds: float = READY_WAIT_SECONDS) -> None:
@@ -62,6 +72,11 @@ class HealthBook:
                 "device health is still being restored from the database; retry shortly",
                 reason="HEALTH_STATE_LOADING",
             ) from None
+
+
+def _assumed_severity(category: Category) -> Severity:
+    """For an alarm raised before alarms had a severity: the least that made it abnormal."""
+    return Severity.CRITICAL if category is Category.SAFETY else Severity.MAJOR
 
 
 async def restore_from_database(uow: UnitOfWorkFactory[DeviceRepository], book: HealthBook) -> None:

@@ -1,5 +1,10 @@
 """Telemetry ingest: evaluate each reading in memory; persist and publish only the changes.
 
+Readings go through the alarm evaluator (``domain/evaluator.py``) with the rules loaded at
+start; its transitions are written to ``device_transitions`` and an alarm is opened or closed
+when the set of abnormal categories moves. A clock tick (``tick``) finds devices whose
+heartbeat is lost.
+
 A batch is evaluated against the health book under one lock (evaluation is CPU only, so the
 lock is held for microseconds unless the batch changed something). When it did, every change
 of the batch (devices seen for the first time, alarms raised with their anomaly records, alarms
@@ -22,13 +27,15 @@ from opentelemetry import trace
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
+from orderline_device_monitor.domain import devices
+from orderline_device_monitor.domain.evaluator import Kind, Transition
 from orderline_device_monitor.domain.health import (
     DeviceState,
     HealthChange,
     Reading,
-    observe,
     reading_problems,
 )
+from orderline_device_monitor.domain.rules import RuleSet
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import Conflict, Unavailable
 from orderline_runtime.ids import new_id
@@ -53,13 +60,19 @@ class TelemetryIngest:
         uow: UnitOfWorkFactory[DeviceRepository],
         book: HealthBook,
         clock: Clock,
+        rules: RuleSet,
         *,
         new_alarm_id: Callable[[], str] = new_id,
+        model_of: Callable[[str], str | None] = lambda _device_id: None,
     ) -> None:
         self.uow = uow
         self.book = book
         self.clock = clock
+        self.rules = rules
         self.new_alarm_id = new_alarm_id
+        # Telemetry does not carry the device model; until something tells us, every device is
+        # judged by the rules' default model.
+        self.model_of = model_of
         self._lock = asyncio.Lock()
 
     async def ingest(self, readings: Sequence[Reading]) -> IngestResult:
@@ -93,7 +106,14 @@ class TelemetryIngest:
             previous = states.get(reading.device_id) or self.book.get(reading.device_id)
             if previous is None:
                 first_seen.append(reading.device_id)
-            seen = observe(previous, reading, received_at=now, new_alarm_id=self.new_alarm_id)
+            seen = devices.observe(
+                previous,
+                reading,
+                received_at=now,
+                new_alarm_id=self.new_alarm_id,
+                rules=self.rules,
+                model=self.model_of(reading.device_id),
+            )
             if seen.out_of_order:
                 log.debug("out-of-order telemetry sample ignored", device_id=reading.device_id)
             states[reading.device_id] = seen.state
@@ -113,6 +133,32 @@ class TelemetryIngest:
                 ) from exc
         self.book.put_all(states.values())
         return len(changes)
+
+    async def tick(self) -> int:
+        """Heartbeat check on the injected clock: tells and records each device whose
+        communication is lost; returns how many."""
+        await self.book.wait_ready()
+        async with self._lock:
+            now = self.clock()
+            states: list[DeviceState] = []
+            lost: list[Transition] = []
+            for state in self.book.states():
+                after, told = devices.tick(state, now, self.rules)
+                if told:
+                    states.append(after)
+                    lost.extend(told)
+            if lost:
+                async with self.uow() as uow:
+                    await uow.repos.record_transitions(lost, new_id)
+                for transition in lost:
+                    if transition.kind is Kind.COMMUNICATION_LOST:
+                        log.warning(
+                            "device communication lost",
+                            device_id=transition.device_id,
+                            last_sample_at=str(transition.sample_at),
+                        )
+                self.book.put_all(states)
+        return len(lost)
 
     async def _persist(
         self, first_seen: Sequence[str], changes: Sequence[HealthChange], now: datetime
@@ -147,6 +193,8 @@ class TelemetryIngest:
                     detail=finding.detail,
                     raised_at=change.at,
                     order_id=order_id or None,
+                    severity=finding.severity,
+                    rules_version=self.rules.version,
                 )
                 await uow.repos.record_anomaly(
                     anomaly_id=new_id(),
@@ -166,8 +214,10 @@ class TelemetryIngest:
                     device_id=device_id,
                     alarm_id=raised.alarm_id,
                     category=finding.category.value,
+                    severity=finding.severity.label,
                     detail=finding.detail,
                     order_id=order_id,
+                    rules_version=self.rules.version,
                 )
             for cleared in change.cleared:
                 await uow.repos.clear_alarm(cleared.alarm.alarm_id, change.at)
@@ -178,5 +228,9 @@ class TelemetryIngest:
                     alarm_id=cleared.alarm.alarm_id,
                     category=cleared.category.value,
                 )
-            await uow.repos.mark_device_changed(device_id, change.at)
-            uow.emit(events.health_changed(device_id, change.abnormal_after), order_id=order_id)
+            for alarm, severity in change.severity_changes:
+                await uow.repos.grade_alarm(alarm.alarm_id, severity)
+            await uow.repos.record_transitions(change.transitions, new_id)
+            if change.health_changed:
+                await uow.repos.mark_device_changed(device_id, change.at)
+                uow.emit(events.health_changed(device_id, change.abnormal_after), order_id=order_id)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.domain.devices import health_of
 from orderline_device_monitor.domain.health import (
     DeviceState,
     Fitness,
     HealthView,
     fitness,
-    health_of,
 )
+from orderline_device_monitor.domain.rules import RuleSet
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import NotFound
 from orderline_runtime.ids import new_id
@@ -37,12 +37,11 @@ class DeviceHealthQueries:
         uow: UnitOfWorkFactory[DeviceRepository],
         book: HealthBook,
         clock: Clock,
-        *,
-        stale_after: timedelta,
+        rules: RuleSet,
     ) -> None:
         self.uow = uow
         self.book = book
-        self.stale_after = stale_after
+        self.rules = rules
         self.clock = clock
 
     async def health(self, device_id: str) -> HealthView:
@@ -51,7 +50,7 @@ class DeviceHealthQueries:
         state = self.book.get(device_id)
         if state is None:
             raise NotFound("device", device_id)
-        return health_of(state, now=self.clock(), stale_after=self.stale_after)
+        return health_of(state, now=self.clock(), rules=self.rules)
 
     async def check_fitness(self, device_id: str, order_id: str, checked_by: str) -> Fitness:
         """The answer, recorded with its order as an audit row before it is given.
@@ -61,7 +60,7 @@ class DeviceHealthQueries:
         the caller waits for telemetry on UNKNOWN rather than giving up."""
         await self.book.wait_ready()
         state = self.book.get(device_id) or DeviceState(device_id)
-        result = fitness(health_of(state, now=self.clock(), stale_after=self.stale_after))
+        result = fitness(health_of(state, now=self.clock(), rules=self.rules))
         async with self.uow() as uow:
             await uow.repos.record_fitness_check(
                 check_id=new_id(),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from orderline_device_monitor.domain.health import Category
+from orderline_device_monitor.domain.health import Category, Severity
 
 ALARM_RAISED = "RAISED"
 ALARM_CLEARED = "CLEARED"
@@ -23,6 +23,8 @@ class AlarmRecord:
     raised_at: datetime
     cleared_at: datetime | None
     order_id: str | None
+    severity: Severity | None = None
+    rules_version: str | None = None
 
     @property
     def is_open(self) -> bool:

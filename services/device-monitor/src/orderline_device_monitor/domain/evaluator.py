@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading
-from orderline_device_monitor.domain.rules import CategoryRule, RuleSet, Severity
+from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading, Severity
+from orderline_device_monitor.domain.rules import CategoryRule, ModelRules, RuleSet
 
 FLAP_HISTORY = 21
 """States kept per device and category for flap detection, as in Nagios."""
@@ -141,11 +141,7 @@ class DeviceHealth:
 
 
 def _abnormal(category: Category, failing: Failing) -> bool:
-    if failing.status == "pending":
-        return False
-    if category is Category.SAFETY:
-        return True
-    return failing.severity is not None and failing.severity >= Severity.MAJOR
+    return failing.status != "pending" and is_abnormal_level(category, failing.severity)
 
 
 @dataclass(frozen=True)
@@ -221,7 +217,11 @@ def _step_category(
     )
     if phase is Phase.RAISED:
         if severity is not None:
-            current, recovering_since = severity, None
+            # Hysteresis holds for the whole episode: the severity rises at once but falls only
+            # with the recovery, or a device raised at major would be merely "warning" (fit)
+            # again one degree under the major threshold.
+            current = max(severity, current) if current is not None else severity
+            recovering_since = None
         elif recovered:
             recovering_since = recovering_since or at
             if at - recovering_since >= rule.keep_firing:
@@ -329,6 +329,50 @@ def health(state: DeviceEvaluation) -> DeviceHealth:
     else:
         verdict = Health.HEALTHY
     return DeviceHealth(state.device_id, verdict, tuple(failing), state.communication_lost)
+
+
+def judge(reading: Reading, rules: ModelRules) -> dict[Category, Severity]:
+    """What one reading alone says per category (no pending period, no history): the
+    categories it would raise, with their severity."""
+    values = reading.values()
+    found: dict[Category, Severity] = {}
+    for category in CATEGORY_ORDER:
+        severity = rules.categories[category].severity(values)
+        if severity is not None:
+            found[category] = severity
+    return found
+
+
+def is_abnormal_level(category: Category, severity: Severity | None) -> bool:
+    """Whether a raised category makes a device abnormal (not merely degraded)."""
+    return category is Category.SAFETY or (severity is not None and severity >= Severity.MAJOR)
+
+
+def align(
+    state: DeviceEvaluation | None, device_id: str, open_alarms: Mapping[Category, Severity]
+) -> DeviceEvaluation:
+    """The evaluator's state made to agree with the alarms the database holds open (after a
+    restart, or when another writer changed them): an open alarm's category is raised at its
+    severity; a category held abnormal here without an open alarm starts again from OK."""
+    current = state or DeviceEvaluation(device_id)
+    categories = dict(current.categories)
+    for category in CATEGORY_ORDER:
+        cat = current.category(category)
+        held = cat.flap_severity if cat.flapping else cat.announced
+        abnormal_here = (cat.flapping or cat.announced is not None) and is_abnormal_level(
+            category, held
+        )
+        if category in open_alarms and not abnormal_here:
+            severity = open_alarms[category]
+            categories[category] = CategoryState(
+                phase=Phase.RAISED,
+                severity=severity,
+                announced=severity,
+                history=cat.history or (True,),
+            )
+        elif category not in open_alarms and abnormal_here:
+            categories[category] = CategoryState(history=cat.history)
+    return replace(current, categories=categories)
 
 
 # --- replay ------------------------------------------------------------------------------------

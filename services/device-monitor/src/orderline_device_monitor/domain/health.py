@@ -1,11 +1,11 @@
-"""Device health, pure: evaluate a telemetry reading, track each device's open alarms, and tell
-only the changes.
+"""Device health, pure: the categories, readings, each device's open alarms, the changes
+told, and the answers (health, fitness).
 
-A device is abnormal in a category from the first reading past that category's limit until the
-first reading back inside it (no debounce: one reading decides, both ways). Each category that
-turns abnormal opens one alarm; the alarm stays open, and the device abnormal, until a reading
-clears it, however old the last reading is. A device with no open alarm is GOOD while its
-telemetry is recent and UNKNOWN once it is older than the staleness limit.
+Which readings make a category abnormal, and when, is the alarm evaluator's (``evaluator.py``,
+with the rules in ``rules.py``); ``devices.py`` turns its decisions into alarms. An alarm is
+open for a category while the evaluator holds it at abnormal level (raised major or critical,
+any safety failure, or flapping at that level); it stays open, and the device abnormal, however
+old the last reading is.
 
 Readings are ordered by the time the device observed them, capped at the time they were
 received (a device clock running ahead cannot lock out later readings); a reading older than
@@ -17,11 +17,13 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from orderline_device_monitor.domain import thresholds as limits
+if TYPE_CHECKING:
+    from orderline_device_monitor.domain.evaluator import DeviceEvaluation, Transition
 
 
 class Category(enum.Enum):
@@ -41,6 +43,19 @@ CATEGORY_ORDER: tuple[Category, ...] = tuple(Category)
 
 def sorted_categories(categories: frozenset[Category] | set[Category]) -> tuple[Category, ...]:
     return tuple(c for c in CATEGORY_ORDER if c in categories)
+
+
+class Severity(enum.IntEnum):
+    """TMF642 perceived severity; a larger value is worse."""
+
+    WARNING = 1
+    MINOR = 2
+    MAJOR = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
 class HealthState(enum.Enum):
@@ -123,60 +138,7 @@ class Finding:
     category: Category
     readings: Mapping[str, float | bool]
     detail: str
-
-
-def _above(values: dict[str, float | bool], name: str, maximum: float) -> tuple[str, str] | None:
-    value = values[name]
-    if float(value) > maximum:
-        return name, f"{name} {value:g} > {maximum:g}"
-    return None
-
-
-def _false(values: dict[str, float | bool], name: str) -> tuple[str, str] | None:
-    return (name, f"{name} false") if not values[name] else None
-
-
-# The checks of each category, in the order they are reported.
-_CHECKS: Mapping[
-    Category, tuple[Callable[[dict[str, float | bool]], tuple[str, str] | None], ...]
-] = {
-    Category.MECHANICAL: (
-        lambda v: _above(v, "noise_db", limits.NOISE_DB_MAX),
-        lambda v: _above(v, "vibration_mm_s", limits.VIBRATION_MM_S_MAX),
-    ),
-    Category.DISPLAY: (lambda v: _false(v, "display_ok"),),
-    Category.INPUT: (lambda v: _above(v, "key_latency_ms", limits.KEY_LATENCY_MS_MAX),),
-    Category.LINE: (
-        lambda v: _false(v, "line_up"),
-        lambda v: _above(v, "line_error_rate", limits.LINE_ERROR_RATE_MAX),
-    ),
-    Category.RESOURCES: (
-        lambda v: _above(v, "cpu_pct", limits.CPU_PCT_MAX),
-        lambda v: _above(v, "memory_pct", limits.MEMORY_PCT_MAX),
-        lambda v: _above(v, "disk_pct", limits.DISK_PCT_MAX),
-    ),
-    Category.THERMAL: (lambda v: _above(v, "temperature_c", limits.TEMPERATURE_C_MAX),),
-    Category.SAFETY: (lambda v: _false(v, "safety_ok"),),
-}
-
-
-def evaluate(reading: Reading) -> dict[Category, Finding]:
-    """The categories a reading shows as abnormal, each with its offending readings."""
-    values = reading.values()
-    found: dict[Category, Finding] = {}
-    for category, checks in _CHECKS.items():
-        hits = [hit for check in checks if (hit := check(values)) is not None]
-        if hits:
-            found[category] = Finding(
-                category=category,
-                readings={name: values[name] for name, _ in hits},
-                detail="; ".join(text for _, text in hits),
-            )
-    return found
-
-
-def abnormal_categories(reading: Reading) -> frozenset[Category]:
-    return frozenset(evaluate(reading))
+    severity: Severity = Severity.MAJOR
 
 
 # --- state and changes -------------------------------------------------------------------------
@@ -186,6 +148,7 @@ def abnormal_categories(reading: Reading) -> frozenset[Category]:
 class OpenAlarm:
     alarm_id: str
     raised_at: datetime
+    severity: Severity = Severity.MAJOR
 
 
 @dataclass(frozen=True)
@@ -198,6 +161,9 @@ class DeviceState:
     last_seen: datetime | None = None
     # Device time of the last evaluated reading (capped at its arrival), to order readings.
     last_observed: datetime | None = None
+    # The alarm evaluator's state (pending periods, hysteresis, flapping, heartbeat); None
+    # until the first reading since the process started.
+    evaluation: DeviceEvaluation | None = None
 
     @property
     def abnormal(self) -> frozenset[Category]:
@@ -231,6 +197,15 @@ class HealthChange:
     cleared: tuple[ClearedAlarm, ...]
     abnormal_after: frozenset[Category]
     reading: Reading
+    # Every decision of the evaluator behind this change (also those that open or close no
+    # alarm: pending ended in a warning, severity changed, flapping).
+    transitions: tuple[Transition, ...] = ()
+    # Open alarms whose severity changed: (alarm, new severity).
+    severity_changes: tuple[tuple[OpenAlarm, Severity], ...] = ()
+
+    @property
+    def health_changed(self) -> bool:
+        return bool(self.raised or self.cleared)
 
 
 @dataclass(frozen=True)
@@ -239,49 +214,6 @@ class Observation:
     change: HealthChange | None
     # The reading was older than the last one evaluated: ignored, state unchanged.
     out_of_order: bool = False
-
-
-def observe(
-    state: DeviceState | None,
-    reading: Reading,
-    *,
-    received_at: datetime,
-    new_alarm_id: Callable[[], str],
-) -> Observation:
-    """Evaluates one reading against the device's state: the next state and the change, if any.
-
-    Steady state (same abnormal set as before) gives no change; only transitions do.
-    """
-    current = state or DeviceState(reading.device_id)
-    at = min(reading.observed_at or received_at, received_at)
-    if current.last_observed is not None and at < current.last_observed:
-        return Observation(current, None, out_of_order=True)
-    found = evaluate(reading)
-    raised = tuple(
-        RaisedAlarm(new_alarm_id(), found[c])
-        for c in CATEGORY_ORDER
-        if c in found and c not in current.open_alarms
-    )
-    cleared = tuple(
-        ClearedAlarm(c, current.open_alarms[c])
-        for c in CATEGORY_ORDER
-        if c in current.open_alarms and c not in found
-    )
-    open_alarms = {c: a for c, a in current.open_alarms.items() if c in found}
-    for r in raised:
-        open_alarms[r.finding.category] = OpenAlarm(r.alarm_id, at)
-    next_state = replace(current, open_alarms=open_alarms, last_seen=received_at, last_observed=at)
-    if not raised and not cleared:
-        return Observation(next_state, None)
-    change = HealthChange(
-        device_id=reading.device_id,
-        at=at,
-        raised=raised,
-        cleared=cleared,
-        abnormal_after=frozenset(open_alarms),
-        reading=reading,
-    )
-    return Observation(next_state, change)
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -295,26 +227,6 @@ class HealthView:
     last_seen: datetime | None
     open_alarm_id: str
     stale: bool
-
-
-def health_of(state: DeviceState, *, now: datetime, stale_after: timedelta) -> HealthView:
-    """ABNORMAL while an alarm is open; otherwise GOOD with recent telemetry, else UNKNOWN."""
-    stale = state.last_seen is None or now - state.last_seen > stale_after
-    first = state.first_open_alarm()
-    if first is not None:
-        health = HealthState.ABNORMAL
-    elif stale:
-        health = HealthState.UNKNOWN
-    else:
-        health = HealthState.GOOD
-    return HealthView(
-        device_id=state.device_id,
-        state=health,
-        abnormal=sorted_categories(state.abnormal),
-        last_seen=state.last_seen,
-        open_alarm_id=first.alarm_id if first else "",
-        stale=stale,
-    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ the field.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,26 +21,13 @@ from typing import Any
 
 import yaml
 
-from orderline_device_monitor.domain.health import Category, Reading
+from orderline_device_monitor.domain.health import Category, Reading, Severity
 
 DEFAULT_MODEL = "default"
 DEFAULT_FLAP_LOW_PCT = 5.0
 DEFAULT_FLAP_HIGH_PCT = 20.0
 RULES_FILE = Path(__file__).resolve().parent.parent / "device_rules.yaml"
 """The rules shipped with device-monitor."""
-
-
-class Severity(enum.IntEnum):
-    """TMF642 perceived severity; a larger value is worse."""
-
-    WARNING = 1
-    MINOR = 2
-    MAJOR = 3
-    CRITICAL = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class RulesError(ValueError):
@@ -315,6 +301,17 @@ def _model(source: str, name: str, raw: Any, default: ModelRules | None) -> Mode
         elif category not in categories:
             raise where.error(f"categories.{category.value}", "required in the default model")
     return ModelRules(model=name, heartbeat_interval=heartbeat, categories=categories)
+
+
+def with_heartbeat_interval(rules: RuleSet, interval: timedelta) -> RuleSet:
+    """The same rules with one heartbeat interval for every model (an operator's override)."""
+    return RuleSet(
+        version=rules.version,
+        models={
+            name: ModelRules(name, interval, model.categories)
+            for name, model in rules.models.items()
+        },
+    )
 
 
 def load_rules(path: Path = RULES_FILE) -> RuleSet:
