@@ -145,6 +145,15 @@ async def test_out_of_range_sample_raises_one_alarm_until_recovery(
 
 
 async def test_job_started_names_the_order_in_later_alarms(
+    launch: Launcher, db_url: str, span_exporter: InMemorySpanExporter
+) -> None:
+    # A long heartbeat interval: the samples are dated back (for the pending period) and the
+    # device must not look silent however slowly the events go round.
+    async with launch(db_url, telemetry_stale_seconds=600) as monitor:
+        await _job_started_names_the_order_in_later_alarms(monitor, span_exporter)
+
+
+async def _job_started_names_the_order_in_later_alarms(
     monitor: DeviceMonitor, span_exporter: InMemorySpanExporter
 ) -> None:
     order_id, job_id, device_id = new_id(), new_id(), "CPE-0042"
