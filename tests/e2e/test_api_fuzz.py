@@ -63,12 +63,19 @@ ANSWERS = frozenset(
 STREAM_ENDS = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 
 EXPECTED_RPCS = {
-    "OrderService": {"CreateOrder", "GetOrder", "ListOrders", "WatchOrders"},
+    "OrderService": {"CreateOrder", "GetOrder", "ListOrders", "WatchOrders", "ListBusinessTypes"},
     "ProvisioningService": {"GetJob", "ListJobs"},
     "VoucherService": {"GetVoucher", "VerifyVoucher"},
     "TelemetryIngestService": {"StreamTelemetry"},
     "DeviceHealthService": {"GetDeviceHealth", "CheckFitness", "ListAlarms"},
-    "ArchiveService": {"GetDossier", "ListDossiers", "VerifyChain"},
+    "ArchiveService": {
+        "GetDossier",
+        "ListDossiers",
+        "VerifyChain",
+        "GetCheckpoint",
+        "GetInclusionProof",
+        "GetConsistencyProof",
+    },
     "ReportingService": {"GetOrderReport"},
 }
 

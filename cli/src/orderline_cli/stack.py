@@ -204,6 +204,12 @@ class LocalStack:
                     svc, f"sqlite+aiosqlite:///{self.state_dir / 'db' / svc}.db"
                 ),
             }
+            if svc == "archive":
+                # Kept in the state directory: checkpoints signed before a restart still
+                # verify with the same key.
+                env["ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"] = str(
+                    development_signing_key(self.state_dir / "keys" / "archive-signing-key.pem")
+                )
             if svc == "provisioning":
                 env.update(
                     ORDERLINE_INTAKE_ADDRESS=f"127.0.0.1:{ports['intake']}",
@@ -372,3 +378,20 @@ def health_check(address: str, service: str = "") -> bool:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
+
+
+def development_signing_key(path: Path) -> Path:
+    """An Ed25519 key for the local archive's checkpoints, made once per state directory."""
+    if not path.exists():
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        path.chmod(0o600)
+    return path

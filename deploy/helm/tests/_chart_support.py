@@ -196,6 +196,17 @@ SCENARIOS: dict[str, Values] = {
         },
         "services": {
             svc: {"database": {"existingSecret": f"ext-db-{svc}", "secretKey": "uri"}}
+            | (
+                {
+                    "signingKey": {
+                        "existingSecret": "ext-archive-key",
+                        "key": "ed25519.pem",
+                        "origin": "example.com/orderline",
+                    }
+                }
+                if svc == "archive"
+                else {}
+            )
             for svc in ("intake", "provisioning", "device-monitor", "archive", "reporting")
         },
         "tests": {"tokenSecret": "ext-clerk", "tokenKey": "token"},

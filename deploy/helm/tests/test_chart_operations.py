@@ -357,6 +357,7 @@ def test_external_secrets_are_referenced_and_the_chart_creates_none() -> None:
         ("ext-auth", "tokens.json"),
         ("ext-auth", "service-token"),
         ("ext-clerk", "token"),
+        ("ext-archive-key", "ed25519.pem"),
         *((f"ext-db-{svc}", "uri") for svc in PORTS),
     }
     for svc, deployment in of_kind(manifests, "Deployment").items():

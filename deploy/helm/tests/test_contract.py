@@ -65,6 +65,8 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "auth_jwks_refresh_seconds": "a tuning knob with a safe default",
     "auth_jwks_min_refresh_seconds": "a tuning knob with a safe default",
     "catalogue_file": "intake ships its catalogue in the package",
+    "archive_signing_key_file": "set when services.archive.signingKey.existingSecret is set; "
+    "unset, the archive gives no checkpoint (never an unsigned one)",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
     "retry_initial_seconds": "a tuning knob with a safe default",
@@ -176,6 +178,26 @@ def test_secret_settings_are_given_once_their_secrets_are_named() -> None:
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
         for field in ("nats_credentials_file", "auth_tokens_file", "service_token"):
             assert env_name(field) in env, (svc, field)
+        if svc == "archive":
+            # The checkpoint key: its Secret mounted read-only where the setting points.
+            pod = deployment["spec"]["template"]["spec"]
+            assert env[env_name("archive_signing_key_file")]["value"] == (
+                "/etc/orderline/archive/signing-key.pem"
+            )
+            assert env[env_name("archive_log_origin")]["value"] == "example.com/orderline"
+            (volume,) = [v for v in pod["volumes"] if v["name"] == "archive-signing-key"]
+            assert volume["secret"]["secretName"] == "ext-archive-key"
+            assert volume["secret"]["items"] == [{"key": "ed25519.pem", "path": "signing-key.pem"}]
+            (mount,) = [
+                m
+                for m in pod["containers"][0]["volumeMounts"]
+                if m["name"] == "archive-signing-key"
+            ]
+            assert mount == {
+                "name": "archive-signing-key",
+                "mountPath": "/etc/orderline/archive",
+                "readOnly": True,
+            }
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

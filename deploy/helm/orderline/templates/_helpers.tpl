@@ -253,6 +253,14 @@ carries no development-token setting at all. */}}
 - name: ORDERLINE_METRICS_PORT
   value: {{ int $svc.metrics.port | quote }}
 {{- end }}
+{{- if eq .name "archive" }}
+- name: ORDERLINE_ARCHIVE_LOG_ORIGIN
+  value: {{ $svc.signingKey.origin | quote }}
+{{- if $svc.signingKey.existingSecret }}
+- name: ORDERLINE_ARCHIVE_SIGNING_KEY_FILE
+  value: /etc/orderline/archive/signing-key.pem
+{{- end }}
+{{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
 - name: ORDERLINE_INTAKE_ADDRESS
@@ -297,6 +305,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/auth
   readOnly: true
 {{- end }}
+{{- if and (eq .name "archive") .svc.signingKey.existingSecret }}
+- name: archive-signing-key
+  mountPath: /etc/orderline/archive
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes shared by the Deployment and the migration Job. */}}
@@ -321,6 +334,15 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ .svc.auth.tokensFileKey }}
         path: tokens.json
+{{- end }}
+{{- if and (eq .name "archive") .svc.signingKey.existingSecret }}
+- name: archive-signing-key
+  secret:
+    secretName: {{ .svc.signingKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.signingKey.key }}
+        path: signing-key.pem
 {{- end }}
 {{- end -}}
 

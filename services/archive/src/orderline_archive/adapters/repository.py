@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
 
-from orderline_archive.adapters.tables import CHAIN_HEAD_ID, chain_head, documents, dossiers
+from orderline_archive.adapters.tables import (
+    CHAIN_HEAD_ID,
+    chain_head,
+    documents,
+    dossiers,
+    log_nodes,
+)
 from orderline_archive.domain.chain import Document, Seal, SealedDossier, StoredDocument
 from orderline_runtime.database import SqlConnection
 
@@ -163,3 +169,41 @@ class DossierRepository:
             )
             for r in rows
         ]
+
+    # --- the transparency log ---------------------------------------------------------------
+
+    async def log_size(self) -> int:
+        """How many leaves the log holds (the leaves are indices 0 … size-1)."""
+        last = (
+            await self.session.execute(
+                select(func.max(log_nodes.c.idx)).where(log_nodes.c.level == 0)
+            )
+        ).scalar_one_or_none()
+        return 0 if last is None else int(last) + 1
+
+    async def log_nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored perfect-subtree hashes of these (level, index) keys that exist."""
+        wanted = sorted(set(keys))
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = await self.session.execute(
+                select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
+                    tuple_(log_nodes.c.level, log_nodes.c.idx).in_(chunk)
+                )
+            )
+            for level, idx, hash_ in rows:
+                found[(int(level), int(idx))] = bytes(hash_)
+        return found
+
+    async def add_log_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        await self.session.execute(
+            insert(log_nodes), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
+        )
+
+    async def sequence_of_order(self, order_id: str) -> int | None:
+        return (
+            await self.session.execute(
+                select(dossiers.c.sequence).where(dossiers.c.order_id == order_id)
+            )
+        ).scalar_one_or_none()

@@ -57,3 +57,13 @@ documents = Table(
     Column("sha256", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False),
 )
+
+# The transparency log (domain/merkle.py): the hash of every perfect subtree, the leaves at
+# level 0. Written once when complete and never changed; a proof reads O(log n) rows.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)

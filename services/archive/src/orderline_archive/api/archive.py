@@ -1,4 +1,4 @@
-"""ArchiveService: GetDossier, ListDossiers, VerifyChain."""
+"""ArchiveService: dossiers, the chain check, and the transparency log's checkpoints and proofs."""
 
 from __future__ import annotations
 
@@ -51,6 +51,55 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             valid=verdict.valid,
             records_checked=verdict.records_checked,
             first_broken_dossier_id=verdict.first_broken_dossier_id,
+        )
+
+    async def GetCheckpoint(
+        self, request: archive_pb2.GetCheckpointRequest, context: Any
+    ) -> archive_pb2.GetCheckpointResponse:
+        signed = await self.queries.checkpoint()
+        return archive_pb2.GetCheckpointResponse(
+            signed_note=signed.note,
+            tree_size=signed.size,
+            root_hash=signed.root,
+            verifier_key=signed.verifier_key,
+        )
+
+    async def GetInclusionProof(
+        self, request: archive_pb2.GetInclusionProofRequest, context: Any
+    ) -> archive_pb2.GetInclusionProofResponse:
+        problems = Violations()
+        if not request.order_id.strip():
+            problems.add("order_id", "required")
+        if request.tree_size < 0:
+            problems.add("tree_size", "must not be negative (0 means the current size)")
+        problems.raise_if_any()
+        found = await self.queries.inclusion_proof(request.order_id, request.tree_size)
+        return archive_pb2.GetInclusionProofResponse(
+            leaf_index=found.leaf_index,
+            tree_size=found.tree_size,
+            leaf_data=found.leaf_data,
+            proof=found.proof,
+            root_hash=found.root,
+        )
+
+    async def GetConsistencyProof(
+        self, request: archive_pb2.GetConsistencyProofRequest, context: Any
+    ) -> archive_pb2.GetConsistencyProofResponse:
+        problems = Violations()
+        if request.first_tree_size <= 0:
+            problems.add("first_tree_size", "must be at least 1")
+        if request.second_tree_size < 0:
+            problems.add("second_tree_size", "must not be negative (0 means the current size)")
+        problems.raise_if_any()
+        found = await self.queries.consistency_proof(
+            request.first_tree_size, request.second_tree_size
+        )
+        return archive_pb2.GetConsistencyProofResponse(
+            first_tree_size=found.first_size,
+            second_tree_size=found.second_size,
+            proof=found.proof,
+            first_root_hash=found.first_root,
+            second_root_hash=found.second_root,
         )
 
 

@@ -1,4 +1,5 @@
-"""Reading the archive: one dossier, pages of dossiers, and verification of the whole chain."""
+"""Reading the archive: one dossier, pages of dossiers, verification of the whole chain, and
+the transparency log's checkpoints and proofs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from orderline_archive.adapters.repository import DossierRepository
+from orderline_archive.app.log import (
+    ConsistencyProof,
+    InclusionProof,
+    LogReader,
+    SignedCheckpoint,
+    Signer,
+)
 from orderline_archive.domain.chain import ChainVerdict, ChainVerifier, SealedDossier
 from orderline_runtime.errors import NotFound
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
@@ -36,8 +44,23 @@ class DossierPage:
 
 
 class ArchiveQueries:
-    def __init__(self, uow: UnitOfWorkFactory[DossierRepository]) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory[DossierRepository], signer: Signer | None = None
+    ) -> None:
         self.uow = uow
+        self.signer = signer
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        async with self.uow(read_only=True) as uow:
+            return await LogReader(uow.repos).checkpoint(self.signer)
+
+    async def inclusion_proof(self, order_id: str, tree_size: int) -> InclusionProof:
+        async with self.uow(read_only=True) as uow:
+            return await LogReader(uow.repos).inclusion(order_id, tree_size)
+
+    async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        async with self.uow(read_only=True) as uow:
+            return await LogReader(uow.repos).consistency(first, second)
 
     async def get_dossier(self, order_id: str) -> SealedDossier:
         async with self.uow(read_only=True) as uow:

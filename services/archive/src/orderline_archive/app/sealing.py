@@ -1,4 +1,5 @@
-"""Sealing: one dossier per completed order, appended to the hash chain with its event.
+"""Sealing: one dossier per completed order, appended to the hash chain and the transparency
+log (a leaf of its Merkle tree) with its event.
 
 Sequence numbers must stay gap-free and unique with several archive replicas on one
 PostgreSQL database. We lock the chain head row (`SELECT ... FOR UPDATE`) rather than rely on a
@@ -26,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline.order.v1 import order_pb2
 from orderline_archive.adapters.repository import DossierRepository
+from orderline_archive.app.log import append_leaf, catch_up
 from orderline_archive.domain.chain import seal_next
 from orderline_archive.domain.documents import (
     Milestone,
@@ -33,6 +35,7 @@ from orderline_archive.domain.documents import (
     StateChange,
     dossier_documents,
 )
+from orderline_archive.domain.log_record import dossier_leaf
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.ids import new_id
@@ -70,13 +73,24 @@ class DossierSealer:
         docs = dossier_documents(order_summary(payload, order_id))
         seal = seal_next(head.sequence, head.content_hash, docs)
         dossier_id = new_id()
+        sealed_at = self.clock()
         await repo.add_sealed(
             dossier_id=dossier_id,
             order_id=order_id,
             seal=seal,
-            sealed_at=self.clock(),
+            sealed_at=sealed_at,
             docs=docs,
         )
+        # The dossier becomes leaf sequence-1 of the transparency log, in the same transaction.
+        await catch_up(repo, seal.sequence - 1)
+        leaf = dossier_leaf(
+            dossier_id=dossier_id,
+            order_id=order_id,
+            sequence=seal.sequence,
+            content_hash=seal.content_hash,
+            sealed_at=sealed_at,
+        )
+        await append_leaf(repo, seal.sequence - 1, leaf)
         uow.emit(
             archive_events_pb2.DossierSealed(
                 dossier_id=dossier_id,

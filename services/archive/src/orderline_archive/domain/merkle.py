@@ -204,3 +204,27 @@ class MemoryTree:
 
     def root(self, size: int | None = None) -> bytes:
         return root(self.size if size is None else size, self.node)
+
+
+def nodes_needed(compute: Callable[[PerfectNode], object]) -> set[tuple[int, int]]:
+    """The perfect nodes a computation (a root, a proof) reads. The recursion's shape depends
+    only on sizes and indices, never on hash values, so one dry run with placeholder hashes
+    names them all: a store can then fetch exactly those in one query."""
+    wanted: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        wanted.add((level, index))
+        return bytes(HASH_SIZE)
+
+    compute(record)
+    return wanted
+
+
+def append_needs(index: int) -> set[tuple[int, int]]:
+    """The stored nodes `new_perfect_nodes(index, …)` reads: the left siblings it closes."""
+    wanted: set[tuple[int, int]] = set()
+    level, i = 0, index
+    while i & 1:
+        wanted.add((level, i - 1))
+        level, i = level + 1, i >> 1
+    return wanted

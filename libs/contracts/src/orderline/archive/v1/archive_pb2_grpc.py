@@ -50,6 +50,21 @@ class ArchiveServiceStub:
                 request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainRequest.SerializeToString,
                 response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/GetCheckpoint',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/GetInclusionProof',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/GetConsistencyProof',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -74,6 +89,26 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The transparency log (RFC 9162 Merkle tree, one leaf per sealed dossier): a signed
+        checkpoint of its current size and root, and the proofs an auditor checks against one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +126,21 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.VerifyChain,
                     request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainRequest.FromString,
                     response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +225,87 @@ class ArchiveService:
             '/orderline.archive.v1.ArchiveService/VerifyChain',
             orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainRequest.SerializeToString,
             orderline_dot_archive_dot_v1_dot_archive__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/GetCheckpoint',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/GetInclusionProof',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/GetConsistencyProof',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.FromString,
             options,
             channel_credentials,
             insecure,

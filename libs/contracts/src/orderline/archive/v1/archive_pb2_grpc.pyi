@@ -36,6 +36,12 @@ class ArchiveServiceStub:
     GetDossier: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetDossierRequest, _archive_pb2.GetDossierResponse]
     ListDossiers: _grpc.UnaryUnaryMultiCallable[_archive_pb2.ListDossiersRequest, _archive_pb2.ListDossiersResponse]
     VerifyChain: _grpc.UnaryUnaryMultiCallable[_archive_pb2.VerifyChainRequest, _archive_pb2.VerifyChainResponse]
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetCheckpointRequest, _archive_pb2.GetCheckpointResponse]
+    """The transparency log (RFC 9162 Merkle tree, one leaf per sealed dossier): a signed
+    checkpoint of its current size and root, and the proofs an auditor checks against one.
+    """
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetInclusionProofRequest, _archive_pb2.GetInclusionProofResponse]
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetConsistencyProofRequest, _archive_pb2.GetConsistencyProofResponse]
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -45,6 +51,12 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     GetDossier: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetDossierRequest, _archive_pb2.GetDossierResponse]  # type: ignore[assignment]
     ListDossiers: _aio.UnaryUnaryMultiCallable[_archive_pb2.ListDossiersRequest, _archive_pb2.ListDossiersResponse]  # type: ignore[assignment]
     VerifyChain: _aio.UnaryUnaryMultiCallable[_archive_pb2.VerifyChainRequest, _archive_pb2.VerifyChainResponse]  # type: ignore[assignment]
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetCheckpointRequest, _archive_pb2.GetCheckpointResponse]  # type: ignore[assignment]
+    """The transparency log (RFC 9162 Merkle tree, one leaf per sealed dossier): a signed
+    checkpoint of its current size and root, and the proofs an auditor checks against one.
+    """
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetInclusionProofRequest, _archive_pb2.GetInclusionProofResponse]  # type: ignore[assignment]
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetConsistencyProofRequest, _archive_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
     """ArchiveService keeps the sealed, hash-chained dossier of every completed order."""
@@ -69,5 +81,29 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _archive_pb2.VerifyChainRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_archive_pb2.VerifyChainResponse, _abc.Awaitable[_archive_pb2.VerifyChainResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _archive_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.GetCheckpointResponse, _abc.Awaitable[_archive_pb2.GetCheckpointResponse]]:
+        """The transparency log (RFC 9162 Merkle tree, one leaf per sealed dossier): a signed
+        checkpoint of its current size and root, and the proofs an auditor checks against one.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInclusionProof(
+        self,
+        request: _archive_pb2.GetInclusionProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.GetInclusionProofResponse, _abc.Awaitable[_archive_pb2.GetInclusionProofResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _archive_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.GetConsistencyProofResponse, _abc.Awaitable[_archive_pb2.GetConsistencyProofResponse]]: ...
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,182 @@
+"""The transparency log through the archive's real gRPC API, on SQLite and PostgreSQL: every
+sealed dossier is provable against a signed checkpoint an auditor keeps, later checkpoints
+prove they extend earlier ones, and a record changed in the database fails its proof."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from archive_harness import (
+    Producer,
+    RunningArchive,
+    auth,
+    emit_completed,
+    list_all,
+    violations,
+)
+from sqlalchemy import delete, update
+
+from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+from orderline_archive.adapters.tables import dossiers, log_nodes
+from orderline_archive.app.queries import ArchiveQueries
+from orderline_archive.domain.checkpoint import Checkpoint, Verifier, open_note
+from orderline_archive.domain.merkle import leaf_hash, verify_consistency, verify_inclusion
+from orderline_devtools.waiting import eventually
+from orderline_runtime.errors import FailedPrecondition
+
+AUDITOR = auth("auditor")
+
+
+async def seal(producer: Producer, stub: archive_pb2_grpc.ArchiveServiceStub, *ids: str) -> None:
+    before = len(await list_all(stub))
+    for order_id in ids:
+        await emit_completed(producer, order_id)
+    await eventually(lambda: list_all(stub), lambda ds: len(ds) == before + len(ids))
+
+
+async def kept_checkpoint(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub
+) -> Checkpoint:
+    """A checkpoint as an auditor keeps it: verified with the verifier key held outside."""
+    reply = await stub.GetCheckpoint(archive_pb2.GetCheckpointRequest(), metadata=AUDITOR)
+    assert reply.verifier_key == archive.verifier_key
+    kept = open_note(reply.signed_note, Verifier.parse(archive.verifier_key))
+    assert (kept.size, kept.root) == (reply.tree_size, reply.root_hash)
+    return kept
+
+
+async def proves(
+    stub: archive_pb2_grpc.ArchiveServiceStub, order_id: str, kept: Checkpoint
+) -> bool:
+    reply = await stub.GetInclusionProof(
+        archive_pb2.GetInclusionProofRequest(order_id=order_id, tree_size=kept.size),
+        metadata=AUDITOR,
+    )
+    assert reply.tree_size == kept.size
+    return verify_inclusion(
+        leaf_hash(reply.leaf_data), reply.leaf_index, kept.size, list(reply.proof), kept.root
+    )
+
+
+async def test_every_sealed_dossier_is_provable_against_a_signed_checkpoint(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    orders = [f"ord-{i:04d}" for i in range(7)]
+    await seal(producer, stub, *orders)
+    kept = await kept_checkpoint(archive, stub)
+    assert kept.size == 7 and kept.origin == "test.orderline/archive"
+    listed = {d.order_id: d for d in await list_all(stub)}
+    for order_id in orders:
+        assert await proves(stub, order_id, kept)
+        reply = await stub.GetInclusionProof(
+            archive_pb2.GetInclusionProofRequest(order_id=order_id), metadata=AUDITOR
+        )
+        # The leaf names the dossier and the content hash that covers its documents.
+        assert listed[order_id].id.encode() in reply.leaf_data
+        assert listed[order_id].content_hash.encode() in reply.leaf_data
+        assert reply.leaf_index == listed[order_id].sequence - 1
+
+
+async def test_a_later_checkpoint_proves_it_extends_an_earlier_one(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    await seal(producer, stub, "ord-a", "ord-b", "ord-c")
+    earlier = await kept_checkpoint(archive, stub)
+    await seal(producer, stub, "ord-d", "ord-e")
+    later = await kept_checkpoint(archive, stub)
+    reply = await stub.GetConsistencyProof(
+        archive_pb2.GetConsistencyProofRequest(
+            first_tree_size=earlier.size, second_tree_size=later.size
+        ),
+        metadata=AUDITOR,
+    )
+    assert (reply.first_root_hash, reply.second_root_hash) == (earlier.root, later.root)
+    assert verify_consistency(earlier.size, later.size, earlier.root, later.root, reply.proof)
+    # Old dossiers stay provable against the old checkpoint.
+    assert await proves(stub, "ord-a", earlier)
+
+
+async def test_a_record_changed_in_the_database_fails_against_the_kept_checkpoint(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    """Someone with write access to the archive's database edits a sealed record: its proof
+    fails. Rewriting the log's nodes to match moves the root, and the archive can no longer
+    prove that its tree extends the checkpoint the auditor kept."""
+    await seal(producer, stub, "ord-1", "ord-2", "ord-3", "ord-4")
+    kept = await kept_checkpoint(archive, stub)
+    assert await proves(stub, "ord-2", kept)
+
+    async with archive.service.db.transaction() as session:
+        await session.execute(
+            update(dossiers).where(dossiers.c.order_id == "ord-2").values(content_hash="0" * 64)
+        )
+    assert not await proves(stub, "ord-2", kept)
+    assert await proves(stub, "ord-3", kept)
+
+    # Rewrite the whole log from the edited records (what a careful forger would do).
+    async with archive.service.db.transaction() as session:
+        await session.execute(delete(log_nodes))
+    await seal(producer, stub, "ord-5")  # the next sealing rebuilds the log from the records
+    rewritten = await kept_checkpoint(archive, stub)
+    assert rewritten.size == 5
+    assert await proves(stub, "ord-2", rewritten)  # consistent with itself...
+    reply = await stub.GetConsistencyProof(
+        archive_pb2.GetConsistencyProofRequest(first_tree_size=kept.size), metadata=AUDITOR
+    )
+    # ...but not with what the auditor kept.
+    assert reply.first_root_hash != kept.root
+    assert not verify_consistency(kept.size, rewritten.size, kept.root, rewritten.root, reply.proof)
+
+
+async def test_dossiers_sealed_before_the_log_existed_join_it_in_order(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    await seal(producer, stub, "old-1", "old-2", "old-3")
+    async with archive.service.db.transaction() as session:
+        await session.execute(delete(log_nodes))  # as after the upgrade that adds the log
+    await seal(producer, stub, "new-1")
+    kept = await kept_checkpoint(archive, stub)
+    assert kept.size == 4
+    for order_id in ("old-1", "old-2", "old-3", "new-1"):
+        assert await proves(stub, order_id, kept)
+
+
+async def test_bad_log_requests_are_refused_and_nothing_unsigned_is_given(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    await seal(producer, stub, "ord-x", "ord-y")
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetInclusionProof(
+            archive_pb2.GetInclusionProofRequest(order_id="no-such"), metadata=AUDITOR
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(grpc.aio.AioRpcError) as too_big:
+        await stub.GetInclusionProof(
+            archive_pb2.GetInclusionProofRequest(order_id="ord-x", tree_size=3), metadata=AUDITOR
+        )
+    assert too_big.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(too_big.value)) == {"tree_size"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as before_leaf:
+        await stub.GetInclusionProof(
+            archive_pb2.GetInclusionProofRequest(order_id="ord-y", tree_size=1), metadata=AUDITOR
+        )
+    assert set(violations(before_leaf.value)) == {"tree_size"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as bad_sizes:
+        await stub.GetConsistencyProof(
+            archive_pb2.GetConsistencyProofRequest(first_tree_size=0, second_tree_size=-1),
+            metadata=AUDITOR,
+        )
+    assert bad_sizes.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(bad_sizes.value)) == {"first_tree_size", "second_tree_size"}
+
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await stub.GetCheckpoint(archive_pb2.GetCheckpointRequest())
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # Without a signing key the archive gives no checkpoint at all rather than an unsigned one.
+    with pytest.raises(FailedPrecondition, match="ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"):
+        await ArchiveQueries(archive.service.uow, signer=None).checkpoint()
