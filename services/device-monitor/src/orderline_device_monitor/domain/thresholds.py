@@ -1,8 +1,9 @@
-"""The limits that tell a good device from an abnormal one, per health category.
+"""The fleet simulator's limits between a good device and an abnormal one, per category.
 
-The one place device-monitor keeps them. They are the limits of the fleet simulator's reference
-evaluation (simulators/README.md, "Telemetry thresholds"), so a fault injected there in one
-category is seen here as exactly that category; a unit test checks the two agree.
+The rules file (``device_rules.yaml``) is what device-monitor applies; these constants are the
+contract it must meet: the default model's major thresholds equal them (a unit test checks
+both against the simulator's reference evaluation, simulators/README.md, "Telemetry
+thresholds"), so a fault injected there in one category is seen here as exactly that category.
 
 A value is abnormal when it is strictly above its maximum (``>``); a flag is abnormal when false.
 """
