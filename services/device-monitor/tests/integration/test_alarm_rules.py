@@ -8,12 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 from device_monitor_harness import DeviceMonitor, Launcher, ago, eventually, sample
 
 import orderline_device_monitor
 from orderline.device.v1 import device_pb2
+from orderline_device_monitor.api.convert import reading_from_proto
+from orderline_device_monitor.domain.evaluator import SampleAt, replay
+from orderline_device_monitor.domain.health import Category, Severity
 from orderline_device_monitor.domain.rules import RULES_FILE, load_rules, parse_rules
 
 GOOD = device_pb2.HEALTH_STATE_GOOD
@@ -40,18 +44,20 @@ async def test_a_fault_must_last_its_pending_period_to_make_a_device_abnormal(
     monitor: DeviceMonitor,
 ) -> None:
     device = "CPE-0601"
-    await monitor.stream(
-        [sample(device, ago(6), temperature_c=90.0)],
-        [sample(device, ago(5))],  # too short: the pending period starts again
-        [sample(device, ago(4), temperature_c=90.0)],
-        [sample(device, ago(3), temperature_c=90.0)],
-    )
+    sent = [
+        sample(device, ago(6), temperature_c=90.0),
+        sample(device, ago(5)),  # too short: the pending period starts again
+        sample(device, ago(4), temperature_c=90.0),
+        sample(device, ago(3), temperature_c=90.0),
+    ]
+    await monitor.stream(*([s] for s in sent))
     # Pending is "degraded": not an alarm, and still fit to be worked on.
     assert (await monitor.health(device)).state == GOOD
     assert (await monitor.fitness(device)).fit
     assert (await monitor.alarms(device_id=device)).alarms == []
 
-    await monitor.stream([sample(device, temperature_c=90.0)])
+    sent.append(sample(device, temperature_c=90.0))
+    await monitor.stream([sent[-1]])
     health = await monitor.health(device)
     assert (health.state, list(health.abnormal)) == (ABNORMAL, [device_pb2.HEALTH_CATEGORY_THERMAL])
     reply = await monitor.fitness(device)
@@ -65,6 +71,15 @@ async def test_a_fault_must_last_its_pending_period_to_make_a_device_abnormal(
     )
     assert raised["rules_version"] == load_rules().version
     assert raised["sample_at"] is not None
+
+    # The recorded decision is the one a replay of the samples against that version gives.
+    replayed, _ = replay(
+        load_rules(),
+        [SampleAt(reading_from_proto(s), s.observed_at.ToDatetime(tzinfo=UTC)) for s in sent],
+    )
+    assert [(t.kind.value, t.category, t.severity, t.sample_at) for t in replayed] == [
+        ("raised", Category.THERMAL, Severity.CRITICAL, raised["sample_at"])
+    ]
 
 
 async def test_a_recovery_needs_its_own_threshold_and_the_keep_firing_time(

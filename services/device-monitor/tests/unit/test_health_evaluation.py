@@ -24,6 +24,7 @@ from orderline_device_monitor.domain.health import (
     HealthView,
     Observation,
     Reading,
+    Severity,
     device_id_problem,
     fitness,
     reading_problems,
@@ -240,6 +241,37 @@ def test_only_transitions_produce_changes_over_a_sequence() -> None:
     # no alarm): the alarm stays open instead of clearing.
     assert changes == [(1, 1, 0), (4, 0, 1), (6, 1, 0), (9, 0, 0)]
     assert state is not None and state.abnormal == {Category.THERMAL}
+
+
+def test_a_warning_is_recorded_but_opens_no_alarm_and_leaves_the_device_fit() -> None:
+    warm = replace(good(), temperature_c=72.0)  # above warning (70), not major (75)
+    seen = observe(None, warm, received_at=T0, new_alarm_id=next_id)
+    assert seen.change is not None
+    assert (seen.change.raised, seen.change.cleared) == ((), ())
+    assert not seen.change.health_changed
+    assert [(t.kind.value, t.severity) for t in seen.change.transitions] == [
+        ("raised", Severity.WARNING)
+    ]
+    view = health_of(seen.state, now=T0, stale_after=STALE)
+    assert view.state is HealthState.GOOD
+    assert fitness(view).fit
+
+
+def test_a_rising_severity_regrades_the_open_alarm() -> None:
+    hot = replace(good(), temperature_c=80.0)
+    first = observe(None, hot, received_at=T0, new_alarm_id=next_id)
+    alarm = first.state.open_alarms[Category.THERMAL]
+    assert alarm.severity is Severity.MAJOR
+    later = T0 + timedelta(seconds=1)
+    hotter = observe(
+        first.state,
+        replace(hot, observed_at=later, temperature_c=90.0),
+        received_at=later,
+        new_alarm_id=next_id,
+    )
+    assert hotter.change is not None and not hotter.change.health_changed
+    assert hotter.change.severity_changes == ((alarm, Severity.CRITICAL),)
+    assert hotter.state.open_alarms[Category.THERMAL].severity is Severity.CRITICAL
 
 
 def test_an_older_reading_than_the_last_is_ignored() -> None:

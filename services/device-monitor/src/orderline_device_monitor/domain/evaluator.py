@@ -162,6 +162,9 @@ def observe_sample(
 ) -> Step:
     """Evaluates one sample observed at ``at`` (its own timestamp)."""
     current = state or DeviceEvaluation(reading.device_id, model=model)
+    if model is not None and current.model != model:
+        # A state restored before its model was known takes it from the first sample.
+        current = replace(current, model=model)
     if current.last_sample_at is not None and at < current.last_sample_at:
         return Step(current, (), out_of_order=True)
     model_rules = rules.for_model(current.model)
