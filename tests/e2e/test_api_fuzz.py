@@ -75,6 +75,7 @@ EXPECTED_RPCS = {
         "GetCheckpoint",
         "GetInclusionProof",
         "GetConsistencyProof",
+        "ExportDossier",
     },
     "ReportingService": {"GetOrderReport"},
 }

@@ -67,8 +67,12 @@ app = typer.Typer(
 )
 order_app = typer.Typer(help="Create, read and watch orders.", no_args_is_help=True)
 report_app = typer.Typer(help="Management reports.", no_args_is_help=True)
+dossier_app = typer.Typer(
+    help="Archived dossiers: export one, verify an export offline.", no_args_is_help=True
+)
 app.add_typer(order_app, name="order")
 app.add_typer(report_app, name="report")
+app.add_typer(dossier_app, name="dossier")
 
 console = Console(width=min(Console().width, WIDTH))
 STATE_DIR = Path(os.environ.get("ORDERLINE_STATE_DIR", "var"))
@@ -603,6 +607,79 @@ def report_orders(
             [[b.business_type, str(b.count)] for b in reply.by_business_type],
         )
     )
+
+
+# --- dossier ---------------------------------------------------------------------------------
+
+
+@dossier_app.command("export")
+def dossier_export(
+    order_id: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="file to write (default: its name)")
+    ] = None,
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export an order's dossier with its inclusion proof and a signed checkpoint."""
+    from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+
+    with grpc.insecure_channel(_address("archive", archive)) as channel:
+        try:
+            reply = archive_pb2_grpc.ArchiveServiceStub(channel).ExportDossier(
+                archive_pb2.ExportDossierRequest(order_id=order_id),
+                metadata=_meta(token or "dev-auditor"),
+                timeout=30,
+            )
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
+    path = out or Path(reply.file_name)
+    path.write_bytes(reply.content)
+    if as_json:
+        print_json({"file": str(path), "bytes": len(reply.content)})
+        return
+    print(f"{path}: {len(reply.content)} bytes")
+
+
+@dossier_app.command("verify")
+def dossier_verify(
+    file: Annotated[Path, typer.Argument(help="an exported dossier")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            envvar="ORDERLINE_ARCHIVE_VERIFIER_KEY",
+            help="the archive's verifier key (name+hash+key), or @FILE holding it",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify an exported dossier offline: signature, documents, content hash, inclusion."""
+    from orderline_archive.domain.export import verify_export
+
+    verifier_key = Path(key[1:]).read_text().strip() if key.startswith("@") else key
+    verdict = verify_export(file.read_bytes(), verifier_key)
+    if as_json:
+        print_json(
+            {
+                "valid": verdict.valid,
+                "order_id": verdict.order_id,
+                "dossier_id": verdict.dossier_id,
+                "tree_size": verdict.tree_size,
+                "checks": verdict.checks,
+                "problem": verdict.problem,
+            }
+        )
+    else:
+        for check in verdict.checks:
+            print(f"ok    {check}")
+        if verdict.valid:
+            print(f"verified: dossier {verdict.dossier_id} of order {verdict.order_id}")
+        else:
+            print(f"FAILED {verdict.problem}")
+    if not verdict.valid:
+        raise typer.Exit(1)
 
 
 def run() -> None:

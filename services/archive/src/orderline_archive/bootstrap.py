@@ -26,6 +26,7 @@ POLICY = {
     f"/{SERVICE}/GetCheckpoint": READERS,
     f"/{SERVICE}/GetInclusionProof": READERS,
     f"/{SERVICE}/GetConsistencyProof": READERS,
+    f"/{SERVICE}/ExportDossier": READERS,
 }
 
 

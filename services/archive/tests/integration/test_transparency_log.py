@@ -4,6 +4,11 @@ prove they extend earlier ones, and a record changed in the database fails its p
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import grpc
 import pytest
 from archive_harness import (
@@ -20,6 +25,7 @@ from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline_archive.adapters.tables import dossiers, log_nodes
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.domain.checkpoint import Checkpoint, Verifier, open_note
+from orderline_archive.domain.export import verify_export
 from orderline_archive.domain.merkle import leaf_hash, verify_consistency, verify_inclusion
 from orderline_devtools.waiting import eventually
 from orderline_runtime.errors import FailedPrecondition
@@ -180,3 +186,47 @@ async def test_bad_log_requests_are_refused_and_nothing_unsigned_is_given(
     # Without a signing key the archive gives no checkpoint at all rather than an unsigned one.
     with pytest.raises(FailedPrecondition, match="ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"):
         await ArchiveQueries(archive.service.uow, signer=None).checkpoint()
+
+
+async def test_an_exported_dossier_verifies_offline_with_the_cli(
+    archive: RunningArchive,
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+    producer: Producer,
+    tmp_path: Path,
+) -> None:
+    await seal(producer, stub, "ord-e1", "ord-e2", "ord-e3")
+    reply = await stub.ExportDossier(
+        archive_pb2.ExportDossierRequest(order_id="ord-e2"), metadata=AUDITOR
+    )
+    assert reply.file_name == "dossier-ord-e2.json"
+    assert verify_export(reply.content, archive.verifier_key).valid
+
+    exported = tmp_path / reply.file_name
+    exported.write_bytes(reply.content)
+    key_file = tmp_path / "archive.vkey"
+    key_file.write_text(archive.verifier_key + "\n")
+
+    def verify(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orderline_cli.main", "dossier", "verify", str(path),
+             "--key", f"@{key_file}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    ok = verify(exported)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "verified: dossier" in ok.stdout and "ord-e2" in ok.stdout
+
+    tampered = tmp_path / "tampered.json"
+    document = json.loads(reply.content)
+    document["dossier"]["order_id"] = "ord-e3"
+    tampered.write_text(json.dumps(document))
+    refused = verify(tampered)
+    assert refused.returncode == 1
+    assert "FAILED the inclusion proof does not lead to the checkpoint's root" in refused.stdout
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.ExportDossier(
+            archive_pb2.ExportDossierRequest(order_id="no-such"), metadata=AUDITOR
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

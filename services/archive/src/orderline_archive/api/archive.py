@@ -102,6 +102,19 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             second_root_hash=found.second_root,
         )
 
+    async def ExportDossier(
+        self, request: archive_pb2.ExportDossierRequest, context: Any
+    ) -> archive_pb2.ExportDossierResponse:
+        problems = Violations()
+        if not request.order_id.strip():
+            problems.add("order_id", "required")
+        problems.raise_if_any()
+        content = await self.queries.export(request.order_id)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.order_id)
+        return archive_pb2.ExportDossierResponse(
+            file_name=f"dossier-{safe[:80]}.json", content=content
+        )
+
 
 def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:
     message = archive_pb2.Dossier(

@@ -15,6 +15,7 @@ from orderline_archive.app.log import (
     Signer,
 )
 from orderline_archive.domain.chain import ChainVerdict, ChainVerifier, SealedDossier
+from orderline_archive.domain.export import build_export
 from orderline_runtime.errors import NotFound
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
@@ -57,6 +58,19 @@ class ArchiveQueries:
     async def inclusion_proof(self, order_id: str, tree_size: int) -> InclusionProof:
         async with self.uow(read_only=True) as uow:
             return await LogReader(uow.repos).inclusion(order_id, tree_size)
+
+    async def export(self, order_id: str) -> bytes:
+        """The dossier with its proof against a checkpoint signed now (one snapshot)."""
+        async with self.uow(read_only=True) as uow:
+            reader = LogReader(uow.repos)
+            signed = await reader.checkpoint(self.signer)
+            dossier = await uow.repos.get_by_order(order_id)
+            if dossier is None:
+                raise NotFound("dossier", order_id)
+            found = await reader.inclusion(order_id, signed.size)
+        return build_export(
+            dossier, leaf_index=found.leaf_index, proof=found.proof, signed_note=signed.note
+        )
 
     async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         async with self.uow(read_only=True) as uow:

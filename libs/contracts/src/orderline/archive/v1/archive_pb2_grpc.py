@@ -65,6 +65,11 @@ class ArchiveServiceStub:
                 request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.ExportDossier = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/ExportDossier',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -109,6 +114,14 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportDossier(self, request, context):
+        """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
+        which `orderline dossier verify` checks offline with the archive's verifier key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +154,11 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'ExportDossier': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportDossier,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +324,33 @@ class ArchiveService:
             '/orderline.archive.v1.ArchiveService/GetConsistencyProof',
             orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofRequest.SerializeToString,
             orderline_dot_archive_dot_v1_dot_archive__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportDossier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/ExportDossier',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.FromString,
             options,
             channel_credentials,
             insecure,

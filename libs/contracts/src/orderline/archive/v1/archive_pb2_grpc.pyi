@@ -42,6 +42,10 @@ class ArchiveServiceStub:
     """
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetInclusionProofRequest, _archive_pb2.GetInclusionProofResponse]
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_archive_pb2.GetConsistencyProofRequest, _archive_pb2.GetConsistencyProofResponse]
+    ExportDossier: _grpc.UnaryUnaryMultiCallable[_archive_pb2.ExportDossierRequest, _archive_pb2.ExportDossierResponse]
+    """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
+    which `orderline dossier verify` checks offline with the archive's verifier key.
+    """
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -57,6 +61,10 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     """
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetInclusionProofRequest, _archive_pb2.GetInclusionProofResponse]  # type: ignore[assignment]
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_archive_pb2.GetConsistencyProofRequest, _archive_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
+    ExportDossier: _aio.UnaryUnaryMultiCallable[_archive_pb2.ExportDossierRequest, _archive_pb2.ExportDossierResponse]  # type: ignore[assignment]
+    """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
+    which `orderline dossier verify` checks offline with the archive's verifier key.
+    """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
     """ArchiveService keeps the sealed, hash-chained dossier of every completed order."""
@@ -105,5 +113,15 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _archive_pb2.GetConsistencyProofRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_archive_pb2.GetConsistencyProofResponse, _abc.Awaitable[_archive_pb2.GetConsistencyProofResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportDossier(
+        self,
+        request: _archive_pb2.ExportDossierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.ExportDossierResponse, _abc.Awaitable[_archive_pb2.ExportDossierResponse]]:
+        """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
+        which `orderline dossier verify` checks offline with the archive's verifier key.
+        """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
