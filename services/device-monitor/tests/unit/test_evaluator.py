@@ -389,6 +389,18 @@ def test_communication_is_lost_on_the_first_tick_past_the_models_interval() -> N
     assert run.verdict() is Health.HEALTHY
 
 
+def test_a_device_whose_clock_runs_behind_is_not_lost_while_it_keeps_sending() -> None:
+    state: DeviceEvaluation | None = None
+    for second in range(0, 60, 5):
+        arrived = T0 + timedelta(seconds=second)
+        behind = arrived - timedelta(seconds=30)
+        state = observe_sample(state, reading(), behind, RULES, received_at=arrived).state
+        assert tick(state, arrived + timedelta(seconds=1), RULES).transitions == ()
+    assert state is not None
+    (lost,) = tick(state, T0 + timedelta(seconds=66), RULES).transitions
+    assert (lost.kind, lost.sample_at) == (Kind.COMMUNICATION_LOST, T0 + timedelta(seconds=25))
+
+
 def test_a_models_own_heartbeat_interval_applies() -> None:
     rules = load_rules()
     run = Run(rules, model="B860AV2.1 IPTV STB")

@@ -49,7 +49,9 @@ def observe(
     at = min(reading.observed_at or received_at, received_at)
     if current.last_observed is not None and at < current.last_observed:
         return Observation(current, None, out_of_order=True)
-    step = evaluator.observe_sample(current.evaluation, reading, at, rules, model=model)
+    step = evaluator.observe_sample(
+        current.evaluation, reading, at, rules, model=model, received_at=received_at
+    )
     verdict = evaluator.health(step.state)
     severity = {f.category: f.severity for f in verdict.failing}
     abnormal = set(verdict.abnormal_categories)
@@ -128,7 +130,7 @@ def health_of(state: DeviceState, *, now: datetime, rules: RuleSet) -> HealthVie
     evaluation = state.evaluation
     if evaluation is not None:
         evaluation = evaluator.tick(evaluation, now, rules).state
-    lost = evaluation is None or evaluation.last_sample_at is None or evaluation.communication_lost
+    lost = evaluation is None or evaluation.last_heard_at is None or evaluation.communication_lost
     first = state.first_open_alarm()
     if first is not None:
         health = HealthState.ABNORMAL

@@ -114,6 +114,9 @@ class DeviceEvaluation:
     model: str | None = None
     categories: Mapping[Category, CategoryState] = field(default_factory=dict)
     last_sample_at: datetime | None = None
+    # When the last sample arrived: the heartbeat is about hearing from the device, so a device
+    # whose clock runs behind is not "lost" while it keeps sending.
+    last_heard_at: datetime | None = None
     communication_lost: bool = False
 
     def category(self, category: Category) -> CategoryState:
@@ -159,8 +162,10 @@ def observe_sample(
     rules: RuleSet,
     *,
     model: str | None = None,
+    received_at: datetime | None = None,
 ) -> Step:
-    """Evaluates one sample observed at ``at`` (its own timestamp)."""
+    """Evaluates one sample observed at ``at`` (its own timestamp) that arrived at
+    ``received_at`` (default: ``at``)."""
     current = state or DeviceEvaluation(reading.device_id, model=model)
     if model is not None and current.model != model:
         # A state restored before its model was known takes it from the first sample.
@@ -182,17 +187,21 @@ def observe_sample(
         categories[category] = after
         out.extend(told)
     next_state = replace(
-        current, categories=categories, last_sample_at=at, communication_lost=False
+        current,
+        categories=categories,
+        last_sample_at=at,
+        last_heard_at=received_at or at,
+        communication_lost=False,
     )
     return Step(next_state, tuple(out))
 
 
 def tick(state: DeviceEvaluation, now: datetime, rules: RuleSet) -> Step:
     """A clock tick: communication is lost once no sample came for longer than the interval."""
-    if state.communication_lost or state.last_sample_at is None:
+    if state.communication_lost or state.last_heard_at is None:
         return Step(state, ())
     interval = rules.for_model(state.model).heartbeat_interval
-    if now - state.last_sample_at <= interval:
+    if now - state.last_heard_at <= interval:
         return Step(state, ())
     lost = Transition(
         state.device_id, Kind.COMMUNICATION_LOST, now, state.last_sample_at, rules.version
@@ -385,6 +394,7 @@ def align(
 class SampleAt:
     reading: Reading
     at: datetime
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -411,7 +421,14 @@ def replay(
         else:
             device_id = item.reading.device_id
             model = (models or {}).get(device_id)
-            step = observe_sample(states.get(device_id), item.reading, item.at, rules, model=model)
+            step = observe_sample(
+                states.get(device_id),
+                item.reading,
+                item.at,
+                rules,
+                model=model,
+                received_at=item.received_at,
+            )
             states[device_id] = step.state
             transitions.extend(step.transitions)
     return transitions, states
