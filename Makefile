@@ -13,7 +13,7 @@ PACKAGES := orderline_runtime orderline_catalogue orderline_devtools orderline_i
 	orderline_device_monitor orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos protos-check lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean
+.PHONY: help venv protos protos-check docs lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ protos-check: venv ## fail when protos do not lint, code is stale, or HEAD~1's c
 		echo "protos-check: buf breaking needs the previous commit (git fetch --deepen=1)" >&2; \
 		exit 1; }
 	$(BIN)/buf breaking protos --against '.git#ref=HEAD~1,subdir=protos'
+
+docs: venv ## regenerate the generated tables in docs/ (topology, role matrix)
+	$(BIN)/python scripts/gen_docs.py
 
 lint: venv typecheck ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

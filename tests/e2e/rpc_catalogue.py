@@ -3,7 +3,7 @@ policy admits and a hypothesis strategy for its request derived from the message
 
 A new RPC, message field or enum value is picked up without touching the tests: the services
 come from `orderline.<pkg>.v1.<pkg>_pb2.DESCRIPTOR.services_by_name`, the roles from each
-service's `bootstrap.POLICY`, and the requests from the field types.
+service's `bootstrap.policy()` (its roles.yaml), and the requests from the field types.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Rpc:
 
 def _policy(process: str) -> Mapping[str, frozenset[str]]:
     module = importlib.import_module(f"orderline_{process.replace('-', '_')}.bootstrap")
-    return dict(module.POLICY)
+    return dict(module.policy())
 
 
 def catalogue() -> list[Rpc]:

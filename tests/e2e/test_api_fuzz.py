@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from orderline.provisioning.v1 import provisioning_pb2
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import LocalStack, health_check
 from orderline_devtools.waiting import wait_until
+from orderline_runtime.rpc.auth import ROLES
 from tests.e2e.faults import CLERK, all_pages
 from tests.e2e.rpc_catalogue import Rpc, catalogue, garbage, requests
 
@@ -428,6 +429,22 @@ def test_every_rpc_is_discovered_and_has_a_policy() -> None:
         assert rpc.roles, f"{rpc.path} is in no policy: nobody may call it"
     for service, names in EXPECTED_RPCS.items():
         assert names <= found[service], (service, found[service])
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=str)
+def test_exactly_the_roles_of_the_matrix_get_past_authorization(fuzzer: Fuzzer, rpc: Rpc) -> None:
+    """The role matrix (docs/roles.md), tried on the running stack: each of the seven roles
+    calls the RPC with an empty request. The roles listed get an answer other than
+    PERMISSION_DENIED (whatever the empty request deserves); every other role is refused."""
+    assert rpc.roles <= ROLES
+    seen: dict[str, grpc.StatusCode] = {}
+    for role in sorted(ROLES):
+        as_role = replace(rpc, roles=frozenset({role}))
+        empty = [] if rpc.client_streaming else rpc.request()
+        seen[role] = fuzzer.send(as_role, empty, raw=False).code
+    refused = {role for role, code in seen.items() if code == grpc.StatusCode.PERMISSION_DENIED}
+    assert refused == ROLES - rpc.roles, seen
+    assert grpc.StatusCode.UNAUTHENTICATED not in seen.values(), seen
 
 
 @pytest.mark.parametrize("rpc", RPCS, ids=str)

@@ -12,22 +12,20 @@ from orderline_archive.app.log import Signer
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.app.sealing import DossierSealer
 from orderline_archive.settings import ArchiveSettings
+from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
 SERVICE = "orderline.archive.v1.ArchiveService"
-READERS = frozenset({"clerk", "auditor", "manager", "service"})
 
-# Roles per RPC, from docs/architecture.md (deny by default).
-POLICY = {
-    f"/{SERVICE}/GetDossier": READERS,
-    f"/{SERVICE}/ListDossiers": READERS,
-    f"/{SERVICE}/VerifyChain": READERS,
-    f"/{SERVICE}/GetCheckpoint": READERS,
-    f"/{SERVICE}/GetInclusionProof": READERS,
-    f"/{SERVICE}/GetConsistencyProof": READERS,
-    f"/{SERVICE}/ExportDossier": READERS,
-}
+
+ROLES_FILE = Path(__file__).with_name("roles.yaml")
+GRPC_SERVICES = ("orderline.archive.v1.ArchiveService",)
+
+
+def policy() -> dict[str, frozenset[str]]:
+    """Who may call each RPC: roles.yaml, checked against the contracts (docs/roles.md)."""
+    return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
 def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]:
@@ -36,7 +34,7 @@ def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        policy=POLICY,
+        policy=policy(),
         repositories=DossierRepository,
     )
     signer = None

@@ -26,19 +26,23 @@ from orderline_device_monitor.domain.rules import (
     with_heartbeat_interval,
 )
 from orderline_device_monitor.settings import DeviceMonitorSettings
+from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
 SERVICE_NAME = "device-monitor"
-_READERS = frozenset({"clerk", "engineer", "maintenance", "auditor", "manager", "service"})
 
-# Roles per RPC, from docs/architecture.md (deny by default).
-POLICY: dict[str, frozenset[str]] = {
-    "/orderline.device.v1.TelemetryIngestService/StreamTelemetry": frozenset({"service"}),
-    "/orderline.device.v1.DeviceHealthService/GetDeviceHealth": _READERS,
-    "/orderline.device.v1.DeviceHealthService/CheckFitness": _READERS,
-    "/orderline.device.v1.DeviceHealthService/ListAlarms": _READERS,
-}
+
+ROLES_FILE = Path(__file__).with_name("roles.yaml")
+GRPC_SERVICES = (
+    "orderline.device.v1.TelemetryIngestService",
+    "orderline.device.v1.DeviceHealthService",
+)
+
+
+def policy() -> dict[str, frozenset[str]]:
+    """Who may call each RPC: roles.yaml, checked against the contracts (docs/roles.md)."""
+    return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
 def rules_for(settings: DeviceMonitorSettings, path: Path = RULES_FILE) -> RuleSet:
@@ -60,7 +64,7 @@ def build(
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        policy=POLICY,
+        policy=policy(),
         repositories=DeviceRepository,
     )
     book = HealthBook()

@@ -12,20 +12,17 @@ from orderline_intake.api.order_service import OrderServiceApi
 from orderline_intake.app.events import OrderEventHandlers
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.settings import IntakeSettings
+from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
-_SERVICE = "/orderline.order.v1.OrderService/"
-_READERS = frozenset(
-    {"clerk", "reviewer", "engineer", "maintenance", "auditor", "manager", "service"}
-)
-POLICY = {
-    _SERVICE + "CreateOrder": frozenset({"clerk", "service"}),
-    _SERVICE + "GetOrder": _READERS,
-    _SERVICE + "ListOrders": _READERS,
-    _SERVICE + "WatchOrders": _READERS,
-    _SERVICE + "ListBusinessTypes": _READERS,
-}
+ROLES_FILE = Path(__file__).with_name("roles.yaml")
+GRPC_SERVICES = ("orderline.order.v1.OrderService",)
+
+
+def policy() -> dict[str, frozenset[str]]:
+    """Who may call each RPC: roles.yaml, checked against the contracts (docs/roles.md)."""
+    return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
 def build(settings: IntakeSettings | None = None) -> Service[SqlOrderRepository]:
@@ -34,7 +31,7 @@ def build(settings: IntakeSettings | None = None) -> Service[SqlOrderRepository]
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        policy=POLICY,
+        policy=policy(),
         repositories=SqlOrderRepository,
     )
     app = OrderApp(service.uow, load_catalogue(settings.catalogue_file), service.clock)

@@ -23,17 +23,23 @@ from orderline_provisioning.app.steps import StepPolicy, StepRunner
 from orderline_provisioning.app.worker import JobWorker
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.settings import ProvisioningSettings
+from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
 SERVICE = "provisioning"
-READERS = frozenset({"clerk", "engineer", "auditor", "manager", "service"})
-POLICY = {
-    "/orderline.provisioning.v1.ProvisioningService/GetJob": READERS,
-    "/orderline.provisioning.v1.ProvisioningService/ListJobs": READERS,
-    "/orderline.provisioning.v1.VoucherService/GetVoucher": READERS,
-    "/orderline.provisioning.v1.VoucherService/VerifyVoucher": READERS,
-}
+
+
+ROLES_FILE = Path(__file__).with_name("roles.yaml")
+GRPC_SERVICES = (
+    "orderline.provisioning.v1.ProvisioningService",
+    "orderline.provisioning.v1.VoucherService",
+)
+
+
+def policy() -> dict[str, frozenset[str]]:
+    """Who may call each RPC: roles.yaml, checked against the contracts (docs/roles.md)."""
+    return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
 def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository]:
@@ -42,7 +48,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        policy=POLICY,
+        policy=policy(),
         repositories=JobRepository,
     )
     opts = service.call_options

@@ -11,15 +11,20 @@ from orderline_reporting.api.reporting import ReportingApi
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.reports import ReportQueries
 from orderline_reporting.settings import ReportingSettings
+from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
 SERVICE = "orderline.reporting.v1.ReportingService"
 
-# Roles per RPC, from docs/architecture.md (deny by default).
-POLICY = {
-    f"/{SERVICE}/GetOrderReport": frozenset({"manager", "auditor", "service"}),
-}
+
+ROLES_FILE = Path(__file__).with_name("roles.yaml")
+GRPC_SERVICES = ("orderline.reporting.v1.ReportingService",)
+
+
+def policy() -> dict[str, frozenset[str]]:
+    """Who may call each RPC: roles.yaml, checked against the contracts (docs/roles.md)."""
+    return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
 def build(settings: ReportingSettings | None = None) -> Service[ProjectionRepository]:
@@ -28,7 +33,7 @@ def build(settings: ReportingSettings | None = None) -> Service[ProjectionReposi
         settings,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        policy=POLICY,
+        policy=policy(),
         repositories=ProjectionRepository,
     )
     service.add_grpc_service(
