@@ -39,6 +39,20 @@ class Config:
     idle_seconds: float = 5.0
 
 
+class HarnessMismatch(RuntimeError):
+    """The revision under test refuses the harness's requests."""
+
+
+def comparable_request(i: int, device: str) -> Any:
+    """The demo's order, also carrying the identity number in the field revisions before the
+    structured `customer.identity` read (`customer.id_number`): `make bench-compare` drives
+    a base revision with these requests, and one that refuses them measures nothing. A
+    revision that knows `identity` ignores the old field when both are set."""
+    request = demo_request(i, device)
+    request.customer.id_number = request.customer.identity.resident_id
+    return request
+
+
 NAMED_CODES = ("OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED")
 Metric = dict[str, Any]  # {"value": float | None, "unit": str, "better": "lower"|"higher"|""}
 
@@ -191,7 +205,7 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
     idle_cpu_per_s = idle_cpu / (time.time() - t0) * 1000
 
     def request(i: int) -> Any:
-        return demo_request(i, f"CPE-{i % cfg.devices + 1:04d}")
+        return comparable_request(i, f"CPE-{i % cfg.devices + 1:04d}")
 
     snap = Snapshot(stack)
     async with Driver(stack.address("intake"), request) as driver:
@@ -199,6 +213,13 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
         log("  warm-up")
         await driver.open_loop("warm-up", 2.0, cfg.warmup_seconds, cfg.poisson, rng)
         await driver.drain(120)
+        refused = Counter(
+            c.code for c in driver.ledger.calls if c.phase == "warm-up" and c.code not in ("OK", "")
+        )
+        if refused:
+            # At 2 orders/s nothing is overloaded: a refusal means this revision does not
+            # accept the harness's requests, and any figure from it would measure nothing.
+            raise HarnessMismatch(f"CreateOrder refused during the warm-up: {dict(refused)}")
         rate = cfg.rate or round(cfg.load_factor * await probe_capacity(driver, cfg, rng, log), 1)
         chosen = await sustained_search(driver, snap, rate, cfg, rng, log)
         rate, before, after = chosen.rate, chosen.before, chosen.after
