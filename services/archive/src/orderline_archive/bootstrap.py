@@ -8,7 +8,6 @@ from orderline.archive.v1 import archive_pb2_grpc
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import metadata
 from orderline_archive.api.archive import ArchiveApi
-from orderline_archive.app.log import Signer
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.app.sealing import DossierSealer
 from orderline_archive.settings import ArchiveSettings
@@ -39,6 +38,8 @@ def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]
     )
     signer = None
     if settings.archive_signing_key_file is not None:
+        from orderline_archive.app.signing import Signer
+
         signer = Signer.from_file(settings.archive_log_origin, settings.archive_signing_key_file)
     service.add_grpc_service(
         archive_pb2_grpc.add_ArchiveServiceServicer_to_server,

@@ -4,13 +4,10 @@ checkpoints, and inclusion and consistency proofs read from the stored perfect s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from typing import Protocol
 
 from orderline_archive.adapters.repository import DossierRepository
-from orderline_archive.domain import checkpoint, merkle
+from orderline_archive.domain import merkle
 from orderline_archive.domain.chain import SealedDossier
 from orderline_archive.domain.log_record import dossier_leaf
 from orderline_runtime.errors import (
@@ -61,23 +58,13 @@ async def catch_up(repo: DossierRepository, through_sequence: int) -> int:
     return size
 
 
-@dataclass(frozen=True)
-class Signer:
-    """The key checkpoints are signed with; its name is the log's origin."""
-
-    origin: str
-    key: Ed25519PrivateKey
-
-    @classmethod
-    def from_file(cls, origin: str, path: Path) -> Signer:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path}: the archive's signing key must be an Ed25519 key")
-        return cls(origin, key)
+class CheckpointSigner(Protocol):
+    """What signs checkpoints (app/signing.py's Signer, loaded only with a key)."""
 
     @property
-    def verifier_key(self) -> str:
-        return checkpoint.verifier_key(self.origin, self.key.public_key())
+    def verifier_key(self) -> str: ...
+
+    def sign(self, size: int, root: bytes) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -125,7 +112,7 @@ class LogReader:
         node = await self._nodes(lambda n: merkle.root(size, n))
         return merkle.root(size, node)
 
-    async def checkpoint(self, signer: Signer | None) -> SignedCheckpoint:
+    async def checkpoint(self, signer: CheckpointSigner | None) -> SignedCheckpoint:
         if signer is None:
             raise FailedPrecondition(
                 "the archive has no signing key: set ORDERLINE_ARCHIVE_SIGNING_KEY_FILE",
@@ -138,9 +125,7 @@ class LogReader:
             )
         size = await self.repo.log_size()
         root = await self.root(size)
-        note = checkpoint.sign(
-            checkpoint.Checkpoint(signer.origin, size, root), signer.origin, signer.key
-        )
+        note = signer.sign(size, root)
         return SignedCheckpoint(note, size, root, signer.verifier_key)
 
     async def _size(self, requested: int, field: str) -> int:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.app.log import (
+    CheckpointSigner,
     ConsistencyProof,
     InclusionProof,
     LogReader,
     SignedCheckpoint,
-    Signer,
 )
 from orderline_archive.domain.chain import ChainVerdict, ChainVerifier, SealedDossier
 from orderline_archive.domain.export import build_export
@@ -46,7 +46,7 @@ class DossierPage:
 
 class ArchiveQueries:
     def __init__(
-        self, uow: UnitOfWorkFactory[DossierRepository], signer: Signer | None = None
+        self, uow: UnitOfWorkFactory[DossierRepository], signer: CheckpointSigner | None = None
     ) -> None:
         self.uow = uow
         self.signer = signer

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orderline_archive.domain import chain, checkpoint, merkle
+from orderline_archive.domain import chain, merkle
 from orderline_archive.domain.log_record import dossier_leaf
 
 FORMAT = "orderline-dossier-export/v1"
@@ -113,6 +113,9 @@ def _verify(content: bytes, verifier_key: str, verdict: ExportVerdict) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         raise _Refused(f"the file does not parse: {type(exc).__name__}: {exc}") from None
     verdict.order_id, verdict.dossier_id = str(d["order_id"]), str(d["id"])
+
+    # Imported here: building an export (the archive) needs no cryptography, checking one does.
+    from orderline_archive.domain import checkpoint
 
     try:
         kept = checkpoint.open_note(note, checkpoint.Verifier.parse(verifier_key))
