@@ -77,6 +77,7 @@ EXPECTED_RPCS = {
         "GetInclusionProof",
         "GetConsistencyProof",
         "ExportDossier",
+        "GetDocument",
     },
     "ReportingService": {"GetOrderReport"},
 }

@@ -196,3 +196,47 @@ async def test_two_replicas_on_postgresql_seal_a_gap_free_chain_once_per_order(
             assert verdict.valid and verdict.records_checked == len(orders)
     finally:
         await asyncio.gather(first.stop(), second.stop())
+
+
+async def test_a_document_streams_in_chunks_that_reassemble_to_its_sha256(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    await emit_completed(producer, "ord-doc")
+    listed = await eventually(lambda: list_all(stub), lambda ds: len(ds) == 1)
+    # A large document, as a scanned attachment would be: several chunks.
+    big = bytes(range(256)) * 1024  # 256 KiB
+    async with archive.service.db.transaction() as session:
+        await session.execute(
+            update(documents)
+            .where(documents.c.dossier_id == listed[0].id, documents.c.name == "order.json")
+            .values(content=big, sha256=hashlib.sha256(big).hexdigest())
+        )
+
+    chunks = [
+        c
+        async for c in stub.GetDocument(
+            archive_pb2.GetDocumentRequest(order_id="ord-doc", name="order.json"), metadata=CLERK
+        )
+    ]
+    assert len(chunks) == 4
+    first = chunks[0]
+    assert (first.name, first.media_type, first.size_bytes) == (
+        "order.json",
+        "application/json",
+        len(big),
+    )
+    content = b"".join(c.data for c in chunks)
+    assert content == big and hashlib.sha256(content).hexdigest() == first.sha256
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        async for _ in stub.GetDocument(
+            archive_pb2.GetDocumentRequest(order_id="ord-doc", name="no-such.pdf"), metadata=CLERK
+        ):
+            pass
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        async for _ in stub.GetDocument(archive_pb2.GetDocumentRequest(), metadata=CLERK):
+            pass
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(empty.value)) == {"order_id", "name"}

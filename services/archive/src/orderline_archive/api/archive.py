@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
@@ -10,6 +11,9 @@ from orderline_archive.app.queries import MAX_PAGE_SIZE, ArchiveQueries, decode_
 from orderline_archive.domain.chain import SealedDossier
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken
+
+# A document streams in pieces this size: well under gRPC's 4 MiB message limit.
+CHUNK_BYTES = 64 * 1024
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
@@ -114,6 +118,27 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         return archive_pb2.ExportDossierResponse(
             file_name=f"dossier-{safe[:80]}.json", content=content
         )
+
+    async def GetDocument(
+        self, request: archive_pb2.GetDocumentRequest, context: Any
+    ) -> AsyncIterator[archive_pb2.GetDocumentResponse]:
+        problems = Violations()
+        if not request.order_id.strip():
+            problems.add("order_id", "required")
+        if not request.name.strip():
+            problems.add("name", "required")
+        problems.raise_if_any()
+        doc = await self.queries.document(request.order_id, request.name)
+        content = doc.content
+        yield archive_pb2.GetDocumentResponse(
+            name=doc.name,
+            media_type=doc.media_type,
+            sha256=doc.sha256,
+            size_bytes=len(content),
+            data=content[:CHUNK_BYTES],
+        )
+        for start in range(CHUNK_BYTES, len(content), CHUNK_BYTES):
+            yield archive_pb2.GetDocumentResponse(data=content[start : start + CHUNK_BYTES])
 
 
 def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:

@@ -14,7 +14,12 @@ from orderline_archive.app.log import (
     LogReader,
     SignedCheckpoint,
 )
-from orderline_archive.domain.chain import ChainVerdict, ChainVerifier, SealedDossier
+from orderline_archive.domain.chain import (
+    ChainVerdict,
+    ChainVerifier,
+    SealedDossier,
+    StoredDocument,
+)
 from orderline_archive.domain.export import build_export
 from orderline_runtime.errors import NotFound
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
@@ -71,6 +76,13 @@ class ArchiveQueries:
         return build_export(
             dossier, leaf_index=found.leaf_index, proof=found.proof, signed_note=signed.note
         )
+
+    async def document(self, order_id: str, name: str) -> StoredDocument:
+        dossier = await self.get_dossier(order_id)
+        for doc in dossier.documents:
+            if doc.name == name:
+                return doc
+        raise NotFound("document", f"{order_id}/{name}")
 
     async def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         async with self.uow(read_only=True) as uow:

@@ -70,6 +70,11 @@ class ArchiveServiceStub:
                 request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.SerializeToString,
                 response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.FromString,
                 _registered_method=True)
+        self.GetDocument = channel.unary_stream(
+                '/orderline.archive.v1.ArchiveService/GetDocument',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -122,6 +127,14 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDocument(self, request, context):
+        """One document of a dossier, streamed in chunks: the first carries its name, media type,
+        SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +172,11 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.ExportDossier,
                     request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.FromString,
                     response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.SerializeToString,
+            ),
+            'GetDocument': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetDocument,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +369,33 @@ class ArchiveService:
             '/orderline.archive.v1.ArchiveService/ExportDossier',
             orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierRequest.SerializeToString,
             orderline_dot_archive_dot_v1_dot_archive__pb2.ExportDossierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/GetDocument',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class ArchiveServiceStub:
     """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
     which `orderline dossier verify` checks offline with the archive's verifier key.
     """
+    GetDocument: _grpc.UnaryStreamMultiCallable[_archive_pb2.GetDocumentRequest, _archive_pb2.GetDocumentResponse]
+    """One document of a dossier, streamed in chunks: the first carries its name, media type,
+    SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
+    """
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -64,6 +68,10 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     ExportDossier: _aio.UnaryUnaryMultiCallable[_archive_pb2.ExportDossierRequest, _archive_pb2.ExportDossierResponse]  # type: ignore[assignment]
     """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
     which `orderline dossier verify` checks offline with the archive's verifier key.
+    """
+    GetDocument: _aio.UnaryStreamMultiCallable[_archive_pb2.GetDocumentRequest, _archive_pb2.GetDocumentResponse]  # type: ignore[assignment]
+    """One document of a dossier, streamed in chunks: the first carries its name, media type,
+    SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
     """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -122,6 +130,16 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_archive_pb2.ExportDossierResponse, _abc.Awaitable[_archive_pb2.ExportDossierResponse]]:
         """One file with the dossier, its documents, its inclusion proof and the signed checkpoint,
         which `orderline dossier verify` checks offline with the archive's verifier key.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDocument(
+        self,
+        request: _archive_pb2.GetDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_archive_pb2.GetDocumentResponse], _abc.AsyncIterator[_archive_pb2.GetDocumentResponse]]:
+        """One document of a dossier, streamed in chunks: the first carries its name, media type,
+        SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
         """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
