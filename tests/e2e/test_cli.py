@@ -212,3 +212,24 @@ def test_a_setting_with_a_wrong_value_stops_a_service_with_one_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("intake: invalid configuration: ") and variable in line, line
     assert problem in line, line
+
+
+def test_the_catalogue_and_the_archive_log_from_the_cli(stack: LocalStack, tmp_path: Path) -> None:
+    types = as_json(orderline(stack, "catalogue", "--json"))
+    ids = {t["id"] for t in types["business_types"]}  # type: ignore[index]
+    assert {"broadband_install", "relocation", "termination"} <= ids
+    shown = orderline(stack, "catalogue")
+    assert shown.returncode == 0 and "宽带" in shown.stdout
+
+    checkpoint = as_json(orderline(stack, "dossier", "checkpoint", "--json"))
+    assert checkpoint["verifier_key"].startswith("orderline/archive+")  # type: ignore[index]
+    note = orderline(stack, "dossier", "checkpoint")
+    assert note.returncode == 0 and note.stdout.startswith("orderline/archive\n")
+
+    missing = orderline(stack, "dossier", "prove", "no-such-order", "--json")
+    assert missing.returncode == 1
+    assert json.loads(missing.stderr)["error"]["code"] == "NOT_FOUND"
+    missing = orderline(stack, "dossier", "document", "no-such-order", "order.json", "--json")
+    assert json.loads(missing.stderr)["error"]["code"] == "NOT_FOUND"
+    bad = orderline(stack, "dossier", "consistency", "0", "--json")
+    assert json.loads(bad.stderr)["error"]["code"] == "INVALID_ARGUMENT"

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from typer.core import TyperGroup
 
+from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli import demo
@@ -609,6 +610,40 @@ def report_orders(
     )
 
 
+# --- catalogue -------------------------------------------------------------------------------
+
+
+@app.command("catalogue")
+def catalogue(
+    intake: Annotated[str | None, typer.Option("--intake")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The business types an order may have, with their required fields and documents."""
+    with grpc.insecure_channel(_address("intake", intake)) as channel:
+        try:
+            reply = order_pb2_grpc.OrderServiceStub(channel).ListBusinessTypes(
+                order_pb2.ListBusinessTypesRequest(),
+                metadata=_meta(token or "dev-clerk"),
+                timeout=10,
+            )
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
+    if as_json:
+        print_json(to_json(reply))
+        return
+    print(f"catalogue {reply.catalogue_version}\n")
+    rows = [
+        [
+            t.id,
+            f"{t.name_zh_cn} / {t.name_en}",
+            ", ".join(d.type for d in t.required_documents) or "-",
+        ]
+        for t in reply.business_types
+    ]
+    print(table(("type", "name", "documents"), rows))
+
+
 # --- dossier ---------------------------------------------------------------------------------
 
 
@@ -640,6 +675,101 @@ def dossier_export(
         print_json({"file": str(path), "bytes": len(reply.content)})
         return
     print(f"{path}: {len(reply.content)} bytes")
+
+
+@dossier_app.command("checkpoint")
+def dossier_checkpoint(
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The archive log's signed checkpoint, and the verifier key that checks it."""
+    reply = _archive_call(
+        archive, token, as_json, lambda s, m: s.GetCheckpoint(_ARCHIVE.GetCheckpointRequest(), **m)
+    )
+    if as_json:
+        print_json(to_json(reply))
+        return
+    print(reply.signed_note, end="")
+    print(f"\nverifier key: {reply.verifier_key}")
+
+
+@dossier_app.command("prove")
+def dossier_prove(
+    order_id: str,
+    size: Annotated[int, typer.Option("--size", help="tree size to prove against; 0: now")] = 0,
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The inclusion proof of an order's dossier in the archive log."""
+    request = _ARCHIVE.GetInclusionProofRequest(order_id=order_id, tree_size=size)
+    reply = _archive_call(archive, token, as_json, lambda s, m: s.GetInclusionProof(request, **m))
+    if as_json:
+        print_json(to_json(reply))
+        return
+    print(f"leaf {reply.leaf_index} of {reply.tree_size}, root {reply.root_hash.hex()}")
+    for step in reply.proof:
+        print(f"  {step.hex()}")
+
+
+@dossier_app.command("consistency")
+def dossier_consistency(
+    first: int,
+    second: Annotated[int, typer.Argument(help="0: the current size")] = 0,
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The proof that the log at SECOND leaves extends the log at FIRST."""
+    request = _ARCHIVE.GetConsistencyProofRequest(first_tree_size=first, second_tree_size=second)
+    reply = _archive_call(archive, token, as_json, lambda s, m: s.GetConsistencyProof(request, **m))
+    if as_json:
+        print_json(to_json(reply))
+        return
+    print(f"{reply.first_tree_size} → {reply.second_tree_size}")
+    print(f"  roots {reply.first_root_hash.hex()} → {reply.second_root_hash.hex()}")
+    for step in reply.proof:
+        print(f"  {step.hex()}")
+
+
+@dossier_app.command("document")
+def dossier_document(
+    order_id: str,
+    name: str,
+    out: Annotated[Path | None, typer.Option("--out", help="file to write (default: NAME)")] = None,
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download one document of a dossier, checked against its SHA-256."""
+    import hashlib
+
+    request = _ARCHIVE.GetDocumentRequest(order_id=order_id, name=name)
+    chunks = _archive_call(archive, token, as_json, lambda s, m: list(s.GetDocument(request, **m)))
+    content = b"".join(c.data for c in chunks)
+    first = chunks[0]
+    if hashlib.sha256(content).hexdigest() != first.sha256:
+        fail("DATA_LOSS", f"{name}: the content does not match its SHA-256", as_json=as_json)
+    path = out or Path(Path(first.name).name)
+    path.write_bytes(content)
+    if as_json:
+        print_json({"file": str(path), "bytes": len(content), "sha256": first.sha256})
+        return
+    print(f"{path}: {len(content)} bytes, sha256 {first.sha256}")
+
+
+def _archive_call(
+    address: str | None, token: str | None, as_json: bool, call: Callable[[Any, Any], Any]
+) -> Any:
+    from orderline.archive.v1 import archive_pb2_grpc
+
+    with grpc.insecure_channel(_address("archive", address)) as channel:
+        stub = archive_pb2_grpc.ArchiveServiceStub(channel)
+        try:
+            return call(stub, {"metadata": _meta(token or "dev-auditor"), "timeout": 30})
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
 
 
 @dossier_app.command("verify")
