@@ -658,17 +658,8 @@ def dossier_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export an order's dossier with its inclusion proof and a signed checkpoint."""
-    from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
-
-    with grpc.insecure_channel(_address("archive", archive)) as channel:
-        try:
-            reply = archive_pb2_grpc.ArchiveServiceStub(channel).ExportDossier(
-                archive_pb2.ExportDossierRequest(order_id=order_id),
-                metadata=_meta(token or "dev-auditor"),
-                timeout=30,
-            )
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
+    request = _ARCHIVE.ExportDossierRequest(order_id=order_id)
+    reply = _archive_call(archive, token, as_json, lambda s, m: s.ExportDossier(request, **m))
     path = out or Path(reply.file_name)
     path.write_bytes(reply.content)
     if as_json:

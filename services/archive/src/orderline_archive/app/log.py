@@ -3,6 +3,7 @@ checkpoints, and inclusion and consistency proofs read from the stored perfect s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,8 +100,7 @@ class LogReader:
     def __init__(self, repo: DossierRepository) -> None:
         self.repo = repo
 
-    async def _nodes(self, compute: object) -> merkle.PerfectNode:
-        assert callable(compute)
+    async def _nodes(self, compute: Callable[[merkle.PerfectNode], object]) -> merkle.PerfectNode:
         stored = await self.repo.log_nodes(merkle.nodes_needed(compute))
 
         def node(level: int, index: int) -> bytes:
