@@ -27,7 +27,7 @@ from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot
 from orderline.order.v1 import order_pb2 as orderline_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\x1a\x1eorderline/order/v1/order.proto\"\x9c\x01\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.created\x12\treporting\"\xad\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t:-\xca\xf3\x18)\n\x0eorder.approved\x12\x0cprovisioning\x12\treporting\"\xec\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t:$\xca\xf3\x18 \n\x13order.state_changed\x12\treporting\"\xa0\x02\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:)\xca\xf3\x18%\n\x0forder.completed\x12\x07\x61rchive\x12\treportingB\x1a\xc2\xf3\x18\x16\n\x05ORDER\x12\x05order\x1a\x06intakeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\x1a\x1eorderline/order/v1/order.proto\"\x9c\x01\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.created\x12\treporting\"\xad\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t:-\xca\xf3\x18)\n\x0eorder.approved\x12\x0cprovisioning\x12\treporting\"\xec\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t:$\xca\xf3\x18 \n\x13order.state_changed\x12\treporting\"\xa0\x02\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:)\xca\xf3\x18%\n\x0forder.completed\x12\x07\x61rchive\x12\treporting\"x\n\x11OrderReviewQueued\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t:$\xca\xf3\x18 \n\x13order.review_queued\x12\treporting\"\xb2\x01\n\x19OrderInformationRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t:,\xca\xf3\x18(\n\x1border.information_requested\x12\treporting\"\x80\x01\n\x0cOrderAmended\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x12\n\namended_by\x18\x04 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.amended\x12\treportingB\x1a\xc2\xf3\x18\x16\n\x05ORDER\x12\x05order\x1a\x06intakeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSTATECHANGED']._serialized_options = b'\312\363\030 \n\023order.state_changed\022\treporting'
   _globals['_ORDERCOMPLETED']._loaded_options = None
   _globals['_ORDERCOMPLETED']._serialized_options = b'\312\363\030%\n\017order.completed\022\007archive\022\treporting'
+  _globals['_ORDERREVIEWQUEUED']._loaded_options = None
+  _globals['_ORDERREVIEWQUEUED']._serialized_options = b'\312\363\030 \n\023order.review_queued\022\treporting'
+  _globals['_ORDERINFORMATIONREQUESTED']._loaded_options = None
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_options = b'\312\363\030(\n\033order.information_requested\022\treporting'
+  _globals['_ORDERAMENDED']._loaded_options = None
+  _globals['_ORDERAMENDED']._serialized_options = b'\312\363\030\032\n\rorder.amended\022\treporting'
   _globals['_ORDERCREATED']._serialized_start=166
   _globals['_ORDERCREATED']._serialized_end=322
   _globals['_ORDERAPPROVED']._serialized_start=325
@@ -51,4 +57,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSTATECHANGED']._serialized_end=737
   _globals['_ORDERCOMPLETED']._serialized_start=740
   _globals['_ORDERCOMPLETED']._serialized_end=1028
+  _globals['_ORDERREVIEWQUEUED']._serialized_start=1030
+  _globals['_ORDERREVIEWQUEUED']._serialized_end=1150
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_start=1153
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_end=1331
+  _globals['_ORDERAMENDED']._serialized_start=1334
+  _globals['_ORDERAMENDED']._serialized_end=1462
 # @@protoc_insertion_point(module_scope)

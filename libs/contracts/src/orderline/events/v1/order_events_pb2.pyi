@@ -169,3 +169,102 @@ class OrderCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderCompleted: _TypeAlias = OrderCompleted  # noqa: Y015
+
+@_typing.final
+class OrderReviewQueued(_message.Message):
+    """order.review_queued: the automatic checks could not decide, or the order was amended; it
+    waits for a reviewer.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    REASON_CODES_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    @_builtins.property
+    def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Reason codes, e.g. POSSIBLE_DUPLICATE."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        reason_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "order_id", b"order_id", "reason_codes", b"reason_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderReviewQueued: _TypeAlias = OrderReviewQueued  # noqa: Y015
+
+@_typing.final
+class OrderInformationRequested(_message.Message):
+    """order.information_requested: the order is pending until these fields are supplied."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    FIELD_PATHS_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    requested_by: _builtins.str
+    reason_code: _builtins.str
+    @_builtins.property
+    def field_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field paths, as in AmendOrderRequest.update_mask. Names only, never values."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        field_paths: _abc.Iterable[_builtins.str] | None = ...,
+        requested_by: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "field_paths", b"field_paths", "order_id", b"order_id", "reason_code", b"reason_code", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderInformationRequested: _TypeAlias = OrderInformationRequested  # noqa: Y015
+
+@_typing.final
+class OrderAmended(_message.Message):
+    """order.amended: fields of the order changed before approval. Names only, never values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    FIELD_PATHS_FIELD_NUMBER: _builtins.int
+    AMENDED_BY_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    amended_by: _builtins.str
+    @_builtins.property
+    def field_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        field_paths: _abc.Iterable[_builtins.str] | None = ...,
+        amended_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amended_by", b"amended_by", "business_type", b"business_type", "field_paths", b"field_paths", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderAmended: _TypeAlias = OrderAmended  # noqa: Y015

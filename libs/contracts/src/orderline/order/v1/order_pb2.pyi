@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -321,6 +322,11 @@ class Order(_message.Message):
     ALARM_ID_FIELD_NUMBER: _builtins.int
     RELOCATION_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
+    REVIEW_REASONS_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELDS_FIELD_NUMBER: _builtins.int
+    REVIEW_QUEUED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_request_id: _builtins.str
     business_type: _builtins.str
@@ -333,6 +339,12 @@ class Order(_message.Message):
     voucher_id: _builtins.str
     dossier_id: _builtins.str
     alarm_id: _builtins.str
+    etag: _builtins.str
+    """Changes with every write; send it back on a write to make it conditional (AIP-154): a
+    write with a stale etag is ABORTED. Opaque.
+    """
+    device_model: _builtins.str
+    """The device's model as the clerk recorded it, e.g. "HG8245H5 ONT"; empty when not given."""
     @_builtins.property
     def customer(self) -> Global___Customer: ...
     @_builtins.property
@@ -347,6 +359,18 @@ class Order(_message.Message):
     def relocation(self) -> Global___Relocation: ...
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
+    @_builtins.property
+    def review_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReviewReason]:
+        """While acknowledged: why the order waits for a reviewer."""
+
+    @_builtins.property
+    def requested_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """While pending: the field paths (as in update_mask) the customer or clerk must supply."""
+
+    @_builtins.property
+    def review_queued_at(self) -> _timestamp_pb2.Timestamp:
+        """When the order last entered the review queue; unset when it never did."""
+
     def __init__(
         self,
         *,
@@ -368,14 +392,49 @@ class Order(_message.Message):
         alarm_id: _builtins.str = ...,
         relocation: Global___Relocation | None = ...,
         documents: _abc.Iterable[Global___Document] | None = ...,
+        etag: _builtins.str = ...,
+        device_model: _builtins.str = ...,
+        review_reasons: _abc.Iterable[Global___ReviewReason] | None = ...,
+        requested_fields: _abc.Iterable[_builtins.str] | None = ...,
+        review_queued_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "relocation", b"relocation", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "relocation", b"relocation", "review_queued_at", b"review_queued_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "documents", b"documents", "dossier_id", b"dossier_id", "history", b"history", "id", b"id", "milestones", b"milestones", "plan", b"plan", "relocation", b"relocation", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "device_model", b"device_model", "documents", b"documents", "dossier_id", b"dossier_id", "etag", b"etag", "history", b"history", "id", b"id", "milestones", b"milestones", "plan", b"plan", "relocation", b"relocation", "requested_fields", b"requested_fields", "review_queued_at", b"review_queued_at", "review_reasons", b"review_reasons", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class ReviewReason(_message.Message):
+    """Why an order waits for a person, from the automatic checks or a previous step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """UPPER_SNAKE, e.g. POSSIBLE_DUPLICATE, PASSPORT_IDENTITY, AMENDED."""
+    field: _builtins.str
+    """The field path the reason is about, when there is one."""
+    description: _builtins.str
+    """English and zh-CN, "EN | 中文"."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewReason: _TypeAlias = ReviewReason  # noqa: Y015
 
 @_typing.final
 class CreateOrderRequest(_message.Message):
@@ -388,12 +447,15 @@ class CreateOrderRequest(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     RELOCATION_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
     client_request_id: _builtins.str
     """Client-chosen key that makes retries safe (1-64 chars of [A-Za-z0-9._:-])."""
     business_type: _builtins.str
     """A key of the business catalogue, e.g. broadband_install."""
     device_id: _builtins.str
     plan: _builtins.str
+    device_model: _builtins.str
+    """The device's model, when known: checked against the business type's allowed models."""
     @_builtins.property
     def customer(self) -> Global___Customer: ...
     @_builtins.property
@@ -414,10 +476,11 @@ class CreateOrderRequest(_message.Message):
         plan: _builtins.str = ...,
         relocation: Global___Relocation | None = ...,
         documents: _abc.Iterable[Global___Document] | None = ...,
+        device_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "relocation", b"relocation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "client_request_id", b"client_request_id", "customer", b"customer", "device_id", b"device_id", "documents", b"documents", "plan", b"plan", "relocation", b"relocation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "client_request_id", b"client_request_id", "customer", b"customer", "device_id", b"device_id", "device_model", b"device_model", "documents", b"documents", "plan", b"plan", "relocation", b"relocation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -780,6 +843,351 @@ class MilestoneSla(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MilestoneSla: _TypeAlias = MilestoneSla  # noqa: Y015
+
+@_typing.final
+class ListReviewQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    business_type: _builtins.str
+    """Filter; empty means any."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReviewQueueRequest: _TypeAlias = ListReviewQueueRequest  # noqa: Y015
+
+@_typing.final
+class ListReviewQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """Oldest in the queue first, each with its review_reasons."""
+
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReviewQueueResponse: _TypeAlias = ListReviewQueueResponse  # noqa: Y015
+
+@_typing.final
+class ApproveOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    """Optional: the etag the reviewer saw; a stale one is ABORTED."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveOrderRequest: _TypeAlias = ApproveOrderRequest  # noqa: Y015
+
+@_typing.final
+class ApproveOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveOrderResponse: _TypeAlias = ApproveOrderResponse  # noqa: Y015
+
+@_typing.final
+class RejectOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_CODES_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    @_builtins.property
+    def reason_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At least one, at most 3, of the reject reason codes of docs/order-lifecycle.md."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "order_id", b"order_id", "reason_codes", b"reason_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectOrderRequest: _TypeAlias = RejectOrderRequest  # noqa: Y015
+
+@_typing.final
+class RejectOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectOrderResponse: _TypeAlias = RejectOrderResponse  # noqa: Y015
+
+@_typing.final
+class RequestInformationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    FIELD_PATHS_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    reason_code: _builtins.str
+    """Optional; INFORMATION_REQUIRED when empty."""
+    @_builtins.property
+    def field_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At least one amendable field path, e.g. documents, customer.identity, device_model."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        field_paths: _abc.Iterable[_builtins.str] | None = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "field_paths", b"field_paths", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestInformationRequest: _TypeAlias = RequestInformationRequest  # noqa: Y015
+
+@_typing.final
+class RequestInformationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestInformationResponse: _TypeAlias = RequestInformationResponse  # noqa: Y015
+
+@_typing.final
+class AmendOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    """Required: the etag of the order the change was made on."""
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """The new values of the fields named in update_mask; other fields are ignored."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of Order: customer.name, customer.phone, customer.identity, customer.address,
+        customer.locale, customer.preferred_channel, relocation.old_address,
+        relocation.new_address, device_id, device_model, plan, documents.
+        """
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        order: Global___Order | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "order", b"order", "order_id", b"order_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AmendOrderRequest: _TypeAlias = AmendOrderRequest  # noqa: Y015
+
+@_typing.final
+class AmendOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AmendOrderResponse: _TypeAlias = AmendOrderResponse  # noqa: Y015
+
+@_typing.final
+class HoldOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    reason_code: _builtins.str
+    """One of the hold reason codes of docs/order-lifecycle.md."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldOrderRequest: _TypeAlias = HoldOrderRequest  # noqa: Y015
+
+@_typing.final
+class HoldOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HoldOrderResponse: _TypeAlias = HoldOrderResponse  # noqa: Y015
+
+@_typing.final
+class ResumeOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    etag: _builtins.str
+    reason_code: _builtins.str
+    """One of the resume reason codes of docs/order-lifecycle.md."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeOrderRequest: _TypeAlias = ResumeOrderRequest  # noqa: Y015
+
+@_typing.final
+class ResumeOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeOrderResponse: _TypeAlias = ResumeOrderResponse  # noqa: Y015
 
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -61,6 +61,41 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.FromString,
                 _registered_method=True)
+        self.ListReviewQueue = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListReviewQueue',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueResponse.FromString,
+                _registered_method=True)
+        self.ApproveOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ApproveOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderResponse.FromString,
+                _registered_method=True)
+        self.RejectOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/RejectOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderResponse.FromString,
+                _registered_method=True)
+        self.RequestInformation = channel.unary_unary(
+                '/orderline.order.v1.OrderService/RequestInformation',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationResponse.FromString,
+                _registered_method=True)
+        self.AmendOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/AmendOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderResponse.FromString,
+                _registered_method=True)
+        self.HoldOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/HoldOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderResponse.FromString,
+                _registered_method=True)
+        self.ResumeOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ResumeOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -101,6 +136,58 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReviewQueue(self, request, context):
+        """Review (docs/order-lifecycle.md). Orders the automatic checks could not decide, oldest
+        first, with the reasons they wait for a person.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveOrder(self, request, context):
+        """acknowledged -> inProgress; provisioning starts. Never by the order's creator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectOrder(self, request, context):
+        """acknowledged -> rejected, with at least one reason code. Never by the order's creator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestInformation(self, request, context):
+        """acknowledged -> pending, naming the field paths the customer or clerk must supply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AmendOrder(self, request, context):
+        """Changes the fields named by update_mask while the order is acknowledged or pending; the
+        order goes back to review. The etag is required: a stale one is ABORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HoldOrder(self, request, context):
+        """inProgress -> held by a person, with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeOrder(self, request, context):
+        """held -> inProgress by a person; an order provisioning held for its device resumes when
+        provisioning reports progress again, not through this call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +215,41 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListBusinessTypes,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.SerializeToString,
+            ),
+            'ListReviewQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviewQueue,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueResponse.SerializeToString,
+            ),
+            'ApproveOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderResponse.SerializeToString,
+            ),
+            'RejectOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderResponse.SerializeToString,
+            ),
+            'RequestInformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestInformation,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationResponse.SerializeToString,
+            ),
+            'AmendOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderResponse.SerializeToString,
+            ),
+            'HoldOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderResponse.SerializeToString,
+            ),
+            'ResumeOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +389,195 @@ class OrderService:
             '/orderline.order.v1.OrderService/ListBusinessTypes',
             orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.ListBusinessTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReviewQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListReviewQueue',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListReviewQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ApproveOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ApproveOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/RejectOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.RejectOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestInformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/RequestInformation',
+            orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.RequestInformationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/AmendOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.AmendOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/HoldOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.HoldOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ResumeOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,26 @@ class OrderServiceStub:
     """Streams the current state of the given orders, then every change."""
     ListBusinessTypes: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListBusinessTypesRequest, _order_pb2.ListBusinessTypesResponse]
     """The business catalogue: every business type an order can be for, with what it requires."""
+    ListReviewQueue: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListReviewQueueRequest, _order_pb2.ListReviewQueueResponse]
+    """Review (docs/order-lifecycle.md). Orders the automatic checks could not decide, oldest
+    first, with the reasons they wait for a person.
+    """
+    ApproveOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.ApproveOrderRequest, _order_pb2.ApproveOrderResponse]
+    """acknowledged -> inProgress; provisioning starts. Never by the order's creator."""
+    RejectOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.RejectOrderRequest, _order_pb2.RejectOrderResponse]
+    """acknowledged -> rejected, with at least one reason code. Never by the order's creator."""
+    RequestInformation: _grpc.UnaryUnaryMultiCallable[_order_pb2.RequestInformationRequest, _order_pb2.RequestInformationResponse]
+    """acknowledged -> pending, naming the field paths the customer or clerk must supply."""
+    AmendOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.AmendOrderRequest, _order_pb2.AmendOrderResponse]
+    """Changes the fields named by update_mask while the order is acknowledged or pending; the
+    order goes back to review. The etag is required: a stale one is ABORTED.
+    """
+    HoldOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.HoldOrderRequest, _order_pb2.HoldOrderResponse]
+    """inProgress -> held by a person, with a reason."""
+    ResumeOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.ResumeOrderRequest, _order_pb2.ResumeOrderResponse]
+    """held -> inProgress by a person; an order provisioning held for its device resumes when
+    provisioning reports progress again, not through this call.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -59,6 +79,26 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """Streams the current state of the given orders, then every change."""
     ListBusinessTypes: _aio.UnaryUnaryMultiCallable[_order_pb2.ListBusinessTypesRequest, _order_pb2.ListBusinessTypesResponse]  # type: ignore[assignment]
     """The business catalogue: every business type an order can be for, with what it requires."""
+    ListReviewQueue: _aio.UnaryUnaryMultiCallable[_order_pb2.ListReviewQueueRequest, _order_pb2.ListReviewQueueResponse]  # type: ignore[assignment]
+    """Review (docs/order-lifecycle.md). Orders the automatic checks could not decide, oldest
+    first, with the reasons they wait for a person.
+    """
+    ApproveOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.ApproveOrderRequest, _order_pb2.ApproveOrderResponse]  # type: ignore[assignment]
+    """acknowledged -> inProgress; provisioning starts. Never by the order's creator."""
+    RejectOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.RejectOrderRequest, _order_pb2.RejectOrderResponse]  # type: ignore[assignment]
+    """acknowledged -> rejected, with at least one reason code. Never by the order's creator."""
+    RequestInformation: _aio.UnaryUnaryMultiCallable[_order_pb2.RequestInformationRequest, _order_pb2.RequestInformationResponse]  # type: ignore[assignment]
+    """acknowledged -> pending, naming the field paths the customer or clerk must supply."""
+    AmendOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.AmendOrderRequest, _order_pb2.AmendOrderResponse]  # type: ignore[assignment]
+    """Changes the fields named by update_mask while the order is acknowledged or pending; the
+    order goes back to review. The etag is required: a stale one is ABORTED.
+    """
+    HoldOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.HoldOrderRequest, _order_pb2.HoldOrderResponse]  # type: ignore[assignment]
+    """inProgress -> held by a person, with a reason."""
+    ResumeOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.ResumeOrderRequest, _order_pb2.ResumeOrderResponse]  # type: ignore[assignment]
+    """held -> inProgress by a person; an order provisioning held for its device resumes when
+    provisioning reports progress again, not through this call.
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns the customer's service order from intake to follow-up.
@@ -102,5 +142,67 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListBusinessTypesResponse, _abc.Awaitable[_order_pb2.ListBusinessTypesResponse]]:
         """The business catalogue: every business type an order can be for, with what it requires."""
+
+    @_abc_1.abstractmethod
+    def ListReviewQueue(
+        self,
+        request: _order_pb2.ListReviewQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListReviewQueueResponse, _abc.Awaitable[_order_pb2.ListReviewQueueResponse]]:
+        """Review (docs/order-lifecycle.md). Orders the automatic checks could not decide, oldest
+        first, with the reasons they wait for a person.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveOrder(
+        self,
+        request: _order_pb2.ApproveOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ApproveOrderResponse, _abc.Awaitable[_order_pb2.ApproveOrderResponse]]:
+        """acknowledged -> inProgress; provisioning starts. Never by the order's creator."""
+
+    @_abc_1.abstractmethod
+    def RejectOrder(
+        self,
+        request: _order_pb2.RejectOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.RejectOrderResponse, _abc.Awaitable[_order_pb2.RejectOrderResponse]]:
+        """acknowledged -> rejected, with at least one reason code. Never by the order's creator."""
+
+    @_abc_1.abstractmethod
+    def RequestInformation(
+        self,
+        request: _order_pb2.RequestInformationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.RequestInformationResponse, _abc.Awaitable[_order_pb2.RequestInformationResponse]]:
+        """acknowledged -> pending, naming the field paths the customer or clerk must supply."""
+
+    @_abc_1.abstractmethod
+    def AmendOrder(
+        self,
+        request: _order_pb2.AmendOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.AmendOrderResponse, _abc.Awaitable[_order_pb2.AmendOrderResponse]]:
+        """Changes the fields named by update_mask while the order is acknowledged or pending; the
+        order goes back to review. The etag is required: a stale one is ABORTED.
+        """
+
+    @_abc_1.abstractmethod
+    def HoldOrder(
+        self,
+        request: _order_pb2.HoldOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.HoldOrderResponse, _abc.Awaitable[_order_pb2.HoldOrderResponse]]:
+        """inProgress -> held by a person, with a reason."""
+
+    @_abc_1.abstractmethod
+    def ResumeOrder(
+        self,
+        request: _order_pb2.ResumeOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ResumeOrderResponse, _abc.Awaitable[_order_pb2.ResumeOrderResponse]]:
+        """held -> inProgress by a person; an order provisioning held for its device resumes when
+        provisioning reports progress again, not through this call.
+        """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
