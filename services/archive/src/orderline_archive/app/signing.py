@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from orderline_archive.domain import checkpoint
+from orderline_runtime.keys import load_ed25519_private_key
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,7 @@ class Signer:
 
     @classmethod
     def from_file(cls, origin: str, path: Path) -> Signer:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path}: the archive's signing key must be an Ed25519 key")
-        return cls(origin, key)
+        return cls(origin, load_ed25519_private_key(path))
 
     @property
     def verifier_key(self) -> str:
