@@ -14,7 +14,7 @@ from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
 from orderline_intake.domain.order import Customer, Document, NewOrder, Order
-from orderline_intake.domain.states import InvalidTransition, OrderState, Trigger
+from orderline_intake.domain.states import TERMINAL, InvalidTransition, OrderState, Trigger
 from orderline_runtime.errors import Conflict, InvalidArgument, NotFound
 
 
@@ -55,12 +55,45 @@ class InMemoryOrders:
             if o.updated_at and o.updated_at >= since and (not order_ids or o.id in order_ids)
         ]
 
+    async def open_duplicates(self, order: Order) -> list[str]:
+        c = order.customer
+        if not c.id_number or not c.address:
+            return []
+        return [
+            o.id
+            for o in self.orders.values()
+            if o.id != order.id
+            and o.state not in TERMINAL
+            and (o.customer.id_number, o.customer.address, o.business_type)
+            == (c.id_number, c.address, order.business_type)
+        ]
+
+    async def review_queue(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        queued = sorted(
+            (
+                o
+                for o in self.orders.values()
+                if o.state is OrderState.ACKNOWLEDGED
+                and (business_type is None or o.business_type == business_type)
+            ),
+            key=lambda o: (o.review_queued_at or o.created_at, o.id),
+        )
+        if after is not None:
+            queued = [o for o in queued if (o.review_queued_at or o.created_at, o.id) > after]
+        return copy.deepcopy(queued[:limit])
+
     async def add(self, order: Order) -> None:
         if any(o.client_request_id == order.client_request_id for o in self.orders.values()):
             raise Conflict(f"client_request_id {order.client_request_id!r} exists")
         self._store(order)
 
     async def save(self, order: Order) -> None:
+        # Optimistic concurrency, as the SQL repository: only onto the version loaded.
+        stored = self.orders.get(order.id)
+        if stored is None or stored.version != order.version:
+            raise Conflict(f"order {order.id} was changed by another writer", reason="STALE_ETAG")
         order.version += 1
         self.saves += 1
         self._store(order)

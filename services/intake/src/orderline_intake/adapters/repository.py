@@ -6,19 +6,43 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from orderline_intake.adapters.tables import order_history, order_milestones, orders
-from orderline_intake.domain.order import Customer, Document, Order, Relocation, StateChange
-from orderline_intake.domain.states import OrderState
+from orderline_intake.domain.order import (
+    Customer,
+    Document,
+    Order,
+    Relocation,
+    ReviewReason,
+    StateChange,
+)
+from orderline_intake.domain.states import TERMINAL, OrderState
 from orderline_runtime.database import SqlConnection
+from orderline_runtime.errors import Conflict
+
+OPEN_STATES = sorted(s.value for s in OrderState if s not in TERMINAL)
 
 # The statements of the hot path (an event handler loads an order and saves it), built once:
 # building a statement costs more than running it (docs/performance.md).
 _ORDER = select(orders).where(orders.c.id == bindparam("id"))
 _ORDER_FOR_UPDATE = _ORDER.with_for_update()
 _INSERT_ORDER = insert(orders)
-_UPDATE_ORDER = update(orders).where(orders.c.id == bindparam("key"))
+# Optimistic concurrency: a write lands only on the version it was loaded at.
+_UPDATE_ORDER = update(orders).where(
+    orders.c.id == bindparam("key"), orders.c.version == bindparam("expected")
+)
+_OPEN_DUPLICATES = (
+    select(orders.c.id)
+    .where(
+        orders.c.customer_id_number == bindparam("id_number"),
+        orders.c.customer_address == bindparam("address"),
+        orders.c.business_type == bindparam("business_type"),
+        orders.c.state.in_(OPEN_STATES),
+        orders.c.id != bindparam("id"),
+    )
+    .limit(10)
+)
 _INSERT_MILESTONES = insert(order_milestones)
 _INSERT_HISTORY = insert(order_history)
 _MILESTONES_OF = select(order_milestones).where(
@@ -73,13 +97,52 @@ class SqlOrderRepository:
         rows = (await self.session.execute(stmt.limit(1000))).mappings().all()
         return await self._hydrate(rows)
 
+    async def open_duplicates(self, order: Order) -> list[str]:
+        c = order.customer
+        if not c.id_number or not c.address:
+            return []  # nothing to compare (a plan change may have neither)
+        params = {
+            "id_number": c.id_number,
+            "address": c.address,
+            "business_type": order.business_type,
+            "id": order.id,
+        }
+        return list((await self.session.execute(_OPEN_DUPLICATES, params)).scalars())
+
+    async def review_queue(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        stmt = (
+            select(orders)
+            .where(orders.c.state == OrderState.ACKNOWLEDGED.value)
+            .order_by(orders.c.review_queued_at, orders.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(
+                    orders.c.review_queued_at > at,
+                    and_(orders.c.review_queued_at == at, orders.c.id > last_id),
+                )
+            )
+        if business_type:
+            stmt = stmt.where(orders.c.business_type == business_type)
+        rows = (await self.session.execute(stmt)).mappings().all()
+        return await self._hydrate(rows)
+
     async def add(self, order: Order) -> None:
         await self.session.execute(_INSERT_ORDER, self._row(order))
         await self._flush_children(order)
 
     async def save(self, order: Order) -> None:
+        result = await self.session.execute(
+            _UPDATE_ORDER,
+            {"key": order.id, "expected": order.version, **self._row(order, order.version + 1)},
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"order {order.id} was changed by another writer", reason="STALE_ETAG")
         order.version += 1
-        await self.session.execute(_UPDATE_ORDER, {"key": order.id, **self._row(order)})
         await self._flush_children(order)
 
     async def _flush_children(self, order: Order) -> None:
@@ -110,7 +173,7 @@ class SqlOrderRepository:
         order.new_history.clear()
 
     @staticmethod
-    def _row(order: Order) -> dict[str, Any]:
+    def _row(order: Order, version: int | None = None) -> dict[str, Any]:
         c = order.customer
         return {
             "id": order.id,
@@ -140,7 +203,14 @@ class SqlOrderRepository:
             "voucher_id": order.voucher_id,
             "dossier_id": order.dossier_id,
             "alarm_id": order.alarm_id,
-            "version": order.version,
+            "version": order.version if version is None else version,
+            "device_model": order.device_model,
+            "review_reasons": [
+                {"code": r.code, "field": r.field, "description": r.description}
+                for r in order.review_reasons
+            ],
+            "requested_fields": list(order.requested_fields),
+            "review_queued_at": order.review_queued_at,
         }
 
     async def _hydrate(self, rows: Sequence[Any]) -> list[Order]:
@@ -201,6 +271,13 @@ class SqlOrderRepository:
                 dossier_id=r["dossier_id"],
                 alarm_id=r["alarm_id"],
                 version=r["version"],
+                device_model=r["device_model"],
+                review_reasons=tuple(
+                    ReviewReason(x["code"], x["field"], x["description"])
+                    for x in r["review_reasons"]
+                ),
+                requested_fields=tuple(r["requested_fields"]),
+                review_queued_at=r["review_queued_at"],
                 milestones=milestones[r["id"]],
                 history=history[r["id"]],
             )

@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     Column,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -25,11 +26,13 @@ orders = Table(
     Column("client_request_id", String(64), nullable=False, unique=True),
     Column("business_type", String(64), nullable=False, index=True),
     Column("state", String(32), nullable=False, index=True),
-    Column("state_reason", String(64), nullable=False, default=""),
+    # Reason codes, joined by "+" when a reviewer gives several.
+    Column("state_reason", String(200), nullable=False, default=""),
     Column("customer_name", String(100), nullable=False),
     Column("customer_phone", String(20), nullable=False),
-    # A resident identity number (18) or a passport number (up to 20).
-    Column("customer_id_number", String(20), nullable=False),
+    # A resident identity number (18) or a passport number (up to 20). Indexed for the
+    # duplicate check of the automatic review.
+    Column("customer_id_number", String(20), nullable=False, index=True),
     Column("customer_address", String(300), nullable=False),
     Column("customer_locale", String(8), nullable=False),
     Column("customer_id_type", String(16), nullable=False, default="resident_id"),
@@ -49,6 +52,14 @@ orders = Table(
     Column("relocation_new_address", String(300), nullable=False, default=""),
     # [{type, sha256, size_bytes}]: written with the order, read with it, never queried alone.
     Column("documents", JSON, nullable=False, default=list),
+    Column("device_model", String(64), nullable=False, default=""),
+    # [{code, field, description}]: why the order waits for review, or what it waits for.
+    Column("review_reasons", JSON, nullable=False, default=list),
+    # [field path]: what a pending order waits for.
+    Column("requested_fields", JSON, nullable=False, default=list),
+    Column("review_queued_at", UTCDateTime, nullable=True),
+    # The review queue: acknowledged orders, oldest in the queue first.
+    Index("ix_orders_review_queue", "state", "review_queued_at", "id"),
 )
 
 order_milestones = Table(
@@ -67,6 +78,6 @@ order_history = Table(
     Column("from_state", String(32), nullable=False),
     Column("to_state", String(32), nullable=False),
     Column("actor", String(100), nullable=False),
-    Column("reason_code", String(64), nullable=False),
+    Column("reason_code", String(200), nullable=False),
     Column("at", UTCDateTime, nullable=False),
 )

@@ -68,7 +68,22 @@ def new_order(request: order_pb2.CreateOrderRequest) -> NewOrder:
         id_number_path=(
             "customer.identity.resident_id" if identity == "resident_id" else "customer.id_number"
         ),
+        device_model=request.device_model.strip(),
     )
+
+
+def amendment(order: order_pb2.Order) -> NewOrder:
+    """The new values of an AmendOrderRequest, read as CreateOrder reads them."""
+    request = order_pb2.CreateOrderRequest(
+        customer=order.customer,
+        device_id=order.device_id,
+        plan=order.plan,
+        documents=order.documents,
+        device_model=order.device_model,
+    )
+    if order.HasField("relocation"):
+        request.relocation.CopyFrom(order.relocation)
+    return new_order(request)
 
 
 def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
@@ -108,7 +123,16 @@ def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
             order_pb2.Document(type=d.type, sha256=d.sha256, size_bytes=d.size_bytes)
             for d in order.documents
         ],
+        etag=order.etag,
+        device_model=order.device_model,
+        review_reasons=[
+            order_pb2.ReviewReason(code=r.code, field=r.field, description=r.description)
+            for r in order.review_reasons
+        ],
+        requested_fields=order.requested_fields,
     )
+    if order.review_queued_at is not None:
+        msg.review_queued_at.FromDatetime(order.review_queued_at)
     if order.relocation is not None:
         moved = relocation_for(roles, order.relocation)
         msg.relocation.old_address = moved.old_address

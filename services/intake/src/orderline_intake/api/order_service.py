@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_intake.api.convert import business_types_message, new_order, order_message
+from orderline_intake.api.convert import (
+    amendment,
+    business_types_message,
+    new_order,
+    order_message,
+)
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
 from orderline_runtime.errors import Violations
@@ -114,6 +119,125 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
                     # Overlap by a little: clocks of replicas differ, duplicates are filtered.
                     since = max(since, order.updated_at - timedelta(seconds=1))
                 yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
+
+    # --- review ---------------------------------------------------------------------------
+
+    async def ListReviewQueue(
+        self, request: order_pb2.ListReviewQueueRequest, context: Any
+    ) -> order_pb2.ListReviewQueueResponse:
+        principal = current_principal()
+        v = Violations()
+        if request.page_size < 0 or request.page_size > MAX_PAGE:
+            v.add("page_size", f"between 0 and {MAX_PAGE}")
+        filters = {"queue": "review", "business_type": request.business_type}
+        after: tuple[datetime, str] | None = None
+        if request.page_token:
+            try:
+                at, _, last_id = decode_page_token(request.page_token, filters).partition("|")
+                after = (datetime.fromisoformat(at), last_id)
+            except (BadPageToken, ValueError):
+                v.add("page_token", "not a page token of this queue")
+        v.raise_if_any()
+        limit = request.page_size or DEFAULT_PAGE
+        orders = await self.app.review_queue(
+            limit=limit, after=after, business_type=request.business_type or None
+        )
+        token = ""
+        if len(orders) == limit:
+            last = orders[-1]
+            at = (last.review_queued_at or last.created_at).isoformat()
+            token = encode_page_token(f"{at}|{last.id}", filters)
+        return order_pb2.ListReviewQueueResponse(
+            orders=[order_message(o, principal.roles) for o in orders], next_page_token=token
+        )
+
+    async def ApproveOrder(
+        self, request: order_pb2.ApproveOrderRequest, context: Any
+    ) -> order_pb2.ApproveOrderResponse:
+        principal = current_principal()
+        order_id = _required_order_id(request.order_id)
+        with order_scope(order_id):
+            order = await self.app.approve(order_id, request.etag.strip(), principal.subject)
+        return order_pb2.ApproveOrderResponse(order=order_message(order, principal.roles))
+
+    async def RejectOrder(
+        self, request: order_pb2.RejectOrderRequest, context: Any
+    ) -> order_pb2.RejectOrderResponse:
+        principal = current_principal()
+        order_id = _required_order_id(request.order_id)
+        codes = [c.strip().upper() for c in request.reason_codes]
+        with order_scope(order_id):
+            order = await self.app.reject(order_id, request.etag.strip(), codes, principal.subject)
+        return order_pb2.RejectOrderResponse(order=order_message(order, principal.roles))
+
+    async def RequestInformation(
+        self, request: order_pb2.RequestInformationRequest, context: Any
+    ) -> order_pb2.RequestInformationResponse:
+        principal = current_principal()
+        order_id = _required_order_id(request.order_id)
+        with order_scope(order_id):
+            order = await self.app.request_information(
+                order_id,
+                request.etag.strip(),
+                [p.strip() for p in request.field_paths],
+                request.reason_code.strip().upper(),
+                principal.subject,
+            )
+        return order_pb2.RequestInformationResponse(order=order_message(order, principal.roles))
+
+    # --- amendment, hold, resume ------------------------------------------------------------
+
+    async def AmendOrder(
+        self, request: order_pb2.AmendOrderRequest, context: Any
+    ) -> order_pb2.AmendOrderResponse:
+        principal = current_principal()
+        v = Violations()
+        order_id = request.order_id.strip()
+        if not order_id:
+            v.add("order_id", "required")
+        elif len(order_id) > 36:
+            v.add("order_id", "an order id is a UUID of 36 characters")
+        if not request.etag.strip():
+            # Required here: an amendment overwrites fields, so it must say what it changed.
+            v.add("etag", "required: the etag of the order as read | 必填: 读取工单时的etag")
+        v.raise_if_any()
+        with order_scope(order_id):
+            order = await self.app.amend(
+                order_id,
+                request.etag.strip(),
+                amendment(request.order),
+                [p.strip() for p in request.update_mask.paths],
+                principal.subject,
+            )
+        return order_pb2.AmendOrderResponse(order=order_message(order, principal.roles))
+
+    async def HoldOrder(
+        self, request: order_pb2.HoldOrderRequest, context: Any
+    ) -> order_pb2.HoldOrderResponse:
+        principal = current_principal()
+        order_id = _required_order_id(request.order_id)
+        with order_scope(order_id):
+            order = await self.app.hold(
+                order_id,
+                request.etag.strip(),
+                request.reason_code.strip().upper(),
+                principal.subject,
+            )
+        return order_pb2.HoldOrderResponse(order=order_message(order, principal.roles))
+
+    async def ResumeOrder(
+        self, request: order_pb2.ResumeOrderRequest, context: Any
+    ) -> order_pb2.ResumeOrderResponse:
+        principal = current_principal()
+        order_id = _required_order_id(request.order_id)
+        with order_scope(order_id):
+            order = await self.app.resume(
+                order_id,
+                request.etag.strip(),
+                request.reason_code.strip().upper(),
+                principal.subject,
+            )
+        return order_pb2.ResumeOrderResponse(order=order_message(order, principal.roles))
 
 
 def _required_order_id(order_id: str, field: str = "order_id") -> str:

@@ -1,4 +1,5 @@
-"""Use cases of intake: record an order, review it, and follow it from downstream events.
+"""Use cases of intake: record an order, review it (automatically, then by a person), amend,
+hold and resume it, and follow it from downstream events.
 
 Every command runs in one unit of work: the order's change and the events it causes commit
 together. Queries open a read-only one.
@@ -6,23 +7,45 @@ together. Queries open a read-only one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 
 from orderline_catalogue import Catalogue
 from orderline_intake.app import payloads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
-from orderline_intake.domain.order import NewOrder, Order, StateChange
-from orderline_intake.domain.states import Trigger
+from orderline_intake.domain.amend import apply_mask, check_mask, prefixed
+from orderline_intake.domain.order import PROVISIONING, NewOrder, Order, ReviewReason, StateChange
+from orderline_intake.domain.review import (
+    HOLD_REASONS,
+    INFORMATION_REASONS,
+    MAX_REJECT_REASONS,
+    REJECT_REASONS,
+    RESUME_REASONS,
+    Decision,
+    amendable_paths,
+    amended_reason,
+    automatic_review,
+)
+from orderline_intake.domain.states import InvalidTransition, Trigger, next_state
+from orderline_intake.domain.text import says
 from orderline_intake.domain.validation import validate_new_order
 from orderline_runtime.clock import Clock
-from orderline_runtime.errors import Conflict, NotFound
+from orderline_runtime.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+    Violations,
+)
 from orderline_runtime.ids import new_id
 from orderline_runtime.metrics import stage_duration
 from orderline_runtime.telemetry import order_scope
 from orderline_runtime.unit_of_work import UnitOfWork
 
 AUTO_REVIEWER = "intake/auto-review"
+Uow = UnitOfWork[OrderRepository]
 # Birth dates on identity cards are the operator's dates (China Standard Time, no DST).
 OPERATOR_TZ = timezone(timedelta(hours=8), "UTC+8")
 
@@ -36,7 +59,8 @@ class OrderApp:
     # --- commands -------------------------------------------------------------------------
 
     async def create(self, new: NewOrder, actor: str) -> tuple[Order, bool]:
-        """Records the order; a complete one is approved at once. Idempotent on the request id."""
+        """Records the order and runs the automatic review: approved, pending or queued for a
+        person (domain/review.py). Idempotent on the request id."""
         validate_new_order(new, self.catalogue, self.clock().astimezone(OPERATOR_TZ).date())
         try:
             async with self.uow() as uow:
@@ -45,10 +69,11 @@ class OrderApp:
                     return existing, False
                 order = Order.record(new_id(), new, actor, self.clock())
                 with order_scope(order.id, order.device_id):
-                    await uow.repos.add(order)
                     uow.emit(payloads.order_created(order, actor))
-                    self._auto_review(uow, order)
-                    await uow.repos.save(order)
+                    duplicates = await uow.repos.open_duplicates(order)
+                    self._automatic_review(uow, order, duplicates)
+                    # One insert of the reviewed order: no update right after it.
+                    await uow.repos.add(order)
                 return order, True
         except Conflict:
             # A concurrent retry with the same request id won the race: answer with its order.
@@ -58,22 +83,201 @@ class OrderApp:
                 raise
             return winner, False
 
-    def _auto_review(self, uow: UnitOfWork[OrderRepository], order: Order) -> None:
-        # Validation has already proved the order complete; a manual review queue comes later.
+    def _automatic_review(
+        self,
+        uow: Uow,
+        order: Order,
+        duplicates: Sequence[str],
+        also: tuple[ReviewReason, ...] = (),
+    ) -> None:
+        verdict = automatic_review(order, self.catalogue, duplicates, also=also)
         now = self.clock()
-        change = order.apply(Trigger.APPROVE, AUTO_REVIEWER, "AUTO_APPROVED_COMPLETE", now)
+        if verdict.decision is Decision.APPROVE:
+            self._approve(uow, order, AUTO_REVIEWER, "AUTO_APPROVED_COMPLETE", now)
+        elif verdict.decision is Decision.PENDING:
+            change = order.request_information(
+                verdict.reasons, AUTO_REVIEWER, verdict.reasons[0].code, now
+            )
+            self._state_changed(uow, order, change)
+            uow.emit(payloads.information_requested(order, AUTO_REVIEWER, change.reason_code))
+        else:
+            order.queue_for_review(verdict.reasons, now)
+            uow.emit(payloads.review_queued(order))
+
+    def _approve(self, uow: Uow, order: Order, actor: str, reason: str, now: datetime) -> None:
+        change = order.decide(Trigger.APPROVE, actor, reason, now)
         order.reach("review_approved", now)
         self._state_changed(uow, order, change)
-        uow.emit(payloads.order_approved(order, AUTO_REVIEWER))
+        uow.emit(payloads.order_approved(order, actor))
 
     @staticmethod
-    def _state_changed(uow: UnitOfWork[OrderRepository], order: Order, change: StateChange) -> None:
+    def _state_changed(uow: Uow, order: Order, change: StateChange) -> None:
         uow.emit(payloads.state_changed(order, change))
+
+    # --- review (a person; never the order's creator) ------------------------------------
+
+    async def approve(self, order_id: str, etag: str, actor: str) -> Order:
+        async def approve(uow: Uow, order: Order) -> None:
+            _four_eyes(order, actor)
+            self._approve(uow, order, actor, "REVIEW_APPROVED", self.clock())
+
+        return await self._command(order_id, etag, approve)
+
+    async def reject(
+        self, order_id: str, etag: str, reason_codes: Sequence[str], actor: str
+    ) -> Order:
+        v = Violations()
+        if not reason_codes:
+            v.add("reason_codes", str(says("at least one reason code", "请至少填写一个驳回原因")))
+        elif len(reason_codes) > MAX_REJECT_REASONS:
+            v.add(
+                "reason_codes",
+                str(says(f"at most {MAX_REJECT_REASONS}", f"最多{MAX_REJECT_REASONS}个")),
+            )
+        for i, code in enumerate(reason_codes):
+            if code not in REJECT_REASONS:
+                v.add(f"reason_codes[{i}]", _one_of(REJECT_REASONS, "驳回原因"))
+        v.raise_if_any()
+
+        async def reject(uow: Uow, order: Order) -> None:
+            _four_eyes(order, actor)
+            reason = "+".join(dict.fromkeys(reason_codes))
+            self._state_changed(
+                uow, order, order.decide(Trigger.REJECT, actor, reason, self.clock())
+            )
+
+        return await self._command(order_id, etag, reject)
+
+    async def request_information(
+        self, order_id: str, etag: str, field_paths: Sequence[str], reason_code: str, actor: str
+    ) -> Order:
+        reason_code = reason_code or INFORMATION_REASONS[0]
+        v = Violations()
+        if not field_paths:
+            v.add("field_paths", str(says("name at least one field", "请至少指定一个字段")))
+        if reason_code not in INFORMATION_REASONS:
+            v.add("reason_code", _one_of(INFORMATION_REASONS, "原因"))
+        v.raise_if_any()
+
+        async def ask(uow: Uow, order: Order) -> None:
+            _four_eyes(order, actor)
+            allowed = amendable_paths(self.catalogue, order.business_type)
+            bad = Violations()
+            for i, path in enumerate(field_paths):
+                if path not in allowed:
+                    bad.add(f"field_paths[{i}]", _one_of(allowed, "可补充的字段"))
+            bad.raise_if_any()
+            reasons = tuple(
+                ReviewReason(
+                    reason_code, path, str(says("requested by the reviewer", "审核人要求补充"))
+                )
+                for path in dict.fromkeys(field_paths)
+            )
+            change = order.request_information(reasons, actor, reason_code, self.clock())
+            self._state_changed(uow, order, change)
+            uow.emit(payloads.information_requested(order, actor, reason_code))
+
+        return await self._command(order_id, etag, ask)
+
+    # --- amendment, hold and resume ------------------------------------------------------
+
+    async def amend(
+        self, order_id: str, etag: str, patch: NewOrder, paths: Sequence[str], actor: str
+    ) -> Order:
+        """Changes the masked fields of an acknowledged or pending order, which goes back to
+        review. Everything is checked before anything changes."""
+
+        async def amend(uow: Uow, order: Order) -> None:
+            next_state(order.state, Trigger.AMEND)  # a completed order: refused before checks
+            masked = check_mask(paths, self.catalogue, order.business_type)
+            amended = apply_mask(order.as_new, patch, masked)
+            try:
+                validate_new_order(
+                    amended, self.catalogue, self.clock().astimezone(OPERATOR_TZ).date()
+                )
+            except InvalidArgument as refused:
+                raise prefixed(refused) from None
+            change = order.amend(amended, actor, self.clock())
+            self._state_changed(uow, order, change)
+            uow.emit(payloads.order_amended(order, masked, actor))
+            duplicates = await uow.repos.open_duplicates(order)
+            self._automatic_review(uow, order, duplicates, also=(amended_reason(masked),))
+
+        return await self._command(order_id, etag, amend)
+
+    async def hold(self, order_id: str, etag: str, reason_code: str, actor: str) -> Order:
+        _reason(reason_code, HOLD_REASONS, "暂停原因")
+
+        async def hold(uow: Uow, order: Order) -> None:
+            change = order.apply(Trigger.HOLD, actor, reason_code, self.clock())
+            self._state_changed(uow, order, change)
+
+        return await self._command(order_id, etag, hold)
+
+    async def resume(self, order_id: str, etag: str, reason_code: str, actor: str) -> Order:
+        _reason(reason_code, RESUME_REASONS, "恢复原因")
+
+        async def resume(uow: Uow, order: Order) -> None:
+            if order.held_for_device:
+                raise FailedPrecondition(
+                    f"order {order.id} is held by provisioning ({order.state_reason}"
+                    f"{', alarm ' + order.alarm_id if order.alarm_id else ''}): it resumes when "
+                    "provisioning reports progress on its job, not by a person",
+                    reason="HELD_FOR_DEVICE",
+                    violations=[
+                        PreconditionViolation(
+                            "HELD_FOR_DEVICE",
+                            order.id,
+                            str(
+                                says(
+                                    "held by provisioning for its device",
+                                    "因设备异常由开通系统暂停",
+                                )
+                            ),
+                        )
+                    ],
+                )
+            now = self.clock()
+            self._state_changed(uow, order, order.apply(Trigger.RESUME, actor, reason_code, now))
+            self._complete_if_ready(uow, order, now)
+
+        return await self._command(order_id, etag, resume)
+
+    async def _command(
+        self, order_id: str, etag: str, change: Callable[[Uow, Order], Awaitable[None]]
+    ) -> Order:
+        """Loads the order for update, checks the caller's etag, applies `change` and saves,
+        in one unit of work; an illegal transition is FAILED_PRECONDITION."""
+        async with self.uow() as uow:
+            order = await self._load_for_update(uow, order_id)
+            with order_scope(order.id, order.device_id):
+                if etag and etag != order.etag:
+                    raise Conflict(
+                        f"order {order.id} changed since etag {etag!r} was read (now "
+                        f"{order.etag!r}): read it again and retry",
+                        reason="STALE_ETAG",
+                    )
+                try:
+                    await change(uow, order)
+                except InvalidTransition as exc:
+                    raise _illegal(order.id, exc) from None
+                await uow.repos.save(order)
+        return order
+
+    def _complete_if_ready(self, uow: Uow, order: Order, now: datetime) -> bool:
+        if not order.ready_to_complete:
+            return False
+        change = order.apply(
+            Trigger.COMPLETE, PROVISIONING, "SERVICE_ACTIVE_CUSTOMER_NOTIFIED", now
+        )
+        self._state_changed(uow, order, change)
+        uow.emit(payloads.order_completed(order))
+        return True
 
     # --- following downstream work (inside an event handler's unit of work) ----------------
 
     async def reach_milestone(
-        self, uow: UnitOfWork[OrderRepository], order_id: str, milestone: str, **fields: str
+        self, uow: Uow, order_id: str, milestone: str, **fields: str
     ) -> Order:
         order = await self._load_for_update(uow, order_id)
         now = self.clock()
@@ -85,24 +289,24 @@ class OrderApp:
                 max(0.0, (now - previous).total_seconds()),
                 {"stage": milestone, "business_type": order.business_type},
             )
+            if order.held_for_device:
+                # Provisioning reports progress on a job it held: it has resumed the work.
+                # (It emits no event of its own for that; a milestone already recorded, such
+                # as a redelivery from before the hold, does not count.)
+                change = order.apply(Trigger.RESUME, PROVISIONING, "PROVISIONING_RESUMED", now)
+                self._state_changed(uow, order, change)
         for name, value in fields.items():
             if value and getattr(order, name) != value:
                 setattr(order, name, value)
                 changed = True
-        if order.ready_to_complete:
-            change = order.apply(
-                Trigger.COMPLETE, "provisioning", "SERVICE_ACTIVE_CUSTOMER_NOTIFIED", now
-            )
-            self._state_changed(uow, order, change)
-            uow.emit(payloads.order_completed(order))
-            changed = True
+        changed = self._complete_if_ready(uow, order, now) or changed
         if changed:
             await uow.repos.save(order)
         return order
 
     async def transition(
         self,
-        uow: UnitOfWork[OrderRepository],
+        uow: Uow,
         order_id: str,
         trigger: Trigger,
         *,
@@ -119,7 +323,7 @@ class OrderApp:
         return order
 
     @staticmethod
-    async def _load_for_update(uow: UnitOfWork[OrderRepository], order_id: str) -> Order:
+    async def _load_for_update(uow: Uow, order_id: str) -> Order:
         order = await uow.repos.get(order_id, for_update=True)
         if order is None:
             raise NotFound("order", order_id)
@@ -145,6 +349,44 @@ class OrderApp:
                 limit=limit, after_id=after_id, state=state, business_type=business_type
             )
 
+    async def review_queue(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        async with self.uow(read_only=True) as uow:
+            return await uow.repos.review_queue(
+                limit=limit, after=after, business_type=business_type
+            )
+
     async def changed_since(self, since: datetime, order_ids: Sequence[str]) -> list[Order]:
         async with self.uow(read_only=True) as uow:
             return await uow.repos.changed_since(since, order_ids or None)
+
+
+def _four_eyes(order: Order, actor: str) -> None:
+    if order.created_by == actor:
+        raise PermissionDenied(
+            f"{actor} created order {order.id} and may not review it (four-eyes): another "
+            "reviewer must | 四眼原则, 工单创建人不得审核本人工单",
+            reason="FOUR_EYES",
+        )
+
+
+def _illegal(order_id: str, exc: InvalidTransition) -> FailedPrecondition:
+    return FailedPrecondition(
+        str(exc),
+        reason="INVALID_TRANSITION",
+        violations=[
+            PreconditionViolation("STATE", order_id, f"{exc.state.value} -/-> {exc.trigger.value}")
+        ],
+    )
+
+
+def _one_of(allowed: Iterable[str], zh_what: str) -> str:
+    return str(says(f"one of {', '.join(sorted(allowed))}", f"无效的{zh_what}"))
+
+
+def _reason(code: str, allowed: frozenset[str], zh_what: str) -> None:
+    v = Violations()
+    if code not in allowed:
+        v.add("reason_code", _one_of(allowed, zh_what))
+    v.raise_if_any()

@@ -77,6 +77,37 @@ def state_changed(order: Order, change: StateChange) -> order_events_pb2.OrderSt
     )
 
 
+def review_queued(order: Order) -> order_events_pb2.OrderReviewQueued:
+    return order_events_pb2.OrderReviewQueued(
+        order_id=order.id,
+        business_type=order.business_type,
+        reason_codes=[r.code for r in order.review_reasons],
+    )
+
+
+def information_requested(
+    order: Order, requested_by: str, reason_code: str
+) -> order_events_pb2.OrderInformationRequested:
+    return order_events_pb2.OrderInformationRequested(
+        order_id=order.id,
+        business_type=order.business_type,
+        field_paths=order.requested_fields,
+        requested_by=requested_by,
+        reason_code=reason_code,
+    )
+
+
+def order_amended(
+    order: Order, field_paths: Sequence[str], amended_by: str
+) -> order_events_pb2.OrderAmended:
+    return order_events_pb2.OrderAmended(
+        order_id=order.id,
+        business_type=order.business_type,
+        field_paths=field_paths,
+        amended_by=amended_by,
+    )
+
+
 def order_completed(order: Order) -> order_events_pb2.OrderCompleted:
     completed = order_events_pb2.OrderCompleted(
         order_id=order.id,

@@ -24,9 +24,23 @@ class OrderRepository(Protocol):
         self, since: datetime, order_ids: Sequence[str] | None
     ) -> list[Order]: ...
 
+    async def open_duplicates(self, order: Order) -> list[str]:
+        """Ids of other orders not in a final state with the order's customer identity,
+        address and business type."""
+        ...
+
+    async def review_queue(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        """Acknowledged orders, oldest in the queue first, after (queued_at, id)."""
+        ...
+
     async def add(self, order: Order) -> None: ...
 
-    async def save(self, order: Order) -> None: ...
+    async def save(self, order: Order) -> None:
+        """Writes the order if it is still at the version it was loaded at, and increments
+        it; Conflict when another transaction wrote it since."""
+        ...
 
 
 IntakeUnitOfWork = UnitOfWorkFactory[OrderRepository]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from orderline_catalogue import MILESTONES as MILESTONES
 from orderline_intake.domain.phone import is_mainland_mobile
 from orderline_intake.domain.states import OrderState, Trigger, next_state
+
+# The actor of what provisioning's events do to an order.
+PROVISIONING = "provisioning"
 
 # The order is completed once the service is active and the customer has been told.
 COMPLETION_MILESTONES = frozenset({"service_activated", "customer_notified"})
@@ -67,9 +71,21 @@ class NewOrder:
     plan: str
     relocation: Relocation | None = None
     documents: tuple[Document, ...] = ()
+    # The device's model as the clerk recorded it; empty when not known at the counter.
+    device_model: str = ""
     # Where the resident identity number came from, to name it in a violation: callers written
     # before identities send it in customer.id_number.
     id_number_path: str = "customer.identity.resident_id"
+
+
+@dataclass(frozen=True)
+class ReviewReason:
+    """Why an order waits for a person, or what it waits for (pending)."""
+
+    code: str
+    field: str = ""
+    # "EN | 中文", for the reviewer or clerk.
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,7 @@ class Order:
     created_at: datetime
     relocation: Relocation | None = None
     documents: tuple[Document, ...] = ()
+    device_model: str = ""
     state: OrderState = OrderState.ACKNOWLEDGED
     state_reason: str = ""
     updated_at: datetime | None = None
@@ -100,6 +117,11 @@ class Order:
     dossier_id: str = ""
     alarm_id: str = ""
     version: int = 0
+    # While acknowledged: why it waits for a reviewer; while pending: what is missing.
+    review_reasons: tuple[ReviewReason, ...] = ()
+    # While pending: the field paths (as in AmendOrderRequest.update_mask) to supply.
+    requested_fields: tuple[str, ...] = ()
+    review_queued_at: datetime | None = None
     milestones: dict[str, datetime] = field(default_factory=dict)
     history: list[StateChange] = field(default_factory=list)
     # What changed since load, for the repository to write.
@@ -117,6 +139,7 @@ class Order:
             plan=new.plan,
             relocation=new.relocation,
             documents=new.documents,
+            device_model=new.device_model,
             created_by=actor,
             created_at=now,
             updated_at=now,
@@ -137,6 +160,68 @@ class Order:
         self.history.append(change)
         self.new_history.append(change)
         return change
+
+    @property
+    def etag(self) -> str:
+        """Opaque, and different after every write: the version keyed by the order, so an
+        etag of one order never matches another's."""
+        return hashlib.blake2b(f"{self.id}:{self.version}".encode(), digest_size=8).hexdigest()
+
+    @property
+    def as_new(self) -> NewOrder:
+        """What the clerk recorded, in the shape validation and amendment work on."""
+        return NewOrder(
+            client_request_id=self.client_request_id,
+            business_type=self.business_type,
+            customer=self.customer,
+            device_id=self.device_id,
+            plan=self.plan,
+            relocation=self.relocation,
+            documents=self.documents,
+            device_model=self.device_model,
+        )
+
+    def amend(self, new: NewOrder, actor: str, now: datetime) -> StateChange:
+        """Takes the amended fields; the order goes back to review (acknowledged)."""
+        change = self.apply(Trigger.AMEND, actor, "AMENDED", now)
+        self.customer = _settled(new.customer)
+        self.device_id = new.device_id
+        self.plan = new.plan
+        self.relocation = new.relocation
+        self.documents = new.documents
+        self.device_model = new.device_model
+        self.requested_fields = ()
+        return change
+
+    def queue_for_review(self, reasons: tuple[ReviewReason, ...], now: datetime) -> None:
+        """Marks the acknowledged order as waiting for a person, for these reasons."""
+        self.review_reasons = reasons
+        self.requested_fields = ()
+        self.review_queued_at = now
+        self.updated_at = now
+
+    def request_information(
+        self, reasons: tuple[ReviewReason, ...], actor: str, reason_code: str, now: datetime
+    ) -> StateChange:
+        change = self.apply(Trigger.REQUEST_INFORMATION, actor, reason_code, now)
+        self.review_reasons = reasons
+        self.requested_fields = tuple(dict.fromkeys(r.field for r in reasons if r.field))
+        return change
+
+    def decide(self, trigger: Trigger, actor: str, reason_code: str, now: datetime) -> StateChange:
+        """A review decision (approve or reject): the order leaves the review queue."""
+        change = self.apply(trigger, actor, reason_code, now)
+        self.review_reasons = ()
+        self.requested_fields = ()
+        return change
+
+    @property
+    def held_for_device(self) -> bool:
+        """Held by provisioning (its job stopped on the device), not by a person."""
+        if self.state is not OrderState.HELD:
+            return False
+        hold = next((c for c in reversed(self.history) if c.to_state is OrderState.HELD), None)
+        return hold is not None and hold.actor == PROVISIONING
 
     def reach(self, milestone: str, now: datetime) -> bool:
         """Records a milestone once; returns False when it was already reached."""

@@ -45,6 +45,8 @@ TRANSITIONS: dict[tuple[OrderState, Trigger], OrderState] = {
     (S.ACKNOWLEDGED, T.REJECT): S.REJECTED,
     (S.ACKNOWLEDGED, T.REQUEST_INFORMATION): S.PENDING,
     (S.PENDING, T.AMEND): S.ACKNOWLEDGED,
+    # An amended order that was awaiting review awaits it again (the automatic checks run anew).
+    (S.ACKNOWLEDGED, T.AMEND): S.ACKNOWLEDGED,
     (S.IN_PROGRESS, T.HOLD): S.HELD,
     (S.HELD, T.RESUME): S.IN_PROGRESS,
     (S.IN_PROGRESS, T.COMPLETE): S.COMPLETED,
@@ -63,7 +65,11 @@ TERMINAL = frozenset({S.COMPLETED, S.REJECTED, S.FAILED, S.CANCELLED})
 
 class InvalidTransition(Exception):
     def __init__(self, state: OrderState, trigger: Trigger) -> None:
-        super().__init__(f"cannot {trigger.value} an order that is {state.value}")
+        allowed = sorted(s.value for (s, t) in TRANSITIONS if t is trigger)
+        super().__init__(
+            f"cannot {trigger.value} an order that is {state.value}"
+            f" ({trigger.value} applies to {', '.join(allowed) or 'no state'})"
+        )
         self.state = state
         self.trigger = trigger
 

@@ -1,8 +1,9 @@
 # Texts for people use Chinese full-width punctuation on purpose.
 # ruff: noqa: RUF001
-"""What a new order must satisfy before it is recorded: every field well formed, and what its
-business type requires present. Every violation is collected, so one refusal names every bad
-field, by its path in CreateOrderRequest, in English and zh-CN."""
+"""What a new order must satisfy before it is recorded: every field well formed, and the fields
+its business type requires present (required documents may follow: see missing_documents).
+Every violation is collected, so one refusal names every bad field, by its path in
+CreateOrderRequest, in English and zh-CN."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from orderline_intake.domain.identity import (
     passport_number_problem,
     resident_id_problem,
 )
-from orderline_intake.domain.order import ContactChannel, NewOrder
+from orderline_intake.domain.order import ContactChannel, Document, NewOrder
 from orderline_intake.domain.phone import CHINA, is_mainland_mobile, phone_problem
 from orderline_intake.domain.text import Says, says
 from orderline_runtime.errors import Violations
@@ -70,7 +71,7 @@ def validate_new_order(new: NewOrder, catalogue: Catalogue, today: date) -> None
     _required(found, new, business)
     _customer(found, new, today)
     _relocation(found, new, business)
-    _documents(found, new, business, catalogue)
+    _documents(found, new, catalogue)
     if new.device_id and not _DEVICE_ID.match(new.device_id):
         found.add(
             "device_id",
@@ -81,6 +82,8 @@ def validate_new_order(new: NewOrder, catalogue: Catalogue, today: date) -> None
         )
     if new.plan and len(new.plan) > 64:
         found.add("plan", says("at most 64 characters", "最多64个字符"))
+    if len(new.device_model) > 64 or not new.device_model.isprintable():
+        found.add("device_model", says("at most 64 printable characters", "最多64个可打印字符"))
     found.violations.raise_if_any()
 
 
@@ -188,9 +191,7 @@ def _relocation(found: _Found, new: NewOrder, business: BusinessType | None) -> 
         )
 
 
-def _documents(
-    found: _Found, new: NewOrder, business: BusinessType | None, catalogue: Catalogue
-) -> None:
+def _documents(found: _Found, new: NewOrder, catalogue: Catalogue) -> None:
     if len(new.documents) > MAX_DOCUMENTS:
         found.add(
             "documents", says(f"at most {MAX_DOCUMENTS} documents", f"最多{MAX_DOCUMENTS}份材料")
@@ -230,17 +231,19 @@ def _documents(
                     f"应在1字节至{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB之间",
                 ),
             )
-    if business is None:
-        return
-    attached = {doc.type for doc in new.documents}
+
+
+def missing_documents(
+    documents: tuple[Document, ...], business: BusinessType, catalogue: Catalogue
+) -> Says | None:
+    """The documents the type requires that are not attached, or None. Not a refusal: an
+    order without them is recorded and waits in `pending` for them (domain/review.py)."""
+    attached = {doc.type for doc in documents}
     missing = [d for d in business.required_documents if d not in attached]
-    if missing:
-        names = catalogue.document_types
-        zh_missing = "、".join(names[d].names["zh-CN"] for d in missing)
-        found.add(
-            "documents",
-            says(f"missing: {', '.join(missing)}", f"缺少：{zh_missing}"),
-        )
+    if not missing:
+        return None
+    zh_missing = "、".join(catalogue.document_types[d].names["zh-CN"] for d in missing)
+    return says(f"missing: {', '.join(missing)}", f"缺少：{zh_missing}")
 
 
 def _same_address(a: str, b: str) -> bool:
