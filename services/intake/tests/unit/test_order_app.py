@@ -3,19 +3,35 @@ downstream events do to an order, and which events commit with each change. No I
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orderline.events.v1 import order_events_pb2
 from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
 from orderline_intake.domain.order import Customer, Document, NewOrder, Order
-from orderline_intake.domain.states import TERMINAL, InvalidTransition, OrderState, Trigger
-from orderline_runtime.errors import Conflict, InvalidArgument, NotFound
+from orderline_intake.domain.states import (
+    TERMINAL,
+    TRANSITIONS,
+    InvalidTransition,
+    OrderState,
+    Trigger,
+)
+from orderline_runtime.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 
 
 class InMemoryOrders:
@@ -320,3 +336,165 @@ async def test_queries_read_what_commands_committed(app: OrderApp) -> None:
         limit=10, after_id=None, state="inProgress", business_type="plan_change"
     )
     assert [o.id for o in only] == [second.id]
+
+
+# --- review, amendment, hold and resume ----------------------------------------------------------
+
+PASSPORT = Customer(
+    name="John Smith",
+    phone="+8613800138000",
+    id_number="K12345678",
+    address="北京市朝阳区建国路88号",
+    locale="en",
+    id_type="passport",
+    passport_country="GBR",
+)
+
+
+async def test_an_order_the_checks_cannot_decide_waits_in_the_queue_and_emits_why(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(customer=PASSPORT), actor="clerk-li")
+
+    assert order.state is OrderState.ACKNOWLEDGED
+    assert [r.code for r in order.review_reasons] == ["PASSPORT_IDENTITY"]
+    assert store.event_types == ["order.created", "order.review_queued"]
+    queue = await app.review_queue(limit=10, after=None, business_type=None)
+    assert [o.id for o in queue] == [order.id]
+
+
+async def test_review_is_four_eyes_and_checks_the_etag(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(customer=PASSPORT), actor="lead-chen")
+    with pytest.raises(PermissionDenied) as denied:
+        await app.approve(order.id, "", actor="lead-chen")
+    assert denied.value.reason == "FOUR_EYES"
+    with pytest.raises(Conflict):
+        await app.approve(order.id, "stale", actor="reviewer-li")
+    approved = await app.approve(order.id, order.etag, actor="reviewer-li")
+
+    assert approved.state is OrderState.IN_PROGRESS
+    assert store.event_types[-2:] == ["order.state_changed", "order.approved"]
+    with pytest.raises(FailedPrecondition) as twice:
+        await app.approve(order.id, "", actor="reviewer-li")
+    assert "inProgress" in twice.value.message and "approve" in twice.value.message
+
+
+async def test_a_device_hold_is_resumed_by_provisioning_not_by_a_person(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL"
+        )
+    with pytest.raises(FailedPrecondition) as refused:
+        await app.resume(order.id, "", "ISSUE_RESOLVED", actor="engineer-zhao")
+    assert refused.value.reason == "HELD_FOR_DEVICE"
+    async with store.uow() as uow:
+        resumed = await app.reach_milestone(uow, order.id, "prechecks_passed")
+    assert resumed.state is OrderState.IN_PROGRESS
+    assert resumed.history[-1].reason_code == "PROVISIONING_RESUMED"
+
+
+# Commands a property run picks from: (name, how to call it on the app).
+Command = tuple[str, str]
+COMMANDS: list[Command] = [
+    ("approve", "reviewer-li"),
+    ("approve", "clerk-li"),  # the creator: four-eyes
+    ("reject", "reviewer-li"),
+    ("request_information", "reviewer-li"),
+    ("amend", "clerk-li"),
+    ("amend_bad_mask", "clerk-li"),
+    ("hold", "engineer-zhao"),
+    ("resume", "engineer-zhao"),
+    ("device_hold", "provisioning"),
+    ("fail", "provisioning"),
+    ("milestone", "provisioning"),
+    ("stale_approve", "reviewer-li"),
+]
+STEPS = [
+    "prechecks_passed",
+    "device_configured",
+    "tests_passed",
+    "service_activated",
+    "voucher_issued",
+    "customer_notified",
+]
+ROWS = {(src, dst) for (src, _), dst in TRANSITIONS.items()}
+
+
+async def _run(app: OrderApp, store: InMemoryStore[InMemoryOrders], order_id: str, cmd: Command,
+               step: int) -> None:  # fmt: skip
+    name, actor = cmd
+    match name:
+        case "approve":
+            await app.approve(order_id, "", actor=actor)
+        case "stale_approve":
+            await app.approve(order_id, "not-the-etag", actor=actor)
+        case "reject":
+            await app.reject(order_id, "", ["OTHER"], actor=actor)
+        case "request_information":
+            await app.request_information(order_id, "", ["documents"], "", actor=actor)
+        case "amend" | "amend_bad_mask":
+            current = await app.get(order_id)
+            patch = new_order(plan=f"plan-{step}")
+            paths = ["plan"] if name == "amend" else ["business_type"]
+            await app.amend(order_id, current.etag, patch, paths, actor=actor)
+        case "hold":
+            await app.hold(order_id, "", "CUSTOMER_REQUEST", actor=actor)
+        case "resume":
+            await app.resume(order_id, "", "CUSTOMER_READY", actor=actor)
+        case "device_hold" | "fail":
+            trigger = Trigger.HOLD if name == "device_hold" else Trigger.FAIL
+            async with store.uow() as uow:
+                await app.transition(uow, order_id, trigger, actor=actor, reason_code="X")
+        case "milestone":
+            async with store.uow() as uow:
+                await app.reach_milestone(uow, order_id, STEPS[step % len(STEPS)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.sampled_from(["complete", "passport", "no_documents"]),
+    commands=st.lists(st.sampled_from(COMMANDS), max_size=14),
+)
+def test_no_sequence_of_commands_leaves_the_table_or_loses_history(
+    start: str, commands: list[Command]
+) -> None:
+    async def scenario() -> None:
+        store: InMemoryStore[InMemoryOrders] = InMemoryStore(InMemoryOrders(), producer="intake")
+        app = OrderApp(store.uow, load_catalogue(), SteppingClock())
+        first = {
+            "complete": new_order(),
+            "passport": new_order(customer=PASSPORT),
+            "no_documents": new_order(documents=()),
+        }[start]
+        order, _ = await app.create(first, actor="clerk-li")
+        before = copy.deepcopy(store.repos.orders[order.id])
+        for step, cmd in enumerate(commands):
+            try:
+                await _run(app, store, order.id, cmd, step)
+            except (
+                InvalidTransition,
+                FailedPrecondition,
+                PermissionDenied,
+                Conflict,
+                InvalidArgument,
+            ):
+                # Refused: nothing changed.
+                assert store.repos.orders[order.id] == before
+            after = store.repos.orders[order.id]
+            assert after.state in set(OrderState)
+            # History only grows, and every entry is a row of the table.
+            assert after.history[: len(before.history)] == before.history
+            assert len(after.history) >= len(before.history)
+            for a, b in itertools.pairwise(after.history):
+                assert a.to_state is b.from_state
+                assert (b.from_state, b.to_state) in ROWS
+                assert b.actor and b.reason_code and b.at >= a.at
+            assert after.history[-1].to_state is after.state
+            before = copy.deepcopy(after)
+
+    asyncio.run(scenario())
