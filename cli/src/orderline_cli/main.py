@@ -355,6 +355,9 @@ def order_create(
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device")] = "",
+    device_model: Annotated[
+        str, typer.Option("--device-model", help="e.g. 'HG8245H5 ONT'; checked against the type")
+    ] = "",
     plan: Annotated[str, typer.Option()] = "",
     request_id: Annotated[str, typer.Option("--request-id")] = "",
     intake: Annotated[str | None, typer.Option("--intake")] = None,
@@ -385,6 +388,7 @@ def order_create(
         device_id=device,
         plan=plan,
         documents=[_document(spec, as_json) for spec in documents or []],
+        device_model=device_model,
     )
     if old_address or new_address:
         request.relocation.old_address = old_address
@@ -446,6 +450,7 @@ def order_get(
     print(table(ORDER_COLUMNS, [_order_row(order)]))
     if order.alarm_id:
         print(f"alarm: {order.alarm_id}")
+    _reasons(order)
     print("\nhistory")
     rows = []
     for h in order.history:
@@ -527,6 +532,247 @@ def order_watch(
 
 
 # --- trace -----------------------------------------------------------------------------------
+
+
+# --- review, amend, hold, resume ---------------------------------------------------------------
+
+review_app = typer.Typer(help="The review queue and a reviewer's decisions.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+EtagOpt = Annotated[
+    str,
+    typer.Option("--etag", help="the etag of the order as read; a stale one is refused"),
+]
+IntakeOpt = Annotated[str | None, typer.Option("--intake")]
+
+
+def _order_rpc(
+    method: str, request: Any, token: str, intake: str | None, as_json: bool, verb: str
+) -> None:
+    """Calls one of OrderService's writes and prints the order it answers with."""
+    with grpc.insecure_channel(_address("intake", intake)) as channel:
+        try:
+            reply = getattr(order_pb2_grpc.OrderServiceStub(channel), method)(
+                request, metadata=_meta(token), timeout=10
+            )
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
+    if as_json:
+        print_json(to_json(reply))
+        return
+    print(f"{verb}:")
+    print(table(ORDER_COLUMNS, [_order_row(reply.order)]))
+    _reasons(reply.order)
+
+
+def _reasons(order: order_pb2.Order) -> None:
+    if order.requested_fields:
+        print(f"waiting for: {', '.join(order.requested_fields)}")
+    for r in order.review_reasons:
+        print(f"review: {r.code}{f' ({r.field})' if r.field else ''}: {r.description}")
+    print(f"etag: {order.etag}")
+
+
+@review_app.command("queue")
+def review_queue(
+    business_type: Annotated[str, typer.Option("--type", help="only this business type")] = "",
+    page_size: Annotated[int, typer.Option("--page-size")] = 0,
+    page_token: Annotated[str, typer.Option("--page-token")] = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Orders waiting for a reviewer, oldest first, with why."""
+    request = order_pb2.ListReviewQueueRequest(
+        business_type=business_type, page_size=page_size, page_token=page_token
+    )
+    with grpc.insecure_channel(_address("intake", intake)) as channel:
+        try:
+            reply = order_pb2_grpc.OrderServiceStub(channel).ListReviewQueue(
+                request, metadata=_meta(token or "dev-reviewer"), timeout=10
+            )
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
+    if as_json:
+        print_json(to_json(reply))
+        return
+    rows = [
+        [
+            o.id,
+            _clock(o.review_queued_at) if o.HasField("review_queued_at") else "-",
+            o.business_type,
+            ", ".join(r.code for r in o.review_reasons) or "-",
+        ]
+        for o in reply.orders
+    ]
+    print(table(("order", "queued", "type", "reasons"), rows))
+    if reply.next_page_token:
+        print(f"more: --page-token {reply.next_page_token}")
+
+
+@review_app.command("approve")
+def review_approve(
+    order_id: str,
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve an order in the queue (never one you created)."""
+    request = order_pb2.ApproveOrderRequest(order_id=order_id, etag=etag)
+    _order_rpc("ApproveOrder", request, token or "dev-reviewer", intake, as_json, "approved")
+
+
+@review_app.command("reject")
+def review_reject(
+    order_id: str,
+    reasons: Annotated[
+        list[str] | None, typer.Option("--reason", help="reason code, repeatable (1 to 3)")
+    ] = None,
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject an order with reason codes (docs/order-lifecycle.md lists them)."""
+    request = order_pb2.RejectOrderRequest(order_id=order_id, etag=etag, reason_codes=reasons)
+    _order_rpc("RejectOrder", request, token or "dev-reviewer", intake, as_json, "rejected")
+
+
+@review_app.command("request-info")
+def review_request_info(
+    order_id: str,
+    fields: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="field path the customer must supply, repeatable"),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="reason code")] = "",
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send an order to pending, naming the fields needed (e.g. --field documents)."""
+    request = order_pb2.RequestInformationRequest(
+        order_id=order_id, etag=etag, field_paths=fields, reason_code=reason
+    )
+    _order_rpc("RequestInformation", request, token or "dev-reviewer", intake, as_json, "pending")
+
+
+@order_app.command("amend")
+def order_amend(
+    order_id: str,
+    etag: Annotated[
+        str,
+        typer.Option(
+            "--etag",
+            help="the etag of the order as read; without it the order is read first and its "
+            "etag sent, so only a change between that read and the write is caught",
+        ),
+    ] = "",
+    name: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    id_number: Annotated[str | None, typer.Option("--id-number")] = None,
+    passport: Annotated[str | None, typer.Option("--passport")] = None,
+    passport_country: Annotated[str, typer.Option("--passport-country")] = "",
+    address: Annotated[str | None, typer.Option("--address")] = None,
+    old_address: Annotated[str | None, typer.Option("--old-address")] = None,
+    new_address: Annotated[str | None, typer.Option("--new-address")] = None,
+    locale: Annotated[str | None, typer.Option()] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="sms or phone")] = None,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+    device_model: Annotated[str | None, typer.Option("--device-model")] = None,
+    plan: Annotated[str | None, typer.Option()] = None,
+    documents: Annotated[
+        list[str] | None,
+        typer.Option("--document", help="TYPE=FILE, repeatable: replaces every document"),
+    ] = None,
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the given fields of an acknowledged or pending order; it goes back to review."""
+    patch = order_pb2.Order()
+    paths: list[str] = []
+    c = patch.customer
+    for path, value, target in (
+        ("customer.name", name, "name"),
+        ("customer.phone", phone, "phone"),
+        ("customer.address", address, "address"),
+        ("customer.locale", locale, "locale"),
+        ("device_id", device, "device_id"),
+        ("device_model", device_model, "device_model"),
+        ("plan", plan, "plan"),
+    ):
+        if value is not None:
+            setattr(c if path.startswith("customer.") else patch, target, value)
+            paths.append(path)
+    if passport is not None:
+        c.identity.passport.number = passport
+        c.identity.passport.issuing_country = passport_country
+        paths.append("customer.identity")
+    elif id_number is not None:
+        c.identity.resident_id = id_number
+        paths.append("customer.identity")
+    if channel is not None:
+        channels = {"sms": order_pb2.CONTACT_CHANNEL_SMS, "phone": order_pb2.CONTACT_CHANNEL_PHONE}
+        if channel.lower() not in channels:
+            fail("INVALID_ARGUMENT", "--channel is sms or phone", as_json=as_json)
+        c.preferred_channel = channels[channel.lower()]
+        paths.append("customer.preferred_channel")
+    if old_address is not None:
+        patch.relocation.old_address = old_address
+        paths.append("relocation.old_address")
+    if new_address is not None:
+        patch.relocation.new_address = new_address
+        paths.append("relocation.new_address")
+    if documents is not None:
+        patch.documents.extend(_document(spec, as_json) for spec in documents)
+        paths.append("documents")
+    if not etag:
+        with grpc.insecure_channel(_address("intake", intake)) as ch:
+            try:
+                etag = (
+                    order_pb2_grpc.OrderServiceStub(ch)
+                    .GetOrder(
+                        order_pb2.GetOrderRequest(order_id=order_id),
+                        metadata=_meta(token or "dev-clerk"),
+                        timeout=10,
+                    )
+                    .order.etag
+                )
+            except grpc.RpcError as err:
+                fail_rpc(err, as_json=as_json)
+    request = order_pb2.AmendOrderRequest(order_id=order_id, etag=etag, order=patch)
+    request.update_mask.paths.extend(paths)
+    _order_rpc("AmendOrder", request, token or "dev-clerk", intake, as_json, "amended")
+
+
+@order_app.command("hold")
+def order_hold(
+    order_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="e.g. CUSTOMER_REQUEST")] = "",
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop the work on an order in progress, with a reason code."""
+    request = order_pb2.HoldOrderRequest(order_id=order_id, etag=etag, reason_code=reason)
+    _order_rpc("HoldOrder", request, token or "dev-clerk", intake, as_json, "held")
+
+
+@order_app.command("resume")
+def order_resume(
+    order_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="e.g. CUSTOMER_READY")] = "",
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let the work on an order a person held go on, with a reason code."""
+    request = order_pb2.ResumeOrderRequest(order_id=order_id, etag=etag, reason_code=reason)
+    _order_rpc("ResumeOrder", request, token or "dev-clerk", intake, as_json, "resumed")
 
 
 @app.command()
