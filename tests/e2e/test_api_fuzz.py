@@ -64,7 +64,20 @@ ANSWERS = frozenset(
 STREAM_ENDS = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 
 EXPECTED_RPCS = {
-    "OrderService": {"CreateOrder", "GetOrder", "ListOrders", "WatchOrders", "ListBusinessTypes"},
+    "OrderService": {
+        "CreateOrder",
+        "GetOrder",
+        "ListOrders",
+        "WatchOrders",
+        "ListBusinessTypes",
+        "ListReviewQueue",
+        "ApproveOrder",
+        "RejectOrder",
+        "RequestInformation",
+        "AmendOrder",
+        "HoldOrder",
+        "ResumeOrder",
+    },
     "ProvisioningService": {"GetJob", "ListJobs"},
     "VoucherService": {"GetVoucher", "VerifyVoucher"},
     "TelemetryIngestService": {"StreamTelemetry"},

@@ -1,8 +1,11 @@
-"""Demo orders for `orderline up`: a realistic mix, one of them on an overheating device."""
+"""Demo orders for `orderline up`: a realistic mix, one of them on an overheating device, one
+waiting in the review queue and one pending."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import secrets
 
 import grpc
 
@@ -46,8 +49,17 @@ DOCUMENTS = {
 }
 
 
+# Every demo order is for its own flat: intake's review sends an order of the same customer,
+# address and business type as an open one to a person (a possible duplicate), and the demo,
+# the end-to-end tests and the bench reuse five customers for many orders that must flow.
+# The building differs between processes, the flat within one.
+_BUILDING = 1 + secrets.randbelow(999)
+_FLATS = itertools.count(101)
+
+
 def demo_request(i: int, device: str) -> order_pb2.CreateOrderRequest:
-    name, phone, id_number, address, locale = CUSTOMERS[i % len(CUSTOMERS)]
+    name, phone, id_number, street, locale = CUSTOMERS[i % len(CUSTOMERS)]
+    address = f"{street}{_BUILDING}号楼{next(_FLATS)}室"
     business_type, plan = TYPES[i % len(TYPES)]
     return order_pb2.CreateOrderRequest(
         client_request_id=f"demo-{new_id()}",
@@ -74,18 +86,44 @@ def _document(kind: str, owner: str) -> order_pb2.Document:
     )
 
 
+def review_request(device: str) -> order_pb2.CreateOrderRequest:
+    """A customer with a passport: no check digit to check, so a reviewer compares it with the
+    copy (the order waits in the review queue)."""
+    request = demo_request(0, device)
+    request.customer.name = "John Smith"
+    request.customer.locale = "en"
+    request.customer.identity.passport.number = "K12345678"
+    request.customer.identity.passport.issuing_country = "GBR"
+    return request
+
+
+def pending_request(device: str) -> order_pb2.CreateOrderRequest:
+    """A broadband order for a set-top box: not a model broadband allows, so the order waits in
+    `pending` for the clerk to name another (device_model)."""
+    request = demo_request(0, device)
+    request.device_model = "B860AV2.1 IPTV STB"
+    return request
+
+
 def submit(intake_address: str, count: int) -> list[str]:
-    """Creates `count` orders; the last one uses the faulty device. Returns their ids."""
+    """Creates `count` orders, the last one on the faulty device, then (with count > 1) one
+    for the review queue and one pending. Returns their ids."""
     faulty = FAULTY_DEVICE.split(":", 1)[0]
+    requests = [
+        demo_request(i, faulty if i == count - 1 and count > 1 else f"CPE-{i + 1:04d}")
+        for i in range(count)
+    ]
+    if count > 1:
+        requests += [
+            review_request(f"CPE-{count + 1:04d}"),
+            pending_request(f"CPE-{count + 2:04d}"),
+        ]
     ids = []
     with grpc.insecure_channel(intake_address) as channel:
         stub = order_pb2_grpc.OrderServiceStub(channel)
-        for i in range(count):
-            device = faulty if i == count - 1 and count > 1 else f"CPE-{i + 1:04d}"
+        for request in requests:
             reply = stub.CreateOrder(
-                demo_request(i, device),
-                metadata=(("authorization", "Bearer dev-clerk"),),
-                timeout=10,
+                request, metadata=(("authorization", "Bearer dev-clerk"),), timeout=10
             )
             ids.append(reply.order.id)
     return ids

@@ -114,6 +114,8 @@ def _state(order: order_pb2.Order, alarm: bool = False) -> str:
         and why
     ):
         return f"{name} ({', '.join(why)})"
+    if order.state == order_pb2.ORDER_STATE_ACKNOWLEDGED and order.review_reasons:
+        return f"{name} (review: {', '.join(r.code for r in order.review_reasons)})"
     return name
 
 
