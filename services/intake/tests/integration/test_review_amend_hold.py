@@ -185,11 +185,7 @@ async def test_the_review_queue_lists_oldest_first_in_pages_with_reasons(
     intake: order_pb2_grpc.OrderServiceStub,
 ) -> None:
     ids = [
-        (
-            await create(
-                intake, create_request(f"q{i}", customer=passport_customer(f"地址{i}号"))
-            )
-        ).id
+        (await create(intake, create_request(f"q{i}", customer=passport_customer(f"地址{i}号")))).id
         for i in range(3)
     ]
     await create(intake, create_request("q-ok"))  # approved: not in the queue
