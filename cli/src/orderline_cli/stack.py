@@ -166,6 +166,14 @@ class LocalStack:
     def trace_dir(self) -> Path:
         return self.state_dir / "traces"
 
+    @property
+    def voucher_key_file(self) -> Path:
+        return self.state_dir / "keys" / "voucher-signing-key.pem"
+
+    @property
+    def voucher_public_key_file(self) -> Path:
+        return public_key_file(self.voucher_key_file)
+
     def address(self, name: str) -> str:
         return self.procs[name].address
 
@@ -211,6 +219,11 @@ class LocalStack:
                     development_signing_key(self.state_dir / "keys" / "archive-signing-key.pem")
                 )
             if svc == "provisioning":
+                # Kept in the state directory like the archive's, with its public key beside it
+                # (voucher-signing-key.pub.pem) for `orderline voucher verify --public-key`.
+                env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(
+                    development_signing_key(self.voucher_key_file)
+                )
                 env.update(
                     ORDERLINE_INTAKE_ADDRESS=f"127.0.0.1:{ports['intake']}",
                     ORDERLINE_DEVICE_MONITOR_ADDRESS=f"127.0.0.1:{ports['device-monitor']}",
@@ -380,18 +393,34 @@ def health_check(address: str, service: str = "") -> bool:
         return False
 
 
+def public_key_file(private_key_file: Path) -> Path:
+    """Where `development_signing_key` puts the public key: `<name>.pub.pem` beside it."""
+    return private_key_file.with_name(private_key_file.name.removesuffix(".pem") + ".pub.pem")
+
+
 def development_signing_key(path: Path) -> Path:
-    """An Ed25519 key for the local archive's checkpoints, made once per state directory."""
-    if not path.exists():
+    """An Ed25519 key for the local stack (the archive's checkpoints, provisioning's vouchers),
+    made once per state directory, with its public key (PEM) beside it."""
+    public = public_key_file(path)
+    if not path.exists() or not public.exists():
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from cryptography.hazmat.primitives.serialization import (
             Encoding,
             NoEncryption,
             PrivateFormat,
+            PublicFormat,
         )
 
+        from orderline_runtime.keys import load_ed25519_private_key
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-        path.chmod(0o600)
+        if path.exists():
+            key = load_ed25519_private_key(path)
+        else:
+            key = Ed25519PrivateKey.generate()
+            path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+            path.chmod(0o600)
+        public.write_bytes(
+            key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
     return path

@@ -20,6 +20,7 @@ from orderline_provisioning.app.handlers import OrderEvents
 from orderline_provisioning.app.ports import Peers
 from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.app.steps import StepPolicy, StepRunner
+from orderline_provisioning.app.voucher_keys import VoucherKeys
 from orderline_provisioning.app.worker import JobWorker
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.settings import ProvisioningSettings
@@ -42,8 +43,28 @@ def policy() -> dict[str, frozenset[str]]:
     return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
+KEY_SETTING = "ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"
+
+
+def voucher_keys(settings: ProvisioningSettings) -> VoucherKeys:
+    """The voucher keys, read before anything starts. Without a key the service refuses to
+    start (run_service prints this one line and exits 2) rather than take orders it could only
+    finish with an unsigned voucher or fail at activation, after configuring the device: the
+    approved orders wait in JetStream and go through once the key is there."""
+    if settings.provisioning_voucher_key_file is None:
+        raise ValueError(
+            f"{KEY_SETTING} is not set: provisioning signs every activation voucher and issues "
+            "none unsigned; point it at an Ed25519 private key (PEM PKCS#8), e.g. from "
+            "`openssl genpkey -algorithm ed25519`"
+        )
+    return VoucherKeys.from_files(
+        settings.provisioning_voucher_key_file, settings.provisioning_voucher_public_keys_file
+    )
+
+
 def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository]:
     settings = settings or load_settings(ProvisioningSettings, SERVICE)
+    keys = voucher_keys(settings)
     service = Service(
         settings,
         metadata=metadata,
@@ -66,6 +87,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
             prechecks_wait=timedelta(seconds=settings.prechecks_wait_seconds),
             sms_failures_before_voice=settings.sms_failures_before_voice,
         ),
+        signer=keys,
         clock=service.clock,
     )
     worker = JobWorker(
@@ -85,7 +107,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
                 await client.close()
 
     orders = OrderEvents(service.clock, on_job_created=worker.notify)
-    queries = JobQueries(service.uow)
+    queries = JobQueries(service.uow, keys)
     service.add_grpc_service(
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
         ProvisioningApi(queries),

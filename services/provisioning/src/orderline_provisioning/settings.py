@@ -1,6 +1,9 @@
-"""Provisioning's settings: the common ones plus its peers and its job worker."""
+"""Provisioning's settings: the common ones plus its peers, its job worker and the key that
+signs activation vouchers."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 
@@ -30,3 +33,10 @@ class ProvisioningSettings(ServiceSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, ge=1)
+    # The Ed25519 private key (PEM PKCS#8, or 32 raw bytes) that signs activation vouchers.
+    # Required: without it the service does not start, as it never issues an unsigned voucher
+    # (docs/configuration.md says why it refuses rather than failing jobs).
+    provisioning_voucher_key_file: Path | None = None
+    # Public keys (a PEM bundle) of earlier voucher keys: after a rotation the vouchers they
+    # signed still verify. The current key's own public key is always trusted.
+    provisioning_voucher_public_keys_file: Path | None = None

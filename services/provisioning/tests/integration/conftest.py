@@ -221,10 +221,28 @@ async def _wait_serving(address: str, within: float = 20.0) -> None:
         )
 
 
+def voucher_key_file(directory: Path) -> Path:
+    """An Ed25519 voucher key (PEM PKCS#8) in `directory`, made once: the service needs one."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    path = directory / "voucher-key.pem"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
+
+
 def make_settings(
     db_url: str, nats_url: str, peers_address: str, trace_dir: Path, **overrides: Any
 ) -> ProvisioningSettings:
     values: dict[str, Any] = {
+        "provisioning_voucher_key_file": voucher_key_file(trace_dir.parent / "keys"),
         "service_name": "provisioning",
         "grpc_port": free_port(),
         "database_url": db_url,
@@ -397,6 +415,12 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 @pytest.fixture
 def order_id() -> str:
     return "ORD-" + new_id()[-12:].upper()
+
+
+@pytest.fixture
+def voucher_key(tmp_path: Path) -> Path:
+    """The voucher key the provisioning started by `start_provisioning` signs with."""
+    return voucher_key_file(tmp_path / "keys")
 
 
 @pytest.fixture

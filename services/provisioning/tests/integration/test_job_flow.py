@@ -70,7 +70,8 @@ async def test_approved_order_runs_every_step_and_publishes_its_milestones_in_or
         f"{job.id}:test:{kind}"
         for kind in ("functional", "performance", "security", "environmental", "user_interface")
     )
-    assert peers.intake.auth == ["Bearer dev-service"]
+    # Intake is asked for the customer at activation (the voucher, masked) and to notify.
+    assert peers.intake.auth == ["Bearer dev-service"] * 2
     [sms] = peers.gateway.sends
     assert sms.idempotency_key == f"{job.id}:notify"
     assert (sms.channel, sms.to, sms.locale) == (gateway_pb2.CHANNEL_SMS, "+8613800138000", "zh-CN")

@@ -49,6 +49,23 @@ class Process:
             await asyncio.wait_for(self.proc.wait(), 20)
 
 
+def voucher_key(directory: Path) -> Path:
+    """The Ed25519 key the process signs vouchers with (it refuses to start without one)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    path = directory / "voucher-key.pem"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
+
+
 def process_env(db_url: str, nats_url: str, peers: str, trace_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERLINE_", "OTEL_"))}
     env.update(
@@ -67,6 +84,7 @@ def process_env(db_url: str, nats_url: str, peers: str, trace_dir: Path) -> dict
             "ORDERLINE_CALL_TIMEOUT_SECONDS": "30",
             "ORDERLINE_SHUTDOWN_GRACE_SECONDS": "3",
             "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",
+            "ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE": str(voucher_key(trace_dir.parent / "keys")),
         }
     )
     return env

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from orderline_provisioning.app.ports import CustomerContact, PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.app.steps import StepPolicy, StepRunner
+from orderline_provisioning.domain.attestation import verify_envelope
+from orderline_provisioning.domain.ed25519 import Ed25519Signer, trusted_keys
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness, Health
@@ -16,6 +18,7 @@ from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import JobState, Step, TestKind
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
+SIGNER = Ed25519Signer(b"\x2a" * 32)
 
 
 @dataclass
@@ -86,7 +89,7 @@ def runner_for(fake: FakePeers, clock: Clock) -> StepRunner:
         retry=RetryPolicy(initial_seconds=1, max_seconds=8, jitter=0),
         prechecks_wait=timedelta(seconds=60),
     )
-    return StepRunner(peers, policy, clock=clock, entropy=lambda n: b"\x07" * n)
+    return StepRunner(peers, policy, signer=SIGNER, clock=clock, entropy=lambda n: b"\x07" * n)
 
 
 def new_job(step: Step = Step.PRECHECKS) -> Job:
@@ -100,9 +103,11 @@ async def test_a_job_runs_every_step_and_completes() -> None:
     fake, clock = FakePeers(), Clock()
     runner, job = runner_for(fake, clock), new_job()
     types: list[str] = []
+    vouchers = []
     while job.runnable:
         out = await runner.run(job)
         types += out.event_types
+        vouchers += [out.voucher] if out.voucher else []
     assert types == [
         "provisioning.prechecks_passed",
         "provisioning.device_configured",
@@ -115,6 +120,14 @@ async def test_a_job_runs_every_step_and_completes() -> None:
     assert fake.applies == {"job-1:configure": 1}
     assert job.voucher_id.startswith("AV-") and job.delivery_id == "DLV-1"
     assert fake.sends[0][0] == "job-1:notify" and job.voucher_id in fake.sends[0][3]
+    # One voucher, signed, for this order, with what the job knew at activation.
+    (voucher,) = vouchers
+    verdict = verify_envelope(voucher.envelope, trusted_keys([SIGNER.public]), order_id="ord-1")
+    assert verdict.valid and verdict.voucher_id == job.voucher_id == voucher.id
+    assert verdict.predicate is not None
+    assert verdict.predicate["device"]["configurationVersion"] == job.config_version
+    assert len(verdict.predicate["tests"]) == len(job.test_results) > 0
+    assert verdict.predicate["customer"]["phone"] == "+86138****8000"
 
 
 async def test_no_telemetry_retries_with_backoff_then_holds() -> None:

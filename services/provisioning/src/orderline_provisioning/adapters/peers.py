@@ -167,7 +167,7 @@ class IntakeClient(_Client):
     async def contact(self, order_id: str) -> CustomerContact:
         resp = await self.call("GetOrder", order_pb2.GetOrderRequest(order_id=order_id))
         customer = resp.order.customer
-        return CustomerContact(phone=customer.phone, locale=customer.locale)
+        return CustomerContact(phone=customer.phone, locale=customer.locale, name=customer.name)
 
 
 class GatewayClient(_Client):

@@ -194,6 +194,8 @@ class JobRepository:
                 business_type=voucher.business_type,
                 issued_at=voucher.issued_at,
                 texts=dict(voucher.texts),
+                envelope=voucher.envelope,
+                key_id=voucher.key_id,
             )
         )
 
@@ -215,6 +217,8 @@ class JobRepository:
             business_type=row["business_type"],
             issued_at=issued_at,
             texts=dict(row["texts"] or {}),
+            envelope=bytes(row["envelope"] or b""),
+            key_id=row["key_id"] or "",
         )
 
     # --- helpers --------------------------------------------------------------------------

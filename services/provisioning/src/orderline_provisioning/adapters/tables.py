@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -75,4 +76,8 @@ vouchers = Table(
     Column("issued_at", UTCDateTime, nullable=False),
     # Wording by locale ("zh-CN", "en").
     Column("texts", JSON, nullable=False),
+    # The signed attestation, byte for byte as issued, and its key's id (migration 0002;
+    # empty for vouchers issued before vouchers were signed).
+    Column("envelope", LargeBinary, nullable=True),
+    Column("key_id", String(64), nullable=True),
 )

@@ -55,4 +55,6 @@ def voucher_to_proto(voucher: Voucher) -> pb.Voucher:
         business_type=voucher.business_type,
         issued_at=_ts(voucher.issued_at),
         texts=dict(voucher.texts),
+        envelope=voucher.envelope,
+        key_id=voucher.key_id,
     )

@@ -8,6 +8,7 @@ from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
 from orderline_provisioning.api.convert import STATES_BY_PROTO, job_to_proto, voucher_to_proto
 from orderline_provisioning.app.queries import JobQueries
+from orderline_provisioning.domain.attestation import MAX_ENVELOPE_BYTES
 from orderline_provisioning.domain.voucher import is_voucher_id
 from orderline_runtime.errors import NotFound, Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
@@ -86,11 +87,25 @@ class VoucherApi(provisioning_pb2_grpc.VoucherServiceServicer):
         self, request: pb.VerifyVoucherRequest, context: Any
     ) -> pb.VerifyVoucherResponse:
         v = Violations()
-        _check_voucher_id(v, request.voucher_id)
-        if not request.order_id:
-            v.add("order_id", "required")
-        elif len(request.order_id) > MAX_ID_LENGTH:
+        if request.voucher_id and request.envelope:
+            v.add("envelope", "give either voucher_id or envelope, not both")
+        elif not request.envelope:
+            _check_voucher_id(v, request.voucher_id)
+        elif len(request.envelope) > MAX_ENVELOPE_BYTES:
+            v.add("envelope", f"at most {MAX_ENVELOPE_BYTES} bytes")
+        if len(request.order_id) > MAX_ID_LENGTH:
             v.add("order_id", f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        valid, reason = await self.queries.verify_voucher(request.voucher_id, request.order_id)
-        return pb.VerifyVoucherResponse(valid=valid, reason=reason)
+        # A voucher that does not verify is an answer, not an error: valid=false and why.
+        if request.envelope:
+            verdict = self.queries.verify_envelope(request.envelope, request.order_id)
+        else:
+            verdict = await self.queries.verify_voucher(request.voucher_id, request.order_id)
+        return pb.VerifyVoucherResponse(
+            valid=verdict.valid,
+            reason=verdict.reason,
+            key_id=verdict.keyid,
+            voucher_id=verdict.voucher_id,
+            order_id=verdict.order_id,
+            detail=verdict.detail,
+        )

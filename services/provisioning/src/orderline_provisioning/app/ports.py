@@ -37,6 +37,8 @@ class PeerRejected(Exception):
 class CustomerContact:
     phone: str
     locale: str
+    # Only ever stored masked (in the voucher); the phone is used to notify.
+    name: str = ""
 
 
 class DeviceHealth(Protocol):

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 from orderline_provisioning.adapters.repository import JobRepository
+from orderline_provisioning.domain.attestation import Verdict, VerificationKey, verify_envelope
 from orderline_provisioning.domain.job import Job
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
 from orderline_runtime.errors import NotFound
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
+VOUCHER_NOT_FOUND = "VOUCHER_NOT_FOUND"
+# A voucher issued before vouchers were signed (migration 0002): nothing to check it with.
+UNSIGNED_VOUCHER = "UNSIGNED_VOUCHER"
+
+
+class TrustedKeys(Protocol):
+    """What verification needs of the voucher keys (app/voucher_keys.py)."""
+
+    def trusted(self) -> Mapping[str, VerificationKey]: ...
+
 
 class JobQueries:
-    def __init__(self, uow: UnitOfWorkFactory[JobRepository]) -> None:
+    def __init__(self, uow: UnitOfWorkFactory[JobRepository], keys: TrustedKeys) -> None:
         self.uow = uow
+        self.keys = keys
 
     async def job(self, *, job_id: str = "", order_id: str = "") -> Job:
         async with self.uow(read_only=True) as uow:
@@ -32,8 +47,17 @@ class JobQueries:
         async with self.uow(read_only=True) as uow:
             return await uow.repos.get_voucher(voucher_id)
 
-    async def verify_voucher(self, voucher_id: str, order_id: str) -> tuple[bool, str]:
+    async def verify_voucher(self, voucher_id: str, order_id: str = "") -> Verdict:
+        """The stored voucher's envelope checked as anyone would check it: signature by a
+        trusted key, statement, and (when given) the order."""
         voucher = await self.voucher(voucher_id)
         if voucher is None:
-            return False, "VOUCHER_NOT_FOUND"
-        return voucher.verify(order_id)
+            return Verdict(False, VOUCHER_NOT_FOUND, f"no voucher {voucher_id}")
+        if not voucher.envelope:
+            return Verdict(
+                False, UNSIGNED_VOUCHER, "issued before vouchers were signed", voucher_id=voucher.id
+            )
+        return self.verify_envelope(voucher.envelope, order_id)
+
+    def verify_envelope(self, envelope: bytes, order_id: str = "") -> Verdict:
+        return verify_envelope(envelope, self.keys.trusted(), order_id=order_id)

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from orderline.events.v1 import provisioning_events_pb2 as ev
 from orderline_provisioning.app.ports import PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.domain import job as reasons
+from orderline_provisioning.domain.attestation import TestSummary
 from orderline_provisioning.domain.config import derive_config
 from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
 from orderline_provisioning.domain.notification import (
@@ -29,7 +30,7 @@ from orderline_provisioning.domain.prechecks import Verdict, decide_prechecks
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import TEST_KINDS, Step, idempotency_key
 from orderline_provisioning.domain.texts import normalize_locale
-from orderline_provisioning.domain.voucher import Voucher, issue_voucher
+from orderline_provisioning.domain.voucher import Voucher, VoucherSigner, issue_voucher
 from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.catalogue import catalogue
@@ -66,10 +67,13 @@ class StepRunner:
         peers: Peers,
         policy: StepPolicy | None = None,
         *,
+        signer: VoucherSigner,
         clock: Clock = system_clock,
         entropy: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.peers = peers
+        # Required: there is no unsigned voucher (app/voucher_keys.py).
+        self.signer = signer
         self.policy = policy or StepPolicy()
         self.clock = clock
         self.entropy = entropy
@@ -86,7 +90,7 @@ class StepRunner:
             elif step is Step.TEST:
                 await self._test(job, out)
             elif step is Step.ACTIVATE:
-                self._activate(job, out)
+                await self._activate(job, out)
             elif step is Step.NOTIFY:
                 await self._notify(job, out)
             else:
@@ -179,7 +183,9 @@ class StepRunner:
             ),
         )
 
-    def _activate(self, job: Job, out: StepOutcome) -> None:
+    async def _activate(self, job: Job, out: StepOutcome) -> None:
+        # The voucher names the customer (masked): intake owns the customer's data.
+        contact = await self.peers.customers.contact(job.order_id)
         now = self.clock()
         voucher = issue_voucher(
             entropy=self.entropy(8),
@@ -189,6 +195,11 @@ class StepRunner:
             business_type=job.business_type,
             plan=job.plan,
             issued_at=now,
+            config_version=job.config_version,
+            customer_name=contact.name,
+            customer_phone=contact.phone,
+            tests=[TestSummary(r.kind, r.passed, r.detail) for r in job.test_results],
+            signer=self.signer,
         )
         job.voucher_id = voucher.id
         job.advance(now)

@@ -1,16 +1,27 @@
 # Customer texts use Chinese full-width punctuation on purpose.
 # ruff: noqa: RUF001
-"""The activation voucher (业务开通凭证) handed to the customer when the service is active."""
+"""The activation voucher (业务开通凭证) handed to the customer when the service is active: its
+id, its texts, and the signed attestation that anyone holding the public key can verify
+(domain/attestation.py)."""
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
+from orderline_provisioning.domain.attestation import (
+    ActivationFacts,
+    TestSummary,
+    mask_name,
+    sign_statement,
+    statement,
+)
 from orderline_provisioning.domain.texts import EN, ZH_CN, business_label, local_time
+from orderline_runtime.pii import mask_phone
 
 VOUCHER_ID = re.compile(r"^AV-[A-Z2-7]{12}$")
 ENTROPY_BYTES = 8  # 64 bits, of which the 12 base32 characters keep 60
@@ -56,12 +67,18 @@ class Voucher:
     business_type: str
     issued_at: datetime
     texts: Mapping[str, str] = field(default_factory=dict)
+    # The DSSE envelope (canonical JSON bytes) and the id of the key that signed it.
+    envelope: bytes = b""
+    key_id: str = ""
 
-    def verify(self, order_id: str) -> tuple[bool, str]:
-        """Valid when it was issued for this order; else the reason code."""
-        if order_id != self.order_id:
-            return False, "ORDER_MISMATCH"
-        return True, ""
+
+class VoucherSigner(Protocol):
+    """The key vouchers are signed with (app/voucher_keys.py)."""
+
+    @property
+    def keyid(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 def issue_voucher(
@@ -73,8 +90,32 @@ def issue_voucher(
     business_type: str,
     plan: str,
     issued_at: datetime,
+    config_version: int | None,
+    customer_name: str,
+    customer_phone: str,
+    tests: Sequence[TestSummary],
+    signer: VoucherSigner,
 ) -> Voucher:
+    """A new voucher, signed. The customer's name and phone are masked here, whatever the
+    caller passes: a voucher is shown and forwarded, it never carries them in clear."""
     voucher_id = voucher_id_from(entropy)
+    texts = voucher_texts(voucher_id, business_type, plan, device_id, issued_at)
+    facts = ActivationFacts(
+        voucher_id=voucher_id,
+        job_id=job_id,
+        order_id=order_id,
+        business_type=business_type,
+        plan=plan,
+        device_id=device_id,
+        config_version=config_version,
+        customer_name=mask_name(customer_name),
+        customer_phone=mask_phone(customer_phone) if customer_phone else "",
+        tests=tests,
+        activated_at=issued_at,
+        texts=texts,
+    )
+    keyid = signer.keyid
+    envelope = sign_statement(statement(facts), keyid, signer.sign)
     return Voucher(
         id=voucher_id,
         job_id=job_id,
@@ -82,5 +123,7 @@ def issue_voucher(
         device_id=device_id,
         business_type=business_type,
         issued_at=issued_at,
-        texts=voucher_texts(voucher_id, business_type, plan, device_id, issued_at),
+        texts=texts,
+        envelope=envelope.to_json(),
+        key_id=keyid,
     )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orderline/provisioning/v1/provisioning.proto\x12\x19orderline.provisioning.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\nTestResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x80\x03\n\x0fProvisioningJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\x32\n\x05state\x18\x05 \x01(\x0e\x32#.orderline.provisioning.v1.JobState\x12\x0c\n\x04step\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x08 \x01(\t\x12\x12\n\nvoucher_id\x18\t \x01(\t\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12;\n\x0ctest_results\x18\x0b \x03(\x0b\x32%.orderline.provisioning.v1.TestResult\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"I\n\x0eGetJobResponse\x12\x37\n\x03job\x18\x01 \x01(\x0b\x32*.orderline.provisioning.v1.ProvisioningJob\"l\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.orderline.provisioning.v1.JobState\"e\n\x10ListJobsResponse\x12\x38\n\x04jobs\x18\x01 \x03(\x0b\x32*.orderline.provisioning.v1.ProvisioningJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xec\x01\n\x07Voucher\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x05texts\x18\x06 \x03(\x0b\x32-.orderline.provisioning.v1.Voucher.TextsEntry\x1a,\n\nTextsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"I\n\x12GetVoucherResponse\x12\x33\n\x07voucher\x18\x01 \x01(\x0b\x32\".orderline.provisioning.v1.Voucher\"<\n\x14VerifyVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"6\n\x15VerifyVoucherResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t*\x7f\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x12\n\x0eJOB_STATE_HELD\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x32\xd9\x01\n\x13ProvisioningService\x12]\n\x06GetJob\x12(.orderline.provisioning.v1.GetJobRequest\x1a).orderline.provisioning.v1.GetJobResponse\x12\x63\n\x08ListJobs\x12*.orderline.provisioning.v1.ListJobsRequest\x1a+.orderline.provisioning.v1.ListJobsResponse2\xef\x01\n\x0eVoucherService\x12i\n\nGetVoucher\x12,.orderline.provisioning.v1.GetVoucherRequest\x1a-.orderline.provisioning.v1.GetVoucherResponse\x12r\n\rVerifyVoucher\x12/.orderline.provisioning.v1.VerifyVoucherRequest\x1a\x30.orderline.provisioning.v1.VerifyVoucherResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orderline/provisioning/v1/provisioning.proto\x12\x19orderline.provisioning.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\nTestResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x80\x03\n\x0fProvisioningJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\x32\n\x05state\x18\x05 \x01(\x0e\x32#.orderline.provisioning.v1.JobState\x12\x0c\n\x04step\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x08 \x01(\t\x12\x12\n\nvoucher_id\x18\t \x01(\t\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12;\n\x0ctest_results\x18\x0b \x03(\x0b\x32%.orderline.provisioning.v1.TestResult\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"I\n\x0eGetJobResponse\x12\x37\n\x03job\x18\x01 \x01(\x0b\x32*.orderline.provisioning.v1.ProvisioningJob\"l\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.orderline.provisioning.v1.JobState\"e\n\x10ListJobsResponse\x12\x38\n\x04jobs\x18\x01 \x03(\x0b\x32*.orderline.provisioning.v1.ProvisioningJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x02\n\x07Voucher\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12-\n\tissued_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x05texts\x18\x06 \x03(\x0b\x32-.orderline.provisioning.v1.Voucher.TextsEntry\x12\x10\n\x08\x65nvelope\x18\x07 \x01(\x0c\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x1a,\n\nTextsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"I\n\x12GetVoucherResponse\x12\x33\n\x07voucher\x18\x01 \x01(\x0b\x32\".orderline.provisioning.v1.Voucher\"N\n\x14VerifyVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x03 \x01(\x0c\"|\n\x15VerifyVoucherResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\x7f\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x12\n\x0eJOB_STATE_HELD\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x32\xd9\x01\n\x13ProvisioningService\x12]\n\x06GetJob\x12(.orderline.provisioning.v1.GetJobRequest\x1a).orderline.provisioning.v1.GetJobResponse\x12\x63\n\x08ListJobs\x12*.orderline.provisioning.v1.ListJobsRequest\x1a+.orderline.provisioning.v1.ListJobsResponse2\xef\x01\n\x0eVoucherService\x12i\n\nGetVoucher\x12,.orderline.provisioning.v1.GetVoucherRequest\x1a-.orderline.provisioning.v1.GetVoucherResponse\x12r\n\rVerifyVoucher\x12/.orderline.provisioning.v1.VerifyVoucherRequest\x1a\x30.orderline.provisioning.v1.VerifyVoucherResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VOUCHER_TEXTSENTRY']._loaded_options = None
   _globals['_VOUCHER_TEXTSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1367
-  _globals['_JOBSTATE']._serialized_end=1494
+  _globals['_JOBSTATE']._serialized_start=1489
+  _globals['_JOBSTATE']._serialized_end=1616
   _globals['_TESTRESULT']._serialized_start=108
   _globals['_TESTRESULT']._serialized_end=166
   _globals['_PROVISIONINGJOB']._serialized_start=169
@@ -49,19 +49,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSRESPONSE']._serialized_start=791
   _globals['_LISTJOBSRESPONSE']._serialized_end=892
   _globals['_VOUCHER']._serialized_start=895
-  _globals['_VOUCHER']._serialized_end=1131
-  _globals['_VOUCHER_TEXTSENTRY']._serialized_start=1087
-  _globals['_VOUCHER_TEXTSENTRY']._serialized_end=1131
-  _globals['_GETVOUCHERREQUEST']._serialized_start=1133
-  _globals['_GETVOUCHERREQUEST']._serialized_end=1172
-  _globals['_GETVOUCHERRESPONSE']._serialized_start=1174
-  _globals['_GETVOUCHERRESPONSE']._serialized_end=1247
-  _globals['_VERIFYVOUCHERREQUEST']._serialized_start=1249
-  _globals['_VERIFYVOUCHERREQUEST']._serialized_end=1309
-  _globals['_VERIFYVOUCHERRESPONSE']._serialized_start=1311
-  _globals['_VERIFYVOUCHERRESPONSE']._serialized_end=1365
-  _globals['_PROVISIONINGSERVICE']._serialized_start=1497
-  _globals['_PROVISIONINGSERVICE']._serialized_end=1714
-  _globals['_VOUCHERSERVICE']._serialized_start=1717
-  _globals['_VOUCHERSERVICE']._serialized_end=1956
+  _globals['_VOUCHER']._serialized_end=1165
+  _globals['_VOUCHER_TEXTSENTRY']._serialized_start=1121
+  _globals['_VOUCHER_TEXTSENTRY']._serialized_end=1165
+  _globals['_GETVOUCHERREQUEST']._serialized_start=1167
+  _globals['_GETVOUCHERREQUEST']._serialized_end=1206
+  _globals['_GETVOUCHERRESPONSE']._serialized_start=1208
+  _globals['_GETVOUCHERRESPONSE']._serialized_end=1281
+  _globals['_VERIFYVOUCHERREQUEST']._serialized_start=1283
+  _globals['_VERIFYVOUCHERREQUEST']._serialized_end=1361
+  _globals['_VERIFYVOUCHERRESPONSE']._serialized_start=1363
+  _globals['_VERIFYVOUCHERRESPONSE']._serialized_end=1487
+  _globals['_PROVISIONINGSERVICE']._serialized_start=1619
+  _globals['_PROVISIONINGSERVICE']._serialized_end=1836
+  _globals['_VOUCHERSERVICE']._serialized_start=1839
+  _globals['_VOUCHERSERVICE']._serialized_end=2078
 # @@protoc_insertion_point(module_scope)

@@ -247,10 +247,21 @@ class Voucher(_message.Message):
     BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
     ISSUED_AT_FIELD_NUMBER: _builtins.int
     TEXTS_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
     business_type: _builtins.str
+    envelope: _builtins.bytes
+    """The signed attestation: a DSSE envelope (JSON, payloadType application/vnd.in-toto+json)
+    around an in-toto Statement v1 whose subjects are the order and the device and whose
+    predicate type is https://orderline.dev/attestation/activation-voucher/v1. Verify it
+    with the operator's public key (`orderline voucher verify`) or any DSSE verifier; these
+    exact bytes: any changed byte makes it invalid.
+    """
+    key_id: _builtins.str
+    """The signing key's id: SHA-256 (hex) of its public key's SubjectPublicKeyInfo DER."""
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -266,10 +277,12 @@ class Voucher(_message.Message):
         business_type: _builtins.str = ...,
         issued_at: _timestamp_pb2.Timestamp | None = ...,
         texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        envelope: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "device_id", b"device_id", "id", b"id", "issued_at", b"issued_at", "order_id", b"order_id", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "device_id", b"device_id", "envelope", b"envelope", "id", b"id", "issued_at", b"issued_at", "key_id", b"key_id", "order_id", b"order_id", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,17 +333,24 @@ class VerifyVoucherRequest(_message.Message):
 
     VOUCHER_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
     voucher_id: _builtins.str
+    """Exactly one of voucher_id (the voucher as stored here) and envelope (a voucher's
+    envelope as handed out, at most 64 KiB).
+    """
     order_id: _builtins.str
+    """Optional: the order the voucher must have been issued for."""
+    envelope: _builtins.bytes
     def __init__(
         self,
         *,
         voucher_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        envelope: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "order_id", b"order_id", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,17 +362,37 @@ class VerifyVoucherResponse(_message.Message):
 
     VALID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    VOUCHER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
     reason: _builtins.str
+    """Why not: VOUCHER_NOT_FOUND, MALFORMED_ENVELOPE, NON_CANONICAL_ENVELOPE,
+    WRONG_PAYLOAD_TYPE, NO_SIGNATURE, UNKNOWN_KEY, BAD_SIGNATURE, MALFORMED_STATEMENT,
+    WRONG_PREDICATE_TYPE, SUBJECT_MISMATCH, ORDER_MISMATCH.
+    """
+    key_id: _builtins.str
+    """What the signature was checked for, as far as it got: the key, and the voucher and
+    order the statement names.
+    """
+    voucher_id: _builtins.str
+    order_id: _builtins.str
+    detail: _builtins.str
+    """A sentence on the reason, in English."""
     def __init__(
         self,
         *,
         valid: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        voucher_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "key_id", b"key_id", "order_id", b"order_id", "reason", b"reason", "valid", b"valid", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
