@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -233,3 +234,39 @@ def test_the_catalogue_and_the_archive_log_from_the_cli(stack: LocalStack, tmp_p
     assert json.loads(missing.stderr)["error"]["code"] == "NOT_FOUND"
     bad = orderline(stack, "dossier", "consistency", "0", "--json")
     assert json.loads(bad.stderr)["error"]["code"] == "INVALID_ARGUMENT"
+
+
+def test_a_voucher_from_the_cli_verifies_offline_and_a_changed_one_does_not(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    created = orderline(
+        stack, "order", "create", "--type", "iptv", "--name", "李娜",
+        "--phone", "+8613800138005", "--address", "上海市浦东新区世纪大道200号",
+        "--device", "CPE-0033", "--plan", "iptv-basic", "--request-id", "cli-voucher-1", "--json",
+    )  # fmt: skip
+    order_id = as_json(created)["order"]["id"]  # type: ignore[index]
+
+    def voucher_id() -> str | None:
+        order = as_json(orderline(stack, "order", "get", order_id, "--json"))
+        assert isinstance(order, dict)
+        return str(order["voucher_id"]) or None
+
+    voucher = wait_until("the order's voucher", voucher_id, 90)
+    file = tmp_path / "voucher.json"
+    got = as_json(orderline(stack, "voucher", "get", voucher, "--out", str(file), "--json"))
+    assert got["voucher"]["order_id"] == order_id and got["file"] == str(file)  # type: ignore[index]
+    shown = orderline(stack, "voucher", "get", voucher)
+    assert shown.returncode == 0 and f"业务开通凭证 {voucher}" in shown.stdout
+
+    key = str(stack.voucher_public_key_file)
+    verified = orderline(stack, "voucher", "verify", str(file), "--public-key", key, "--json")
+    verdict = as_json(verified)
+    assert verdict["valid"] is True and verdict["voucher_id"] == voucher  # type: ignore[index]
+    statement = base64.b64decode(json.loads(file.read_bytes())["payload"]).decode()
+    assert "李" in statement and "李娜" not in statement and "13800138005" not in statement
+
+    data = bytearray(file.read_bytes())
+    data[len(data) // 3] ^= 0x02
+    file.write_bytes(bytes(data))
+    refused = orderline(stack, "voucher", "verify", str(file), "--public-key", key)
+    assert refused.returncode == 1 and refused.stdout.startswith("INVALID "), refused.stdout

@@ -1051,6 +1051,112 @@ def dossier_verify(
         raise typer.Exit(1)
 
 
+# --- voucher --------------------------------------------------------------------------------
+
+voucher_app = typer.Typer(
+    help="Activation vouchers: get one with its signed envelope, verify one offline.",
+    no_args_is_help=True,
+)
+app.add_typer(voucher_app, name="voucher")
+
+
+@voucher_app.command("get")
+def voucher_get(
+    voucher_id: str,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="write the signed envelope (DSSE, JSON) to this file"),
+    ] = None,
+    provisioning: Annotated[str | None, typer.Option("--provisioning")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A voucher with its texts; --out saves its signed envelope for `voucher verify`."""
+    from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
+
+    with grpc.insecure_channel(_address("provisioning", provisioning)) as channel:
+        try:
+            voucher = (
+                provisioning_pb2_grpc.VoucherServiceStub(channel)
+                .GetVoucher(
+                    provisioning_pb2.GetVoucherRequest(voucher_id=voucher_id),
+                    metadata=_meta(token or "dev-clerk"),
+                    timeout=10,
+                )
+                .voucher
+            )
+        except grpc.RpcError as err:
+            fail_rpc(err, as_json=as_json)
+    if out is not None:
+        # The very bytes issued: a verifier refuses any other form of the same envelope.
+        out.write_bytes(voucher.envelope)
+    if as_json:
+        print_json({"voucher": to_json(voucher), "file": str(out) if out else None})
+        return
+    print(f"voucher {voucher.id}  order {voucher.order_id}  device {voucher.device_id}")
+    print(f"type {voucher.business_type}  issued {_clock(voucher.issued_at)}")
+    print(f"key {voucher.key_id or '(unsigned: issued before vouchers were signed)'}")
+    for locale in ("zh-CN", "en"):
+        if locale in voucher.texts:
+            print(f"\n{voucher.texts[locale]}")
+    if out is not None:
+        print(f"\nsigned envelope: {out} ({len(voucher.envelope)} bytes)")
+
+
+@voucher_app.command("verify")
+def voucher_verify(
+    file: Annotated[Path, typer.Argument(help="a voucher's envelope (from voucher get --out)")],
+    public_key: Annotated[
+        list[Path],
+        typer.Option(
+            "--public-key",
+            help="the operator's Ed25519 public key (PEM; a file may hold several); repeatable",
+        ),
+    ],
+    order: Annotated[
+        str | None, typer.Option("--order", help="the order it must be issued for")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a voucher offline: signature by a given key (by key id), statement, order."""
+    from orderline_provisioning.domain.attestation import verify_envelope
+    from orderline_provisioning.domain.ed25519 import trusted_keys
+    from orderline_runtime.keys import ed25519_public_keys
+
+    publics: list[bytes] = []
+    for path in public_key:
+        try:
+            publics += ed25519_public_keys(path.read_bytes(), source=str(path))
+        except (OSError, ValueError) as exc:
+            fail("INVALID_ARGUMENT", f"--public-key: {exc}", as_json=as_json)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        fail("INVALID_ARGUMENT", f"{file}: {exc.strerror or exc}", as_json=as_json)
+    verdict = verify_envelope(data, trusted_keys(publics), order_id=order or "")
+    if as_json:
+        print_json(
+            {
+                "valid": verdict.valid,
+                "reason": verdict.reason,
+                "detail": verdict.detail,
+                "key_id": verdict.keyid,
+                "voucher_id": verdict.voucher_id,
+                "order_id": verdict.order_id,
+                "device_id": verdict.device_id,
+            }
+        )
+    elif verdict.valid:
+        print(
+            f"valid: voucher {verdict.voucher_id} of order {verdict.order_id} "
+            f"on device {verdict.device_id}, signed by key {verdict.keyid}"
+        )
+    else:
+        print(f"INVALID {verdict.reason}: {verdict.detail}")
+    if not verdict.valid:
+        raise typer.Exit(1)
+
+
 def run() -> None:
     app()
 
