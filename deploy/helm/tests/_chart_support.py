@@ -205,6 +205,14 @@ SCENARIOS: dict[str, Values] = {
                     }
                 }
                 if svc == "archive"
+                else {
+                    "voucherKey": {
+                        "existingSecret": "ext-voucher-key",
+                        "key": "ed25519.pem",
+                        "publicKeysKey": "earlier.pem",
+                    }
+                }
+                if svc == "provisioning"
                 else {}
             )
             for svc in ("intake", "provisioning", "device-monitor", "archive", "reporting")
@@ -222,9 +230,22 @@ def _load_chart() -> helm.Chart:
     return helm.Chart.load(CHART_DIR)
 
 
+# The chart refuses to render provisioning without its voucher key's Secret. Renderings that
+# do not name one get this one; the tests of the key name theirs (or "" to see the refusal).
+VOUCHER_KEY_SECRET = "orderline-voucher-key"
+
+
+def with_voucher_key(values: Values | None) -> Values:
+    """`values` with provisioning's voucher key Secret named, unless it names one already."""
+    merged = copy.deepcopy(values or {})
+    provisioning = merged.setdefault("services", {}).setdefault("provisioning", {})
+    provisioning.setdefault("voucherKey", {}).setdefault("existingSecret", VOUCHER_KEY_SECRET)
+    return merged
+
+
 def render_raw(values: Values | None = None, *, release: str = RELEASE) -> dict[str, str]:
     return _load_chart().render(
-        copy.deepcopy(values) if values else None,
+        with_voucher_key(values),
         name=release,
         namespace=NAMESPACE,
         is_install=True,

@@ -38,6 +38,7 @@ from _chart_support import (
     render_raw,
     scenario,
     schema_error,
+    with_voucher_key,
 )
 
 
@@ -206,7 +207,7 @@ def test_selectors_survive_a_chart_and_app_version_bump(tmp_path: Path) -> None:
     text = re.sub(r"(?m)^appVersion: .*$", 'appVersion: "9.9.9"', text)
     meta.write_text(text)
     with helm.Chart.load(bumped) as chart:
-        rendered = chart.render(dev_tokens(), name=RELEASE, namespace=NAMESPACE)
+        rendered = chart.render(with_voucher_key(dev_tokens()), name=RELEASE, namespace=NAMESPACE)
     after = [
         doc
         for path, body in rendered.items()

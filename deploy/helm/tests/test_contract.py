@@ -67,6 +67,9 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "catalogue_file": "intake ships its catalogue in the package",
     "archive_signing_key_file": "set when services.archive.signingKey.existingSecret is set; "
     "unset, the archive gives no checkpoint (never an unsigned one)",
+    "provisioning_voucher_public_keys_file": "set when "
+    "services.provisioning.voucherKey.publicKeysKey is set; unset, only the current key's "
+    "vouchers verify",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
     "retry_initial_seconds": "a tuning knob with a safe default",
@@ -178,6 +181,29 @@ def test_secret_settings_are_given_once_their_secrets_are_named() -> None:
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
         for field in ("nats_credentials_file", "auth_tokens_file", "service_token"):
             assert env_name(field) in env, (svc, field)
+        if svc == "provisioning":
+            # The voucher key and the earlier public keys: one Secret, mounted read-only.
+            pod = deployment["spec"]["template"]["spec"]
+            assert env[env_name("provisioning_voucher_key_file")]["value"] == (
+                "/etc/orderline/provisioning/voucher-key.pem"
+            )
+            assert env[env_name("provisioning_voucher_public_keys_file")]["value"] == (
+                "/etc/orderline/provisioning/voucher-public-keys.pem"
+            )
+            (volume,) = [v for v in pod["volumes"] if v["name"] == "voucher-key"]
+            assert volume["secret"]["secretName"] == "ext-voucher-key"
+            assert volume["secret"]["items"] == [
+                {"key": "ed25519.pem", "path": "voucher-key.pem"},
+                {"key": "earlier.pem", "path": "voucher-public-keys.pem"},
+            ]
+            (mount,) = [
+                m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "voucher-key"
+            ]
+            assert mount == {
+                "name": "voucher-key",
+                "mountPath": "/etc/orderline/provisioning",
+                "readOnly": True,
+            }
         if svc == "archive":
             # The checkpoint key: its Secret mounted read-only where the setting points.
             pod = deployment["spec"]["template"]["spec"]

@@ -140,6 +140,9 @@ Takes a component context.
 {{- if and $auth.jwt.jwksUrl (not (and $auth.jwt.issuer $auth.jwt.audience)) -}}
 {{- fail (printf "services.%s: auth.jwt.jwksUrl needs auth.jwt.issuer and auth.jwt.audience: without them a token the provider issued for another application would be accepted" .name) -}}
 {{- end -}}
+{{- if and (eq .name "provisioning") (not .svc.voucherKey.existingSecret) -}}
+{{- fail "services.provisioning: signs every activation voucher and issues none unsigned: set services.provisioning.voucherKey.existingSecret to a Secret holding an Ed25519 private key (PEM PKCS#8, from `openssl genpkey -algorithm ed25519`) under voucherKey.key" -}}
+{{- end -}}
 {{- if and (eq .name "provisioning") (include "orderline.hasIdentity" .) (not $auth.existingSecret) -}}
 {{- fail "services.provisioning: calls intake and device-monitor and needs its own token: set auth.existingSecret to a Secret holding it under auth.serviceTokenKey (with auth.tokensFileKey empty when it holds no tokens file)" -}}
 {{- end -}}
@@ -263,6 +266,12 @@ carries no development-token setting at all. */}}
 {{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
+- name: ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE
+  value: /etc/orderline/provisioning/voucher-key.pem
+{{- if $svc.voucherKey.publicKeysKey }}
+- name: ORDERLINE_PROVISIONING_VOUCHER_PUBLIC_KEYS_FILE
+  value: /etc/orderline/provisioning/voucher-public-keys.pem
+{{- end }}
 - name: ORDERLINE_INTAKE_ADDRESS
   value: {{ include "orderline.peerAddress" (dict "root" .root "target" "intake" "address" $addresses.intake) | quote }}
 - name: ORDERLINE_DEVICE_MONITOR_ADDRESS
@@ -310,6 +319,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/archive
   readOnly: true
 {{- end }}
+{{- if eq .name "provisioning" }}
+- name: voucher-key
+  mountPath: /etc/orderline/provisioning
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes shared by the Deployment and the migration Job. */}}
@@ -343,6 +357,19 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ .svc.signingKey.key }}
         path: signing-key.pem
+{{- end }}
+{{- if eq .name "provisioning" }}
+- name: voucher-key
+  secret:
+    secretName: {{ .svc.voucherKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.voucherKey.key }}
+        path: voucher-key.pem
+{{- if .svc.voucherKey.publicKeysKey }}
+      - key: {{ .svc.voucherKey.publicKeysKey }}
+        path: voucher-public-keys.pem
+{{- end }}
 {{- end }}
 {{- end -}}
 
