@@ -52,12 +52,14 @@ _MISSING: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class StatementPlan:
-    """One statement compiled once for one set of parameter names."""
+    """One statement compiled once for one set of parameter names (and, for an expanding
+    `IN`, one length of each list)."""
 
     sql: str
-    # Per `?` in `sql`: parameter name, the statement's own value when the caller gives none
-    # (`_MISSING` when it must be given), the type's bind processor.
-    binds: tuple[tuple[str, Any, Processor], ...]
+    # Per `?` in `sql`: parameter name, the list index for an expanding parameter's element
+    # (-1 for a plain one), the statement's own value when the caller gives none (`_MISSING`
+    # when it must be given), the type's bind processor.
+    binds: tuple[tuple[str, int, Any, Processor], ...]
     # Row-returning statements only: the result's keys and each column's result processor.
     metadata: SimpleResultMetaData | None
     result_processors: tuple[Processor, ...]
@@ -66,12 +68,53 @@ class StatementPlan:
         """The positional parameters, or None when one is missing (SQLAlchemy then raises
         its own error for it)."""
         out = []
-        for name, default, process in self.binds:
+        for name, index, default, process in self.binds:
             value = given.get(name, default)
             if value is _MISSING:
                 return None
+            if index >= 0:
+                value = value[index]
             out.append(process(value) if process is not None else value)
         return tuple(out)
+
+
+class ExpandingPlans:
+    """A statement with expanding `IN` parameters: one plan per length of its lists, since
+    the SQL text has one `?` per element."""
+
+    def __init__(self, compiled: SQLCompiler, expanding: tuple[str, ...], base: StatementPlan):
+        self._compiled = compiled
+        self._expanding = expanding
+        self._base = base
+        self._by_sizes: dict[tuple[int, ...], StatementPlan] = {}
+
+    def plan_for(self, given: Mapping[str, Any]) -> StatementPlan | None:
+        try:
+            sizes = tuple(len(given[name]) for name in self._expanding)
+        except (KeyError, TypeError):
+            return None
+        try:
+            return self._by_sizes[sizes]
+        except KeyError:
+            pass
+        state = self._compiled.construct_expanded_state(given)
+        element_of = {
+            expanded: (name, index)
+            for name, names in state.parameter_expansion.items()
+            for index, expanded in enumerate(names)
+        }
+        defaults = {name: default for name, _, default, _ in self._base.binds}
+        processors = self._compiled._bind_processors
+        binds: list[tuple[str, int, Any, Processor]] = []
+        for position in state.positiontup or ():
+            name, index = element_of.get(position, (position, -1))
+            processor = cast(Processor, processors.get(name))
+            binds.append((name, index, defaults.get(name, _MISSING), processor))
+        plan = StatementPlan(
+            state.statement, tuple(binds), self._base.metadata, self._base.result_processors
+        )
+        self._by_sizes[sizes] = plan
+        return plan
 
 
 class DmlResult:
@@ -88,7 +131,7 @@ _ELIGIBLE = (Select, Insert, Update, Delete)
 
 def compile_plan(
     statement: Executable, dialect: Dialect, keys: Sequence[str], many: bool
-) -> StatementPlan | None:
+) -> StatementPlan | ExpandingPlans | None:
     """A plan for `statement` with parameters named `keys`, or None when running it straight
     would not do exactly what SQLAlchemy does."""
     if not isinstance(statement, _ELIGIBLE):
@@ -101,19 +144,23 @@ def compile_plan(
         or compiled.update_prefetch
         or compiled.effective_returning
         or compiled.literal_execute_params
-        or compiled.post_compile_params
         or compiled.escaped_bind_names
     ):
         return None
+    expanding = tuple(sorted(b.key for b in compiled.post_compile_params))
+    if expanding and (
+        many or any(not b.expanding or b.type._is_tuple_type for b in compiled.post_compile_params)
+    ):
+        return None
     processors = compiled._bind_processors
-    binds: list[tuple[str, Any, Processor]] = []
+    binds: list[tuple[str, int, Any, Processor]] = []
     for name in compiled.positiontup:
         bind = compiled.binds[name]
-        if bind.callable is not None or bind.expanding:
+        if bind.callable is not None:
             return None
         default = _MISSING if (bind.required or name in keys) else bind.value
         # sqlite's processors are single callables (the sequence form is for tuple binds).
-        binds.append((name, default, cast(Processor, processors.get(name))))
+        binds.append((name, -1, default, cast(Processor, processors.get(name))))
     metadata = None
     result_processors: tuple[Processor, ...] = ()
     if isinstance(statement, Select):
@@ -123,7 +170,8 @@ def compile_plan(
             return None
         metadata = SimpleResultMetaData(names)
         result_processors = tuple(c[3]._cached_result_processor(dialect, None) for c in columns)
-    return StatementPlan(compiled.string, tuple(binds), metadata, result_processors)
+    plan = StatementPlan(compiled.string, tuple(binds), metadata, result_processors)
+    return ExpandingPlans(compiled, expanding, plan) if expanding else plan
 
 
 class _Plans:
@@ -132,12 +180,12 @@ class _Plans:
 
     def __init__(self) -> None:
         self._by_statement: weakref.WeakKeyDictionary[
-            Executable, dict[tuple[tuple[str, ...], bool], StatementPlan | None]
+            Executable, dict[tuple[tuple[str, ...], bool], StatementPlan | ExpandingPlans | None]
         ] = weakref.WeakKeyDictionary()
 
     def get(
         self, statement: Executable, dialect: Dialect, keys: tuple[str, ...], many: bool
-    ) -> StatementPlan | None:
+    ) -> StatementPlan | ExpandingPlans | None:
         try:
             plans = self._by_statement[statement]
         except KeyError:
@@ -204,6 +252,8 @@ class InlineSqliteConnection:
             return None
         many = len(rows) > 1
         plan = PLANS.get(statement, self._dialect, keys, many)
+        if isinstance(plan, ExpandingPlans):
+            plan = plan.plan_for(rows[0] if rows else {})
         if plan is None:
             return None
         try:

@@ -49,6 +49,14 @@ FIRST_TWO = select(things.c.id).order_by(things.c.id).limit(2)
 INSERT = insert(things)
 BUMP = update(things).where(things.c.id == bindparam("key")).values(n=things.c.n + 1)
 INSERT_DEFAULTED = insert(defaulted)
+AMONG = (
+    select(things.c.id, things.c.at)
+    .where(things.c.id.in_(bindparam("ids", expanding=True)), things.c.n >= bindparam("least"))
+    .order_by(things.c.id)
+)
+FLAG_AMONG = (
+    update(things).where(things.c.id.in_(bindparam("ids", expanding=True))).values(flag=True)
+)
 
 AT = datetime(2026, 12, 6, 8, 30, tzinfo=UTC)
 
@@ -84,6 +92,28 @@ async def test_a_statement_run_twice_is_planned_and_reads_the_same_rows(db: Data
     assert second["flag"] is True
     assert top == top_again == ["t1", "t2"]
     assert missing is None
+
+
+async def test_expanding_lists_of_any_length_are_planned_per_length(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(INSERT, [thing(i) for i in range(1, 6)])
+        flagged = await conn.execute(FLAG_AMONG, {"ids": ["t1", "t3", "nope"]})
+        again = await conn.execute(FLAG_AMONG, {"ids": ["t5"]})
+        none = await conn.execute(FLAG_AMONG, {"ids": []})
+    assert (flagged.rowcount, again.rowcount, none.rowcount) == (2, 1, 0)
+    async with db.reading() as conn:
+        found = {}
+        for ids in (["t1", "t2", "t3"], ["t2", "t4"], ["t4"], [], ["t2", "t4"]):
+            rows = (await conn.execute(AMONG, {"ids": ids, "least": 2})).all()
+            found[tuple(ids)] = [(r.id, r.at) for r in rows]
+        flags = dict((await conn.execute(select(things.c.id, things.c.flag))).all())
+    assert found == {
+        ("t1", "t2", "t3"): [("t2", AT), ("t3", AT)],
+        ("t2", "t4"): [("t2", AT), ("t4", AT)],
+        ("t4",): [("t4", AT)],
+        (): [],
+    }
+    assert flags == {"t1": True, "t2": True, "t3": True, "t4": True, "t5": True}
 
 
 async def test_planned_writes_report_rowcounts_and_take_effect(db: Database) -> None:
