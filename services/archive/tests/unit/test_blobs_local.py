@@ -1,0 +1,106 @@
+"""The local blob store: content-addressed paths, atomic and idempotent writes, and damaged
+blobs refused rather than served."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from orderline_archive.adapters.blobs_local import LocalBlobStore
+from orderline_archive.app.ports import CHUNK_BYTES, BlobCorrupted, BlobNotFound
+
+
+async def test_a_blob_is_named_by_its_sha256_and_reads_back_in_chunks(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    data = bytes(range(256)) * 1024 + b"tail"  # four full chunks and a short one
+    digest = await store.put(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert store.path_of(digest) == tmp_path / "sha256" / digest[:2] / digest[2:4] / digest
+    chunks = [c async for c in store.open(digest)]
+    assert [len(c) for c in chunks] == [CHUNK_BYTES] * 4 + [4]
+    assert b"".join(chunks) == data
+    assert await store.read(digest) == data
+    assert await store.exists(digest)
+
+
+async def test_putting_the_same_bytes_again_stores_them_once(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    first = await store.put(b"order.json")
+    inode = store.path_of(first).stat().st_ino
+    assert await store.put(b"order.json") == first
+    # Not rewritten: the same file, and no temporary file left behind.
+    assert store.path_of(first).stat().st_ino == inode
+    assert [p.name for p in store.path_of(first).parent.iterdir()] == [first]
+
+
+async def test_a_write_is_atomic_a_failed_one_leaves_no_blob_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    calls: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", crash)
+    digest = hashlib.sha256(b"never whole").hexdigest()
+    with pytest.raises(OSError, match="disk gone"):
+        await store.put(b"never whole")
+    # The data was fsynced before the rename; the rename never happened, so no blob exists
+    # under its name and the temporary file is gone.
+    assert calls
+    assert not await store.exists(digest)
+    assert list(store.path_of(digest).parent.iterdir()) == []
+
+    monkeypatch.undo()
+    assert await store.put(b"never whole") == digest
+    assert await store.read(digest) == b"never whole"
+    assert store.path_of(digest).stat().st_mode & 0o222 == 0  # read-only once written
+
+
+async def test_a_damaged_blob_is_an_error_never_served(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = await store.put(b"sealed document")
+    path = store.path_of(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"sealed documenT")
+    served: list[bytes] = []
+    with pytest.raises(BlobCorrupted) as damaged:
+        async for chunk in store.open(digest):
+            served.append(chunk)
+    assert served == []  # not even the first chunk
+    assert damaged.value.digest == digest
+    with pytest.raises(BlobCorrupted):
+        await store.read(digest)
+    # Putting the document again repairs the blob.
+    assert await store.put(b"sealed document") == digest
+    assert await store.read(digest) == b"sealed document"
+
+
+async def test_a_missing_blob_and_a_bad_digest_are_refused(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    missing = hashlib.sha256(b"nothing").hexdigest()
+    assert not await store.exists(missing)
+    with pytest.raises(BlobNotFound):
+        await store.read(missing)
+    # A digest is a name, never a path: nothing outside the root can be reached.
+    for bad in ("../../etc/passwd", "A" * 64, missing[:-1]):
+        with pytest.raises(ValueError):
+            await store.read(bad)
+
+
+async def test_delete_removes_a_blob_and_ignores_a_missing_one(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = await store.put(b"past retention")
+    await store.delete(digest)
+    assert not await store.exists(digest)
+    await store.delete(digest)
