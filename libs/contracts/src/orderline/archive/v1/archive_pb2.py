@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderline/archive/v1/archive.proto\x12\x14orderline.archive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x10\x41rchivedDocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\"\xd0\x01\n\x07\x44ossier\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12-\n\tsealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x15\n\rprevious_hash\x18\x06 \x01(\t\x12\x39\n\tdocuments\x18\x07 \x03(\x0b\x32&.orderline.archive.v1.ArchivedDocument\"%\n\x11GetDossierRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"D\n\x12GetDossierResponse\x12.\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1d.orderline.archive.v1.Dossier\"<\n\x13ListDossiersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x14ListDossiersResponse\x12/\n\x08\x64ossiers\x18\x01 \x03(\x0b\x32\x1d.orderline.archive.v1.Dossier\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyChainRequest\"^\n\x13VerifyChainResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x17\n\x0frecords_checked\x18\x02 \x01(\x03\x12\x1f\n\x17\x66irst_broken_dossier_id\x18\x03 \x01(\t\"\x16\n\x14GetCheckpointRequest\"h\n\x15GetCheckpointResponse\x12\x13\n\x0bsigned_note\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x14\n\x0cverifier_key\x18\x04 \x01(\t\"?\n\x18GetInclusionProofRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"w\n\x19GetInclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\tleaf_data\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\x12\x11\n\troot_hash\x18\x05 \x01(\x0c\"O\n\x1aGetConsistencyProofRequest\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\"\x92\x01\n\x1bGetConsistencyProofResponse\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x17\n\x0f\x66irst_root_hash\x18\x04 \x01(\x0c\x12\x18\n\x10second_root_hash\x18\x05 \x01(\x0c\"(\n\x14\x45xportDossierRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\";\n\x15\x45xportDossierResponse\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"4\n\x12GetDocumentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"i\n\x13GetDocumentResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x32\xe8\x06\n\x0e\x41rchiveService\x12_\n\nGetDossier\x12\'.orderline.archive.v1.GetDossierRequest\x1a(.orderline.archive.v1.GetDossierResponse\x12\x65\n\x0cListDossiers\x12).orderline.archive.v1.ListDossiersRequest\x1a*.orderline.archive.v1.ListDossiersResponse\x12\x62\n\x0bVerifyChain\x12(.orderline.archive.v1.VerifyChainRequest\x1a).orderline.archive.v1.VerifyChainResponse\x12h\n\rGetCheckpoint\x12*.orderline.archive.v1.GetCheckpointRequest\x1a+.orderline.archive.v1.GetCheckpointResponse\x12t\n\x11GetInclusionProof\x12..orderline.archive.v1.GetInclusionProofRequest\x1a/.orderline.archive.v1.GetInclusionProofResponse\x12z\n\x13GetConsistencyProof\x12\x30.orderline.archive.v1.GetConsistencyProofRequest\x1a\x31.orderline.archive.v1.GetConsistencyProofResponse\x12h\n\rExportDossier\x12*.orderline.archive.v1.ExportDossierRequest\x1a+.orderline.archive.v1.ExportDossierResponse\x12\x64\n\x0bGetDocument\x12(.orderline.archive.v1.GetDocumentRequest\x1a).orderline.archive.v1.GetDocumentResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderline/archive/v1/archive.proto\x12\x14orderline.archive.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"i\n\x10\x41rchivedDocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\"\xe7\x01\n\x07\x44ossier\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12-\n\tsealed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x15\n\rprevious_hash\x18\x06 \x01(\t\x12\x39\n\tdocuments\x18\x07 \x03(\x0b\x32&.orderline.archive.v1.ArchivedDocument\x12\x15\n\rbusiness_type\x18\x08 \x01(\t\"%\n\x11GetDossierRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"D\n\x12GetDossierResponse\x12.\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1d.orderline.archive.v1.Dossier\"\xca\x01\n\x13ListDossiersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\x30\n\x0csealed_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rsealed_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x14ListDossiersResponse\x12/\n\x08\x64ossiers\x18\x01 \x03(\x0b\x32\x1d.orderline.archive.v1.Dossier\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x14\n\x12VerifyChainRequest\"^\n\x13VerifyChainResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x17\n\x0frecords_checked\x18\x02 \x01(\x03\x12\x1f\n\x17\x66irst_broken_dossier_id\x18\x03 \x01(\t\"\x16\n\x14GetCheckpointRequest\"h\n\x15GetCheckpointResponse\x12\x13\n\x0bsigned_note\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x14\n\x0cverifier_key\x18\x04 \x01(\t\"?\n\x18GetInclusionProofRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"w\n\x19GetInclusionProofResponse\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\tleaf_data\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\x12\x11\n\troot_hash\x18\x05 \x01(\x0c\"O\n\x1aGetConsistencyProofRequest\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\"\x92\x01\n\x1bGetConsistencyProofResponse\x12\x17\n\x0f\x66irst_tree_size\x18\x01 \x01(\x03\x12\x18\n\x10second_tree_size\x18\x02 \x01(\x03\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x17\n\x0f\x66irst_root_hash\x18\x04 \x01(\x0c\x12\x18\n\x10second_root_hash\x18\x05 \x01(\x0c\"(\n\x14\x45xportDossierRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\";\n\x15\x45xportDossierResponse\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"4\n\x12GetDocumentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"i\n\x13GetDocumentResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x32\xe8\x06\n\x0e\x41rchiveService\x12_\n\nGetDossier\x12\'.orderline.archive.v1.GetDossierRequest\x1a(.orderline.archive.v1.GetDossierResponse\x12\x65\n\x0cListDossiers\x12).orderline.archive.v1.ListDossiersRequest\x1a*.orderline.archive.v1.ListDossiersResponse\x12\x62\n\x0bVerifyChain\x12(.orderline.archive.v1.VerifyChainRequest\x1a).orderline.archive.v1.VerifyChainResponse\x12h\n\rGetCheckpoint\x12*.orderline.archive.v1.GetCheckpointRequest\x1a+.orderline.archive.v1.GetCheckpointResponse\x12t\n\x11GetInclusionProof\x12..orderline.archive.v1.GetInclusionProofRequest\x1a/.orderline.archive.v1.GetInclusionProofResponse\x12z\n\x13GetConsistencyProof\x12\x30.orderline.archive.v1.GetConsistencyProofRequest\x1a\x31.orderline.archive.v1.GetConsistencyProofResponse\x12h\n\rExportDossier\x12*.orderline.archive.v1.ExportDossierRequest\x1a+.orderline.archive.v1.ExportDossierResponse\x12\x64\n\x0bGetDocument\x12(.orderline.archive.v1.GetDocumentRequest\x1a).orderline.archive.v1.GetDocumentResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,41 +33,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.archive.v1.archiv
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ARCHIVEDDOCUMENT']._serialized_start=93
-  _globals['_ARCHIVEDDOCUMENT']._serialized_end=178
-  _globals['_DOSSIER']._serialized_start=181
-  _globals['_DOSSIER']._serialized_end=389
-  _globals['_GETDOSSIERREQUEST']._serialized_start=391
-  _globals['_GETDOSSIERREQUEST']._serialized_end=428
-  _globals['_GETDOSSIERRESPONSE']._serialized_start=430
-  _globals['_GETDOSSIERRESPONSE']._serialized_end=498
-  _globals['_LISTDOSSIERSREQUEST']._serialized_start=500
-  _globals['_LISTDOSSIERSREQUEST']._serialized_end=560
-  _globals['_LISTDOSSIERSRESPONSE']._serialized_start=562
-  _globals['_LISTDOSSIERSRESPONSE']._serialized_end=658
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=660
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=680
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=682
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=776
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=778
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=800
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=802
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=906
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=908
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=971
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=973
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1092
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1094
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1173
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1176
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1322
-  _globals['_EXPORTDOSSIERREQUEST']._serialized_start=1324
-  _globals['_EXPORTDOSSIERREQUEST']._serialized_end=1364
-  _globals['_EXPORTDOSSIERRESPONSE']._serialized_start=1366
-  _globals['_EXPORTDOSSIERRESPONSE']._serialized_end=1425
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=1427
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=1479
-  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1481
-  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1586
-  _globals['_ARCHIVESERVICE']._serialized_start=1589
-  _globals['_ARCHIVESERVICE']._serialized_end=2461
+  _globals['_ARCHIVEDDOCUMENT']._serialized_end=198
+  _globals['_DOSSIER']._serialized_start=201
+  _globals['_DOSSIER']._serialized_end=432
+  _globals['_GETDOSSIERREQUEST']._serialized_start=434
+  _globals['_GETDOSSIERREQUEST']._serialized_end=471
+  _globals['_GETDOSSIERRESPONSE']._serialized_start=473
+  _globals['_GETDOSSIERRESPONSE']._serialized_end=541
+  _globals['_LISTDOSSIERSREQUEST']._serialized_start=544
+  _globals['_LISTDOSSIERSREQUEST']._serialized_end=746
+  _globals['_LISTDOSSIERSRESPONSE']._serialized_start=748
+  _globals['_LISTDOSSIERSRESPONSE']._serialized_end=844
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=846
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=866
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=868
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=962
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=964
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=986
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=988
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1092
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1094
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1157
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1159
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1278
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1280
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1359
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1362
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1508
+  _globals['_EXPORTDOSSIERREQUEST']._serialized_start=1510
+  _globals['_EXPORTDOSSIERREQUEST']._serialized_end=1550
+  _globals['_EXPORTDOSSIERRESPONSE']._serialized_start=1552
+  _globals['_EXPORTDOSSIERRESPONSE']._serialized_end=1611
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=1613
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=1665
+  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1667
+  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1772
+  _globals['_ARCHIVESERVICE']._serialized_start=1775
+  _globals['_ARCHIVESERVICE']._serialized_end=2647
 # @@protoc_insertion_point(module_scope)

@@ -27,10 +27,13 @@ class ArchivedDocument(_message.Message):
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     media_type: _builtins.str
     sha256: _builtins.str
     content: _builtins.bytes
+    """Set by GetDossier; empty in ListDossiers pages (GetDocument streams one document)."""
+    size_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -38,10 +41,11 @@ class ArchivedDocument(_message.Message):
         media_type: _builtins.str = ...,
         sha256: _builtins.str = ...,
         content: _builtins.bytes = ...,
+        size_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_type", b"media_type", "name", b"name", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_type", b"media_type", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -58,6 +62,7 @@ class Dossier(_message.Message):
     CONTENT_HASH_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     sequence: _builtins.int
@@ -65,6 +70,8 @@ class Dossier(_message.Message):
     content_hash: _builtins.str
     """sha256 over previous_hash and the documents."""
     previous_hash: _builtins.str
+    business_type: _builtins.str
+    """The order's business type (catalogue key), e.g. broadband_install."""
     @_builtins.property
     def sealed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -79,10 +86,11 @@ class Dossier(_message.Message):
         content_hash: _builtins.str = ...,
         previous_hash: _builtins.str = ...,
         documents: _abc.Iterable[Global___ArchivedDocument] | None = ...,
+        business_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sealed_at", b"sealed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "documents", b"documents", "id", b"id", "order_id", b"order_id", "previous_hash", b"previous_hash", "sealed_at", b"sealed_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "content_hash", b"content_hash", "documents", b"documents", "id", b"id", "order_id", b"order_id", "previous_hash", b"previous_hash", "sealed_at", b"sealed_at", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -133,17 +141,39 @@ class ListDossiersRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    SEALED_AFTER_FIELD_NUMBER: _builtins.int
+    SEALED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """0 means 50; at most 500."""
     page_token: _builtins.str
+    """From the previous page's next_page_token, with the same filters."""
+    order_id: _builtins.str
+    """Filters, all optional and combined with AND."""
+    business_type: _builtins.str
+    """A catalogue key, e.g. broadband_install."""
+    @_builtins.property
+    def sealed_after(self) -> _timestamp_pb2.Timestamp:
+        """Sealed at or after this time."""
+
+    @_builtins.property
+    def sealed_before(self) -> _timestamp_pb2.Timestamp:
+        """Sealed before this time."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        sealed_after: _timestamp_pb2.Timestamp | None = ...,
+        sealed_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sealed_after", b"sealed_after", "sealed_before", b"sealed_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "sealed_after", b"sealed_after", "sealed_before", b"sealed_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
