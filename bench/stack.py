@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderline_devtools.local import NatsServer, PostgresServer, free_port
+from orderline_runtime.keys import ensure_ed25519_key_file
 
 SERVICES = ("intake", "provisioning", "device-monitor", "archive", "reporting")
 SIMULATORS = {"fleet": "orderline-device-fleet", "gateway": "orderline-notification-gateway"}
@@ -100,7 +101,9 @@ class BenchStack:
             }
             if svc == "provisioning":
                 # Needed from the signed vouchers on; earlier revisions ignore it.
-                env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(self._voucher_key())
+                env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(
+                    ensure_ed25519_key_file(self.state_dir / "voucher-signing-key.pem")
+                )
                 env.update(
                     ORDERLINE_INTAKE_ADDRESS=self.address("intake"),
                     ORDERLINE_DEVICE_MONITOR_ADDRESS=self.address("device-monitor"),
@@ -149,22 +152,6 @@ class BenchStack:
                 )
         self.wait_healthy(timeout)
         return self
-
-    def _voucher_key(self) -> Path:
-        """An Ed25519 key for provisioning's vouchers (PEM PKCS#8), made once per state."""
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding,
-            NoEncryption,
-            PrivateFormat,
-        )
-
-        path = self.state_dir / "voucher-signing-key.pem"
-        if not path.exists():
-            key = Ed25519PrivateKey.generate()
-            path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-            path.chmod(0o600)
-        return path
 
     def _migrate(self, envs: dict[str, dict[str, str]], logs: Path) -> None:
         running = {}

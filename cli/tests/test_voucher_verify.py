@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from orderline_cli.stack import LocalStack, development_signing_key, public_key_file
+from orderline_cli.stack import LocalStack
 from orderline_provisioning.domain.attestation import TestSummary
 from orderline_provisioning.domain.ed25519 import Ed25519Signer
 from orderline_provisioning.domain.voucher import issue_voucher
+from orderline_runtime.keys import ensure_ed25519_key_file, public_key_file
 
 
 def orderline(*args: str) -> subprocess.CompletedProcess[str]:
@@ -113,5 +114,5 @@ def test_the_local_stack_gives_provisioning_a_voucher_key_that_outlives_a_restar
     assert stack.voucher_public_key_file.read_bytes() == public
     # A lost public key is written again from the private key.
     stack.voucher_public_key_file.unlink()
-    development_signing_key(stack.voucher_key_file)
+    ensure_ed25519_key_file(stack.voucher_key_file)
     assert stack.voucher_public_key_file.read_bytes() == public

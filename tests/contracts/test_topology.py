@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from orderline_runtime.keys import ensure_ed25519_key_file
 from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.settings import load_settings
 
@@ -31,6 +32,12 @@ def build_service(name: str, tmp_path: Path) -> Any:
             "grpc_port": 0,
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'topology.db'}",
             "trace_dir": tmp_path / "traces",
+            # Provisioning refuses to start without the key it signs vouchers with.
+            **(
+                {"provisioning_voucher_key_file": ensure_ed25519_key_file(tmp_path / "key.pem")}
+                if name == "provisioning"
+                else {}
+            ),
         }
     )
     return importlib.import_module(f"{package}.bootstrap").build(settings)

@@ -34,6 +34,7 @@ from orderline_cli.layout import (
     read_stack_file,
 )
 from orderline_devtools.local import NatsServer, free_port
+from orderline_runtime.keys import ensure_ed25519_key_file, public_key_file
 
 __all__ = ["SERVICES", "LocalStack", "Proc", "health_check", "read_stack_file"]
 
@@ -216,13 +217,13 @@ class LocalStack:
                 # Kept in the state directory: checkpoints signed before a restart still
                 # verify with the same key.
                 env["ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"] = str(
-                    development_signing_key(self.state_dir / "keys" / "archive-signing-key.pem")
+                    ensure_ed25519_key_file(self.state_dir / "keys" / "archive-signing-key.pem")
                 )
             if svc == "provisioning":
                 # Kept in the state directory like the archive's, with its public key beside it
                 # (voucher-signing-key.pub.pem) for `orderline voucher verify --public-key`.
                 env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(
-                    development_signing_key(self.voucher_key_file)
+                    ensure_ed25519_key_file(self.voucher_key_file)
                 )
                 env.update(
                     ORDERLINE_INTAKE_ADDRESS=f"127.0.0.1:{ports['intake']}",
@@ -391,36 +392,3 @@ def health_check(address: str, service: str = "") -> bool:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
-
-
-def public_key_file(private_key_file: Path) -> Path:
-    """Where `development_signing_key` puts the public key: `<name>.pub.pem` beside it."""
-    return private_key_file.with_name(private_key_file.name.removesuffix(".pem") + ".pub.pem")
-
-
-def development_signing_key(path: Path) -> Path:
-    """An Ed25519 key for the local stack (the archive's checkpoints, provisioning's vouchers),
-    made once per state directory, with its public key (PEM) beside it."""
-    public = public_key_file(path)
-    if not path.exists() or not public.exists():
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding,
-            NoEncryption,
-            PrivateFormat,
-            PublicFormat,
-        )
-
-        from orderline_runtime.keys import load_ed25519_private_key
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            key = load_ed25519_private_key(path)
-        else:
-            key = Ed25519PrivateKey.generate()
-            path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-            path.chmod(0o600)
-        public.write_bytes(
-            key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        )
-    return path

@@ -109,3 +109,36 @@ def ed25519_public_key_der(raw: bytes) -> bytes:
 def ed25519_public_key_pem(raw: bytes) -> str:
     body = base64.b64encode(ed25519_public_key_der(raw)).decode("ascii")
     return f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"
+
+
+def public_key_file(private_key_file: Path) -> Path:
+    """Where `ensure_ed25519_key_file` puts the public key: `<name>.pub.pem` beside it."""
+    return private_key_file.with_name(private_key_file.name.removesuffix(".pem") + ".pub.pem")
+
+
+def ensure_ed25519_key_file(path: Path) -> Path:
+    """An Ed25519 private key (PEM PKCS#8, mode 0600) at `path`, made once, with its public
+    key (PEM) beside it: for the local stack, the benchmark and the tests, which sign
+    checkpoints and vouchers with keys nobody else holds. Deployments bring their own."""
+    public = public_key_file(path)
+    if path.exists() and public.exists():
+        return path
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        key = load_ed25519_private_key(path)
+    else:
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        path.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    return path

@@ -64,7 +64,6 @@ def voucher_keys(settings: ProvisioningSettings) -> VoucherKeys:
 
 def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository]:
     settings = settings or load_settings(ProvisioningSettings, SERVICE)
-    keys = voucher_keys(settings)
     service = Service(
         settings,
         metadata=metadata,
@@ -72,6 +71,11 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
         policy=policy(),
         repositories=JobRepository,
     )
+    if service.identity.problem is not None:
+        # Never served (run_service refuses it with the identity line): an operator who set
+        # up neither identity nor keys hears about identity first, as from every service.
+        return service
+    keys = voucher_keys(settings)
     opts = service.call_options
     health = DeviceHealthClient(settings.device_monitor_address, opts)
     agent = DeviceAgentClient(settings.device_agent_address, opts)

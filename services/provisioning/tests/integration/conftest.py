@@ -33,6 +33,7 @@ from orderline_devtools.waiting import eventually
 from orderline_provisioning.bootstrap import build
 from orderline_provisioning.settings import ProvisioningSettings
 from orderline_runtime.ids import new_id
+from orderline_runtime.keys import ensure_ed25519_key_file
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
 
@@ -223,19 +224,7 @@ async def _wait_serving(address: str, within: float = 20.0) -> None:
 
 def voucher_key_file(directory: Path) -> Path:
     """An Ed25519 voucher key (PEM PKCS#8) in `directory`, made once: the service needs one."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
-    path = directory / "voucher-key.pem"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return path
+    return ensure_ed25519_key_file(directory / "voucher-key.pem")
 
 
 def make_settings(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orderline_devtools.local import NatsServer, free_port
+from orderline_runtime.keys import ensure_ed25519_key_file
 from orderline_runtime.telemetry_names import JOB_ID, ORDER_ID
 
 STEPS = ["prechecks", "configure", "test", "activate", "notify"]
@@ -51,19 +52,7 @@ class Process:
 
 def voucher_key(directory: Path) -> Path:
     """The Ed25519 key the process signs vouchers with (it refuses to start without one)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
-    path = directory / "voucher-key.pem"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return path
+    return ensure_ed25519_key_file(directory / "voucher-key.pem")
 
 
 def process_env(db_url: str, nats_url: str, peers: str, trace_dir: Path) -> dict[str, str]:
