@@ -81,7 +81,13 @@ EXPECTED_RPCS = {
     "ProvisioningService": {"GetJob", "ListJobs"},
     "VoucherService": {"GetVoucher", "VerifyVoucher"},
     "TelemetryIngestService": {"StreamTelemetry"},
-    "DeviceHealthService": {"GetDeviceHealth", "CheckFitness", "ListAlarms"},
+    "DeviceHealthService": {
+        "GetDeviceHealth",
+        "CheckFitness",
+        "ListAlarms",
+        "AcknowledgeAlarm",
+        "ClearAlarm",
+    },
     "ArchiveService": {
         "GetDossier",
         "ListDossiers",
@@ -257,6 +263,12 @@ def seeds(known: Known) -> dict[str, Message]:
         ),
         f"{device}DeviceHealthService/ListAlarms": device_pb2.ListAlarmsRequest(
             device_id="CPE-0001", page_size=10
+        ),
+        f"{device}DeviceHealthService/AcknowledgeAlarm": device_pb2.AcknowledgeAlarmRequest(
+            alarm_id="0190f0e0-0000-7000-8000-000000000000"
+        ),
+        f"{device}DeviceHealthService/ClearAlarm": device_pb2.ClearAlarmRequest(
+            alarm_id="0190f0e0-0000-7000-8000-000000000000", reason="fuzz"
         ),
         f"{archive}GetDossier": archive_pb2.GetDossierRequest(order_id=order_id),
         f"{archive}ListDossiers": archive_pb2.ListDossiersRequest(

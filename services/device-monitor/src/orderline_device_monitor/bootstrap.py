@@ -14,6 +14,7 @@ from orderline_device_monitor.adapters.tables import metadata
 from orderline_device_monitor.api.health import DeviceHealthApi
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
 from orderline_device_monitor.app import handlers
+from orderline_device_monitor.app.alarm_desk import AlarmDesk
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.heartbeat import HeartbeatTicker
 from orderline_device_monitor.app.ingest import TelemetryIngest
@@ -77,7 +78,7 @@ def build(
     )
     service.add_grpc_service(
         device_pb2_grpc.add_DeviceHealthServiceServicer_to_server,
-        DeviceHealthApi(queries),
+        DeviceHealthApi(queries, AlarmDesk(service.uow, book, ingest, service.clock)),
         "orderline.device.v1.DeviceHealthService",
     )
     service.consume(handlers.HANDLERS)

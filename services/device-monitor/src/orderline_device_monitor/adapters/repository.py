@@ -20,6 +20,7 @@ from orderline_device_monitor.adapters.tables import (
 from orderline_device_monitor.app.records import (
     ALARM_CLEARED,
     ALARM_RAISED,
+    AlarmFilter,
     AlarmRecord,
     AnomalyRecord,
     Usage,
@@ -41,6 +42,16 @@ def _alarm(row: Any) -> AlarmRecord:
         order_id=row.order_id,
         severity=Severity[row.severity.upper()] if row.severity else None,
         rules_version=row.rules_version,
+        probable_cause=row.probable_cause,
+        repeat_count=row.repeat_count,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+        cleared_by=row.cleared_by,
+        clear_reason=row.clear_reason,
+        is_root_cause=row.is_root_cause,
+        parent_alarm_id=row.parent_alarm_id,
+        suppressed=row.suppressed,
+        updated_at=row.updated_at,
     )
 
 
@@ -86,6 +97,9 @@ class DeviceRepository:
         order_id: str | None,
         severity: Severity | None = None,
         rules_version: str | None = None,
+        probable_cause: str | None = None,
+        is_root_cause: bool = False,
+        parent_alarm_id: str | None = None,
     ) -> None:
         await self.session.execute(
             insert(alarms).values(
@@ -98,13 +112,51 @@ class DeviceRepository:
                 order_id=order_id,
                 severity=severity.label if severity else None,
                 rules_version=rules_version,
+                probable_cause=probable_cause,
+                is_root_cause=is_root_cause,
+                parent_alarm_id=parent_alarm_id,
+                suppressed=parent_alarm_id is not None,
             )
         )
 
-    async def grade_alarm(self, alarm_id: str, severity: Severity) -> None:
+    async def grade_alarm(
+        self, alarm_id: str, severity: Severity, at: datetime | None = None
+    ) -> None:
+        values: dict[str, Any] = {"severity": severity.label}
+        if at is not None:
+            values["updated_at"] = at
+        await self.session.execute(update(alarms).where(alarms.c.id == alarm_id).values(values))
+
+    async def get_alarm(self, alarm_id: str) -> AlarmRecord | None:
+        row = (await self.session.execute(select(alarms).where(alarms.c.id == alarm_id))).first()
+        return _alarm(row) if row is not None else None
+
+    async def repeat_alarm(self, alarm_id: str, repeat_count: int, at: datetime) -> None:
         await self.session.execute(
-            update(alarms).where(alarms.c.id == alarm_id).values(severity=severity.label)
+            update(alarms)
+            .where(alarms.c.id == alarm_id)
+            .values(repeat_count=repeat_count, updated_at=at)
         )
+
+    async def correlate_alarm(self, alarm_id: str, parent_id: str | None, at: datetime) -> None:
+        """Under a root (suppressed), or released from it: the former parent stays on record."""
+        values: dict[str, Any] = {"suppressed": parent_id is not None, "updated_at": at}
+        if parent_id is not None:
+            values["parent_alarm_id"] = parent_id
+        await self.session.execute(update(alarms).where(alarms.c.id == alarm_id).values(values))
+
+    async def acknowledge_alarm(self, alarm_id: str, by: str, at: datetime) -> bool:
+        """The first acknowledgement of an open alarm stands; False when nothing changed."""
+        result = await self.session.execute(
+            update(alarms)
+            .where(
+                alarms.c.id == alarm_id,
+                alarms.c.state == ALARM_RAISED,
+                alarms.c.acknowledged_by.is_(None),
+            )
+            .values(acknowledged_by=by, acknowledged_at=at, updated_at=at)
+        )
+        return bool(result.rowcount)
 
     async def record_transitions(
         self, transitions: Sequence[Transition], new_id: Callable[[], str]
@@ -136,27 +188,54 @@ class DeviceRepository:
         )
         return [dict(r._mapping) for r in rows]
 
-    async def clear_alarm(self, alarm_id: str, cleared_at: datetime) -> None:
-        await self.session.execute(
+    async def clear_alarm(
+        self,
+        alarm_id: str,
+        cleared_at: datetime,
+        *,
+        cleared_by: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """False when the alarm was not open (cleared meanwhile)."""
+        result = await self.session.execute(
             update(alarms)
             .where(alarms.c.id == alarm_id, alarms.c.state == ALARM_RAISED)
-            .values(state=ALARM_CLEARED, cleared_at=cleared_at)
+            .values(
+                state=ALARM_CLEARED,
+                cleared_at=cleared_at,
+                cleared_by=cleared_by,
+                clear_reason=reason,
+                suppressed=False,
+            )
         )
+        return bool(result.rowcount)
 
     async def list_alarms(
         self,
         *,
-        device_id: str | None,
-        only_open: bool,
+        device_id: str | None = None,
+        only_open: bool = False,
         before_id: str | None,
         limit: int,
+        where: AlarmFilter | None = None,
     ) -> list[AlarmRecord]:
         """Newest first (alarm ids are UUIDv7, so id order is raise order); keyset on the id."""
+        where = where or AlarmFilter(device_id=device_id, only_open=only_open)
         stmt = select(alarms).order_by(alarms.c.id.desc()).limit(limit)
-        if device_id:
-            stmt = stmt.where(alarms.c.device_id == device_id)
-        if only_open:
+        if where.device_id:
+            stmt = stmt.where(alarms.c.device_id == where.device_id)
+        if where.only_open:
             stmt = stmt.where(alarms.c.state == ALARM_RAISED)
+        if where.states:
+            stmt = stmt.where(alarms.c.state.in_(sorted(where.states)))
+        if where.severities:
+            stmt = stmt.where(alarms.c.severity.in_(sorted(s.label for s in where.severities)))
+        if where.categories:
+            stmt = stmt.where(alarms.c.category.in_(sorted(c.value for c in where.categories)))
+        if where.acknowledged is True:
+            stmt = stmt.where(alarms.c.acknowledged_by.is_not(None))
+        elif where.acknowledged is False:
+            stmt = stmt.where(alarms.c.acknowledged_by.is_(None))
         if before_id:
             stmt = stmt.where(alarms.c.id < before_id)
         return [_alarm(r) for r in await self.session.execute(stmt)]

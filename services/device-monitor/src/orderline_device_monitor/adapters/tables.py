@@ -9,10 +9,12 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -52,7 +54,22 @@ alarms = Table(
     # raised it; NULL on alarms raised before the rules engine.
     Column("severity", String(10), nullable=True),
     Column("rules_version", String(64), nullable=True),
+    # TMF642 (migration 0003): X.733 probable cause; how often the fault came back while the
+    # alarm stood; who acknowledged it and when; who cleared it by hand and why (NULL when the
+    # evaluator cleared it); device-level root-cause correlation; when it last changed.
+    Column("probable_cause", String(64), nullable=True),
+    Column("repeat_count", Integer, nullable=False, server_default=text("0")),
+    Column("acknowledged_by", String(100), nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("cleared_by", String(100), nullable=True),
+    Column("clear_reason", Text, nullable=True),
+    Column("is_root_cause", Boolean, nullable=False, server_default=false()),
+    Column("parent_alarm_id", String(36), nullable=True),
+    # True while its parent is open.
+    Column("suppressed", Boolean, nullable=False, server_default=false()),
+    Column("updated_at", UTCDateTime, nullable=True),
     Index("ix_alarms_device_id_id", "device_id", "id"),
+    Index("ix_alarms_parent_alarm_id", "parent_alarm_id"),
     Index("ix_alarms_state_id", "state", "id"),
     Index(
         "uq_alarms_open_per_category",

@@ -8,8 +8,14 @@ from datetime import UTC
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.device.v1 import device_pb2
-from orderline_device_monitor.app.events import category_to_proto, health_state_to_proto
+from orderline_device_monitor.app.events import (
+    category_to_proto,
+    condition_to_proto,
+    health_state_to_proto,
+    severity_to_proto,
+)
 from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.domain.alarms import probable_cause
 from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
 from orderline_runtime.errors import Violations
 
@@ -58,6 +64,15 @@ def health_to_proto(view: HealthView) -> device_pb2.DeviceHealth:
         state=health_state_to_proto(view.state),
         abnormal=[category_to_proto(c) for c in view.abnormal],
         open_alarm_id=view.open_alarm_id,
+        condition=condition_to_proto(view.condition),
+        failing=[
+            device_pb2.FailingCategory(
+                category=category_to_proto(f.category),
+                severity=severity_to_proto(f.severity),
+                phase=device_pb2.FailingPhase.Value("FAILING_PHASE_" + f.status.upper()),
+            )
+            for f in view.failing
+        ],
     )
     if view.last_seen is not None:
         msg.last_seen.FromDatetime(view.last_seen)
@@ -70,6 +85,19 @@ def fitness_to_proto(result: Fitness) -> device_pb2.CheckFitnessResponse:
         health=health_to_proto(result.health),
         reasons=list(result.reasons),
         alarm_id=result.alarm_id,
+        details=[
+            device_pb2.FitnessReason(
+                code=d.code,
+                category=(
+                    category_to_proto(d.category)
+                    if d.category
+                    else device_pb2.HEALTH_CATEGORY_UNSPECIFIED
+                ),
+                alarm_ids=list(d.alarm_ids),
+                text=d.text,
+            )
+            for d in result.details
+        ],
     )
 
 
@@ -78,10 +106,35 @@ def alarm_to_proto(alarm: AlarmRecord) -> device_pb2.Alarm:
         id=alarm.id,
         device_id=alarm.device_id,
         category=category_to_proto(alarm.category),
-        state=device_pb2.ALARM_STATE_RAISED if alarm.is_open else device_pb2.ALARM_STATE_CLEARED,
+        state=_alarm_state(alarm),
         detail=alarm.detail,
+        perceived_severity=severity_to_proto(alarm.severity),
+        # Alarms from before probable causes were recorded get their category's.
+        probable_cause=alarm.probable_cause or probable_cause(alarm.category),
+        repeat_count=alarm.repeat_count,
+        acknowledged=alarm.acknowledged_by is not None,
+        acknowledged_by=alarm.acknowledged_by or "",
+        cleared_by=alarm.cleared_by or "",
+        clear_reason=alarm.clear_reason or "",
+        is_root_cause=alarm.is_root_cause,
+        parent_alarm_id=alarm.parent_alarm_id or "",
+        suppressed=alarm.suppressed,
+        rules_version=alarm.rules_version or "",
     )
     msg.raised_at.FromDatetime(alarm.raised_at)
     if alarm.cleared_at is not None:
         msg.cleared_at.FromDatetime(alarm.cleared_at)
+    if alarm.acknowledged_at is not None:
+        msg.acknowledged_at.FromDatetime(alarm.acknowledged_at)
+    if alarm.updated_at is not None:
+        msg.updated_at.FromDatetime(alarm.updated_at)
     return msg
+
+
+def _alarm_state(alarm: AlarmRecord) -> device_pb2.AlarmState.ValueType:
+    """TMF642: raised, updated (open and changed since), cleared."""
+    if not alarm.is_open:
+        return device_pb2.ALARM_STATE_CLEARED
+    if alarm.updated_at is not None:
+        return device_pb2.ALARM_STATE_UPDATED
+    return device_pb2.ALARM_STATE_RAISED

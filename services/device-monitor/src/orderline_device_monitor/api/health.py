@@ -1,3 +1,5 @@
+# Texts for people carry zh-CN punctuation on purpose.
+# ruff: noqa: RUF001
 """DeviceHealthService: health, fitness to be worked on, alarms."""
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from opentelemetry import trace
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline_device_monitor.api.convert import alarm_to_proto, fitness_to_proto, health_to_proto
+from orderline_device_monitor.app.alarm_desk import AlarmDesk
 from orderline_device_monitor.app.queries import DeviceHealthQueries
-from orderline_device_monitor.domain.health import device_id_problem
+from orderline_device_monitor.app.records import ALARM_CLEARED, ALARM_RAISED, AlarmFilter
+from orderline_device_monitor.domain.health import Category, Severity, device_id_problem
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
@@ -29,11 +33,39 @@ def _check_device_id(violations: Violations, device_id: str) -> None:
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+ALARM_ID_MAX = 36
+REASON_MAX = 500
+
+
+def _check_alarm_id(violations: Violations, alarm_id: str) -> None:
+    if not alarm_id:
+        violations.add("alarm_id", "required | 必填")
+    elif len(alarm_id) > ALARM_ID_MAX or not alarm_id.isprintable() or alarm_id != alarm_id.strip():
+        violations.add(
+            "alarm_id",
+            f"at most {ALARM_ID_MAX} printable characters | 最多 {ALARM_ID_MAX} 个可打印字符",
+        )
+
+
+# Wire value → domain value; UNSPECIFIED and values this build does not know are absent.
+_SEVERITIES: dict[int, Severity] = {
+    device_pb2.PerceivedSeverity.Value("PERCEIVED_SEVERITY_" + s.name): s for s in Severity
+}
+_CATEGORIES: dict[int, Category] = {
+    device_pb2.HealthCategory.Value("HEALTH_CATEGORY_" + c.name): c for c in Category
+}
+# RAISED and UPDATED are both open alarms (a row is RAISED until it is cleared).
+_STATES = {
+    device_pb2.ALARM_STATE_RAISED: ALARM_RAISED,
+    device_pb2.ALARM_STATE_UPDATED: ALARM_RAISED,
+    device_pb2.ALARM_STATE_CLEARED: ALARM_CLEARED,
+}
 
 
 class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
-    def __init__(self, queries: DeviceHealthQueries) -> None:
+    def __init__(self, queries: DeviceHealthQueries, desk: AlarmDesk) -> None:
         self.queries = queries
+        self.desk = desk
 
     async def GetDeviceHealth(
         self, request: device_pb2.GetDeviceHealthRequest, context: Context
@@ -73,7 +105,44 @@ class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
             _check_device_id(violations, request.device_id)
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             violations.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-        filters = {"device_id": request.device_id, "only_open": request.only_open}
+        severities: set[Severity] = set()
+        for i, sev_value in enumerate(request.severities):
+            severity = _SEVERITIES.get(sev_value)
+            if severity is None:
+                violations.add(f"severities[{i}]", "unknown severity | 未知的严重级别")
+            else:
+                severities.add(severity)
+        states: set[str] = set()
+        for i, state_value in enumerate(request.states):
+            if state_value not in _STATES:
+                violations.add(f"states[{i}]", "unknown alarm state | 未知的告警状态")
+            else:
+                states.add(_STATES[state_value])
+        categories: set[Category] = set()
+        for i, cat_value in enumerate(request.categories):
+            category = _CATEGORIES.get(cat_value)
+            if category is None:
+                violations.add(f"categories[{i}]", "unknown category | 未知的类别")
+            else:
+                categories.add(category)
+        acknowledged = request.acknowledged if request.HasField("acknowledged") else None
+        where = AlarmFilter(
+            device_id=request.device_id or None,
+            only_open=request.only_open,
+            severities=frozenset(severities),
+            states=frozenset(states),
+            categories=frozenset(categories),
+            acknowledged=acknowledged,
+        )
+        # The token is bound to every filter (in a stable order), so it cannot page another list.
+        filters = {
+            "device_id": request.device_id,
+            "only_open": request.only_open,
+            "severities": sorted(s.label for s in severities),
+            "states": sorted(states),
+            "categories": sorted(c.value for c in categories),
+            "acknowledged": acknowledged,
+        }
         before_id: str | None = None
         if request.page_token:
             try:
@@ -82,10 +151,7 @@ class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
                 violations.add("page_token", str(exc))
         violations.raise_if_any()
         page = await self.queries.list_alarms(
-            device_id=request.device_id or None,
-            only_open=request.only_open,
-            before_id=before_id,
-            limit=request.page_size or DEFAULT_PAGE_SIZE,
+            where=where, before_id=before_id, limit=request.page_size or DEFAULT_PAGE_SIZE
         )
         token = ""
         if page.next_before_id:
@@ -93,3 +159,34 @@ class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
         return device_pb2.ListAlarmsResponse(
             alarms=[alarm_to_proto(a) for a in page.alarms], next_page_token=token
         )
+
+    async def AcknowledgeAlarm(
+        self, request: device_pb2.AcknowledgeAlarmRequest, context: Context
+    ) -> device_pb2.AcknowledgeAlarmResponse:
+        violations = Violations()
+        _check_alarm_id(violations, request.alarm_id)
+        violations.raise_if_any()
+        record = await self.desk.acknowledge(request.alarm_id, current_principal().subject)
+        trace.get_current_span().set_attribute(DEVICE_ID, record.device_id)
+        return device_pb2.AcknowledgeAlarmResponse(alarm=alarm_to_proto(record))
+
+    async def ClearAlarm(
+        self, request: device_pb2.ClearAlarmRequest, context: Context
+    ) -> device_pb2.ClearAlarmResponse:
+        violations = Violations()
+        _check_alarm_id(violations, request.alarm_id)
+        reason = request.reason.strip()
+        if not reason:
+            violations.add(
+                "reason",
+                "required: say why a person clears the alarm | 必填：说明人工清除告警的原因",
+            )
+        elif len(reason) > REASON_MAX or not reason.isprintable():
+            violations.add(
+                "reason",
+                f"at most {REASON_MAX} printable characters | 最多 {REASON_MAX} 个可打印字符",
+            )
+        violations.raise_if_any()
+        record = await self.desk.clear(request.alarm_id, current_principal().subject, reason)
+        trace.get_current_span().set_attribute(DEVICE_ID, record.device_id)
+        return device_pb2.ClearAlarmResponse(alarm=alarm_to_proto(record))

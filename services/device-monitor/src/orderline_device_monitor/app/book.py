@@ -47,13 +47,18 @@ class HealthBook:
         by_device: dict[str, dict[Category, OpenAlarm]] = {}
         for alarm in open_alarms:
             by_device.setdefault(alarm.device_id, {})[alarm.category] = OpenAlarm(
-                alarm.id, alarm.raised_at, alarm.severity or _assumed_severity(alarm.category)
+                alarm.id,
+                alarm.raised_at,
+                alarm.severity or _assumed_severity(alarm.category),
+                alarm.parent_alarm_id if alarm.suppressed else None,
+                alarm.repeat_count,
             )
         for device_id in {*device_ids, *by_device, *self._states}:
             current = self._states.get(device_id) or DeviceState(device_id)
             alarms: Mapping[Category, OpenAlarm] = by_device.get(device_id, {})
             self._states[device_id] = DeviceState(
                 device_id=device_id,
+                under_maintenance=current.under_maintenance,
                 open_alarms=alarms,
                 last_seen=current.last_seen,
                 last_observed=current.last_observed,

@@ -1,19 +1,36 @@
-"""device.* event payloads, and the mapping of domain values to their protobuf enums."""
+"""device.* event payloads, and the mapping of domain values to their protobuf enums.
+
+Existing events keep their fields and numbers; TMF642 fields are added after them, so a
+consumer built before them reads what it always read."""
 
 from __future__ import annotations
 
 from orderline.device.v1 import device_pb2
 from orderline.events.v1 import device_events_pb2
+from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.domain.alarms import is_root, probable_cause
+from orderline_device_monitor.domain.condition import Condition
 from orderline_device_monitor.domain.health import (
     Category,
     ClearedAlarm,
     HealthState,
+    OpenAlarm,
     RaisedAlarm,
+    Severity,
     sorted_categories,
 )
 
 _CATEGORY_PREFIX = "HEALTH_CATEGORY_"
 _STATE_PREFIX = "HEALTH_STATE_"
+_SEVERITY_PREFIX = "PERCEIVED_SEVERITY_"
+_CONDITION_PREFIX = "DEVICE_CONDITION_"
+
+# alarm_updated's change codes.
+SEVERITY_CHANGED = "SEVERITY_CHANGED"
+REPEATED = "REPEATED"
+ACKNOWLEDGED = "ACKNOWLEDGED"
+CORRELATED = "CORRELATED"
+RELEASED = "RELEASED"
 
 
 def category_to_proto(category: Category) -> device_pb2.HealthCategory.ValueType:
@@ -24,29 +41,79 @@ def health_state_to_proto(state: HealthState) -> device_pb2.HealthState.ValueTyp
     return device_pb2.HealthState.Value(_STATE_PREFIX + state.name)
 
 
+def severity_to_proto(severity: Severity | None) -> device_pb2.PerceivedSeverity.ValueType:
+    if severity is None:
+        return device_pb2.PERCEIVED_SEVERITY_UNSPECIFIED
+    return device_pb2.PerceivedSeverity.Value(_SEVERITY_PREFIX + severity.name)
+
+
+def condition_to_proto(condition: Condition | None) -> device_pb2.DeviceCondition.ValueType:
+    if condition is None:
+        return device_pb2.DEVICE_CONDITION_UNSPECIFIED
+    return device_pb2.DeviceCondition.Value(_CONDITION_PREFIX + condition.name)
+
+
 def alarm_raised(device_id: str, raised: RaisedAlarm) -> device_events_pb2.AlarmRaised:
+    category = raised.finding.category
     return device_events_pb2.AlarmRaised(
         alarm_id=raised.alarm_id,
         device_id=device_id,
-        category=category_to_proto(raised.finding.category),
+        category=category_to_proto(category),
         detail=raised.finding.detail,
+        perceived_severity=severity_to_proto(raised.finding.severity),
+        probable_cause=probable_cause(category),
+        is_root_cause=is_root(category),
+        parent_alarm_id=raised.parent_id or "",
     )
 
 
-def alarm_cleared(device_id: str, cleared: ClearedAlarm) -> device_events_pb2.AlarmCleared:
+def alarm_cleared(
+    device_id: str, cleared: ClearedAlarm, *, cleared_by: str = "", reason: str = ""
+) -> device_events_pb2.AlarmCleared:
     return device_events_pb2.AlarmCleared(
         alarm_id=cleared.alarm.alarm_id,
         device_id=device_id,
         category=category_to_proto(cleared.category),
+        cleared_by=cleared_by,
+        clear_reason=reason,
+    )
+
+
+def alarm_updated(
+    device_id: str, category: Category, alarm: OpenAlarm, change: str, *, acknowledged_by: str = ""
+) -> device_events_pb2.AlarmUpdated:
+    return device_events_pb2.AlarmUpdated(
+        alarm_id=alarm.alarm_id,
+        device_id=device_id,
+        category=category_to_proto(category),
+        change=change,
+        perceived_severity=severity_to_proto(alarm.severity),
+        repeat_count=alarm.repeat_count,
+        acknowledged_by=acknowledged_by,
+        parent_alarm_id=alarm.parent_id or "",
+    )
+
+
+def alarm_acknowledged(record: AlarmRecord) -> device_events_pb2.AlarmUpdated:
+    return device_events_pb2.AlarmUpdated(
+        alarm_id=record.id,
+        device_id=record.device_id,
+        category=category_to_proto(record.category),
+        change=ACKNOWLEDGED,
+        perceived_severity=severity_to_proto(record.severity),
+        repeat_count=record.repeat_count,
+        acknowledged_by=record.acknowledged_by or "",
+        parent_alarm_id=record.parent_alarm_id or "",
     )
 
 
 def health_changed(
-    device_id: str, abnormal: frozenset[Category]
+    device_id: str, abnormal: frozenset[Category], condition: Condition | None = None
 ) -> device_events_pb2.DeviceHealthChanged:
     state = HealthState.ABNORMAL if abnormal else HealthState.GOOD
     return device_events_pb2.DeviceHealthChanged(
         device_id=device_id,
         state=health_state_to_proto(state),
         abnormal=[category_to_proto(c) for c in sorted_categories(abnormal)],
+        condition=condition_to_proto(condition),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from opentelemetry import context as otel_context
@@ -28,7 +28,8 @@ from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
 from orderline_device_monitor.domain import devices
-from orderline_device_monitor.domain.evaluator import Kind, Transition
+from orderline_device_monitor.domain.alarms import is_root, probable_cause
+from orderline_device_monitor.domain.evaluator import Kind
 from orderline_device_monitor.domain.health import (
     DeviceState,
     HealthChange,
@@ -134,33 +135,40 @@ class TelemetryIngest:
         self.book.put_all(states.values())
         return len(changes)
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while the book is evaluated and written; a person's clear takes it too."""
+        return self._lock
+
     async def tick(self) -> int:
         """Heartbeat check on the injected clock: tells and records each device whose
-        communication is lost; returns how many."""
+        communication is lost, with its communication alarm; returns how many."""
         if not self.book.ready.is_set():
             # Nothing to check before the book is restored (and no error to log every second).
             return 0
         async with self._lock:
             now = self.clock()
             states: list[DeviceState] = []
-            lost: list[Transition] = []
+            changes: list[HealthChange] = []
             for state in self.book.states():
-                after, told = devices.tick(state, now, self.rules)
-                if told:
+                after, change = devices.heartbeat(
+                    state, now, self.rules, new_alarm_id=self.new_alarm_id
+                )
+                if change is not None:
                     states.append(after)
-                    lost.extend(told)
-            if lost:
-                async with self.uow() as uow:
-                    await uow.repos.record_transitions(lost, new_id)
-                for transition in lost:
-                    if transition.kind is Kind.COMMUNICATION_LOST:
-                        log.warning(
-                            "device communication lost",
-                            device_id=transition.device_id,
-                            last_sample_at=str(transition.sample_at),
-                        )
+                    changes.append(change)
+            if changes:
+                await self._persist((), changes, now)
+                for change in changes:
+                    for transition in change.transitions:
+                        if transition.kind is Kind.COMMUNICATION_LOST:
+                            log.warning(
+                                "device communication lost",
+                                device_id=transition.device_id,
+                                last_sample_at=str(transition.sample_at),
+                            )
                 self.book.put_all(states)
-        return len(lost)
+        return sum(len(c.transitions) for c in changes)
 
     async def _persist(
         self, first_seen: Sequence[str], changes: Sequence[HealthChange], now: datetime
@@ -197,6 +205,9 @@ class TelemetryIngest:
                     order_id=order_id or None,
                     severity=finding.severity,
                     rules_version=self.rules.version,
+                    probable_cause=probable_cause(finding.category),
+                    is_root_cause=is_root(finding.category),
+                    parent_alarm_id=raised.parent_id,
                 )
                 await uow.repos.record_anomaly(
                     anomaly_id=new_id(),
@@ -204,7 +215,7 @@ class TelemetryIngest:
                     device_id=device_id,
                     category=finding.category,
                     readings=finding.readings,
-                    snapshot=change.reading.values(),
+                    snapshot=change.reading.values() if change.reading else {},
                     first_seen_at=change.at,
                     order_id=order_id or None,
                     job_id=usage.job_id if usage else None,
@@ -230,9 +241,41 @@ class TelemetryIngest:
                     alarm_id=cleared.alarm.alarm_id,
                     category=cleared.category.value,
                 )
-            for alarm, severity in change.severity_changes:
-                await uow.repos.grade_alarm(alarm.alarm_id, severity)
+            await record_updates(uow, change, now, order_id)
             await uow.repos.record_transitions(change.transitions, new_id)
             if change.health_changed:
                 await uow.repos.mark_device_changed(device_id, change.at)
-                uow.emit(events.health_changed(device_id, change.abnormal_after), order_id=order_id)
+                uow.emit(
+                    events.health_changed(device_id, change.abnormal_after, change.condition),
+                    order_id=order_id,
+                )
+
+
+async def record_updates(
+    uow: UnitOfWork[DeviceRepository], change: HealthChange, now: datetime, order_id: str
+) -> None:
+    """Open alarms that changed without opening or closing: re-graded, repeated, correlated
+    under a root or released from one; each an alarm row update and a device.alarm_updated."""
+    device_id = change.device_id
+    for alarm, severity in change.severity_changes:
+        await uow.repos.grade_alarm(alarm.alarm_id, severity, now)
+        category = next(
+            (c for c, a in change.open_after.items() if a.alarm_id == alarm.alarm_id), None
+        )
+        if category is not None:
+            graded = replace(change.open_after[category], severity=severity)
+            uow.emit(
+                events.alarm_updated(device_id, category, graded, events.SEVERITY_CHANGED),
+                order_id=order_id,
+            )
+    for category, alarm in change.repeated:
+        await uow.repos.repeat_alarm(alarm.alarm_id, alarm.repeat_count, now)
+        uow.emit(
+            events.alarm_updated(device_id, category, alarm, events.REPEATED), order_id=order_id
+        )
+    for moved in change.correlated:
+        await uow.repos.correlate_alarm(moved.alarm.alarm_id, moved.parent_id, now)
+        kind = events.CORRELATED if moved.parent_id else events.RELEASED
+        uow.emit(
+            events.alarm_updated(device_id, moved.category, moved.alarm, kind), order_id=order_id
+        )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.book import HealthBook
-from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.app.records import AlarmFilter, AlarmRecord
 from orderline_device_monitor.domain.devices import health_of
 from orderline_device_monitor.domain.health import (
     DeviceState,
@@ -83,15 +83,10 @@ class DeviceHealthQueries:
         return result
 
     async def list_alarms(
-        self, *, device_id: str | None, only_open: bool, before_id: str | None, limit: int
+        self, *, where: AlarmFilter, before_id: str | None, limit: int
     ) -> AlarmPage:
         async with self.uow(read_only=True) as uow:
-            rows = await uow.repos.list_alarms(
-                device_id=device_id,
-                only_open=only_open,
-                before_id=before_id,
-                limit=limit + 1,
-            )
+            rows = await uow.repos.list_alarms(before_id=before_id, limit=limit + 1, where=where)
         more = len(rows) > limit
         page = rows[:limit]
         return AlarmPage(alarms=page, next_before_id=page[-1].id if more and page else None)

@@ -25,10 +25,33 @@ class AlarmRecord:
     order_id: str | None
     severity: Severity | None = None
     rules_version: str | None = None
+    probable_cause: str | None = None
+    repeat_count: int = 0
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    cleared_by: str | None = None
+    clear_reason: str | None = None
+    is_root_cause: bool = False
+    parent_alarm_id: str | None = None
+    suppressed: bool = False
+    updated_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
         return self.state == ALARM_RAISED
+
+
+@dataclass(frozen=True)
+class AlarmFilter:
+    """ListAlarms' filters; an empty collection or None means any."""
+
+    device_id: str | None = None
+    only_open: bool = False
+    severities: frozenset[Severity] = frozenset()
+    # Of ALARM_RAISED / ALARM_CLEARED (TMF642 "updated" is an open alarm, so RAISED).
+    states: frozenset[str] = frozenset()
+    categories: frozenset[Category] = frozenset()
+    acknowledged: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,16 @@ from dataclasses import replace
 from datetime import datetime
 
 from orderline_device_monitor.domain import evaluator
+from orderline_device_monitor.domain.alarms import recorrelate
+from orderline_device_monitor.domain.condition import (
+    Condition,
+    IllegalTransition,
+    Trigger,
+    condition_of,
+    next_condition,
+)
 from orderline_device_monitor.domain.health import (
+    ALARM_CATEGORIES,
     CATEGORY_ORDER,
     Category,
     ClearedAlarm,
@@ -70,23 +79,40 @@ def observe(
         for c in CATEGORY_ORDER
         if c in abnormal and c not in current.open_alarms
     )
+    # Communication lost stands until the device is heard again (any sample restores it).
+    standing = abnormal | (
+        {Category.COMMUNICATION} if step.state.communication_lost else set[Category]()
+    )
     cleared = tuple(
         ClearedAlarm(c, current.open_alarms[c])
-        for c in CATEGORY_ORDER
-        if c in current.open_alarms and c not in abnormal
+        for c in ALARM_CATEGORIES
+        if c in current.open_alarms and c not in standing
     )
     regraded = tuple(
         (alarm, sev)
         for c, alarm in current.open_alarms.items()
         if c in abnormal and (sev := severity[c]) is not None and sev != alarm.severity
     )
+    before = current.evaluation
+    repeated_categories = {
+        c for c in current.open_alarms if c in abnormal and _came_back(before, step.state, c)
+    }
     open_alarms = {
-        c: replace(a, severity=severity[c] or a.severity)
+        c: replace(
+            a,
+            severity=severity.get(c) or a.severity,
+            repeat_count=a.repeat_count + (1 if c in repeated_categories else 0),
+        )
         for c, a in current.open_alarms.items()
-        if c in abnormal
+        if c in standing
     }
     for r in raised:
         open_alarms[r.finding.category] = OpenAlarm(r.alarm_id, at, r.finding.severity)
+    open_alarms, moved = recorrelate(open_alarms)
+    new_ids = {r.alarm_id for r in raised}
+    raised = tuple(replace(r, parent_id=open_alarms[r.finding.category].parent_id) for r in raised)
+    correlated = tuple(m for m in moved if m.alarm.alarm_id not in new_ids)
+    repeated = tuple((c, open_alarms[c]) for c in CATEGORY_ORDER if c in repeated_categories)
     next_state = replace(
         current,
         open_alarms=open_alarms,
@@ -94,19 +120,95 @@ def observe(
         last_observed=at,
         evaluation=step.state,
     )
-    if not raised and not cleared and not step.transitions:
+    if not raised and not cleared and not step.transitions and not repeated and not correlated:
         return Observation(next_state, None)
     change = HealthChange(
         device_id=reading.device_id,
         at=at,
         raised=raised,
         cleared=cleared,
-        abnormal_after=frozenset(open_alarms),
+        abnormal_after=next_state.abnormal,
         reading=reading,
         transitions=step.transitions,
         severity_changes=regraded,
+        repeated=repeated,
+        correlated=correlated,
+        open_after=open_alarms,
+        condition=condition_of(
+            abnormal=bool(next_state.abnormal),
+            failing=bool(verdict.failing),
+            under_maintenance=current.under_maintenance,
+        ),
     )
     return Observation(next_state, change)
+
+
+def _came_back(
+    before: evaluator.DeviceEvaluation | None,
+    after: evaluator.DeviceEvaluation,
+    category: Category,
+) -> bool:
+    """The fault returned on this sample after it had recovered (keep-firing, flapping)."""
+    old = before.category(category).history if before is not None else ()
+    new = after.category(category).history
+    return bool(old) and not old[-1] and bool(new) and new[-1]
+
+
+def heartbeat(
+    state: DeviceState,
+    now: datetime,
+    rules: RuleSet,
+    *,
+    new_alarm_id: Callable[[], str],
+) -> tuple[DeviceState, HealthChange | None]:
+    """A clock tick for one device: on lost communication, the communication alarm (a root:
+    the device's other open alarms become its children). Told once."""
+    after, told = tick(state, now, rules)
+    lost = [t for t in told if t.kind is evaluator.Kind.COMMUNICATION_LOST]
+    if not told:
+        return state, None
+    raised: tuple[RaisedAlarm, ...] = ()
+    open_alarms = dict(after.open_alarms)
+    if lost and Category.COMMUNICATION not in open_alarms:
+        interval = rules.for_model(
+            after.evaluation.model if after.evaluation else None
+        ).heartbeat_interval.total_seconds()
+        detail = f"no telemetry for more than {interval:g} s"
+        alarm_id = new_alarm_id()
+        open_alarms[Category.COMMUNICATION] = OpenAlarm(alarm_id, now, Severity.MAJOR)
+        raised = (
+            RaisedAlarm(alarm_id, Finding(Category.COMMUNICATION, {}, detail, Severity.MAJOR)),
+        )
+    open_alarms, moved = recorrelate(open_alarms)
+    after = replace(after, open_alarms=open_alarms)
+    return after, HealthChange(
+        device_id=state.device_id,
+        at=now,
+        raised=raised,
+        cleared=(),
+        abnormal_after=after.abnormal,
+        reading=None,
+        transitions=told,
+        correlated=tuple(m for m in moved if m.category is not Category.COMMUNICATION),
+        open_after=open_alarms,
+        condition=condition_of(
+            abnormal=True, failing=True, under_maintenance=after.under_maintenance
+        ),
+    )
+
+
+def start_maintenance(state: DeviceState) -> DeviceState:
+    """A person starts work on the device (the ticket's acknowledgement, item 5)."""
+    if state.under_maintenance:
+        raise IllegalTransition(Condition.UNDER_MAINTENANCE, Trigger.MAINTENANCE_STARTED)
+    return replace(state, under_maintenance=True)
+
+
+def end_maintenance(state: DeviceState) -> DeviceState:
+    if not state.under_maintenance:
+        raise IllegalTransition(Condition.HEALTHY, Trigger.MAINTENANCE_ENDED)
+    next_condition(Condition.UNDER_MAINTENANCE, Trigger.MAINTENANCE_ENDED)
+    return replace(state, under_maintenance=False)
 
 
 def tick(
@@ -138,11 +240,21 @@ def health_of(state: DeviceState, *, now: datetime, rules: RuleSet) -> HealthVie
         health = HealthState.UNKNOWN
     else:
         health = HealthState.GOOD
+    failing = evaluator.health(evaluation).failing if evaluation is not None else ()
     return HealthView(
         device_id=state.device_id,
         state=health,
-        abnormal=tuple(c for c in CATEGORY_ORDER if c in state.open_alarms),
+        abnormal=tuple(c for c in CATEGORY_ORDER if c in state.abnormal),
         last_seen=state.last_seen,
         open_alarm_id=first.alarm_id if first else "",
         stale=lost,
+        # Abnormal exactly when the wire says ABNORMAL or UNKNOWN, so the two never disagree
+        # (an alarm a person cleared while the fault lasts is not abnormal until raised again).
+        condition=condition_of(
+            abnormal=health is not HealthState.GOOD,
+            failing=bool(failing),
+            under_maintenance=state.under_maintenance,
+        ),
+        failing=failing,
+        open_alarms=dict(state.open_alarms),
     )

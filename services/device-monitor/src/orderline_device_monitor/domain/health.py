@@ -1,3 +1,5 @@
+# Texts for people carry zh-CN punctuation on purpose.
+# ruff: noqa: RUF001
 """Device health, pure: the categories, readings, each device's open alarms, the changes
 told, and the answers (health, fitness).
 
@@ -22,8 +24,11 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from orderline_device_monitor.domain.condition import Condition
+
 if TYPE_CHECKING:
-    from orderline_device_monitor.domain.evaluator import DeviceEvaluation, Transition
+    from orderline_device_monitor.domain.alarms import Correlated
+    from orderline_device_monitor.domain.evaluator import DeviceEvaluation, Failing, Transition
 
 
 class Category(enum.Enum):
@@ -36,9 +41,14 @@ class Category(enum.Enum):
     RESOURCES = "resources"
     THERMAL = "thermal"
     SAFETY = "safety"
+    # Not a rule category: the alarm of a device whose heartbeat is lost (a device-level root).
+    COMMUNICATION = "communication"
 
 
-CATEGORY_ORDER: tuple[Category, ...] = tuple(Category)
+# The seven categories the rules judge, in the order answers list them.
+CATEGORY_ORDER: tuple[Category, ...] = tuple(c for c in Category if c is not Category.COMMUNICATION)
+# Every alarm category: the seven, then communication.
+ALARM_CATEGORIES: tuple[Category, ...] = (*CATEGORY_ORDER, Category.COMMUNICATION)
 
 
 def sorted_categories(categories: frozenset[Category] | set[Category]) -> tuple[Category, ...]:
@@ -66,6 +76,9 @@ class HealthState(enum.Enum):
 
 NO_RECENT_TELEMETRY = "NO_RECENT_TELEMETRY"
 """Fitness reason: no reading within the staleness limit."""
+
+UNDER_MAINTENANCE = "UNDER_MAINTENANCE"
+"""Fitness reason: a person works on the device."""
 
 
 def abnormal_reason(category: Category) -> str:
@@ -149,6 +162,10 @@ class OpenAlarm:
     alarm_id: str
     raised_at: datetime
     severity: Severity = Severity.MAJOR
+    # The device's root alarm this one is a child of (domain/alarms.py), if any.
+    parent_id: str | None = None
+    # How often the fault came back while this alarm stood.
+    repeat_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,21 +181,29 @@ class DeviceState:
     # The alarm evaluator's state (pending periods, hysteresis, flapping, heartbeat); None
     # until the first reading since the process started.
     evaluation: DeviceEvaluation | None = None
+    # A person works on the device (docs/device-health.md); set and ended by maintenance
+    # tickets (issue 11, item 5), not by telemetry.
+    under_maintenance: bool = False
 
     @property
     def abnormal(self) -> frozenset[Category]:
-        return frozenset(self.open_alarms)
+        """The categories with an open alarm that makes the device abnormal (communication lost
+        is told as UNKNOWN instead)."""
+        return frozenset(c for c in self.open_alarms if c is not Category.COMMUNICATION)
 
     def first_open_alarm(self) -> OpenAlarm | None:
-        if not self.open_alarms:
+        alarms = [a for c, a in self.open_alarms.items() if c is not Category.COMMUNICATION]
+        if not alarms:
             return None
-        return min(self.open_alarms.values(), key=lambda a: (a.raised_at, a.alarm_id))
+        return min(alarms, key=lambda a: (a.raised_at, a.alarm_id))
 
 
 @dataclass(frozen=True)
 class RaisedAlarm:
     alarm_id: str
     finding: Finding
+    # Born under the device's open root alarm (domain/alarms.py).
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,16 +221,28 @@ class HealthChange:
     raised: tuple[RaisedAlarm, ...]
     cleared: tuple[ClearedAlarm, ...]
     abnormal_after: frozenset[Category]
-    reading: Reading
+    # None for a change a clock tick made (communication lost).
+    reading: Reading | None
     # Every decision of the evaluator behind this change (also those that open or close no
     # alarm: pending ended in a warning, severity changed, flapping).
     transitions: tuple[Transition, ...] = ()
     # Open alarms whose severity changed: (alarm, new severity).
     severity_changes: tuple[tuple[OpenAlarm, Severity], ...] = ()
+    # Open alarms whose fault came back while they stood (the alarm after the count rose).
+    repeated: tuple[tuple[Category, OpenAlarm], ...] = ()
+    # Open alarms correlated under a root, or released from one.
+    correlated: tuple[Correlated, ...] = ()
+    # The device's condition after the change.
+    condition: Condition | None = None
+    # Every open alarm after the change, by category.
+    open_after: Mapping[Category, OpenAlarm] = field(default_factory=dict)
 
     @property
     def health_changed(self) -> bool:
-        return bool(self.raised or self.cleared)
+        """Whether the abnormal categories moved (communication lost is not one of them)."""
+        return any(r.finding.category is not Category.COMMUNICATION for r in self.raised) or any(
+            c.category is not Category.COMMUNICATION for c in self.cleared
+        )
 
 
 @dataclass(frozen=True)
@@ -227,6 +264,21 @@ class HealthView:
     last_seen: datetime | None
     open_alarm_id: str
     stale: bool
+    # healthy / degraded / abnormal / under maintenance (domain/condition.py).
+    condition: Condition | None = None
+    # Every category failing now (pending, raised or flapping), from the evaluator.
+    failing: tuple[Failing, ...] = ()
+    # The open alarms, by category (a root's children included).
+    open_alarms: Mapping[Category, OpenAlarm] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitnessReason:
+    code: str
+    category: Category | None
+    alarm_ids: tuple[str, ...]
+    # "English | 中文"
+    text: str
 
 
 @dataclass(frozen=True)
@@ -235,14 +287,65 @@ class Fitness:
     health: HealthView
     reasons: tuple[str, ...]
     alarm_id: str
+    details: tuple[FitnessReason, ...] = ()
 
 
 def fitness(view: HealthView) -> Fitness:
-    """Fit to be worked on only when GOOD; otherwise every reason why not."""
-    reasons = [abnormal_reason(c) for c in view.abnormal]
+    """Fit to be worked on only when GOOD (healthy or degraded) and not under maintenance;
+    otherwise every reason why not: one per abnormal category with its alarm and the children
+    correlated under it, lost communication, maintenance."""
+    # Imported here: domain/alarms.py builds on this module's values.
+    from orderline_device_monitor.domain.alarms import CATEGORY_NAMES, SEVERITY_NAMES, says
+
+    details: list[FitnessReason] = []
+    for category in view.abnormal:
+        alarm = view.open_alarms.get(category)
+        ids: tuple[str, ...] = ()
+        severity = Severity.CRITICAL if category is Category.SAFETY else Severity.MAJOR
+        if alarm is not None:
+            children = tuple(
+                a.alarm_id for a in view.open_alarms.values() if a.parent_id == alarm.alarm_id
+            )
+            ids = (alarm.alarm_id, *children)
+            severity = alarm.severity
+        en, zh = CATEGORY_NAMES[category]
+        sev_en, sev_zh = SEVERITY_NAMES[severity]
+        details.append(
+            FitnessReason(
+                abnormal_reason(category),
+                category,
+                ids,
+                says(f"device abnormal: {en} ({sev_en})", f"设备异常：{zh}（{sev_zh}）"),
+            )
+        )
     if view.stale:
-        reasons.append(NO_RECENT_TELEMETRY)
-    fit = view.state is HealthState.GOOD
+        lost = view.open_alarms.get(Category.COMMUNICATION)
+        details.append(
+            FitnessReason(
+                NO_RECENT_TELEMETRY,
+                Category.COMMUNICATION if lost else None,
+                (lost.alarm_id,) if lost else (),
+                says(
+                    "no telemetry from the device within its heartbeat interval",
+                    "在心跳周期内未收到设备遥测数据",
+                ),
+            )
+        )
+    maintenance = view.condition is Condition.UNDER_MAINTENANCE
+    if maintenance:
+        details.append(
+            FitnessReason(
+                UNDER_MAINTENANCE,
+                None,
+                (),
+                says("the device is under maintenance", "设备正在维护中"),
+            )
+        )
+    fit = view.state is HealthState.GOOD and not maintenance
     return Fitness(
-        fit=fit, health=view, reasons=() if fit else tuple(reasons), alarm_id=view.open_alarm_id
+        fit=fit,
+        health=view,
+        reasons=() if fit else tuple(d.code for d in details),
+        alarm_id=view.open_alarm_id,
+        details=() if fit else tuple(details),
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from orderline_device_monitor.domain.health import Category, Reading, Severity
+from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading, Severity
 
 DEFAULT_MODEL = "default"
 DEFAULT_FLAP_LOW_PCT = 5.0
@@ -286,12 +286,12 @@ def _model(source: str, name: str, raw: Any, default: ModelRules | None) -> Mode
     else:
         heartbeat = default.heartbeat_interval
     categories_raw = _mapping(where, "categories", spec.get("categories", {}))
-    known = {c.value for c in Category}
+    known = {c.value for c in CATEGORY_ORDER}
     for key in categories_raw:
         if key not in known:
             raise where.error(f"categories.{key}", f"unknown category; one of {sorted(known)}")
     categories: dict[Category, CategoryRule] = dict(default.categories) if default else {}
-    for category in Category:
+    for category in CATEGORY_ORDER:
         if category.value in categories_raw:
             categories[category] = _category_rule(
                 _Where(source, f"{name}/{category.value}"),

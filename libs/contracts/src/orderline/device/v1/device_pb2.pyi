@@ -41,6 +41,10 @@ class _HealthCategoryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Health
     """Overheating."""
     HEALTH_CATEGORY_SAFETY: _HealthCategory.ValueType  # 7
     """Failed safety protection."""
+    HEALTH_CATEGORY_COMMUNICATION: _HealthCategory.ValueType  # 8
+    """No telemetry within the model's heartbeat interval: an alarm category only (a device-level
+    root alarm), never in DeviceHealth.abnormal, where lost communication is HEALTH_STATE_UNKNOWN.
+    """
 
 class HealthCategory(_HealthCategory, metaclass=_HealthCategoryEnumTypeWrapper):
     """The seven kinds of abnormal device state."""
@@ -60,7 +64,85 @@ HEALTH_CATEGORY_THERMAL: HealthCategory.ValueType  # 6
 """Overheating."""
 HEALTH_CATEGORY_SAFETY: HealthCategory.ValueType  # 7
 """Failed safety protection."""
+HEALTH_CATEGORY_COMMUNICATION: HealthCategory.ValueType  # 8
+"""No telemetry within the model's heartbeat interval: an alarm category only (a device-level
+root alarm), never in DeviceHealth.abnormal, where lost communication is HEALTH_STATE_UNKNOWN.
+"""
 Global___HealthCategory: _TypeAlias = HealthCategory  # noqa: Y015
+
+class _DeviceCondition:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeviceConditionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeviceCondition.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEVICE_CONDITION_UNSPECIFIED: _DeviceCondition.ValueType  # 0
+    DEVICE_CONDITION_HEALTHY: _DeviceCondition.ValueType  # 1
+    DEVICE_CONDITION_DEGRADED: _DeviceCondition.ValueType  # 2
+    """Something pending, or raised only at warning or minor: still fit to be worked on."""
+    DEVICE_CONDITION_ABNORMAL: _DeviceCondition.ValueType  # 3
+    """A category at major or critical, a safety failure, or communication lost."""
+    DEVICE_CONDITION_UNDER_MAINTENANCE: _DeviceCondition.ValueType  # 4
+    """A person works on the device; no operation may start, whatever telemetry says."""
+
+class DeviceCondition(_DeviceCondition, metaclass=_DeviceConditionEnumTypeWrapper):
+    """The device's condition (docs/device-health.md): the wire's HealthState folds it into
+    GOOD (healthy, degraded), ABNORMAL and UNKNOWN.
+    """
+
+DEVICE_CONDITION_UNSPECIFIED: DeviceCondition.ValueType  # 0
+DEVICE_CONDITION_HEALTHY: DeviceCondition.ValueType  # 1
+DEVICE_CONDITION_DEGRADED: DeviceCondition.ValueType  # 2
+"""Something pending, or raised only at warning or minor: still fit to be worked on."""
+DEVICE_CONDITION_ABNORMAL: DeviceCondition.ValueType  # 3
+"""A category at major or critical, a safety failure, or communication lost."""
+DEVICE_CONDITION_UNDER_MAINTENANCE: DeviceCondition.ValueType  # 4
+"""A person works on the device; no operation may start, whatever telemetry says."""
+Global___DeviceCondition: _TypeAlias = DeviceCondition  # noqa: Y015
+
+class _PerceivedSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PerceivedSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PerceivedSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PERCEIVED_SEVERITY_UNSPECIFIED: _PerceivedSeverity.ValueType  # 0
+    PERCEIVED_SEVERITY_WARNING: _PerceivedSeverity.ValueType  # 1
+    PERCEIVED_SEVERITY_MINOR: _PerceivedSeverity.ValueType  # 2
+    PERCEIVED_SEVERITY_MAJOR: _PerceivedSeverity.ValueType  # 3
+    PERCEIVED_SEVERITY_CRITICAL: _PerceivedSeverity.ValueType  # 4
+
+class PerceivedSeverity(_PerceivedSeverity, metaclass=_PerceivedSeverityEnumTypeWrapper):
+    """TMF642 perceivedSeverity (X.733), worst last."""
+
+PERCEIVED_SEVERITY_UNSPECIFIED: PerceivedSeverity.ValueType  # 0
+PERCEIVED_SEVERITY_WARNING: PerceivedSeverity.ValueType  # 1
+PERCEIVED_SEVERITY_MINOR: PerceivedSeverity.ValueType  # 2
+PERCEIVED_SEVERITY_MAJOR: PerceivedSeverity.ValueType  # 3
+PERCEIVED_SEVERITY_CRITICAL: PerceivedSeverity.ValueType  # 4
+Global___PerceivedSeverity: _TypeAlias = PerceivedSeverity  # noqa: Y015
+
+class _FailingPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailingPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailingPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAILING_PHASE_UNSPECIFIED: _FailingPhase.ValueType  # 0
+    FAILING_PHASE_PENDING: _FailingPhase.ValueType  # 1
+    """Over a threshold, waiting out the rule's pending period."""
+    FAILING_PHASE_RAISED: _FailingPhase.ValueType  # 2
+    FAILING_PHASE_FLAPPING: _FailingPhase.ValueType  # 3
+
+class FailingPhase(_FailingPhase, metaclass=_FailingPhaseEnumTypeWrapper):
+    """Why a category counts as failing."""
+
+FAILING_PHASE_UNSPECIFIED: FailingPhase.ValueType  # 0
+FAILING_PHASE_PENDING: FailingPhase.ValueType  # 1
+"""Over a threshold, waiting out the rule's pending period."""
+FAILING_PHASE_RAISED: FailingPhase.ValueType  # 2
+FAILING_PHASE_FLAPPING: FailingPhase.ValueType  # 3
+Global___FailingPhase: _TypeAlias = FailingPhase  # noqa: Y015
 
 class _HealthState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -92,13 +174,77 @@ class _AlarmStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlarmState
     ALARM_STATE_UNSPECIFIED: _AlarmState.ValueType  # 0
     ALARM_STATE_RAISED: _AlarmState.ValueType  # 1
     ALARM_STATE_CLEARED: _AlarmState.ValueType  # 2
+    ALARM_STATE_UPDATED: _AlarmState.ValueType  # 3
+    """Open, and changed since it was raised (severity, a repeat, acknowledged, correlated)."""
 
 class AlarmState(_AlarmState, metaclass=_AlarmStateEnumTypeWrapper): ...
 
 ALARM_STATE_UNSPECIFIED: AlarmState.ValueType  # 0
 ALARM_STATE_RAISED: AlarmState.ValueType  # 1
 ALARM_STATE_CLEARED: AlarmState.ValueType  # 2
+ALARM_STATE_UPDATED: AlarmState.ValueType  # 3
+"""Open, and changed since it was raised (severity, a repeat, acknowledged, correlated)."""
 Global___AlarmState: _TypeAlias = AlarmState  # noqa: Y015
+
+@_typing.final
+class FailingCategory(_message.Message):
+    """A category currently failing, at its severity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    category: Global___HealthCategory.ValueType
+    severity: Global___PerceivedSeverity.ValueType
+    phase: Global___FailingPhase.ValueType
+    def __init__(
+        self,
+        *,
+        category: Global___HealthCategory.ValueType = ...,
+        severity: Global___PerceivedSeverity.ValueType = ...,
+        phase: Global___FailingPhase.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "phase", b"phase", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailingCategory: _TypeAlias = FailingCategory  # noqa: Y015
+
+@_typing.final
+class FitnessReason(_message.Message):
+    """One reason an operation may not start, with the alarms behind it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ALARM_IDS_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """ABNORMAL_<CATEGORY>, NO_RECENT_TELEMETRY or UNDER_MAINTENANCE (as in reasons)."""
+    category: Global___HealthCategory.ValueType
+    text: _builtins.str
+    """For the clerk or engineer: "English | 中文"."""
+    @_builtins.property
+    def alarm_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        category: Global___HealthCategory.ValueType = ...,
+        alarm_ids: _abc.Iterable[_builtins.str] | None = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_ids", b"alarm_ids", "category", b"category", "code", b"code", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitnessReason: _TypeAlias = FitnessReason  # noqa: Y015
 
 @_typing.final
 class TelemetrySample(_message.Message):
@@ -204,13 +350,20 @@ class DeviceHealth(_message.Message):
     ABNORMAL_FIELD_NUMBER: _builtins.int
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     OPEN_ALARM_ID_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    FAILING_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     state: Global___HealthState.ValueType
     open_alarm_id: _builtins.str
+    condition: Global___DeviceCondition.ValueType
     @_builtins.property
     def abnormal(self) -> _containers.RepeatedScalarFieldContainer[Global___HealthCategory.ValueType]: ...
     @_builtins.property
     def last_seen(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failing(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailingCategory]:
+        """Every category failing now (pending, raised or flapping), at any severity."""
+
     def __init__(
         self,
         *,
@@ -219,10 +372,12 @@ class DeviceHealth(_message.Message):
         abnormal: _abc.Iterable[Global___HealthCategory.ValueType] | None = ...,
         last_seen: _timestamp_pb2.Timestamp | None = ...,
         open_alarm_id: _builtins.str = ...,
+        condition: Global___DeviceCondition.ValueType = ...,
+        failing: _abc.Iterable[Global___FailingCategory] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abnormal", b"abnormal", "device_id", b"device_id", "last_seen", b"last_seen", "open_alarm_id", b"open_alarm_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abnormal", b"abnormal", "condition", b"condition", "device_id", b"device_id", "failing", b"failing", "last_seen", b"last_seen", "open_alarm_id", b"open_alarm_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,12 +453,17 @@ class CheckFitnessResponse(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     ALARM_ID_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
     fit: _builtins.bool
     alarm_id: _builtins.str
     @_builtins.property
     def health(self) -> Global___DeviceHealth: ...
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def details(self) -> _containers.RepeatedCompositeFieldContainer[Global___FitnessReason]:
+        """reasons, each with its category, alarm ids and a text in English and zh-CN."""
+
     def __init__(
         self,
         *,
@@ -311,10 +471,11 @@ class CheckFitnessResponse(_message.Message):
         health: Global___DeviceHealth | None = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         alarm_id: _builtins.str = ...,
+        details: _abc.Iterable[Global___FitnessReason] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "fit", b"fit", "health", b"health", "reasons", b"reasons"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "details", b"details", "fit", b"fit", "health", b"health", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,15 +492,49 @@ class Alarm(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     RAISED_AT_FIELD_NUMBER: _builtins.int
     CLEARED_AT_FIELD_NUMBER: _builtins.int
+    PERCEIVED_SEVERITY_FIELD_NUMBER: _builtins.int
+    PROBABLE_CAUSE_FIELD_NUMBER: _builtins.int
+    REPEAT_COUNT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    CLEARED_BY_FIELD_NUMBER: _builtins.int
+    CLEAR_REASON_FIELD_NUMBER: _builtins.int
+    IS_ROOT_CAUSE_FIELD_NUMBER: _builtins.int
+    PARENT_ALARM_ID_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    RULES_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     device_id: _builtins.str
     category: Global___HealthCategory.ValueType
     state: Global___AlarmState.ValueType
     detail: _builtins.str
+    perceived_severity: Global___PerceivedSeverity.ValueType
+    probable_cause: _builtins.str
+    """X.733-style probable cause, e.g. temperatureUnacceptable."""
+    repeat_count: _builtins.int
+    """How often the fault came back while this alarm stood (deduplicated into it)."""
+    acknowledged: _builtins.bool
+    acknowledged_by: _builtins.str
+    cleared_by: _builtins.str
+    """Empty when the evaluator cleared it; the person otherwise."""
+    clear_reason: _builtins.str
+    is_root_cause: _builtins.bool
+    """A device-level root (communication lost, safety failure) of this device."""
+    parent_alarm_id: _builtins.str
+    """The root this alarm is a child of; empty when none."""
+    suppressed: _builtins.bool
+    """True while its root is open: counted under the root, not on its own."""
+    rules_version: _builtins.str
     @_builtins.property
     def raised_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def cleared_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -350,10 +545,23 @@ class Alarm(_message.Message):
         detail: _builtins.str = ...,
         raised_at: _timestamp_pb2.Timestamp | None = ...,
         cleared_at: _timestamp_pb2.Timestamp | None = ...,
+        perceived_severity: Global___PerceivedSeverity.ValueType = ...,
+        probable_cause: _builtins.str = ...,
+        repeat_count: _builtins.int = ...,
+        acknowledged: _builtins.bool = ...,
+        acknowledged_by: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        cleared_by: _builtins.str = ...,
+        clear_reason: _builtins.str = ...,
+        is_root_cause: _builtins.bool = ...,
+        parent_alarm_id: _builtins.str = ...,
+        suppressed: _builtins.bool = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        rules_version: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cleared_at", b"cleared_at", "raised_at", b"raised_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "cleared_at", b"cleared_at", "raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "cleared_at", b"cleared_at", "detail", b"detail", "device_id", b"device_id", "id", b"id", "raised_at", b"raised_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "category", b"category", "clear_reason", b"clear_reason", "cleared_at", b"cleared_at", "cleared_by", b"cleared_by", "detail", b"detail", "device_id", b"device_id", "id", b"id", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause", "raised_at", b"raised_at", "repeat_count", b"repeat_count", "rules_version", b"rules_version", "state", b"state", "suppressed", b"suppressed", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,10 +575,26 @@ class ListAlarmsRequest(_message.Message):
     ONLY_OPEN_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SEVERITIES_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     only_open: _builtins.bool
     page_size: _builtins.int
     page_token: _builtins.str
+    acknowledged: _builtins.bool
+    """Unset: either."""
+    @_builtins.property
+    def severities(self) -> _containers.RepeatedScalarFieldContainer[Global___PerceivedSeverity.ValueType]:
+        """Any of these severities; empty: all."""
+
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___AlarmState.ValueType]:
+        """Any of these states (RAISED matches UPDATED too: both are open); empty: all."""
+
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[Global___HealthCategory.ValueType]: ...
     def __init__(
         self,
         *,
@@ -378,12 +602,18 @@ class ListAlarmsRequest(_message.Message):
         only_open: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        severities: _abc.Iterable[Global___PerceivedSeverity.ValueType] | None = ...,
+        states: _abc.Iterable[Global___AlarmState.ValueType] | None = ...,
+        categories: _abc.Iterable[Global___HealthCategory.ValueType] | None = ...,
+        acknowledged: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_acknowledged", b"_acknowledged", "acknowledged", b"acknowledged"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "only_open", b"only_open", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_acknowledged", b"_acknowledged", "acknowledged", b"acknowledged", "categories", b"categories", "device_id", b"device_id", "only_open", b"only_open", "page_size", b"page_size", "page_token", b"page_token", "severities", b"severities", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__acknowledged: _TypeAlias = _typing.Literal["acknowledged"]  # noqa: Y015
+    _WhichOneofArgType__acknowledged: _TypeAlias = _typing.Literal["_acknowledged", b"_acknowledged"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__acknowledged) -> _WhichOneofReturnType__acknowledged | None: ...
 
 Global___ListAlarmsRequest: _TypeAlias = ListAlarmsRequest  # noqa: Y015
 
@@ -409,3 +639,85 @@ class ListAlarmsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAlarmsResponse: _TypeAlias = ListAlarmsResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlarmRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    alarm_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        alarm_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlarmRequest: _TypeAlias = AcknowledgeAlarmRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlarmResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alarm(self) -> Global___Alarm: ...
+    def __init__(
+        self,
+        *,
+        alarm: Global___Alarm | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlarmResponse: _TypeAlias = AcknowledgeAlarmResponse  # noqa: Y015
+
+@_typing.final
+class ClearAlarmRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    alarm_id: _builtins.str
+    reason: _builtins.str
+    """Required: why a person clears what the evaluator raised (1-500 characters)."""
+    def __init__(
+        self,
+        *,
+        alarm_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearAlarmRequest: _TypeAlias = ClearAlarmRequest  # noqa: Y015
+
+@_typing.final
+class ClearAlarmResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alarm(self) -> Global___Alarm: ...
+    def __init__(
+        self,
+        *,
+        alarm: Global___Alarm | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearAlarmResponse: _TypeAlias = ClearAlarmResponse  # noqa: Y015

@@ -128,6 +128,16 @@ class DeviceHealthServiceStub:
                 request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsRequest.SerializeToString,
                 response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsResponse.FromString,
                 _registered_method=True)
+        self.AcknowledgeAlarm = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/AcknowledgeAlarm',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmResponse.FromString,
+                _registered_method=True)
+        self.ClearAlarm = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/ClearAlarm',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceHealthServiceServicer:
@@ -152,6 +162,20 @@ class DeviceHealthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcknowledgeAlarm(self, request, context):
+        """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearAlarm(self, request, context):
+        """A person clears an open alarm, with a reason; a fault still present raises a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceHealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +193,16 @@ def add_DeviceHealthServiceServicer_to_server(servicer, server):
                     servicer.ListAlarms,
                     request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsRequest.FromString,
                     response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsResponse.SerializeToString,
+            ),
+            'AcknowledgeAlarm': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlarm,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmResponse.SerializeToString,
+            ),
+            'ClearAlarm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearAlarm,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -253,6 +287,60 @@ class DeviceHealthService:
             '/orderline.device.v1.DeviceHealthService/ListAlarms',
             orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsRequest.SerializeToString,
             orderline_dot_device_dot_v1_dot_device__pb2.ListAlarmsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlarm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/AcknowledgeAlarm',
+            orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.AcknowledgeAlarmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearAlarm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/ClearAlarm',
+            orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.FromString,
             options,
             channel_credentials,
             insecure,

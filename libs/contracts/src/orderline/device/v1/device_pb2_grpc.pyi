@@ -70,6 +70,10 @@ class DeviceHealthServiceStub:
     GetDeviceHealth: _grpc.UnaryUnaryMultiCallable[_device_pb2.GetDeviceHealthRequest, _device_pb2.GetDeviceHealthResponse]
     CheckFitness: _grpc.UnaryUnaryMultiCallable[_device_pb2.CheckFitnessRequest, _device_pb2.CheckFitnessResponse]
     ListAlarms: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListAlarmsRequest, _device_pb2.ListAlarmsResponse]
+    AcknowledgeAlarm: _grpc.UnaryUnaryMultiCallable[_device_pb2.AcknowledgeAlarmRequest, _device_pb2.AcknowledgeAlarmResponse]
+    """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands."""
+    ClearAlarm: _grpc.UnaryUnaryMultiCallable[_device_pb2.ClearAlarmRequest, _device_pb2.ClearAlarmResponse]
+    """A person clears an open alarm, with a reason; a fault still present raises a new one."""
 
 @_typing.type_check_only
 class DeviceHealthServiceAsyncStub(DeviceHealthServiceStub):
@@ -79,6 +83,10 @@ class DeviceHealthServiceAsyncStub(DeviceHealthServiceStub):
     GetDeviceHealth: _aio.UnaryUnaryMultiCallable[_device_pb2.GetDeviceHealthRequest, _device_pb2.GetDeviceHealthResponse]  # type: ignore[assignment]
     CheckFitness: _aio.UnaryUnaryMultiCallable[_device_pb2.CheckFitnessRequest, _device_pb2.CheckFitnessResponse]  # type: ignore[assignment]
     ListAlarms: _aio.UnaryUnaryMultiCallable[_device_pb2.ListAlarmsRequest, _device_pb2.ListAlarmsResponse]  # type: ignore[assignment]
+    AcknowledgeAlarm: _aio.UnaryUnaryMultiCallable[_device_pb2.AcknowledgeAlarmRequest, _device_pb2.AcknowledgeAlarmResponse]  # type: ignore[assignment]
+    """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands."""
+    ClearAlarm: _aio.UnaryUnaryMultiCallable[_device_pb2.ClearAlarmRequest, _device_pb2.ClearAlarmResponse]  # type: ignore[assignment]
+    """A person clears an open alarm, with a reason; a fault still present raises a new one."""
 
 class DeviceHealthServiceServicer(metaclass=_abc_1.ABCMeta):
     """DeviceHealthService answers whether a device is fit to be worked on, and lists its alarms."""
@@ -103,5 +111,21 @@ class DeviceHealthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _device_pb2.ListAlarmsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_device_pb2.ListAlarmsResponse, _abc.Awaitable[_device_pb2.ListAlarmsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlarm(
+        self,
+        request: _device_pb2.AcknowledgeAlarmRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.AcknowledgeAlarmResponse, _abc.Awaitable[_device_pb2.AcknowledgeAlarmResponse]]:
+        """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands."""
+
+    @_abc_1.abstractmethod
+    def ClearAlarm(
+        self,
+        request: _device_pb2.ClearAlarmRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ClearAlarmResponse, _abc.Awaitable[_device_pb2.ClearAlarmResponse]]:
+        """A person clears an open alarm, with a reason; a fault still present raises a new one."""
 
 def add_DeviceHealthServiceServicer_to_server(servicer: DeviceHealthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

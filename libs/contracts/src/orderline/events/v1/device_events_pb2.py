@@ -26,7 +26,7 @@ from orderline.device.v1 import device_pb2 as orderline_dot_device_dot_v1_dot_de
 from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orderline/events/v1/device_events.proto\x12\x13orderline.events.v1\x1a orderline/device/v1/device.proto\x1a#orderline/events/v1/catalogue.proto\"\xb8\x01\n\x13\x44\x65viceHealthChanged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .orderline.device.v1.HealthState\x12\x35\n\x08\x61\x62normal\x18\x03 \x03(\x0e\x32#.orderline.device.v1.HealthCategory:&\xca\xf3\x18\"\n\x15\x64\x65vice.health_changed\x12\treporting\"\x9f\x01\n\x0b\x41larmRaised\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t:$\xca\xf3\x18 \n\x13\x64\x65vice.alarm_raised\x12\treporting\"\x91\x01\n\x0c\x41larmCleared\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_cleared\x12\treportingB$\xc2\xf3\x18 \n\x06\x44\x45VICE\x12\x06\x64\x65vice\x1a\x0e\x64\x65vice-monitorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orderline/events/v1/device_events.proto\x12\x13orderline.events.v1\x1a orderline/device/v1/device.proto\x1a#orderline/events/v1/catalogue.proto\"\xf1\x01\n\x13\x44\x65viceHealthChanged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .orderline.device.v1.HealthState\x12\x35\n\x08\x61\x62normal\x18\x03 \x03(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x37\n\tcondition\x18\x04 \x01(\x0e\x32$.orderline.device.v1.DeviceCondition:&\xca\xf3\x18\"\n\x15\x64\x65vice.health_changed\x12\treporting\"\xab\x02\n\x0b\x41larmRaised\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x16\n\x0eprobable_cause\x18\x06 \x01(\t\x12\x15\n\ris_root_cause\x18\x07 \x01(\x08\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:$\xca\xf3\x18 \n\x13\x64\x65vice.alarm_raised\x12\treporting\"\xbb\x01\n\x0c\x41larmCleared\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x12\n\ncleared_by\x18\x04 \x01(\t\x12\x14\n\x0c\x63lear_reason\x18\x05 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_cleared\x12\treporting\"\xad\x02\n\x0c\x41larmUpdated\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x63hange\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x14\n\x0crepeat_count\x18\x06 \x01(\x05\x12\x17\n\x0f\x61\x63knowledged_by\x18\x07 \x01(\t\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_updated\x12\treportingB$\xc2\xf3\x18 \n\x06\x44\x45VICE\x12\x06\x64\x65vice\x1a\x0e\x64\x65vice-monitorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,10 +40,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALARMRAISED']._serialized_options = b'\312\363\030 \n\023device.alarm_raised\022\treporting'
   _globals['_ALARMCLEARED']._loaded_options = None
   _globals['_ALARMCLEARED']._serialized_options = b'\312\363\030!\n\024device.alarm_cleared\022\treporting'
+  _globals['_ALARMUPDATED']._loaded_options = None
+  _globals['_ALARMUPDATED']._serialized_options = b'\312\363\030!\n\024device.alarm_updated\022\treporting'
   _globals['_DEVICEHEALTHCHANGED']._serialized_start=136
-  _globals['_DEVICEHEALTHCHANGED']._serialized_end=320
-  _globals['_ALARMRAISED']._serialized_start=323
-  _globals['_ALARMRAISED']._serialized_end=482
-  _globals['_ALARMCLEARED']._serialized_start=485
-  _globals['_ALARMCLEARED']._serialized_end=630
+  _globals['_DEVICEHEALTHCHANGED']._serialized_end=377
+  _globals['_ALARMRAISED']._serialized_start=380
+  _globals['_ALARMRAISED']._serialized_end=679
+  _globals['_ALARMCLEARED']._serialized_start=682
+  _globals['_ALARMCLEARED']._serialized_end=869
+  _globals['_ALARMUPDATED']._serialized_start=872
+  _globals['_ALARMUPDATED']._serialized_end=1173
 # @@protoc_insertion_point(module_scope)

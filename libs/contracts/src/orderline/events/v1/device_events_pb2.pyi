@@ -28,8 +28,10 @@ class DeviceHealthChanged(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     ABNORMAL_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     state: _device_pb2.HealthState.ValueType
+    condition: _device_pb2.DeviceCondition.ValueType
     @_builtins.property
     def abnormal(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]: ...
     def __init__(
@@ -38,10 +40,11 @@ class DeviceHealthChanged(_message.Message):
         device_id: _builtins.str = ...,
         state: _device_pb2.HealthState.ValueType = ...,
         abnormal: _abc.Iterable[_device_pb2.HealthCategory.ValueType] | None = ...,
+        condition: _device_pb2.DeviceCondition.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abnormal", b"abnormal", "device_id", b"device_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abnormal", b"abnormal", "condition", b"condition", "device_id", b"device_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -57,10 +60,19 @@ class AlarmRaised(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    PERCEIVED_SEVERITY_FIELD_NUMBER: _builtins.int
+    PROBABLE_CAUSE_FIELD_NUMBER: _builtins.int
+    IS_ROOT_CAUSE_FIELD_NUMBER: _builtins.int
+    PARENT_ALARM_ID_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     device_id: _builtins.str
     category: _device_pb2.HealthCategory.ValueType
     detail: _builtins.str
+    perceived_severity: _device_pb2.PerceivedSeverity.ValueType
+    probable_cause: _builtins.str
+    is_root_cause: _builtins.bool
+    parent_alarm_id: _builtins.str
+    """Set when raised under an open root of the same device (the alarm is suppressed)."""
     def __init__(
         self,
         *,
@@ -68,10 +80,14 @@ class AlarmRaised(_message.Message):
         device_id: _builtins.str = ...,
         category: _device_pb2.HealthCategory.ValueType = ...,
         detail: _builtins.str = ...,
+        perceived_severity: _device_pb2.PerceivedSeverity.ValueType = ...,
+        probable_cause: _builtins.str = ...,
+        is_root_cause: _builtins.bool = ...,
+        parent_alarm_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "detail", b"detail", "device_id", b"device_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "detail", b"detail", "device_id", b"device_id", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,20 +102,70 @@ class AlarmCleared(_message.Message):
     ALARM_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
+    CLEARED_BY_FIELD_NUMBER: _builtins.int
+    CLEAR_REASON_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     device_id: _builtins.str
     category: _device_pb2.HealthCategory.ValueType
+    cleared_by: _builtins.str
+    """Empty when the evaluator cleared it."""
+    clear_reason: _builtins.str
     def __init__(
         self,
         *,
         alarm_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
         category: _device_pb2.HealthCategory.ValueType = ...,
+        cleared_by: _builtins.str = ...,
+        clear_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "device_id", b"device_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "clear_reason", b"clear_reason", "cleared_by", b"cleared_by", "device_id", b"device_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AlarmCleared: _TypeAlias = AlarmCleared  # noqa: Y015
+
+@_typing.final
+class AlarmUpdated(_message.Message):
+    """device.alarm_updated: an open alarm changed (TMF642 AlarmAttributeValueChangeEvent)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    PERCEIVED_SEVERITY_FIELD_NUMBER: _builtins.int
+    REPEAT_COUNT_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    PARENT_ALARM_ID_FIELD_NUMBER: _builtins.int
+    alarm_id: _builtins.str
+    device_id: _builtins.str
+    category: _device_pb2.HealthCategory.ValueType
+    change: _builtins.str
+    """SEVERITY_CHANGED, REPEATED, ACKNOWLEDGED, CORRELATED or RELEASED."""
+    perceived_severity: _device_pb2.PerceivedSeverity.ValueType
+    repeat_count: _builtins.int
+    acknowledged_by: _builtins.str
+    parent_alarm_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        alarm_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        category: _device_pb2.HealthCategory.ValueType = ...,
+        change: _builtins.str = ...,
+        perceived_severity: _device_pb2.PerceivedSeverity.ValueType = ...,
+        repeat_count: _builtins.int = ...,
+        acknowledged_by: _builtins.str = ...,
+        parent_alarm_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "alarm_id", b"alarm_id", "category", b"category", "change", b"change", "device_id", b"device_id", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "repeat_count", b"repeat_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlarmUpdated: _TypeAlias = AlarmUpdated  # noqa: Y015
