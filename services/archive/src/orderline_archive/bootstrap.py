@@ -8,6 +8,7 @@ from orderline.archive.v1 import archive_pb2_grpc
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import metadata
 from orderline_archive.api.archive import ArchiveApi
+from orderline_archive.app.ports import BlobStore
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.app.sealing import DossierSealer
 from orderline_archive.settings import ArchiveSettings
@@ -41,10 +42,29 @@ def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]
         from orderline_archive.app.signing import Signer
 
         signer = Signer.from_file(settings.archive_log_origin, settings.archive_signing_key_file)
+    blobs = blob_store(settings)
     service.add_grpc_service(
         archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
-        ArchiveApi(ArchiveQueries(service.uow, signer)),
+        ArchiveApi(ArchiveQueries(service.uow, blobs, signer)),
         SERVICE,
     )
-    service.consume(DossierSealer(service.clock).handlers())
+    service.consume(DossierSealer(service.clock, blobs).handlers())
     return service
+
+
+def blob_store(settings: ArchiveSettings) -> BlobStore:
+    """The configured store of documents' bytes (ORDERLINE_ARCHIVE_BLOB_STORE)."""
+    if settings.archive_blob_store == "s3":
+        from orderline_archive.adapters.blobs_s3 import Credentials, S3BlobStore
+
+        assert settings.archive_s3_secret_key_file is not None  # checked by the settings
+        secret = settings.archive_s3_secret_key_file.read_text().strip()
+        return S3BlobStore(
+            endpoint=settings.archive_s3_endpoint,
+            bucket=settings.archive_s3_bucket,
+            region=settings.archive_s3_region,
+            credentials=Credentials(settings.archive_s3_access_key_id, secret),
+        )
+    from orderline_archive.adapters.blobs_local import LocalBlobStore
+
+    return LocalBlobStore(settings.resolved_blob_dir())

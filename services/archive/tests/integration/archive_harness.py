@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline.events.v1 import envelope_pb2, order_events_pb2
 from orderline.order.v1 import order_pb2
+from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.bootstrap import build
 from orderline_archive.domain.checkpoint import verifier_key
 from orderline_archive.settings import ArchiveSettings
@@ -37,11 +38,18 @@ T = TypeVar("T")
 
 class RunningArchive:
     def __init__(
-        self, service: Service, task: asyncio.Task[None], address: str, verifier_key: str = ""
+        self,
+        service: Service[DossierRepository],
+        task: asyncio.Task[None],
+        address: str,
+        verifier_key: str = "",
+        blob_dir: Path | None = None,
     ) -> None:
         self.service = service
         self.task = task
         self.address = address
+        # The local blob store's directory, where the documents' bytes are.
+        self.blob_dir = blob_dir
         # What an auditor keeps outside the archive: the checkpoint signer's public key.
         self.verifier_key = verifier_key
 
@@ -50,8 +58,13 @@ class RunningArchive:
         await asyncio.wait_for(self.task, 30)
 
 
-async def start_archive(db_url: str, nats_url: str, trace_dir: Path) -> RunningArchive:
+async def start_archive(
+    db_url: str, nats_url: str, trace_dir: Path, blob_dir: Path | None = None
+) -> RunningArchive:
+    """`blob_dir` defaults to one beside trace_dir: replicas given the same trace_dir share
+    it, as replicas on one database share a volume."""
     port = free_port()
+    blob_dir = blob_dir or trace_dir.parent / "blobs"
     key = Ed25519PrivateKey.generate()
     key_file = trace_dir.parent / f"archive-signing-key-{port}.pem"
     key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +79,7 @@ async def start_archive(db_url: str, nats_url: str, trace_dir: Path) -> RunningA
             shutdown_grace_seconds=2,
             archive_signing_key_file=key_file,
             archive_log_origin="test.orderline/archive",
+            archive_blob_dir=blob_dir,
         )
     )
     task = asyncio.create_task(service.run())
@@ -84,7 +98,7 @@ async def start_archive(db_url: str, nats_url: str, trace_dir: Path) -> RunningA
 
         await eventually(status, lambda s: s == health_pb2.HealthCheckResponse.SERVING, 30)
     vkey = verifier_key("test.orderline/archive", key.public_key())
-    return RunningArchive(service, task, address, vkey)
+    return RunningArchive(service, task, address, vkey, blob_dir)
 
 
 @pytest_asyncio.fixture

@@ -26,6 +26,8 @@ from sqlalchemy import update
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline.events.v1 import archive_events_pb2, envelope_pb2
+from orderline_archive.adapters.blobs_local import LocalBlobStore
+from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import documents
 from orderline_devtools.local import NatsServer, PostgresServer
 from orderline_devtools.testing import new_postgres_database
@@ -199,19 +201,29 @@ async def test_two_replicas_on_postgresql_seal_a_gap_free_chain_once_per_order(
 
 
 async def test_a_document_streams_in_chunks_that_reassemble_to_its_sha256(
-    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+    archive: RunningArchive,
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+    producer: Producer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await emit_completed(producer, "ord-doc")
     listed = await eventually(lambda: list_all(stub), lambda ds: len(ds) == 1)
-    # A large document, as a scanned attachment would be: several chunks.
+    # A large document, as a scanned attachment would be: several chunks, from the blob store.
     big = bytes(range(256)) * 1024  # 256 KiB
+    assert archive.blob_dir is not None
+    digest = await LocalBlobStore(archive.blob_dir).put(big)
     async with archive.service.db.transaction() as session:
         await session.execute(
             update(documents)
             .where(documents.c.dossier_id == listed[0].id, documents.c.name == "order.json")
-            .values(content=big, sha256=hashlib.sha256(big).hexdigest())
+            .values(sha256=digest, size_bytes=len(big))
         )
 
+    # One document is read by its row: the dossier is never loaded whole.
+    async def no_whole_dossier(*args: object, **kwargs: object) -> None:
+        raise AssertionError("GetDocument loaded the whole dossier")
+
+    monkeypatch.setattr(DossierRepository, "get_by_order", no_whole_dossier)
     chunks = [
         c
         async for c in stub.GetDocument(

@@ -22,6 +22,7 @@ from archive_harness import (
 from sqlalchemy import delete, update
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
+from orderline_archive.adapters.blobs_local import LocalBlobStore
 from orderline_archive.adapters.tables import dossiers, log_nodes
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.domain.checkpoint import Checkpoint, Verifier, open_note
@@ -148,7 +149,10 @@ async def test_dossiers_sealed_before_the_log_existed_join_it_in_order(
 
 
 async def test_bad_log_requests_are_refused_and_nothing_unsigned_is_given(
-    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+    archive: RunningArchive,
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+    producer: Producer,
+    tmp_path: Path,
 ) -> None:
     await seal(producer, stub, "ord-x", "ord-y")
 
@@ -185,7 +189,9 @@ async def test_bad_log_requests_are_refused_and_nothing_unsigned_is_given(
 
     # Without a signing key the archive gives no checkpoint at all rather than an unsigned one.
     with pytest.raises(FailedPrecondition, match="ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"):
-        await ArchiveQueries(archive.service.uow, signer=None).checkpoint()
+        await ArchiveQueries(
+            archive.service.uow, LocalBlobStore(tmp_path), signer=None
+        ).checkpoint()
 
 
 async def test_an_exported_dossier_verifies_offline_with_the_cli(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, func, insert, select, tuple_, update
 
 from orderline_archive.adapters.tables import (
     CHAIN_HEAD_ID,
@@ -15,8 +16,67 @@ from orderline_archive.adapters.tables import (
     dossiers,
     log_nodes,
 )
-from orderline_archive.domain.chain import Document, Seal, SealedDossier, StoredDocument
+from orderline_archive.domain.chain import Document, Seal
 from orderline_runtime.database import SqlConnection
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A document as its row holds it: the bytes are in the blob store under `sha256`, except
+    for a document sealed before migration 0003, whose bytes are still `inline`."""
+
+    name: str
+    media_type: str
+    sha256: str
+    size_bytes: int
+    inline: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DossierRow:
+    id: str
+    order_id: str
+    business_type: str
+    sequence: int
+    previous_hash: str
+    content_hash: str
+    documents: tuple[DocumentRow, ...]
+    sealed_at: datetime
+
+
+@dataclass(frozen=True)
+class DossierFilter:
+    """ListDossiers' filters, combined with AND; empty or None means any."""
+
+    order_id: str = ""
+    business_type: str = ""
+    sealed_after: datetime | None = None  # inclusive
+    sealed_before: datetime | None = None  # exclusive
+
+
+def _document_columns(*, with_content: bool) -> list[ColumnElement[Any]]:
+    columns: list[ColumnElement[Any]] = [
+        documents.c.dossier_id,
+        documents.c.name,
+        documents.c.media_type,
+        documents.c.sha256,
+        # A row an older release wrote during the upgrade has no size: its inline bytes'.
+        func.coalesce(documents.c.size_bytes, func.length(documents.c.content)).label("size"),
+    ]
+    if with_content:
+        columns.append(documents.c.content)
+    return columns
+
+
+def _document(row: Row[Any], *, with_content: bool) -> DocumentRow:
+    inline = row.content if with_content else None
+    return DocumentRow(
+        name=row.name,
+        media_type=row.media_type,
+        sha256=row.sha256,
+        size_bytes=int(row.size or 0),
+        inline=None if inline is None else bytes(inline),
+    )
 
 
 @dataclass(frozen=True)
@@ -64,15 +124,18 @@ class DossierRepository:
         *,
         dossier_id: str,
         order_id: str,
+        business_type: str,
         seal: Seal,
         sealed_at: datetime,
         docs: Sequence[Document],
     ) -> None:
-        """Stores the dossier and moves the chain head to it (the head must be locked)."""
+        """Stores the dossier and moves the chain head to it (the head must be locked). The
+        documents' bytes must already be in the blob store: the rows name them by SHA-256."""
         await self.session.execute(
             insert(dossiers).values(
                 id=dossier_id,
                 order_id=order_id,
+                business_type=business_type,
                 sequence=seal.sequence,
                 sealed_at=sealed_at,
                 previous_hash=seal.previous_hash,
@@ -88,7 +151,8 @@ class DossierRepository:
                     "position": i,
                     "media_type": d.media_type,
                     "sha256": d.sha256,
-                    "content": d.content,
+                    "size_bytes": len(d.content),
+                    "content": None,
                 }
                 for i, d in enumerate(docs)
             ],
@@ -99,19 +163,35 @@ class DossierRepository:
             .values(sequence=seal.sequence, content_hash=seal.content_hash, dossier_id=dossier_id)
         )
 
-    async def get_by_order(self, order_id: str) -> SealedDossier | None:
-        rows = await self._dossiers(dossiers.c.order_id == order_id, limit=1, with_content=True)
+    async def get_by_order(self, order_id: str, *, with_content: bool = True) -> DossierRow | None:
+        rows = await self._dossiers(
+            dossiers.c.order_id == order_id, limit=1, with_content=with_content
+        )
         return rows[0] if rows else None
 
     async def page(
-        self, after_sequence: int, limit: int, *, with_content: bool
-    ) -> list[SealedDossier]:
-        return await self._dossiers(
-            dossiers.c.sequence > after_sequence, limit=limit, with_content=with_content
-        )
+        self,
+        after_sequence: int,
+        limit: int,
+        *,
+        with_content: bool,
+        filters: DossierFilter | None = None,
+    ) -> list[DossierRow]:
+        where = [dossiers.c.sequence > after_sequence]
+        if filters is not None:
+            if filters.order_id:
+                where.append(dossiers.c.order_id == filters.order_id)
+            if filters.business_type:
+                where.append(dossiers.c.business_type == filters.business_type)
+            if filters.sealed_after is not None:
+                where.append(dossiers.c.sealed_at >= filters.sealed_after)
+            if filters.sealed_before is not None:
+                where.append(dossiers.c.sealed_at < filters.sealed_before)
+        return await self._dossiers(and_(*where), limit=limit, with_content=with_content)
 
-    async def chain(self, batch_size: int = 500) -> AsyncGenerator[SealedDossier, None]:
-        """Every dossier with its documents, in sequence order, read in batches."""
+    async def chain(self, batch_size: int = 500) -> AsyncGenerator[DossierRow, None]:
+        """Every dossier with its documents (inline bytes where a row has them), in sequence
+        order, read in batches."""
         after = 0
         while True:
             batch = await self.page(after, batch_size, with_content=True)
@@ -121,9 +201,20 @@ class DossierRepository:
                 return
             after = batch[-1].sequence
 
+    async def document(self, order_id: str, name: str) -> DocumentRow | None:
+        """One document of an order's dossier, by name: one row, not the whole dossier."""
+        row = (
+            await self.session.execute(
+                select(*_document_columns(with_content=True))
+                .select_from(documents.join(dossiers, documents.c.dossier_id == dossiers.c.id))
+                .where(dossiers.c.order_id == order_id, documents.c.name == name)
+            )
+        ).one_or_none()
+        return None if row is None else _document(row, with_content=True)
+
     async def _dossiers(
         self, where: ColumnElement[bool], *, limit: int, with_content: bool
-    ) -> list[SealedDossier]:
+    ) -> list[DossierRow]:
         rows = (
             await self.session.execute(
                 select(dossiers).where(where).order_by(dossiers.c.sequence).limit(limit)
@@ -131,36 +222,21 @@ class DossierRepository:
         ).all()
         if not rows:
             return []
-        content = documents.c.content if with_content else None
-        columns = [
-            documents.c.dossier_id,
-            documents.c.name,
-            documents.c.media_type,
-            documents.c.sha256,
-        ]
-        if content is not None:
-            columns.append(content)
         doc_rows = (
             await self.session.execute(
-                select(*columns)
+                select(*_document_columns(with_content=with_content))
                 .where(documents.c.dossier_id.in_([r.id for r in rows]))
                 .order_by(documents.c.dossier_id, documents.c.position)
             )
         ).all()
-        by_dossier: dict[str, list[StoredDocument]] = {r.id: [] for r in rows}
+        by_dossier: dict[str, list[DocumentRow]] = {r.id: [] for r in rows}
         for d in doc_rows:
-            by_dossier[d.dossier_id].append(
-                StoredDocument(
-                    name=d.name,
-                    media_type=d.media_type,
-                    sha256=d.sha256,
-                    content=bytes(d.content) if with_content else b"",
-                )
-            )
+            by_dossier[d.dossier_id].append(_document(d, with_content=with_content))
         return [
-            SealedDossier(
+            DossierRow(
                 id=r.id,
                 order_id=r.order_id,
+                business_type=r.business_type,
                 sequence=int(r.sequence),
                 previous_hash=r.previous_hash,
                 content_hash=r.content_hash,

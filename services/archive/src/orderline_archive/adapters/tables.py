@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -43,8 +44,14 @@ dossiers = Table(
     Column("sealed_at", UTCDateTime, nullable=False),
     Column("previous_hash", String(64), nullable=False),
     Column("content_hash", String(64), nullable=False),
+    # The order's catalogue key, for ListDossiers' filter ('' for a dossier sealed by a release
+    # before 0003 that migration 0003 could not read it for).
+    Column("business_type", String(64), nullable=False, server_default=""),
     UniqueConstraint("order_id", name="uq_dossiers_order_id"),
     UniqueConstraint("sequence", name="uq_dossiers_sequence"),
+    # ListDossiers pages in sequence order within a business type or a sealed-time range.
+    Index("ix_dossiers_business_type_sequence", "business_type", "sequence"),
+    Index("ix_dossiers_sealed_at", "sealed_at"),
 )
 
 documents = Table(
@@ -54,8 +61,13 @@ documents = Table(
     Column("name", String(200), primary_key=True),
     Column("position", Integer, nullable=False),
     Column("media_type", String(100), nullable=False),
+    # The content's SHA-256: its name in the blob store (app/ports.py), where the bytes are.
     Column("sha256", String(64), nullable=False),
-    Column("content", LargeBinary, nullable=False),
+    # NULL when unknown (a row an older release wrote during an upgrade): then len(content).
+    Column("size_bytes", BigInteger, nullable=True),
+    # Only documents sealed before migration 0003 keep their bytes here; every later one has
+    # NULL and its bytes in the blob store (docs/archive-log.md, "Documents").
+    Column("content", LargeBinary, nullable=True),
 )
 
 # The transparency log (domain/merkle.py): the hash of every perfect subtree, the leaves at

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC
-from typing import Any
+import re
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime
+from typing import Any, Literal, NoReturn, TypeVar
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
-from orderline_archive.app.queries import MAX_PAGE_SIZE, ArchiveQueries, decode_dossier_token
+from orderline_archive.adapters.repository import DossierFilter
+from orderline_archive.app.queries import (
+    MAX_PAGE_SIZE,
+    ArchiveQueries,
+    DocumentUnreadable,
+    decode_dossier_token,
+    filter_fingerprint,
+)
 from orderline_archive.domain.chain import SealedDossier
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken
+from orderline_runtime.rpc.status import DOMAIN
 
-# A document streams in pieces this size: well under gRPC's 4 MiB message limit.
-CHUNK_BYTES = 64 * 1024
+T = TypeVar("T")
+
+# The catalogue's keys are lowercase words joined by underscores; the column holds 64.
+BUSINESS_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
@@ -27,7 +45,7 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.order_id.strip():
             problems.add("order_id", "required")
         problems.raise_if_any()
-        dossier = await self.queries.get_dossier(request.order_id)
+        dossier = await _or_data_loss(context, self.queries.get_dossier(request.order_id))
         return archive_pb2.GetDossierResponse(dossier=to_message(dossier))
 
     async def ListDossiers(
@@ -36,13 +54,29 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         problems = Violations()
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             problems.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE} (0 means 50)")
+        if len(request.order_id) > 64 or request.order_id != request.order_id.strip():
+            problems.add("order_id", "at most 64 characters, without surrounding spaces")
+        if request.business_type and not BUSINESS_TYPE.match(request.business_type):
+            problems.add(
+                "business_type", "a catalogue key: lowercase letters, digits and '_', e.g. iptv"
+            )
+        after_time = _time(request, "sealed_after", problems)
+        before_time = _time(request, "sealed_before", problems)
+        if after_time and before_time and after_time >= before_time:
+            problems.add("sealed_before", "must be later than sealed_after")
+        filters = DossierFilter(
+            order_id=request.order_id,
+            business_type=request.business_type,
+            sealed_after=after_time,
+            sealed_before=before_time,
+        )
         after = 0
         try:
-            after = decode_dossier_token(request.page_token)
+            after = decode_dossier_token(request.page_token, filter_fingerprint(filters))
         except BadPageToken as exc:
             problems.add("page_token", str(exc))
         problems.raise_if_any()
-        page = await self.queries.list_dossiers(request.page_size, after)
+        page = await self.queries.list_dossiers(request.page_size, after, filters)
         return archive_pb2.ListDossiersResponse(
             dossiers=[to_message(d) for d in page.dossiers], next_page_token=page.next_page_token
         )
@@ -113,7 +147,7 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.order_id.strip():
             problems.add("order_id", "required")
         problems.raise_if_any()
-        content = await self.queries.export(request.order_id)
+        content = await _or_data_loss(context, self.queries.export(request.order_id))
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.order_id)
         return archive_pb2.ExportDossierResponse(
             file_name=f"dossier-{safe[:80]}.json", content=content
@@ -128,17 +162,64 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.name.strip():
             problems.add("name", "required")
         problems.raise_if_any()
-        doc = await self.queries.document(request.order_id, request.name)
-        content = doc.content
-        yield archive_pb2.GetDocumentResponse(
-            name=doc.name,
-            media_type=doc.media_type,
-            sha256=doc.sha256,
-            size_bytes=len(content),
-            data=content[:CHUNK_BYTES],
-        )
-        for start in range(CHUNK_BYTES, len(content), CHUNK_BYTES):
-            yield archive_pb2.GetDocumentResponse(data=content[start : start + CHUNK_BYTES])
+        doc = await _or_data_loss(context, self.queries.document(request.order_id, request.name))
+        first = True
+        try:
+            async for chunk in doc.chunks:
+                if first:
+                    first = False
+                    yield archive_pb2.GetDocumentResponse(
+                        name=doc.name,
+                        media_type=doc.media_type,
+                        sha256=doc.sha256,
+                        size_bytes=doc.size_bytes,
+                        data=chunk,
+                    )
+                else:
+                    yield archive_pb2.GetDocumentResponse(data=chunk)
+        except DocumentUnreadable as exc:
+            await _abort_data_loss(context, exc)
+        if first:  # an empty document: its metadata alone
+            yield archive_pb2.GetDocumentResponse(
+                name=doc.name, media_type=doc.media_type, sha256=doc.sha256, size_bytes=0
+            )
+
+
+async def _or_data_loss(context: Any, call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except DocumentUnreadable as exc:
+        await _abort_data_loss(context, exc)
+
+
+async def _abort_data_loss(context: Any, exc: DocumentUnreadable) -> NoReturn:
+    """DATA_LOSS (which the shared error mapping has no exception for): a sealed document's
+    bytes are gone or damaged. The caller can do nothing but tell an operator."""
+    info = AnyMessage()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
+    status = status_pb2.Status(
+        code=grpc.StatusCode.DATA_LOSS.value[0], message=str(exc), details=[info]
+    )
+    await context.abort(
+        grpc.StatusCode.DATA_LOSS,
+        str(exc),
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+    raise AssertionError("unreachable")  # abort raises
+
+
+def _time(
+    request: archive_pb2.ListDossiersRequest,
+    field: Literal["sealed_after", "sealed_before"],
+    problems: Violations,
+) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    ts: Timestamp = getattr(request, field)
+    if not (MIN_SECONDS <= ts.seconds <= MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
+        problems.add(field, "not a valid timestamp (0001-01-01 to 9999-12-31, UTC)")
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:
@@ -150,10 +231,15 @@ def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:
         previous_hash=dossier.previous_hash,
         documents=[
             archive_pb2.ArchivedDocument(
-                name=d.name, media_type=d.media_type, sha256=d.sha256, content=d.content
+                name=d.name,
+                media_type=d.media_type,
+                sha256=d.sha256,
+                content=d.content,
+                size_bytes=d.size,
             )
             for d in dossier.documents
         ],
+        business_type=dossier.business_type,
     )
     if dossier.sealed_at is not None:
         sealed_at = dossier.sealed_at

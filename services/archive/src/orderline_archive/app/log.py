@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from orderline_archive.adapters.repository import DossierRepository
+from orderline_archive.adapters.repository import DossierRepository, DossierRow
 from orderline_archive.domain import merkle
 from orderline_archive.domain.chain import SealedDossier
 from orderline_archive.domain.log_record import dossier_leaf
@@ -20,7 +20,7 @@ from orderline_runtime.errors import (
 )
 
 
-def leaf_of(dossier: SealedDossier) -> bytes:
+def leaf_of(dossier: SealedDossier | DossierRow) -> bytes:
     assert dossier.sealed_at is not None
     return dossier_leaf(
         dossier_id=dossier.id,
@@ -138,7 +138,7 @@ class LogReader:
 
     async def inclusion(self, order_id: str, tree_size: int) -> InclusionProof:
         size = await self._size(tree_size, "tree_size")
-        dossier = await self.repo.get_by_order(order_id)
+        dossier = await self.repo.get_by_order(order_id, with_content=False)
         if dossier is None:
             raise NotFound("dossier", order_id)
         index = dossier.sequence - 1

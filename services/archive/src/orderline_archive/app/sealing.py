@@ -17,6 +17,12 @@ unique constraint on `sequence` plus retries, because:
 
 Sealing is rare (once per completed order), so the serialisation costs nothing measurable.
 On SQLite every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+
+The documents' bytes go to the blob store *before* the dossier's rows are written and long
+before the transaction commits, and outside the chain head's lock (the documents depend only
+on the event, not on the chain). A crash in between leaves blobs no dossier names (harmless,
+content-addressed, written again identically by the redelivered event), never a dossier naming
+a blob that is not there.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline.order.v1 import order_pb2
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.app.log import append_leaf, catch_up
+from orderline_archive.app.ports import BlobStore
 from orderline_archive.domain.chain import seal_next
 from orderline_archive.domain.documents import (
     Milestone,
@@ -49,8 +56,9 @@ log = get_logger(__name__)
 
 
 class DossierSealer:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, blobs: BlobStore) -> None:
         self.clock = clock
+        self.blobs = blobs
 
     def handlers(self) -> list[Handler]:
         return [Handler(order_events_pb2.OrderCompleted, self.on_order_completed)]
@@ -65,18 +73,25 @@ class DossierSealer:
         if not order_id:
             raise PoisonMessage("order.completed without an order id")
         repo = uow.repos
+        docs = dossier_documents(order_summary(payload, order_id))
+        # Blobs first (see the module's docstring); a store that does not answer fails the
+        # event, which is redelivered.
+        for doc in docs:
+            stored = await self.blobs.put(doc.content)
+            if stored != doc.sha256:  # a store that names blobs otherwise would break proofs
+                raise RuntimeError(f"the blob store named {doc.name} {stored}, not {doc.sha256}")
         head = await repo.lock_head()
         existing = await repo.dossier_id_for_order(order_id)
         if existing is not None:
             log.info("order already sealed; nothing to do", order_id=order_id, dossier_id=existing)
             return
-        docs = dossier_documents(order_summary(payload, order_id))
         seal = seal_next(head.sequence, head.content_hash, docs)
         dossier_id = new_id()
         sealed_at = self.clock()
         await repo.add_sealed(
             dossier_id=dossier_id,
             order_id=order_id,
+            business_type=payload.business_type[:64],  # a catalogue key; the column holds 64
             seal=seal,
             sealed_at=sealed_at,
             docs=docs,

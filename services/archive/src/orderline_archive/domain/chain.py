@@ -68,6 +68,7 @@ class SealedDossier:
     content_hash: str
     documents: Sequence[StoredDocument]
     sealed_at: datetime | None = None
+    business_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ class StoredDocument:
     media_type: str
     sha256: str
     content: bytes
+    # The content's size; None when the content is here (then len(content)).
+    size_bytes: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.content) if self.size_bytes is None else self.size_bytes
 
 
 @dataclass(frozen=True)
@@ -123,9 +130,11 @@ class ChainVerifier:
     _previous_hash: str = GENESIS_HASH
     _first_broken: tuple[str, str] | None = field(default=None, repr=False)
 
-    def feed(self, dossier: SealedDossier) -> None:
+    def feed(self, dossier: SealedDossier, unreadable: str = "") -> None:
+        """`unreadable` names a document whose bytes could not be read back (a blob missing or
+        damaged): the dossier is broken whatever its hashes say."""
         self.records_checked += 1
-        problem = self._problem(dossier)
+        problem = unreadable or self._problem(dossier)
         if problem and self._first_broken is None:
             self._first_broken = (dossier.id, problem)
         # Continue from what is stored, so one broken dossier does not mark all later ones.
