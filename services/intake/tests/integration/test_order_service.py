@@ -204,6 +204,17 @@ async def test_manager_sees_customer_data_masked(intake: order_pb2_grpc.OrderSer
     assert seen.customer.id_number.startswith("110") and "1949" not in seen.customer.id_number
 
 
+MILESTONES = [
+    ("prechecks_passed", "provisioning.prechecks_passed"),
+    ("device_configured", "provisioning.device_configured"),
+    ("tests_passed", "provisioning.tests_passed"),
+    ("service_activated", "provisioning.service_activated"),
+    ("voucher_issued", "provisioning.voucher_issued"),
+    ("customer_notified", "provisioning.customer_notified"),
+    ("dossier_archived", "archive.dossier_sealed"),
+]
+
+
 async def test_order_follows_provisioning_to_completed_and_archived(
     intake: order_pb2_grpc.OrderServiceStub, nats_server: NatsServer
 ) -> None:
@@ -242,14 +253,19 @@ async def test_order_follows_provisioning_to_completed_and_archived(
     assert got.order.dossier_id == "D-1"
     assert "dossier_archived" in [m.name for m in got.order.milestones]
 
-    states = []
+    states, milestones = [], []
     async for update in watch:
         states.append(update.order.state)
-        if update.order.state == order_pb2.ORDER_STATE_COMPLETED:
+        milestones.append([m.name for m in update.order.milestones])
+        if "dossier_archived" in milestones[-1]:
             break
     watch.cancel()
     assert states[0] == order_pb2.ORDER_STATE_IN_PROGRESS
-    assert states[-1] == order_pb2.ORDER_STATE_COMPLETED
+    assert order_pb2.ORDER_STATE_COMPLETED in states
+    # Every change on its own, in order: each update adds exactly the next milestone.
+    assert milestones == [
+        ["review_approved", *(name for name, _ in MILESTONES[:i])] for i in range(8)
+    ]
 
 
 async def test_abnormal_device_holds_the_order_with_its_alarm(
@@ -426,3 +442,37 @@ async def test_an_order_from_before_identities_reads_its_resident_id_both_ways(
     assert created.customer.identity.resident_id == "11010519491231002X"
     # Named no channel, has a mobile: texted.
     assert created.customer.preferred_channel == order_pb2.CONTACT_CHANNEL_SMS
+
+
+async def test_a_watch_on_one_replica_sees_orders_another_replica_records(
+    db_url: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    def replica(name: str) -> Any:
+        return build(
+            IntakeSettings(
+                service_name="intake",
+                grpc_port=free_port(),
+                database_url=db_url,
+                nats_url=nats_server.url,
+                trace_dir=tmp_path / name,
+            )
+        )
+
+    async with (
+        serving(replica("a")) as a_address,
+        serving(replica("b")) as b_address,
+        grpc.aio.insecure_channel(a_address) as a_channel,
+        grpc.aio.insecure_channel(b_address) as b_channel,
+    ):
+        on_a = order_pb2_grpc.OrderServiceStub(a_channel)
+        on_b = order_pb2_grpc.OrderServiceStub(b_channel)
+        watch = on_a.WatchOrders(order_pb2.WatchOrdersRequest(), metadata=CLERK)
+        await asyncio.sleep(0.5)  # the watch is open before the order exists
+        recorded = (await on_b.CreateOrder(create_request("req-b"), metadata=CLERK)).order
+        async with asyncio.timeout(15):
+            async for update in watch:
+                if update.order.id == recorded.id:
+                    break
+        watch.cancel()
+        assert update.order.state == order_pb2.ORDER_STATE_IN_PROGRESS
+        assert update.order.etag == recorded.etag

@@ -17,6 +17,7 @@ from orderline.events.v1 import order_events_pb2
 from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
+from orderline_intake.app.watch import QUEUE_LIMIT, OrderFeed, Subscription
 from orderline_intake.domain.order import Customer, Document, NewOrder, Order
 from orderline_intake.domain.states import (
     TERMINAL,
@@ -64,12 +65,17 @@ class InMemoryOrders:
         ]
         return copy.deepcopy(found[:limit])
 
-    async def changed_since(self, since: datetime, order_ids: Sequence[str] | None) -> list[Order]:
+    async def versions_since(
+        self, since: datetime, order_ids: Sequence[str] | None
+    ) -> list[tuple[str, int]]:
         return [
-            copy.deepcopy(o)
+            (o.id, o.version)
             for o in self.orders.values()
             if o.updated_at and o.updated_at >= since and (not order_ids or o.id in order_ids)
         ]
+
+    async def many(self, order_ids: Sequence[str]) -> list[Order]:
+        return [copy.deepcopy(self.orders[i]) for i in order_ids if i in self.orders]
 
     async def open_duplicates(self, order: Order) -> list[str]:
         c = order.customer
@@ -498,3 +504,74 @@ def test_no_sequence_of_commands_leaves_the_table_or_loses_history(
             before = copy.deepcopy(after)
 
     asyncio.run(scenario())
+
+
+# --- watches ---------------------------------------------------------------------------------
+
+
+def drain(subscription: Subscription) -> list[tuple[str, int, tuple[str, ...]]]:
+    seen = []
+    while not subscription.queue.empty():
+        order = subscription.queue.get_nowait()
+        seen.append((order.id, order.version, tuple(order.milestones)))
+    return seen
+
+
+async def test_a_watch_is_handed_every_committed_change_in_order_and_nothing_rolled_back(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    with app.feed.subscribe() as everything:
+        order, _ = await app.create(new_order(), actor="clerk-li")
+        with app.feed.subscribe([order.id]) as one:
+            other, _ = await app.create(new_order("req-other"), actor="clerk-li")
+            for milestone in ("prechecks_passed", "device_configured"):
+                async with store.uow() as uow:
+                    await app.reach_milestone(uow, order.id, milestone)
+            with pytest.raises(RuntimeError):
+                async with store.uow() as uow:
+                    await app.reach_milestone(uow, order.id, "tests_passed")
+                    raise RuntimeError("the handler failed after saving")
+
+    after_approval = ("review_approved",)
+    assert drain(one) == [
+        (order.id, 1, (*after_approval, "prechecks_passed")),
+        (order.id, 2, (*after_approval, "prechecks_passed", "device_configured")),
+    ]
+    assert [(i, v) for i, v, _ in drain(everything)] == [
+        (order.id, 0),
+        (other.id, 0),
+        (order.id, 1),
+        (order.id, 2),
+    ]
+    assert not app.feed._subscriptions
+
+
+async def test_a_catch_up_loads_only_orders_changed_beyond_what_the_watch_has_seen(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    first, _ = await app.create(new_order("req-a"), actor="clerk-li")
+    second, _ = await app.create(new_order("req-b"), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, second.id, "prechecks_passed")
+
+    unseen = await app.unseen_since(start, (), {first.id: 0, second.id: 0})
+    assert [(o.id, o.version) for o in unseen] == [(second.id, 1)]
+    assert await app.unseen_since(start, (), {first.id: 0, second.id: 1}) == []
+    only_first = await app.unseen_since(start, [first.id], {})
+    assert [o.id for o in only_first] == [first.id]
+
+
+def test_a_watch_that_falls_too_far_behind_is_dropped_to_a_catch_up() -> None:
+    feed = OrderFeed()
+    order = Order.__new__(Order)
+    order.id = "O-1"
+    with feed.subscribe() as behind:
+        for _ in range(QUEUE_LIMIT + 1):
+            feed.committed(order)
+        assert behind.overflowed.is_set() and behind.queue.empty()
+        feed.committed(order)
+        assert behind.queue.empty()
+        behind.caught_up()
+        feed.committed(order)
+        assert behind.queue.qsize() == 1 and not behind.overflowed.is_set()

@@ -61,6 +61,16 @@ _HISTORY_OF_ONE = (
 )
 
 
+_VERSIONS_SINCE = (
+    select(orders.c.id, orders.c.version)
+    .where(orders.c.updated_at >= bindparam("since"))
+    .order_by(orders.c.updated_at)
+    .limit(1000)
+)
+_VERSIONS_SINCE_OF = _VERSIONS_SINCE.where(orders.c.id.in_(bindparam("ids", expanding=True)))
+_ORDERS_BY_IDS = select(orders).where(orders.c.id.in_(bindparam("ids", expanding=True)))
+
+
 class SqlOrderRepository:
     def __init__(self, session: SqlConnection) -> None:
         self.session = session
@@ -88,13 +98,6 @@ class SqlOrderRepository:
         if business_type:
             stmt = stmt.where(orders.c.business_type == business_type)
         rows = (await self.session.execute(stmt)).mappings().all()
-        return await self._hydrate(rows)
-
-    async def changed_since(self, since: datetime, order_ids: Sequence[str] | None) -> list[Order]:
-        stmt = select(orders).where(orders.c.updated_at >= since).order_by(orders.c.updated_at)
-        if order_ids:
-            stmt = stmt.where(orders.c.id.in_(order_ids))
-        rows = (await self.session.execute(stmt.limit(1000))).mappings().all()
         return await self._hydrate(rows)
 
     async def open_duplicates(self, order: Order) -> list[str]:
@@ -129,6 +132,22 @@ class SqlOrderRepository:
         if business_type:
             stmt = stmt.where(orders.c.business_type == business_type)
         rows = (await self.session.execute(stmt)).mappings().all()
+        return await self._hydrate(rows)
+
+    async def versions_since(
+        self, since: datetime, order_ids: Sequence[str] | None
+    ) -> list[tuple[str, int]]:
+        if order_ids:
+            params: dict[str, Any] = {"since": since, "ids": list(order_ids)}
+            stmt = _VERSIONS_SINCE_OF
+        else:
+            params, stmt = {"since": since}, _VERSIONS_SINCE
+        return [(r.id, r.version) for r in await self.session.execute(stmt, params)]
+
+    async def many(self, order_ids: Sequence[str]) -> list[Order]:
+        rows = (
+            (await self.session.execute(_ORDERS_BY_IDS, {"ids": list(order_ids)})).mappings().all()
+        )
         return await self._hydrate(rows)
 
     async def add(self, order: Order) -> None:

@@ -16,6 +16,7 @@ from orderline_intake.api.convert import (
 )
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
+from orderline_intake.domain.order import Order
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.admission import Admission
@@ -24,7 +25,10 @@ from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
-WATCH_POLL_SECONDS = 0.25
+# How often an open watch asks the database for changes this process did not commit (another
+# replica's); this process's own reach the watch as they commit (app/watch.py).
+WATCH_CATCH_UP_SECONDS = 1.0
+WATCH_OVERLAP = timedelta(seconds=2)
 # CreateOrder calls writing at once, and waiting for a turn at most: intake writes one
 # transaction at a time on SQLite, so more at once only queue inside the database.
 CREATES_AT_ONCE = 8
@@ -97,28 +101,41 @@ class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
         principal = current_principal()
         ids = [_required_order_id(i, "order_ids") for i in request.order_ids]
         sent: dict[str, int] = {}
-        since: datetime | None = None
-        if ids:
+        loop = asyncio.get_running_loop()
+        # Subscribed before the first read: a change committed meanwhile is queued, and
+        # skipped if the read already showed it.
+        with self.app.feed.subscribe(ids) as feed:
+            since = self.app.clock() - WATCH_OVERLAP
             for order_id in ids:
                 order = await self.app.get(order_id)
                 sent[order.id] = order.version
-                since = (
-                    min(since, order.updated_at) if since and order.updated_at else order.updated_at
-                )
-                yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
-        else:
-            since = self.app.clock()
-        assert since is not None
-        while True:
-            await asyncio.sleep(WATCH_POLL_SECONDS)
-            for order in await self.app.changed_since(since, ids):
-                if sent.get(order.id) == order.version:
-                    continue
-                sent[order.id] = order.version
                 if order.updated_at:
-                    # Overlap by a little: clocks of replicas differ, duplicates are filtered.
-                    since = max(since, order.updated_at - timedelta(seconds=1))
+                    since = min(since, order.updated_at - WATCH_OVERLAP)
                 yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
+            catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
+            while True:
+                changed: list[Order] = []
+                wait = catch_up_at - loop.time()
+                if wait > 0 and not feed.overflowed.is_set():
+                    try:
+                        async with asyncio.timeout(wait):
+                            changed.append(await feed.queue.get())
+                    except TimeoutError:
+                        continue
+                else:
+                    # Other replicas' changes, and this one's if the watch fell behind.
+                    started = self.app.clock()
+                    changed = await self.app.unseen_since(since, ids, sent)
+                    feed.caught_up()
+                    # Overlap: a transaction may commit a little after its changes' time,
+                    # and replicas' clocks differ; what was already sent is skipped.
+                    since = max(since, started - WATCH_OVERLAP)
+                    catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
+                for order in changed:
+                    if sent.get(order.id, -1) >= order.version:
+                        continue
+                    sent[order.id] = order.version
+                    yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
 
     # --- review ---------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ together. Queries open a read-only one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from orderline_catalogue import Catalogue
 from orderline_intake.app import payloads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
+from orderline_intake.app.watch import OrderFeed
 from orderline_intake.domain.amend import apply_mask, check_mask, prefixed
 from orderline_intake.domain.order import PROVISIONING, NewOrder, Order, ReviewReason, StateChange
 from orderline_intake.domain.review import (
@@ -51,10 +53,25 @@ OPERATOR_TZ = timezone(timedelta(hours=8), "UTC+8")
 
 
 class OrderApp:
-    def __init__(self, uow: IntakeUnitOfWork, catalogue: Catalogue, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: IntakeUnitOfWork,
+        catalogue: Catalogue,
+        clock: Clock,
+        feed: OrderFeed | None = None,
+    ) -> None:
         self.uow = uow
         self.catalogue = catalogue
         self.clock = clock
+        self.feed = feed or OrderFeed()
+
+    async def _save(self, uow: Uow, order: Order, *, new: bool = False) -> None:
+        """Writes the order, and hands it to the open watches once the transaction commits."""
+        if new:
+            await uow.repos.add(order)
+        else:
+            await uow.repos.save(order)
+        uow.on_commit(partial(self.feed.committed, order))
 
     # --- commands -------------------------------------------------------------------------
 
@@ -73,7 +90,7 @@ class OrderApp:
                     duplicates = await uow.repos.open_duplicates(order)
                     self._automatic_review(uow, order, duplicates)
                     # One insert of the reviewed order: no update right after it.
-                    await uow.repos.add(order)
+                    await self._save(uow, order, new=True)
                 return order, True
         except Conflict:
             # A concurrent retry with the same request id won the race: answer with its order.
@@ -261,7 +278,7 @@ class OrderApp:
                     await change(uow, order)
                 except InvalidTransition as exc:
                     raise _illegal(order.id, exc) from None
-                await uow.repos.save(order)
+                await self._save(uow, order)
         return order
 
     def _complete_if_ready(self, uow: Uow, order: Order, now: datetime) -> bool:
@@ -301,7 +318,7 @@ class OrderApp:
                 changed = True
         changed = self._complete_if_ready(uow, order, now) or changed
         if changed:
-            await uow.repos.save(order)
+            await self._save(uow, order)
         return order
 
     async def transition(
@@ -319,7 +336,7 @@ class OrderApp:
         if alarm_id:
             order.alarm_id = alarm_id
         self._state_changed(uow, order, change)
-        await uow.repos.save(order)
+        await self._save(uow, order)
         return order
 
     @staticmethod
@@ -357,9 +374,16 @@ class OrderApp:
                 limit=limit, after=after, business_type=business_type
             )
 
-    async def changed_since(self, since: datetime, order_ids: Sequence[str]) -> list[Order]:
+    async def unseen_since(
+        self, since: datetime, order_ids: Sequence[str], seen: Mapping[str, int]
+    ) -> list[Order]:
+        """Orders changed since `since` at a version other than `seen` has for them (a
+        watch's catch-up): versions are read first, and only the unseen orders loaded.
+        Versions only grow, so a version at or below the one seen is nothing new."""
         async with self.uow(read_only=True) as uow:
-            return await uow.repos.changed_since(since, order_ids or None)
+            versions = await uow.repos.versions_since(since, order_ids or None)
+            unseen = [i for i, version in versions if seen.get(i, -1) < version]
+            return await uow.repos.many(unseen) if unseen else []
 
 
 def _four_eyes(order: Order, actor: str) -> None:

@@ -20,9 +20,13 @@ class OrderRepository(Protocol):
         self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
     ) -> list[Order]: ...
 
-    async def changed_since(
+    async def versions_since(
         self, since: datetime, order_ids: Sequence[str] | None
-    ) -> list[Order]: ...
+    ) -> list[tuple[str, int]]:
+        """(id, version) of the orders changed since `since` (of `order_ids` if given)."""
+        ...
+
+    async def many(self, order_ids: Sequence[str]) -> list[Order]: ...
 
     async def open_duplicates(self, order: Order) -> list[str]:
         """Ids of other orders not in a final state with the order's customer identity,
