@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +24,7 @@ from typer.core import TyperGroup
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from orderline_cli import demo
+from orderline_cli import demo, devices
 from orderline_cli.layout import SERVICE_PORTS, read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
@@ -69,7 +70,8 @@ app = typer.Typer(
 order_app = typer.Typer(help="Create, read and watch orders.", no_args_is_help=True)
 report_app = typer.Typer(help="Management reports.", no_args_is_help=True)
 dossier_app = typer.Typer(
-    help="Archived dossiers: export one, verify an export offline.", no_args_is_help=True
+    help="Archived dossiers: list them, export one, verify an export offline.",
+    no_args_is_help=True,
 )
 app.add_typer(order_app, name="order")
 app.add_typer(report_app, name="report")
@@ -895,6 +897,72 @@ def catalogue(
 # --- dossier ---------------------------------------------------------------------------------
 
 
+@dossier_app.command("list")
+def dossier_list(
+    order: Annotated[str, typer.Option("--order", help="only this order's dossier")] = "",
+    business_type: Annotated[
+        str, typer.Option("--type", help="catalogue key, e.g. broadband_install")
+    ] = "",
+    sealed_after: Annotated[
+        str, typer.Option("--sealed-after", help="ISO 8601, inclusive (UTC without an offset)")
+    ] = "",
+    sealed_before: Annotated[
+        str, typer.Option("--sealed-before", help="ISO 8601, exclusive (UTC without an offset)")
+    ] = "",
+    limit: Annotated[int, typer.Option(help="dossiers per page, at most 500")] = 50,
+    page_token: Annotated[str, typer.Option("--page-token", help="from the previous page")] = "",
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List sealed dossiers in chain order, filtered; prints the next page's token if any."""
+    request = _ARCHIVE.ListDossiersRequest(
+        page_size=limit,
+        page_token=page_token,
+        order_id=order,
+        business_type=business_type,
+    )
+    for field, text in (("sealed_after", sealed_after), ("sealed_before", sealed_before)):
+        if text:
+            getattr(request, field).FromDatetime(_utc(text, field, as_json))
+    reply = _archive_call(archive, token, as_json, lambda s, m: s.ListDossiers(request, **m))
+    if as_json:
+        print_json(
+            {
+                "dossiers": [to_json(d) for d in reply.dossiers],
+                "next_page_token": reply.next_page_token,
+            }
+        )
+        return
+    rows = [
+        (
+            str(d.sequence),
+            d.order_id,
+            d.business_type,
+            d.sealed_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+            str(len(d.documents)),
+            d.content_hash[:16],
+        )
+        for d in reply.dossiers
+    ]
+    print(table(("seq", "order", "type", "sealed (UTC)", "docs", "content hash"), rows))
+    if reply.next_page_token:
+        print(f"next page: --page-token {reply.next_page_token}")
+
+
+def _utc(text: str, option: str, as_json: bool) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(
+            "INVALID_ARGUMENT",
+            f"--{option.replace('_', '-')}: not an ISO 8601 time: {text!r}",
+            as_json=as_json,
+            exit_code=2,
+        )
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 @dossier_app.command("export")
 def dossier_export(
     order_id: str,
@@ -1155,6 +1223,11 @@ def voucher_verify(
         print(f"INVALID {verdict.reason}: {verdict.detail}")
     if not verdict.valid:
         raise typer.Exit(1)
+
+
+# --- alarm, device (orderline_cli.devices) ----------------------------------------------------
+
+devices.register(app, _address)
 
 
 def run() -> None:

@@ -4,7 +4,10 @@ before the blob store still read from their rows; ListDossiers' filters and page
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import sys
 from datetime import timedelta
 
 import grpc
@@ -280,3 +283,52 @@ async def test_bad_list_filters_and_document_requests_are_refused(
     with pytest.raises(grpc.aio.AioRpcError) as engineer:
         await stub.ListDossiers(archive_pb2.ListDossiersRequest(), metadata=auth("engineer"))
     assert engineer.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def orderline(*args: str) -> tuple[int, str, str]:
+    """The CLI as a user runs it (in a subprocess, so the in-process archive keeps serving)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orderline_cli.main", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_orderline_dossier_list_filters_and_pages(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    for i, business_type in enumerate(["iptv", "fixed_line", "iptv"]):
+        await seal(producer, f"ord-{i}", business_type)
+    await sealed(stub, 3)
+    where = ("--archive", archive.address)
+
+    code, out, err = await orderline("dossier", "list", "--type", "iptv", "--json", *where)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [d["order_id"] for d in listed["dossiers"]] == ["ord-0", "ord-2"]
+    assert listed["next_page_token"] == ""
+
+    code, out, err = await orderline("dossier", "list", "--limit", "1", *where)
+    assert code == 0, err
+    assert "ord-0" in out and "ord-1" not in out
+    token = out.rsplit("--page-token ", 1)[1].strip()
+    code, out, err = await orderline(
+        "dossier", "list", "--limit", "1", "--page-token", token, *where
+    )
+    assert code == 0, err
+    assert "ord-1" in out and "fixed_line" in out
+
+    code, out, err = await orderline(
+        "dossier", "list", "--sealed-after", "2999-01-01T00:00:00Z", "--json", *where
+    )
+    assert code == 0, err
+    assert json.loads(out)["dossiers"] == []
+
+    code, out, err = await orderline("dossier", "list", "--sealed-after", "yesterday", *where)
+    assert code == 2
+    assert "--sealed-after" in err
+    code, out, err = await orderline("dossier", "list", "--type", "Bad Type", "--json", *where)
+    assert code != 0
+    assert json.loads(err)["error"]["code"] == "INVALID_ARGUMENT"
