@@ -270,3 +270,100 @@ def test_a_voucher_from_the_cli_verifies_offline_and_a_changed_one_does_not(
     file.write_bytes(bytes(data))
     refused = orderline(stack, "voucher", "verify", str(file), "--public-key", key)
     assert refused.returncode == 1 and refused.stdout.startswith("INVALID "), refused.stdout
+
+
+def _fail_safety(stack: LocalStack, device_id: str) -> None:
+    """One sample of a device whose safety protection failed: a critical alarm at once."""
+    import grpc
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from orderline.device.v1 import device_pb2, device_pb2_grpc
+
+    observed_at = Timestamp()
+    observed_at.GetCurrentTime()
+    sample = device_pb2.TelemetrySample(
+        device_id=device_id, observed_at=observed_at, noise_db=30, vibration_mm_s=0.5,
+        display_ok=True, key_latency_ms=20, line_error_rate=0, line_up=True, cpu_pct=20,
+        memory_pct=30, disk_pct=40, temperature_c=45, safety_ok=False,
+    )  # fmt: skip
+    with grpc.insecure_channel(stack.address("device-monitor")) as channel:
+        reply = device_pb2_grpc.TelemetryIngestServiceStub(channel).StreamTelemetry(
+            iter([device_pb2.StreamTelemetryRequest(samples=[sample])]),
+            metadata=(("authorization", "Bearer dev-service"),),
+            timeout=10,
+        )
+    assert reply.accepted == 1
+
+
+def test_alarms_and_a_device_s_health_from_the_cli(stack: LocalStack) -> None:
+    listed = as_json(orderline(stack, "alarm", "list", "--page-size", "5", "--json"))
+    assert isinstance(listed, dict) and isinstance(listed["alarms"], list)
+    assert len(listed["alarms"]) <= 5
+    shown = orderline(stack, "alarm", "list", "--state", "raised", "--acknowledged", "no")
+    assert shown.returncode == 0, shown.stderr
+    assert_table(shown.stdout, *ALARM_HEADERS)
+
+    # A device of the fleet (CPE-0001..CPE-0040), healthy or not: its condition and alarms.
+    health = as_json(orderline(stack, "device", "health", "CPE-0002", "--json"))
+    assert health["health"]["device_id"] == "CPE-0002"  # type: ignore[index]
+    assert health["health"]["condition"].startswith("DEVICE_CONDITION_")  # type: ignore[index]
+    assert isinstance(health["open_alarms"], list)  # type: ignore[index]
+    text = orderline(stack, "device", "health", "CPE-0002")
+    assert text.returncode == 0 and text.stdout.startswith("device CPE-0002  condition ")
+
+    unknown = orderline(stack, "alarm", "ack", "no-such-alarm", "--json")
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    error = json.loads(unknown.stderr)["error"]
+    assert error["code"] == "NOT_FOUND" and "no-such-alarm" in error["message"], error
+    unknown = orderline(stack, "alarm", "ack", "no-such-alarm")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("NOT_FOUND: "), unknown.stderr
+    bad = orderline(stack, "alarm", "list", "--severity", "dreadful", "--json")
+    assert bad.returncode == 2 and json.loads(bad.stderr)["error"]["code"] == "INVALID_ARGUMENT"
+
+
+ALARM_HEADERS = ("alarm", "device", "category", "severity", "state", "ack", "raised", "detail")
+
+
+def test_an_engineer_acknowledges_and_maintenance_clears_an_alarm(stack: LocalStack) -> None:
+    device = "CLI-SAFETY-1"
+    _fail_safety(stack, device)
+
+    def raised() -> dict[str, object] | None:
+        listed = as_json(
+            orderline(stack, "alarm", "list", "--device", device, "--category", "safety", "--json")
+        )
+        alarms = listed["alarms"]  # type: ignore[index]
+        return alarms[0] if alarms else None
+
+    alarm = wait_until("the safety alarm", raised, 30)
+    assert alarm["perceived_severity"] == "PERCEIVED_SEVERITY_CRITICAL"
+    alarm_id = str(alarm["id"])
+
+    unfit = orderline(stack, "device", "fitness", device)
+    assert unfit.returncode == 0, unfit.stderr
+    assert unfit.stdout.startswith("fit: no"), unfit.stdout
+    assert "ABNORMAL_SAFETY" in unfit.stdout and alarm_id in unfit.stdout
+    verdict = as_json(orderline(stack, "device", "fitness", device, "--json"))
+    assert verdict["fit"] is False  # type: ignore[index]
+    assert alarm_id in verdict["details"][0]["alarm_ids"]  # type: ignore[index]
+    health = orderline(stack, "device", "health", device)
+    assert "condition abnormal" in health.stdout and alarm_id in health.stdout, health.stdout
+
+    acked = orderline(stack, "alarm", "ack", alarm_id)
+    assert acked.returncode == 0, acked.stderr
+    assert (
+        acked.stdout.startswith("acknowledged:") and "acknowledged by engineer-dev" in acked.stdout
+    )
+
+    no_reason = orderline(stack, "alarm", "clear", alarm_id, "--json")
+    assert no_reason.returncode == 1
+    error = json.loads(no_reason.stderr)["error"]
+    assert error["code"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in error["violations"]] == ["reason"]
+    cleared = as_json(
+        orderline(stack, "alarm", "clear", alarm_id, "--reason", "protection replaced", "--json")
+    )
+    assert cleared["alarm"]["state"] == "ALARM_STATE_CLEARED"  # type: ignore[index]
+    assert cleared["alarm"]["clear_reason"] == "protection replaced"  # type: ignore[index]
+    again = orderline(stack, "alarm", "ack", alarm_id)
+    assert again.returncode == 1 and again.stderr.startswith("FAILED_PRECONDITION: ")
