@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_device_monitor.adapters.tables import (
@@ -28,6 +28,27 @@ from orderline_device_monitor.app.records import (
 from orderline_device_monitor.domain.evaluator import Transition
 from orderline_device_monitor.domain.health import Category, Severity
 from orderline_runtime.database import SqlConnection
+
+
+def _usage_upsert(table_insert: Callable[[Table], Any]) -> Any:
+    # A later job's claim wins; an earlier one arriving late (events may be out of order)
+    # changes nothing.
+    stmt = table_insert(device_usage)
+    return stmt.on_conflict_do_update(
+        index_elements=["device_id"],
+        set_={k: stmt.excluded[k] for k in ("order_id", "job_id", "started_at", "event_id")},
+        where=device_usage.c.started_at <= stmt.excluded.started_at,
+    )
+
+
+# Statements each order runs (a fitness check, a device taken into use), built once: building
+# a statement costs more than running it (docs/performance.md).
+_RECORD_USAGE = {
+    "postgresql": _usage_upsert(postgresql.insert),
+    "sqlite": _usage_upsert(sqlite.insert),
+}
+_USAGE_OF = select(device_usage).where(device_usage.c.device_id == bindparam("key"))
+_INSERT_FITNESS_CHECK = insert(fitness_checks)
 
 
 def _alarm(row: Any) -> AlarmRecord:
@@ -290,11 +311,7 @@ class DeviceRepository:
         ]
 
     async def usage_of(self, device_id: str) -> Usage | None:
-        row = (
-            await self.session.execute(
-                select(device_usage).where(device_usage.c.device_id == device_id)
-            )
-        ).first()
+        row = (await self.session.execute(_USAGE_OF, {"key": device_id})).first()
         if row is None:
             return None
         return Usage(order_id=row.order_id, job_id=row.job_id, started_at=row.started_at)
@@ -317,13 +334,7 @@ class DeviceRepository:
             "started_at": started_at,
             "event_id": event_id,
         }
-        stmt = self._upsert(device_usage).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={k: stmt.excluded[k] for k in ("order_id", "job_id", "started_at", "event_id")},
-            where=device_usage.c.started_at <= stmt.excluded.started_at,
-        )
-        await self.session.execute(stmt)
+        await self.session.execute(_RECORD_USAGE[self.session.dialect.name], values)
 
     async def record_fitness_check(
         self,
@@ -339,15 +350,16 @@ class DeviceRepository:
         checked_at: datetime,
     ) -> None:
         await self.session.execute(
-            insert(fitness_checks).values(
-                id=check_id,
-                device_id=device_id,
-                order_id=order_id,
-                fit=fit,
-                state=state,
-                reasons=list(reasons),
-                alarm_id=alarm_id,
-                checked_by=checked_by,
-                checked_at=checked_at,
-            )
+            _INSERT_FITNESS_CHECK,
+            {
+                "id": check_id,
+                "device_id": device_id,
+                "order_id": order_id,
+                "fit": fit,
+                "state": state,
+                "reasons": list(reasons),
+                "alarm_id": alarm_id,
+                "checked_by": checked_by,
+                "checked_at": checked_at,
+            },
         )

@@ -19,6 +19,7 @@ from orderline_runtime.database import SqlConnection, dialect_of
 _INSERT_JOB = insert(jobs)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("key"))
 _JOB_BY_ORDER = select(jobs).where(jobs.c.order_id == bindparam("key"))
+# Any write of a job by the worker holding its lease (a save, a renewal, a release).
 _SAVE_JOB = update(jobs).where(
     jobs.c.id == bindparam("key"), jobs.c.lease_owner == bindparam("owner")
 )
@@ -44,6 +45,9 @@ _RUNNABLE = (
 # BEGIN IMMEDIATE already lets one writer in at a time).
 _RUNNABLE_SKIP_LOCKED = _RUNNABLE.with_for_update(skip_locked=True)
 _TAKE_LEASE = update(jobs).where(jobs.c.id == bindparam("key"))
+_JOB_ID_OF_ORDER = select(jobs.c.id).where(jobs.c.order_id == bindparam("key"))
+_INSERT_VOUCHER = insert(vouchers)
+_VOUCHER_BY_ID = select(vouchers).where(vouchers.c.id == bindparam("key"))
 
 
 def _job_values(job: Job) -> dict[str, Any]:
@@ -95,7 +99,7 @@ class JobRepository:
         return await self._load(_JOB_BY_ORDER, order_id)
 
     async def exists_for_order(self, order_id: str) -> bool:
-        row = await self.session.execute(select(jobs.c.id).where(jobs.c.order_id == order_id))
+        row = await self.session.execute(_JOB_ID_OF_ORDER, {"key": order_id})
         return row.first() is not None
 
     async def page(self, *, state: JobState | None, after_id: str, limit: int) -> list[Job]:
@@ -156,17 +160,13 @@ class JobRepository:
 
     async def renew_lease(self, job_id: str, owner: str, until: datetime) -> bool:
         result = await self.session.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
-            .values(lease_until=until)
+            _SAVE_JOB, {"key": job_id, "owner": owner, "lease_until": until}
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def release_lease(self, job_id: str, owner: str) -> None:
         await self.session.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
+            _SAVE_JOB, {"key": job_id, "owner": owner, "lease_owner": None, "lease_until": None}
         )
 
     async def release_orphaned_leases(self) -> int:
@@ -186,25 +186,22 @@ class JobRepository:
 
     async def add_voucher(self, voucher: Voucher) -> None:
         await self.session.execute(
-            insert(vouchers).values(
-                id=voucher.id,
-                job_id=voucher.job_id,
-                order_id=voucher.order_id,
-                device_id=voucher.device_id,
-                business_type=voucher.business_type,
-                issued_at=voucher.issued_at,
-                texts=dict(voucher.texts),
-                envelope=voucher.envelope,
-                key_id=voucher.key_id,
-            )
+            _INSERT_VOUCHER,
+            {
+                "id": voucher.id,
+                "job_id": voucher.job_id,
+                "order_id": voucher.order_id,
+                "device_id": voucher.device_id,
+                "business_type": voucher.business_type,
+                "issued_at": voucher.issued_at,
+                "texts": dict(voucher.texts),
+                "envelope": voucher.envelope,
+                "key_id": voucher.key_id,
+            },
         )
 
     async def get_voucher(self, voucher_id: str) -> Voucher | None:
-        row = (
-            (await self.session.execute(select(vouchers).where(vouchers.c.id == voucher_id)))
-            .mappings()
-            .first()
-        )
+        row = (await self.session.execute(_VOUCHER_BY_ID, {"key": voucher_id})).mappings().first()
         if row is None:
             return None
         issued_at = row["issued_at"]
