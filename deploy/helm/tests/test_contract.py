@@ -67,6 +67,14 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "catalogue_file": "intake ships its catalogue in the package",
     "archive_signing_key_file": "set when services.archive.signingKey.existingSecret is set; "
     "unset, the archive gives no checkpoint (never an unsigned one)",
+    "archive_blob_dir": "set when services.archive.blobs.store is local (the default): the "
+    "mounted volume",
+    "archive_s3_endpoint": "set when services.archive.blobs.store is s3",
+    "archive_s3_bucket": "set when services.archive.blobs.store is s3",
+    "archive_s3_region": "set when services.archive.blobs.store is s3",
+    "archive_s3_access_key_id": "set when services.archive.blobs.store is s3, from its Secret",
+    "archive_s3_secret_key_file": "set when services.archive.blobs.store is s3, its Secret "
+    "mounted read-only",
     "provisioning_voucher_public_keys_file": "set when "
     "services.provisioning.voucherKey.publicKeysKey is set; unset, only the current key's "
     "vouchers verify",

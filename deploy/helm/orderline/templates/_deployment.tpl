@@ -99,8 +99,10 @@ spec:
             {{- toYaml $svc.securityContext | nindent 12 }}
           volumeMounts:
             {{- include "orderline.volumeMounts" . | nindent 12 }}
+            {{- include "orderline.blobVolumeMount" . | nindent 12 }}
       volumes:
         {{- include "orderline.volumes" . | nindent 8 }}
+        {{- include "orderline.blobVolume" . | nindent 8 }}
 {{- end -}}
 
 {{/* A native gRPC probe against the standard grpc.health.v1 service. */}}

@@ -263,6 +263,28 @@ carries no development-token setting at all. */}}
 - name: ORDERLINE_ARCHIVE_SIGNING_KEY_FILE
   value: /etc/orderline/archive/signing-key.pem
 {{- end }}
+- name: ORDERLINE_ARCHIVE_BLOB_STORE
+  value: {{ $svc.blobs.store | quote }}
+{{- if eq $svc.blobs.store "s3" }}
+{{- with $svc.blobs.s3 }}
+- name: ORDERLINE_ARCHIVE_S3_ENDPOINT
+  value: {{ required "services.archive.blobs.s3.endpoint is required with blobs.store s3" .endpoint | quote }}
+- name: ORDERLINE_ARCHIVE_S3_BUCKET
+  value: {{ required "services.archive.blobs.s3.bucket is required with blobs.store s3" .bucket | quote }}
+- name: ORDERLINE_ARCHIVE_S3_REGION
+  value: {{ .region | quote }}
+- name: ORDERLINE_ARCHIVE_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "services.archive.blobs.s3.existingSecret is required with blobs.store s3" .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: ORDERLINE_ARCHIVE_S3_SECRET_KEY_FILE
+  value: /etc/orderline/archive-s3/secret-access-key
+{{- end }}
+{{- else }}
+- name: ORDERLINE_ARCHIVE_BLOB_DIR
+  value: /var/lib/orderline/archive/blobs
+{{- end }}
 {{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
@@ -319,6 +341,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/archive
   readOnly: true
 {{- end }}
+{{- if and (eq .name "archive") (eq .svc.blobs.store "s3") }}
+- name: archive-s3-secret-key
+  mountPath: /etc/orderline/archive-s3
+  readOnly: true
+{{- end }}
 {{- if eq .name "provisioning" }}
 - name: voucher-key
   mountPath: /etc/orderline/provisioning
@@ -358,6 +385,15 @@ carries no development-token setting at all. */}}
       - key: {{ .svc.signingKey.key }}
         path: signing-key.pem
 {{- end }}
+{{- if and (eq .name "archive") (eq .svc.blobs.store "s3") }}
+- name: archive-s3-secret-key
+  secret:
+    secretName: {{ .svc.blobs.s3.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.blobs.s3.secretAccessKeyKey }}
+        path: secret-access-key
+{{- end }}
 {{- if eq .name "provisioning" }}
 - name: voucher-key
   secret:
@@ -369,6 +405,28 @@ carries no development-token setting at all. */}}
 {{- if .svc.voucherKey.publicKeysKey }}
       - key: {{ .svc.voucherKey.publicKeysKey }}
         path: voucher-public-keys.pem
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The archive's local blob store: in the Deployment only (the migration Job never reads
+or writes documents). */}}
+{{- define "orderline.blobVolumeMount" -}}
+{{- if and (eq .name "archive") (eq .svc.blobs.store "local") }}
+- name: archive-blobs
+  mountPath: /var/lib/orderline/archive/blobs
+{{- end }}
+{{- end -}}
+
+{{- define "orderline.blobVolume" -}}
+{{- if and (eq .name "archive") (eq .svc.blobs.store "local") }}
+- name: archive-blobs
+{{- if .svc.blobs.volume.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .svc.blobs.volume.existingClaim }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .svc.blobs.volume.sizeLimit }}
 {{- end }}
 {{- end }}
 {{- end -}}
