@@ -15,6 +15,7 @@ from orderline_catalogue import (
     LOCALES,
     MILESTONES,
     CatalogueError,
+    WorkInstruction,
     firmware_at_least,
     load_catalogue,
     parse_duration,
@@ -216,3 +217,39 @@ def test_invalid_yaml_and_a_missing_file_name_the_file(tmp_path: Path) -> None:
 
 def test_the_packaged_file_is_the_one_shipped() -> None:
     assert Path(load_catalogue().source).name == PACKAGED
+
+
+# --- work instructions ------------------------------------------------------------------------
+
+
+def test_every_type_attaches_a_versioned_work_instruction_of_its_own() -> None:
+    catalogue = load_catalogue()
+    references = [b.work_instruction.reference for b in catalogue]
+    assert len(set(references)) == len(catalogue)
+    broadband = catalogue.get("broadband_install")
+    assert broadband is not None
+    assert broadband.work_instruction == WorkInstruction("WI-BB-INSTALL", "3.2")
+    assert broadband.work_instruction.reference == "WI-BB-INSTALL@3.2"
+
+
+def test_a_work_instruction_without_a_version_or_with_a_bad_number_is_refused(
+    tmp_path: Path,
+) -> None:
+    def no_version(raw: dict[str, object]) -> None:
+        _types(raw)["iptv"]["work_instruction"] = {"document": "WI-IPTV-INSTALL"}
+
+    message = _broken(tmp_path, no_version)
+    assert "business_types.iptv.work_instruction" in message and "version" in message
+
+    def bad_number(raw: dict[str, object]) -> None:
+        _types(raw)["iptv"]["work_instruction"] = {"document": "see wiki", "version": "1"}
+
+    assert "business_types.iptv.work_instruction.document" in _broken(tmp_path, bad_number)
+
+
+def test_a_type_without_a_work_instruction_is_refused(tmp_path: Path) -> None:
+    def missing(raw: dict[str, object]) -> None:
+        del _types(raw)["termination"]["work_instruction"]
+
+    message = _broken(tmp_path, missing)
+    assert "business_types.termination" in message and "work_instruction" in message

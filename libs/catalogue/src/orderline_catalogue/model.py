@@ -52,6 +52,8 @@ PACKAGED = "catalogue.yaml"
 _KEY = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 _FIRMWARE_PARTS = re.compile(r"\d+|\D+")
+# A work instruction's document number, as the operator's document system prints it.
+_DOCUMENT = re.compile(r"^[A-Z][A-Z0-9-]{2,63}$")
 
 
 class CatalogueError(ValueError):
@@ -75,6 +77,20 @@ class DeviceModel:
 
 
 @dataclass(frozen=True)
+class WorkInstruction:
+    """The versioned document the engineer works to (作业指导书): provisioning attaches it to
+    every job of the business type, so the job says which revision it followed."""
+
+    document: str
+    version: str
+
+    @property
+    def reference(self) -> str:
+        """`WI-BB-INSTALL@3.2`: document and revision, as recorded on the job."""
+        return f"{self.document}@{self.version}"
+
+
+@dataclass(frozen=True)
 class TestProfile:
     __test__ = False  # not a pytest test class
 
@@ -91,6 +107,7 @@ class BusinessType:
     device_models: tuple[DeviceModel, ...]
     test_profile: TestProfile
     config_template: str
+    work_instruction: WorkInstruction
     follow_up_days: tuple[int, ...]
     # Milestone -> how long after the order's creation it is due.
     sla: Mapping[str, timedelta]
@@ -244,6 +261,7 @@ class _Reader:
                 "device_models",
                 "test_profile",
                 "config_template",
+                "work_instruction",
                 "follow_up_days",
                 "sla",
             ),
@@ -268,6 +286,9 @@ class _Reader:
             device_models=self.device_models(raw["device_models"], f"{where}.device_models"),
             test_profile=self.test_profile(raw["test_profile"], f"{where}.test_profile"),
             config_template=self.text(raw["config_template"], f"{where}.config_template"),
+            work_instruction=self.work_instruction(
+                raw["work_instruction"], f"{where}.work_instruction"
+            ),
             follow_up_days=self.follow_ups(raw["follow_up_days"], f"{where}.follow_up_days"),
             sla=self.sla(raw["sla"], f"{where}.sla"),
         )
@@ -288,6 +309,17 @@ class _Reader:
         if len(set(names)) != len(names):
             raise self.fail(where, "lists a model twice")
         return tuple(models)
+
+    def work_instruction(self, value: object, where: str) -> WorkInstruction:
+        raw = self.mapping(value, where, ("document", "version"))
+        document = self.text(raw["document"], f"{where}.document")
+        if not _DOCUMENT.match(document):
+            raise self.fail(
+                f"{where}.document", f"{document!r} is not a document number like WI-BB-INSTALL"
+            )
+        # A string, so that "3.10" is not read as the number 3.1.
+        version = self.text(raw["version"], f"{where}.version")
+        return WorkInstruction(document, version.strip())
 
     def test_profile(self, value: object, where: str) -> TestProfile:
         raw = self.mapping(value, where, ("name", "tests"))
