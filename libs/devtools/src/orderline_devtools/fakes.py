@@ -20,7 +20,7 @@ from typing import Generic, Self, TypeVar
 
 from google.protobuf.message import Message
 
-from orderline_runtime.unit_of_work import PendingEvent, UnitOfWork
+from orderline_runtime.unit_of_work import BufferedWrites, PendingEvent, UnitOfWork
 
 R = TypeVar("R")
 M = TypeVar("M", bound=Message)
@@ -67,6 +67,8 @@ class InMemoryUnitOfWork(UnitOfWork[R]):
         if exc is not None or self.read_only:
             return
         assert repos is not None
+        if isinstance(repos, BufferedWrites):
+            await repos.flush()
         self.store.repos = repos
         self.store.published.extend(self.events)
         self.store.commits += 1

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
@@ -54,6 +54,14 @@ class PendingEvent:
     # W3C context of the span that emitted it: the relay publishes under it, so consumers
     # continue the same trace.
     trace_headers: dict[str, str]
+
+
+@runtime_checkable
+class BufferedWrites(Protocol):
+    """Repositories that gather some writes in memory (a count bumped by every event of a
+    batch, say) write them here, inside the transaction, just before it commits."""
+
+    async def flush(self) -> None: ...
 
 
 class UnitOfWork(ABC, Generic[R]):
@@ -168,12 +176,14 @@ class SqlUnitOfWork(UnitOfWork[R]):
         tb: TracebackType | None,
     ) -> None:
         assert self._cm is not None and self._session is not None
-        cm, session = self._cm, self._session
+        cm, session, repos = self._cm, self._session, self._repos
         self._cm = self._session = None
         marking: list[int] = []
         try:
             if exc is None and not self.read_only:
                 try:
+                    if isinstance(repos, BufferedWrites):
+                        await repos.flush()
                     if self.events:
                         await self.outbox.write(session, self.events)
                     # Rows the relay has published ride along: no write of their own.

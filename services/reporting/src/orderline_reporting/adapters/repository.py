@@ -4,6 +4,7 @@ IntegrityError reaches the consumer (which would take it for an event already ha
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,27 +23,18 @@ def _by_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
     return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
 
 
-_COUNT_EVENT = _by_dialect(
+_COUNT_EVENTS = _by_dialect(
     lambda insert: (
         insert(event_counts)
-        .values(event_type=bindparam("event_type"), count=1)
+        .values(event_type=bindparam("event_type"), count=bindparam("seen"))
         .on_conflict_do_update(
-            index_elements=[event_counts.c.event_type], set_={"count": event_counts.c.count + 1}
+            index_elements=[event_counts.c.event_type],
+            set_={"count": event_counts.c.count + bindparam("seen")},
         )
     )
 )
-_ENSURE_ORDER = _by_dialect(
-    lambda insert: (
-        insert(orders)
-        .values(
-            order_id=bindparam("order_id"),
-            business_type="",
-            state=None,
-            state_at=None,
-            updated_at=bindparam("now"),
-        )
-        .on_conflict_do_nothing(index_elements=[orders.c.order_id])
-    )
+_NEW_ORDER = _by_dialect(
+    lambda insert: insert(orders).on_conflict_do_nothing(index_elements=[orders.c.order_id])
 )
 _ORDER_FOR_UPDATE = (
     select(orders.c.business_type, orders.c.state, orders.c.state_at)
@@ -61,26 +53,56 @@ class ProjectionRepository:
     def __init__(self, session: SqlConnection) -> None:
         self.session = session
         self.dialect = session.dialect.name
+        # Events counted in this transaction, by type: one upsert per type at commit instead
+        # of one per event (a consumed batch holds many events of few types).
+        self._counted: Counter[str] = Counter()
 
     async def count_event(self, event_type: str) -> None:
-        await self.session.execute(_COUNT_EVENT[self.dialect], {"event_type": event_type})
+        self._counted[event_type] += 1
 
-    async def lock_order(self, order_id: str) -> tuple[str, StateObservation | None]:
-        """The order's row (created empty if new), locked until the transaction ends:
-        (business type, prevailing state observation)."""
-        params = {"order_id": order_id}
-        await self.session.execute(
-            _ENSURE_ORDER[self.dialect], {**params, "now": datetime.now(UTC)}
-        )
-        row = (await self.session.execute(_ORDER_FOR_UPDATE, params)).one()
+    async def flush(self) -> None:
+        """Writes the counts gathered in this transaction (the unit of work calls it just
+        before committing)."""
+        if self._counted:
+            await self.session.execute(
+                _COUNT_EVENTS[self.dialect],
+                [{"event_type": t, "seen": n} for t, n in sorted(self._counted.items())],
+            )
+            self._counted.clear()
+
+    async def lock_order(self, order_id: str) -> tuple[str, StateObservation | None] | None:
+        """The order's row, locked until the transaction ends: (business type, prevailing
+        state observation); None when reporting has not seen the order yet."""
+        row = (await self.session.execute(_ORDER_FOR_UPDATE, {"order_id": order_id})).first()
+        if row is None:
+            return None
         current = None
         if row.state is not None and row.state_at is not None:
             current = StateObservation(row.state, row.state_at)
         return row.business_type, current
 
+    async def add_order(
+        self, order_id: str, business_type: str, observation: StateObservation
+    ) -> bool:
+        """The order's first row; False when another replica inserted it first (then lock
+        and update it as an existing one)."""
+        result = await self.session.execute(
+            _NEW_ORDER[self.dialect],
+            {
+                "order_id": order_id,
+                "business_type": business_type,
+                "state": observation.state,
+                "state_at": observation.at,
+                "updated_at": datetime.now(UTC),
+            },
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
     async def update_order(
         self, order_id: str, *, business_type: str | None, observation: StateObservation | None
     ) -> None:
+        if business_type is None and observation is None:
+            return
         values: dict[str, Any] = {"key": order_id, "updated_at": datetime.now(UTC)}
         if business_type is not None:
             values["business_type"] = business_type

@@ -100,8 +100,15 @@ class Projector:
         if not order_id:
             raise PoisonMessage(f"{event.event_type} without an order id")
         repo = uow.repos
-        known_type, current = await repo.lock_order(order_id)
         observation = StateObservation(state, event_time(event))
+        locked = await repo.lock_order(order_id)
+        if locked is None:
+            if await repo.add_order(order_id, business_type, observation):
+                await repo.count_event(event.event_type)
+                return
+            locked = await repo.lock_order(order_id)
+            assert locked is not None  # another replica's insert, now committed and locked
+        known_type, current = locked
         await repo.update_order(
             order_id,
             business_type=business_type if business_type and not known_type else None,
