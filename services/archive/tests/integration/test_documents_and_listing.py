@@ -291,7 +291,8 @@ async def orderline(*args: str) -> tuple[int, str, str]:
         sys.executable, "-m", "orderline_cli.main", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    # Generous: a guard against a hung process, not a measure (CI machines are shared).
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
