@@ -16,6 +16,7 @@ from orderline_provisioning.adapters.peers import (
 from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.adapters.tables import metadata
 from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
+from orderline_provisioning.app.certifications import Certifications
 from orderline_provisioning.app.handlers import OrderEvents
 from orderline_provisioning.app.ports import Peers
 from orderline_provisioning.app.queries import JobQueries
@@ -98,13 +99,19 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
         service.uow,
         runner,
         service.clock,
+        operator=settings.provisioning_operator,
         concurrency=settings.worker_concurrency,
         poll_seconds=settings.worker_poll_seconds,
         lease_seconds=settings.job_lease_seconds,
     )
 
+    certifications = Certifications(service.uow, service.clock)
+
     async def run_worker(stop: asyncio.Event) -> None:
         try:
+            if settings.provisioning_seed_certifications:
+                # Before the first job is taken up, so no job meets an unseeded checklist.
+                await certifications.seed(settings.provisioning_seed_certifications)
             await worker.run(stop)
         finally:
             for client in (health, agent, intake, gateway):
@@ -114,7 +121,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
     queries = JobQueries(service.uow, keys)
     service.add_grpc_service(
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
-        ProvisioningApi(queries),
+        ProvisioningApi(queries, certifications),
         "orderline.provisioning.v1.ProvisioningService",
     )
     service.add_grpc_service(

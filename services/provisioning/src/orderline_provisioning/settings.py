@@ -33,6 +33,15 @@ class ProvisioningSettings(ServiceSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, ge=1)
+    # The principal automated jobs run under: the checklist checks its certification for the
+    # job's business type (domain/certification.py).
+    provisioning_operator: str = Field(
+        default="provisioning", pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,63}$"
+    )
+    # Certifications granted at start where none was ever recorded (a revoked one stays
+    # revoked): `principal:type|type` or `principal:*`, comma-separated. Empty by default:
+    # nobody is certified until a manager grants it; the local stack seeds its operators.
+    provisioning_seed_certifications: str = ""
     # The Ed25519 private key (PEM PKCS#8, or 32 raw bytes) that signs activation vouchers.
     # Required: without it the service does not start, as it never issues an unsigned voucher
     # (docs/configuration.md says why it refuses rather than failing jobs).

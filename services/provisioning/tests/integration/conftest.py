@@ -75,9 +75,24 @@ class FakeHealth(device_pb2_grpc.DeviceHealthServiceServicer):
         )
 
 
+# What GetDeviceInfo says of a device not named otherwise: a model every business type allows,
+# with firmware above every minimum.
+DEFAULT_DEVICE = ("HG8245H5 ONT", "V5R020C10S120")
+
+
 @dataclass
 class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     """Idempotent on the key like a real agent; counts what it really applied per key."""
+
+    # device id -> (model, firmware) for devices that differ from DEFAULT_DEVICE.
+    devices: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Ids the fleet does not know: GetDeviceInfo answers NOT_FOUND.
+    unknown: set[str] = field(default_factory=set)
+    info_calls: list[str] = field(default_factory=list)
+    # Every call that touches a device (apply, rollback, test), in the order they arrived.
+    touches: list[tuple[str, str]] = field(default_factory=list)
+    # When set, an ApplyConfig waits (after being recorded) until the event is set.
+    apply_gate: asyncio.Event | None = None
 
     applies_by_key: Counter[str] = field(default_factory=Counter)
     apply_calls: list[str] = field(default_factory=list)
@@ -95,10 +110,31 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     def fail_test(self, device_id: str, kind: int) -> None:
         self.failing_kinds.setdefault(device_id, set()).add(kind)
 
+    async def GetDeviceInfo(
+        self, request: agent_pb2.GetDeviceInfoRequest, context: Any
+    ) -> agent_pb2.GetDeviceInfoResponse:
+        self.info_calls.append(request.device_id)
+        if request.device_id in self.unknown:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"device {request.device_id!r} not found"
+            )
+        model, firmware = self.devices.get(request.device_id, DEFAULT_DEVICE)
+        return agent_pb2.GetDeviceInfoResponse(
+            info=agent_pb2.DeviceInfo(
+                device_id=request.device_id,
+                model=model,
+                firmware=firmware,
+                config_version=self.versions.get(request.device_id, 1),
+            )
+        )
+
     async def ApplyConfig(
         self, request: agent_pb2.ApplyConfigRequest, context: Any
     ) -> agent_pb2.ApplyConfigResponse:
         self.apply_calls.append(request.idempotency_key)
+        self.touches.append((request.device_id, request.idempotency_key))
+        if self.apply_gate is not None:
+            await self.apply_gate.wait()
         if self.unavailable_applies > 0:
             self.unavailable_applies -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "agent busy")
@@ -118,6 +154,7 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
         self, request: agent_pb2.RollbackConfigRequest, context: Any
     ) -> agent_pb2.RollbackConfigResponse:
         self.rollbacks.append((request.device_id, request.idempotency_key, request.to_version))
+        self.touches.append((request.device_id, request.idempotency_key))
         key = request.idempotency_key
         if key not in self.ledger:
             self.ledger[key] = request.to_version
@@ -129,6 +166,7 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
         self, request: agent_pb2.RunTestRequest, context: Any
     ) -> agent_pb2.RunTestResponse:
         self.tests.append((request.device_id, request.kind, request.idempotency_key))
+        self.touches.append((request.device_id, request.idempotency_key))
         failed = request.kind in self.failing_kinds.get(request.device_id, set())
         name = agent_pb2.TestKind.Name(request.kind)
         return agent_pb2.RunTestResponse(
@@ -247,6 +285,8 @@ def make_settings(
         "job_lease_seconds": 2,
         "call_timeout_seconds": 2,
         "shutdown_grace_seconds": 3,
+        # The automation operator certified for every type, as the local stack seeds it.
+        "provisioning_seed_certifications": "provisioning:*",
     }
     values.update(overrides)
     return ProvisioningSettings(**values)

@@ -74,6 +74,8 @@ def process_env(db_url: str, nats_url: str, peers: str, trace_dir: Path) -> dict
             "ORDERLINE_SHUTDOWN_GRACE_SECONDS": "3",
             "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",
             "ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE": str(voucher_key(trace_dir.parent / "keys")),
+            # The automation operator certified for every type, as the local stack seeds it.
+            "ORDERLINE_PROVISIONING_SEED_CERTIFICATIONS": "provisioning:*",
         }
     )
     return env

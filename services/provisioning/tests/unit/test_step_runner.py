@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from orderline_provisioning.app.ports import CustomerContact, PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.app.steps import StepPolicy, StepRunner
 from orderline_provisioning.domain.attestation import verify_envelope
+from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.ed25519 import Ed25519Signer, trusted_keys
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.notification import Channel
@@ -34,6 +35,11 @@ class FakePeers:
     fitness: Fitness | None = field(default_factory=lambda: Fitness(True, Health.GOOD))
     failing_kinds: set[TestKind] = field(default_factory=set)
     agent_down: bool = False
+    # The device as the agent describes it (UNKNOWN: GetDeviceInfo NOT_FOUND).
+    device: DeviceInfo | UnknownDevice = field(
+        default_factory=lambda: DeviceInfo("HG8245H5 ONT", "V5R020C10S115")
+    )
+    info_calls: int = 0
     agent_rejects: bool = False
     gateway_failures: int = 0
     contact: CustomerContact = field(
@@ -47,6 +53,10 @@ class FakePeers:
         if self.fitness is None:
             raise PeerUnavailable("DEVICE_MONITOR", "UNAVAILABLE")
         return self.fitness
+
+    async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
+        self.info_calls += 1
+        return self.device
 
     async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
         if self.agent_down:
@@ -92,8 +102,9 @@ def runner_for(fake: FakePeers, clock: Clock) -> StepRunner:
     return StepRunner(peers, policy, signer=SIGNER, clock=clock, entropy=lambda n: b"\x07" * n)
 
 
-def new_job(step: Step = Step.PRECHECKS) -> Job:
+def new_job(step: Step = Step.PRECHECKS, *, certified: bool = True) -> Job:
     job = Job("job-1", "ord-1", "CPE-0001", "broadband_install", "300M", "zh-CN", created_at=T0)
+    job.operator, job.operator_certified = "provisioning", certified
     while job.step is not step:
         job.advance(T0)
     return job
@@ -201,3 +212,51 @@ async def test_masked_phone_holds_the_job() -> None:
     out = await runner.run(job)
     assert out.event_types == ["provisioning.job_held"]
     assert job.reason == "NO_CUSTOMER_CONTACT" and fake.sends == []
+
+
+# --- the pre-operation checklist ----------------------------------------------------------------
+
+
+async def test_the_checklist_is_recorded_item_by_item_when_it_passes() -> None:
+    fake, clock = FakePeers(), Clock()
+    job = new_job()
+    out = await runner_for(fake, clock).run(job)
+    assert out.event_types == ["provisioning.prechecks_passed"]
+    assert [(i.item.value, i.result.value) for i in job.checklist] == [
+        ("device_fit", "passed"),
+        ("device_model", "passed"),
+        ("firmware", "passed"),
+        ("work_instruction", "passed"),
+        ("operator_certified", "passed"),
+    ]
+    assert job.checklist[3].evidence["reference"] == "WI-BB-INSTALL@3.2"
+    assert job.checklist[2].evidence == {"firmware": "V5R020C10S115", "minimum": "V5R020C10S100"}
+    # One GetDeviceInfo per checklist run, nothing applied.
+    assert fake.info_calls == 1 and not fake.applies
+
+
+async def test_an_unknown_device_is_held_at_once_without_asking_for_fitness() -> None:
+    fake, clock = FakePeers(device=UNKNOWN, fitness=None), Clock()
+    job = new_job()
+    out = await runner_for(fake, clock).run(job)
+    # Not retried as "no telemetry" (fitness None would retry): held at the first run.
+    assert job.state is JobState.HELD and job.reason == "UNKNOWN_DEVICE"
+    assert out.event_types == ["provisioning.job_held"]
+    assert {i.item.value: i.result.value for i in job.checklist}["device_fit"] == "skipped"
+
+
+async def test_an_uncertified_operator_holds_the_job_before_configuration() -> None:
+    fake, clock = FakePeers(), Clock()
+    job = new_job(certified=False)
+    await runner_for(fake, clock).run(job)
+    assert job.state is JobState.HELD and job.reason == "OPERATOR_NOT_CERTIFIED"
+    assert job.step is Step.PRECHECKS and not fake.applies
+    assert "provisioning is not certified for broadband installation" in job.detail
+
+
+async def test_old_firmware_holds_the_job_naming_firmware_and_minimum() -> None:
+    fake, clock = FakePeers(device=DeviceInfo("HG8245H5 ONT", "V5R020C10S099")), Clock()
+    job = new_job()
+    await runner_for(fake, clock).run(job)
+    assert job.state is JobState.HELD and job.reason == "FIRMWARE_TOO_OLD"
+    assert "V5R020C10S099 is below the minimum V5R020C10S100" in job.detail

@@ -14,6 +14,7 @@ from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_provisioning.app.ports import CustomerContact, PeerRejected, PeerUnavailable
+from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.job import TestResult
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness, Health
@@ -124,6 +125,18 @@ class DeviceAgentClient(_Client):
             agent_pb2_grpc.DeviceAgentServiceStub,
             agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_name,
         )
+
+    async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
+        try:
+            resp = await self.call(
+                "GetDeviceInfo", agent_pb2.GetDeviceInfoRequest(device_id=device_id)
+            )
+        except PeerRejected as exc:
+            # The fleet does not know the id: a checklist failure, not a telemetry timeout.
+            if exc.code == grpc.StatusCode.NOT_FOUND.name:
+                return UNKNOWN
+            raise
+        return DeviceInfo(model=resp.info.model, firmware=resp.info.firmware)
 
     async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
         resp = await self.call(

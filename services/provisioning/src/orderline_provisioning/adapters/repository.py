@@ -1,4 +1,5 @@
-"""Jobs, test results and vouchers in the service's database."""
+"""Jobs, test results, vouchers, device reservations and operator certifications in the
+service's database."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from orderline_provisioning.adapters.tables import jobs, test_results, vouchers
+from orderline_provisioning.adapters.tables import (
+    certifications,
+    device_reservations,
+    jobs,
+    test_results,
+    vouchers,
+)
+from orderline_provisioning.domain.certification import Certification
+from orderline_provisioning.domain.checklist import ChecklistItem
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
@@ -30,20 +40,56 @@ _RESULTS_OF_ONE = (
 )
 _DELETE_RESULTS = delete(test_results).where(test_results.c.job_id == bindparam("key"))
 _INSERT_RESULTS = insert(test_results)
+# A job whose device another job has reserved is not runnable yet: it waits, unclaimed (no
+# work, no write), and is taken once that job's terminal save deletes the reservation.
+_DEVICE_TAKEN = exists().where(
+    device_reservations.c.device_id == jobs.c.device_id,
+    device_reservations.c.job_id != jobs.c.id,
+)
 _RUNNABLE = (
-    select(jobs.c.id)
+    select(jobs.c.id, jobs.c.device_id)
     .where(
         jobs.c.state == JobState.RUNNING.value,
         jobs.c.step != Step.DONE.value,
         jobs.c.next_attempt_at <= bindparam("now"),
         or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
+        ~_DEVICE_TAKEN,
     )
     .order_by(jobs.c.next_attempt_at)
     .limit(1)
 )
 # Two replicas never take the same row; each skips what the other holds (PostgreSQL; SQLite's
 # BEGIN IMMEDIATE already lets one writer in at a time).
-_RUNNABLE_SKIP_LOCKED = _RUNNABLE.with_for_update(skip_locked=True)
+_RUNNABLE_SKIP_LOCKED = _RUNNABLE.with_for_update(of=jobs, skip_locked=True)
+
+
+def _reserve(dialect: Any) -> Any:
+    """Reserves the device for the job, or keeps the job's own reservation (a job taken up
+    again after a crash or a retry): one row changed. Zero rows: another job holds the
+    device. On PostgreSQL a second replica's insert waits for the first's commit, then
+    finds the row and changes nothing, so two replicas never both get the device."""
+    stmt = dialect.insert(device_reservations)
+    return stmt.on_conflict_do_update(
+        index_elements=[device_reservations.c.device_id],
+        set_={"reserved_at": stmt.excluded.reserved_at},
+        where=device_reservations.c.job_id == stmt.excluded.job_id,
+    )
+
+
+_RESERVE = {"sqlite": _reserve(sqlite), "postgresql": _reserve(postgresql)}
+# Once per job (its terminal save, or a hold before it touched the device).
+_RELEASE_DEVICE = delete(device_reservations).where(
+    device_reservations.c.job_id == bindparam("key")
+)
+_CERTIFIED = select(certifications.c.principal).where(
+    certifications.c.principal == bindparam("principal"),
+    certifications.c.business_type == bindparam("business_type"),
+    certifications.c.revoked_at.is_(None),
+)
+_CERTIFICATION = select(certifications).where(
+    certifications.c.principal == bindparam("principal"),
+    certifications.c.business_type == bindparam("business_type"),
+)
 _TAKE_LEASE = update(jobs).where(jobs.c.id == bindparam("key"))
 _JOB_ID_OF_ORDER = select(jobs.c.id).where(jobs.c.order_id == bindparam("key"))
 _INSERT_VOUCHER = insert(vouchers)
@@ -71,6 +117,8 @@ def _job_values(job: Job) -> dict[str, Any]:
         "updated_at": job.updated_at,
         "step_started_at": job.step_started_at,
         "next_attempt_at": job.next_attempt_at,
+        "operator": job.operator,
+        "checklist": [i.to_record() for i in job.checklist] if job.checklist else None,
     }
 
 
@@ -126,7 +174,11 @@ class JobRepository:
                 "lease_until": keep_until,
             },
         )
-        return bool(getattr(result, "rowcount", 0) == 1)
+        saved = bool(getattr(result, "rowcount", 0) == 1)
+        if saved and _releases_device(job):
+            # In the job's own transaction: the device is free exactly when the job is over.
+            await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
+        return saved
 
     async def replace_test_results(self, job_id: str, results: Sequence[TestResult]) -> None:
         await self.session.execute(_DELETE_RESULTS, {"key": job_id})
@@ -148,10 +200,20 @@ class JobRepository:
     # --- leases ---------------------------------------------------------------------------
 
     async def claim_next(self, owner: str, now: datetime, until: datetime) -> Job | None:
-        """Takes the lease of the runnable job that has waited longest, if any."""
-        stmt = _RUNNABLE_SKIP_LOCKED if dialect_of(self.session) == "postgresql" else _RUNNABLE
-        job_id = (await self.session.execute(stmt, {"now": now})).scalar_one_or_none()
-        if job_id is None:
+        """Takes the lease of the runnable job that has waited longest, if any, and reserves
+        its device for it (or keeps its reservation). A job whose device another job holds is
+        not taken: it waits."""
+        dialect = dialect_of(self.session)
+        stmt = _RUNNABLE_SKIP_LOCKED if dialect == "postgresql" else _RUNNABLE
+        row = (await self.session.execute(stmt, {"now": now})).first()
+        if row is None:
+            return None
+        job_id, device_id = row
+        reserved = await self.session.execute(
+            _RESERVE[dialect], {"device_id": device_id, "job_id": job_id, "reserved_at": now}
+        )
+        if getattr(reserved, "rowcount", 0) != 1:
+            # Another replica reserved the device since our select: this job waits.
             return None
         await self.session.execute(
             _TAKE_LEASE, {"key": job_id, "lease_owner": owner, "lease_until": until}
@@ -181,6 +243,84 @@ class JobRepository:
             .values(lease_owner=None, lease_until=None)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def waiting_for(self, waiting: Sequence[Job]) -> dict[str, str]:
+        """Job id -> the id of the other job holding its device, for the running jobs among
+        `waiting` that wait for their device (read side only, not the hot path)."""
+        running = [j for j in waiting if j.runnable]
+        if not running:
+            return {}
+        rows = await self.session.execute(
+            select(device_reservations.c.device_id, device_reservations.c.job_id).where(
+                device_reservations.c.device_id.in_({j.device_id for j in running})
+            )
+        )
+        holders = {device: job_id for device, job_id in rows}
+        return {
+            j.id: holders[j.device_id] for j in running if holders.get(j.device_id, j.id) != j.id
+        }
+
+    # --- certifications -------------------------------------------------------------------
+
+    async def is_certified(self, principal: str, business_type: str) -> bool:
+        row = await self.session.execute(
+            _CERTIFIED, {"principal": principal, "business_type": business_type}
+        )
+        return row.first() is not None
+
+    async def certification(self, principal: str, business_type: str) -> Certification | None:
+        row = (
+            (
+                await self.session.execute(
+                    _CERTIFICATION, {"principal": principal, "business_type": business_type}
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _to_certification(row)
+
+    async def put_certification(self, cert: Certification, *, exists_already: bool) -> None:
+        values = {
+            "granted_at": cert.granted_at,
+            "granted_by": cert.granted_by,
+            "revoked_at": cert.revoked_at,
+            "revoked_by": cert.revoked_by or None,
+            "revoke_reason": cert.revoke_reason or None,
+        }
+        if exists_already:
+            await self.session.execute(
+                update(certifications)
+                .where(
+                    certifications.c.principal == cert.principal,
+                    certifications.c.business_type == cert.business_type,
+                )
+                .values(**values)
+            )
+        else:
+            await self.session.execute(
+                insert(certifications).values(
+                    principal=cert.principal, business_type=cert.business_type, **values
+                )
+            )
+
+    async def certifications(
+        self, *, principal: str = "", business_type: str = "", include_revoked: bool = False
+    ) -> list[Certification]:
+        conditions = []
+        if principal:
+            conditions.append(certifications.c.principal == principal)
+        if business_type:
+            conditions.append(certifications.c.business_type == business_type)
+        if not include_revoked:
+            conditions.append(certifications.c.revoked_at.is_(None))
+        stmt = select(certifications).order_by(
+            certifications.c.principal, certifications.c.business_type
+        )
+        if conditions:
+            stmt = stmt.where(and_(*conditions))
+        rows = (await self.session.execute(stmt)).mappings().all()
+        return [_to_certification(r) for r in rows]
 
     # --- vouchers -------------------------------------------------------------------------
 
@@ -244,6 +384,27 @@ class JobRepository:
         return out
 
 
+def _releases_device(job: Job) -> bool:
+    """Completed or failed; or held before it touched the device (its checklist failed), so
+    that a job waiting for a person does not keep another order from the device. A job held
+    after configuring keeps it: the device carries its configuration."""
+    if job.state in (JobState.COMPLETED, JobState.FAILED):
+        return True
+    return job.state is JobState.HELD and not job.touched_device
+
+
+def _to_certification(row: Any) -> Certification:
+    return Certification(
+        principal=row["principal"],
+        business_type=row["business_type"],
+        granted_at=row["granted_at"],
+        granted_by=row["granted_by"],
+        revoked_at=row["revoked_at"],
+        revoked_by=row["revoked_by"] or "",
+        revoke_reason=row["revoke_reason"] or "",
+    )
+
+
 def _to_job(row: Any, results: list[TestResult]) -> Job:
     created_at = row["created_at"]
     assert created_at is not None
@@ -269,6 +430,8 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         delivery_id=row["delivery_id"],
         channel=row["channel"],
         test_results=results,
+        operator=row["operator"] or "",
+        checklist=[ChecklistItem.from_record(i) for i in row["checklist"] or ()],
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

@@ -52,7 +52,41 @@ jobs = Table(
     # Which worker runs the job now, and until when, unless it renews (see app/worker.py).
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UTCDateTime, nullable=True),
+    # Migration 0003: the principal the device work runs under, and the pre-operation
+    # checklist as last checked (a list of items; NULL before prechecks ran). In the job's
+    # row so that recording it costs no statement beyond the job's own save.
+    Column("operator", String(64), nullable=False, server_default=""),
+    Column("checklist", JSON, nullable=True),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
+    Index("ix_jobs_device_id", "device_id"),
+)
+
+# One row per device a job holds: the primary key makes a second job for the same device
+# wait, on SQLite and on PostgreSQL alike (two replicas cannot both insert it). Written and
+# deleted in the transactions that change the job (its claim, its terminal save), so a
+# reservation never outlives its job's running state; a crashed worker's job keeps it and is
+# resumed under it. (Migration 0003.)
+device_reservations = Table(
+    "device_reservations",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("job_id", String(36), ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("reserved_at", UTCDateTime, nullable=False),
+)
+
+# Who may operate jobs of which business type (the checklist's operator_certified item).
+# Revoked rows are kept, with who revoked them and why; granting again clears the revocation.
+# (Migration 0003.)
+certifications = Table(
+    "certifications",
+    metadata,
+    Column("principal", String(64), primary_key=True),
+    Column("business_type", String(64), primary_key=True),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("granted_by", String(64), nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    Column("revoke_reason", Text, nullable=True),
 )
 
 test_results = Table(

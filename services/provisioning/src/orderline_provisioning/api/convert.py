@@ -7,6 +7,8 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
+from orderline_provisioning.domain.certification import Certification
+from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
 from orderline_provisioning.domain.job import Job
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
@@ -18,6 +20,12 @@ JOB_STATES: dict[JobState, pb.JobState.ValueType] = {
     JobState.FAILED: pb.JOB_STATE_FAILED,
 }
 STATES_BY_PROTO = {v: k for k, v in JOB_STATES.items()}
+CHECKLIST_RESULTS: dict[Result, pb.ChecklistResult.ValueType] = {
+    Result.PASSED: pb.CHECKLIST_RESULT_PASSED,
+    Result.FAILED: pb.CHECKLIST_RESULT_FAILED,
+    Result.PENDING: pb.CHECKLIST_RESULT_PENDING,
+    Result.SKIPPED: pb.CHECKLIST_RESULT_SKIPPED,
+}
 
 
 def _ts(at: datetime | None) -> Timestamp:
@@ -27,8 +35,36 @@ def _ts(at: datetime | None) -> Timestamp:
     return ts
 
 
-def job_to_proto(job: Job) -> pb.ProvisioningJob:
+def checklist_item_to_proto(item: ChecklistItem, business_type: str) -> pb.ChecklistItem:
+    return pb.ChecklistItem(
+        item=item.item.value,
+        result=CHECKLIST_RESULTS[item.result],
+        reason=item.reason,
+        evidence=dict(item.evidence),
+        texts=texts(item, business_type),
+        checked_at=_ts(item.checked_at),
+    )
+
+
+def certification_to_proto(cert: Certification) -> pb.Certification:
+    msg = pb.Certification(
+        principal=cert.principal,
+        business_type=cert.business_type,
+        granted_at=_ts(cert.granted_at),
+        granted_by=cert.granted_by,
+        revoked_by=cert.revoked_by,
+        revoke_reason=cert.revoke_reason,
+    )
+    if cert.revoked_at is not None:
+        msg.revoked_at.CopyFrom(_ts(cert.revoked_at))
+    return msg
+
+
+def job_to_proto(job: Job, waiting_for_job_id: str = "") -> pb.ProvisioningJob:
     return pb.ProvisioningJob(
+        checklist=[checklist_item_to_proto(i, job.business_type) for i in job.checklist],
+        operator=job.operator,
+        waiting_for_job_id=waiting_for_job_id,
         id=job.id,
         order_id=job.order_id,
         device_id=job.device_id,

@@ -6,21 +6,32 @@ from typing import Any
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
-from orderline_provisioning.api.convert import STATES_BY_PROTO, job_to_proto, voucher_to_proto
+from orderline_catalogue import load_catalogue
+from orderline_provisioning.api.convert import (
+    STATES_BY_PROTO,
+    certification_to_proto,
+    job_to_proto,
+    voucher_to_proto,
+)
+from orderline_provisioning.app.certifications import Certifications
 from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.domain.attestation import MAX_ENVELOPE_BYTES
+from orderline_provisioning.domain.certification import PRINCIPAL
 from orderline_provisioning.domain.voucher import is_voucher_id
 from orderline_runtime.errors import NotFound, Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
+from orderline_runtime.rpc.auth import current_principal
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_ID_LENGTH = 64
+MAX_REASON_LENGTH = 500
 
 
 class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
-    def __init__(self, queries: JobQueries) -> None:
+    def __init__(self, queries: JobQueries, certifications: Certifications) -> None:
         self.queries = queries
+        self.certifications = certifications
 
     async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
         v = Violations()
@@ -32,8 +43,8 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(getattr(request, name)) > MAX_ID_LENGTH:
                 v.add(name, f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        job = await self.queries.job(job_id=request.job_id, order_id=request.order_id)
-        return pb.GetJobResponse(job=job_to_proto(job))
+        job, waiting_for = await self.queries.job(job_id=request.job_id, order_id=request.order_id)
+        return pb.GetJobResponse(job=job_to_proto(job, waiting_for))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
         v = Violations()
@@ -53,12 +64,70 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
                 v.add("state", f"unknown job state {request.state}")
         v.raise_if_any()
         size = request.page_size or DEFAULT_PAGE_SIZE
-        jobs = await self.queries.jobs(state=state, after_id=after, limit=size + 1)
+        jobs, waiting = await self.queries.jobs(state=state, after_id=after, limit=size + 1)
         page, more = jobs[:size], len(jobs) > size
         return pb.ListJobsResponse(
-            jobs=[job_to_proto(j) for j in page],
+            jobs=[job_to_proto(j, waiting.get(j.id, "")) for j in page],
             next_page_token=encode_page_token(page[-1].id, filters) if more else "",
         )
+
+    async def GrantCertification(
+        self, request: pb.GrantCertificationRequest, context: Any
+    ) -> pb.GrantCertificationResponse:
+        v = Violations()
+        _check_certification_key(v, request.principal, request.business_type)
+        v.raise_if_any()
+        cert = await self.certifications.grant(
+            request.principal, request.business_type, current_principal().subject
+        )
+        return pb.GrantCertificationResponse(certification=certification_to_proto(cert))
+
+    async def RevokeCertification(
+        self, request: pb.RevokeCertificationRequest, context: Any
+    ) -> pb.RevokeCertificationResponse:
+        v = Violations()
+        _check_certification_key(v, request.principal, request.business_type)
+        if not request.reason.strip():
+            v.add("reason", "required: why the principal may no longer operate this type")
+        elif len(request.reason) > MAX_REASON_LENGTH:
+            v.add("reason", f"at most {MAX_REASON_LENGTH} characters")
+        v.raise_if_any()
+        cert = await self.certifications.revoke(
+            request.principal,
+            request.business_type,
+            current_principal().subject,
+            request.reason.strip(),
+        )
+        return pb.RevokeCertificationResponse(certification=certification_to_proto(cert))
+
+    async def ListCertifications(
+        self, request: pb.ListCertificationsRequest, context: Any
+    ) -> pb.ListCertificationsResponse:
+        v = Violations()
+        if request.principal and not PRINCIPAL.match(request.principal):
+            v.add("principal", "a principal's subject: letters, digits and ._@:/+- (max 64)")
+        if request.business_type and load_catalogue().get(request.business_type) is None:
+            v.add("business_type", "not a business type of the catalogue")
+        v.raise_if_any()
+        certs = await self.certifications.list(
+            principal=request.principal,
+            business_type=request.business_type,
+            include_revoked=request.include_revoked,
+        )
+        return pb.ListCertificationsResponse(
+            certifications=[certification_to_proto(c) for c in certs]
+        )
+
+
+def _check_certification_key(v: Violations, principal: str, business_type: str) -> None:
+    if not principal:
+        v.add("principal", "required")
+    elif not PRINCIPAL.match(principal):
+        v.add("principal", "a principal's subject: letters, digits and ._@:/+- (max 64)")
+    if not business_type:
+        v.add("business_type", "required")
+    elif load_catalogue().get(business_type) is None:
+        v.add("business_type", "not a business type of the catalogue")
 
 
 def _check_voucher_id(v: Violations, voucher_id: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from orderline_provisioning.domain.checklist import DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.job import TestResult
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness
@@ -46,6 +47,10 @@ class DeviceHealth(Protocol):
 
 
 class DeviceAgent(Protocol):
+    async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
+        """The device's model and firmware; UnknownDevice when the agent does not know it."""
+        ...
+
     async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
         """Returns the configuration version in force after the apply."""
         ...

@@ -29,19 +29,25 @@ class JobQueries:
         self.uow = uow
         self.keys = keys
 
-    async def job(self, *, job_id: str = "", order_id: str = "") -> Job:
+    async def job(self, *, job_id: str = "", order_id: str = "") -> tuple[Job, str]:
+        """The job, and the id of the job it waits for (its device's holder) or ""."""
         async with self.uow(read_only=True) as uow:
             if job_id:
                 job = await uow.repos.get(job_id)
             else:
                 job = await uow.repos.get_by_order(order_id)
-        if job is None:
-            raise NotFound("job", job_id or f"order {order_id}")
-        return job
+            if job is None:
+                raise NotFound("job", job_id or f"order {order_id}")
+            waiting = await uow.repos.waiting_for([job])
+        return job, waiting.get(job.id, "")
 
-    async def jobs(self, *, state: JobState | None, after_id: str, limit: int) -> list[Job]:
+    async def jobs(
+        self, *, state: JobState | None, after_id: str, limit: int
+    ) -> tuple[list[Job], dict[str, str]]:
+        """A page of jobs, and for those waiting for their device the job holding it."""
         async with self.uow(read_only=True) as uow:
-            return await uow.repos.page(state=state, after_id=after_id, limit=limit)
+            page = await uow.repos.page(state=state, after_id=after_id, limit=limit)
+            return page, await uow.repos.waiting_for(page)
 
     async def voucher(self, voucher_id: str) -> Voucher | None:
         async with self.uow(read_only=True) as uow:

@@ -16,9 +16,17 @@ from datetime import timedelta
 from google.protobuf.message import Message
 
 from orderline.events.v1 import provisioning_events_pb2 as ev
+from orderline_catalogue import load_catalogue
 from orderline_provisioning.app.ports import PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.domain import job as reasons
 from orderline_provisioning.domain.attestation import TestSummary
+from orderline_provisioning.domain.checklist import (
+    UNKNOWN,
+    ChecklistFacts,
+    DeviceInfo,
+    UnknownDevice,
+    decide_checklist,
+)
 from orderline_provisioning.domain.config import derive_config
 from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
 from orderline_provisioning.domain.notification import (
@@ -26,7 +34,7 @@ from orderline_provisioning.domain.notification import (
     activation_message,
     channel_for,
 )
-from orderline_provisioning.domain.prechecks import Verdict, decide_prechecks
+from orderline_provisioning.domain.prechecks import Fitness, Verdict
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import TEST_KINDS, Step, idempotency_key
 from orderline_provisioning.domain.texts import normalize_locale
@@ -108,13 +116,36 @@ class StepRunner:
     # --- steps --------------------------------------------------------------------------
 
     async def _prechecks(self, job: Job, out: StepOutcome) -> None:
+        """The pre-operation checklist (domain/checklist.py): one GetDeviceInfo and one
+        CheckFitness; the certification was read when the job was claimed (app/worker.py)."""
+        # First the agent: an id the fleet does not know fails at once as UNKNOWN_DEVICE,
+        # where device-monitor would only ever say "no telemetry yet".
+        device: DeviceInfo | UnknownDevice | None
         try:
-            fitness = await self.peers.health.check_fitness(job.device_id, job.order_id)
-            detail = "; ".join(fitness.reasons)
-        except PeerUnavailable as exc:
-            fitness, detail = None, str(exc)
+            device = await self.peers.agent.device_info(job.device_id)
+        except PeerUnavailable:
+            device = None
+        fitness: Fitness | None = None
+        detail = ""
+        if device is not UNKNOWN:
+            try:
+                fitness = await self.peers.health.check_fitness(job.device_id, job.order_id)
+                detail = "; ".join(fitness.reasons)
+            except PeerUnavailable as exc:
+                detail = str(exc)
         now = self.clock()
-        decision = decide_prechecks(fitness, job.waited(now), self.policy.prechecks_wait)
+        facts = ChecklistFacts(
+            business_type=job.business_type,
+            business=load_catalogue().get(job.business_type),
+            device=device,
+            fitness=fitness,
+            operator=job.operator,
+            certified=bool(job.operator_certified),
+            fitness_detail=detail,
+        )
+        decision = decide_checklist(facts, now, job.waited(now), self.policy.prechecks_wait)
+        job.checklist = list(decision.items)
+        detail = decision.detail
         if decision.verdict is Verdict.PASS:
             job.advance(now)
             out.add(

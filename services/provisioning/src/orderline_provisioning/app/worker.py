@@ -22,8 +22,9 @@ from opentelemetry.trace import StatusCode
 
 from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.app.steps import StepOutcome, StepRunner
+from orderline_provisioning.domain.certification import DEFAULT_OPERATOR
 from orderline_provisioning.domain.job import Job
-from orderline_provisioning.domain.steps import JobState
+from orderline_provisioning.domain.steps import JobState, Step
 from orderline_runtime.clock import Clock
 from orderline_runtime.logs import get_logger
 from orderline_runtime.telemetry import extract, order_scope, tracer
@@ -44,6 +45,7 @@ class JobWorker:
         runner: StepRunner,
         clock: Clock,
         *,
+        operator: str = DEFAULT_OPERATOR,
         concurrency: int = 4,
         poll_seconds: float = 1.0,
         lease_seconds: float = 30.0,
@@ -51,6 +53,8 @@ class JobWorker:
         self.uow = uow
         self.runner = runner
         self.clock = clock
+        # The principal automated jobs run under (domain/certification.py).
+        self.operator = operator
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
@@ -100,7 +104,18 @@ class JobWorker:
     async def _claim(self) -> Job | None:
         now = self.clock()
         async with self.uow() as uow:
-            return await uow.repos.claim_next(self.owner, now, now + self.lease)
+            job = await uow.repos.claim_next(self.owner, now, now + self.lease)
+            if job is None:
+                return None
+            if not job.operator:
+                job.operator = self.operator
+            if job.step is Step.PRECHECKS:
+                # Read here, in the claim's transaction, rather than in a transaction of
+                # its own: the checklist then costs no extra round trip to the database.
+                job.operator_certified = await uow.repos.is_certified(
+                    job.operator, job.business_type
+                )
+            return job
 
     async def _run_in_slot(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:

@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import FIRST_STEP, JobState, Step, next_step
+
+if TYPE_CHECKING:
+    # domain/checklist.py reads this module's reason codes (through prechecks.py).
+    from orderline_provisioning.domain.checklist import ChecklistItem
 
 # Reason codes (UPPER_SNAKE), carried by job_held / job_failed events and shown on the job.
 DEVICE_ABNORMAL = "DEVICE_ABNORMAL"
@@ -62,6 +67,14 @@ class Job:
     delivery_id: str = ""
     channel: str = ""
     test_results: list[TestResult] = field(default_factory=list)
+    # The principal the device work runs under (its certification is on the checklist):
+    # assigned when the worker first takes the job up (app/worker.py).
+    operator: str = ""
+    # The pre-operation checklist as last checked (domain/checklist.py).
+    checklist: list[ChecklistItem] = field(default_factory=list)
+    # Not stored: whether `operator` held a certification for the business type when the
+    # worker claimed the job (read in the claim's transaction; None: not read).
+    operator_certified: bool | None = None
     step_started_at: datetime | None = None
     next_attempt_at: datetime | None = None
     updated_at: datetime | None = None
@@ -100,6 +113,11 @@ class Job:
         if self.step is Step.DONE:
             self.state = JobState.COMPLETED
         return self.step
+
+    @property
+    def touched_device(self) -> bool:
+        """Past the checklist: the device may carry this job's configuration."""
+        return self.step is not Step.PRECHECKS
 
     def retry_later(
         self, reason: str, detail: str, now: datetime, policy: RetryPolicy, spread: float = 0.5

@@ -41,6 +41,33 @@ JOB_STATE_COMPLETED: JobState.ValueType  # 3
 JOB_STATE_FAILED: JobState.ValueType  # 4
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _ChecklistResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChecklistResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChecklistResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECKLIST_RESULT_UNSPECIFIED: _ChecklistResult.ValueType  # 0
+    CHECKLIST_RESULT_PASSED: _ChecklistResult.ValueType  # 1
+    CHECKLIST_RESULT_FAILED: _ChecklistResult.ValueType  # 2
+    """The job stops here (held) before the device is touched."""
+    CHECKLIST_RESULT_PENDING: _ChecklistResult.ValueType  # 3
+    """Not decided yet: the answer is awaited (no telemetry yet, a peer unreachable); retried."""
+    CHECKLIST_RESULT_SKIPPED: _ChecklistResult.ValueType  # 4
+    """Not checked: an earlier item made it meaningless (an unknown device has no fitness)."""
+
+class ChecklistResult(_ChecklistResult, metaclass=_ChecklistResultEnumTypeWrapper): ...
+
+CHECKLIST_RESULT_UNSPECIFIED: ChecklistResult.ValueType  # 0
+CHECKLIST_RESULT_PASSED: ChecklistResult.ValueType  # 1
+CHECKLIST_RESULT_FAILED: ChecklistResult.ValueType  # 2
+"""The job stops here (held) before the device is touched."""
+CHECKLIST_RESULT_PENDING: ChecklistResult.ValueType  # 3
+"""Not decided yet: the answer is awaited (no telemetry yet, a peer unreachable); retried."""
+CHECKLIST_RESULT_SKIPPED: ChecklistResult.ValueType  # 4
+"""Not checked: an earlier item made it meaningless (an unknown device has no fitness)."""
+Global___ChecklistResult: _TypeAlias = ChecklistResult  # noqa: Y015
+
 @_typing.final
 class TestResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -68,6 +95,95 @@ class TestResult(_message.Message):
 Global___TestResult: _TypeAlias = TestResult  # noqa: Y015
 
 @_typing.final
+class ChecklistItem(_message.Message):
+    """One item of the pre-operation checklist (作业前检查), as last checked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EvidenceEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class TextsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    """device_fit, device_model, firmware, work_instruction, operator_certified."""
+    result: Global___ChecklistResult.ValueType
+    reason: _builtins.str
+    """UPPER_SNAKE when not passed: UNKNOWN_DEVICE, DEVICE_MODEL_NOT_ALLOWED, FIRMWARE_TOO_OLD,
+    NO_WORK_INSTRUCTION, OPERATOR_NOT_CERTIFIED, DEVICE_ABNORMAL, NO_TELEMETRY, …
+    """
+    @_builtins.property
+    def evidence(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """What was found: the model, the firmware and its minimum, the instruction's
+        document@version, the operator.
+        """
+
+    @_builtins.property
+    def texts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The result in words, by locale ("en", "zh-CN")."""
+
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        result: Global___ChecklistResult.ValueType = ...,
+        reason: _builtins.str = ...,
+        evidence: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "evidence", b"evidence", "item", b"item", "reason", b"reason", "result", b"result", "texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChecklistItem: _TypeAlias = ChecklistItem  # noqa: Y015
+
+@_typing.final
 class ProvisioningJob(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -84,6 +200,9 @@ class ProvisioningJob(_message.Message):
     TEST_RESULTS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CHECKLIST_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_JOB_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
@@ -95,12 +214,22 @@ class ProvisioningJob(_message.Message):
     alarm_id: _builtins.str
     voucher_id: _builtins.str
     attempts: _builtins.int
+    operator: _builtins.str
+    """The principal the job's device work runs under, whose certification the checklist
+    checks: the service's automation operator unless an engineer was assigned.
+    """
+    waiting_for_job_id: _builtins.str
+    """Set while the job waits for its device, reserved by this other running job."""
     @_builtins.property
     def test_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestResult]: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def checklist(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChecklistItem]:
+        """The pre-operation checklist, in the order checked; empty until prechecks ran."""
+
     def __init__(
         self,
         *,
@@ -117,10 +246,13 @@ class ProvisioningJob(_message.Message):
         test_results: _abc.Iterable[Global___TestResult] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        checklist: _abc.Iterable[Global___ChecklistItem] | None = ...,
+        operator: _builtins.str = ...,
+        waiting_for_job_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "attempts", b"attempts", "business_type", b"business_type", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "attempts", b"attempts", "business_type", b"business_type", "checklist", b"checklist", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -397,3 +529,185 @@ class VerifyVoucherResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyVoucherResponse: _TypeAlias = VerifyVoucherResponse  # noqa: Y015
+
+@_typing.final
+class Certification(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    GRANTED_AT_FIELD_NUMBER: _builtins.int
+    GRANTED_BY_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
+    REVOKE_REASON_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    """The principal's subject (the `sub` of its token; `engineer-dev` for the dev token)."""
+    business_type: _builtins.str
+    granted_by: _builtins.str
+    revoked_by: _builtins.str
+    revoke_reason: _builtins.str
+    @_builtins.property
+    def granted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once revoked; a revoked certification no longer passes the checklist."""
+
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        granted_at: _timestamp_pb2.Timestamp | None = ...,
+        granted_by: _builtins.str = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_by: _builtins.str = ...,
+        revoke_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["granted_at", b"granted_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "granted_at", b"granted_at", "granted_by", b"granted_by", "principal", b"principal", "revoke_reason", b"revoke_reason", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Certification: _TypeAlias = Certification  # noqa: Y015
+
+@_typing.final
+class GrantCertificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    business_type: _builtins.str
+    """A key of the business catalogue."""
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantCertificationRequest: _TypeAlias = GrantCertificationRequest  # noqa: Y015
+
+@_typing.final
+class GrantCertificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def certification(self) -> Global___Certification: ...
+    def __init__(
+        self,
+        *,
+        certification: Global___Certification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certification", b"certification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certification", b"certification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantCertificationResponse: _TypeAlias = GrantCertificationResponse  # noqa: Y015
+
+@_typing.final
+class RevokeCertificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    business_type: _builtins.str
+    reason: _builtins.str
+    """Required: why the principal may no longer operate this business type."""
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "principal", b"principal", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCertificationRequest: _TypeAlias = RevokeCertificationRequest  # noqa: Y015
+
+@_typing.final
+class RevokeCertificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def certification(self) -> Global___Certification: ...
+    def __init__(
+        self,
+        *,
+        certification: Global___Certification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certification", b"certification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certification", b"certification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCertificationResponse: _TypeAlias = RevokeCertificationResponse  # noqa: Y015
+
+@_typing.final
+class ListCertificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    INCLUDE_REVOKED_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    """Optional filters."""
+    business_type: _builtins.str
+    include_revoked: _builtins.bool
+    """Revoked ones too (they are kept, with who revoked them and why)."""
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        include_revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "include_revoked", b"include_revoked", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCertificationsRequest: _TypeAlias = ListCertificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListCertificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def certifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Certification]:
+        """By principal, then business type. Certifications are few (principals x business
+        types), so they come in one page.
+        """
+
+    def __init__(
+        self,
+        *,
+        certifications: _abc.Iterable[Global___Certification] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certifications", b"certifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCertificationsResponse: _TypeAlias = ListCertificationsResponse  # noqa: Y015

@@ -45,6 +45,21 @@ class ProvisioningServiceStub:
                 request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GrantCertification = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/GrantCertification',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationResponse.FromString,
+                _registered_method=True)
+        self.RevokeCertification = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/RevokeCertification',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationResponse.FromString,
+                _registered_method=True)
+        self.ListCertifications = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/ListCertifications',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -63,6 +78,26 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantCertification(self, request, context):
+        """Certifications: which principal may operate jobs of which business type (the checklist's
+        operator_certified item). Granting again after a revocation restores it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCertification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCertifications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +110,21 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsRequest.FromString,
                     response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GrantCertification': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantCertification,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationResponse.SerializeToString,
+            ),
+            'RevokeCertification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertification,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationResponse.SerializeToString,
+            ),
+            'ListCertifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCertifications,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +182,87 @@ class ProvisioningService:
             '/orderline.provisioning.v1.ProvisioningService/ListJobs',
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsRequest.SerializeToString,
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantCertification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/GrantCertification',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.GrantCertificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/RevokeCertification',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RevokeCertificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCertifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/ListCertifications',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,12 @@ class ProvisioningServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ProvisioningServiceAsyncStub: ...
     GetJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.GetJobRequest, _provisioning_pb2.GetJobResponse]
     ListJobs: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ListJobsRequest, _provisioning_pb2.ListJobsResponse]
+    GrantCertification: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.GrantCertificationRequest, _provisioning_pb2.GrantCertificationResponse]
+    """Certifications: which principal may operate jobs of which business type (the checklist's
+    operator_certified item). Granting again after a revocation restores it.
+    """
+    RevokeCertification: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RevokeCertificationRequest, _provisioning_pb2.RevokeCertificationResponse]
+    ListCertifications: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ListCertificationsRequest, _provisioning_pb2.ListCertificationsResponse]
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -43,6 +49,12 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.GetJobRequest, _provisioning_pb2.GetJobResponse]  # type: ignore[assignment]
     ListJobs: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ListJobsRequest, _provisioning_pb2.ListJobsResponse]  # type: ignore[assignment]
+    GrantCertification: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.GrantCertificationRequest, _provisioning_pb2.GrantCertificationResponse]  # type: ignore[assignment]
+    """Certifications: which principal may operate jobs of which business type (the checklist's
+    operator_certified item). Granting again after a revocation restores it.
+    """
+    RevokeCertification: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RevokeCertificationRequest, _provisioning_pb2.RevokeCertificationResponse]  # type: ignore[assignment]
+    ListCertifications: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ListCertificationsRequest, _provisioning_pb2.ListCertificationsResponse]  # type: ignore[assignment]
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProvisioningService exposes the jobs that configure, test and activate a customer's device."""
@@ -60,6 +72,30 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _provisioning_pb2.ListJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_provisioning_pb2.ListJobsResponse, _abc.Awaitable[_provisioning_pb2.ListJobsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GrantCertification(
+        self,
+        request: _provisioning_pb2.GrantCertificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.GrantCertificationResponse, _abc.Awaitable[_provisioning_pb2.GrantCertificationResponse]]:
+        """Certifications: which principal may operate jobs of which business type (the checklist's
+        operator_certified item). Granting again after a revocation restores it.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeCertification(
+        self,
+        request: _provisioning_pb2.RevokeCertificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.RevokeCertificationResponse, _abc.Awaitable[_provisioning_pb2.RevokeCertificationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCertifications(
+        self,
+        request: _provisioning_pb2.ListCertificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.ListCertificationsResponse, _abc.Awaitable[_provisioning_pb2.ListCertificationsResponse]]: ...
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
