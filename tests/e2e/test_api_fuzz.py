@@ -58,6 +58,8 @@ ANSWERS = frozenset(
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.OUT_OF_RANGE,
+        # A request id reused with another body (CreateOrder): use a new request id.
+        grpc.StatusCode.ALREADY_EXISTS,
     }
 )
 # A server stream (WatchOrders) that passed validation runs until the caller's deadline.
@@ -78,7 +80,13 @@ EXPECTED_RPCS = {
         "HoldOrder",
         "ResumeOrder",
     },
-    "ProvisioningService": {"GetJob", "ListJobs"},
+    "ProvisioningService": {
+        "GetJob",
+        "ListJobs",
+        "GrantCertification",
+        "RevokeCertification",
+        "ListCertifications",
+    },
     "VoucherService": {"GetVoucher", "VerifyVoucher"},
     "TelemetryIngestService": {"StreamTelemetry"},
     "DeviceHealthService": {
@@ -245,6 +253,20 @@ def seeds(known: Known) -> dict[str, Message]:
             page_size=1,
             page_token=known.jobs_page_token,
             state=provisioning_pb2.JOB_STATE_COMPLETED,
+        ),
+        # A principal of its own: the fuzz never revokes what the stack's jobs run under.
+        f"{prov}ProvisioningService/GrantCertification": (
+            provisioning_pb2.GrantCertificationRequest(
+                principal="fuzz-operator", business_type="iptv"
+            )
+        ),
+        f"{prov}ProvisioningService/RevokeCertification": (
+            provisioning_pb2.RevokeCertificationRequest(
+                principal="fuzz-operator", business_type="iptv", reason="fuzz"
+            )
+        ),
+        f"{prov}ProvisioningService/ListCertifications": (
+            provisioning_pb2.ListCertificationsRequest(principal="provisioning")
         ),
         f"{prov}VoucherService/GetVoucher": provisioning_pb2.GetVoucherRequest(
             voucher_id=known.voucher_id

@@ -88,6 +88,13 @@ class Conflict(OrderlineError):
     reason = "CONFLICT"
 
 
+class AlreadyExists(OrderlineError):
+    """The key is taken by something else: a retry of a request id with a different body, say.
+    Trying again changes nothing."""
+
+    reason = "ALREADY_EXISTS"
+
+
 class PoisonMessage(Exception):
     """An event that can never be handled (malformed, against the contract): dead-letter it."""
 

@@ -153,6 +153,18 @@ async def test_retry_with_same_request_id_returns_the_first_order(
     assert [o.id for o in listed.orders] == [first.order.id]
 
 
+async def test_a_request_id_reused_for_another_order_is_already_exists(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    first = await intake.CreateOrder(create_request("reused"), metadata=CLERK)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await intake.CreateOrder(create_request("reused", plan="fiber-1000m"), metadata=CLERK)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert first.order.id in (err.value.details() or "")
+    got = await intake.GetOrder(order_pb2.GetOrderRequest(order_id=first.order.id), metadata=CLERK)
+    assert got.order.plan == first.order.plan
+
+
 async def test_bad_fields_are_each_named(intake: order_pb2_grpc.OrderServiceStub) -> None:
     bad = create_request(
         "",

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
 from orderline_intake.app.watch import QUEUE_LIMIT, OrderFeed, Subscription
-from orderline_intake.domain.order import Customer, Document, NewOrder, Order
+from orderline_intake.domain.order import Customer, Document, NewOrder, Order, request_fingerprint
 from orderline_intake.domain.states import (
     TERMINAL,
     TRANSITIONS,
@@ -27,6 +28,7 @@ from orderline_intake.domain.states import (
     Trigger,
 )
 from orderline_runtime.errors import (
+    AlreadyExists,
     Conflict,
     FailedPrecondition,
     InvalidArgument,
@@ -129,24 +131,22 @@ class InMemoryOrders:
 class RacingOrders(InMemoryOrders):
     """Another clerk's retry with the same request id commits between our read and our write."""
 
-    def __init__(self, race: Callable[[], bool]) -> None:
+    def __init__(self, race: Callable[[], bool], winner: Order) -> None:
         super().__init__()
+        self.winner = winner
         # A function, so that the unit of work's copy of these repositories still reaches the
         # committed ones and the race happens once.
         self.race = race
 
     async def by_request_id(self, client_request_id: str) -> Order | None:
         if self.race():
-            self._store(copy.deepcopy(WINNER))  # what the unique key will clash with
+            self._store(copy.deepcopy(self.winner))  # what the unique key will clash with
             return None
         return await super().by_request_id(client_request_id)
 
 
-WINNER = Order.record(
-    "O-WINNER", NewOrder("req-9", "broadband_install", Customer("王芳", "+8613900139000",
-    "11010519491231002X", "上海市", "zh-CN"), "CPE-0009", "fiber-500m"), "clerk-wang",
-    datetime(2026, 12, 6, 8, 0, tzinfo=UTC),
-)  # fmt: skip
+def recorded_by_another_clerk(new: NewOrder) -> Order:
+    return Order.record("O-WINNER", new, "clerk-wang", datetime(2026, 12, 6, 8, 0, tzinfo=UTC))
 
 
 class SteppingClock:
@@ -213,15 +213,41 @@ async def test_a_retry_with_the_same_request_id_returns_the_first_order_and_emit
     app: OrderApp, store: InMemoryStore[InMemoryOrders]
 ) -> None:
     first, _ = await app.create(new_order("req-7"), actor="clerk-li")
-    again, created = await app.create(new_order("req-7", plan="other"), actor="clerk-wang")
+    again, created = await app.create(new_order("req-7"), actor="clerk-wang")
 
     assert not created
-    assert again.id == first.id and again.plan == "fiber-500m"
+    assert again.id == first.id
     assert len(store.repos.orders) == 1
     assert store.event_types.count("order.created") == 1
 
 
-async def test_a_concurrent_retry_that_wins_the_race_is_answered_with_the_winners_order() -> None:
+async def test_a_request_id_reused_with_other_details_is_refused_and_changes_nothing(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    first, _ = await app.create(new_order("req-7"), actor="clerk-li")
+    commits = store.commits
+    with pytest.raises(AlreadyExists) as refused:
+        await app.create(new_order("req-7", plan="fiber-1000m"), actor="clerk-wang")
+
+    assert refused.value.reason == "REQUEST_ID_REUSED"
+    assert first.id in refused.value.message and "请求编号" in refused.value.message
+    assert store.commits == commits and store.repos.orders[first.id].plan == "fiber-500m"
+    assert store.event_types.count("order.created") == 1
+
+
+def test_a_retry_sent_the_older_way_has_the_same_fingerprint() -> None:
+    structured = new_order("req-8")
+    legacy = replace(structured, id_number_path="customer.id_number")
+    assert request_fingerprint(legacy) == request_fingerprint(structured)
+    assert request_fingerprint(replace(structured, device_id="CPE-0002")) != (
+        request_fingerprint(structured)
+    )
+
+
+@pytest.mark.parametrize("same", [True, False])
+async def test_a_concurrent_create_that_wins_the_race_answers_a_retry_and_refuses_another(
+    same: bool,
+) -> None:
     store: InMemoryStore[InMemoryOrders] = InMemoryStore(InMemoryOrders(), producer="intake")
     raced = False
 
@@ -230,15 +256,20 @@ async def test_a_concurrent_retry_that_wins_the_race_is_answered_with_the_winner
         if raced:
             return False
         raced = True
-        store.repos._store(copy.deepcopy(WINNER))  # the other transaction commits
+        store.repos._store(copy.deepcopy(winner))  # the other transaction commits
         return True
 
-    store.repos = RacingOrders(race)
+    ours = new_order("req-9")
+    winner = recorded_by_another_clerk(ours if same else new_order("req-9", plan="fiber-1000m"))
+    store.repos = RacingOrders(race, winner)
     app = OrderApp(store.uow, load_catalogue(), SteppingClock())
 
-    order, created = await app.create(new_order("req-9"), actor="clerk-li")
-
-    assert not created and order.id == "O-WINNER"
+    if same:
+        order, created = await app.create(ours, actor="clerk-li")
+        assert not created and order.id == "O-WINNER"
+    else:
+        with pytest.raises(AlreadyExists):
+            await app.create(ours, actor="clerk-li")
     # Our half-done transaction left nothing behind: no events, no second order.
     assert store.published == []
     assert list(store.repos.orders) == ["O-WINNER"]

@@ -230,6 +230,7 @@ class SqlOrderRepository:
             ],
             "requested_fields": list(order.requested_fields),
             "review_queued_at": order.review_queued_at,
+            "request_fingerprint": order.request_fingerprint,
         }
 
     async def _hydrate(self, rows: Sequence[Any]) -> list[Order]:
@@ -297,6 +298,7 @@ class SqlOrderRepository:
                 ),
                 requested_fields=tuple(r["requested_fields"]),
                 review_queued_at=r["review_queued_at"],
+                request_fingerprint=r["request_fingerprint"],
                 milestones=milestones[r["id"]],
                 history=history[r["id"]],
             )

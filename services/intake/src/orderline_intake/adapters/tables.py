@@ -58,6 +58,8 @@ orders = Table(
     # [field path]: what a pending order waits for.
     Column("requested_fields", JSON, nullable=False, default=list),
     Column("review_queued_at", UTCDateTime, nullable=True),
+    # SHA-256 of the create request (domain/order.py: request_fingerprint); "" before 0004.
+    Column("request_fingerprint", String(64), nullable=False, default=""),
     # The review queue: acknowledged orders, oldest in the queue first.
     Index("ix_orders_review_queue", "state", "review_queued_at", "id"),
 )

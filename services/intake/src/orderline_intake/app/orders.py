@@ -16,7 +16,14 @@ from orderline_intake.app import payloads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
 from orderline_intake.app.watch import OrderFeed
 from orderline_intake.domain.amend import apply_mask, check_mask, prefixed
-from orderline_intake.domain.order import PROVISIONING, NewOrder, Order, ReviewReason, StateChange
+from orderline_intake.domain.order import (
+    PROVISIONING,
+    NewOrder,
+    Order,
+    ReviewReason,
+    StateChange,
+    request_fingerprint,
+)
 from orderline_intake.domain.review import (
     HOLD_REASONS,
     INFORMATION_REASONS,
@@ -33,6 +40,7 @@ from orderline_intake.domain.text import says
 from orderline_intake.domain.validation import validate_new_order
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import (
+    AlreadyExists,
     Conflict,
     FailedPrecondition,
     InvalidArgument,
@@ -83,7 +91,7 @@ class OrderApp:
             async with self.uow() as uow:
                 existing = await uow.repos.by_request_id(new.client_request_id)
                 if existing is not None:
-                    return existing, False
+                    return _retried(existing, new), False
                 order = Order.record(new_id(), new, actor, self.clock())
                 with order_scope(order.id, order.device_id):
                     uow.emit(payloads.order_created(order, actor))
@@ -98,7 +106,7 @@ class OrderApp:
                 winner = await uow.repos.by_request_id(new.client_request_id)
             if winner is None:
                 raise
-            return winner, False
+            return _retried(winner, new), False
 
     def _automatic_review(
         self,
@@ -384,6 +392,23 @@ class OrderApp:
             versions = await uow.repos.versions_since(since, order_ids or None)
             unseen = [i for i, version in versions if seen.get(i, -1) < version]
             return await uow.repos.many(unseen) if unseen else []
+
+
+def _retried(existing: Order, new: NewOrder) -> Order:
+    """The order a create with the same request id recorded, if this create asks for the same
+    thing (a retry); another order reusing the request id is refused, not silently merged."""
+    if existing.request_fingerprint and existing.request_fingerprint != request_fingerprint(new):
+        text = says(
+            f"client_request_id {new.client_request_id!r} was used for order {existing.id} "
+            "with other details: use a new request id for a new order",
+            f"请求编号 {new.client_request_id!r} 已用于内容不同的订单 {existing.id}。"
+            "新订单请使用新的请求编号",
+        )
+        raise AlreadyExists(
+            str(text),
+            reason="REQUEST_ID_REUSED",
+        )
+    return existing
 
 
 def _four_eyes(order: Order, actor: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from orderline_catalogue import MILESTONES as MILESTONES
@@ -97,6 +98,15 @@ class StateChange:
     at: datetime
 
 
+def request_fingerprint(new: NewOrder) -> str:
+    """SHA-256 of what a create request asks for, in a canonical form: equal for a retry of
+    the same request (sent the older way or the newer, `id_number_path`), different for any
+    other field's value."""
+    asked = asdict(replace(new, id_number_path=""))
+    canonical = json.dumps(asked, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass
 class Order:
     id: str
@@ -122,6 +132,9 @@ class Order:
     # While pending: the field paths (as in AmendOrderRequest.update_mask) to supply.
     requested_fields: tuple[str, ...] = ()
     review_queued_at: datetime | None = None
+    # What the create request said (`request_fingerprint`), so that a retry of its request id
+    # can be told from a different order reusing it; empty for orders recorded before it.
+    request_fingerprint: str = ""
     milestones: dict[str, datetime] = field(default_factory=dict)
     history: list[StateChange] = field(default_factory=list)
     # What changed since load, for the repository to write.
@@ -143,6 +156,7 @@ class Order:
             created_by=actor,
             created_at=now,
             updated_at=now,
+            request_fingerprint=request_fingerprint(new),
         )
         change = StateChange(
             OrderState.ACKNOWLEDGED, OrderState.ACKNOWLEDGED, actor, "RECORDED", now
