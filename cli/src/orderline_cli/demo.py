@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import secrets
 
 import grpc
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_catalogue import load_catalogue
 from orderline_runtime.ids import new_id
 
 # The fleet starts with this device overheating, so one demo order shows the hold path.
@@ -38,6 +40,33 @@ TYPES = [
     ("dedicated_line", "dl-100m"),
 ]
 
+# The fleet simulator gives device CPE-n the n-th of these models in turn, each with firmware
+# at or above every minimum of the catalogue (simulators: fleet/domain.py MODELS). Provisioning
+# checks the device's real model before it configures it, so a demo order names a business
+# type that its device's model is allowed for (an IPTV set-top box gets no broadband order).
+FLEET_MODELS = ("HG8245H5 ONT", "ZXHN F670L ONT", "B860AV2.1 IPTV STB", "DSL-2750U VDSL router")
+_FLEET_ID = re.compile(r"^CPE-(\d+)$")
+
+
+def fleet_model(device_id: str) -> str | None:
+    """The model the fleet simulator gives `device_id`, or None for an id it does not make."""
+    match = _FLEET_ID.match(device_id)
+    if match is None or int(match.group(1)) < 1:
+        return None
+    return FLEET_MODELS[(int(match.group(1)) - 1) % len(FLEET_MODELS)]
+
+
+def business_type_for(i: int, device: str) -> tuple[str, str]:
+    """The i-th of TYPES, or the next one in turn that the device's model is allowed for."""
+    model = fleet_model(device)
+    catalogue = load_catalogue()
+    for k in range(len(TYPES)):
+        business_type, plan = TYPES[(i + k) % len(TYPES)]
+        business = catalogue.get(business_type)
+        if model is None or (business is not None and business.device_model(model)):
+            return business_type, plan
+    return TYPES[i % len(TYPES)]
+
 
 # The documents each demo business type attaches: those its catalogue entry requires.
 DOCUMENTS = {
@@ -58,9 +87,12 @@ _FLATS = itertools.count(101)
 
 
 def demo_request(i: int, device: str) -> order_pb2.CreateOrderRequest:
+    return _request(i, device, *business_type_for(i, device))
+
+
+def _request(i: int, device: str, business_type: str, plan: str) -> order_pb2.CreateOrderRequest:
     name, phone, id_number, street, locale = CUSTOMERS[i % len(CUSTOMERS)]
     address = f"{street}{_BUILDING}号楼{next(_FLATS)}室"
-    business_type, plan = TYPES[i % len(TYPES)]
     return order_pb2.CreateOrderRequest(
         client_request_id=f"demo-{new_id()}",
         business_type=business_type,
@@ -89,7 +121,7 @@ def _document(kind: str, owner: str) -> order_pb2.Document:
 def review_request(device: str) -> order_pb2.CreateOrderRequest:
     """A customer with a passport: no check digit to check, so a reviewer compares it with the
     copy (the order waits in the review queue)."""
-    request = demo_request(0, device)
+    request = _request(0, device, *TYPES[0])
     request.customer.name = "John Smith"
     request.customer.locale = "en"
     request.customer.identity.passport.number = "K12345678"
@@ -100,7 +132,7 @@ def review_request(device: str) -> order_pb2.CreateOrderRequest:
 def pending_request(device: str) -> order_pb2.CreateOrderRequest:
     """A broadband order for a set-top box: not a model broadband allows, so the order waits in
     `pending` for the clerk to name another (device_model)."""
-    request = demo_request(0, device)
+    request = _request(0, device, *TYPES[0])
     request.device_model = "B860AV2.1 IPTV STB"
     return request
 

@@ -225,6 +225,12 @@ class LocalStack:
                 env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(
                     ensure_ed25519_key_file(self.voucher_key_file)
                 )
+                # The demo's operators, certified for every business type (the checklist's
+                # operator_certified item checks it; docs/configuration.md), unless the caller
+                # says otherwise.
+                env.setdefault(
+                    "ORDERLINE_PROVISIONING_SEED_CERTIFICATIONS", "provisioning:*,engineer-dev:*"
+                )
                 env.update(
                     ORDERLINE_INTAKE_ADDRESS=f"127.0.0.1:{ports['intake']}",
                     ORDERLINE_DEVICE_MONITOR_ADDRESS=f"127.0.0.1:{ports['device-monitor']}",

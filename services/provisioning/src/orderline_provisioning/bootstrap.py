@@ -109,9 +109,10 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
 
     async def run_worker(stop: asyncio.Event) -> None:
         try:
-            if settings.provisioning_seed_certifications:
+            seed = settings.certification_seed()
+            if seed:
                 # Before the first job is taken up, so no job meets an unseeded checklist.
-                await certifications.seed(settings.provisioning_seed_certifications)
+                await certifications.seed(seed)
             await worker.run(stop)
         finally:
             for client in (health, agent, intake, gateway):

@@ -39,9 +39,12 @@ class ProvisioningSettings(ServiceSettings):
         default="provisioning", pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,63}$"
     )
     # Certifications granted at start where none was ever recorded (a revoked one stays
-    # revoked): `principal:type|type` or `principal:*`, comma-separated. Empty by default:
-    # nobody is certified until a manager grants it; the local stack seeds its operators.
-    provisioning_seed_certifications: str = ""
+    # revoked): `principal:type|type` or `principal:*`, comma-separated. Unset: nobody is
+    # certified until a manager grants it, except in development (development tokens
+    # allowed: the local stack, the bench, tests), where the operator and `engineer-dev` are
+    # certified for every type, so that the demo flows without skipping the check.
+    provisioning_seed_certifications: str | None = None
+
     # The Ed25519 private key (PEM PKCS#8, or 32 raw bytes) that signs activation vouchers.
     # Required: without it the service does not start, as it never issues an unsigned voucher
     # (docs/configuration.md says why it refuses rather than failing jobs).
@@ -49,3 +52,11 @@ class ProvisioningSettings(ServiceSettings):
     # Public keys (a PEM bundle) of earlier voucher keys: after a rotation the vouchers they
     # signed still verify. The current key's own public key is always trusted.
     provisioning_voucher_public_keys_file: Path | None = None
+
+    def certification_seed(self) -> str:
+        """What to seed at start (see provisioning_seed_certifications)."""
+        if self.provisioning_seed_certifications is not None:
+            return self.provisioning_seed_certifications
+        if self.allow_development_tokens:
+            return f"{self.provisioning_operator}:*,engineer-dev:*"
+        return ""
