@@ -36,6 +36,18 @@ async def test_putting_the_same_bytes_again_stores_them_once(tmp_path: Path) -> 
     assert [p.name for p in store.path_of(first).parent.iterdir()] == [first]
 
 
+async def test_a_dossier_s_documents_are_stored_together_each_under_its_own_name(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    known = await store.put(b"order.json")
+    contents = [b"order.json", "凭证 voucher".encode(), b""]
+    digests = await store.put_many(contents)
+    assert digests[0] == known
+    assert digests == [hashlib.sha256(c).hexdigest() for c in contents]
+    assert [await store.read(d) for d in digests] == contents
+
+
 async def test_a_write_is_atomic_a_failed_one_leaves_no_blob_and_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

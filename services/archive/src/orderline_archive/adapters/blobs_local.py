@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,9 +40,16 @@ class LocalBlobStore:
         return self.root / "sha256" / digest[:2] / digest[2:4] / digest
 
     async def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        await asyncio.to_thread(self._put, digest, data)
-        return digest
+        return (await self.put_many([data]))[0]
+
+    async def put_many(self, contents: Sequence[bytes]) -> list[str]:
+        named = [(hashlib.sha256(data).hexdigest(), data) for data in contents]
+        await asyncio.to_thread(self._put_all, named)
+        return [digest for digest, _ in named]
+
+    def _put_all(self, named: Sequence[tuple[str, bytes]]) -> None:
+        for digest, data in named:
+            self._put(digest, data)
 
     def _put(self, digest: str, data: bytes) -> None:
         path = self.path_of(digest)

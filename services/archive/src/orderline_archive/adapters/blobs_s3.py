@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import http.client
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
@@ -126,13 +126,20 @@ class S3BlobStore:
         return f"sha256/{digest[:2]}/{digest[2:4]}/{digest}"
 
     async def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        status, body = await asyncio.to_thread(
-            self._request, "PUT", digest, data, payload_sha256=digest
-        )
-        if status != 200:
-            raise BlobStoreUnavailable(digest, f"PUT answered {status}: {_brief(body)}")
-        return digest
+        return (await self.put_many([data]))[0]
+
+    async def put_many(self, contents: Sequence[bytes]) -> list[str]:
+        return await asyncio.to_thread(self._put_all, contents)
+
+    def _put_all(self, contents: Sequence[bytes]) -> list[str]:
+        digests = []
+        for data in contents:
+            digest = hashlib.sha256(data).hexdigest()
+            status, body = self._request("PUT", digest, data, payload_sha256=digest)
+            if status != 200:
+                raise BlobStoreUnavailable(digest, f"PUT answered {status}: {_brief(body)}")
+            digests.append(digest)
+        return digests
 
     async def open(self, digest: str) -> AsyncIterator[bytes]:
         spool = await asyncio.to_thread(self._download, digest)

@@ -9,7 +9,7 @@ bytes: `open` verifies the whole blob before yielding its first chunk.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 # 64 KiB, the size GetDocument streams in: well under gRPC's 4 MiB message limit.
@@ -53,6 +53,11 @@ class BlobStore(Protocol):
     async def put(self, data: bytes) -> str:
         """Stores the bytes (once: storing them again is a no-op) and returns their SHA-256
         hex digest. Returns only once the blob is durable."""
+        ...
+
+    async def put_many(self, contents: Sequence[bytes]) -> list[str]:
+        """`put` of each, in one hand-off to the store's thread: a dossier's few documents
+        cost one wake-up of a worker thread, not one each (docs/performance.md)."""
         ...
 
     def open(self, digest: str) -> AsyncIterator[bytes]:

@@ -76,10 +76,10 @@ class DossierSealer:
         docs = dossier_documents(order_summary(payload, order_id))
         # Blobs first (see the module's docstring); a store that does not answer fails the
         # event, which is redelivered.
-        for doc in docs:
-            stored = await self.blobs.put(doc.content)
-            if stored != doc.sha256:  # a store that names blobs otherwise would break proofs
-                raise RuntimeError(f"the blob store named {doc.name} {stored}, not {doc.sha256}")
+        stored = await self.blobs.put_many([doc.content for doc in docs])
+        for doc, name in zip(docs, stored, strict=True):
+            if name != doc.sha256:  # a store that names blobs otherwise would break proofs
+                raise RuntimeError(f"the blob store named {doc.name} {name}, not {doc.sha256}")
         head = await repo.lock_head()
         existing = await repo.dossier_id_for_order(order_id)
         if existing is not None:
