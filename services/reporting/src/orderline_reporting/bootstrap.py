@@ -8,9 +8,13 @@ from orderline.reporting.v1 import reporting_pb2_grpc
 from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.api.reporting import ReportingApi
+from orderline_reporting.app.positions import PositionedConsumer
 from orderline_reporting.app.projector import Projector
+from orderline_reporting.app.rebuild import Rebuilder
 from orderline_reporting.app.reports import ReportQueries
 from orderline_reporting.settings import ReportingSettings
+from orderline_runtime.messaging.consumer import Handler
+from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -38,10 +42,30 @@ def build(settings: ReportingSettings | None = None) -> Service[ProjectionReposi
     )
     service.add_grpc_service(
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
-        ReportingApi(ReportQueries(service.uow, service.clock)),
+        ReportingApi(
+            ReportQueries(service.uow, service.clock),
+            Rebuilder(service.bus, service.uow, Path(__file__).parent / "migrations"),
+        ),
         SERVICE,
     )
     # One durable consumer per stream. DEADLETTER is not consumed: its messages are not
     # envelopes, and a reader that dead-letters what it cannot parse must not read its own.
-    service.consume(Projector().handlers())
+    # Reporting's consumer tells each handler its message's stream sequence: the projection's
+    # digest is recorded per stream position (app/positions.py).
+    handlers = Projector().handlers()
+    by_stream: dict[StreamSpec, list[Handler]] = {}
+    for handler in handlers:
+        by_stream.setdefault(handler.spec.stream, []).append(handler)
+    for stream, stream_handlers in by_stream.items():
+        service.consumers.append(
+            PositionedConsumer(
+                service=service.name,
+                stream=stream,
+                handlers=stream_handlers,
+                unit_of_work=service.uow,
+                inbox=service.inbox_table,
+                bus=service.bus,
+                clock=service.clock,
+            )
+        )
     return service

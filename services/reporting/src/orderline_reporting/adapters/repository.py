@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from orderline_reporting.adapters.tables import event_counts, orders, sealed_dossiers
+from orderline_reporting.adapters.tables import (
+    event_counts,
+    orders,
+    projection_checkpoints,
+    projection_head,
+    sealed_dossiers,
+)
+from orderline_reporting.domain import digest as dg
+from orderline_reporting.domain.digest import OrderRow, SealedRow
 from orderline_reporting.domain.projection import StateObservation
 from orderline_runtime.database import SqlConnection
 
@@ -49,6 +58,53 @@ _ADD_SEALED = _by_dialect(
 )
 
 
+_HEAD = "live"
+_LOCK_HEAD = (
+    select(projection_head.c.accumulator, projection_head.c.position, projection_head.c.checkpoints)
+    .where(projection_head.c.name == _HEAD)
+    .with_for_update()
+)
+_NEW_HEAD = _by_dialect(
+    lambda insert: (
+        insert(projection_head)
+        .values(name=_HEAD, accumulator=dg.EMPTY_ACCUMULATOR, position="{}", checkpoints=0)
+        .on_conflict_do_nothing(index_elements=[projection_head.c.name])
+    )
+)
+_UPDATE_HEAD = update(projection_head).where(projection_head.c.name == _HEAD)
+_ADD_CHECKPOINT = insert(projection_checkpoints)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The projection's digest state as committed (domain/digest.py)."""
+
+    accumulator: int
+    position: dg.Position
+    checkpoints: int
+
+    @property
+    def digest(self) -> str:
+        return dg.digest(self.accumulator)
+
+    @property
+    def events_applied(self) -> int:
+        return sum(p.applied for p in self.position.values())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    number: int
+    position: dg.Position
+    digest: str
+
+
+def _head(row: Any) -> Head:
+    return Head(
+        dg.accumulator_of(row.accumulator), dg.position_of(row.position), int(row.checkpoints)
+    )
+
+
 class ProjectionRepository:
     def __init__(self, session: SqlConnection) -> None:
         self.session = session
@@ -56,30 +112,71 @@ class ProjectionRepository:
         # Events counted in this transaction, by type: one upsert per type at commit instead
         # of one per event (a consumed batch holds many events of few types).
         self._counted: Counter[str] = Counter()
+        # What this transaction changed in the digest's sum (row hashes in minus out), and the
+        # stream sequences of the events it applied: written with the counts at commit.
+        self._delta = 0
+        self._applied: dict[str, list[int]] = {}
 
     async def count_event(self, event_type: str) -> None:
         self._counted[event_type] += 1
 
+    def applied(self, stream: str, sequence: int) -> None:
+        """One event of `stream` at `sequence` (0: unknown) applied in this transaction."""
+        self._applied.setdefault(stream, []).append(sequence)
+
     async def flush(self) -> None:
-        """Writes the counts gathered in this transaction (the unit of work calls it just
-        before committing)."""
+        """Writes what this transaction gathered (the unit of work calls it just before
+        committing): the counts, once per type, then the digest head and one checkpoint.
+        Four statements per transaction whatever its size; nothing is rescanned."""
         if self._counted:
             await self.session.execute(
                 _COUNT_EVENTS[self.dialect],
                 [{"event_type": t, "seen": n} for t, n in sorted(self._counted.items())],
             )
+            self._delta += sum(n * dg.count_unit(t) for t, n in self._counted.items())
             self._counted.clear()
+        if not self._applied and not self._delta:
+            return
+        head = await self._lock_head()
+        accumulator = dg.combine(head.accumulator, self._delta)
+        position = dg.advance(head.position, self._applied)
+        number = head.checkpoints + 1
+        text = dg.position_text(position)
+        await self.session.execute(
+            _UPDATE_HEAD,
+            {
+                "accumulator": dg.accumulator_hex(accumulator),
+                "position": text,
+                "checkpoints": number,
+            },
+        )
+        await self.session.execute(
+            _ADD_CHECKPOINT,
+            {
+                "number": number,
+                "position": text,
+                "digest": dg.digest(accumulator),
+                "events_applied": sum(p.applied for p in position.values()),
+            },
+        )
+        self._delta = 0
+        self._applied = {}
 
-    async def lock_order(self, order_id: str) -> tuple[str, StateObservation | None] | None:
-        """The order's row, locked until the transaction ends: (business type, prevailing
-        state observation); None when reporting has not seen the order yet."""
+    async def _lock_head(self) -> Head:
+        row = (await self.session.execute(_LOCK_HEAD)).first()
+        if row is None:  # tables made without the migration's seed row
+            await self.session.execute(_NEW_HEAD[self.dialect])
+            row = (await self.session.execute(_LOCK_HEAD)).first()
+            assert row is not None
+        return _head(row)
+
+    async def lock_order(self, order_id: str) -> OrderRow | None:
+        """The order's row, locked until the transaction ends; None when reporting has not
+        seen the order yet."""
         row = (await self.session.execute(_ORDER_FOR_UPDATE, {"order_id": order_id})).first()
         if row is None:
             return None
-        current = None
-        if row.state is not None and row.state_at is not None:
-            current = StateObservation(row.state, row.state_at)
-        return row.business_type, current
+        return OrderRow(order_id, row.business_type, row.state, row.state_at)
 
     async def add_order(
         self, order_id: str, business_type: str, observation: StateObservation
@@ -93,34 +190,99 @@ class ProjectionRepository:
                 "business_type": business_type,
                 "state": observation.state,
                 "state_at": observation.at,
-                "updated_at": datetime.now(UTC),
             },
         )
-        return bool(getattr(result, "rowcount", 0) == 1)
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        self._delta += dg.order_hash(
+            OrderRow(order_id, business_type, observation.state, observation.at)
+        )
+        return True
 
     async def update_order(
-        self, order_id: str, *, business_type: str | None, observation: StateObservation | None
+        self,
+        before: OrderRow,
+        *,
+        business_type: str | None,
+        observation: StateObservation | None,
     ) -> None:
+        """Changes the row `lock_order` read as `before` (still locked)."""
         if business_type is None and observation is None:
             return
-        values: dict[str, Any] = {"key": order_id, "updated_at": datetime.now(UTC)}
+        values: dict[str, Any] = {"key": before.order_id}
+        after = before
         if business_type is not None:
             values["business_type"] = business_type
+            after = OrderRow(after.order_id, business_type, after.state, after.state_at)
         if observation is not None:
             values["state"] = observation.state
             values["state_at"] = observation.at
+            after = OrderRow(after.order_id, after.business_type, observation.state, observation.at)
         await self.session.execute(_UPDATE_ORDER, values)
+        self._delta += dg.order_hash(after) - dg.order_hash(before)
 
-    async def add_sealed_dossier(self, dossier_id: str, order_id: str, sequence: int) -> None:
-        await self.session.execute(
+    async def add_sealed_dossier(
+        self, dossier_id: str, order_id: str, sequence: int, sealed_at: datetime
+    ) -> None:
+        result = await self.session.execute(
             _ADD_SEALED[self.dialect],
             {
                 "dossier_id": dossier_id,
                 "order_id": order_id,
                 "sequence": sequence,
-                "sealed_seen_at": datetime.now(UTC),
+                "sealed_at": sealed_at,
             },
         )
+        if getattr(result, "rowcount", 0) == 1:
+            self._delta += dg.sealed_hash(SealedRow(dossier_id, order_id, sequence, sealed_at))
+
+    # --- digest reads ---------------------------------------------------------------------
+
+    async def head(self) -> Head:
+        row = (
+            await self.session.execute(
+                select(
+                    projection_head.c.accumulator,
+                    projection_head.c.position,
+                    projection_head.c.checkpoints,
+                ).where(projection_head.c.name == _HEAD)
+            )
+        ).first()
+        if row is None:
+            return Head(0, {}, 0)
+        return _head(row)
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        rows = await self.session.execute(
+            select(
+                projection_checkpoints.c.number,
+                projection_checkpoints.c.position,
+                projection_checkpoints.c.digest,
+            ).order_by(projection_checkpoints.c.number)
+        )
+        return [Checkpoint(int(r.number), dg.position_of(r.position), r.digest) for r in rows]
+
+    async def recomputed_accumulator(self) -> int:
+        """The digest's sum from a full scan of every projected row (audits the incremental
+        one; never on the event path)."""
+        order_rows = [
+            OrderRow(r.order_id, r.business_type, r.state, r.state_at)
+            for r in await self.session.execute(
+                select(orders.c.order_id, orders.c.business_type, orders.c.state, orders.c.state_at)
+            )
+        ]
+        sealed_rows = [
+            SealedRow(r.dossier_id, r.order_id, int(r.sequence), r.sealed_at)
+            for r in await self.session.execute(
+                select(
+                    sealed_dossiers.c.dossier_id,
+                    sealed_dossiers.c.order_id,
+                    sealed_dossiers.c.sequence,
+                    sealed_dossiers.c.sealed_at,
+                )
+            )
+        ]
+        return dg.full_accumulator(order_rows, sealed_rows, await self.event_counts())
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ rebuilt by replaying the streams into an empty database."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
 
 from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
@@ -20,7 +20,6 @@ orders = Table(
     Column("state", String(32), nullable=True, index=True),
     # Producer time of the observation that set `state`.
     Column("state_at", UTCDateTime, nullable=True),
-    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # Events projected, by type.
@@ -38,5 +37,29 @@ sealed_dossiers = Table(
     Column("dossier_id", String(36), primary_key=True),
     Column("order_id", String(64), nullable=False),
     Column("sequence", BigInteger, nullable=False),
-    Column("sealed_seen_at", UTCDateTime, nullable=False),
+    # Producer time of the archive.dossier_sealed event (never the wall clock: a rebuild
+    # must write the same row).
+    Column("sealed_at", UTCDateTime, nullable=False),
+)
+
+# The projection's digest state (domain/digest.py), one row ("live"): the sum of its row
+# hashes and the stream position it has reached. Updated once per transaction, at commit.
+projection_head = Table(
+    "projection_head",
+    metadata,
+    Column("name", String(16), primary_key=True),
+    Column("accumulator", String(64), nullable=False),
+    Column("position", Text, nullable=False),
+    Column("checkpoints", BigInteger, nullable=False),
+)
+
+# The digest at each committed position: one row per transaction that applied events. A
+# rebuild replays the streams and compares its digest at these positions.
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("position", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("events_applied", BigInteger, nullable=False),
 )

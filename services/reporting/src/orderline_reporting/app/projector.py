@@ -4,10 +4,15 @@ Every event counts once by type (the runtime's inbox makes a redelivery a no-op)
 also move the order's row: its business type, and its state by the rule in
 domain/projection.py, so the result does not depend on arrival order. `archive.dossier_sealed`
 records the dossier. Provisioning and device events are counted only, for now.
+
+Every applied event also advances the digest's position in its stream (app/positions.py,
+domain/digest.py); projected rows carry producer times only, never the wall clock, so a
+replay writes the same rows (docs/reporting.md).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,6 +20,7 @@ from google.protobuf.message import Message
 
 from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline_reporting.adapters.repository import ProjectionRepository
+from orderline_reporting.app.positions import STREAM_MESSAGE
 from orderline_reporting.domain import states
 from orderline_reporting.domain.projection import StateObservation, prevails
 from orderline_runtime.errors import PoisonMessage
@@ -46,7 +52,10 @@ class Projector:
             archive_events_pb2.DossierSealed: self.on_dossier_sealed,
         }
         return [
-            Handler(spec.payload_type, special.get(spec.payload_type, self.on_counted))
+            Handler(
+                spec.payload_type,
+                _positioned(spec.stream.name, special.get(spec.payload_type, self.on_counted)),
+            )
             for spec in catalogue().consumed_by("reporting")
         ]
 
@@ -82,7 +91,9 @@ class Projector:
         if not payload.dossier_id:
             raise PoisonMessage("archive.dossier_sealed without a dossier id")
         repo = uow.repos
-        await repo.add_sealed_dossier(payload.dossier_id, payload.order_id, payload.sequence)
+        await repo.add_sealed_dossier(
+            payload.dossier_id, payload.order_id, payload.sequence, event_time(event)
+        )
         await repo.count_event(event.event_type)
 
     async def on_counted(self, uow: Uow, event: ReceivedEvent, payload: Any) -> None:
@@ -108,13 +119,29 @@ class Projector:
                 return
             locked = await repo.lock_order(order_id)
             assert locked is not None  # another replica's insert, now committed and locked
-        known_type, current = locked
+        current = None
+        if locked.state is not None and locked.state_at is not None:
+            current = StateObservation(locked.state, locked.state_at)
         await repo.update_order(
-            order_id,
-            business_type=business_type if business_type and not known_type else None,
+            locked,
+            business_type=business_type if business_type and not locked.business_type else None,
             observation=observation if prevails(current, observation) else None,
         )
         await repo.count_event(event.event_type)
+
+
+def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
+    """`fn`, then the event's stream sequence noted for the digest's position (0 when the
+    caller did not say: such an event still counts as applied)."""
+
+    @functools.wraps(fn)
+    async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
+        await fn(uow, event, payload)
+        current = STREAM_MESSAGE.get()
+        sequence = current[1] if current is not None and current[0] == stream else 0
+        uow.repos.applied(stream, sequence)
+
+    return handle
 
 
 def event_time(event: ReceivedEvent) -> datetime:

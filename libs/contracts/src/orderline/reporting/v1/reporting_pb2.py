@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/reporting/v1/reporting.proto\x12\x16orderline.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"9\n\x11\x42usinessTypeCount\x12\x15\n\rbusiness_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x17\n\x15GetOrderReportRequest\"\x8e\x02\n\x16GetOrderReportResponse\x12\x14\n\x0ctotal_orders\x18\x01 \x01(\x03\x12\x34\n\x08\x62y_state\x18\x02 \x03(\x0b\x32\".orderline.reporting.v1.StateCount\x12\x43\n\x10\x62y_business_type\x18\x03 \x03(\x0b\x32).orderline.reporting.v1.BusinessTypeCount\x12\x17\n\x0f\x64ossiers_sealed\x18\x04 \x01(\x03\x12\x18\n\x10\x65vents_projected\x18\x05 \x01(\x03\x12\x30\n\x0cgenerated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x83\x01\n\x10ReportingService\x12o\n\x0eGetOrderReport\x12-.orderline.reporting.v1.GetOrderReportRequest\x1a..orderline.reporting.v1.GetOrderReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/reporting/v1/reporting.proto\x12\x16orderline.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"9\n\x11\x42usinessTypeCount\x12\x15\n\rbusiness_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x17\n\x15GetOrderReportRequest\"\x8e\x02\n\x16GetOrderReportResponse\x12\x14\n\x0ctotal_orders\x18\x01 \x01(\x03\x12\x34\n\x08\x62y_state\x18\x02 \x03(\x0b\x32\".orderline.reporting.v1.StateCount\x12\x43\n\x10\x62y_business_type\x18\x03 \x03(\x0b\x32).orderline.reporting.v1.BusinessTypeCount\x12\x17\n\x0f\x64ossiers_sealed\x18\x04 \x01(\x03\x12\x18\n\x10\x65vents_projected\x18\x05 \x01(\x03\x12\x30\n\x0cgenerated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x0eStreamPosition\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x03 \x01(\x03\"/\n\x1aGetProjectionDigestRequest\x12\x11\n\trecompute\x18\x01 \x01(\x08\"\xae\x01\n\x1bGetProjectionDigestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x12\n\ncheckpoint\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x04 \x01(\x03\x12\x19\n\x11recomputed_digest\x18\x05 \x01(\t\"\x1b\n\x19RebuildProjectionsRequest\"\x8f\x01\n\x12\x43heckpointMismatch\x12\x12\n\ncheckpoint\x18\x01 \x01(\x03\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x13\n\x0blive_digest\x18\x03 \x01(\t\x12\x16\n\x0erebuilt_digest\x18\x04 \x01(\t\"\x9e\x03\n\x1aRebuildProjectionsResponse\x12\x38\n\x08position\x18\x01 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x17\n\x0f\x65vents_replayed\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_skipped\x18\x04 \x01(\x03\x12\x1c\n\x14\x63heckpoints_compared\x18\x05 \x01(\x03\x12\x1b\n\x13\x63heckpoints_matched\x18\x06 \x01(\x03\x12\"\n\x1a\x63heckpoints_not_comparable\x18\x07 \x01(\x03\x12>\n\nmismatches\x18\x08 \x03(\x0b\x32*.orderline.reporting.v1.CheckpointMismatch\x12\x12\n\nconsistent\x18\t \x01(\x08\x12\x13\n\x0blive_digest\x18\n \x01(\t\x12=\n\rlive_position\x18\x0b \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition2\x80\x03\n\x10ReportingService\x12o\n\x0eGetOrderReport\x12-.orderline.reporting.v1.GetOrderReportRequest\x1a..orderline.reporting.v1.GetOrderReportResponse\x12~\n\x13GetProjectionDigest\x12\x32.orderline.reporting.v1.GetProjectionDigestRequest\x1a\x33.orderline.reporting.v1.GetProjectionDigestResponse\x12{\n\x12RebuildProjections\x12\x31.orderline.reporting.v1.RebuildProjectionsRequest\x1a\x32.orderline.reporting.v1.RebuildProjectionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERREPORTREQUEST']._serialized_end=225
   _globals['_GETORDERREPORTRESPONSE']._serialized_start=228
   _globals['_GETORDERREPORTRESPONSE']._serialized_end=498
-  _globals['_REPORTINGSERVICE']._serialized_start=501
-  _globals['_REPORTINGSERVICE']._serialized_end=632
+  _globals['_STREAMPOSITION']._serialized_start=500
+  _globals['_STREAMPOSITION']._serialized_end=574
+  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_start=576
+  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_end=623
+  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_start=626
+  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_end=800
+  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_start=802
+  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_end=829
+  _globals['_CHECKPOINTMISMATCH']._serialized_start=832
+  _globals['_CHECKPOINTMISMATCH']._serialized_end=975
+  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_start=978
+  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_end=1392
+  _globals['_REPORTINGSERVICE']._serialized_start=1395
+  _globals['_REPORTINGSERVICE']._serialized_end=1779
 # @@protoc_insertion_point(module_scope)

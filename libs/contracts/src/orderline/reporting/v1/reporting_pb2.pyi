@@ -115,3 +115,196 @@ class GetOrderReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrderReportResponse: _TypeAlias = GetOrderReportResponse  # noqa: Y015
+
+@_typing.final
+class StreamPosition(_message.Message):
+    """How far a projection has got in one stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    EVENTS_APPLIED_FIELD_NUMBER: _builtins.int
+    stream: _builtins.str
+    """JetStream stream name, e.g. "ORDER"."""
+    sequence: _builtins.int
+    """Highest stream sequence applied."""
+    events_applied: _builtins.int
+    """Events of the stream applied (with `sequence`, names the prefix when there is no gap)."""
+    def __init__(
+        self,
+        *,
+        stream: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        events_applied: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_applied", b"events_applied", "sequence", b"sequence", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPosition: _TypeAlias = StreamPosition  # noqa: Y015
+
+@_typing.final
+class GetProjectionDigestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOMPUTE_FIELD_NUMBER: _builtins.int
+    recompute: _builtins.bool
+    """Also recompute the digest from every projected row (a full scan) to audit the
+    incrementally kept one.
+    """
+    def __init__(
+        self,
+        *,
+        recompute: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recompute", b"recompute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectionDigestRequest: _TypeAlias = GetProjectionDigestRequest  # noqa: Y015
+
+@_typing.final
+class GetProjectionDigestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    EVENTS_APPLIED_FIELD_NUMBER: _builtins.int
+    RECOMPUTED_DIGEST_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """SHA-256, 64 lowercase hex digits."""
+    checkpoint: _builtins.int
+    """Number of the last checkpoint recorded (one per committed transaction of the projector)."""
+    events_applied: _builtins.int
+    recomputed_digest: _builtins.str
+    """Set when `recompute` was asked; equal to `digest` unless the projection was changed
+    behind the projector's back.
+    """
+    @_builtins.property
+    def position(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]: ...
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        position: _abc.Iterable[Global___StreamPosition] | None = ...,
+        checkpoint: _builtins.int = ...,
+        events_applied: _builtins.int = ...,
+        recomputed_digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "digest", b"digest", "events_applied", b"events_applied", "position", b"position", "recomputed_digest", b"recomputed_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectionDigestResponse: _TypeAlias = GetProjectionDigestResponse  # noqa: Y015
+
+@_typing.final
+class RebuildProjectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebuildProjectionsRequest: _TypeAlias = RebuildProjectionsRequest  # noqa: Y015
+
+@_typing.final
+class CheckpointMismatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    LIVE_DIGEST_FIELD_NUMBER: _builtins.int
+    REBUILT_DIGEST_FIELD_NUMBER: _builtins.int
+    checkpoint: _builtins.int
+    live_digest: _builtins.str
+    rebuilt_digest: _builtins.str
+    @_builtins.property
+    def position(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]: ...
+    def __init__(
+        self,
+        *,
+        checkpoint: _builtins.int = ...,
+        position: _abc.Iterable[Global___StreamPosition] | None = ...,
+        live_digest: _builtins.str = ...,
+        rebuilt_digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "live_digest", b"live_digest", "position", b"position", "rebuilt_digest", b"rebuilt_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointMismatch: _TypeAlias = CheckpointMismatch  # noqa: Y015
+
+@_typing.final
+class RebuildProjectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    EVENTS_REPLAYED_FIELD_NUMBER: _builtins.int
+    EVENTS_SKIPPED_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_COMPARED_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_MATCHED_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_NOT_COMPARABLE_FIELD_NUMBER: _builtins.int
+    MISMATCHES_FIELD_NUMBER: _builtins.int
+    CONSISTENT_FIELD_NUMBER: _builtins.int
+    LIVE_DIGEST_FIELD_NUMBER: _builtins.int
+    LIVE_POSITION_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    events_replayed: _builtins.int
+    events_skipped: _builtins.int
+    """Duplicates of an event already applied, events reporting does not handle, poison."""
+    checkpoints_compared: _builtins.int
+    checkpoints_matched: _builtins.int
+    checkpoints_not_comparable: _builtins.int
+    """Live checkpoints recorded while an earlier event waited for a retry: no replay position
+    equals them.
+    """
+    consistent: _builtins.bool
+    """True when no compared checkpoint differed."""
+    live_digest: _builtins.str
+    """The live projection's head when the rebuild began."""
+    @_builtins.property
+    def position(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]:
+        """Where the replay ended (each stream's last sequence when the rebuild began) and its digest."""
+
+    @_builtins.property
+    def mismatches(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckpointMismatch]: ...
+    @_builtins.property
+    def live_position(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]: ...
+    def __init__(
+        self,
+        *,
+        position: _abc.Iterable[Global___StreamPosition] | None = ...,
+        digest: _builtins.str = ...,
+        events_replayed: _builtins.int = ...,
+        events_skipped: _builtins.int = ...,
+        checkpoints_compared: _builtins.int = ...,
+        checkpoints_matched: _builtins.int = ...,
+        checkpoints_not_comparable: _builtins.int = ...,
+        mismatches: _abc.Iterable[Global___CheckpointMismatch] | None = ...,
+        consistent: _builtins.bool = ...,
+        live_digest: _builtins.str = ...,
+        live_position: _abc.Iterable[Global___StreamPosition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints_compared", b"checkpoints_compared", "checkpoints_matched", b"checkpoints_matched", "checkpoints_not_comparable", b"checkpoints_not_comparable", "consistent", b"consistent", "digest", b"digest", "events_replayed", b"events_replayed", "events_skipped", b"events_skipped", "live_digest", b"live_digest", "live_position", b"live_position", "mismatches", b"mismatches", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebuildProjectionsResponse: _TypeAlias = RebuildProjectionsResponse  # noqa: Y015

@@ -40,6 +40,16 @@ class ReportingServiceStub:
                 request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.SerializeToString,
                 response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.FromString,
                 _registered_method=True)
+        self.GetProjectionDigest = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetProjectionDigest',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestResponse.FromString,
+                _registered_method=True)
+        self.RebuildProjections = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/RebuildProjections',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsResponse.FromString,
+                _registered_method=True)
 
 
 class ReportingServiceServicer:
@@ -52,6 +62,21 @@ class ReportingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProjectionDigest(self, request, context):
+        """The projection's digest and the stream position it belongs to, as last committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebuildProjections(self, request, context):
+        """Replays every stream from the start into a scratch projection and compares its digest
+        with the live one at every recorded position both reached (docs/reporting.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +84,16 @@ def add_ReportingServiceServicer_to_server(servicer, server):
                     servicer.GetOrderReport,
                     request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.FromString,
                     response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.SerializeToString,
+            ),
+            'GetProjectionDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectionDigest,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestResponse.SerializeToString,
+            ),
+            'RebuildProjections': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebuildProjections,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +124,60 @@ class ReportingService:
             '/orderline.reporting.v1.ReportingService/GetOrderReport',
             orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.SerializeToString,
             orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectionDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetProjectionDigest',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebuildProjections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/RebuildProjections',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.RebuildProjectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

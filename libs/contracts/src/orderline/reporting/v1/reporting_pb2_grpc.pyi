@@ -34,6 +34,12 @@ class ReportingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportingServiceAsyncStub: ...
     GetOrderReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetOrderReportRequest, _reporting_pb2.GetOrderReportResponse]
+    GetProjectionDigest: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetProjectionDigestRequest, _reporting_pb2.GetProjectionDigestResponse]
+    """The projection's digest and the stream position it belongs to, as last committed."""
+    RebuildProjections: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]
+    """Replays every stream from the start into a scratch projection and compares its digest
+    with the live one at every recorded position both reached (docs/reporting.md).
+    """
 
 @_typing.type_check_only
 class ReportingServiceAsyncStub(ReportingServiceStub):
@@ -41,6 +47,12 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetOrderReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetOrderReportRequest, _reporting_pb2.GetOrderReportResponse]  # type: ignore[assignment]
+    GetProjectionDigest: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetProjectionDigestRequest, _reporting_pb2.GetProjectionDigestResponse]  # type: ignore[assignment]
+    """The projection's digest and the stream position it belongs to, as last committed."""
+    RebuildProjections: _aio.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]  # type: ignore[assignment]
+    """Replays every stream from the start into a scratch projection and compares its digest
+    with the live one at every recorded position both reached (docs/reporting.md).
+    """
 
 class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
     """ReportingService answers management reports from projections of every event."""
@@ -51,5 +63,23 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reporting_pb2.GetOrderReportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reporting_pb2.GetOrderReportResponse, _abc.Awaitable[_reporting_pb2.GetOrderReportResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetProjectionDigest(
+        self,
+        request: _reporting_pb2.GetProjectionDigestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetProjectionDigestResponse, _abc.Awaitable[_reporting_pb2.GetProjectionDigestResponse]]:
+        """The projection's digest and the stream position it belongs to, as last committed."""
+
+    @_abc_1.abstractmethod
+    def RebuildProjections(
+        self,
+        request: _reporting_pb2.RebuildProjectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.RebuildProjectionsResponse, _abc.Awaitable[_reporting_pb2.RebuildProjectionsResponse]]:
+        """Replays every stream from the start into a scratch projection and compares its digest
+        with the live one at every recorded position both reached (docs/reporting.md).
+        """
 
 def add_ReportingServiceServicer_to_server(servicer: ReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
