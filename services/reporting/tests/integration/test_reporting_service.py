@@ -348,3 +348,131 @@ async def test_clerk_and_anonymous_callers_are_refused_the_order_report(
             reporting_pb2.GetOrderReportRequest(), metadata=(("authorization", "Bearer nope"),)
         )
     assert forged.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def positions(reply: Any) -> dict[str, tuple[int, int]]:
+    return {p.stream: (p.sequence, p.events_applied) for p in reply.position}
+
+
+@pytest_asyncio.fixture
+async def flaky_once(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Event types whose first delivery fails in the projector (a transient fault): the
+    message is nak'ed and redelivered later, after events behind it in its stream."""
+    from orderline_reporting.app.projector import Projector
+
+    failing: set[str] = set()
+    failed: set[str] = set()
+    original = Projector.on_counted
+
+    async def on_counted(self: Projector, uow: Any, event: Any, payload: Any) -> None:
+        if event.event_type in failing and event.id not in failed:
+            failed.add(event.id)
+            raise ConnectionError("reporting: simulated transient fault")
+        await original(self, uow, event, payload)
+
+    monkeypatch.setattr(Projector, "on_counted", on_counted)
+    return failing
+
+
+async def test_a_rebuild_reaches_the_live_digest_after_redeliveries_and_duplicates(
+    flaky_once: set[str],
+    stub: reporting_pb2_grpc.ReportingServiceStub,
+    producer: Producer,
+) -> None:
+    flaky_once.add("provisioning.job_started")
+    envs = []
+    for n in range(4):
+        envs += order_run(
+            producer,
+            f"ord-{n}",
+            "iptv",
+            [S.ORDER_STATE_IN_PROGRESS, S.ORDER_STATE_HELD, S.ORDER_STATE_IN_PROGRESS]
+            + ([S.ORDER_STATE_COMPLETED] if n % 2 else []),
+        )
+        ids: dict[str, Any] = {"job_id": f"job-{n}", "order_id": f"ord-{n}"}
+        envs.append(
+            producer.record(
+                "provisioning.job_started",
+                PE.JobStarted(**ids, device_id="CPE-1"),
+                order_id=ids["order_id"],
+            )
+        )
+        envs.append(
+            producer.record(
+                "provisioning.tests_passed",
+                PE.TestsPassed(**ids, device_id="CPE-1"),
+                order_id=ids["order_id"],
+            )
+        )
+    envs.append(
+        producer.record(
+            "archive.dossier_sealed",
+            archive_events_pb2.DossierSealed(
+                dossier_id="dos-1", order_id="ord-1", sequence=1, content_hash="a" * 64
+            ),
+            order_id="ord-1",
+        )
+    )
+    # Out of order within the order stream, as several intake replicas' relays would publish.
+    await producer.publish(*reversed(envs[:6]))
+    await producer.publish(*envs[6:])
+    # A republished event past JetStream's duplicate window: a new stream sequence, the same
+    # event id; the inbox makes it a no-op, live and in the replay alike.
+    await producer.js.publish(
+        f"orderline.{envs[0].type}",
+        envs[0].SerializeToString(),
+        headers={"Nats-Msg-Id": "republished-" + envs[0].id},
+    )
+
+    async def digest() -> reporting_pb2.GetProjectionDigestResponse:
+        reply: reporting_pb2.GetProjectionDigestResponse = await stub.GetProjectionDigest(
+            reporting_pb2.GetProjectionDigestRequest(recompute=True), metadata=MANAGER
+        )
+        return reply
+
+    live = await eventually(digest, lambda r: r.events_applied == len(envs), 30)
+    # The incrementally kept digest is the one a full scan of the rows gives.
+    assert live.recomputed_digest == live.digest
+    assert len(live.digest) == 64
+    assert live.checkpoint >= 2
+
+    rebuilt = await stub.RebuildProjections(
+        reporting_pb2.RebuildProjectionsRequest(), metadata=auth("auditor"), timeout=60
+    )
+    assert rebuilt.consistent, rebuilt.mismatches
+    assert not rebuilt.mismatches
+    assert rebuilt.digest == live.digest
+    assert positions(rebuilt) == positions(live)
+    assert rebuilt.live_digest == live.digest
+    assert rebuilt.events_replayed == len(envs)
+    assert rebuilt.events_skipped == 1  # the republished duplicate
+    assert rebuilt.checkpoints_compared == live.checkpoint
+    assert rebuilt.checkpoints_matched >= 1
+    # The redelivered job_started events were applied after events behind them: the live
+    # checkpoints recorded meanwhile had gaps and no replay position equals theirs.
+    assert rebuilt.checkpoints_not_comparable >= 1
+    assert (
+        rebuilt.checkpoints_matched + rebuilt.checkpoints_not_comparable
+        == rebuilt.checkpoints_compared
+    )
+
+
+async def test_only_managers_and_auditors_may_rebuild_and_clerks_may_not_read_the_digest(
+    stub: reporting_pb2_grpc.ReportingServiceStub,
+) -> None:
+    for role in ("service", "clerk"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RebuildProjections(
+                reporting_pb2.RebuildProjectionsRequest(), metadata=auth(role)
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as clerk:
+        await stub.GetProjectionDigest(
+            reporting_pb2.GetProjectionDigestRequest(), metadata=auth("clerk")
+        )
+    assert clerk.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    empty = await stub.GetProjectionDigest(
+        reporting_pb2.GetProjectionDigestRequest(recompute=True), metadata=auth("service")
+    )
+    assert empty.digest == empty.recomputed_digest
+    assert empty.events_applied == 0

@@ -67,11 +67,10 @@ class Model:
                 delta -= dg.order_hash(before)
             self.orders[event.order_id] = after
             delta += dg.order_hash(after)
-        elif event.kind == "seal":
-            if event.dossier_id not in self.sealed:
-                row = SealedRow(event.dossier_id, event.order_id, 1, event.at)
-                self.sealed[event.dossier_id] = row
-                delta += dg.sealed_hash(row)
+        elif event.kind == "seal" and event.dossier_id not in self.sealed:
+            row = SealedRow(event.dossier_id, event.order_id, 1, event.at)
+            self.sealed[event.dossier_id] = row
+            delta += dg.sealed_hash(row)
         self.counts[event.kind] = self.counts.get(event.kind, 0) + 1
         delta += dg.count_unit(event.kind)
         self.accumulator = dg.combine(self.accumulator, delta)
