@@ -106,7 +106,7 @@ EXPECTED_RPCS = {
         "ExportDossier",
         "GetDocument",
     },
-    "ReportingService": {"GetOrderReport"},
+    "ReportingService": {"GetOrderReport", "GetProjectionDigest", "RebuildProjections"},
 }
 
 
