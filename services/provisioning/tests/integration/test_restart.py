@@ -109,16 +109,27 @@ async def test_process_killed_mid_configure_resumes_there_and_applies_once(
     await first.stop(signal.SIGKILL)
     job_id = (await bus.wait_for_event(order_id, "provisioning.job_started")).payload.job_id
 
+    # Another order for the same device: the killed job's reservation outlived the crash
+    # (it is the job's, not the process's), so this one waits for the resumed job to finish.
+    follower = order_id + "-NEXT"
+    await bus.approve(follower, "CPE-0007")
     second = Process(env, tmp_path / "second.log", tmp_path)
     await second.start(wait_serving)
     try:
         await bus.wait_for_event(order_id, "provisioning.customer_notified")
+        await bus.wait_for_event(follower, "provisioning.customer_notified")
     finally:
         await second.stop(signal.SIGTERM)
+    owners = [key.split(":", 1)[0] for _, key in peers.agent.touches]
+    assert owners[: owners.count(job_id)] == [job_id] * owners.count(job_id)
+    assert len(set(owners)) == 2
 
     # Resumed at configure: the repeat carried the same key and the device applied once.
-    assert peers.agent.apply_calls == [f"{job_id}:configure"] * 2
-    assert peers.agent.applies_by_key == {f"{job_id}:configure": 1}
+    mine = [key for key in peers.agent.apply_calls if key.startswith(job_id)]
+    assert mine == [f"{job_id}:configure"] * 2
+    assert {k: n for k, n in peers.agent.applies_by_key.items() if k.startswith(job_id)} == {
+        f"{job_id}:configure": 1
+    }
     assert [e.type for e in await bus.provisioning_events(order_id)] == [
         "provisioning.job_started",
         "provisioning.prechecks_passed",
@@ -128,11 +139,16 @@ async def test_process_killed_mid_configure_resumes_there_and_applies_once(
         "provisioning.voucher_issued",
         "provisioning.customer_notified",
     ]
-    assert len(peers.health.calls) == 1 and len(peers.gateway.sends) == 1
+    assert [c for c in peers.health.calls if c[1] == order_id] == [
+        ("CPE-0007", order_id, "Bearer dev-service")
+    ]
+    assert len([s for s in peers.gateway.sends if s.idempotency_key.startswith(job_id)]) == 1
 
     # The restarted process's steps are spans of the order's one trace.
     step_spans = {
-        s["name"]: s for s in spans(trace_dir) if s["name"].startswith("provisioning step ")
+        s["name"]: s
+        for s in spans(trace_dir)
+        if s["name"].startswith("provisioning step ") and s["attributes"].get(ORDER_ID) == order_id
     }
     for step in ("configure", "test", "activate", "notify"):
         span = step_spans[f"provisioning step {step}"]
