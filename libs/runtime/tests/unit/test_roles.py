@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from orderline.reporting.v1 import reporting_pb2  # noqa: F401  (registers the service)
+from orderline.reporting.v1 import reporting_pb2
 from orderline_runtime.rpc.roles import RoleMatrixError, load_role_matrix, roles_table
 
 SERVICE = "orderline.reporting.v1.ReportingService"
+# Valid entries for the service's other RPCs, so that each case below breaks only the one
+# entry it is about, however many RPCs the service grows.
+OTHERS = "".join(
+    f"  {m.name}: {{roles: [manager], why: x}}\n"
+    for m in reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].methods
+    if m.name != "GetOrderReport"
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -22,13 +29,19 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_a_complete_file_gives_the_policy_the_edge_enforces(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        f"{SERVICE}:\n  GetOrderReport:\n    roles: [manager, auditor]\n    why: management\n",
+        f"{SERVICE}:\n  GetOrderReport:\n    roles: [manager, auditor]\n    why: management\n"
+        + OTHERS,
     )
     matrix = load_role_matrix(path, [SERVICE])
-    assert matrix.policy() == {f"/{SERVICE}/GetOrderReport": frozenset({"manager", "auditor"})}
+    policy = matrix.policy()
+    assert policy[f"/{SERVICE}/GetOrderReport"] == frozenset({"manager", "auditor"})
+    assert set(policy) == {
+        f"/{SERVICE}/{m.name}"
+        for m in reporting_pb2.DESCRIPTOR.services_by_name["ReportingService"].methods
+    }
     table = roles_table([("reporting", matrix)])
-    assert "| reporting | `ReportingService.GetOrderReport` |" in table
-    assert table.count("✓") == 2
+    (row,) = [r for r in table.splitlines() if "`ReportingService.GetOrderReport`" in r]
+    assert row.startswith("| reporting |") and row.count("✓") == 2
 
 
 @pytest.mark.parametrize(
@@ -37,13 +50,16 @@ def test_a_complete_file_gives_the_policy_the_edge_enforces(tmp_path: Path) -> N
         (f"{SERVICE}: {{}}\n", "GetOrderReport: no entry"),
         (
             f"{SERVICE}:\n  GetOrderReport: {{roles: [manager], why: x}}\n"
-            "  DropTables: {roles: [manager], why: x}\n",
+            "  DropTables: {roles: [manager], why: x}\n" + OTHERS,
             "DropTables: the service has no such RPC",
         ),
-        (f"{SERVICE}:\n  GetOrderReport: {{roles: [boss], why: x}}\n", "unknown role 'boss'"),
-        (f"{SERVICE}:\n  GetOrderReport: {{roles: [manager], why: ' '}}\n", ".why"),
-        (f"{SERVICE}:\n  GetOrderReport: {{roles: manager, why: x}}\n", ".roles"),
-        (f"{SERVICE}:\n  GetOrderReport: [manager]\n", "expected `roles"),
+        (
+            f"{SERVICE}:\n  GetOrderReport: {{roles: [boss], why: x}}\n" + OTHERS,
+            "unknown role 'boss'",
+        ),
+        (f"{SERVICE}:\n  GetOrderReport: {{roles: [manager], why: ' '}}\n" + OTHERS, ".why"),
+        (f"{SERVICE}:\n  GetOrderReport: {{roles: manager, why: x}}\n" + OTHERS, ".roles"),
+        (f"{SERVICE}:\n  GetOrderReport: [manager]\n" + OTHERS, "expected `roles"),
         ("orderline.x.v1.Other: {}\n" + f"{SERVICE}: {{}}\n", "not a service this process"),
         ("{{{{ not yaml", "cannot be read as YAML"),
         ("- a list\n", "a mapping of gRPC service"),

@@ -8,12 +8,11 @@ from orderline.reporting.v1 import reporting_pb2_grpc
 from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.api.reporting import ReportingApi
-from orderline_reporting.app.positions import PositionedConsumer
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.rebuild import Rebuilder
 from orderline_reporting.app.reports import ReportQueries
 from orderline_reporting.settings import ReportingSettings
-from orderline_runtime.messaging.consumer import Handler
+from orderline_runtime.messaging.consumer import EventConsumer, Handler
 from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
@@ -50,15 +49,15 @@ def build(settings: ReportingSettings | None = None) -> Service[ProjectionReposi
     )
     # One durable consumer per stream. DEADLETTER is not consumed: its messages are not
     # envelopes, and a reader that dead-letters what it cannot parse must not read its own.
-    # Reporting's consumer tells each handler its message's stream sequence: the projection's
-    # digest is recorded per stream position (app/positions.py).
+    # Each event carries its stream sequence: the projection's digest is recorded per stream
+    # position (domain/digest.py).
     handlers = Projector().handlers()
     by_stream: dict[StreamSpec, list[Handler]] = {}
     for handler in handlers:
         by_stream.setdefault(handler.spec.stream, []).append(handler)
     for stream, stream_handlers in by_stream.items():
         service.consumers.append(
-            PositionedConsumer(
+            EventConsumer(
                 service=service.name,
                 stream=stream,
                 handlers=stream_handlers,

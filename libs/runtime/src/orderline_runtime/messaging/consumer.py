@@ -185,7 +185,7 @@ class EventConsumer:
         alone: list[Msg] = []
         for msg in msgs:
             try:
-                event = parse_envelope(msg.data, msg.subject)
+                event = parse_envelope(msg.data, msg.subject, msg.metadata.sequence.stream)
             except PoisonMessage:
                 alone.append(msg)  # dead-lettered with its reason by handle()
                 continue
@@ -258,7 +258,7 @@ class EventConsumer:
             metrics.events_redelivered.add(1, {"consumer": self.service})
         with continued(msg.headers), self._span(msg) as span:
             try:
-                event = parse_envelope(msg.data, msg.subject)
+                event = parse_envelope(msg.data, msg.subject, msg.metadata.sequence.stream)
             except PoisonMessage as exc:
                 span.set_status(StatusCode.ERROR, str(exc))
                 await self._dead_letter(msg, str(exc))

@@ -41,6 +41,9 @@ def build_envelope(
 class ReceivedEvent:
     envelope: envelope_pb2.Envelope
     subject: str
+    # The message's sequence in its stream (0 when not read from one): a projection that
+    # records how far it has read each stream (reporting's digest positions) needs it.
+    stream_sequence: int = 0
 
     @property
     def id(self) -> str:
@@ -64,7 +67,7 @@ class ReceivedEvent:
         return msg
 
 
-def parse_envelope(data: bytes, subject: str) -> ReceivedEvent:
+def parse_envelope(data: bytes, subject: str, stream_sequence: int = 0) -> ReceivedEvent:
     env = envelope_pb2.Envelope()
     try:
         env.ParseFromString(data)
@@ -77,4 +80,4 @@ def parse_envelope(data: bytes, subject: str) -> ReceivedEvent:
         raise PoisonMessage("envelope has no payload")
     if subject != f"orderline.{env.type}":
         raise PoisonMessage(f"type {env.type!r} does not match subject {subject!r}")
-    return ReceivedEvent(env, subject)
+    return ReceivedEvent(env, subject, stream_sequence)

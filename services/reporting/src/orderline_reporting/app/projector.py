@@ -5,9 +5,9 @@ also move the order's row: its business type, and its state by the rule in
 domain/projection.py, so the result does not depend on arrival order. `archive.dossier_sealed`
 records the dossier. Provisioning and device events are counted only, for now.
 
-Every applied event also advances the digest's position in its stream (app/positions.py,
-domain/digest.py); projected rows carry producer times only, never the wall clock, so a
-replay writes the same rows (docs/reporting.md).
+Every applied event also advances the digest's position in its stream (the event's
+`stream_sequence`, domain/digest.py); projected rows carry producer times only, never the
+wall clock, so a replay writes the same rows (docs/reporting.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from google.protobuf.message import Message
 
 from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline_reporting.adapters.repository import ProjectionRepository
-from orderline_reporting.app.positions import STREAM_MESSAGE
 from orderline_reporting.domain import states
 from orderline_reporting.domain.projection import StateObservation, prevails
 from orderline_runtime.errors import PoisonMessage
@@ -137,9 +136,7 @@ def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
     @functools.wraps(fn)
     async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
         await fn(uow, event, payload)
-        current = STREAM_MESSAGE.get()
-        sequence = current[1] if current is not None and current[0] == stream else 0
-        uow.repos.applied(stream, sequence)
+        uow.repos.applied(stream, event.stream_sequence)
 
     return handle
 

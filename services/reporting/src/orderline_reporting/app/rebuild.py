@@ -27,7 +27,6 @@ from nats.js.api import DeliverPolicy
 
 from orderline_reporting.adapters.repository import Checkpoint, Head, ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
-from orderline_reporting.app.positions import applying
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.domain.digest import Position
 from orderline_runtime.clock import system_clock
@@ -221,7 +220,9 @@ class _Replay:
         """As the live consumer would: a duplicate event id, an event reporting does not
         handle and a poison message change nothing (the handlers check before writing)."""
         try:
-            event: ReceivedEvent = parse_envelope(msg.data, msg.subject)
+            event: ReceivedEvent = parse_envelope(
+                msg.data, msg.subject, msg.metadata.sequence.stream
+            )
         except PoisonMessage:
             return False
         handler = self.handlers.get(event.event_type)
@@ -231,8 +232,7 @@ class _Replay:
             payload = event.payload(handler.payload_type)
             if getattr(payload, "order_id", event.order_id) != event.order_id:
                 return False  # the live consumer dead-letters it
-            with applying(stream, msg.metadata.sequence.stream):
-                await handler.fn(uow, event, payload)
+            await handler.fn(uow, event, payload)
         except PoisonMessage:
             return False
         self.seen.add(event.id)
