@@ -79,6 +79,12 @@ EXPECTED_RPCS = {
         "AmendOrder",
         "HoldOrder",
         "ResumeOrder",
+        "AddCommunication",
+        "ListCommunications",
+        "ListFollowUps",
+        "RecordFollowUp",
+        "ListCases",
+        "CloseCase",
     },
     "ProvisioningService": {
         "GetJob",

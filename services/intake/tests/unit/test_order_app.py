@@ -19,6 +19,8 @@ from orderline_catalogue import load_catalogue
 from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
 from orderline_intake.app.watch import QUEUE_LIMIT, OrderFeed, Subscription
+from orderline_intake.domain.communication import Communication
+from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
 from orderline_intake.domain.order import Customer, Document, NewOrder, Order, request_fingerprint
 from orderline_intake.domain.states import (
     TERMINAL,
@@ -43,6 +45,83 @@ class InMemoryOrders:
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
         self.saves = 0
+        self.log: list[Communication] = []
+        self.visits: dict[str, FollowUp] = {}
+        self.troubles: dict[str, TroubleCase] = {}
+        # Statements the completion and notification paths issue (issue #8 counts them).
+        self.follow_up_inserts = 0
+
+    async def business_type_of(self, order_id: str) -> str | None:
+        order = self.orders.get(order_id)
+        return order.business_type if order else None
+
+    async def add_communication(self, entry: Communication) -> None:
+        assert entry.order_id in self.orders  # the foreign key
+        self.log.append(entry)
+
+    async def communications(
+        self, order_id: str, *, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Communication]:
+        found = sorted((c for c in self.log if c.order_id == order_id), key=lambda c: (c.at, c.id))
+        if after is not None:
+            found = [c for c in found if (c.at, c.id) > after]
+        return found[:limit]
+
+    async def add_follow_ups(self, scheduled: Sequence[FollowUp]) -> None:
+        if scheduled:
+            self.follow_up_inserts += 1
+        for f in scheduled:
+            assert f.id not in self.visits
+            self.visits[f.id] = f
+
+    async def follow_up(self, follow_up_id: str, *, for_update: bool = False) -> FollowUp | None:
+        return self.visits.get(follow_up_id)
+
+    async def save_follow_up(self, follow_up: FollowUp) -> None:
+        self.visits[follow_up.id] = follow_up
+
+    async def follow_ups(
+        self,
+        *,
+        order_id: str | None,
+        overdue_at: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[FollowUp]:
+        found = sorted(self.visits.values(), key=lambda f: (f.due_at, f.id))
+        return [
+            f
+            for f in found
+            if (order_id is None or f.order_id == order_id)
+            and (overdue_at is None or f.overdue(overdue_at))
+            and (after is None or (f.due_at, f.id) > after)
+        ][:limit]
+
+    async def add_case(self, case: TroubleCase) -> None:
+        self.troubles[case.id] = case
+
+    async def case(self, case_id: str, *, for_update: bool = False) -> TroubleCase | None:
+        return self.troubles.get(case_id)
+
+    async def save_case(self, case: TroubleCase) -> None:
+        self.troubles[case.id] = case
+
+    async def cases(
+        self,
+        *,
+        order_id: str | None,
+        state: CaseState | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[TroubleCase]:
+        found = sorted(self.troubles.values(), key=lambda c: (c.opened_at, c.id))
+        return [
+            c
+            for c in found
+            if (order_id is None or c.order_id == order_id)
+            and (state is None or c.state is state)
+            and (after is None or (c.opened_at, c.id) > after)
+        ][:limit]
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         order = self.orders.get(order_id)

@@ -8,7 +8,16 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
-from orderline_intake.adapters.tables import order_history, order_milestones, orders
+from orderline_intake.adapters.tables import (
+    cases,
+    communications,
+    follow_ups,
+    order_history,
+    order_milestones,
+    orders,
+)
+from orderline_intake.domain.communication import Channel, Communication, Direction
+from orderline_intake.domain.followup import CaseState, FollowUp, Outcome, TroubleCase
 from orderline_intake.domain.order import (
     Customer,
     Document,
@@ -69,6 +78,25 @@ _VERSIONS_SINCE = (
 )
 _VERSIONS_SINCE_OF = _VERSIONS_SINCE.where(orders.c.id.in_(bindparam("ids", expanding=True)))
 _ORDERS_BY_IDS = select(orders).where(orders.c.id.in_(bindparam("ids", expanding=True)))
+
+# The customer-notified milestone logs the notification, and completion schedules the
+# follow-ups: one insert each, prebuilt (issue #8: the milestone handler is the hot path).
+_INSERT_COMMUNICATION = insert(communications)
+_INSERT_FOLLOW_UPS = insert(follow_ups)
+_BUSINESS_TYPE_OF = select(orders.c.business_type).where(orders.c.id == bindparam("id"))
+_COMMUNICATIONS_OF = (
+    select(communications)
+    .where(communications.c.order_id == bindparam("order_id"))
+    .order_by(communications.c.at, communications.c.id)
+    .limit(bindparam("limit"))
+)
+_FOLLOW_UP = select(follow_ups).where(follow_ups.c.id == bindparam("id"))
+_FOLLOW_UP_FOR_UPDATE = _FOLLOW_UP.with_for_update()
+_UPDATE_FOLLOW_UP = update(follow_ups).where(follow_ups.c.id == bindparam("key"))
+_INSERT_CASE = insert(cases)
+_CASE = select(cases).where(cases.c.id == bindparam("id"))
+_CASE_FOR_UPDATE = _CASE.with_for_update()
+_UPDATE_CASE = update(cases).where(cases.c.id == bindparam("key"))
 
 
 class SqlOrderRepository:
@@ -149,6 +177,128 @@ class SqlOrderRepository:
             (await self.session.execute(_ORDERS_BY_IDS, {"ids": list(order_ids)})).mappings().all()
         )
         return await self._hydrate(rows)
+
+    async def business_type_of(self, order_id: str) -> str | None:
+        found = await self.session.execute(_BUSINESS_TYPE_OF, {"id": order_id})
+        return found.scalar_one_or_none()
+
+    # --- communication log ----------------------------------------------------------------
+
+    async def add_communication(self, entry: Communication) -> None:
+        await self.session.execute(
+            _INSERT_COMMUNICATION,
+            {
+                "id": entry.id,
+                "order_id": entry.order_id,
+                "channel": entry.channel.value,
+                "direction": entry.direction.value,
+                "actor": entry.actor,
+                "at": entry.at,
+                "text": entry.text,
+                "delivery_id": entry.delivery_id,
+            },
+        )
+
+    async def communications(
+        self, order_id: str, *, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Communication]:
+        stmt = _COMMUNICATIONS_OF
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(
+                    communications.c.at > at,
+                    and_(communications.c.at == at, communications.c.id > last_id),
+                )
+            )
+        rows = await self.session.execute(stmt, {"order_id": order_id, "limit": limit})
+        return [
+            Communication(
+                id=r.id,
+                order_id=r.order_id,
+                channel=Channel(r.channel),
+                direction=Direction(r.direction),
+                actor=r.actor,
+                at=r.at,
+                text=r.text,
+                delivery_id=r.delivery_id,
+            )
+            for r in rows
+        ]
+
+    # --- follow-ups and cases ----------------------------------------------------------------
+
+    async def add_follow_ups(self, scheduled: Sequence[FollowUp]) -> None:
+        if scheduled:
+            await self.session.execute(_INSERT_FOLLOW_UPS, [_follow_up_row(f) for f in scheduled])
+
+    async def follow_up(self, follow_up_id: str, *, for_update: bool = False) -> FollowUp | None:
+        stmt = _FOLLOW_UP_FOR_UPDATE if for_update else _FOLLOW_UP
+        row = (await self.session.execute(stmt, {"id": follow_up_id})).mappings().first()
+        return _follow_up(row) if row else None
+
+    async def save_follow_up(self, follow_up: FollowUp) -> None:
+        row = _follow_up_row(follow_up)
+        row["key"] = row.pop("id")
+        await self.session.execute(_UPDATE_FOLLOW_UP, row)
+
+    async def follow_ups(
+        self,
+        *,
+        order_id: str | None,
+        overdue_at: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[FollowUp]:
+        stmt = select(follow_ups).order_by(follow_ups.c.due_at, follow_ups.c.id).limit(limit)
+        if order_id:
+            stmt = stmt.where(follow_ups.c.order_id == order_id)
+        if overdue_at is not None:
+            stmt = stmt.where(follow_ups.c.outcome == "", follow_ups.c.due_at < overdue_at)
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(
+                    follow_ups.c.due_at > at,
+                    and_(follow_ups.c.due_at == at, follow_ups.c.id > last_id),
+                )
+            )
+        return [_follow_up(r) for r in (await self.session.execute(stmt)).mappings()]
+
+    async def add_case(self, case: TroubleCase) -> None:
+        await self.session.execute(_INSERT_CASE, _case_row(case))
+
+    async def case(self, case_id: str, *, for_update: bool = False) -> TroubleCase | None:
+        stmt = _CASE_FOR_UPDATE if for_update else _CASE
+        row = (await self.session.execute(stmt, {"id": case_id})).mappings().first()
+        return _case(row) if row else None
+
+    async def save_case(self, case: TroubleCase) -> None:
+        row = _case_row(case)
+        row["key"] = row.pop("id")
+        await self.session.execute(_UPDATE_CASE, row)
+
+    async def cases(
+        self,
+        *,
+        order_id: str | None,
+        state: CaseState | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[TroubleCase]:
+        stmt = select(cases).order_by(cases.c.opened_at, cases.c.id).limit(limit)
+        if order_id:
+            stmt = stmt.where(cases.c.order_id == order_id)
+        if state is not None:
+            stmt = stmt.where(cases.c.state == state.value)
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(cases.c.opened_at > at, and_(cases.c.opened_at == at, cases.c.id > last_id))
+            )
+        return [_case(r) for r in (await self.session.execute(stmt)).mappings()]
+
+    # --- orders ---------------------------------------------------------------------------
 
     async def add(self, order: Order) -> None:
         await self.session.execute(_INSERT_ORDER, self._row(order))
@@ -304,3 +454,65 @@ class SqlOrderRepository:
             )
             for r in rows
         ]
+
+
+def _follow_up_row(f: FollowUp) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "order_id": f.order_id,
+        "business_type": f.business_type,
+        "day": f.day,
+        "due_at": f.due_at,
+        "outcome": f.outcome.value if f.outcome else "",
+        "note": f.note,
+        "recorded_by": f.recorded_by,
+        "recorded_at": f.recorded_at,
+        "case_id": f.case_id,
+    }
+
+
+def _follow_up(r: Any) -> FollowUp:
+    return FollowUp(
+        id=r["id"],
+        order_id=r["order_id"],
+        business_type=r["business_type"],
+        day=r["day"],
+        due_at=r["due_at"],
+        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+        note=r["note"],
+        recorded_by=r["recorded_by"],
+        recorded_at=r["recorded_at"],
+        case_id=r["case_id"],
+    )
+
+
+def _case_row(c: TroubleCase) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "order_id": c.order_id,
+        "follow_up_id": c.follow_up_id,
+        "state": c.state.value,
+        "description": c.description,
+        "device_problem": c.device_problem,
+        "opened_by": c.opened_by,
+        "opened_at": c.opened_at,
+        "closed_by": c.closed_by,
+        "closed_at": c.closed_at,
+        "resolution": c.resolution,
+    }
+
+
+def _case(r: Any) -> TroubleCase:
+    return TroubleCase(
+        id=r["id"],
+        order_id=r["order_id"],
+        follow_up_id=r["follow_up_id"],
+        state=CaseState(r["state"]),
+        description=r["description"],
+        device_problem=bool(r["device_problem"]),
+        opened_by=r["opened_by"],
+        opened_at=r["opened_at"],
+        closed_by=r["closed_by"],
+        closed_at=r["closed_at"],
+        resolution=r["resolution"],
+    )

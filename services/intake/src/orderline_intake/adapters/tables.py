@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -82,4 +83,56 @@ order_history = Table(
     Column("actor", String(100), nullable=False),
     Column("reason_code", String(200), nullable=False),
     Column("at", UTCDateTime, nullable=False),
+)
+
+# The communication log: read per order, oldest first (at, then id for entries at one time).
+communications = Table(
+    "communications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    # Phone numbers masked before they get here (domain/communication.py).
+    Column("text", String(500), nullable=False),
+    Column("delivery_id", String(64), nullable=False, default=""),
+    Index("ix_communications_order_at", "order_id", "at", "id"),
+)
+
+follow_ups = Table(
+    "follow_ups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("business_type", String(64), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    # "" until recorded: the overdue list is the rows with "" due before now.
+    Column("outcome", String(20), nullable=False, default=""),
+    Column("note", String(500), nullable=False, default=""),
+    Column("recorded_by", String(100), nullable=False, default=""),
+    Column("recorded_at", UTCDateTime, nullable=True),
+    Column("case_id", String(36), nullable=False, default=""),
+    # Every list is earliest due first; the overdue one reads only unrecorded rows.
+    Index("ix_follow_ups_outcome_due", "outcome", "due_at", "id"),
+)
+
+# Trouble cases a follow-up opened: their own id and state, linked to the order.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("follow_up_id", String(36), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("device_problem", Boolean, nullable=False, default=False),
+    Column("opened_by", String(100), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_by", String(100), nullable=False, default=""),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("resolution", String(500), nullable=False, default=""),
+    Index("ix_cases_state_opened", "state", "opened_at", "id"),
 )

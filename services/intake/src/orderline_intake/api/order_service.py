@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_intake.api.aftercare import AftercareRpcs
 from orderline_intake.api.convert import (
     amendment,
     business_types_message,
     new_order,
     order_message,
 )
+from orderline_intake.app.aftercare import AftercareApp
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
 from orderline_intake.domain.order import Order
@@ -35,9 +37,10 @@ CREATES_AT_ONCE = 8
 CREATES_WAITING = 192  # below the server's max_concurrent_rpcs, so callers get our reason
 
 
-class OrderServiceApi(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, app: OrderApp) -> None:
+class OrderServiceApi(AftercareRpcs, order_pb2_grpc.OrderServiceServicer):
+    def __init__(self, app: OrderApp, aftercare: AftercareApp | None = None) -> None:
         self.app = app
+        self.aftercare = aftercare or AftercareApp(app.uow, app.clock)
         self.creates = Admission(CREATES_AT_ONCE, max_waiting=CREATES_WAITING)
 
     async def CreateOrder(

@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 from orderline.events.v1 import archive_events_pb2, provisioning_events_pb2
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.ports import OrderRepository
+from orderline_intake.domain.communication import Notification
 from orderline_intake.domain.states import InvalidTransition, Trigger
 from orderline_runtime.errors import FailedPrecondition, PoisonMessage, PreconditionViolation
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
@@ -44,9 +45,15 @@ class OrderEventHandlers:
     def _milestone(self, milestone: str) -> HandlerFn:
         async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
             fields = {}
+            notification = None
             if isinstance(payload, P.VoucherIssued):
                 fields["voucher_id"] = payload.voucher_id
-            await self.app.reach_milestone(uow, _order_id(payload), milestone, **fields)
+            elif isinstance(payload, P.CustomerNotified):
+                # Logged in the order's communication log in this same unit of work.
+                notification = Notification(payload.channel, payload.delivery_id)
+            await self.app.reach_milestone(
+                uow, _order_id(payload), milestone, notification, **fields
+            )
 
         return handle
 

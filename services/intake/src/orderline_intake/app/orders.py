@@ -16,6 +16,14 @@ from orderline_intake.app import payloads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
 from orderline_intake.app.watch import OrderFeed
 from orderline_intake.domain.amend import apply_mask, check_mask, prefixed
+from orderline_intake.domain.communication import (
+    Communication,
+    Direction,
+    Notification,
+    notification_channel,
+    notification_text,
+)
+from orderline_intake.domain.followup import schedule
 from orderline_intake.domain.order import (
     PROVISIONING,
     NewOrder,
@@ -264,7 +272,7 @@ class OrderApp:
                 )
             now = self.clock()
             self._state_changed(uow, order, order.apply(Trigger.RESUME, actor, reason_code, now))
-            self._complete_if_ready(uow, order, now)
+            await self._complete_if_ready(uow, order, now)
 
         return await self._command(order_id, etag, resume)
 
@@ -289,7 +297,7 @@ class OrderApp:
                 await self._save(uow, order)
         return order
 
-    def _complete_if_ready(self, uow: Uow, order: Order, now: datetime) -> bool:
+    async def _complete_if_ready(self, uow: Uow, order: Order, now: datetime) -> bool:
         if not order.ready_to_complete:
             return False
         change = order.apply(
@@ -297,17 +305,46 @@ class OrderApp:
         )
         self._state_changed(uow, order, change)
         uow.emit(payloads.order_completed(order))
+        # The follow-up visits, in the completing transaction (one insert, no event: the
+        # completion's own event says when they count from).
+        business = self.catalogue.get(order.business_type)
+        days = business.follow_up_days if business else ()
+        await uow.repos.add_follow_ups(
+            schedule(order.id, order.business_type, days, now, [new_id() for _ in days])
+        )
         return True
 
     # --- following downstream work (inside an event handler's unit of work) ----------------
 
     async def reach_milestone(
-        self, uow: Uow, order_id: str, milestone: str, **fields: str
+        self,
+        uow: Uow,
+        order_id: str,
+        milestone: str,
+        notification: Notification | None = None,
+        **fields: str,
     ) -> Order:
+        """Records the milestone; with `notification` (customer_notified), also the notice in
+        the order's communication log, in the same transaction."""
         order = await self._load_for_update(uow, order_id)
         now = self.clock()
         previous = max(order.milestones.values(), default=order.created_at)
         changed = order.reach(milestone, now)
+        if changed and notification is not None:
+            # Once per milestone: a notice provisioning re-sends for a milestone already
+            # reached is not logged again (nothing to look up, no extra statement).
+            await uow.repos.add_communication(
+                Communication(
+                    new_id(),
+                    order.id,
+                    notification_channel(notification.channel),
+                    Direction.OUTBOUND,
+                    PROVISIONING,
+                    now,
+                    notification_text(notification.channel, notification.delivery_id),
+                    notification.delivery_id,
+                )
+            )
         if changed:
             # How long the stage that ends in this milestone took, for the SLA dashboards.
             stage_duration.record(
@@ -324,7 +361,7 @@ class OrderApp:
             if value and getattr(order, name) != value:
                 setattr(order, name, value)
                 changed = True
-        changed = self._complete_if_ready(uow, order, now) or changed
+        changed = await self._complete_if_ready(uow, order, now) or changed
         if changed:
             await self._save(uow, order)
         return order

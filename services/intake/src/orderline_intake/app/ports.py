@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from orderline_intake.domain.communication import Communication
+from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
 from orderline_intake.domain.order import Order
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
@@ -44,6 +46,59 @@ class OrderRepository(Protocol):
     async def save(self, order: Order) -> None:
         """Writes the order if it is still at the version it was loaded at, and increments
         it; Conflict when another transaction wrote it since."""
+        ...
+
+    async def business_type_of(self, order_id: str) -> str | None:
+        """The order's business type; None when there is no such order."""
+        ...
+
+    # The communication log, follow-ups and trouble cases of completed orders.
+
+    async def add_communication(self, entry: Communication) -> None: ...
+
+    async def communications(
+        self, order_id: str, *, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Communication]:
+        """The order's log, oldest first, after (at, id)."""
+        ...
+
+    async def add_follow_ups(self, scheduled: Sequence[FollowUp]) -> None:
+        """Inserts them all in one statement (the completion path: issue #8)."""
+        ...
+
+    async def follow_up(
+        self, follow_up_id: str, *, for_update: bool = False
+    ) -> FollowUp | None: ...
+
+    async def save_follow_up(self, follow_up: FollowUp) -> None: ...
+
+    async def follow_ups(
+        self,
+        *,
+        order_id: str | None,
+        overdue_at: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[FollowUp]:
+        """Earliest due first, after (due_at, id); with `overdue_at`, only those not recorded
+        and due before it."""
+        ...
+
+    async def add_case(self, case: TroubleCase) -> None: ...
+
+    async def case(self, case_id: str, *, for_update: bool = False) -> TroubleCase | None: ...
+
+    async def save_case(self, case: TroubleCase) -> None: ...
+
+    async def cases(
+        self,
+        *,
+        order_id: str | None,
+        state: CaseState | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[TroubleCase]:
+        """Oldest opened first, after (opened_at, id)."""
         ...
 
 

@@ -268,3 +268,112 @@ class OrderAmended(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderAmended: _TypeAlias = OrderAmended  # noqa: Y015
+
+@_typing.final
+class FollowUpRecorded(_message.Message):
+    """order.follow_up_recorded: the clerk recorded a follow-up visit's outcome. The note stays with
+    intake (it may name the customer).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_ID_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    follow_up_id: _builtins.str
+    day: _builtins.int
+    """Days after completion."""
+    outcome: _order_pb2.FollowUpOutcome.ValueType
+    recorded_by: _builtins.str
+    case_id: _builtins.str
+    """Set when a reported problem opened a case."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        follow_up_id: _builtins.str = ...,
+        day: _builtins.int = ...,
+        outcome: _order_pb2.FollowUpOutcome.ValueType = ...,
+        recorded_by: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "day", b"day", "follow_up_id", b"follow_up_id", "order_id", b"order_id", "outcome", b"outcome", "recorded_by", b"recorded_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowUpRecorded: _TypeAlias = FollowUpRecorded  # noqa: Y015
+
+@_typing.final
+class CaseOpened(_message.Message):
+    """order.case_opened: a follow-up reported a problem; a trouble case is open on the order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_PROBLEM_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    case_id: _builtins.str
+    follow_up_id: _builtins.str
+    device_problem: _builtins.bool
+    opened_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        follow_up_id: _builtins.str = ...,
+        device_problem: _builtins.bool = ...,
+        opened_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "device_problem", b"device_problem", "follow_up_id", b"follow_up_id", "opened_by", b"opened_by", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseOpened: _TypeAlias = CaseOpened  # noqa: Y015
+
+@_typing.final
+class CaseClosed(_message.Message):
+    """order.case_closed: a trouble case was resolved. The resolution text stays with intake."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    case_id: _builtins.str
+    closed_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        closed_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "closed_by", b"closed_by", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseClosed: _TypeAlias = CaseClosed  # noqa: Y015

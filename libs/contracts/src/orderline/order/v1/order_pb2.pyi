@@ -85,6 +85,92 @@ CONTACT_CHANNEL_SMS: ContactChannel.ValueType  # 1
 CONTACT_CHANNEL_PHONE: ContactChannel.ValueType  # 2
 Global___ContactChannel: _TypeAlias = ContactChannel  # noqa: Y015
 
+class _CommunicationChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommunicationChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommunicationChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMUNICATION_CHANNEL_UNSPECIFIED: _CommunicationChannel.ValueType  # 0
+    COMMUNICATION_CHANNEL_CALL: _CommunicationChannel.ValueType  # 1
+    """A phone call, by a person or the gateway's automated voice notification."""
+    COMMUNICATION_CHANNEL_SMS: _CommunicationChannel.ValueType  # 2
+    COMMUNICATION_CHANNEL_NOTE: _CommunicationChannel.ValueType  # 3
+    """A note for the file: a visit at the counter, an e-mail, anything else worth keeping."""
+
+class CommunicationChannel(_CommunicationChannel, metaclass=_CommunicationChannelEnumTypeWrapper):
+    """--- communication log -------------------------------------------------------------------------"""
+
+COMMUNICATION_CHANNEL_UNSPECIFIED: CommunicationChannel.ValueType  # 0
+COMMUNICATION_CHANNEL_CALL: CommunicationChannel.ValueType  # 1
+"""A phone call, by a person or the gateway's automated voice notification."""
+COMMUNICATION_CHANNEL_SMS: CommunicationChannel.ValueType  # 2
+COMMUNICATION_CHANNEL_NOTE: CommunicationChannel.ValueType  # 3
+"""A note for the file: a visit at the counter, an e-mail, anything else worth keeping."""
+Global___CommunicationChannel: _TypeAlias = CommunicationChannel  # noqa: Y015
+
+class _CommunicationDirection:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommunicationDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommunicationDirection.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMUNICATION_DIRECTION_UNSPECIFIED: _CommunicationDirection.ValueType  # 0
+    COMMUNICATION_DIRECTION_INBOUND: _CommunicationDirection.ValueType  # 1
+    """From the customer to the operator."""
+    COMMUNICATION_DIRECTION_OUTBOUND: _CommunicationDirection.ValueType  # 2
+    """From the operator to the customer."""
+
+class CommunicationDirection(_CommunicationDirection, metaclass=_CommunicationDirectionEnumTypeWrapper): ...
+
+COMMUNICATION_DIRECTION_UNSPECIFIED: CommunicationDirection.ValueType  # 0
+COMMUNICATION_DIRECTION_INBOUND: CommunicationDirection.ValueType  # 1
+"""From the customer to the operator."""
+COMMUNICATION_DIRECTION_OUTBOUND: CommunicationDirection.ValueType  # 2
+"""From the operator to the customer."""
+Global___CommunicationDirection: _TypeAlias = CommunicationDirection  # noqa: Y015
+
+class _FollowUpOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FollowUpOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FollowUpOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FOLLOW_UP_OUTCOME_UNSPECIFIED: _FollowUpOutcome.ValueType  # 0
+    """Not recorded yet."""
+    FOLLOW_UP_OUTCOME_SATISFIED: _FollowUpOutcome.ValueType  # 1
+    FOLLOW_UP_OUTCOME_PROBLEM_REPORTED: _FollowUpOutcome.ValueType  # 2
+    """Opens a trouble case linked to the order."""
+    FOLLOW_UP_OUTCOME_NOT_REACHED: _FollowUpOutcome.ValueType  # 3
+
+class FollowUpOutcome(_FollowUpOutcome, metaclass=_FollowUpOutcomeEnumTypeWrapper):
+    """--- follow-up ---------------------------------------------------------------------------------"""
+
+FOLLOW_UP_OUTCOME_UNSPECIFIED: FollowUpOutcome.ValueType  # 0
+"""Not recorded yet."""
+FOLLOW_UP_OUTCOME_SATISFIED: FollowUpOutcome.ValueType  # 1
+FOLLOW_UP_OUTCOME_PROBLEM_REPORTED: FollowUpOutcome.ValueType  # 2
+"""Opens a trouble case linked to the order."""
+FOLLOW_UP_OUTCOME_NOT_REACHED: FollowUpOutcome.ValueType  # 3
+Global___FollowUpOutcome: _TypeAlias = FollowUpOutcome  # noqa: Y015
+
+class _CaseState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaseStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_STATE_UNSPECIFIED: _CaseState.ValueType  # 0
+    CASE_STATE_OPEN: _CaseState.ValueType  # 1
+    CASE_STATE_CLOSED: _CaseState.ValueType  # 2
+
+class CaseState(_CaseState, metaclass=_CaseStateEnumTypeWrapper): ...
+
+CASE_STATE_UNSPECIFIED: CaseState.ValueType  # 0
+CASE_STATE_OPEN: CaseState.ValueType  # 1
+CASE_STATE_CLOSED: CaseState.ValueType  # 2
+Global___CaseState: _TypeAlias = CaseState  # noqa: Y015
+
 @_typing.final
 class Customer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1188,6 +1274,475 @@ class ResumeOrderResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeOrderResponse: _TypeAlias = ResumeOrderResponse  # noqa: Y015
+
+@_typing.final
+class Communication(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    channel: Global___CommunicationChannel.ValueType
+    direction: Global___CommunicationDirection.ValueType
+    actor: _builtins.str
+    """The principal who recorded it; "provisioning" for a notification it sent."""
+    text: _builtins.str
+    """At most 500 characters; phone numbers in it are masked."""
+    delivery_id: _builtins.str
+    """For a notification provisioning sent: the gateway's delivery id."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        channel: Global___CommunicationChannel.ValueType = ...,
+        direction: Global___CommunicationDirection.ValueType = ...,
+        actor: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        text: _builtins.str = ...,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "channel", b"channel", "delivery_id", b"delivery_id", "direction", b"direction", "id", b"id", "order_id", b"order_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Communication: _TypeAlias = Communication  # noqa: Y015
+
+@_typing.final
+class AddCommunicationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    channel: Global___CommunicationChannel.ValueType
+    direction: Global___CommunicationDirection.ValueType
+    text: _builtins.str
+    """1..500 characters."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """Optional: when it happened, if not now (a call logged after it ended); never in the future."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        channel: Global___CommunicationChannel.ValueType = ...,
+        direction: Global___CommunicationDirection.ValueType = ...,
+        text: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "channel", b"channel", "direction", b"direction", "order_id", b"order_id", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCommunicationRequest: _TypeAlias = AddCommunicationRequest  # noqa: Y015
+
+@_typing.final
+class AddCommunicationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMUNICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def communication(self) -> Global___Communication: ...
+    def __init__(
+        self,
+        *,
+        communication: Global___Communication | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["communication", b"communication"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["communication", b"communication"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCommunicationResponse: _TypeAlias = AddCommunicationResponse  # noqa: Y015
+
+@_typing.final
+class ListCommunicationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommunicationsRequest: _TypeAlias = ListCommunicationsRequest  # noqa: Y015
+
+@_typing.final
+class ListCommunicationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMUNICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def communications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Communication]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        communications: _abc.Iterable[Global___Communication] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["communications", b"communications", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCommunicationsResponse: _TypeAlias = ListCommunicationsResponse  # noqa: Y015
+
+@_typing.final
+class FollowUp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    business_type: _builtins.str
+    day: _builtins.int
+    """Days after completion, from the business catalogue's follow_up_days."""
+    outcome: Global___FollowUpOutcome.ValueType
+    note: _builtins.str
+    recorded_by: _builtins.str
+    overdue: _builtins.bool
+    """Due before now and not recorded."""
+    case_id: _builtins.str
+    """The trouble case a reported problem opened."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        day: _builtins.int = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: Global___FollowUpOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        overdue: _builtins.bool = ...,
+        case_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "day", b"day", "due_at", b"due_at", "id", b"id", "note", b"note", "order_id", b"order_id", "outcome", b"outcome", "overdue", b"overdue", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowUp: _TypeAlias = FollowUp  # noqa: Y015
+
+@_typing.final
+class ListFollowUpsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """Filter; empty means every order."""
+    overdue: _builtins.bool
+    """Only follow-ups due before now and not recorded."""
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        overdue: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "overdue", b"overdue", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowUpsRequest: _TypeAlias = ListFollowUpsRequest  # noqa: Y015
+
+@_typing.final
+class ListFollowUpsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOW_UPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def follow_ups(self) -> _containers.RepeatedCompositeFieldContainer[Global___FollowUp]:
+        """Earliest due first."""
+
+    def __init__(
+        self,
+        *,
+        follow_ups: _abc.Iterable[Global___FollowUp] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_ups", b"follow_ups", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowUpsResponse: _TypeAlias = ListFollowUpsResponse  # noqa: Y015
+
+@_typing.final
+class RecordFollowUpRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOW_UP_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    DEVICE_PROBLEM_FIELD_NUMBER: _builtins.int
+    follow_up_id: _builtins.str
+    outcome: Global___FollowUpOutcome.ValueType
+    note: _builtins.str
+    """At most 500 characters; required when a problem is reported."""
+    device_problem: _builtins.bool
+    """For a reported problem: it is about the device (a maintenance ticket will follow once
+    device-monitor has a ticket API).
+    """
+    def __init__(
+        self,
+        *,
+        follow_up_id: _builtins.str = ...,
+        outcome: Global___FollowUpOutcome.ValueType = ...,
+        note: _builtins.str = ...,
+        device_problem: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_problem", b"device_problem", "follow_up_id", b"follow_up_id", "note", b"note", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordFollowUpRequest: _TypeAlias = RecordFollowUpRequest  # noqa: Y015
+
+@_typing.final
+class RecordFollowUpResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOW_UP_FIELD_NUMBER: _builtins.int
+    TROUBLE_CASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def follow_up(self) -> Global___FollowUp: ...
+    @_builtins.property
+    def trouble_case(self) -> Global___TroubleCase:
+        """Set when the outcome opened a trouble case."""
+
+    def __init__(
+        self,
+        *,
+        follow_up: Global___FollowUp | None = ...,
+        trouble_case: Global___TroubleCase | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up", "trouble_case", b"trouble_case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_up", b"follow_up", "trouble_case", b"trouble_case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordFollowUpResponse: _TypeAlias = RecordFollowUpResponse  # noqa: Y015
+
+@_typing.final
+class TroubleCase(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FOLLOW_UP_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DEVICE_PROBLEM_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    order_id: _builtins.str
+    follow_up_id: _builtins.str
+    """The follow-up that opened it."""
+    state: Global___CaseState.ValueType
+    description: _builtins.str
+    """The customer's problem as the clerk noted it."""
+    device_problem: _builtins.bool
+    opened_by: _builtins.str
+    closed_by: _builtins.str
+    resolution: _builtins.str
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        follow_up_id: _builtins.str = ...,
+        state: Global___CaseState.ValueType = ...,
+        description: _builtins.str = ...,
+        device_problem: _builtins.bool = ...,
+        opened_by: _builtins.str = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_by: _builtins.str = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "closed_by", b"closed_by", "description", b"description", "device_problem", b"device_problem", "follow_up_id", b"follow_up_id", "id", b"id", "opened_at", b"opened_at", "opened_by", b"opened_by", "order_id", b"order_id", "resolution", b"resolution", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TroubleCase: _TypeAlias = TroubleCase  # noqa: Y015
+
+@_typing.final
+class ListCasesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """Filters; empty or unspecified means any."""
+    state: Global___CaseState.ValueType
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        state: Global___CaseState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCasesRequest: _TypeAlias = ListCasesRequest  # noqa: Y015
+
+@_typing.final
+class ListCasesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___TroubleCase]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        cases: _abc.Iterable[Global___TroubleCase] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCasesResponse: _TypeAlias = ListCasesResponse  # noqa: Y015
+
+@_typing.final
+class CloseCaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    resolution: _builtins.str
+    """1..500 characters: how it was resolved."""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseCaseRequest: _TypeAlias = CloseCaseRequest  # noqa: Y015
+
+@_typing.final
+class CloseCaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TROUBLE_CASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trouble_case(self) -> Global___TroubleCase: ...
+    def __init__(
+        self,
+        *,
+        trouble_case: Global___TroubleCase | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trouble_case", b"trouble_case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trouble_case", b"trouble_case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseCaseResponse: _TypeAlias = CloseCaseResponse  # noqa: Y015
 
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -96,6 +96,36 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.FromString,
                 _registered_method=True)
+        self.AddCommunication = channel.unary_unary(
+                '/orderline.order.v1.OrderService/AddCommunication',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationResponse.FromString,
+                _registered_method=True)
+        self.ListCommunications = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListCommunications',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsResponse.FromString,
+                _registered_method=True)
+        self.ListFollowUps = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListFollowUps',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsResponse.FromString,
+                _registered_method=True)
+        self.RecordFollowUp = channel.unary_unary(
+                '/orderline.order.v1.OrderService/RecordFollowUp',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpResponse.FromString,
+                _registered_method=True)
+        self.ListCases = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListCases',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCasesRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCasesResponse.FromString,
+                _registered_method=True)
+        self.CloseCase = channel.unary_unary(
+                '/orderline.order.v1.OrderService/CloseCase',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -188,6 +218,50 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddCommunication(self, request, context):
+        """Communication log (docs/order-lifecycle.md#communication-log). Records a call, an SMS or
+        a note about the order; phone numbers in the text are masked before it is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommunications(self, request, context):
+        """The order's communication log, oldest first, with the notifications provisioning sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFollowUps(self, request, context):
+        """Follow-up (docs/order-lifecycle.md#follow-up). Visits scheduled when the order completes,
+        at the business type's follow-up days; earliest due first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordFollowUp(self, request, context):
+        """Records a visit's outcome, once; a reported problem opens a trouble case.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCases(self, request, context):
+        """Trouble cases opened by follow-ups, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseCase(self, request, context):
+        """open -> closed, with a resolution note.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +324,36 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ResumeOrder,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.SerializeToString,
+            ),
+            'AddCommunication': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCommunication,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationResponse.SerializeToString,
+            ),
+            'ListCommunications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommunications,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsResponse.SerializeToString,
+            ),
+            'ListFollowUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollowUps,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsResponse.SerializeToString,
+            ),
+            'RecordFollowUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFollowUp,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpResponse.SerializeToString,
+            ),
+            'ListCases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCases,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCasesRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCasesResponse.SerializeToString,
+            ),
+            'CloseCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseCase,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -578,6 +682,168 @@ class OrderService:
             '/orderline.order.v1.OrderService/ResumeOrder',
             orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.ResumeOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCommunication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/AddCommunication',
+            orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.AddCommunicationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommunications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListCommunications',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCommunicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFollowUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListFollowUps',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListFollowUpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFollowUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/RecordFollowUp',
+            orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.RecordFollowUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListCases',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCasesRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/CloseCase',
+            orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

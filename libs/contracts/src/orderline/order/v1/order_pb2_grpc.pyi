@@ -63,6 +63,22 @@ class OrderServiceStub:
     """held -> inProgress by a person; an order provisioning held for its device resumes when
     provisioning reports progress again, not through this call.
     """
+    AddCommunication: _grpc.UnaryUnaryMultiCallable[_order_pb2.AddCommunicationRequest, _order_pb2.AddCommunicationResponse]
+    """Communication log (docs/order-lifecycle.md#communication-log). Records a call, an SMS or
+    a note about the order; phone numbers in the text are masked before it is kept.
+    """
+    ListCommunications: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListCommunicationsRequest, _order_pb2.ListCommunicationsResponse]
+    """The order's communication log, oldest first, with the notifications provisioning sent."""
+    ListFollowUps: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListFollowUpsRequest, _order_pb2.ListFollowUpsResponse]
+    """Follow-up (docs/order-lifecycle.md#follow-up). Visits scheduled when the order completes,
+    at the business type's follow-up days; earliest due first.
+    """
+    RecordFollowUp: _grpc.UnaryUnaryMultiCallable[_order_pb2.RecordFollowUpRequest, _order_pb2.RecordFollowUpResponse]
+    """Records a visit's outcome, once; a reported problem opens a trouble case."""
+    ListCases: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListCasesRequest, _order_pb2.ListCasesResponse]
+    """Trouble cases opened by follow-ups, oldest first."""
+    CloseCase: _grpc.UnaryUnaryMultiCallable[_order_pb2.CloseCaseRequest, _order_pb2.CloseCaseResponse]
+    """open -> closed, with a resolution note."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -99,6 +115,22 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """held -> inProgress by a person; an order provisioning held for its device resumes when
     provisioning reports progress again, not through this call.
     """
+    AddCommunication: _aio.UnaryUnaryMultiCallable[_order_pb2.AddCommunicationRequest, _order_pb2.AddCommunicationResponse]  # type: ignore[assignment]
+    """Communication log (docs/order-lifecycle.md#communication-log). Records a call, an SMS or
+    a note about the order; phone numbers in the text are masked before it is kept.
+    """
+    ListCommunications: _aio.UnaryUnaryMultiCallable[_order_pb2.ListCommunicationsRequest, _order_pb2.ListCommunicationsResponse]  # type: ignore[assignment]
+    """The order's communication log, oldest first, with the notifications provisioning sent."""
+    ListFollowUps: _aio.UnaryUnaryMultiCallable[_order_pb2.ListFollowUpsRequest, _order_pb2.ListFollowUpsResponse]  # type: ignore[assignment]
+    """Follow-up (docs/order-lifecycle.md#follow-up). Visits scheduled when the order completes,
+    at the business type's follow-up days; earliest due first.
+    """
+    RecordFollowUp: _aio.UnaryUnaryMultiCallable[_order_pb2.RecordFollowUpRequest, _order_pb2.RecordFollowUpResponse]  # type: ignore[assignment]
+    """Records a visit's outcome, once; a reported problem opens a trouble case."""
+    ListCases: _aio.UnaryUnaryMultiCallable[_order_pb2.ListCasesRequest, _order_pb2.ListCasesResponse]  # type: ignore[assignment]
+    """Trouble cases opened by follow-ups, oldest first."""
+    CloseCase: _aio.UnaryUnaryMultiCallable[_order_pb2.CloseCaseRequest, _order_pb2.CloseCaseResponse]  # type: ignore[assignment]
+    """open -> closed, with a resolution note."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns the customer's service order from intake to follow-up.
@@ -204,5 +236,57 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         """held -> inProgress by a person; an order provisioning held for its device resumes when
         provisioning reports progress again, not through this call.
         """
+
+    @_abc_1.abstractmethod
+    def AddCommunication(
+        self,
+        request: _order_pb2.AddCommunicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.AddCommunicationResponse, _abc.Awaitable[_order_pb2.AddCommunicationResponse]]:
+        """Communication log (docs/order-lifecycle.md#communication-log). Records a call, an SMS or
+        a note about the order; phone numbers in the text are masked before it is kept.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCommunications(
+        self,
+        request: _order_pb2.ListCommunicationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListCommunicationsResponse, _abc.Awaitable[_order_pb2.ListCommunicationsResponse]]:
+        """The order's communication log, oldest first, with the notifications provisioning sent."""
+
+    @_abc_1.abstractmethod
+    def ListFollowUps(
+        self,
+        request: _order_pb2.ListFollowUpsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListFollowUpsResponse, _abc.Awaitable[_order_pb2.ListFollowUpsResponse]]:
+        """Follow-up (docs/order-lifecycle.md#follow-up). Visits scheduled when the order completes,
+        at the business type's follow-up days; earliest due first.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordFollowUp(
+        self,
+        request: _order_pb2.RecordFollowUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.RecordFollowUpResponse, _abc.Awaitable[_order_pb2.RecordFollowUpResponse]]:
+        """Records a visit's outcome, once; a reported problem opens a trouble case."""
+
+    @_abc_1.abstractmethod
+    def ListCases(
+        self,
+        request: _order_pb2.ListCasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListCasesResponse, _abc.Awaitable[_order_pb2.ListCasesResponse]]:
+        """Trouble cases opened by follow-ups, oldest first."""
+
+    @_abc_1.abstractmethod
+    def CloseCase(
+        self,
+        request: _order_pb2.CloseCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CloseCaseResponse, _abc.Awaitable[_order_pb2.CloseCaseResponse]]:
+        """open -> closed, with a resolution note."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
