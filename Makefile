@@ -89,6 +89,10 @@ bench: venv ## pipeline benchmark, SQLite and PostgreSQL (flags: BENCH_ARGS="--q
 	$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
 
 BASE ?= e7223e2
+.PHONY: bench-statements
+bench-statements: venv ## micro-benchmark: one SQLite statement via SQLAlchemy and via a plan
+	$(BIN)/python -m bench.statements
+
 .PHONY: bench-compare
 bench-compare: venv ## base (BASE=<rev>, default e7223e2) against this checkout, alternating runs
 	$(BIN)/python -m bench.compare --base $(BASE) $(BENCH_ARGS)

@@ -121,3 +121,25 @@ def test_falling_behind_needs_a_growing_backlog_and_missing_completions() -> Non
     assert _falling_behind(9.0, grew=30, completed_per_s=6.0)
     assert _falling_behind(40.0, grew=45, completed_per_s=30.0)
     assert not _falling_behind(40.0, grew=35, completed_per_s=30.0)
+
+
+def test_the_statement_micro_benchmark_runs_both_ways() -> None:
+    """It measures nothing here (tests never time); it must keep running as the runtime
+    changes, and it checks that both ways read the same rows before it times them."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.statements", "--n", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    lines = out.strip().splitlines()
+    assert lines[0].split()[0] == "statement"
+    assert [line.split("  ")[0] for line in lines[1:]] == [
+        "point select (22 columns)",
+        "update by key (22 columns)",
+        "IN-select of 8 ids",
+    ]
