@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from orderline_cli import certifications, demo, devices, projections
+from orderline_cli import aftercare, certifications, demo, devices, projections
 from orderline_cli.layout import SERVICE_PORTS, read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
@@ -1236,6 +1236,10 @@ certifications.register(app, _address)
 # --- report digest|rebuild (orderline_cli.projections) ---------------------------------------
 
 projections.register(report_app, _address)
+
+# --- order note|log, followup, case (orderline_cli.aftercare) --------------------------------
+
+aftercare.register(app, order_app, _address)
 
 
 def run() -> None:
