@@ -102,6 +102,18 @@ def _id(v: Violations, value: str, field: str, *, required: bool = True) -> str:
     return value
 
 
+def _time(v: Violations, request: Any, field: str) -> datetime | None:
+    """The optional timestamp field, or None; one the protobuf runtime cannot read as a time
+    (nanos out of range, beyond year 9999) is a violation rather than an internal error."""
+    if not request.HasField(field):
+        return None
+    try:
+        return getattr(request, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+    except (ValueError, OverflowError):
+        v.add(field, str(says("not a valid time", "无效的时间")))
+        return None
+
+
 def _page(
     v: Violations, size: int, token: str, filters: dict[str, object]
 ) -> tuple[int, tuple[datetime, str] | None]:
@@ -133,7 +145,7 @@ class AftercareRpcs:
         principal = current_principal()
         v = Violations()  # the request's own problems, reported with the app's at once
         order_id = _id(v, request.order_id, "order_id")
-        at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
+        at = _time(v, request, "at")
         with order_scope(order_id):
             entry = await self.aftercare.add_communication(
                 order_id,
