@@ -78,6 +78,10 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "provisioning_voucher_public_keys_file": "set when "
     "services.provisioning.voucherKey.publicKeysKey is set; unset, only the current key's "
     "vouchers verify",
+    "provisioning_operator": "the automation principal's name; the default is the one the "
+    "certifications are granted to",
+    "provisioning_seed_certifications": "unset in a deployment: nobody is certified until a "
+    "manager grants it (GrantCertification); jobs wait at the checklist meanwhile",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
     "retry_initial_seconds": "a tuning knob with a safe default",

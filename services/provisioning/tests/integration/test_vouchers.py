@@ -178,7 +178,9 @@ async def test_bad_verify_requests_are_invalid_argument(provisioning: Any) -> No
         assert (junk.valid, junk.reason) == (False, "MALFORMED_ENVELOPE")
 
 
-def test_without_a_voucher_key_the_service_refuses_to_start(tmp_path: Path) -> None:
+async def test_without_a_voucher_key_the_service_refuses_to_start(tmp_path: Path) -> None:
+    # Async: the service is built inside a running loop (grpc.aio binds its server to it), as
+    # run_service does, before it looks for the key.
     settings = ProvisioningSettings(
         service_name="provisioning",
         database_url=f"sqlite+aiosqlite:///{tmp_path}/p.db",

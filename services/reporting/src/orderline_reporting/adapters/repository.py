@@ -278,7 +278,9 @@ class ProjectionRepository:
                     sealed_dossiers.c.dossier_id,
                     sealed_dossiers.c.order_id,
                     sealed_dossiers.c.sequence,
-                    sealed_dossiers.c.sealed_at,
+                    func.coalesce(
+                        sealed_dossiers.c.sealed_at, sealed_dossiers.c.sealed_seen_at
+                    ).label("sealed_at"),
                 )
             )
         ]

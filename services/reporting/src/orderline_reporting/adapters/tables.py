@@ -20,6 +20,9 @@ orders = Table(
     Column("state", String(32), nullable=True, index=True),
     # Producer time of the observation that set `state`.
     Column("state_at", UTCDateTime, nullable=True),
+    # Written by releases before migration 0002 only (a wall-clock time, not projected now);
+    # kept so that their pods keep working during a rollout.
+    Column("updated_at", UTCDateTime, nullable=True),
 )
 
 # Events projected, by type.
@@ -38,8 +41,11 @@ sealed_dossiers = Table(
     Column("order_id", String(64), nullable=False),
     Column("sequence", BigInteger, nullable=False),
     # Producer time of the archive.dossier_sealed event (never the wall clock: a rebuild
-    # must write the same row).
-    Column("sealed_at", UTCDateTime, nullable=False),
+    # must write the same row). Null only in a row a pod of the previous release wrote during
+    # a rollout (readers fall back to `sealed_seen_at`).
+    Column("sealed_at", UTCDateTime, nullable=True),
+    # When a release before migration 0002 saw the event; kept for its pods, not written now.
+    Column("sealed_seen_at", UTCDateTime, nullable=True),
 )
 
 # The projection's digest state (domain/digest.py), one row ("live"): the sum of its row

@@ -1,7 +1,10 @@
 """Projection digest: no wall-clock values in projected rows, digest head and checkpoints.
 
-`orders.updated_at` is dropped and `sealed_dossiers.sealed_seen_at` (when reporting saw the
-event) becomes `sealed_at` (when the archive sealed it: the event's time). A projection built
+`orders.updated_at` is no longer written and `sealed_dossiers.sealed_seen_at` (when reporting
+saw the event) gives way to `sealed_at` (when the archive sealed it: the event's time). Expand
+only, as every migration here: both old columns stay, made nullable, so that pods of the
+previous release keep writing them during a rollout; existing rows get `sealed_at` from
+`sealed_seen_at` (the best time they have). A projection built
 before this revision has no recorded positions and its sealed times are arrival times, so its
 digest is not comparable with a rebuild until it is rebuilt (docs/reporting.md).
 
@@ -22,11 +25,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Batch mode: SQLite cannot drop or rename a column in place.
+    # Batch mode: SQLite cannot alter a column in place.
     with op.batch_alter_table("orders") as batch:
-        batch.drop_column("updated_at")
+        batch.alter_column("updated_at", existing_type=sa.DateTime(timezone=True), nullable=True)
     with op.batch_alter_table("sealed_dossiers") as batch:
-        batch.alter_column("sealed_seen_at", new_column_name="sealed_at")
+        batch.add_column(sa.Column("sealed_at", sa.DateTime(timezone=True), nullable=True))
+        batch.alter_column(
+            "sealed_seen_at", existing_type=sa.DateTime(timezone=True), nullable=True
+        )
+    op.execute("UPDATE sealed_dossiers SET sealed_at = sealed_seen_at WHERE sealed_at IS NULL")
     head = op.create_table(
         "projection_head",
         sa.Column("name", sa.String(16), primary_key=True),
@@ -50,13 +57,4 @@ def downgrade() -> None:
     op.drop_table("projection_checkpoints")
     op.drop_table("projection_head")
     with op.batch_alter_table("sealed_dossiers") as batch:
-        batch.alter_column("sealed_at", new_column_name="sealed_seen_at")
-    with op.batch_alter_table("orders") as batch:
-        batch.add_column(
-            sa.Column(
-                "updated_at",
-                sa.DateTime(timezone=True),
-                nullable=False,
-                server_default=sa.func.current_timestamp(),
-            )
-        )
+        batch.drop_column("sealed_at")
