@@ -120,7 +120,8 @@ def _stopped_at(log: Path) -> datetime:
 def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_last(
     first_up: Up, state_dir: Path
 ) -> None:
-    first_up.wait_for(f"submitted {DEMO_ORDERS} demo orders")
+    # The demo adds one order for the review queue and one pending to the orders asked for.
+    first_up.wait_for(f"submitted {DEMO_ORDERS + 2} demo orders")
     first_ports = {
         name: str(a).rsplit(":", 1)[1] for name, a in first_up.stack()["addresses"].items()
     }
@@ -138,7 +139,9 @@ def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_
         return orders if len(done) == DEMO_ORDERS - 1 and len(held) == 1 else None
 
     orders = wait_until("the demo orders to complete (one held)", settled, 180)
-    assert len(orders) == DEMO_ORDERS
+    assert len(orders) == DEMO_ORDERS + 2
+    waiting = sorted(str(o["state"]) for o in orders if o["state"] not in ("completed", "held"))
+    assert waiting == ["acknowledged", "pending"], waiting
     # The held order is shown with its reason.
     first_up.wait_for("held (DEVICE_ABNORMAL")
 
