@@ -178,7 +178,7 @@ async def test_bad_verify_requests_are_invalid_argument(provisioning: Any) -> No
         assert (junk.valid, junk.reason) == (False, "MALFORMED_ENVELOPE")
 
 
-async def test_without_a_voucher_key_the_service_refuses_to_start(tmp_path: Path) -> None:
+async def test_without_a_voucher_key_the_service_is_not_built(tmp_path: Path) -> None:
     # Async: the service is built inside a running loop (grpc.aio binds its server to it), as
     # run_service does, before it looks for the key.
     settings = ProvisioningSettings(
@@ -189,6 +189,8 @@ async def test_without_a_voucher_key_the_service_refuses_to_start(tmp_path: Path
     with pytest.raises(ValueError, match="ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE is not set"):
         build(settings)
 
+
+def test_without_a_voucher_key_the_service_refuses_to_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERLINE_", "OTEL_"))}
     env.update(
         ORDERLINE_GRPC_PORT="0",
