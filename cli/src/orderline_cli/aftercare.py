@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import grpc
 import typer
 
 from orderline.order.v1 import order_pb2 as pb
 from orderline.order.v1 import order_pb2_grpc
-from orderline_cli.output import fail, fail_rpc, print_json, table, to_json
+from orderline_cli import calls
+from orderline_cli.output import fail, print_json, table, to_json
 
 followup_app = typer.Typer(
     help="Follow-up visits after completion: list (--overdue), record an outcome.",
@@ -44,15 +44,8 @@ OUTCOMES = {
 }
 CASE_STATES = {"open": pb.CASE_STATE_OPEN, "closed": pb.CASE_STATE_CLOSED, "": 0}
 
-# Set by register(): main's address lookup (an --option, ORDERLINE_*_ADDRESS, the stack file).
-_address: Callable[[str, str | None], str] = lambda service, override: override or ""  # noqa: E731
 
-
-def register(
-    app: typer.Typer, order_app: typer.Typer, address: Callable[[str, str | None], str]
-) -> None:
-    global _address
-    _address = address
+def register(app: typer.Typer, order_app: typer.Typer) -> None:
     order_app.command("note")(order_note)
     order_app.command("log")(order_log)
     app.add_typer(followup_app, name="followup")
@@ -62,16 +55,7 @@ def register(
 def _call(
     address: str | None, token: str, as_json: bool, call: Callable[[Any, dict[str, Any]], Any]
 ) -> Any:
-    with grpc.insecure_channel(_address("intake", address)) as channel:
-        stub = order_pb2_grpc.OrderServiceStub(channel)
-        try:
-            return call(stub, {"metadata": (("authorization", f"Bearer {token}"),), "timeout": 10})
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
-
-
-def _when(ts: Any) -> str:
-    return f"{ts.ToDatetime():%Y-%m-%d %H:%M}" if ts.seconds or ts.nanos else "-"
+    return calls.call("intake", order_pb2_grpc.OrderServiceStub, address, token, as_json, call)
 
 
 def _choice(value: str, allowed: dict[str, Any], option: str, as_json: bool) -> Any:
@@ -119,7 +103,7 @@ def order_note(
         print_json(to_json(reply))
         return
     c = reply.communication
-    print(f"logged {c.id} on {c.order_id} at {_when(c.at)}")
+    print(f"logged {c.id} on {c.order_id} at {calls.when(c.at)}")
 
 
 def _list_communications(
@@ -152,7 +136,7 @@ def order_log(
         return
     rows = [
         (
-            _when(c.at),
+            calls.when(c.at),
             _name(pb.CommunicationChannel, c.channel, "COMMUNICATION_CHANNEL_"),
             _name(pb.CommunicationDirection, c.direction, "COMMUNICATION_DIRECTION_"),
             c.actor,
@@ -186,7 +170,7 @@ def followup_list(
             f.id,
             f.order_id,
             f"day {f.day}",
-            _when(f.due_at),
+            calls.when(f.due_at),
             _name(pb.FollowUpOutcome, f.outcome, "FOLLOW_UP_OUTCOME_").replace("unspecified", "-"),
             "OVERDUE" if f.overdue else "",
         )
@@ -251,7 +235,7 @@ def case_list(
             c.order_id,
             _name(pb.CaseState, c.state, "CASE_STATE_"),
             "device" if c.device_problem else "",
-            _when(c.opened_at),
+            calls.when(c.opened_at),
             c.description,
         )
         for c in reply.cases

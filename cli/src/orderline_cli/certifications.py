@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import grpc
 import typer
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
-from orderline_cli.output import fail_rpc, print_json, table, to_json
+from orderline_cli import calls
+from orderline_cli.output import print_json, table, to_json
 
 certification_app = typer.Typer(
     help="Operator certifications per business type: grant, revoke with a reason, list.",
@@ -22,35 +22,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
 ProvisioningOpt = Annotated[str | None, typer.Option("--provisioning", help="host:port")]
 
-# Set by register(): main's address lookup (an --option, ORDERLINE_*_ADDRESS, the stack file).
-_address: Callable[[str, str | None], str] = lambda service, override: override or ""  # noqa: E731
 
-
-def register(app: typer.Typer, address: Callable[[str, str | None], str]) -> None:
-    global _address
-    _address = address
+def register(app: typer.Typer) -> None:
     app.add_typer(certification_app, name="certification")
 
 
 def _call(
     address: str | None, token: str, as_json: bool, call: Callable[[Any, dict[str, Any]], Any]
 ) -> Any:
-    with grpc.insecure_channel(_address("provisioning", address)) as channel:
-        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
-        try:
-            return call(stub, {"metadata": (("authorization", f"Bearer {token}"),), "timeout": 10})
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
-
-
-def _when(ts: Any) -> str:
-    return f"{ts.ToDatetime():%Y-%m-%d %H:%M}" if ts.seconds or ts.nanos else "-"
+    return calls.call(
+        "provisioning", provisioning_pb2_grpc.ProvisioningServiceStub, address, token, as_json, call
+    )
 
 
 def _line(verb: str, c: pb.Certification) -> None:
     print(f"{verb} {c.principal} for {c.business_type} (granted by {c.granted_by})")
     if c.revoked_by:
-        print(f"  revoked by {c.revoked_by} at {_when(c.revoked_at)}: {c.revoke_reason}")
+        print(f"  revoked by {c.revoked_by} at {calls.when(c.revoked_at)}: {c.revoke_reason}")
 
 
 @certification_app.command("grant")
@@ -128,7 +116,7 @@ def certification_list(
             c.principal,
             c.business_type,
             c.granted_by,
-            _when(c.granted_at),
+            calls.when(c.granted_at),
             f"revoked by {c.revoked_by}: {c.revoke_reason}" if c.revoked_by else "active",
         ]
         for c in reply.certifications

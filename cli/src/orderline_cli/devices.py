@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import grpc
 import typer
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
-from orderline_cli.output import fail, fail_rpc, print_json, table, to_json
+from orderline_cli import calls
+from orderline_cli.output import fail, print_json, table, to_json
 
 alarm_app = typer.Typer(
     help="Device alarms: list them, acknowledge one, clear one with a reason.",
@@ -24,13 +24,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
 MonitorOpt = Annotated[str | None, typer.Option("--device-monitor", help="host:port")]
 
-# Set by register(): main's address lookup (an --option, ORDERLINE_*_ADDRESS, the stack file).
-_address: Callable[[str, str | None], str] = lambda service, override: override or ""  # noqa: E731
 
-
-def register(app: typer.Typer, address: Callable[[str, str | None], str]) -> None:
-    global _address
-    _address = address
+def register(app: typer.Typer) -> None:
     app.add_typer(alarm_app, name="alarm")
     app.add_typer(device_app, name="device")
 
@@ -79,10 +74,6 @@ def _parse(
     return numbers
 
 
-def _when(ts: Any) -> str:
-    return f"{ts.ToDatetime():%m-%d %H:%M:%S}" if ts.seconds or ts.nanos else "-"
-
-
 def _texts(text: str) -> list[str]:
     """A server text "English | 中文" as its two lines; any other text as it is."""
     return [part.strip() for part in text.split(" | ") if part.strip()] or [text]
@@ -94,12 +85,14 @@ def _texts(text: str) -> list[str]:
 def _call(
     address: str | None, token: str, as_json: bool, call: Callable[[Any, dict[str, Any]], Any]
 ) -> Any:
-    with grpc.insecure_channel(_address("device-monitor", address)) as channel:
-        stub = device_pb2_grpc.DeviceHealthServiceStub(channel)
-        try:
-            return call(stub, {"metadata": (("authorization", f"Bearer {token}"),), "timeout": 10})
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
+    return calls.call(
+        "device-monitor", device_pb2_grpc.DeviceHealthServiceStub, address, token, as_json, call
+    )
+
+
+def _when(ts: Any) -> str:
+    """Alarms change within minutes: the time of day to the second, with the date."""
+    return calls.when(ts, "%m-%d %H:%M:%S")
 
 
 ALARM_COLUMNS = ("alarm", "device", "category", "severity", "state", "ack", "raised", "detail")

@@ -24,8 +24,8 @@ from typer.core import TyperGroup
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
-from orderline_cli import aftercare, certifications, demo, devices, projections
-from orderline_cli.layout import SERVICE_PORTS, read_stack_file
+from orderline_cli import aftercare, calls, certifications, demo, devices, projections
+from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
 from orderline_runtime.order_states import BY_TMF_NAME
@@ -78,21 +78,13 @@ app.add_typer(report_app, name="report")
 app.add_typer(dossier_app, name="dossier")
 
 console = Console(width=min(Console().width, WIDTH))
-STATE_DIR = Path(os.environ.get("ORDERLINE_STATE_DIR", "var"))
+STATE_DIR = calls.STATE_DIR
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
 
 
 def _address(service: str, override: str | None) -> str:
-    if override:
-        return override
-    env = os.environ.get(f"ORDERLINE_{service.upper().replace('-', '_')}_ADDRESS")
-    if env:
-        return env
-    info = read_stack_file(STATE_DIR)
-    if info:
-        return str(info["addresses"][service])  # type: ignore[index]
-    return f"127.0.0.1:{SERVICE_PORTS[service]}"
+    return calls.address(service, override)
 
 
 def _meta(token: str) -> tuple[tuple[str, str]]:
@@ -1227,19 +1219,19 @@ def voucher_verify(
 
 # --- alarm, device (orderline_cli.devices) ----------------------------------------------------
 
-devices.register(app, _address)
+devices.register(app)
 
 # --- certification (orderline_cli.certifications) ---------------------------------------------
 
-certifications.register(app, _address)
+certifications.register(app)
 
 # --- report digest|rebuild (orderline_cli.projections) ---------------------------------------
 
-projections.register(report_app, _address)
+projections.register(report_app)
 
 # --- order note|log, followup, case (orderline_cli.aftercare) --------------------------------
 
-aftercare.register(app, order_app, _address)
+aftercare.register(app, order_app)
 
 
 def run() -> None:

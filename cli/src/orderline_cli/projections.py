@@ -6,24 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import grpc
 import typer
 
 from orderline.reporting.v1 import reporting_pb2 as pb
 from orderline.reporting.v1 import reporting_pb2_grpc
-from orderline_cli.output import fail_rpc, print_json, table, to_json
+from orderline_cli import calls
+from orderline_cli.output import print_json, table, to_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ORDERLINE_TOKEN")]
 ReportingOpt = Annotated[str | None, typer.Option("--reporting", help="host:port")]
 
-# Set by register(): main's address lookup (an --option, ORDERLINE_*_ADDRESS, the stack file).
-_address: Callable[[str, str | None], str] = lambda service, override: override or ""  # noqa: E731
 
-
-def register(report_app: typer.Typer, address: Callable[[str, str | None], str]) -> None:
-    global _address
-    _address = address
+def register(report_app: typer.Typer) -> None:
     report_app.command("digest")(report_digest)
     report_app.command("rebuild")(report_rebuild)
 
@@ -35,14 +30,8 @@ def _call(
     timeout: float,
     call: Callable[[Any, dict[str, Any]], Any],
 ) -> Any:
-    with grpc.insecure_channel(_address("reporting", address)) as channel:
-        stub = reporting_pb2_grpc.ReportingServiceStub(channel)
-        try:
-            return call(
-                stub, {"metadata": (("authorization", f"Bearer {token}"),), "timeout": timeout}
-            )
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
+    stub = reporting_pb2_grpc.ReportingServiceStub
+    return calls.call("reporting", stub, address, token, as_json, call, timeout=timeout)
 
 
 def _positions(position: Any) -> str:
