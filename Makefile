@@ -52,7 +52,7 @@ typecheck: venv ## mypy (strict) on every package
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
 
 test: venv protos-check lint checkov ## everything CI runs (starts its own NATS and PostgreSQL)
-	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -q -p no:cacheprovider
+	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -q -p no:cacheprovider --durations=25
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit libs/catalogue/tests
