@@ -232,6 +232,9 @@ async def test_order_follows_provisioning_to_completed_and_archived(
 ) -> None:
     order = (await intake.CreateOrder(create_request(), metadata=CLERK)).order
     watch = intake.WatchOrders(order_pb2.WatchOrdersRequest(order_ids=[order.id]), metadata=CLERK)
+    updates = aiter(watch)
+    # The order as it is when the watch opens, before any milestone is published.
+    first = await anext(updates)
     P = provisioning_events_pb2
     steps: list[tuple[str, Message]] = [
         ("provisioning.prechecks_passed", P.PrechecksPassed(order_id=order.id)),
@@ -265,8 +268,9 @@ async def test_order_follows_provisioning_to_completed_and_archived(
     assert got.order.dossier_id == "D-1"
     assert "dossier_archived" in [m.name for m in got.order.milestones]
 
-    states, milestones = [], []
-    async for update in watch:
+    states = [first.order.state]
+    milestones = [[m.name for m in first.order.milestones]]
+    async for update in updates:
         states.append(update.order.state)
         milestones.append([m.name for m in update.order.milestones])
         if "dossier_archived" in milestones[-1]:
