@@ -829,15 +829,14 @@ def report_orders(
     as_json: JsonOpt = False,
 ) -> None:
     """Orders by state and business type."""
-    with grpc.insecure_channel(_address("reporting", reporting)) as channel:
-        try:
-            reply = reporting_pb2_grpc.ReportingServiceStub(channel).GetOrderReport(
-                reporting_pb2.GetOrderReportRequest(),
-                metadata=_meta(token or "dev-manager"),
-                timeout=10,
-            )
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
+    reply = calls.call(
+        "reporting",
+        reporting_pb2_grpc.ReportingServiceStub,
+        reporting,
+        token or "dev-manager",
+        as_json,
+        lambda stub, opts: stub.GetOrderReport(reporting_pb2.GetOrderReportRequest(), **opts),
+    )
     if as_json:
         print_json(to_json(reply))
         return
@@ -862,15 +861,14 @@ def catalogue(
     as_json: JsonOpt = False,
 ) -> None:
     """The business types an order may have, with their required fields and documents."""
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
-        try:
-            reply = order_pb2_grpc.OrderServiceStub(channel).ListBusinessTypes(
-                order_pb2.ListBusinessTypesRequest(),
-                metadata=_meta(token or "dev-clerk"),
-                timeout=10,
-            )
-        except grpc.RpcError as err:
-            fail_rpc(err, as_json=as_json)
+    reply = calls.call(
+        "intake",
+        order_pb2_grpc.OrderServiceStub,
+        intake,
+        token or "dev-clerk",
+        as_json,
+        lambda stub, opts: stub.ListBusinessTypes(order_pb2.ListBusinessTypesRequest(), **opts),
+    )
     if as_json:
         print_json(to_json(reply))
         return
