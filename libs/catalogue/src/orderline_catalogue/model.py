@@ -6,9 +6,10 @@ edited the catalogue sees what to fix before any order is taken against it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from importlib import resources
@@ -47,6 +48,20 @@ REQUIRABLE_FIELDS = (
     "device_id",
     "plan",
 )
+
+# Placeholders a configuration value may name besides its template's `values` (catalogue.yaml).
+BUILTIN_PLACEHOLDERS = (
+    "order_id",
+    "device_id",
+    "business_type",
+    "plan",
+    "rate_mbps",
+    "upstream_mbps",
+    "customer.phone",
+)
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+# What the network side does when a business type's service is switched.
+ACTIVATIONS = ("activate", "deactivate")
 
 PACKAGED = "catalogue.yaml"
 _KEY = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
@@ -91,11 +106,67 @@ class WorkInstruction:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """What a device test reports: unit, names, and the range a real value can have."""
+
+    key: str
+    unit: str
+    low: float
+    high: float
+    names: Mapping[str, str]
+
+    def plausible(self, value: float) -> bool:
+        return self.low <= value <= self.high  # False for NaN too
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A measurement's bounds for a pass (inclusive; None: unbounded on that side)."""
+
+    measurement: str
+    min: float | None = None
+    max: float | None = None
+
+    def met(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """How one test kind of a profile is judged, and what to change on the device when it
+    fails: `adjustments[i]` is applied after the (i+1)-th failing round."""
+
+    __test__ = False  # not a pytest test class
+
+    kind: str
+    criteria: tuple[Criterion, ...]
+    adjustments: tuple[Mapping[str, str], ...]
+
+
+@dataclass(frozen=True)
 class TestProfile:
     __test__ = False  # not a pytest test class
 
     name: str
     tests: tuple[str, ...]
+    # Test rounds at most: the first, plus one after each adjustment (from `test_profiles`).
+    rounds: int = 1
+    specs: Mapping[str, TestSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConfigTemplate:
+    """A configuration template (配置模板): settings with {placeholders}, the template's own
+    values for them, per-plan overrides of those values, and the network action."""
+
+    name: str
+    settings: Mapping[str, str]
+    values: Mapping[str, str] = field(default_factory=dict)
+    plans: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    activation: str = "activate"
+
+    def placeholders(self) -> frozenset[str]:
+        return frozenset(n for v in self.settings.values() for n in PLACEHOLDER.findall(v))
 
 
 @dataclass(frozen=True)
@@ -128,9 +199,16 @@ class Catalogue:
     document_types: Mapping[str, DocumentType]
     types: Mapping[str, BusinessType]
     source: str
+    measurements: Mapping[str, Measurement] = field(default_factory=dict)
+    # Settings every configured device gets, before its template's.
+    config_base: Mapping[str, str] = field(default_factory=dict)
+    templates: Mapping[str, ConfigTemplate] = field(default_factory=dict)
 
     def get(self, key: str) -> BusinessType | None:
         return self.types.get(key)
+
+    def template(self, name: str) -> ConfigTemplate | None:
+        return self.templates.get(name)
 
     def __iter__(self) -> Iterator[BusinessType]:
         return iter(self.types.values())
@@ -232,8 +310,22 @@ class _Reader:
         return key
 
     def catalogue(self, raw: object) -> Catalogue:
-        top = self.mapping(raw, "top level", ("version", "document_types", "business_types"))
+        required = ("version", "document_types", "business_types")
+        optional = ("measurements", "test_profiles", "config_base", "config_templates")
+        if isinstance(raw, dict):
+            # `x-…` keys hold YAML anchors shared by the entries below; they are not read.
+            raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+            for key in optional:
+                raw.setdefault(key, {})
+        top = self.mapping(raw, "top level", required + optional)
         version = self.text(top["version"], "version")
+        measurements = self.measurements(top["measurements"], "measurements")
+        profiles = self.test_profiles(top["test_profiles"], "test_profiles", measurements)
+        base = self.settings(top["config_base"], "config_base")
+        templates = {}
+        for name, spec in self.mapping(top["config_templates"], "config_templates").items():
+            templates[str(name)] = self.config_template(str(name), spec, f"config_templates.{name}")
+        self.placeholders_known(base, frozenset(), "config_base")
         documents = {}
         for key, spec in self.mapping(top["document_types"], "document_types").items():
             where = f"document_types.{key}"
@@ -242,10 +334,170 @@ class _Reader:
             documents[key] = DocumentType(key, self.names(entry["names"], f"{where}.names"))
         types = {}
         for key, spec in self.mapping(top["business_types"], "business_types").items():
-            types[key] = self.business_type(self.key(key, f"business_types.{key}"), spec, documents)
+            business = self.business_type(self.key(key, f"business_types.{key}"), spec, documents)
+            types[key] = self.linked(business, profiles, templates)
         if not types:
             raise self.fail("business_types", "the catalogue names no business type")
-        return Catalogue(version, documents, types, self.source)
+        return Catalogue(version, documents, types, self.source, measurements, base, templates)
+
+    def linked(
+        self,
+        business: BusinessType,
+        profiles: Mapping[str, TestProfile],
+        templates: Mapping[str, ConfigTemplate],
+    ) -> BusinessType:
+        """The business type with its profile's rounds and test specs; checks that the
+        template and the profile it names exist (when the catalogue has any)."""
+        where = f"business_types.{business.key}"
+        if templates and business.config_template not in templates:
+            raise self.fail(
+                f"{where}.config_template",
+                f"{business.config_template!r} is not a key of config_templates",
+            )
+        tests = business.test_profile.tests
+        if not tests or not profiles:
+            return business
+        profile = profiles.get(business.test_profile.name)
+        if profile is None:
+            raise self.fail(
+                f"{where}.test_profile.name",
+                f"{business.test_profile.name!r} is not a key of test_profiles",
+            )
+        missing = [t for t in tests if t not in profile.specs]
+        if missing:
+            raise self.fail(
+                f"{where}.test_profile.tests",
+                f"test_profiles.{profile.name} does not say how to judge {missing}",
+            )
+        return dataclasses.replace(
+            business,
+            test_profile=TestProfile(profile.name, tests, profile.rounds, profile.specs),
+        )
+
+    def number(self, value: object, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise self.fail(where, "expected a number")
+        return float(value)
+
+    def measurements(self, value: object, where: str) -> dict[str, Measurement]:
+        out = {}
+        for key, spec in self.mapping(value, where).items():
+            at = f"{where}.{key}"
+            self.key(key, at)
+            raw = self.mapping(spec, at, ("unit", "range", "names"))
+            bounds = raw["range"]
+            if not isinstance(bounds, list) or len(bounds) != 2:
+                raise self.fail(f"{at}.range", "expected [low, high]")
+            low = self.number(bounds[0], f"{at}.range")
+            high = self.number(bounds[1], f"{at}.range")
+            if low >= high:
+                raise self.fail(f"{at}.range", "low must be below high")
+            unit = self.text(raw["unit"], f"{at}.unit", empty=True)
+            out[key] = Measurement(key, unit, low, high, self.names(raw["names"], f"{at}.names"))
+        return out
+
+    def settings(self, value: object, where: str) -> dict[str, str]:
+        raw = self.mapping(value, where)
+        out = {}
+        for key, setting in raw.items():
+            if not isinstance(key, str) or not key.strip():
+                raise self.fail(where, f"{key!r} is not a setting name")
+            if not isinstance(setting, str):
+                raise self.fail(f"{where}.{key}", "expected a string (quote numbers and booleans)")
+            out[key] = setting
+        return out
+
+    def placeholders_known(
+        self, settings: Mapping[str, str], values: frozenset[str], where: str
+    ) -> None:
+        for key, setting in settings.items():
+            for name in PLACEHOLDER.findall(setting):
+                if name not in BUILTIN_PLACEHOLDERS and name not in values:
+                    raise self.fail(
+                        f"{where}.{key}",
+                        f"{{{name}}} is neither one of {BUILTIN_PLACEHOLDERS} nor a key of "
+                        "the template's values",
+                    )
+
+    def config_template(self, name: str, spec: object, where: str) -> ConfigTemplate:
+        raw = self.mapping(spec, where)
+        keys = ("settings", "values", "plans", "activation")
+        unknown = sorted(str(k) for k in raw if k not in keys)
+        if unknown or "settings" not in raw:
+            raise self.fail(
+                where, f"expected settings and optionally values, plans, activation; got {unknown}"
+            )
+        settings = self.settings(raw["settings"], f"{where}.settings")
+        values = self.settings(raw.get("values", {}), f"{where}.values")
+        plans = {}
+        for plan, overrides in self.mapping(raw.get("plans", {}), f"{where}.plans").items():
+            at = f"{where}.plans.{plan}"
+            over = self.settings(overrides, at)
+            extra = sorted(set(over) - set(values))
+            if extra:
+                raise self.fail(at, f"overrides {extra}, which the template's values lack")
+            plans[str(plan)] = over
+        activation = raw.get("activation", "activate")
+        if activation not in ACTIVATIONS:
+            raise self.fail(f"{where}.activation", f"{activation!r} is not one of {ACTIVATIONS}")
+        self.placeholders_known(settings, frozenset(values), f"{where}.settings")
+        template = ConfigTemplate(name, settings, values, plans, activation)
+        if "upstream_mbps" in template.placeholders() and "upstream_percent" not in values:
+            raise self.fail(f"{where}.values", "{upstream_mbps} needs an upstream_percent")
+        return template
+
+    def test_profiles(
+        self, value: object, where: str, measurements: Mapping[str, Measurement]
+    ) -> dict[str, TestProfile]:
+        out = {}
+        for name, spec in self.mapping(value, where).items():
+            at = f"{where}.{name}"
+            raw = self.mapping(spec, at, ("rounds", "tests"))
+            rounds = raw["rounds"]
+            if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 10:
+                raise self.fail(f"{at}.rounds", "expected a whole number of rounds, 1 to 10")
+            specs = {}
+            for kind, test in self.mapping(raw["tests"], f"{at}.tests").items():
+                if kind not in TEST_KINDS:
+                    raise self.fail(f"{at}.tests", f"{kind!r} is not one of {TEST_KINDS}")
+                specs[kind] = self.test_spec(kind, test, f"{at}.tests.{kind}", measurements)
+            out[str(name)] = TestProfile(str(name), tuple(specs), rounds, specs)
+        return out
+
+    def test_spec(
+        self, kind: str, value: object, where: str, measurements: Mapping[str, Measurement]
+    ) -> TestSpec:
+        raw = self.mapping(value, where, ("criteria", "adjustments"))
+        criteria = []
+        for key, bounds in self.mapping(raw["criteria"], f"{where}.criteria").items():
+            at = f"{where}.criteria.{key}"
+            measurement = measurements.get(key)
+            if measurement is None:
+                raise self.fail(at, f"{key!r} is not a key of measurements")
+            limits = self.mapping(bounds, at)
+            if not limits or set(limits) - {"min", "max"}:
+                raise self.fail(at, "expected min, max or both")
+            low = self.number(limits["min"], f"{at}.min") if "min" in limits else None
+            high = self.number(limits["max"], f"{at}.max") if "max" in limits else None
+            if low is not None and high is not None and low > high:
+                raise self.fail(at, "min is above max")
+            for bound in (low, high):
+                if bound is not None and not measurement.plausible(bound):
+                    raise self.fail(at, f"{bound} is outside the measurement's range")
+            criteria.append(Criterion(key, low, high))
+        if not criteria:
+            raise self.fail(f"{where}.criteria", "a test needs at least one criterion")
+        adjustments = raw["adjustments"]
+        if not isinstance(adjustments, list):
+            raise self.fail(f"{where}.adjustments", "expected a list of settings")
+        steps = tuple(
+            self.settings(a, f"{where}.adjustments[{i}]") for i, a in enumerate(adjustments)
+        )
+        for i, step in enumerate(steps):
+            if not step:
+                raise self.fail(f"{where}.adjustments[{i}]", "an adjustment changes a setting")
+            self.placeholders_known(step, frozenset(), f"{where}.adjustments[{i}]")
+        return TestSpec(kind, tuple(criteria), steps)
 
     def business_type(
         self, key: str, spec: object, documents: Mapping[str, DocumentType]
