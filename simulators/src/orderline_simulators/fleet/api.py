@@ -15,7 +15,8 @@ from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
 from orderline_simulators.fleet import convert
 from orderline_simulators.fleet.domain import Fleet
-from orderline_simulators.fleet.telemetry import TelemetryGenerator, measurements_for
+from orderline_simulators.fleet.measure import measure
+from orderline_simulators.fleet.telemetry import TelemetryGenerator
 
 log = get_logger("device-agent")
 
@@ -75,7 +76,9 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             settings=len(request.settings),
         )
         return agent_pb2.ApplyConfigResponse(
-            config_version=result.config_version, replayed=result.replayed
+            config_version=result.config_version,
+            replayed=result.replayed,
+            previous_version=result.previous_version,
         )
 
     async def RollbackConfig(
@@ -119,7 +122,53 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
         return agent_pb2.RunTestResponse(
             passed=outcome.passed,
             detail=outcome.detail,
-            measurements=measurements_for(kind, sample),
+            measurements=measure(device, kind, sample),
+        )
+
+    async def ActivateService(
+        self, request: agent_pb2.ActivateServiceRequest, context: Context
+    ) -> agent_pb2.ActivateServiceResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.activate_service(request.idempotency_key, request.reference)
+        except DomainError as exc:
+            log.info("activation refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.info(
+            "activation replayed" if result.replayed else "service activated",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            activation_id=result.activation_id,
+        )
+        return agent_pb2.ActivateServiceResponse(
+            activation_id=result.activation_id,
+            service_active=result.service_active,
+            replayed=result.replayed,
+            config_version=result.config_version,
+        )
+
+    async def DeactivateService(
+        self, request: agent_pb2.DeactivateServiceRequest, context: Context
+    ) -> agent_pb2.DeactivateServiceResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.deactivate_service(request.idempotency_key, request.reference)
+        except DomainError as exc:
+            log.info("deactivation refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.info(
+            "deactivation replayed" if result.replayed else "service deactivated",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            activation_id=result.activation_id,
+        )
+        return agent_pb2.DeactivateServiceResponse(
+            activation_id=result.activation_id,
+            service_active=result.service_active,
+            replayed=result.replayed,
+            config_version=result.config_version,
         )
 
     async def InjectFault(
@@ -128,12 +177,23 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
         try:
             device = self.fleet.get(request.device_id)
             category = convert.category_from_proto(request.category)
-            if category is None:
-                raise InvalidArgument("category", "required")
+            if (category is None) == (not request.defect):
+                raise InvalidArgument("category", "exactly one of category and defect")
+            if request.defect:
+                try:
+                    device.inject_defect(request.defect)
+                except ValueError as exc:
+                    raise InvalidArgument("defect", str(exc)) from None
         except DomainError as exc:
             await abort_with(context, exc)
-        device.inject_fault(category)
-        log.warning("fault injected", device_id=device.device_id, category=category.value)
+        if category is not None:
+            device.inject_fault(category)
+        log.warning(
+            "fault injected",
+            device_id=device.device_id,
+            category=category.value if category else None,
+            defect=request.defect or None,
+        )
         return agent_pb2.InjectFaultResponse()
 
     async def ClearFault(
@@ -144,11 +204,15 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             category = convert.category_from_proto(request.category)
         except DomainError as exc:
             await abort_with(context, exc)
-        device.clear_fault(category)
+        if request.defect:
+            device.clear_defect(request.defect)
+        if category is not None or not request.defect:
+            device.clear_fault(category)
         log.info(
             "fault cleared",
             device_id=device.device_id,
-            category=category.value if category else "all",
+            category=category.value if category else ("" if request.defect else "all"),
+            defect=request.defect or None,
         )
         return agent_pb2.ClearFaultResponse()
 

@@ -40,7 +40,7 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
     log.info(
         "fleet created",
         devices=len(fleet),
-        faults=[f"{s.device_id}:{s.category.value}" for s in settings.fleet_faults],
+        faults=[f"{s.device_id}:{s.label}" for s in settings.fleet_faults],
         telemetry_target=settings.telemetry_target or None,
         telemetry_interval_seconds=settings.telemetry_interval_seconds,
     )

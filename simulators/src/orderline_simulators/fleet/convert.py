@@ -46,6 +46,8 @@ def device_info(device: Device) -> agent_pb2.DeviceInfo:
         firmware=device.firmware,
         config_version=device.config_version,
         faults=[category_to_proto(c) for c in device.sorted_faults()],
+        defects=sorted(device.defects),
+        service_active=device.service_active,
     )
 
 

@@ -9,7 +9,14 @@ with a key changes the device and records the result; a repeat returns that resu
 client never sees a value above 1.
 
 Tests are measurements, not changes: each RunTest runs against the device as it is now (so a
-fault injected or cleared in between shows), whatever key it carries.
+fault injected or cleared in between shows), whatever key it carries. Besides the health
+faults (seen in telemetry too), a device can carry latent *defects* seen only under test
+(DEFECTS): some the right settings compensate (a duplex mismatch, a marginal line, an open
+telnet port, clogged vents, slow menus), some nothing but a technician fixes (a damaged line,
+unsigned firmware), and one that makes the device misreport (a broken temperature sensor).
+
+ActivateService / DeactivateService switch the service on the network side, idempotent on the
+key like configuration changes.
 """
 
 from __future__ import annotations
@@ -67,6 +74,70 @@ FAILED_TESTS: Mapping[HealthCategory, frozenset[TestKind]] = {
 }
 
 
+@dataclass(frozen=True)
+class Defect:
+    """A latent defect a test finds. ``remedy``: the settings under which it no longer shows
+    (empty: no configuration helps). ``misreports``: the device does not fail the test but
+    reports an impossible value (the caller must not take it for a pass)."""
+
+    name: str
+    kind: TestKind
+    remedy: Mapping[str, str]
+    description: str
+    misreports: bool = False
+
+
+DEFECTS: Mapping[str, Defect] = {
+    d.name: d
+    for d in (
+        Defect(
+            "duplex_mismatch",
+            TestKind.FUNCTIONAL,
+            {"wan.port_mode": "1000-full"},
+            "WAN port auto-negotiates half duplex: the service does not come up",
+        ),
+        Defect(
+            "line_noise",
+            TestKind.PERFORMANCE,
+            {"line.profile": "robust"},
+            "marginal line: errors and loss at full rate",
+        ),
+        Defect(
+            "line_damaged",
+            TestKind.PERFORMANCE,
+            {},
+            "damaged line: heavy loss whatever the line profile",
+        ),
+        Defect(
+            "telnet_open",
+            TestKind.SECURITY,
+            {"management.telnet": "disabled"},
+            "firmware leaves the telnet management port open",
+        ),
+        Defect("unsigned_firmware", TestKind.SECURITY, {}, "firmware image is not vendor-signed"),
+        Defect(
+            "cooling_degraded",
+            TestKind.ENVIRONMENTAL,
+            {"fan.speed": "high"},
+            "clogged vents: too hot under load",
+        ),
+        Defect(
+            "ui_sluggish",
+            TestKind.USER_INTERFACE,
+            {"ui.animations": "off"},
+            "menus respond slowly",
+        ),
+        Defect(
+            "sensor_glitch",
+            TestKind.ENVIRONMENTAL,
+            {},
+            "temperature sensor reports an impossible value",
+            misreports=True,
+        ),
+    )
+}
+
+
 def categories_failing(kind: TestKind) -> frozenset[HealthCategory]:
     """The categories whose fault makes a test of ``kind`` fail."""
     return frozenset(c for c, kinds in FAILED_TESTS.items() if kind in kinds)
@@ -82,15 +153,39 @@ def parse_category(text: str) -> HealthCategory:
         raise ValueError(f"unknown health category {text.strip()!r} (known: {known})") from None
 
 
+def parse_defect(text: str) -> str:
+    name = text.strip().lower()
+    if name not in DEFECTS:
+        known = ", ".join(DEFECTS)
+        raise ValueError(f"unknown defect {text.strip()!r} (known: {known})")
+    return name
+
+
 class FaultSpec(NamedTuple):
-    """A fault to inject at start, from ``CPE-0007:thermal``."""
+    """A fault to inject at start, from ``CPE-0007:thermal`` (a health category) or
+    ``CPE-0021:cooling_degraded`` (a defect)."""
 
     device_id: str
-    category: HealthCategory
+    category: HealthCategory | None
+    defect: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.defect or (self.category.value if self.category else "")
+
+
+def _fault_spec(device_id: str, name: str) -> FaultSpec:
+    try:
+        return FaultSpec(device_id, parse_category(name))
+    except ValueError as not_category:
+        try:
+            return FaultSpec(device_id, None, parse_defect(name))
+        except ValueError as not_defect:
+            raise ValueError(f"{not_category}; nor a defect: {not_defect}") from None
 
 
 def parse_fault_specs(text: str) -> tuple[FaultSpec, ...]:
-    """Parses ``CPE-0007:thermal,CPE-0013:line`` (blank → no faults)."""
+    """Parses ``CPE-0007:thermal,CPE-0013:line,CPE-0021:cooling_degraded`` (blank → none)."""
     specs = []
     for raw in text.split(","):
         item = raw.strip()
@@ -99,7 +194,7 @@ def parse_fault_specs(text: str) -> tuple[FaultSpec, ...]:
         device_id, sep, category = item.partition(":")
         if not sep or not device_id.strip():
             raise ValueError(f"{item!r} is not DEVICE_ID:CATEGORY (e.g. CPE-0007:thermal)")
-        specs.append(FaultSpec(device_id.strip().upper(), parse_category(category)))
+        specs.append(_fault_spec(device_id.strip().upper(), category))
     return tuple(specs)
 
 
@@ -111,12 +206,25 @@ def device_id_for(index: int) -> str:
 class Operation(enum.Enum):
     APPLY = "apply"
     ROLLBACK = "rollback"
+    ACTIVATE = "activate"
+    DEACTIVATE = "deactivate"
 
 
 @dataclass(frozen=True)
 class ConfigResult:
     config_version: int
     replayed: bool
+    # The version in force before the change (not part of equality: a result is its version
+    # and whether it was replayed).
+    previous_version: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    activation_id: str
+    service_active: bool
+    replayed: bool
+    config_version: int
 
 
 @dataclass
@@ -126,6 +234,9 @@ class LedgerEntry:
     operation: Operation
     config_version: int
     applies: int = 1
+    previous_version: int = 0
+    activation_id: str = ""
+    service_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,34 +278,42 @@ class Device:
     config_version: int = 1
     history: dict[int, dict[str, str]] = field(default_factory=lambda: {1: {}})
     faults: set[HealthCategory] = field(default_factory=set)
+    defects: set[str] = field(default_factory=set)
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
     config_applies: int = 0
     tests_run: int = 0
+    service_active: bool = False
+    activations: int = 0
 
     @property
     def settings(self) -> Mapping[str, str]:
         """The configuration in force."""
         return self.history[self.config_version]
 
-    def _replay(self, key: str, operation: Operation) -> ConfigResult | None:
+    def _entry(self, key: str, operation: Operation) -> LedgerEntry | None:
         if not key:
             raise InvalidArgument("idempotency_key", "required")
         entry = self.ledger.get(key)
-        if entry is None:
-            return None
-        if entry.operation is not operation:
+        if entry is not None and entry.operation is not operation:
             raise FailedPrecondition(
                 "IDEMPOTENCY_KEY_REUSED",
                 f"idempotency key {key!r} of {self.device_id} was used for "
                 f"{entry.operation.value}, not {operation.value}",
             )
-        return ConfigResult(entry.config_version, replayed=True)
+        return entry
+
+    def _replay(self, key: str, operation: Operation) -> ConfigResult | None:
+        entry = self._entry(key, operation)
+        if entry is None:
+            return None
+        return ConfigResult(entry.config_version, True, entry.previous_version)
 
     def _record(self, key: str, operation: Operation, version: int) -> ConfigResult:
+        previous = self.config_version
         self.config_version = version
         self.config_applies += 1
-        self.ledger[key] = LedgerEntry(operation, version)
-        return ConfigResult(version, replayed=False)
+        self.ledger[key] = LedgerEntry(operation, version, previous_version=previous)
+        return ConfigResult(version, replayed=False, previous_version=previous)
 
     def apply_config(self, idempotency_key: str, settings: Mapping[str, str]) -> ConfigResult:
         """Applies ``settings`` over the current configuration as a new version."""
@@ -223,25 +342,78 @@ class Device:
             )
         return self._record(idempotency_key, Operation.ROLLBACK, target)
 
+    def _switch(self, key: str, operation: Operation, reference: str) -> ActivationResult:
+        entry = self._entry(key, operation)
+        if entry is not None:
+            return ActivationResult(
+                entry.activation_id, entry.service_active, True, entry.config_version
+            )
+        active = operation is Operation.ACTIVATE
+        if active and self.config_version == 1:
+            raise FailedPrecondition(
+                "NOT_CONFIGURED",
+                f"{self.device_id} still has its factory configuration: configure it first",
+            )
+        self.activations += 1
+        self.service_active = active
+        activation_id = f"NE-{self.device_id}-{self.activations}"
+        self.ledger[key] = LedgerEntry(
+            operation, self.config_version, activation_id=activation_id, service_active=active
+        )
+        return ActivationResult(activation_id, active, False, self.config_version)
+
+    def activate_service(self, idempotency_key: str, reference: str = "") -> ActivationResult:
+        """Switches the service on in the network (refused on a factory configuration)."""
+        return self._switch(idempotency_key, Operation.ACTIVATE, reference)
+
+    def deactivate_service(self, idempotency_key: str, reference: str = "") -> ActivationResult:
+        return self._switch(idempotency_key, Operation.DEACTIVATE, reference)
+
+    def active_defects(self, kind: TestKind) -> tuple[Defect, ...]:
+        """The defects a test of ``kind`` finds now: those whose remedy is not in force."""
+        settings = self.settings
+        found = []
+        for name in sorted(self.defects):
+            defect = DEFECTS[name]
+            if defect.kind is not kind:
+                continue
+            remedied = bool(defect.remedy) and all(
+                settings.get(k) == v for k, v in defect.remedy.items()
+            )
+            if not remedied:
+                found.append(defect)
+        return tuple(found)
+
     def run_test(self, kind: TestKind, idempotency_key: str) -> TestOutcome:
-        """Fails when a fault of a related category (FAILED_TESTS) is injected."""
+        """Fails when a fault of a related category (FAILED_TESTS) is injected, or a defect
+        of this kind shows under the configuration in force."""
         if not idempotency_key:
             raise InvalidArgument("idempotency_key", "required")
         self.tests_run += 1
         failing = tuple(c for c in HealthCategory if c in self.faults and kind in FAILED_TESTS[c])
+        defects = [d for d in self.active_defects(kind) if not d.misreports]
         name = kind.value.replace("_", "-")
-        if failing:
-            causes = ", ".join(f"{c.value} fault" for c in failing)
+        if failing or defects:
+            causes = ", ".join(
+                [f"{c.value} fault" for c in failing] + [d.description for d in defects]
+            )
             return TestOutcome(kind, False, failing, f"{name} test failed: {causes}")
         return TestOutcome(kind, True, (), f"{name} test passed")
 
     def inject_fault(self, category: HealthCategory) -> None:
         self.faults.add(category)
 
+    def inject_defect(self, name: str) -> None:
+        self.defects.add(parse_defect(name))
+
+    def clear_defect(self, name: str) -> None:
+        self.defects.discard(name.strip().lower())
+
     def clear_fault(self, category: HealthCategory | None = None) -> None:
-        """Clears one category, or every fault when ``category`` is None."""
+        """Clears one category, or every fault and defect when ``category`` is None."""
         if category is None:
             self.faults.clear()
+            self.defects.clear()
         else:
             self.faults.discard(category)
 
@@ -291,7 +463,11 @@ class Fleet:
 
     def inject(self, specs: Iterable[FaultSpec]) -> None:
         for spec in specs:
-            self.get(spec.device_id).inject_fault(spec.category)
+            device = self.get(spec.device_id)
+            if spec.category is not None:
+                device.inject_fault(spec.category)
+            if spec.defect:
+                device.inject_defect(spec.defect)
 
     def counters(self) -> Counters:
         """Fleet-wide counters; keys are ``DEVICE_ID/idempotency_key``."""

@@ -114,6 +114,11 @@ class _Baseline:
     temperature_c: float
 
 
+def baseline(device_id: str) -> _Baseline:
+    """The device's stable normal operating point (no jitter)."""
+    return _baseline(device_id)
+
+
 def _baseline(device_id: str) -> _Baseline:
     """Each device has its own, stable, normal operating point."""
     rng = random.Random(f"baseline:{device_id}")

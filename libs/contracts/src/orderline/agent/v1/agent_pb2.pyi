@@ -52,12 +52,20 @@ class DeviceInfo(_message.Message):
     FIRMWARE_FIELD_NUMBER: _builtins.int
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
     FAULTS_FIELD_NUMBER: _builtins.int
+    DEFECTS_FIELD_NUMBER: _builtins.int
+    SERVICE_ACTIVE_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     model: _builtins.str
     firmware: _builtins.str
     config_version: _builtins.int
+    service_active: _builtins.bool
+    """Whether the network side has the device's service switched on."""
     @_builtins.property
     def faults(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]: ...
+    @_builtins.property
+    def defects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Injected latent defects (simulation), by name: they show only under test."""
+
     def __init__(
         self,
         *,
@@ -66,10 +74,12 @@ class DeviceInfo(_message.Message):
         firmware: _builtins.str = ...,
         config_version: _builtins.int = ...,
         faults: _abc.Iterable[_device_pb2.HealthCategory.ValueType] | None = ...,
+        defects: _abc.Iterable[_builtins.str] | None = ...,
+        service_active: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "device_id", b"device_id", "faults", b"faults", "firmware", b"firmware", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "defects", b"defects", "device_id", b"device_id", "faults", b"faults", "firmware", b"firmware", "model", b"model", "service_active", b"service_active"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -166,18 +176,24 @@ class ApplyConfigResponse(_message.Message):
 
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
     config_version: _builtins.int
     replayed: _builtins.bool
     """True when the key was seen before and nothing was applied again."""
+    previous_version: _builtins.int
+    """The version in force just before this apply (the same on a replay): what a rollback of
+    the caller's work returns to.
+    """
     def __init__(
         self,
         *,
         config_version: _builtins.int = ...,
         replayed: _builtins.bool = ...,
+        previous_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "previous_version", b"previous_version", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,9 +299,12 @@ class RunTestResponse(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     MEASUREMENTS_FIELD_NUMBER: _builtins.int
     passed: _builtins.bool
+    """The device's own verdict; the caller judges the measurements against its test profile."""
     detail: _builtins.str
     @_builtins.property
-    def measurements(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    def measurements(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """By name (service_up, throughput_mbps, latency_ms, loss_pct, temperature_load_c, …)."""
+
     def __init__(
         self,
         *,
@@ -302,22 +321,138 @@ class RunTestResponse(_message.Message):
 Global___RunTestResponse: _TypeAlias = RunTestResponse  # noqa: Y015
 
 @_typing.final
+class ActivateServiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    idempotency_key: _builtins.str
+    reference: _builtins.str
+    """What the activation is for (the order id), kept with it."""
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "idempotency_key", b"idempotency_key", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivateServiceRequest: _TypeAlias = ActivateServiceRequest  # noqa: Y015
+
+@_typing.final
+class ActivateServiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVATION_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_ACTIVE_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    activation_id: _builtins.str
+    """The network's record of this activation."""
+    service_active: _builtins.bool
+    replayed: _builtins.bool
+    config_version: _builtins.int
+    """The device configuration the service runs on."""
+    def __init__(
+        self,
+        *,
+        activation_id: _builtins.str = ...,
+        service_active: _builtins.bool = ...,
+        replayed: _builtins.bool = ...,
+        config_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_id", b"activation_id", "config_version", b"config_version", "replayed", b"replayed", "service_active", b"service_active"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivateServiceResponse: _TypeAlias = ActivateServiceResponse  # noqa: Y015
+
+@_typing.final
+class DeactivateServiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    idempotency_key: _builtins.str
+    reference: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "idempotency_key", b"idempotency_key", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateServiceRequest: _TypeAlias = DeactivateServiceRequest  # noqa: Y015
+
+@_typing.final
+class DeactivateServiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVATION_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_ACTIVE_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    activation_id: _builtins.str
+    service_active: _builtins.bool
+    replayed: _builtins.bool
+    config_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        activation_id: _builtins.str = ...,
+        service_active: _builtins.bool = ...,
+        replayed: _builtins.bool = ...,
+        config_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation_id", b"activation_id", "config_version", b"config_version", "replayed", b"replayed", "service_active", b"service_active"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeactivateServiceResponse: _TypeAlias = DeactivateServiceResponse  # noqa: Y015
+
+@_typing.final
 class InjectFaultRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
+    DEFECT_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     category: _device_pb2.HealthCategory.ValueType
+    """Exactly one of category (a health fault, seen in telemetry) and defect (a latent defect
+    seen only under test: duplex_mismatch, line_noise, line_damaged, telnet_open,
+    unsigned_firmware, cooling_degraded, ui_sluggish, sensor_glitch).
+    """
+    defect: _builtins.str
     def __init__(
         self,
         *,
         device_id: _builtins.str = ...,
         category: _device_pb2.HealthCategory.ValueType = ...,
+        defect: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "device_id", b"device_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "defect", b"defect", "device_id", b"device_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,18 +479,21 @@ class ClearFaultRequest(_message.Message):
 
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_FIELD_NUMBER: _builtins.int
+    DEFECT_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     category: _device_pb2.HealthCategory.ValueType
-    """Unspecified clears every fault of the device."""
+    """Unspecified (and no defect) clears every fault and defect of the device."""
+    defect: _builtins.str
     def __init__(
         self,
         *,
         device_id: _builtins.str = ...,
         category: _device_pb2.HealthCategory.ValueType = ...,
+        defect: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "device_id", b"device_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "defect", b"defect", "device_id", b"device_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -56,6 +56,16 @@ class DeviceAgentServiceStub:
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.SerializeToString,
                 response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.FromString,
                 _registered_method=True)
+        self.ActivateService = channel.unary_unary(
+                '/orderline.agent.v1.DeviceAgentService/ActivateService',
+                request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceRequest.SerializeToString,
+                response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceResponse.FromString,
+                _registered_method=True)
+        self.DeactivateService = channel.unary_unary(
+                '/orderline.agent.v1.DeviceAgentService/DeactivateService',
+                request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.SerializeToString,
+                response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.FromString,
+                _registered_method=True)
         self.InjectFault = channel.unary_unary(
                 '/orderline.agent.v1.DeviceAgentService/InjectFault',
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.InjectFaultRequest.SerializeToString,
@@ -98,6 +108,22 @@ class DeviceAgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunTest(self, request, context):
+        """Runs one test against the device as configured now; measurements depend on the
+        configuration in force and on the device's faults and defects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateService(self, request, context):
+        """The network side: switches the device's service on (ActivateService) or off
+        (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateService(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +170,16 @@ def add_DeviceAgentServiceServicer_to_server(servicer, server):
                     servicer.RunTest,
                     request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.FromString,
                     response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.SerializeToString,
+            ),
+            'ActivateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateService,
+                    request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceRequest.FromString,
+                    response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceResponse.SerializeToString,
+            ),
+            'DeactivateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateService,
+                    request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.FromString,
+                    response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.SerializeToString,
             ),
             'InjectFault': grpc.unary_unary_rpc_method_handler(
                     servicer.InjectFault,
@@ -271,6 +307,60 @@ class DeviceAgentService:
             '/orderline.agent.v1.DeviceAgentService/RunTest',
             orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.SerializeToString,
             orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.agent.v1.DeviceAgentService/ActivateService',
+            orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceRequest.SerializeToString,
+            orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.agent.v1.DeviceAgentService/DeactivateService',
+            orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.SerializeToString,
+            orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

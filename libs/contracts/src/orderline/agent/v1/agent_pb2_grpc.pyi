@@ -40,6 +40,14 @@ class DeviceAgentServiceStub:
     """Applies a configuration. Idempotent on idempotency_key: a repeat returns the first result."""
     RollbackConfig: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RollbackConfigRequest, _agent_pb2.RollbackConfigResponse]
     RunTest: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RunTestRequest, _agent_pb2.RunTestResponse]
+    """Runs one test against the device as configured now; measurements depend on the
+    configuration in force and on the device's faults and defects.
+    """
+    ActivateService: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ActivateServiceRequest, _agent_pb2.ActivateServiceResponse]
+    """The network side: switches the device's service on (ActivateService) or off
+    (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
+    """
+    DeactivateService: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeactivateServiceRequest, _agent_pb2.DeactivateServiceResponse]
     InjectFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]
     """Simulation controls."""
     ClearFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]
@@ -57,6 +65,14 @@ class DeviceAgentServiceAsyncStub(DeviceAgentServiceStub):
     """Applies a configuration. Idempotent on idempotency_key: a repeat returns the first result."""
     RollbackConfig: _aio.UnaryUnaryMultiCallable[_agent_pb2.RollbackConfigRequest, _agent_pb2.RollbackConfigResponse]  # type: ignore[assignment]
     RunTest: _aio.UnaryUnaryMultiCallable[_agent_pb2.RunTestRequest, _agent_pb2.RunTestResponse]  # type: ignore[assignment]
+    """Runs one test against the device as configured now; measurements depend on the
+    configuration in force and on the device's faults and defects.
+    """
+    ActivateService: _aio.UnaryUnaryMultiCallable[_agent_pb2.ActivateServiceRequest, _agent_pb2.ActivateServiceResponse]  # type: ignore[assignment]
+    """The network side: switches the device's service on (ActivateService) or off
+    (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
+    """
+    DeactivateService: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeactivateServiceRequest, _agent_pb2.DeactivateServiceResponse]  # type: ignore[assignment]
     InjectFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]  # type: ignore[assignment]
     """Simulation controls."""
     ClearFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]  # type: ignore[assignment]
@@ -94,7 +110,27 @@ class DeviceAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _agent_pb2.RunTestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_agent_pb2.RunTestResponse, _abc.Awaitable[_agent_pb2.RunTestResponse]]: ...
+    ) -> _typing.Union[_agent_pb2.RunTestResponse, _abc.Awaitable[_agent_pb2.RunTestResponse]]:
+        """Runs one test against the device as configured now; measurements depend on the
+        configuration in force and on the device's faults and defects.
+        """
+
+    @_abc_1.abstractmethod
+    def ActivateService(
+        self,
+        request: _agent_pb2.ActivateServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ActivateServiceResponse, _abc.Awaitable[_agent_pb2.ActivateServiceResponse]]:
+        """The network side: switches the device's service on (ActivateService) or off
+        (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
+        """
+
+    @_abc_1.abstractmethod
+    def DeactivateService(
+        self,
+        request: _agent_pb2.DeactivateServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DeactivateServiceResponse, _abc.Awaitable[_agent_pb2.DeactivateServiceResponse]]: ...
 
     @_abc_1.abstractmethod
     def InjectFault(
