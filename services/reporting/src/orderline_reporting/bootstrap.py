@@ -8,6 +8,7 @@ from orderline.reporting.v1 import reporting_pb2_grpc
 from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.api.reporting import ReportingApi
+from orderline_reporting.app.daily import DailyReporter
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.rebuild import Rebuilder
 from orderline_reporting.app.reports import ReportQueries
@@ -39,14 +40,19 @@ def build(settings: ReportingSettings | None = None) -> Service[ProjectionReposi
         policy=policy(),
         repositories=ProjectionRepository,
     )
+    queries = ReportQueries(service.uow, service.clock)
+    daily = DailyReporter(service.uow, queries, service.clock)
     service.add_grpc_service(
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
         ReportingApi(
-            ReportQueries(service.uow, service.clock),
+            queries,
             Rebuilder(service.bus, service.uow, Path(__file__).parent / "migrations"),
+            daily,
         ),
         SERVICE,
     )
+    # The daily report, once each local day has ended (app/daily.py).
+    service.add_task("daily-report", daily.run)
     # One durable consumer per stream. DEADLETTER is not consumed: its messages are not
     # envelopes, and a reader that dead-letters what it cannot parse must not read its own.
     # Each event carries its stream sequence: the projection's digest is recorded per stream

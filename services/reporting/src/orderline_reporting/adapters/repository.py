@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_reporting.adapters.tables import (
+    daily_reports,
     event_counts,
+    order_facts,
     orders,
     projection_checkpoints,
     projection_head,
@@ -22,6 +24,8 @@ from orderline_reporting.adapters.tables import (
 )
 from orderline_reporting.domain import digest as dg
 from orderline_reporting.domain.digest import OrderRow, SealedRow
+from orderline_reporting.domain.facts import CREATED, Fact
+from orderline_reporting.domain.figures import CohortOrder
 from orderline_reporting.domain.projection import StateObservation
 from orderline_runtime.database import SqlConnection
 
@@ -56,6 +60,33 @@ _ADD_SEALED = _by_dialect(
         index_elements=[sealed_dossiers.c.dossier_id]
     )
 )
+
+
+# A transaction's report facts, in one statement at commit. Each fact is keyed by its event's
+# id, which the inbox lets through once per committed transaction, so every row is new; ON
+# CONFLICT DO NOTHING only keeps a stray duplicate from failing the batch.
+_ADD_FACTS = _by_dialect(
+    lambda insert: insert(order_facts).on_conflict_do_nothing(
+        index_elements=[order_facts.c.event_id]
+    )
+)
+_FACT_COLUMNS = [c.name for c in order_facts.columns]
+_SAVE_DAILY = _by_dialect(
+    lambda insert: insert(daily_reports).on_conflict_do_nothing(
+        index_elements=[daily_reports.c.day, daily_reports.c.language, daily_reports.c.format]
+    )
+)
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    day: date
+    language: str
+    format: str
+    media_type: str
+    sha256: str
+    content: bytes
+    generated_at: datetime
 
 
 _HEAD = "live"
@@ -116,6 +147,13 @@ class ProjectionRepository:
         # stream sequences of the events it applied: written with the counts at commit.
         self._delta = 0
         self._applied: dict[str, list[int]] = {}
+        self._facts: dict[str, Fact] = {}
+
+    def add_fact(self, fact: Fact) -> None:
+        """A report fact, written with the transaction's others at commit."""
+        if fact.event_id not in self._facts:
+            self._facts[fact.event_id] = fact
+            self._delta += dg.fact_hash(fact)
 
     async def count_event(self, event_type: str) -> None:
         self._counted[event_type] += 1
@@ -126,8 +164,14 @@ class ProjectionRepository:
 
     async def flush(self) -> None:
         """Writes what this transaction gathered (the unit of work calls it just before
-        committing): the counts, once per type, then the digest head and one checkpoint.
-        Four statements per transaction whatever its size; nothing is rescanned."""
+        committing): the report facts and the counts, each in one statement, then the digest
+        head and one checkpoint. Five statements per transaction whatever its size; nothing is
+        rescanned."""
+        if self._facts:
+            await self.session.execute(
+                _ADD_FACTS[self.dialect], [asdict(f) for f in self._facts.values()]
+            )
+            self._facts = {}
         if self._counted:
             await self.session.execute(
                 _COUNT_EVENTS[self.dialect],
@@ -284,7 +328,9 @@ class ProjectionRepository:
                 )
             )
         ]
-        return dg.full_accumulator(order_rows, sealed_rows, await self.event_counts())
+        return dg.full_accumulator(
+            order_rows, sealed_rows, await self.event_counts(), await self.facts_since(None)
+        )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -318,3 +364,65 @@ class ProjectionRepository:
     async def event_counts(self) -> dict[str, int]:
         rows = await self.session.execute(select(event_counts.c.event_type, event_counts.c.count))
         return {event_type: int(n) for event_type, n in rows.all()}
+
+    # --- report reads ---------------------------------------------------------------------
+
+    async def facts_since(self, start: datetime | None) -> list[Fact]:
+        """Every report fact at or after `start` (all of them when None)."""
+        query = select(order_facts)
+        if start is not None:
+            query = query.where(order_facts.c.at >= start)
+        rows = await self.session.execute(query)
+        return [Fact(**{c: getattr(r, c) for c in _FACT_COLUMNS}) for r in rows]
+
+    async def cohort(self, start: datetime, end: datetime) -> list[CohortOrder]:
+        """The orders created in [start, end), with the state they are in now."""
+        rows = await self.session.execute(
+            select(
+                order_facts.c.order_id,
+                order_facts.c.at,
+                orders.c.business_type,
+                orders.c.state,
+            )
+            .join(orders, orders.c.order_id == order_facts.c.order_id, isouter=True)
+            .where(
+                order_facts.c.kind == CREATED,
+                order_facts.c.at >= start,
+                order_facts.c.at < end,
+            )
+        )
+        result: dict[str, CohortOrder] = {}
+        for r in rows:
+            result.setdefault(
+                r.order_id, CohortOrder(r.order_id, r.business_type or "", r.state or "", r.at)
+            )
+        return list(result.values())
+
+    # --- daily reports --------------------------------------------------------------------
+
+    async def save_daily_report(self, report: DailyReport) -> bool:
+        """False when that day's document in that language and format exists already."""
+        result = await self.session.execute(_SAVE_DAILY[self.dialect], asdict(report))
+        return getattr(result, "rowcount", 0) == 1
+
+    async def daily_reports(self, first: date | None = None, limit: int = 100) -> list[DailyReport]:
+        """Newest first, without content when listing is all that is wanted."""
+        query = select(daily_reports).order_by(
+            daily_reports.c.day.desc(), daily_reports.c.language, daily_reports.c.format
+        )
+        if first is not None:
+            query = query.where(daily_reports.c.day >= first)
+        rows = await self.session.execute(query.limit(limit))
+        return [DailyReport(**r._mapping) for r in rows]
+
+    async def daily_report(self, day: date, language: str, fmt: str) -> DailyReport | None:
+        row = (
+            await self.session.execute(
+                select(daily_reports).where(
+                    daily_reports.c.day == day,
+                    daily_reports.c.language == language,
+                    daily_reports.c.format == fmt,
+                )
+            )
+        ).first()
+        return DailyReport(**row._mapping) if row is not None else None

@@ -3,7 +3,18 @@ rebuilt by replaying the streams into an empty database."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
@@ -68,4 +79,38 @@ projection_checkpoints = Table(
     Column("position", Text, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("events_applied", BigInteger, nullable=False),
+)
+
+# Report facts (domain/facts.py): one row per event a management report reads, keyed by the
+# event id, inserted once and never changed. Times are the producers'.
+order_facts = Table(
+    "order_facts",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("code", String(200), nullable=False),
+    Column("detail", String(200), nullable=False),
+    Column("business_type", String(64), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("value", Integer, nullable=True),
+    Index("ix_order_facts_at", "at"),
+    Index("ix_order_facts_kind_at", "kind", "at"),
+)
+
+# The daily report, produced on schedule (app/daily.py): one document per local day, language
+# and format. Not a projection (it records when it was generated) and not in the digest.
+daily_reports = Table(
+    "daily_reports",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("language", String(8), primary_key=True),
+    Column("format", String(8), primary_key=True),
+    Column("media_type", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("generated_at", UTCDateTime, nullable=False),
 )

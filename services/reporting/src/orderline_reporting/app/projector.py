@@ -3,7 +3,8 @@
 Every event counts once by type (the runtime's inbox makes a redelivery a no-op). Order events
 also move the order's row: its business type, and its state by the rule in
 domain/projection.py, so the result does not depend on arrival order. `archive.dossier_sealed`
-records the dossier. Provisioning and device events are counted only, for now.
+records the dossier. Every event a management report reads also becomes one report fact
+(domain/facts.py), gathered and written in one statement per transaction at commit.
 
 Every applied event also advances the digest's position in its stream (the event's
 `stream_sequence`, domain/digest.py); projected rows carry producer times only, never the
@@ -20,7 +21,7 @@ from google.protobuf.message import Message
 
 from orderline.events.v1 import archive_events_pb2, order_events_pb2
 from orderline_reporting.adapters.repository import ProjectionRepository
-from orderline_reporting.domain import states
+from orderline_reporting.domain import facts, states
 from orderline_reporting.domain.projection import StateObservation, prevails
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.messaging.catalogue import catalogue
@@ -130,12 +131,23 @@ class Projector:
 
 
 def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
-    """`fn`, then the event's stream sequence noted for the digest's position (0 when the
-    caller did not say: such an event still counts as applied)."""
+    """`fn`, then the event's report fact gathered (no statement: the repository writes a
+    transaction's facts at commit) and its stream sequence noted for the digest's position (0
+    when the caller did not say: such an event still counts as applied)."""
 
     @functools.wraps(fn)
     async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
         await fn(uow, event, payload)
+        fact = facts.extract(
+            event.event_type,
+            event.id,
+            event_time(event),
+            payload,
+            order_id=event.order_id,
+            device_id=event.envelope.device_id,
+        )
+        if fact is not None:
+            uow.repos.add_fact(fact)
         uow.repos.applied(stream, event.stream_sequence)
 
     return handle

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from orderline_reporting.domain.facts import Fact
+
 MODULUS = 1 << 256
 DIGEST_TAG = b"orderline.reporting.projection-digest/v1\n"
 EMPTY_ACCUMULATOR = "0" * 64
@@ -81,6 +83,25 @@ def sealed_hash(row: SealedRow) -> int:
     )
 
 
+def fact_hash(fact: Fact) -> int:
+    return _hash(
+        [
+            "order_facts",
+            fact.event_id,
+            fact.kind,
+            fact.order_id,
+            fact.device_id,
+            fact.ref,
+            fact.code,
+            fact.detail,
+            fact.business_type,
+            fact.model,
+            fact.value,
+            canonical_time(fact.at),
+        ]
+    )
+
+
 def count_unit(event_type: str) -> int:
     """What one counted event of this type adds to the sum."""
     return _hash(["event_counts", event_type])
@@ -104,10 +125,14 @@ def digest(accumulator: int) -> str:
 
 
 def full_accumulator(
-    orders: Iterable[OrderRow], sealed: Iterable[SealedRow], counts: Mapping[str, int]
+    orders: Iterable[OrderRow],
+    sealed: Iterable[SealedRow],
+    counts: Mapping[str, int],
+    facts: Iterable[Fact] = (),
 ) -> int:
     """The sum recomputed from every row: what the incremental one must always equal."""
     total = sum(order_hash(r) for r in orders) + sum(sealed_hash(r) for r in sealed)
+    total += sum(fact_hash(f) for f in facts)
     total += sum(n * count_unit(t) for t, n in counts.items())
     return total % MODULUS
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/reporting/v1/reporting.proto\x12\x16orderline.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"9\n\x11\x42usinessTypeCount\x12\x15\n\rbusiness_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x17\n\x15GetOrderReportRequest\"\x8e\x02\n\x16GetOrderReportResponse\x12\x14\n\x0ctotal_orders\x18\x01 \x01(\x03\x12\x34\n\x08\x62y_state\x18\x02 \x03(\x0b\x32\".orderline.reporting.v1.StateCount\x12\x43\n\x10\x62y_business_type\x18\x03 \x03(\x0b\x32).orderline.reporting.v1.BusinessTypeCount\x12\x17\n\x0f\x64ossiers_sealed\x18\x04 \x01(\x03\x12\x18\n\x10\x65vents_projected\x18\x05 \x01(\x03\x12\x30\n\x0cgenerated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x0eStreamPosition\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x03 \x01(\x03\"/\n\x1aGetProjectionDigestRequest\x12\x11\n\trecompute\x18\x01 \x01(\x08\"\xae\x01\n\x1bGetProjectionDigestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x12\n\ncheckpoint\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x04 \x01(\x03\x12\x19\n\x11recomputed_digest\x18\x05 \x01(\t\"\x1b\n\x19RebuildProjectionsRequest\"\x8f\x01\n\x12\x43heckpointMismatch\x12\x12\n\ncheckpoint\x18\x01 \x01(\x03\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x13\n\x0blive_digest\x18\x03 \x01(\t\x12\x16\n\x0erebuilt_digest\x18\x04 \x01(\t\"\x9e\x03\n\x1aRebuildProjectionsResponse\x12\x38\n\x08position\x18\x01 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x17\n\x0f\x65vents_replayed\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_skipped\x18\x04 \x01(\x03\x12\x1c\n\x14\x63heckpoints_compared\x18\x05 \x01(\x03\x12\x1b\n\x13\x63heckpoints_matched\x18\x06 \x01(\x03\x12\"\n\x1a\x63heckpoints_not_comparable\x18\x07 \x01(\x03\x12>\n\nmismatches\x18\x08 \x03(\x0b\x32*.orderline.reporting.v1.CheckpointMismatch\x12\x12\n\nconsistent\x18\t \x01(\x08\x12\x13\n\x0blive_digest\x18\n \x01(\t\x12=\n\rlive_position\x18\x0b \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition2\x80\x03\n\x10ReportingService\x12o\n\x0eGetOrderReport\x12-.orderline.reporting.v1.GetOrderReportRequest\x1a..orderline.reporting.v1.GetOrderReportResponse\x12~\n\x13GetProjectionDigest\x12\x32.orderline.reporting.v1.GetProjectionDigestRequest\x1a\x33.orderline.reporting.v1.GetProjectionDigestResponse\x12{\n\x12RebuildProjections\x12\x31.orderline.reporting.v1.RebuildProjectionsRequest\x1a\x32.orderline.reporting.v1.RebuildProjectionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/reporting/v1/reporting.proto\x12\x16orderline.reporting.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"9\n\x11\x42usinessTypeCount\x12\x15\n\rbusiness_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"h\n\x0bReportQuery\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\"\xf9\x01\n\x0cReportWindow\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cgenerated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x05Ratio\x12\x11\n\tnumerator\x18\x01 \x01(\x03\x12\x13\n\x0b\x64\x65nominator\x18\x02 \x01(\x03\x12\x12\n\x05value\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_value\"K\n\x15GetOrderReportRequest\x12\x32\n\x05query\x18\x01 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"\x8a\x01\n\x0bPeriodCount\x12\x14\n\x0cperiod_start\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x1b\n\x13\x62usiness_type_label\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x13\n\x0bstate_label\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\"\x96\x03\n\x16GetOrderReportResponse\x12\x14\n\x0ctotal_orders\x18\x01 \x01(\x03\x12\x34\n\x08\x62y_state\x18\x02 \x03(\x0b\x32\".orderline.reporting.v1.StateCount\x12\x43\n\x10\x62y_business_type\x18\x03 \x03(\x0b\x32).orderline.reporting.v1.BusinessTypeCount\x12\x17\n\x0f\x64ossiers_sealed\x18\x04 \x01(\x03\x12\x18\n\x10\x65vents_projected\x18\x05 \x01(\x03\x12\x30\n\x0cgenerated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x06window\x18\x07 \x01(\x0b\x32$.orderline.reporting.v1.ReportWindow\x12\x18\n\x10orders_in_window\x18\x08 \x01(\x03\x12\x36\n\tby_period\x18\t \x03(\x0b\x32#.orderline.reporting.v1.PeriodCount\"K\n\x15GetStageReportRequest\x12\x32\n\x05query\x18\x01 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"\xbb\x01\n\rStageLeadTime\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06orders\x18\x03 \x01(\x03\x12\x18\n\x0bp50_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bp90_seconds\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x0bp99_seconds\x18\x06 \x01(\x01H\x02\x88\x01\x01\x42\x0e\n\x0c_p50_secondsB\x0e\n\x0c_p90_secondsB\x0e\n\x0c_p99_seconds\"\\\n\x0cMilestoneSla\x12\x11\n\tmilestone\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0b\n\x03met\x18\x03 \x01(\x03\x12\x0c\n\x04late\x18\x04 \x01(\x03\x12\x0f\n\x07overdue\x18\x05 \x01(\x03\"\xcd\x04\n\x16GetStageReportResponse\x12\x34\n\x06window\x18\x01 \x01(\x0b\x32$.orderline.reporting.v1.ReportWindow\x12\x35\n\x06stages\x18\x02 \x03(\x0b\x32%.orderline.reporting.v1.StageLeadTime\x12\x39\n\nend_to_end\x18\x03 \x01(\x0b\x32%.orderline.reporting.v1.StageLeadTime\x12\x15\n\rslowest_stage\x18\x04 \x01(\t\x12\x1b\n\x13slowest_stage_label\x18\x05 \x01(\t\x12\x31\n\x03sla\x18\x06 \x03(\x0b\x32$.orderline.reporting.v1.MilestoneSla\x12\x1a\n\x12orders_in_jeopardy\x18\x07 \x01(\x03\x12\x14\n\x0csla_breaches\x18\x08 \x01(\x03\x12\x1c\n\x14provisioning_started\x18\t \x01(\x03\x12\x31\n\nactivation\x18\n \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12.\n\x07\x66\x61llout\x18\x0b \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12+\n\x04held\x18\x0c \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12\x31\n\nadjustment\x18\r \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12\x11\n\tno_source\x18\x0e \x03(\t\"L\n\x16GetReviewReportRequest\x12\x32\n\x05query\x18\x01 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"9\n\x0bReasonCount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xbb\x03\n\x17GetReviewReportResponse\x12\x34\n\x06window\x18\x01 \x01(\x0b\x32$.orderline.reporting.v1.ReportWindow\x12\x0f\n\x07\x64\x65\x63ided\x18\x02 \x01(\x03\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x03\x12\x15\n\rauto_approved\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x31\n\nfirst_pass\x18\x06 \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12\x0e\n\x06queued\x18\x07 \x01(\x03\x12\x1d\n\x15information_requested\x18\x08 \x01(\x03\x12>\n\x11rejection_reasons\x18\t \x03(\x0b\x32#.orderline.reporting.v1.ReasonCount\x12@\n\x13information_reasons\x18\n \x03(\x0b\x32#.orderline.reporting.v1.ReasonCount\x12:\n\rqueue_reasons\x18\x0b \x03(\x0b\x32#.orderline.reporting.v1.ReasonCount\"L\n\x16GetDeviceReportRequest\x12\x32\n\x05query\x18\x01 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"\xb1\x01\n\nFaultCount\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61tegory_label\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61ults\x18\x04 \x01(\x03\x12\x10\n\x08repaired\x18\x05 \x01(\x03\x12(\n\x1bmean_time_to_repair_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x1e\n\x1c_mean_time_to_repair_seconds\"\xe4\x02\n\x17GetDeviceReportResponse\x12\x34\n\x06window\x18\x01 \x01(\x0b\x32$.orderline.reporting.v1.ReportWindow\x12\x0e\n\x06\x66\x61ults\x18\x02 \x01(\x03\x12\x10\n\x08repaired\x18\x03 \x01(\x03\x12(\n\x1bmean_time_to_repair_seconds\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10\x64\x65vices_affected\x18\x05 \x01(\x03\x12\x41\n\x15\x62y_model_and_category\x18\x06 \x03(\x0b\x32\".orderline.reporting.v1.FaultCount\x12\x37\n\x0b\x62y_category\x18\x07 \x03(\x0b\x32\".orderline.reporting.v1.FaultCount\x12\x11\n\tno_source\x18\x08 \x03(\tB\x1e\n\x1c_mean_time_to_repair_seconds\"N\n\x18GetCustomerReportRequest\x12\x32\n\x05query\x18\x01 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"=\n\x0cOutcomeCount\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xf2\x03\n\x19GetCustomerReportResponse\x12\x34\n\x06window\x18\x01 \x01(\x0b\x32$.orderline.reporting.v1.ReportWindow\x12\x12\n\nfollow_ups\x18\x02 \x01(\x03\x12\x38\n\nby_outcome\x18\x03 \x03(\x0b\x32$.orderline.reporting.v1.OutcomeCount\x12\x33\n\x0csatisfaction\x18\x04 \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12.\n\x07reached\x18\x05 \x01(\x0b\x32\x1d.orderline.reporting.v1.Ratio\x12\x14\n\x0c\x63\x61ses_opened\x18\x06 \x01(\x03\x12\x14\n\x0c\x64\x65vice_cases\x18\x07 \x01(\x03\x12\x14\n\x0c\x63\x61ses_closed\x18\x08 \x01(\x03\x12\'\n\x1amean_time_to_close_seconds\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\n \x01(\x03\x12\x17\n\nmean_score\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x15\n\rconfirmations\x18\x0c \x01(\x03\x12\x11\n\tno_source\x18\r \x03(\tB\x1d\n\x1b_mean_time_to_close_secondsB\r\n\x0b_mean_score\"i\n\x13\x45xportReportRequest\x12\x0e\n\x06report\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x32\n\x05query\x18\x03 \x01(\x0b\x32#.orderline.reporting.v1.ReportQuery\"]\n\x14\x45xportReportResponse\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xaa\x01\n\x0f\x44\x61ilyReportInfo\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x12\n\nmedia_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x30\n\x0cgenerated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x17ListDailyReportsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"T\n\x18ListDailyReportsResponse\x12\x38\n\x07reports\x18\x01 \x03(\x0b\x32\'.orderline.reporting.v1.DailyReportInfo\"F\n\x15GetDailyReportRequest\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"`\n\x16GetDailyReportResponse\x12\x35\n\x04info\x18\x01 \x01(\x0b\x32\'.orderline.reporting.v1.DailyReportInfo\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"J\n\x0eStreamPosition\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x03 \x01(\x03\"/\n\x1aGetProjectionDigestRequest\x12\x11\n\trecompute\x18\x01 \x01(\x08\"\xae\x01\n\x1bGetProjectionDigestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x12\n\ncheckpoint\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_applied\x18\x04 \x01(\x03\x12\x19\n\x11recomputed_digest\x18\x05 \x01(\t\"\x1b\n\x19RebuildProjectionsRequest\"\x8f\x01\n\x12\x43heckpointMismatch\x12\x12\n\ncheckpoint\x18\x01 \x01(\x03\x12\x38\n\x08position\x18\x02 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x13\n\x0blive_digest\x18\x03 \x01(\t\x12\x16\n\x0erebuilt_digest\x18\x04 \x01(\t\"\x9e\x03\n\x1aRebuildProjectionsResponse\x12\x38\n\x08position\x18\x01 \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x17\n\x0f\x65vents_replayed\x18\x03 \x01(\x03\x12\x16\n\x0e\x65vents_skipped\x18\x04 \x01(\x03\x12\x1c\n\x14\x63heckpoints_compared\x18\x05 \x01(\x03\x12\x1b\n\x13\x63heckpoints_matched\x18\x06 \x01(\x03\x12\"\n\x1a\x63heckpoints_not_comparable\x18\x07 \x01(\x03\x12>\n\nmismatches\x18\x08 \x03(\x0b\x32*.orderline.reporting.v1.CheckpointMismatch\x12\x12\n\nconsistent\x18\t \x01(\x08\x12\x13\n\x0blive_digest\x18\n \x01(\t\x12=\n\rlive_position\x18\x0b \x03(\x0b\x32&.orderline.reporting.v1.StreamPosition2\xa6\t\n\x10ReportingService\x12o\n\x0eGetOrderReport\x12-.orderline.reporting.v1.GetOrderReportRequest\x1a..orderline.reporting.v1.GetOrderReportResponse\x12o\n\x0eGetStageReport\x12-.orderline.reporting.v1.GetStageReportRequest\x1a..orderline.reporting.v1.GetStageReportResponse\x12r\n\x0fGetReviewReport\x12..orderline.reporting.v1.GetReviewReportRequest\x1a/.orderline.reporting.v1.GetReviewReportResponse\x12r\n\x0fGetDeviceReport\x12..orderline.reporting.v1.GetDeviceReportRequest\x1a/.orderline.reporting.v1.GetDeviceReportResponse\x12x\n\x11GetCustomerReport\x12\x30.orderline.reporting.v1.GetCustomerReportRequest\x1a\x31.orderline.reporting.v1.GetCustomerReportResponse\x12i\n\x0c\x45xportReport\x12+.orderline.reporting.v1.ExportReportRequest\x1a,.orderline.reporting.v1.ExportReportResponse\x12u\n\x10ListDailyReports\x12/.orderline.reporting.v1.ListDailyReportsRequest\x1a\x30.orderline.reporting.v1.ListDailyReportsResponse\x12o\n\x0eGetDailyReport\x12-.orderline.reporting.v1.GetDailyReportRequest\x1a..orderline.reporting.v1.GetDailyReportResponse\x12~\n\x13GetProjectionDigest\x12\x32.orderline.reporting.v1.GetProjectionDigestRequest\x1a\x33.orderline.reporting.v1.GetProjectionDigestResponse\x12{\n\x12RebuildProjections\x12\x31.orderline.reporting.v1.RebuildProjectionsRequest\x1a\x32.orderline.reporting.v1.RebuildProjectionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,22 +36,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATECOUNT']._serialized_end=141
   _globals['_BUSINESSTYPECOUNT']._serialized_start=143
   _globals['_BUSINESSTYPECOUNT']._serialized_end=200
-  _globals['_GETORDERREPORTREQUEST']._serialized_start=202
-  _globals['_GETORDERREPORTREQUEST']._serialized_end=225
-  _globals['_GETORDERREPORTRESPONSE']._serialized_start=228
-  _globals['_GETORDERREPORTRESPONSE']._serialized_end=498
-  _globals['_STREAMPOSITION']._serialized_start=500
-  _globals['_STREAMPOSITION']._serialized_end=574
-  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_start=576
-  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_end=623
-  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_start=626
-  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_end=800
-  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_start=802
-  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_end=829
-  _globals['_CHECKPOINTMISMATCH']._serialized_start=832
-  _globals['_CHECKPOINTMISMATCH']._serialized_end=975
-  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_start=978
-  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_end=1392
-  _globals['_REPORTINGSERVICE']._serialized_start=1395
-  _globals['_REPORTINGSERVICE']._serialized_end=1779
+  _globals['_REPORTQUERY']._serialized_start=202
+  _globals['_REPORTQUERY']._serialized_end=306
+  _globals['_REPORTWINDOW']._serialized_start=309
+  _globals['_REPORTWINDOW']._serialized_end=558
+  _globals['_RATIO']._serialized_start=560
+  _globals['_RATIO']._serialized_end=637
+  _globals['_GETORDERREPORTREQUEST']._serialized_start=639
+  _globals['_GETORDERREPORTREQUEST']._serialized_end=714
+  _globals['_PERIODCOUNT']._serialized_start=717
+  _globals['_PERIODCOUNT']._serialized_end=855
+  _globals['_GETORDERREPORTRESPONSE']._serialized_start=858
+  _globals['_GETORDERREPORTRESPONSE']._serialized_end=1264
+  _globals['_GETSTAGEREPORTREQUEST']._serialized_start=1266
+  _globals['_GETSTAGEREPORTREQUEST']._serialized_end=1341
+  _globals['_STAGELEADTIME']._serialized_start=1344
+  _globals['_STAGELEADTIME']._serialized_end=1531
+  _globals['_MILESTONESLA']._serialized_start=1533
+  _globals['_MILESTONESLA']._serialized_end=1625
+  _globals['_GETSTAGEREPORTRESPONSE']._serialized_start=1628
+  _globals['_GETSTAGEREPORTRESPONSE']._serialized_end=2217
+  _globals['_GETREVIEWREPORTREQUEST']._serialized_start=2219
+  _globals['_GETREVIEWREPORTREQUEST']._serialized_end=2295
+  _globals['_REASONCOUNT']._serialized_start=2297
+  _globals['_REASONCOUNT']._serialized_end=2354
+  _globals['_GETREVIEWREPORTRESPONSE']._serialized_start=2357
+  _globals['_GETREVIEWREPORTRESPONSE']._serialized_end=2800
+  _globals['_GETDEVICEREPORTREQUEST']._serialized_start=2802
+  _globals['_GETDEVICEREPORTREQUEST']._serialized_end=2878
+  _globals['_FAULTCOUNT']._serialized_start=2881
+  _globals['_FAULTCOUNT']._serialized_end=3058
+  _globals['_GETDEVICEREPORTRESPONSE']._serialized_start=3061
+  _globals['_GETDEVICEREPORTRESPONSE']._serialized_end=3417
+  _globals['_GETCUSTOMERREPORTREQUEST']._serialized_start=3419
+  _globals['_GETCUSTOMERREPORTREQUEST']._serialized_end=3497
+  _globals['_OUTCOMECOUNT']._serialized_start=3499
+  _globals['_OUTCOMECOUNT']._serialized_end=3560
+  _globals['_GETCUSTOMERREPORTRESPONSE']._serialized_start=3563
+  _globals['_GETCUSTOMERREPORTRESPONSE']._serialized_end=4061
+  _globals['_EXPORTREPORTREQUEST']._serialized_start=4063
+  _globals['_EXPORTREPORTREQUEST']._serialized_end=4168
+  _globals['_EXPORTREPORTRESPONSE']._serialized_start=4170
+  _globals['_EXPORTREPORTRESPONSE']._serialized_end=4263
+  _globals['_DAILYREPORTINFO']._serialized_start=4266
+  _globals['_DAILYREPORTINFO']._serialized_end=4436
+  _globals['_LISTDAILYREPORTSREQUEST']._serialized_start=4438
+  _globals['_LISTDAILYREPORTSREQUEST']._serialized_end=4482
+  _globals['_LISTDAILYREPORTSRESPONSE']._serialized_start=4484
+  _globals['_LISTDAILYREPORTSRESPONSE']._serialized_end=4568
+  _globals['_GETDAILYREPORTREQUEST']._serialized_start=4570
+  _globals['_GETDAILYREPORTREQUEST']._serialized_end=4640
+  _globals['_GETDAILYREPORTRESPONSE']._serialized_start=4642
+  _globals['_GETDAILYREPORTRESPONSE']._serialized_end=4738
+  _globals['_STREAMPOSITION']._serialized_start=4740
+  _globals['_STREAMPOSITION']._serialized_end=4814
+  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_start=4816
+  _globals['_GETPROJECTIONDIGESTREQUEST']._serialized_end=4863
+  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_start=4866
+  _globals['_GETPROJECTIONDIGESTRESPONSE']._serialized_end=5040
+  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_start=5042
+  _globals['_REBUILDPROJECTIONSREQUEST']._serialized_end=5069
+  _globals['_CHECKPOINTMISMATCH']._serialized_start=5072
+  _globals['_CHECKPOINTMISMATCH']._serialized_end=5215
+  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_start=5218
+  _globals['_REBUILDPROJECTIONSRESPONSE']._serialized_end=5632
+  _globals['_REPORTINGSERVICE']._serialized_start=5635
+  _globals['_REPORTINGSERVICE']._serialized_end=6825
 # @@protoc_insertion_point(module_scope)

@@ -65,19 +65,175 @@ class BusinessTypeCount(_message.Message):
 Global___BusinessTypeCount: _TypeAlias = BusinessTypeCount  # noqa: Y015
 
 @_typing.final
-class GetOrderReportRequest(_message.Message):
+class ReportQuery(_message.Message):
+    """Which days a report covers and how it reads; every field may be left empty."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    PERIOD_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    period: _builtins.str
+    """Buckets of the orders-by-period table: day, week (from Monday) or month. Default: day."""
+    start_date: _builtins.str
+    """First and last local day, both included, as YYYY-MM-DD (at most 366 days). Default: the
+    7 days ending today.
+    """
+    end_date: _builtins.str
+    time_zone: _builtins.str
+    """IANA time zone of the days. Default: Asia/Shanghai."""
+    language: _builtins.str
+    """Language of the labels: en or zh-CN. Default: en."""
     def __init__(
         self,
+        *,
+        period: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "language", b"language", "period", b"period", "start_date", b"start_date", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportQuery: _TypeAlias = ReportQuery  # noqa: Y015
+
+@_typing.final
+class ReportWindow(_message.Message):
+    """The window a report was computed for, with the defaults filled in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    period: _builtins.str
+    start_date: _builtins.str
+    end_date: _builtins.str
+    time_zone: _builtins.str
+    language: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The first instant after the window."""
+
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        period: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        language: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "generated_at", b"generated_at", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "end_time", b"end_time", "generated_at", b"generated_at", "language", b"language", "period", b"period", "start_date", b"start_date", "start_time", b"start_time", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportWindow: _TypeAlias = ReportWindow  # noqa: Y015
+
+@_typing.final
+class Ratio(_message.Message):
+    """numerator / denominator; `value` is unset when the denominator is 0."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMERATOR_FIELD_NUMBER: _builtins.int
+    DENOMINATOR_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    numerator: _builtins.int
+    denominator: _builtins.int
+    value: _builtins.float
+    def __init__(
+        self,
+        *,
+        numerator: _builtins.int = ...,
+        denominator: _builtins.int = ...,
+        value: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "denominator", b"denominator", "numerator", b"numerator", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___Ratio: _TypeAlias = Ratio  # noqa: Y015
+
+@_typing.final
+class GetOrderReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrderReportRequest: _TypeAlias = GetOrderReportRequest  # noqa: Y015
+
+@_typing.final
+class PeriodCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_LABEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATE_LABEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    period_start: _builtins.str
+    """First local day of the period (YYYY-MM-DD)."""
+    business_type: _builtins.str
+    business_type_label: _builtins.str
+    state: _builtins.str
+    """TMF641 state the order is in now."""
+    state_label: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        period_start: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        business_type_label: _builtins.str = ...,
+        state: _builtins.str = ...,
+        state_label: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "business_type_label", b"business_type_label", "count", b"count", "period_start", b"period_start", "state", b"state", "state_label", b"state_label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeriodCount: _TypeAlias = PeriodCount  # noqa: Y015
 
 @_typing.final
 class GetOrderReportResponse(_message.Message):
@@ -89,15 +245,24 @@ class GetOrderReportResponse(_message.Message):
     DOSSIERS_SEALED_FIELD_NUMBER: _builtins.int
     EVENTS_PROJECTED_FIELD_NUMBER: _builtins.int
     GENERATED_AT_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    ORDERS_IN_WINDOW_FIELD_NUMBER: _builtins.int
+    BY_PERIOD_FIELD_NUMBER: _builtins.int
     total_orders: _builtins.int
     dossiers_sealed: _builtins.int
     events_projected: _builtins.int
+    orders_in_window: _builtins.int
+    """Orders created in the window."""
     @_builtins.property
     def by_state(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]: ...
     @_builtins.property
     def by_business_type(self) -> _containers.RepeatedCompositeFieldContainer[Global___BusinessTypeCount]: ...
     @_builtins.property
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def window(self) -> Global___ReportWindow: ...
+    @_builtins.property
+    def by_period(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeriodCount]: ...
     def __init__(
         self,
         *,
@@ -107,14 +272,702 @@ class GetOrderReportResponse(_message.Message):
         dossiers_sealed: _builtins.int = ...,
         events_projected: _builtins.int = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
+        window: Global___ReportWindow | None = ...,
+        orders_in_window: _builtins.int = ...,
+        by_period: _abc.Iterable[Global___PeriodCount] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_business_type", b"by_business_type", "by_state", b"by_state", "dossiers_sealed", b"dossiers_sealed", "events_projected", b"events_projected", "generated_at", b"generated_at", "total_orders", b"total_orders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_business_type", b"by_business_type", "by_period", b"by_period", "by_state", b"by_state", "dossiers_sealed", b"dossiers_sealed", "events_projected", b"events_projected", "generated_at", b"generated_at", "orders_in_window", b"orders_in_window", "total_orders", b"total_orders", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetOrderReportResponse: _TypeAlias = GetOrderReportResponse  # noqa: Y015
+
+@_typing.final
+class GetStageReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStageReportRequest: _TypeAlias = GetStageReportRequest  # noqa: Y015
+
+@_typing.final
+class StageLeadTime(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    P50_SECONDS_FIELD_NUMBER: _builtins.int
+    P90_SECONDS_FIELD_NUMBER: _builtins.int
+    P99_SECONDS_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """The milestone that ends the stage (review_approved … dossier_archived), or end_to_end."""
+    label: _builtins.str
+    orders: _builtins.int
+    """Orders measured."""
+    p50_seconds: _builtins.float
+    """Nearest-rank percentiles; unset when no order was measured."""
+    p90_seconds: _builtins.float
+    p99_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        label: _builtins.str = ...,
+        orders: _builtins.int = ...,
+        p50_seconds: _builtins.float | None = ...,
+        p90_seconds: _builtins.float | None = ...,
+        p99_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_p50_seconds", b"_p50_seconds", "_p90_seconds", b"_p90_seconds", "_p99_seconds", b"_p99_seconds", "p50_seconds", b"p50_seconds", "p90_seconds", b"p90_seconds", "p99_seconds", b"p99_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_p50_seconds", b"_p50_seconds", "_p90_seconds", b"_p90_seconds", "_p99_seconds", b"_p99_seconds", "label", b"label", "orders", b"orders", "p50_seconds", b"p50_seconds", "p90_seconds", b"p90_seconds", "p99_seconds", b"p99_seconds", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__p50_seconds: _TypeAlias = _typing.Literal["p50_seconds"]  # noqa: Y015
+    _WhichOneofArgType__p50_seconds: _TypeAlias = _typing.Literal["_p50_seconds", b"_p50_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__p90_seconds: _TypeAlias = _typing.Literal["p90_seconds"]  # noqa: Y015
+    _WhichOneofArgType__p90_seconds: _TypeAlias = _typing.Literal["_p90_seconds", b"_p90_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__p99_seconds: _TypeAlias = _typing.Literal["p99_seconds"]  # noqa: Y015
+    _WhichOneofArgType__p99_seconds: _TypeAlias = _typing.Literal["_p99_seconds", b"_p99_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__p50_seconds) -> _WhichOneofReturnType__p50_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__p90_seconds) -> _WhichOneofReturnType__p90_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__p99_seconds) -> _WhichOneofReturnType__p99_seconds | None: ...
+
+Global___StageLeadTime: _TypeAlias = StageLeadTime  # noqa: Y015
+
+@_typing.final
+class MilestoneSla(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    MET_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    milestone: _builtins.str
+    label: _builtins.str
+    met: _builtins.int
+    late: _builtins.int
+    """Reached after its due time."""
+    overdue: _builtins.int
+    """Not reached and past its due time (the order's first open milestone only)."""
+    def __init__(
+        self,
+        *,
+        milestone: _builtins.str = ...,
+        label: _builtins.str = ...,
+        met: _builtins.int = ...,
+        late: _builtins.int = ...,
+        overdue: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "late", b"late", "met", b"met", "milestone", b"milestone", "overdue", b"overdue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneSla: _TypeAlias = MilestoneSla  # noqa: Y015
+
+@_typing.final
+class GetStageReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    STAGES_FIELD_NUMBER: _builtins.int
+    END_TO_END_FIELD_NUMBER: _builtins.int
+    SLOWEST_STAGE_FIELD_NUMBER: _builtins.int
+    SLOWEST_STAGE_LABEL_FIELD_NUMBER: _builtins.int
+    SLA_FIELD_NUMBER: _builtins.int
+    ORDERS_IN_JEOPARDY_FIELD_NUMBER: _builtins.int
+    SLA_BREACHES_FIELD_NUMBER: _builtins.int
+    PROVISIONING_STARTED_FIELD_NUMBER: _builtins.int
+    ACTIVATION_FIELD_NUMBER: _builtins.int
+    FALLOUT_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FIELD_NUMBER: _builtins.int
+    NO_SOURCE_FIELD_NUMBER: _builtins.int
+    slowest_stage: _builtins.str
+    """The stage with the highest p90; empty when none was measured."""
+    slowest_stage_label: _builtins.str
+    orders_in_jeopardy: _builtins.int
+    sla_breaches: _builtins.int
+    """Late plus overdue milestones."""
+    provisioning_started: _builtins.int
+    """Orders that started provisioning: the denominators of the rates below."""
+    @_builtins.property
+    def window(self) -> Global___ReportWindow: ...
+    @_builtins.property
+    def stages(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageLeadTime]: ...
+    @_builtins.property
+    def end_to_end(self) -> Global___StageLeadTime: ...
+    @_builtins.property
+    def sla(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneSla]: ...
+    @_builtins.property
+    def activation(self) -> Global___Ratio: ...
+    @_builtins.property
+    def fallout(self) -> Global___Ratio: ...
+    @_builtins.property
+    def held(self) -> Global___Ratio: ...
+    @_builtins.property
+    def adjustment(self) -> Global___Ratio: ...
+    @_builtins.property
+    def no_source(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Figures of this report no event feeds yet (e.g. "adjustment")."""
+
+    def __init__(
+        self,
+        *,
+        window: Global___ReportWindow | None = ...,
+        stages: _abc.Iterable[Global___StageLeadTime] | None = ...,
+        end_to_end: Global___StageLeadTime | None = ...,
+        slowest_stage: _builtins.str = ...,
+        slowest_stage_label: _builtins.str = ...,
+        sla: _abc.Iterable[Global___MilestoneSla] | None = ...,
+        orders_in_jeopardy: _builtins.int = ...,
+        sla_breaches: _builtins.int = ...,
+        provisioning_started: _builtins.int = ...,
+        activation: Global___Ratio | None = ...,
+        fallout: Global___Ratio | None = ...,
+        held: Global___Ratio | None = ...,
+        adjustment: Global___Ratio | None = ...,
+        no_source: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "adjustment", b"adjustment", "end_to_end", b"end_to_end", "fallout", b"fallout", "held", b"held", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "adjustment", b"adjustment", "end_to_end", b"end_to_end", "fallout", b"fallout", "held", b"held", "no_source", b"no_source", "orders_in_jeopardy", b"orders_in_jeopardy", "provisioning_started", b"provisioning_started", "sla", b"sla", "sla_breaches", b"sla_breaches", "slowest_stage", b"slowest_stage", "slowest_stage_label", b"slowest_stage_label", "stages", b"stages", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStageReportResponse: _TypeAlias = GetStageReportResponse  # noqa: Y015
+
+@_typing.final
+class GetReviewReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReviewReportRequest: _TypeAlias = GetReviewReportRequest  # noqa: Y015
+
+@_typing.final
+class ReasonCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    label: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        label: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "count", b"count", "label", b"label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReasonCount: _TypeAlias = ReasonCount  # noqa: Y015
+
+@_typing.final
+class GetReviewReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    DECIDED_FIELD_NUMBER: _builtins.int
+    APPROVED_FIELD_NUMBER: _builtins.int
+    AUTO_APPROVED_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    FIRST_PASS_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
+    INFORMATION_REQUESTED_FIELD_NUMBER: _builtins.int
+    REJECTION_REASONS_FIELD_NUMBER: _builtins.int
+    INFORMATION_REASONS_FIELD_NUMBER: _builtins.int
+    QUEUE_REASONS_FIELD_NUMBER: _builtins.int
+    decided: _builtins.int
+    """Approved or rejected."""
+    approved: _builtins.int
+    auto_approved: _builtins.int
+    rejected: _builtins.int
+    queued: _builtins.int
+    information_requested: _builtins.int
+    @_builtins.property
+    def window(self) -> Global___ReportWindow: ...
+    @_builtins.property
+    def first_pass(self) -> Global___Ratio:
+        """Approved with no information request and no amendment before, of the decided."""
+
+    @_builtins.property
+    def rejection_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasonCount]:
+        """Most frequent first."""
+
+    @_builtins.property
+    def information_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasonCount]: ...
+    @_builtins.property
+    def queue_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasonCount]: ...
+    def __init__(
+        self,
+        *,
+        window: Global___ReportWindow | None = ...,
+        decided: _builtins.int = ...,
+        approved: _builtins.int = ...,
+        auto_approved: _builtins.int = ...,
+        rejected: _builtins.int = ...,
+        first_pass: Global___Ratio | None = ...,
+        queued: _builtins.int = ...,
+        information_requested: _builtins.int = ...,
+        rejection_reasons: _abc.Iterable[Global___ReasonCount] | None = ...,
+        information_reasons: _abc.Iterable[Global___ReasonCount] | None = ...,
+        queue_reasons: _abc.Iterable[Global___ReasonCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_pass", b"first_pass", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "auto_approved", b"auto_approved", "decided", b"decided", "first_pass", b"first_pass", "information_reasons", b"information_reasons", "information_requested", b"information_requested", "queue_reasons", b"queue_reasons", "queued", b"queued", "rejected", b"rejected", "rejection_reasons", b"rejection_reasons", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReviewReportResponse: _TypeAlias = GetReviewReportResponse  # noqa: Y015
+
+@_typing.final
+class GetDeviceReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeviceReportRequest: _TypeAlias = GetDeviceReportRequest  # noqa: Y015
+
+@_typing.final
+class FaultCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    CATEGORY_LABEL_FIELD_NUMBER: _builtins.int
+    FAULTS_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_REPAIR_SECONDS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """"unknown" while no event names a device's model."""
+    category: _builtins.str
+    category_label: _builtins.str
+    faults: _builtins.int
+    repaired: _builtins.int
+    mean_time_to_repair_seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        category: _builtins.str = ...,
+        category_label: _builtins.str = ...,
+        faults: _builtins.int = ...,
+        repaired: _builtins.int = ...,
+        mean_time_to_repair_seconds: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds", "mean_time_to_repair_seconds", b"mean_time_to_repair_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds", "category", b"category", "category_label", b"category_label", "faults", b"faults", "mean_time_to_repair_seconds", b"mean_time_to_repair_seconds", "model", b"model", "repaired", b"repaired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mean_time_to_repair_seconds: _TypeAlias = _typing.Literal["mean_time_to_repair_seconds"]  # noqa: Y015
+    _WhichOneofArgType__mean_time_to_repair_seconds: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_time_to_repair_seconds) -> _WhichOneofReturnType__mean_time_to_repair_seconds | None: ...
+
+Global___FaultCount: _TypeAlias = FaultCount  # noqa: Y015
+
+@_typing.final
+class GetDeviceReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    FAULTS_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_REPAIR_SECONDS_FIELD_NUMBER: _builtins.int
+    DEVICES_AFFECTED_FIELD_NUMBER: _builtins.int
+    BY_MODEL_AND_CATEGORY_FIELD_NUMBER: _builtins.int
+    BY_CATEGORY_FIELD_NUMBER: _builtins.int
+    NO_SOURCE_FIELD_NUMBER: _builtins.int
+    faults: _builtins.int
+    repaired: _builtins.int
+    mean_time_to_repair_seconds: _builtins.float
+    devices_affected: _builtins.int
+    @_builtins.property
+    def window(self) -> Global___ReportWindow: ...
+    @_builtins.property
+    def by_model_and_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___FaultCount]: ...
+    @_builtins.property
+    def by_category(self) -> _containers.RepeatedCompositeFieldContainer[Global___FaultCount]: ...
+    @_builtins.property
+    def no_source(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        window: Global___ReportWindow | None = ...,
+        faults: _builtins.int = ...,
+        repaired: _builtins.int = ...,
+        mean_time_to_repair_seconds: _builtins.float | None = ...,
+        devices_affected: _builtins.int = ...,
+        by_model_and_category: _abc.Iterable[Global___FaultCount] | None = ...,
+        by_category: _abc.Iterable[Global___FaultCount] | None = ...,
+        no_source: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds", "mean_time_to_repair_seconds", b"mean_time_to_repair_seconds", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds", "by_category", b"by_category", "by_model_and_category", b"by_model_and_category", "devices_affected", b"devices_affected", "faults", b"faults", "mean_time_to_repair_seconds", b"mean_time_to_repair_seconds", "no_source", b"no_source", "repaired", b"repaired", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mean_time_to_repair_seconds: _TypeAlias = _typing.Literal["mean_time_to_repair_seconds"]  # noqa: Y015
+    _WhichOneofArgType__mean_time_to_repair_seconds: _TypeAlias = _typing.Literal["_mean_time_to_repair_seconds", b"_mean_time_to_repair_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_time_to_repair_seconds) -> _WhichOneofReturnType__mean_time_to_repair_seconds | None: ...
+
+Global___GetDeviceReportResponse: _TypeAlias = GetDeviceReportResponse  # noqa: Y015
+
+@_typing.final
+class GetCustomerReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomerReportRequest: _TypeAlias = GetCustomerReportRequest  # noqa: Y015
+
+@_typing.final
+class OutcomeCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    outcome: _builtins.str
+    """satisfied, problem_reported, not_reached."""
+    label: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        outcome: _builtins.str = ...,
+        label: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "label", b"label", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeCount: _TypeAlias = OutcomeCount  # noqa: Y015
+
+@_typing.final
+class GetCustomerReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    FOLLOW_UPS_FIELD_NUMBER: _builtins.int
+    BY_OUTCOME_FIELD_NUMBER: _builtins.int
+    SATISFACTION_FIELD_NUMBER: _builtins.int
+    REACHED_FIELD_NUMBER: _builtins.int
+    CASES_OPENED_FIELD_NUMBER: _builtins.int
+    DEVICE_CASES_FIELD_NUMBER: _builtins.int
+    CASES_CLOSED_FIELD_NUMBER: _builtins.int
+    MEAN_TIME_TO_CLOSE_SECONDS_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    MEAN_SCORE_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    NO_SOURCE_FIELD_NUMBER: _builtins.int
+    follow_ups: _builtins.int
+    cases_opened: _builtins.int
+    device_cases: _builtins.int
+    cases_closed: _builtins.int
+    """Of the cases opened in the window."""
+    mean_time_to_close_seconds: _builtins.float
+    feedback: _builtins.int
+    mean_score: _builtins.float
+    confirmations: _builtins.int
+    @_builtins.property
+    def window(self) -> Global___ReportWindow: ...
+    @_builtins.property
+    def by_outcome(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutcomeCount]: ...
+    @_builtins.property
+    def satisfaction(self) -> Global___Ratio:
+        """Satisfied of the customers reached."""
+
+    @_builtins.property
+    def reached(self) -> Global___Ratio:
+        """Reached of the follow-ups recorded."""
+
+    @_builtins.property
+    def no_source(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        window: Global___ReportWindow | None = ...,
+        follow_ups: _builtins.int = ...,
+        by_outcome: _abc.Iterable[Global___OutcomeCount] | None = ...,
+        satisfaction: Global___Ratio | None = ...,
+        reached: Global___Ratio | None = ...,
+        cases_opened: _builtins.int = ...,
+        device_cases: _builtins.int = ...,
+        cases_closed: _builtins.int = ...,
+        mean_time_to_close_seconds: _builtins.float | None = ...,
+        feedback: _builtins.int = ...,
+        mean_score: _builtins.float | None = ...,
+        confirmations: _builtins.int = ...,
+        no_source: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mean_score", b"_mean_score", "_mean_time_to_close_seconds", b"_mean_time_to_close_seconds", "mean_score", b"mean_score", "mean_time_to_close_seconds", b"mean_time_to_close_seconds", "reached", b"reached", "satisfaction", b"satisfaction", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mean_score", b"_mean_score", "_mean_time_to_close_seconds", b"_mean_time_to_close_seconds", "by_outcome", b"by_outcome", "cases_closed", b"cases_closed", "cases_opened", b"cases_opened", "confirmations", b"confirmations", "device_cases", b"device_cases", "feedback", b"feedback", "follow_ups", b"follow_ups", "mean_score", b"mean_score", "mean_time_to_close_seconds", b"mean_time_to_close_seconds", "no_source", b"no_source", "reached", b"reached", "satisfaction", b"satisfaction", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mean_score: _TypeAlias = _typing.Literal["mean_score"]  # noqa: Y015
+    _WhichOneofArgType__mean_score: _TypeAlias = _typing.Literal["_mean_score", b"_mean_score"]  # noqa: Y015
+    _WhichOneofReturnType__mean_time_to_close_seconds: _TypeAlias = _typing.Literal["mean_time_to_close_seconds"]  # noqa: Y015
+    _WhichOneofArgType__mean_time_to_close_seconds: _TypeAlias = _typing.Literal["_mean_time_to_close_seconds", b"_mean_time_to_close_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_score) -> _WhichOneofReturnType__mean_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_time_to_close_seconds) -> _WhichOneofReturnType__mean_time_to_close_seconds | None: ...
+
+Global___GetCustomerReportResponse: _TypeAlias = GetCustomerReportResponse  # noqa: Y015
+
+@_typing.final
+class ExportReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    report: _builtins.str
+    """orders, stages, reviews, devices, customers or all."""
+    format: _builtins.str
+    """csv or html."""
+    @_builtins.property
+    def query(self) -> Global___ReportQuery: ...
+    def __init__(
+        self,
+        *,
+        report: _builtins.str = ...,
+        format: _builtins.str = ...,
+        query: Global___ReportQuery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "query", b"query", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportReportRequest: _TypeAlias = ExportReportRequest  # noqa: Y015
+
+@_typing.final
+class ExportReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    media_type: _builtins.str
+    content: _builtins.bytes
+    sha256: _builtins.str
+    """SHA-256 of `content`, 64 lowercase hex digits."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "filename", b"filename", "media_type", b"media_type", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportReportResponse: _TypeAlias = ExportReportResponse  # noqa: Y015
+
+@_typing.final
+class DailyReportInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """The local day (Asia/Shanghai) the report covers, YYYY-MM-DD."""
+    language: _builtins.str
+    format: _builtins.str
+    media_type: _builtins.str
+    sha256: _builtins.str
+    size_bytes: _builtins.int
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        language: _builtins.str = ...,
+        format: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "format", b"format", "generated_at", b"generated_at", "language", b"language", "media_type", b"media_type", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailyReportInfo: _TypeAlias = DailyReportInfo  # noqa: Y015
+
+@_typing.final
+class ListDailyReportsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many documents (default 100, at most 1000)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDailyReportsRequest: _TypeAlias = ListDailyReportsRequest  # noqa: Y015
+
+@_typing.final
+class ListDailyReportsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailyReportInfo]: ...
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___DailyReportInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDailyReportsResponse: _TypeAlias = ListDailyReportsResponse  # noqa: Y015
+
+@_typing.final
+class GetDailyReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD."""
+    language: _builtins.str
+    """en or zh-CN (default en)."""
+    format: _builtins.str
+    """html or csv (default html)."""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        language: _builtins.str = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "format", b"format", "language", b"language"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyReportRequest: _TypeAlias = GetDailyReportRequest  # noqa: Y015
+
+@_typing.final
+class GetDailyReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    @_builtins.property
+    def info(self) -> Global___DailyReportInfo: ...
+    def __init__(
+        self,
+        *,
+        info: Global___DailyReportInfo | None = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "info", b"info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyReportResponse: _TypeAlias = GetDailyReportResponse  # noqa: Y015
 
 @_typing.final
 class StreamPosition(_message.Message):

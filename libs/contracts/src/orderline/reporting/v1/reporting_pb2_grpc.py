@@ -40,6 +40,41 @@ class ReportingServiceStub:
                 request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.SerializeToString,
                 response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.FromString,
                 _registered_method=True)
+        self.GetStageReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetStageReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportResponse.FromString,
+                _registered_method=True)
+        self.GetReviewReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetReviewReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportResponse.FromString,
+                _registered_method=True)
+        self.GetDeviceReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetDeviceReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportResponse.FromString,
+                _registered_method=True)
+        self.GetCustomerReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetCustomerReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportResponse.FromString,
+                _registered_method=True)
+        self.ExportReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/ExportReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportResponse.FromString,
+                _registered_method=True)
+        self.ListDailyReports = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/ListDailyReports',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsResponse.FromString,
+                _registered_method=True)
+        self.GetDailyReport = channel.unary_unary(
+                '/orderline.reporting.v1.ReportingService/GetDailyReport',
+                request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportRequest.SerializeToString,
+                response_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportResponse.FromString,
+                _registered_method=True)
         self.GetProjectionDigest = channel.unary_unary(
                 '/orderline.reporting.v1.ReportingService/GetProjectionDigest',
                 request_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetProjectionDigestRequest.SerializeToString,
@@ -57,7 +92,60 @@ class ReportingServiceServicer:
     """
 
     def GetOrderReport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Orders by state and business type (all time), and the orders created in the query's window
+        by period, business type and state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStageReport(self, request, context):
+        """Lead time of every stage (p50/p90/p99) and the slowest, SLA breaches and jeopardy,
+        activation, fallout, held and adjustment rates, for the orders created in the window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReviewReport(self, request, context):
+        """First-pass review rate and the reasons for rejections, information requests and the
+        review queue, for the orders created in the window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeviceReport(self, request, context):
+        """Device faults raised in the window by model and category, with mean time to repair.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerReport(self, request, context):
+        """Follow-up outcomes and satisfaction, trouble cases and feedback recorded in the window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportReport(self, request, context):
+        """One report, or all of them, as CSV or as a self-contained HTML page with SVG charts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDailyReports(self, request, context):
+        """The daily reports produced on schedule, newest first (without their content).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDailyReport(self, request, context):
+        """One daily report's document.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -84,6 +172,41 @@ def add_ReportingServiceServicer_to_server(servicer, server):
                     servicer.GetOrderReport,
                     request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.FromString,
                     response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.SerializeToString,
+            ),
+            'GetStageReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStageReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportResponse.SerializeToString,
+            ),
+            'GetReviewReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReviewReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportResponse.SerializeToString,
+            ),
+            'GetDeviceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeviceReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportResponse.SerializeToString,
+            ),
+            'GetCustomerReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportResponse.SerializeToString,
+            ),
+            'ExportReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportResponse.SerializeToString,
+            ),
+            'ListDailyReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDailyReports,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsResponse.SerializeToString,
+            ),
+            'GetDailyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyReport,
+                    request_deserializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportRequest.FromString,
+                    response_serializer=orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportResponse.SerializeToString,
             ),
             'GetProjectionDigest': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProjectionDigest,
@@ -124,6 +247,195 @@ class ReportingService:
             '/orderline.reporting.v1.ReportingService/GetOrderReport',
             orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportRequest.SerializeToString,
             orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetOrderReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStageReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetStageReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetStageReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReviewReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetReviewReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetReviewReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeviceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetDeviceReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDeviceReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetCustomerReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetCustomerReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/ExportReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.ExportReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDailyReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/ListDailyReports',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.ListDailyReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.reporting.v1.ReportingService/GetDailyReport',
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportRequest.SerializeToString,
+            orderline_dot_reporting_dot_v1_dot_reporting__pb2.GetDailyReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,27 @@ class ReportingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportingServiceAsyncStub: ...
     GetOrderReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetOrderReportRequest, _reporting_pb2.GetOrderReportResponse]
+    """Orders by state and business type (all time), and the orders created in the query's window
+    by period, business type and state.
+    """
+    GetStageReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetStageReportRequest, _reporting_pb2.GetStageReportResponse]
+    """Lead time of every stage (p50/p90/p99) and the slowest, SLA breaches and jeopardy,
+    activation, fallout, held and adjustment rates, for the orders created in the window.
+    """
+    GetReviewReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetReviewReportRequest, _reporting_pb2.GetReviewReportResponse]
+    """First-pass review rate and the reasons for rejections, information requests and the
+    review queue, for the orders created in the window.
+    """
+    GetDeviceReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetDeviceReportRequest, _reporting_pb2.GetDeviceReportResponse]
+    """Device faults raised in the window by model and category, with mean time to repair."""
+    GetCustomerReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetCustomerReportRequest, _reporting_pb2.GetCustomerReportResponse]
+    """Follow-up outcomes and satisfaction, trouble cases and feedback recorded in the window."""
+    ExportReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.ExportReportRequest, _reporting_pb2.ExportReportResponse]
+    """One report, or all of them, as CSV or as a self-contained HTML page with SVG charts."""
+    ListDailyReports: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.ListDailyReportsRequest, _reporting_pb2.ListDailyReportsResponse]
+    """The daily reports produced on schedule, newest first (without their content)."""
+    GetDailyReport: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetDailyReportRequest, _reporting_pb2.GetDailyReportResponse]
+    """One daily report's document."""
     GetProjectionDigest: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.GetProjectionDigestRequest, _reporting_pb2.GetProjectionDigestResponse]
     """The projection's digest and the stream position it belongs to, as last committed."""
     RebuildProjections: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]
@@ -47,6 +68,27 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetOrderReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetOrderReportRequest, _reporting_pb2.GetOrderReportResponse]  # type: ignore[assignment]
+    """Orders by state and business type (all time), and the orders created in the query's window
+    by period, business type and state.
+    """
+    GetStageReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetStageReportRequest, _reporting_pb2.GetStageReportResponse]  # type: ignore[assignment]
+    """Lead time of every stage (p50/p90/p99) and the slowest, SLA breaches and jeopardy,
+    activation, fallout, held and adjustment rates, for the orders created in the window.
+    """
+    GetReviewReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetReviewReportRequest, _reporting_pb2.GetReviewReportResponse]  # type: ignore[assignment]
+    """First-pass review rate and the reasons for rejections, information requests and the
+    review queue, for the orders created in the window.
+    """
+    GetDeviceReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetDeviceReportRequest, _reporting_pb2.GetDeviceReportResponse]  # type: ignore[assignment]
+    """Device faults raised in the window by model and category, with mean time to repair."""
+    GetCustomerReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetCustomerReportRequest, _reporting_pb2.GetCustomerReportResponse]  # type: ignore[assignment]
+    """Follow-up outcomes and satisfaction, trouble cases and feedback recorded in the window."""
+    ExportReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.ExportReportRequest, _reporting_pb2.ExportReportResponse]  # type: ignore[assignment]
+    """One report, or all of them, as CSV or as a self-contained HTML page with SVG charts."""
+    ListDailyReports: _aio.UnaryUnaryMultiCallable[_reporting_pb2.ListDailyReportsRequest, _reporting_pb2.ListDailyReportsResponse]  # type: ignore[assignment]
+    """The daily reports produced on schedule, newest first (without their content)."""
+    GetDailyReport: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetDailyReportRequest, _reporting_pb2.GetDailyReportResponse]  # type: ignore[assignment]
+    """One daily report's document."""
     GetProjectionDigest: _aio.UnaryUnaryMultiCallable[_reporting_pb2.GetProjectionDigestRequest, _reporting_pb2.GetProjectionDigestResponse]  # type: ignore[assignment]
     """The projection's digest and the stream position it belongs to, as last committed."""
     RebuildProjections: _aio.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]  # type: ignore[assignment]
@@ -62,7 +104,70 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _reporting_pb2.GetOrderReportRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_reporting_pb2.GetOrderReportResponse, _abc.Awaitable[_reporting_pb2.GetOrderReportResponse]]: ...
+    ) -> _typing.Union[_reporting_pb2.GetOrderReportResponse, _abc.Awaitable[_reporting_pb2.GetOrderReportResponse]]:
+        """Orders by state and business type (all time), and the orders created in the query's window
+        by period, business type and state.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStageReport(
+        self,
+        request: _reporting_pb2.GetStageReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetStageReportResponse, _abc.Awaitable[_reporting_pb2.GetStageReportResponse]]:
+        """Lead time of every stage (p50/p90/p99) and the slowest, SLA breaches and jeopardy,
+        activation, fallout, held and adjustment rates, for the orders created in the window.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReviewReport(
+        self,
+        request: _reporting_pb2.GetReviewReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetReviewReportResponse, _abc.Awaitable[_reporting_pb2.GetReviewReportResponse]]:
+        """First-pass review rate and the reasons for rejections, information requests and the
+        review queue, for the orders created in the window.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDeviceReport(
+        self,
+        request: _reporting_pb2.GetDeviceReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetDeviceReportResponse, _abc.Awaitable[_reporting_pb2.GetDeviceReportResponse]]:
+        """Device faults raised in the window by model and category, with mean time to repair."""
+
+    @_abc_1.abstractmethod
+    def GetCustomerReport(
+        self,
+        request: _reporting_pb2.GetCustomerReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetCustomerReportResponse, _abc.Awaitable[_reporting_pb2.GetCustomerReportResponse]]:
+        """Follow-up outcomes and satisfaction, trouble cases and feedback recorded in the window."""
+
+    @_abc_1.abstractmethod
+    def ExportReport(
+        self,
+        request: _reporting_pb2.ExportReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.ExportReportResponse, _abc.Awaitable[_reporting_pb2.ExportReportResponse]]:
+        """One report, or all of them, as CSV or as a self-contained HTML page with SVG charts."""
+
+    @_abc_1.abstractmethod
+    def ListDailyReports(
+        self,
+        request: _reporting_pb2.ListDailyReportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.ListDailyReportsResponse, _abc.Awaitable[_reporting_pb2.ListDailyReportsResponse]]:
+        """The daily reports produced on schedule, newest first (without their content)."""
+
+    @_abc_1.abstractmethod
+    def GetDailyReport(
+        self,
+        request: _reporting_pb2.GetDailyReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reporting_pb2.GetDailyReportResponse, _abc.Awaitable[_reporting_pb2.GetDailyReportResponse]]:
+        """One daily report's document."""
 
     @_abc_1.abstractmethod
     def GetProjectionDigest(

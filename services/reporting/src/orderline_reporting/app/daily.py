@@ -1,0 +1,101 @@
+"""The daily report, on schedule: once a local day has ended (Asia/Shanghai), the whole report
+of that day in every language and format, stored once in `daily_reports`.
+
+The schedule reads the injected clock only: a test steps the clock past midnight and calls
+`produce_due()`. A pod that was down at midnight produces the day it missed when it starts (for
+the day just ended only, never a backlog). Two replicas may both produce the same day: the
+first insert wins and the other's is dropped (ON CONFLICT DO NOTHING), so each day has one
+document per language and format.
+
+Archiving: the archive has no API that accepts a document from another service and consumes no
+reporting event yet (reporting publishes none); docs/reporting.md says what it needs. The
+documents are served by `ListDailyReports` / `GetDailyReport` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import date, timedelta
+
+from orderline_reporting.adapters.repository import DailyReport, ProjectionRepository
+from orderline_reporting.app.reports import ReportQueries, export
+from orderline_reporting.domain.labels import LOCALES
+from orderline_reporting.domain.window import DEFAULT_TIME_ZONE, FORMATS, Window, zone
+from orderline_runtime.clock import Clock
+from orderline_runtime.logs import get_logger
+from orderline_runtime.unit_of_work import UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+POLL_SECONDS = 60.0
+
+
+class DailyReporter:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory[ProjectionRepository],
+        queries: ReportQueries,
+        clock: Clock,
+        *,
+        time_zone: str = DEFAULT_TIME_ZONE,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.uow = uow
+        self.queries = queries
+        self.clock = clock
+        self.time_zone = time_zone
+        self.poll_seconds = poll_seconds
+
+    def due_day(self) -> date:
+        """The last local day that has ended."""
+        return self.clock().astimezone(zone(self.time_zone)).date() - timedelta(days=1)
+
+    async def produce_due(self) -> list[DailyReport]:
+        """The documents of the day just ended that are not stored yet, stored; what it stored."""
+        day = self.due_day()
+        async with self.uow(read_only=True) as uow:
+            listed = await uow.repos.daily_reports(day, 50)
+        existing = {(r.language, r.format) for r in listed if r.day == day}
+        wanted = [(lang, fmt) for lang in LOCALES for fmt in FORMATS if (lang, fmt) not in existing]
+        if not wanted:
+            return []
+        stored: list[DailyReport] = []
+        for lang in dict.fromkeys(lang for lang, _ in wanted):
+            window = Window("day", day, day, self.time_zone, lang)
+            report = await self.queries.report(window)
+            for fmt in (f for candidate, f in wanted if candidate == lang):
+                document = export(report, "all", fmt)
+                stored.append(
+                    DailyReport(
+                        day=day,
+                        language=lang,
+                        format=fmt,
+                        media_type=document.media_type,
+                        sha256=document.sha256,
+                        content=document.content,
+                        generated_at=report.generated_at,
+                    )
+                )
+        saved: list[DailyReport] = []
+        async with self.uow() as uow:
+            for made in stored:
+                if await uow.repos.save_daily_report(made):
+                    saved.append(made)
+        for kept in saved:
+            log.info(
+                "daily report stored",
+                day=kept.day.isoformat(),
+                language=kept.language,
+                format=kept.format,
+                sha256=kept.sha256,
+                bytes=len(kept.content),
+            )
+        return saved
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Checks every `poll_seconds` until stopped."""
+        while not stop.is_set():
+            await self.produce_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_seconds)
