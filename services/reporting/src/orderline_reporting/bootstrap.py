@@ -13,6 +13,7 @@ from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.rebuild import Rebuilder
 from orderline_reporting.app.reports import ReportQueries
 from orderline_reporting.settings import ReportingSettings
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.messaging.consumer import EventConsumer, Handler
 from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.rpc.roles import load_role_matrix
@@ -31,10 +32,14 @@ def policy() -> dict[str, frozenset[str]]:
     return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
-def build(settings: ReportingSettings | None = None) -> Service[ProjectionRepository]:
+def build(
+    settings: ReportingSettings | None = None, clock: Clock = system_clock
+) -> Service[ProjectionRepository]:
+    """The service; `clock` (the reports' "now" and the daily schedule) is injected by tests."""
     settings = settings or load_settings(ReportingSettings, "reporting")
     service = Service(
         settings,
+        clock=clock,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=policy(),
