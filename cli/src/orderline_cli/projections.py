@@ -1,5 +1,7 @@
 """`orderline report digest|rebuild`: the reporting projection's digest at its stream position,
-and a rebuild from every stream checked against it (docs/reporting.md)."""
+and a rebuild from every stream checked against it (docs/reporting.md); and, from
+orderline_cli.reports, the report verbs (`orders`, `stages`, `reviews`, `devices`,
+`customers`, `daily`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import typer
 
 from orderline.reporting.v1 import reporting_pb2 as pb
 from orderline.reporting.v1 import reporting_pb2_grpc
-from orderline_cli import calls
+from orderline_cli import calls, reports
 from orderline_cli.output import print_json, table, to_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -21,6 +23,9 @@ ReportingOpt = Annotated[str | None, typer.Option("--reporting", help="host:port
 def register(report_app: typer.Typer) -> None:
     report_app.command("digest")(report_digest)
     report_app.command("rebuild")(report_rebuild)
+    # Registered after main's own `report orders`, so this one (with the window, --format,
+    # --lang and --output) is the one the command runs.
+    reports.register(report_app)
 
 
 def _call(

@@ -99,7 +99,8 @@ def test_the_csv_has_every_table_with_its_title_and_header() -> None:
     assert lead[1] == ["Stage", "Orders measured", "p50", "p90", "p99"]
     assert lead[2] == ["Review", "3", "0 s", "5.0 h", "5.0 h"]
     assert lead[-1][0] == "Creation to completion"
-    summary = dict((row[0], row[1]) for row in blocks[0][1:])
+    assert blocks[0][1] == ["Figure", "Value"]
+    summary = dict((row[0], row[1]) for row in blocks[0][2:])
     assert summary["Slowest stage (p90)"] == "Review"
     assert summary["Activation success rate"] == "33.3% (1/3)"
 

@@ -375,6 +375,13 @@ class ProjectionRepository:
         rows = await self.session.execute(query)
         return [Fact(**{c: getattr(r, c) for c in _FACT_COLUMNS}) for r in rows]
 
+    async def latest_fact_at(self) -> datetime | None:
+        """The producer time of the latest report fact: how far the projection has got."""
+        at: datetime | None = (
+            await self.session.execute(select(func.max(order_facts.c.at)))
+        ).scalar_one()
+        return at
+
     async def cohort(self, start: datetime, end: datetime) -> list[CohortOrder]:
         """The orders created in [start, end), with the state they are in now."""
         rows = await self.session.execute(

@@ -1,6 +1,10 @@
 """The daily report, on schedule: once a local day has ended (Asia/Shanghai), the whole report
 of that day in every language and format, stored once in `daily_reports`.
 
+"Ended" means ended for the projection too: the report of a day is made once a report fact
+at or after its last instant has been projected (the consumers have caught up past midnight),
+or, on a quiet night, once `GRACE` has passed since midnight. A document is never remade.
+
 The schedule reads the injected clock only: a test steps the clock past midnight and calls
 `produce_due()`. A pod that was down at midnight produces the day it missed when it starts (for
 the day just ended only, never a backlog). Two replicas may both produce the same day: the
@@ -29,6 +33,7 @@ from orderline_runtime.unit_of_work import UnitOfWorkFactory
 log = get_logger(__name__)
 
 POLL_SECONDS = 60.0
+GRACE = timedelta(hours=1)
 
 
 class DailyReporter:
@@ -54,8 +59,13 @@ class DailyReporter:
     async def produce_due(self) -> list[DailyReport]:
         """The documents of the day just ended that are not stored yet, stored; what it stored."""
         day = self.due_day()
+        now = self.clock()
         async with self.uow(read_only=True) as uow:
             listed = await uow.repos.daily_reports(day, 50)
+            latest = await uow.repos.latest_fact_at()
+        end = Window("day", day, day, self.time_zone, LOCALES[0]).end
+        if now < end + GRACE and (latest is None or latest < end):
+            return []  # the projection may not have seen the day's last events yet
         existing = {(r.language, r.format) for r in listed if r.day == day}
         wanted = [(lang, fmt) for lang in LOCALES for fmt in FORMATS if (lang, fmt) not in existing]
         if not wanted:

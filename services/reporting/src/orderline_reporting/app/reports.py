@@ -49,7 +49,11 @@ def export(report: Report, which: str, fmt: str) -> Export:
     """One report (or `all`) as CSV or as the self-contained HTML page."""
     check_export(which, fmt)
     parts = render.sections(report, which, sources())
-    text = render.to_csv(parts) if fmt == "csv" else render.to_html(report, parts)
+    text = (
+        render.to_csv(parts, report.window.language)
+        if fmt == "csv"
+        else render.to_html(report, parts)
+    )
     w = report.window
     name = f"orderline-{which}-{w.first_day.isoformat()}"
     if w.last_day != w.first_day:

@@ -361,9 +361,10 @@ def _cell(value: Cell) -> str:
     return str(value)
 
 
-def to_csv(parts: Sequence[Section]) -> str:
+def to_csv(parts: Sequence[Section], lang: str) -> str:
     """Every table of the sections; a section's figures first as a two-column table. Tables
-    are separated by an empty line, each starting with its title on a line of its own."""
+    are separated by an empty line, each a line with its title, a header line, then its rows
+    (the CLI prints them as tables)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     first = True
@@ -375,7 +376,7 @@ def to_csv(parts: Sequence[Section]) -> str:
                 Table(
                     f"{section.key}_summary",
                     section.title,
-                    ["", ""],
+                    [L.text("figure", lang), L.text("value", lang)],
                     [[k, v] for k, v in section.summary],
                 ),
             )
@@ -384,8 +385,7 @@ def to_csv(parts: Sequence[Section]) -> str:
                 writer.writerow([])
             first = False
             writer.writerow([table.title])
-            if any(table.columns):
-                writer.writerow(table.columns)
+            writer.writerow(table.columns)
             writer.writerows([[_cell(c) for c in row] for row in table.rows])
     return out.getvalue()
 
