@@ -27,6 +27,7 @@ from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.events.v1 import envelope_pb2, order_events_pb2
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
+from orderline_catalogue import load_catalogue
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.testing import serving
 from orderline_devtools.waiting import eventually
@@ -80,6 +81,23 @@ class FakeHealth(device_pb2_grpc.DeviceHealthServiceServicer):
 DEFAULT_DEVICE = ("HG8245H5 ONT", "V5R020C10S120")
 
 
+def measurements_for(kind: int, *, good: bool) -> dict[str, float]:
+    """Values meeting (or missing) every criterion any profile of the catalogue sets for the
+    kind: the tightest bound of each measurement."""
+    name = agent_pb2.TestKind.Name(kind).removeprefix("TEST_KIND_").lower()
+    values: dict[str, float] = {}
+    for business in load_catalogue():
+        spec = business.test_profile.specs.get(name)
+        for c in spec.criteria if spec is not None else ():
+            if c.min is not None:
+                value = c.min if good else c.min / 2
+                values[c.measurement] = max(values.get(c.measurement, value), value)
+            elif c.max is not None:
+                value = c.max if good else c.max + 1
+                values[c.measurement] = min(values.get(c.measurement, value), value)
+    return values
+
+
 @dataclass
 class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     """Idempotent on the key like a real agent; counts what it really applied per key."""
@@ -101,6 +119,10 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     failing_kinds: dict[str, set[int]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     ledger: dict[str, int] = field(default_factory=dict)
+    previous: dict[str, int] = field(default_factory=dict)
+    # (device id, key) of every ActivateService / DeactivateService, and the answers by key.
+    activations: list[tuple[str, str, bool]] = field(default_factory=list)
+    switched: dict[str, str] = field(default_factory=dict)
     # ApplyConfig calls to answer UNAVAILABLE before serving.
     unavailable_applies: int = 0
     # When set, the first apply is recorded, then never answered (the client is killed).
@@ -140,15 +162,44 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "agent busy")
         key = request.idempotency_key
         if key in self.ledger:
-            return agent_pb2.ApplyConfigResponse(config_version=self.ledger[key], replayed=True)
-        version = self.versions.get(request.device_id, 1) + 1
+            return agent_pb2.ApplyConfigResponse(
+                config_version=self.ledger[key],
+                replayed=True,
+                previous_version=self.previous[key],
+            )
+        previous = self.versions.get(request.device_id, 1)
+        version = previous + 1
         self.versions[request.device_id] = version
         self.ledger[key] = version
+        self.previous[key] = previous
         self.applies_by_key[key] += 1
         if self.stall_first_apply and not self.apply_stalled.is_set():
             self.apply_stalled.set()
             await asyncio.Event().wait()
-        return agent_pb2.ApplyConfigResponse(config_version=version)
+        return agent_pb2.ApplyConfigResponse(config_version=version, previous_version=previous)
+
+    async def ActivateService(
+        self, request: agent_pb2.ActivateServiceRequest, context: Any
+    ) -> agent_pb2.ActivateServiceResponse:
+        return agent_pb2.ActivateServiceResponse(**self._switch(request, True))
+
+    async def DeactivateService(
+        self, request: agent_pb2.DeactivateServiceRequest, context: Any
+    ) -> agent_pb2.DeactivateServiceResponse:
+        return agent_pb2.DeactivateServiceResponse(**self._switch(request, False))
+
+    def _switch(self, request: Any, on: bool) -> dict[str, Any]:
+        self.activations.append((request.device_id, request.idempotency_key, on))
+        key = request.idempotency_key
+        replayed = key in self.switched
+        if not replayed:
+            self.switched[key] = f"NE-{len(self.switched) + 1}"
+        return {
+            "activation_id": self.switched[key],
+            "service_active": on,
+            "replayed": replayed,
+            "config_version": self.versions.get(request.device_id, 1),
+        }
 
     async def RollbackConfig(
         self, request: agent_pb2.RollbackConfigRequest, context: Any
@@ -170,7 +221,9 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
         failed = request.kind in self.failing_kinds.get(request.device_id, set())
         name = agent_pb2.TestKind.Name(request.kind)
         return agent_pb2.RunTestResponse(
-            passed=not failed, detail=f"{name} {'failed' if failed else 'passed'}"
+            passed=not failed,
+            detail=f"{name} {'failed' if failed else 'passed'}",
+            measurements=measurements_for(request.kind, good=not failed),
         )
 
 

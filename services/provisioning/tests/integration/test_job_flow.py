@@ -66,6 +66,16 @@ async def test_approved_order_runs_every_step_and_publishes_its_milestones_in_or
     # Calls carry the order, the service token and the idempotency keys.
     assert peers.health.calls == [("CPE-0001", order_id, "Bearer dev-service")]
     assert peers.agent.applies_by_key == {f"{job.id}:configure": 1}
+    assert peers.agent.activations == [("CPE-0001", f"{job.id}:activate", True)]
+    # Kept on the job: what each test measured, the configuration change with the version it
+    # replaced, and the network's activation.
+    assert all(r.measurements and r.findings and r.round == 1 for r in job.test_results)
+    assert [r.kind for r in job.test_runs] == [r.kind for r in job.test_results]
+    [change] = job.config_changes
+    assert (change.operation, change.previous_version, change.config_version) == ("apply", 1, 2)
+    assert change.template == "broadband-pppoe-v1" and change.settings["wan.vlan"] == "100"
+    assert (job.base_config_version, job.config_version) == (1, 2)
+    assert (job.activation.action, job.activation.activation_id) == ("activate", "NE-1")
     assert sorted(key for _, _, key in peers.agent.tests) == sorted(
         f"{job.id}:test:{kind}"
         for kind in ("functional", "performance", "security", "environmental", "user_interface")

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from orderline_catalogue import load_catalogue
 from orderline_provisioning.domain.config import (
-    BASE_SETTINGS,
-    PROFILES,
+    activation_of,
+    build_config,
     config_template,
-    derive_config,
+    needs_customer,
     plan_rate_mbps,
+    rollback_target,
 )
 from orderline_provisioning.domain.job import Job, rejected_reason
 from orderline_provisioning.domain.notification import Channel, activation_message, channel_for
@@ -183,14 +184,22 @@ def test_unfit_device_in_good_health_is_held() -> None:
 # --- configuration --------------------------------------------------------------------------
 
 
+def derive_config(business_type: str, plan: str, phone: str = "") -> dict[str, str]:
+    return build_config(
+        business_type, order_id="ORD-1", device_id="CPE-0001", plan=plan, customer_phone=phone
+    ).settings
+
+
 def test_broadband_config_has_pppoe_wifi_and_plan_rates() -> None:
     cfg = derive_config("broadband_install", "300M")
     assert cfg["wan.mode"] == "pppoe"
+    assert cfg["wan.vlan"] == "100" and cfg["line.profile"] == "standard"
     assert cfg["wifi.enabled"] == "true"
     assert (cfg["qos.downstream_mbps"], cfg["qos.upstream_mbps"]) == ("300", "30")
     assert cfg["service.business_type"] == "broadband_install"
-    assert cfg["service.plan"] == "300M"
-    assert BASE_SETTINGS.items() <= {**BASE_SETTINGS, **cfg}.items()
+    assert cfg["service.plan"] == "300M" and cfg["service.order_id"] == "ORD-1"
+    base = load_catalogue().config_base
+    assert cfg["management.default_credentials"] == base["management.default_credentials"]
 
 
 def test_dedicated_line_is_symmetric_and_static() -> None:
@@ -203,11 +212,40 @@ def test_termination_disables_the_service_and_sets_no_rates() -> None:
     cfg = derive_config("termination", "300M")
     assert cfg["service.enabled"] == "false"
     assert "qos.downstream_mbps" not in cfg
+    assert activation_of("termination") == "deactivate"
+    assert activation_of("broadband_install") == "activate"
+
+
+def test_iptv_channels_come_from_the_plan_and_the_template_default() -> None:
+    premium = derive_config("iptv", "iptv-premium")
+    assert (premium["iptv.channel_package"], premium["iptv.channels"]) == ("premium", "200")
+    other = derive_config("iptv", "iptv-family")
+    assert (other["iptv.channel_package"], other["iptv.channels"]) == ("basic", "60")
+    assert other["iptv.multicast_vlan"] == "45"
+
+
+def test_the_fixed_line_number_is_the_customers_and_marked_private() -> None:
+    assert needs_customer("fixed_line") and not needs_customer("broadband_install")
+    built = build_config(
+        "fixed_line", order_id="O", device_id="D", plan="p", customer_phone="+862150001234"
+    )
+    assert built.settings["voice.number"] == "+862150001234"
+    assert built.private == {"voice.number"}
+    # Without the number, the setting is left out rather than set empty.
+    assert "voice.number" not in derive_config("fixed_line", "p")
 
 
 def test_unknown_business_type_gets_the_base_configuration() -> None:
     cfg = derive_config("satellite", "")
-    assert cfg == {**BASE_SETTINGS, "service.business_type": "satellite"}
+    assert "service.plan" not in cfg  # no plan: its placeholder has no value
+    assert cfg["service.business_type"] == "satellite"
+    assert cfg["service.enabled"] == "true"
+
+
+def test_rollback_returns_to_the_version_before_the_job() -> None:
+    assert rollback_target(None, None) is None
+    assert rollback_target(4, 7) == 4
+    assert rollback_target(None, 3) == 2
 
 
 @pytest.mark.parametrize(
@@ -292,9 +330,9 @@ def test_voice_is_tried_after_five_sms_failures_then_channels_alternate() -> Non
 # --- the business catalogue ---------------------------------------------------------------------
 
 
-def test_every_configuration_template_of_the_catalogue_has_a_profile() -> None:
+def test_every_configuration_template_of_the_catalogue_is_there() -> None:
     for business in load_catalogue():
-        assert config_template(business.key) in PROFILES, business.key
+        assert load_catalogue().template(config_template(business.key)), business.key
 
 
 def test_business_names_in_customer_texts_come_from_the_catalogue() -> None:

@@ -7,12 +7,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from orderline_provisioning.app.ports import CustomerContact, PeerRejected, Peers, PeerUnavailable
+from orderline_catalogue import load_catalogue
+from orderline_provisioning.app.ports import (
+    Activation,
+    AppliedConfig,
+    CustomerContact,
+    PeerRejected,
+    Peers,
+    PeerUnavailable,
+)
 from orderline_provisioning.app.steps import StepPolicy, StepRunner
 from orderline_provisioning.domain.attestation import verify_envelope
 from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.ed25519 import Ed25519Signer, trusted_keys
-from orderline_provisioning.domain.job import Job, TestResult
+from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.judging import Reading
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.retry import RetryPolicy
@@ -30,10 +39,40 @@ class Clock:
         return self.now
 
 
+def measured(kind: TestKind, *, good: bool = True, broken: bool = False) -> dict[str, float]:
+    """Values that meet (or miss) every criterion of the kind in the broadband profile."""
+    business = load_catalogue().get("broadband_install")
+    assert business is not None
+    values: dict[str, float] = {}
+    for c in business.test_profile.specs[kind.value].criteria:
+        if c.min is not None:
+            values[c.measurement] = c.min if good else c.min / 2
+        else:
+            assert c.max is not None
+            values[c.measurement] = c.max if good else c.max + 1
+    if broken:
+        values[next(iter(values))] = 1e12
+    return values
+
+
+def first_adjustment(kind: TestKind) -> dict[str, str]:
+    business = load_catalogue().get("broadband_install")
+    assert business is not None
+    return dict(business.test_profile.specs[kind.value].adjustments[0])
+
+
 @dataclass
 class FakePeers:
     fitness: Fitness | None = field(default_factory=lambda: Fitness(True, Health.GOOD))
+    # Fail whatever is applied; fail until the profile's first adjustment of the kind is in
+    # force; report a value no device can measure.
     failing_kinds: set[TestKind] = field(default_factory=set)
+    fixable_kinds: set[TestKind] = field(default_factory=set)
+    broken_kinds: set[TestKind] = field(default_factory=set)
+    settings: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+    tests_run: list[str] = field(default_factory=list)
+    switches: list[tuple[str, bool]] = field(default_factory=list)
     agent_down: bool = False
     # The device as the agent describes it (UNKNOWN: GetDeviceInfo NOT_FOUND).
     device: DeviceInfo | UnknownDevice = field(
@@ -58,21 +97,34 @@ class FakePeers:
         self.info_calls += 1
         return self.device
 
-    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
+    async def apply_config(
+        self, device_id: str, key: str, settings: Mapping[str, str]
+    ) -> AppliedConfig:
         if self.agent_down:
             raise PeerUnavailable("DEVICE_AGENT", "UNAVAILABLE")
         if self.agent_rejects:
             raise PeerRejected("DEVICE_AGENT", "NOT_FOUND", f"no device {device_id}")
         self.applies[key] += 1
-        return 2
+        self.settings.update(settings)
+        self.version += 1
+        return AppliedConfig(self.version, self.version - 1)
 
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
         self.rollbacks.append((key, to_version))
         return to_version
 
-    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult:
-        passed = kind not in self.failing_kinds
-        return TestResult(kind.value, passed, "ok" if passed else f"{kind.value} failed")
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading:
+        self.tests_run.append(key)
+        fixed = first_adjustment(kind).items() <= self.settings.items()
+        good = kind not in self.failing_kinds and (kind not in self.fixable_kinds or fixed)
+        values = measured(kind, good=good, broken=kind in self.broken_kinds)
+        return Reading(kind.value, good, "ok" if good else f"{kind.value} failed", values)
+
+    async def switch_service(
+        self, device_id: str, key: str, reference: str, *, activate: bool
+    ) -> Activation:
+        self.switches.append((key, activate))
+        return Activation("NE-1", activate, self.version)
 
     async def contact_of(self, order_id: str) -> CustomerContact:
         return self.contact
@@ -174,10 +226,12 @@ async def test_agent_rejection_holds_the_job_for_a_person() -> None:
 async def test_failed_test_rolls_back_and_fails_the_job() -> None:
     fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
-    job.config_version = 5
+    job.config_version, job.base_config_version = 5, 3
     out = await runner.run(job)
     assert out.event_types == ["provisioning.job_failed"]
-    assert fake.rollbacks == [("job-1:rollback", 4)]
+    # The security adjustment was applied and the tests run again, then back to version 3.
+    assert fake.applies == {"job-1:adjust:1": 1}
+    assert fake.rollbacks == [("job-1:rollback", 3)]
     assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
     assert out.test_results is not None and len(out.test_results) == 5
     assert [r.kind for r in out.test_results if not r.passed] == ["security"]
@@ -260,3 +314,97 @@ async def test_old_firmware_holds_the_job_naming_firmware_and_minimum() -> None:
     await runner_for(fake, clock).run(job)
     assert job.state is JobState.HELD and job.reason == "FIRMWARE_TOO_OLD"
     assert "V5R020C10S099 is below the minimum V5R020C10S100" in job.detail
+
+
+# --- configuration records, the adjustment loop, activation -------------------------------------
+
+
+async def test_configure_records_the_template_settings_and_the_version_before_the_job() -> None:
+    fake, clock = FakePeers(version=6), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    out = await runner.run(job)
+    assert (job.base_config_version, job.config_version) == (6, 7)
+    (record,) = out.config_records
+    assert (record.operation, record.idempotency_key) == ("apply", "job-1:configure")
+    assert (record.previous_version, record.config_version) == (6, 7)
+    assert record.template == "broadband-pppoe-v1"
+    assert record.settings["qos.downstream_mbps"] == "300"
+    assert fake.settings["service.order_id"] == "ord-1"
+
+
+async def test_the_fixed_line_number_is_applied_and_recorded_masked() -> None:
+    fake, clock = FakePeers(), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    job.business_type = "fixed_line"
+    out = await runner.run(job)
+    assert fake.settings["voice.number"] == "+8613800138000"
+    assert out.config_records[0].settings["voice.number"] == "+86138****8000"
+
+
+async def test_a_failed_test_is_adjusted_and_passes_on_the_next_round() -> None:
+    fake, clock = FakePeers(fixable_kinds={TestKind.ENVIRONMENTAL}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.tests_passed"]
+    assert fake.applies == {"job-1:adjust:1": 1} and not fake.rollbacks
+    assert fake.settings.items() >= first_adjustment(TestKind.ENVIRONMENTAL).items()
+    # Every round kept, with what it measured and the adjustment after the failing one.
+    assert [(r.round, r.kind, r.passed) for r in out.test_runs if r.kind == "environmental"] == [
+        (1, "environmental", False),
+        (2, "environmental", True),
+    ]
+    failing = next(r for r in out.test_runs if not r.passed)
+    assert failing.adjustment == first_adjustment(TestKind.ENVIRONMENTAL)
+    assert failing.measurements["temperature_load_c"] == 71
+    assert {f.problem for f in failing.findings if not f.ok} == {"ABOVE_MAX"}
+    assert out.test_results is not None and all(r.round == 2 for r in out.test_results)
+    (adjusted,) = out.config_records
+    assert (adjusted.operation, adjusted.config_version) == ("adjust", job.config_version)
+    assert "job-1:test:environmental:2" in fake.tests_run
+
+
+async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_fails() -> None:
+    fake, clock = FakePeers(failing_kinds={TestKind.ENVIRONMENTAL}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    out = await runner.run(job)
+    # broadband-full: 3 rounds, environmental has two adjustments.
+    assert fake.applies == {"job-1:adjust:1": 1, "job-1:adjust:2": 1}
+    assert {r.round for r in out.test_runs} == {1, 2, 3}
+    assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
+    assert "after 2 adjustment(s)" in job.detail
+    assert fake.rollbacks == [("job-1:rollback", 1)]
+    assert [c.operation for c in out.config_records] == ["adjust", "adjust", "rollback"]
+
+
+async def test_an_out_of_range_report_is_an_error_not_a_pass_and_not_adjusted() -> None:
+    fake, clock = FakePeers(broken_kinds={TestKind.PERFORMANCE}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.job_failed"]
+    assert (job.state, job.reason) == (JobState.FAILED, "TEST_RESULT_INVALID")
+    assert not fake.applies and "OUT_OF_RANGE" not in job.detail and "broken report" in job.detail
+    (bad,) = [r for r in out.test_results or [] if not r.passed]
+    assert bad.invalid and bad.device_passed
+
+
+async def test_a_termination_runs_no_tests_and_deactivates_the_service() -> None:
+    fake, clock = FakePeers(), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.business_type = "termination"
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.tests_passed"] and not fake.tests_run
+    out = await runner.run(job)
+    assert fake.switches == [("job-1:activate", False)]
+    assert (job.network_action, job.activation_id) == ("deactivate", "NE-1")
+
+
+async def test_activation_calls_the_network_once_per_key_and_records_it() -> None:
+    fake, clock = FakePeers(), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.ACTIVATE)
+    out = await runner.run(job)
+    assert "provisioning.service_activated" in out.event_types
+    assert fake.switches == [("job-1:activate", True)]
+    assert (job.network_action, job.activation_id, job.activated_at) == ("activate", "NE-1", T0)

@@ -13,9 +13,15 @@ from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_provisioning.app.ports import CustomerContact, PeerRejected, PeerUnavailable
+from orderline_provisioning.app.ports import (
+    Activation,
+    AppliedConfig,
+    CustomerContact,
+    PeerRejected,
+    PeerUnavailable,
+)
 from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
-from orderline_provisioning.domain.job import TestResult
+from orderline_provisioning.domain.judging import Reading
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.steps import TestKind
@@ -138,14 +144,16 @@ class DeviceAgentClient(_Client):
             raise
         return DeviceInfo(model=resp.info.model, firmware=resp.info.firmware)
 
-    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
+    async def apply_config(
+        self, device_id: str, key: str, settings: Mapping[str, str]
+    ) -> AppliedConfig:
         resp = await self.call(
             "ApplyConfig",
             agent_pb2.ApplyConfigRequest(
                 device_id=device_id, idempotency_key=key, settings=dict(settings)
             ),
         )
-        return int(resp.config_version)
+        return AppliedConfig(int(resp.config_version), int(resp.previous_version))
 
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
         resp = await self.call(
@@ -156,14 +164,33 @@ class DeviceAgentClient(_Client):
         )
         return int(resp.config_version)
 
-    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult:
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading:
         resp = await self.call(
             "RunTest",
             agent_pb2.RunTestRequest(
                 device_id=device_id, kind=_TEST_KINDS[kind], idempotency_key=key
             ),
         )
-        return TestResult(kind=kind.value, passed=resp.passed, detail=resp.detail)
+        return Reading(kind.value, resp.passed, resp.detail, dict(resp.measurements))
+
+    async def switch_service(
+        self, device_id: str, key: str, reference: str, *, activate: bool
+    ) -> Activation:
+        if activate:
+            resp = await self.call(
+                "ActivateService",
+                agent_pb2.ActivateServiceRequest(
+                    device_id=device_id, idempotency_key=key, reference=reference
+                ),
+            )
+        else:
+            resp = await self.call(
+                "DeactivateService",
+                agent_pb2.DeactivateServiceRequest(
+                    device_id=device_id, idempotency_key=key, reference=reference
+                ),
+            )
+        return Activation(resp.activation_id, resp.service_active, int(resp.config_version))
 
 
 class IntakeClient(_Client):

@@ -12,14 +12,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_provisioning.adapters.tables import (
     certifications,
+    device_configs,
     device_reservations,
     jobs,
     test_results,
+    test_runs,
     vouchers,
 )
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem
-from orderline_provisioning.domain.job import Job, TestResult
+from orderline_provisioning.domain.config import ConfigOperation, ConfigRecord
+from orderline_provisioning.domain.job import Finding, Job, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
 from orderline_runtime.database import SqlConnection, dialect_of
@@ -40,6 +43,27 @@ _RESULTS_OF_ONE = (
 )
 _DELETE_RESULTS = delete(test_results).where(test_results.c.job_id == bindparam("key"))
 _INSERT_RESULTS = insert(test_results)
+_INSERT_RUNS = insert(test_runs)
+_RUNS_OF_ONE = (
+    select(test_runs)
+    .where(test_runs.c.job_id == bindparam("key"))
+    .order_by(test_runs.c.round, test_runs.c.position)
+)
+_CONFIGS_OF_JOB = (
+    select(device_configs)
+    .where(device_configs.c.job_id == bindparam("key"))
+    .order_by(device_configs.c.recorded_at, device_configs.c.config_version)
+)
+_CONFIGS_OF_DEVICE = (
+    select(device_configs)
+    .where(device_configs.c.device_id == bindparam("key"))
+    .order_by(device_configs.c.recorded_at, device_configs.c.config_version)
+)
+# A replayed call recorded again (the same device and key) adds nothing.
+_INSERT_CONFIGS = {
+    "sqlite": sqlite.insert(device_configs).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(device_configs).on_conflict_do_nothing(),
+}
 # A job whose device another job has reserved is not runnable yet: it waits, unclaimed (no
 # work, no write), and is taken once that job's terminal save deletes the reservation.
 _DEVICE_TAKEN = exists().where(
@@ -119,7 +143,54 @@ def _job_values(job: Job) -> dict[str, Any]:
         "next_attempt_at": job.next_attempt_at,
         "operator": job.operator,
         "checklist": [i.to_record() for i in job.checklist] if job.checklist else None,
+        "base_config_version": job.base_config_version,
+        "network_action": job.network_action,
+        "activation_id": job.activation_id,
+        "activated_at": job.activated_at,
     }
+
+
+def _result_values(job_id: str, position: int, r: TestResult) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "kind": r.kind,
+        "position": position,
+        "passed": r.passed,
+        "detail": r.detail,
+        "measurements": dict(r.measurements),
+        "findings": [f.to_record() for f in r.findings],
+        "round": r.round,
+        "invalid": r.invalid,
+    }
+
+
+def _to_result(row: Any) -> TestResult:
+    return TestResult(
+        kind=row["kind"],
+        passed=row["passed"],
+        detail=row["detail"],
+        measurements=dict(row["measurements"] or {}),
+        findings=tuple(Finding.from_record(f) for f in row["findings"] or ()),
+        round=row["round"] or 1,
+        invalid=bool(row["invalid"]),
+        device_passed=bool(row.get("device_passed", True)),
+        adjustment=dict(row.get("adjustment") or {}),
+    )
+
+
+def _to_config(row: Any) -> ConfigRecord:
+    return ConfigRecord(
+        device_id=row["device_id"],
+        job_id=row["job_id"],
+        order_id=row["order_id"],
+        operation=ConfigOperation(row["operation"]),
+        idempotency_key=row["idempotency_key"],
+        config_version=row["config_version"],
+        previous_version=row["previous_version"],
+        template=row["template"],
+        settings=dict(row["settings"] or {}),
+        recorded_at=row["recorded_at"],
+    )
 
 
 class JobRepository:
@@ -184,18 +255,59 @@ class JobRepository:
         await self.session.execute(_DELETE_RESULTS, {"key": job_id})
         if results:
             await self.session.execute(
-                _INSERT_RESULTS,
-                [
-                    {
-                        "job_id": job_id,
-                        "kind": r.kind,
-                        "position": i,
-                        "passed": r.passed,
-                        "detail": r.detail,
-                    }
-                    for i, r in enumerate(results)
-                ],
+                _INSERT_RESULTS, [_result_values(job_id, i, r) for i, r in enumerate(results)]
             )
+
+    async def add_test_runs(self, job_id: str, runs: Sequence[TestResult]) -> None:
+        """Every round of the step, in one statement."""
+        if not runs:
+            return
+        rows = []
+        for i, r in enumerate(runs):
+            row = _result_values(job_id, i, r)
+            row["device_passed"] = r.device_passed
+            row["adjustment"] = dict(r.adjustment)
+            row["invalid"] = r.invalid
+            rows.append(row)
+        await self.session.execute(_INSERT_RUNS, rows)
+
+    async def test_runs_of(self, job_id: str) -> list[TestResult]:
+        rows = await self.session.execute(_RUNS_OF_ONE, {"key": job_id})
+        return [_to_result(r) for r in rows.mappings()]
+
+    # --- device configuration records -----------------------------------------------------
+
+    async def add_config_records(self, records: Sequence[ConfigRecord]) -> None:
+        """In one statement; a record of a replayed call (same device and key) adds nothing."""
+        if not records:
+            return
+        await self.session.execute(
+            _INSERT_CONFIGS[dialect_of(self.session)],
+            [
+                {
+                    "device_id": c.device_id,
+                    "idempotency_key": c.idempotency_key,
+                    "job_id": c.job_id,
+                    "order_id": c.order_id,
+                    "operation": c.operation.value,
+                    "config_version": c.config_version,
+                    "previous_version": c.previous_version,
+                    "template": c.template,
+                    "settings": dict(c.settings),
+                    "recorded_at": c.recorded_at,
+                }
+                for c in records
+            ],
+        )
+
+    async def configs_of_job(self, job_id: str) -> list[ConfigRecord]:
+        rows = await self.session.execute(_CONFIGS_OF_JOB, {"key": job_id})
+        return [_to_config(r) for r in rows.mappings()]
+
+    async def configs_of_device(self, device_id: str) -> list[ConfigRecord]:
+        """The device's versioned configuration history, oldest first."""
+        rows = await self.session.execute(_CONFIGS_OF_DEVICE, {"key": device_id})
+        return [_to_config(r) for r in rows.mappings()]
 
     # --- leases ---------------------------------------------------------------------------
 
@@ -365,7 +477,7 @@ class JobRepository:
         if row is None:
             return None
         results = [
-            TestResult(r["kind"], r["passed"], r["detail"])
+            _to_result(r)
             for r in (await self.session.execute(_RESULTS_OF_ONE, {"key": row["id"]})).mappings()
         ]
         return _to_job(row, results)
@@ -380,7 +492,7 @@ class JobRepository:
         )
         out: dict[str, list[TestResult]] = {}
         for r in rows.mappings():
-            out.setdefault(r["job_id"], []).append(TestResult(r["kind"], r["passed"], r["detail"]))
+            out.setdefault(r["job_id"], []).append(_to_result(r))
         return out
 
 
@@ -432,6 +544,10 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         test_results=results,
         operator=row["operator"] or "",
         checklist=[ChecklistItem.from_record(i) for i in row["checklist"] or ()],
+        base_config_version=row["base_config_version"],
+        network_action=row["network_action"] or "",
+        activation_id=row["activation_id"] or "",
+        activated_at=row["activated_at"],
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

@@ -57,6 +57,12 @@ jobs = Table(
     # row so that recording it costs no statement beyond the job's own save.
     Column("operator", String(64), nullable=False, server_default=""),
     Column("checklist", JSON, nullable=True),
+    # Migration 0004: the device's configuration version before the job first changed it
+    # (what a rollback returns to), and the network side's record of the activation.
+    Column("base_config_version", BigInteger, nullable=True),
+    Column("network_action", String(16), nullable=False, server_default=""),
+    Column("activation_id", String(100), nullable=False, server_default=""),
+    Column("activated_at", UTCDateTime, nullable=True),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )
@@ -97,6 +103,51 @@ test_results = Table(
     Column("position", Integer, nullable=False),
     Column("passed", Boolean, nullable=False),
     Column("detail", Text, nullable=False),
+    # Migration 0004 (NULL for results from before): what the device measured, each
+    # criterion of the profile against it, the round, and whether the report was broken.
+    Column("measurements", JSON, nullable=True),
+    Column("findings", JSON, nullable=True),
+    Column("round", Integer, nullable=True),
+    Column("invalid", Boolean, nullable=True),
+)
+
+# Every round of every test a job ran, kept (the final round is also in test_results), with
+# the adjustment applied after a failing one. (Migration 0004.)
+test_runs = Table(
+    "test_runs",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("invalid", Boolean, nullable=False),
+    Column("device_passed", Boolean, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("measurements", JSON, nullable=False),
+    Column("findings", JSON, nullable=False),
+    Column("adjustment", JSON, nullable=False),
+)
+
+# The versioned record of every configuration change a job made to a device (apply, adjust,
+# rollback): the version the device numbered it and the one it replaced, the template and
+# the settings (customer data masked). Keyed by the call's idempotency key, so recording a
+# replayed call again adds nothing. (Migration 0004.)
+device_configs = Table(
+    "device_configs",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("job_id", String(36), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("config_version", BigInteger, nullable=False),
+    Column("previous_version", BigInteger, nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_device_configs_job_id", "job_id"),
+    Index("ix_device_configs_device_recorded", "device_id", "recorded_at"),
 )
 
 vouchers = Table(

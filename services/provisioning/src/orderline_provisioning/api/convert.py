@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
+from orderline_catalogue import load_catalogue
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
-from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.job import Job, TestResult
+from orderline_provisioning.domain.judging import texts as result_texts
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
 
@@ -60,8 +64,48 @@ def certification_to_proto(cert: Certification) -> pb.Certification:
     return msg
 
 
-def job_to_proto(job: Job, waiting_for_job_id: str = "") -> pb.ProvisioningJob:
-    return pb.ProvisioningJob(
+def test_result_to_proto(result: TestResult) -> pb.TestResult:
+    msg = pb.TestResult(
+        kind=result.kind,
+        passed=result.passed,
+        detail=result.detail,
+        measurements=dict(result.measurements),
+        round=result.round,
+        invalid=result.invalid,
+        texts=result_texts(result, load_catalogue().measurements) if result.findings else {},
+        adjustment=dict(result.adjustment),
+    )
+    for f in result.findings:
+        finding = msg.findings.add(measurement=f.measurement, problem=f.problem)
+        if f.value is not None:
+            finding.value = f.value
+        if f.min is not None:
+            finding.min = f.min
+        if f.max is not None:
+            finding.max = f.max
+    return msg
+
+
+def config_change_to_proto(record: ConfigRecord) -> pb.ConfigChange:
+    return pb.ConfigChange(
+        operation=record.operation.value,
+        idempotency_key=record.idempotency_key,
+        config_version=record.config_version,
+        previous_version=record.previous_version,
+        template=record.template,
+        settings=dict(record.settings),
+        recorded_at=_ts(record.recorded_at),
+    )
+
+
+def job_to_proto(
+    job: Job,
+    waiting_for_job_id: str = "",
+    *,
+    runs: Sequence[TestResult] = (),
+    configs: Sequence[ConfigRecord] = (),
+) -> pb.ProvisioningJob:
+    msg = pb.ProvisioningJob(
         checklist=[checklist_item_to_proto(i, job.business_type) for i in job.checklist],
         operator=job.operator,
         waiting_for_job_id=waiting_for_job_id,
@@ -75,12 +119,23 @@ def job_to_proto(job: Job, waiting_for_job_id: str = "") -> pb.ProvisioningJob:
         alarm_id=job.alarm_id,
         voucher_id=job.voucher_id,
         attempts=job.attempts,
-        test_results=[
-            pb.TestResult(kind=r.kind, passed=r.passed, detail=r.detail) for r in job.test_results
-        ],
+        test_results=[test_result_to_proto(r) for r in job.test_results],
         created_at=_ts(job.created_at),
         updated_at=_ts(job.updated_at),
+        config_version=job.config_version or 0,
+        base_config_version=job.base_config_version or 0,
+        test_runs=[test_result_to_proto(r) for r in runs],
+        config_changes=[config_change_to_proto(c) for c in configs],
     )
+    if job.activation_id:
+        msg.activation.CopyFrom(
+            pb.ServiceActivation(
+                action=job.network_action,
+                activation_id=job.activation_id,
+                activated_at=_ts(job.activated_at),
+            )
+        )
+    return msg
 
 
 def voucher_to_proto(voucher: Voucher) -> pb.Voucher:

@@ -43,8 +43,10 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(getattr(request, name)) > MAX_ID_LENGTH:
                 v.add(name, f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        job, waiting_for = await self.queries.job(job_id=request.job_id, order_id=request.order_id)
-        return pb.GetJobResponse(job=job_to_proto(job, waiting_for))
+        job, waiting_for, runs, configs = await self.queries.job_with_history(
+            job_id=request.job_id, order_id=request.order_id
+        )
+        return pb.GetJobResponse(job=job_to_proto(job, waiting_for, runs=runs, configs=configs))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
         v = Violations()

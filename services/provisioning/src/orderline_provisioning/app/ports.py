@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orderline_provisioning.domain.checklist import DeviceInfo, UnknownDevice
-from orderline_provisioning.domain.job import TestResult
+from orderline_provisioning.domain.judging import Reading
 from orderline_provisioning.domain.notification import Channel
 from orderline_provisioning.domain.prechecks import Fitness
 from orderline_provisioning.domain.steps import TestKind
@@ -42,6 +42,22 @@ class CustomerContact:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class AppliedConfig:
+    config_version: int
+    # The version in force just before (the same on a replay of the key).
+    previous_version: int
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The network side's answer to ActivateService / DeactivateService."""
+
+    activation_id: str
+    active: bool
+    config_version: int
+
+
 class DeviceHealth(Protocol):
     async def check_fitness(self, device_id: str, order_id: str) -> Fitness: ...
 
@@ -51,13 +67,21 @@ class DeviceAgent(Protocol):
         """The device's model and firmware; UnknownDevice when the agent does not know it."""
         ...
 
-    async def apply_config(self, device_id: str, key: str, settings: Mapping[str, str]) -> int:
-        """Returns the configuration version in force after the apply."""
+    async def apply_config(
+        self, device_id: str, key: str, settings: Mapping[str, str]
+    ) -> AppliedConfig:
+        """The configuration version in force after the apply, and the one before."""
         ...
 
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int: ...
 
-    async def run_test(self, device_id: str, kind: TestKind, key: str) -> TestResult: ...
+    async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading: ...
+
+    async def switch_service(
+        self, device_id: str, key: str, reference: str, *, activate: bool
+    ) -> Activation:
+        """ActivateService (or DeactivateService when not `activate`), idempotent on key."""
+        ...
 
 
 class CustomerDirectory(Protocol):

@@ -7,7 +7,8 @@ from typing import Protocol
 
 from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.domain.attestation import Verdict, VerificationKey, verify_envelope
-from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
 from orderline_runtime.errors import NotFound
@@ -40,6 +41,22 @@ class JobQueries:
                 raise NotFound("job", job_id or f"order {order_id}")
             waiting = await uow.repos.waiting_for([job])
         return job, waiting.get(job.id, "")
+
+    async def job_with_history(
+        self, *, job_id: str = "", order_id: str = ""
+    ) -> tuple[Job, str, list[TestResult], list[ConfigRecord]]:
+        """The job as `job` gives it, with every test round and configuration change."""
+        async with self.uow(read_only=True) as uow:
+            if job_id:
+                job = await uow.repos.get(job_id)
+            else:
+                job = await uow.repos.get_by_order(order_id)
+            if job is None:
+                raise NotFound("job", job_id or f"order {order_id}")
+            waiting = await uow.repos.waiting_for([job])
+            runs = await uow.repos.test_runs_of(job.id)
+            configs = await uow.repos.configs_of_job(job.id)
+        return job, waiting.get(job.id, ""), runs, configs
 
     async def jobs(
         self, *, state: JobState | None, after_id: str, limit: int

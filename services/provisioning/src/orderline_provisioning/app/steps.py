@@ -8,8 +8,9 @@ idempotency keys make the repeat harmless.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from google.protobuf.message import Message
 
 from orderline.events.v1 import provisioning_events_pb2 as ev
 from orderline_catalogue import load_catalogue
-from orderline_provisioning.app.ports import PeerRejected, Peers, PeerUnavailable
+from orderline_provisioning.app.ports import AppliedConfig, PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.domain import job as reasons
 from orderline_provisioning.domain.attestation import TestSummary
 from orderline_provisioning.domain.checklist import (
@@ -27,8 +28,16 @@ from orderline_provisioning.domain.checklist import (
     UnknownDevice,
     decide_checklist,
 )
-from orderline_provisioning.domain.config import derive_config
+from orderline_provisioning.domain.config import (
+    ConfigOperation,
+    ConfigRecord,
+    activation_of,
+    build_config,
+    needs_customer,
+    rollback_target,
+)
 from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
+from orderline_provisioning.domain.judging import judge, next_adjustment
 from orderline_provisioning.domain.notification import (
     SMS_FAILURES_BEFORE_VOICE,
     activation_message,
@@ -36,7 +45,7 @@ from orderline_provisioning.domain.notification import (
 )
 from orderline_provisioning.domain.prechecks import Fitness, Verdict
 from orderline_provisioning.domain.retry import RetryPolicy
-from orderline_provisioning.domain.steps import TEST_KINDS, Step, idempotency_key
+from orderline_provisioning.domain.steps import Step, TestKind, idempotency_key
 from orderline_provisioning.domain.texts import normalize_locale
 from orderline_provisioning.domain.voucher import Voucher, VoucherSigner, issue_voucher
 from orderline_runtime.clock import Clock, system_clock
@@ -50,7 +59,11 @@ log = get_logger(__name__)
 @dataclass
 class StepOutcome:
     events: list[Message] = field(default_factory=list)
+    # The final result of each test (replacing the job's), and every round's, to keep.
     test_results: list[TestResult] | None = None
+    test_runs: list[TestResult] = field(default_factory=list)
+    # Changes made to the device's configuration, to record (domain/config.py).
+    config_records: list[ConfigRecord] = field(default_factory=list)
     voucher: Voucher | None = None
 
     def add(self, payload: Message) -> None:
@@ -157,47 +170,109 @@ class StepRunner:
             self._retry(job, decision.reason, detail)
 
     async def _configure(self, job: Job, out: StepOutcome) -> None:
-        settings = derive_config(job.business_type, job.plan)
-        version = await self.peers.agent.apply_config(
-            job.device_id, idempotency_key(job.id, "configure"), settings
+        """Builds the settings from the order and the catalogue's template, applies them under
+        the job's key and records the change with the version it replaced."""
+        catalogue = load_catalogue()
+        phone = ""
+        if needs_customer(job.business_type, catalogue):
+            # Only a template naming the customer's data (the fixed line's number) asks.
+            phone = (await self.peers.customers.contact(job.order_id)).phone
+            if not phone or "*" in phone:
+                self._hold(
+                    job,
+                    out,
+                    reasons.NO_CUSTOMER_CONTACT,
+                    detail="the configuration template needs the customer's number; "
+                    "intake gave no usable one",
+                )
+                return
+        built = build_config(
+            job.business_type,
+            order_id=job.order_id,
+            device_id=job.device_id,
+            plan=job.plan,
+            customer_phone=phone,
+            catalogue=catalogue,
         )
-        job.config_version = version
+        key = idempotency_key(job.id, "configure")
+        applied = await self.peers.agent.apply_config(job.device_id, key, built.settings)
+        if job.base_config_version is None:
+            job.base_config_version = applied.previous_version
+        recorded = {
+            k: mask_phone(v) if k in built.private else v for k, v in built.settings.items()
+        }
+        self._record(job, out, ConfigOperation.APPLY, key, applied, built.template, recorded)
         job.advance(self.clock())
         out.add(
             ev.DeviceConfigured(
                 job_id=job.id,
                 order_id=job.order_id,
                 device_id=job.device_id,
-                config_version=version,
+                config_version=applied.config_version,
             ),
         )
 
     async def _test(self, job: Job, out: StepOutcome) -> None:
-        results = [
-            await self.peers.agent.run_test(
-                job.device_id, kind, idempotency_key(job.id, "test", kind.value)
+        """The tests of the business type's profile, each judged against it with what the
+        device measured; failures run the adjustment loop (apply the profile's adjustment,
+        test again) up to the profile's rounds, then the job fails after a rollback."""
+        catalogue = load_catalogue()
+        business = catalogue.get(job.business_type)
+        profile = business.test_profile if business is not None else None
+        kinds = [TestKind(k) for k in profile.tests] if profile is not None else []
+        round_no = 1
+        results: list[TestResult] = []
+        while kinds and profile is not None:
+            results = []
+            for kind in kinds:
+                # Round 1 keeps the key of the jobs before the loop existed.
+                extra = kind.value if round_no == 1 else f"{kind.value}:{round_no}"
+                reading = await self.peers.agent.run_test(
+                    job.device_id, kind, idempotency_key(job.id, "test", extra)
+                )
+                spec = profile.specs.get(kind.value)
+                results.append(judge(reading, spec, catalogue.measurements, round_no))
+            adjustment = next_adjustment(profile, results, round_no)
+            if adjustment is None:
+                out.test_runs.extend(results)
+                break
+            out.test_runs.extend(
+                dataclasses.replace(r, adjustment=adjustment.by_kind.get(r.kind, {}))
+                for r in results
             )
-            for kind in TEST_KINDS
-        ]
+            key = idempotency_key(job.id, "adjust", str(round_no))
+            log.info(
+                "tests failed; adjusting",
+                job_id=job.id,
+                round=round_no,
+                failed=sorted(adjustment.by_kind),
+            )
+            applied = await self.peers.agent.apply_config(job.device_id, key, adjustment.settings)
+            template = business.config_template if business is not None else ""
+            self._record(
+                job, out, ConfigOperation.ADJUST, key, applied, template, adjustment.settings
+            )
+            round_no += 1
         failed = [r for r in results if not r.passed]
         if failed:
             # Put back the configuration the device had before this job.
-            previous = max((job.config_version or 1) - 1, 0)
-            await self.peers.agent.rollback_config(
-                job.device_id, idempotency_key(job.id, "rollback"), previous
-            )
+            await self.roll_back(job, out)
         out.test_results = results
         job.test_results = results
         now = self.clock()
         if failed:
-            detail = "; ".join(f"{r.kind}: {r.detail}" for r in failed)
-            job.fail(reasons.TESTS_FAILED, now, detail=detail)
+            invalid = [r for r in failed if r.invalid]
+            reason = reasons.TEST_RESULT_INVALID if invalid else reasons.TESTS_FAILED
+            detail = "; ".join(f"{r.kind}: {r.detail}" for r in invalid or failed)
+            if round_no > 1 and not invalid:
+                detail = f"after {round_no - 1} adjustment(s): {detail}"
+            job.fail(reason, now, detail=detail)
             out.add(
                 ev.JobFailed(
                     job_id=job.id,
                     order_id=job.order_id,
                     device_id=job.device_id,
-                    reason_code=reasons.TESTS_FAILED,
+                    reason_code=reason,
                     detail=detail,
                 ),
             )
@@ -214,7 +289,67 @@ class StepRunner:
             ),
         )
 
+    async def roll_back(self, job: Job, out: StepOutcome) -> ConfigRecord | None:
+        """Returns the device to the configuration version it had before this job (idempotent:
+        one key per job) and records it; None when the job never changed the device. For the
+        test step's failure today; cancellation and the fallout queue call it too."""
+        target = rollback_target(job.base_config_version, job.config_version)
+        if target is None:
+            return None
+        key = idempotency_key(job.id, "rollback")
+        version = await self.peers.agent.rollback_config(job.device_id, key, target)
+        before = job.config_version or 0
+        business = load_catalogue().get(job.business_type)
+        return self._record(
+            job,
+            out,
+            ConfigOperation.ROLLBACK,
+            key,
+            AppliedConfig(version, before),
+            business.config_template if business is not None else "",
+            {},
+        )
+
+    def _record(
+        self,
+        job: Job,
+        out: StepOutcome,
+        operation: ConfigOperation,
+        key: str,
+        applied: AppliedConfig,
+        template: str,
+        settings: Mapping[str, str],
+    ) -> ConfigRecord:
+        job.config_version = applied.config_version
+        record = ConfigRecord(
+            device_id=job.device_id,
+            job_id=job.id,
+            order_id=job.order_id,
+            operation=operation,
+            idempotency_key=key,
+            config_version=applied.config_version,
+            previous_version=applied.previous_version,
+            template=template,
+            settings=dict(settings),
+            recorded_at=self.clock(),
+        )
+        out.config_records.append(record)
+        return record
+
     async def _activate(self, job: Job, out: StepOutcome) -> None:
+        # The network side first (idempotent on the job's key: a repeat after a crash or a
+        # retry of this step switches nothing twice); a termination switches the service off.
+        action = activation_of(job.business_type)
+        activation = await self.peers.agent.switch_service(
+            job.device_id,
+            idempotency_key(job.id, "activate"),
+            job.order_id,
+            activate=action == "activate",
+        )
+        now = self.clock()
+        job.network_action = action
+        job.activation_id = activation.activation_id
+        job.activated_at = job.activated_at or now
         # The voucher names the customer (masked): intake owns the customer's data.
         contact = await self.peers.customers.contact(job.order_id)
         now = self.clock()

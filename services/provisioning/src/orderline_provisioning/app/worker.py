@@ -180,6 +180,8 @@ class JobWorker:
                 raise LeaseLost(job.id)
             if outcome.test_results is not None:
                 await uow.repos.replace_test_results(job.id, outcome.test_results)
+            await uow.repos.add_test_runs(job.id, outcome.test_runs)
+            await uow.repos.add_config_records(outcome.config_records)
             if outcome.voucher is not None:
                 await uow.repos.add_voucher(outcome.voucher)
             for payload in outcome.events:

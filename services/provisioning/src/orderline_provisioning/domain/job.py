@@ -24,6 +24,9 @@ DEVICE_UNFIT = "DEVICE_UNFIT"
 NO_TELEMETRY = "NO_TELEMETRY"
 DEVICE_MONITOR_UNAVAILABLE = "DEVICE_MONITOR_UNAVAILABLE"
 TESTS_FAILED = "TESTS_FAILED"
+# A device reported a test result no real device can give (a value out of range, a missing
+# measurement): an error to look into, never a pass.
+TEST_RESULT_INVALID = "TEST_RESULT_INVALID"
 NO_CUSTOMER_CONTACT = "NO_CUSTOMER_CONTACT"
 
 
@@ -33,12 +36,60 @@ def rejected_reason(step: Step) -> str:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One criterion of the test profile against what the device measured. `problem` is empty
+    when met; else BELOW_MIN, ABOVE_MAX, MISSING (not reported) or OUT_OF_RANGE (a value no
+    real device can have: a broken report)."""
+
+    measurement: str
+    value: float | None
+    min: float | None = None
+    max: float | None = None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "measurement": self.measurement,
+            "value": self.value,
+            "min": self.min,
+            "max": self.max,
+            "problem": self.problem,
+        }
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, object]) -> Finding:
+        def num(key: str) -> float | None:
+            value = raw.get(key)
+            return float(value) if isinstance(value, int | float) else None
+
+        return cls(str(raw["measurement"]), num("value"), num("min"), num("max"),
+                   str(raw.get("problem") or ""))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class TestResult:
+    """A device test as judged against the business type's test profile, with what the device
+    measured. `invalid`: the report itself was broken (a value out of any real range, a
+    measurement missing), which is an error, never a pass."""
+
     __test__ = False  # not a pytest test class
 
     kind: str
     passed: bool
     detail: str
+    measurements: Mapping[str, float] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    # 1 for the first run, 2 after the first adjustment, …
+    round: int = 1
+    invalid: bool = False
+    # The device's own verdict (a pass needs it and the profile's criteria).
+    device_passed: bool = True
+    # The settings applied after this result because it failed (empty: none).
+    adjustment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +110,13 @@ class Job:
     alarm_id: str = ""
     voucher_id: str = ""
     config_version: int | None = None
+    # The device's configuration version before this job first changed it (what a rollback
+    # returns to); None until the job configured the device.
+    base_config_version: int | None = None
+    # The network side's record of the activation (or, for a termination, the deactivation).
+    network_action: str = ""
+    activation_id: str = ""
+    activated_at: datetime | None = None
     # Failed tries over the job's life, and in a row of the step in hand.
     attempts: int = 0
     step_attempts: int = 0

@@ -72,27 +72,265 @@ Global___ChecklistResult: _TypeAlias = ChecklistResult  # noqa: Y015
 class TestResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MeasurementsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class TextsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class AdjustmentEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     KIND_FIELD_NUMBER: _builtins.int
     PASSED_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    MEASUREMENTS_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    INVALID_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """functional, performance, security, environmental, user_interface."""
     passed: _builtins.bool
     detail: _builtins.str
+    round: _builtins.int
+    """1 for the first run; n after n-1 adjustments."""
+    invalid: _builtins.bool
+    """The device's report was broken (a value out of range, a measurement missing): an error,
+    never a pass (the job fails with TEST_RESULT_INVALID).
+    """
+    @_builtins.property
+    def measurements(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """What the device measured, by name (throughput_mbps, latency_ms, loss_pct, …; units in
+        the business catalogue's measurements).
+        """
+
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestFinding]:
+        """Each criterion of the business type's test profile against the measurement, and any
+        reported value out of every real range.
+        """
+
+    @_builtins.property
+    def texts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The result in words, by locale ("en", "zh-CN")."""
+
+    @_builtins.property
+    def adjustment(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The settings applied after this result because it failed (in test_runs only)."""
+
     def __init__(
         self,
         *,
         kind: _builtins.str = ...,
         passed: _builtins.bool = ...,
         detail: _builtins.str = ...,
+        measurements: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        findings: _abc.Iterable[Global___TestFinding] | None = ...,
+        round: _builtins.int = ...,
+        invalid: _builtins.bool = ...,
+        texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        adjustment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "passed", b"passed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment", b"adjustment", "detail", b"detail", "findings", b"findings", "invalid", b"invalid", "kind", b"kind", "measurements", b"measurements", "passed", b"passed", "round", b"round", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TestResult: _TypeAlias = TestResult  # noqa: Y015
+
+@_typing.final
+class TestFinding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEASUREMENT_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    measurement: _builtins.str
+    value: _builtins.float
+    """Unset when the device did not report it."""
+    min: _builtins.float
+    max: _builtins.float
+    problem: _builtins.str
+    """Empty when met; BELOW_MIN, ABOVE_MAX, MISSING or OUT_OF_RANGE."""
+    def __init__(
+        self,
+        *,
+        measurement: _builtins.str = ...,
+        value: _builtins.float | None = ...,
+        min: _builtins.float | None = ...,
+        max: _builtins.float | None = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_value", b"_value", "max", b"max", "min", b"min", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_value", b"_value", "max", b"max", "measurement", b"measurement", "min", b"min", "problem", b"problem", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
+    _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
+    _WhichOneofReturnType__min: _TypeAlias = _typing.Literal["min"]  # noqa: Y015
+    _WhichOneofArgType__min: _TypeAlias = _typing.Literal["_min", b"_min"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max) -> _WhichOneofReturnType__max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min) -> _WhichOneofReturnType__min | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___TestFinding: _TypeAlias = TestFinding  # noqa: Y015
+
+@_typing.final
+class ConfigChange(_message.Message):
+    """One change a job made to the device's configuration, as recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SettingsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    """apply (the job's configuration), adjust (after a failed test), rollback."""
+    idempotency_key: _builtins.str
+    config_version: _builtins.int
+    """The device's configuration version after the change, and before it."""
+    previous_version: _builtins.int
+    template: _builtins.str
+    @_builtins.property
+    def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """What was applied (the customer's data masked); empty for a rollback."""
+
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        config_version: _builtins.int = ...,
+        previous_version: _builtins.int = ...,
+        template: _builtins.str = ...,
+        settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "idempotency_key", b"idempotency_key", "operation", b"operation", "previous_version", b"previous_version", "recorded_at", b"recorded_at", "settings", b"settings", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigChange: _TypeAlias = ConfigChange  # noqa: Y015
+
+@_typing.final
+class ServiceActivation(_message.Message):
+    """The network side's record of switching the service (ActivateService on the agent; a
+    termination's DeactivateService).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTIVATION_ID_FIELD_NUMBER: _builtins.int
+    ACTIVATED_AT_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """activate or deactivate."""
+    activation_id: _builtins.str
+    @_builtins.property
+    def activated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        activation_id: _builtins.str = ...,
+        activated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "activated_at", b"activated_at", "activation_id", b"activation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceActivation: _TypeAlias = ServiceActivation  # noqa: Y015
 
 @_typing.final
 class ChecklistItem(_message.Message):
@@ -203,6 +441,11 @@ class ProvisioningJob(_message.Message):
     CHECKLIST_FIELD_NUMBER: _builtins.int
     OPERATOR_FIELD_NUMBER: _builtins.int
     WAITING_FOR_JOB_ID_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    BASE_CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    ACTIVATION_FIELD_NUMBER: _builtins.int
+    TEST_RUNS_FIELD_NUMBER: _builtins.int
+    CONFIG_CHANGES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
@@ -220,6 +463,11 @@ class ProvisioningJob(_message.Message):
     """
     waiting_for_job_id: _builtins.str
     """Set while the job waits for its device, reserved by this other running job."""
+    config_version: _builtins.int
+    """The device configuration version the job left in force, and the one before the job
+    first changed the device (what a rollback returns to); 0 until configured.
+    """
+    base_config_version: _builtins.int
     @_builtins.property
     def test_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestResult]: ...
     @_builtins.property
@@ -230,6 +478,18 @@ class ProvisioningJob(_message.Message):
     def checklist(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChecklistItem]:
         """The pre-operation checklist, in the order checked; empty until prechecks ran."""
 
+    @_builtins.property
+    def activation(self) -> Global___ServiceActivation:
+        """Unset until activated."""
+
+    @_builtins.property
+    def test_runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestResult]:
+        """GetJob only: every round of every test (test_results holds the last), and every change
+        the job made to the device's configuration, oldest first.
+        """
+
+    @_builtins.property
+    def config_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigChange]: ...
     def __init__(
         self,
         *,
@@ -249,10 +509,15 @@ class ProvisioningJob(_message.Message):
         checklist: _abc.Iterable[Global___ChecklistItem] | None = ...,
         operator: _builtins.str = ...,
         waiting_for_job_id: _builtins.str = ...,
+        config_version: _builtins.int = ...,
+        base_config_version: _builtins.int = ...,
+        activation: Global___ServiceActivation | None = ...,
+        test_runs: _abc.Iterable[Global___TestResult] | None = ...,
+        config_changes: _abc.Iterable[Global___ConfigChange] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "attempts", b"attempts", "business_type", b"business_type", "checklist", b"checklist", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
