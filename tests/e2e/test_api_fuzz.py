@@ -112,7 +112,18 @@ EXPECTED_RPCS = {
         "ExportDossier",
         "GetDocument",
     },
-    "ReportingService": {"GetOrderReport", "GetProjectionDigest", "RebuildProjections"},
+    "ReportingService": {
+        "GetOrderReport",
+        "GetProjectionDigest",
+        "RebuildProjections",
+        "GetStageReport",
+        "GetReviewReport",
+        "GetDeviceReport",
+        "GetCustomerReport",
+        "ExportReport",
+        "ListDailyReports",
+        "GetDailyReport",
+    },
 }
 
 

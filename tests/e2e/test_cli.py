@@ -149,10 +149,14 @@ def test_manager_reads_the_order_report(stack: LocalStack) -> None:
 
     text = orderline(stack, "report", "orders")
     assert text.returncode == 0, text.stderr
-    by_state, by_type = text.stdout.split("\n\n")[1:3]
-    assert_table(by_state, "state", "orders")
-    assert_table(by_type, "business", "type", "orders")
-    assert "plan_change" in by_type
+    summary, by_period = text.stdout.split("\n\n")[:2]
+    assert summary.splitlines()[0] == "Orders by period, type and state"
+    assert_table("\n".join(summary.splitlines()[1:]), "Figure", "Value")
+    rows = assert_table(
+        "\n".join(by_period.splitlines()[1:]), "Period", "Business", "type", "State", "Orders"
+    )
+    # Labels are the catalogue's English names, as a manager reads them.
+    assert any("Mobile plan change" in row for row in rows[1:]), rows
 
 
 def test_order_list_is_a_table_that_fits_100_columns(stack: LocalStack) -> None:

@@ -23,7 +23,6 @@ from typer.core import TyperGroup
 
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline.reporting.v1 import reporting_pb2, reporting_pb2_grpc
 from orderline_cli import aftercare, calls, certifications, demo, devices, projections
 from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
@@ -817,38 +816,6 @@ def _trace_dir() -> Path:
     if info and info.get("trace_dir"):
         return Path(str(info["trace_dir"]))
     return Path(os.environ.get("ORDERLINE_TRACE_DIR", STATE_DIR / "traces"))
-
-
-# --- report ----------------------------------------------------------------------------------
-
-
-@report_app.command("orders")
-def report_orders(
-    reporting: Annotated[str | None, typer.Option("--reporting")] = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Orders by state and business type."""
-    reply = calls.call(
-        "reporting",
-        reporting_pb2_grpc.ReportingServiceStub,
-        reporting,
-        token or "dev-manager",
-        as_json,
-        lambda stub, opts: stub.GetOrderReport(reporting_pb2.GetOrderReportRequest(), **opts),
-    )
-    if as_json:
-        print_json(to_json(reply))
-        return
-    print(f"orders: {reply.total_orders}   dossiers sealed: {reply.dossiers_sealed}\n")
-    print(table(("state", "orders"), [[s.state, str(s.count)] for s in reply.by_state]))
-    print()
-    print(
-        table(
-            ("business type", "orders"),
-            [[b.business_type, str(b.count)] for b in reply.by_business_type],
-        )
-    )
 
 
 # --- catalogue -------------------------------------------------------------------------------
