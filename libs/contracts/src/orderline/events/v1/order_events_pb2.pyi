@@ -377,3 +377,42 @@ class CaseClosed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseClosed: _TypeAlias = CaseClosed  # noqa: Y015
+
+@_typing.final
+class OrderCancellationRequested(_message.Message):
+    """order.cancellation_requested: a clerk asked to cancel an order whose provisioning may have
+    started; provisioning stops the job and undoes its device work, or declines past the point
+    of no return. An order never approved is cancelled by intake alone, without this event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    device_id: _builtins.str
+    cancellation_id: _builtins.str
+    reason_code: _builtins.str
+    requested_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        cancellation_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "cancellation_id", b"cancellation_id", "device_id", b"device_id", "order_id", b"order_id", "reason_code", b"reason_code", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderCancellationRequested: _TypeAlias = OrderCancellationRequested  # noqa: Y015

@@ -307,3 +307,119 @@ class JobFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobFailed: _TypeAlias = JobFailed  # noqa: Y015
+
+@_typing.final
+class CancellationAccepted(_message.Message):
+    """provisioning.cancellation_accepted: the order's job stops before its point of no return and
+    undoes what it did to the device (a rollback follows, then cancellation_completed).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    cancellation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        cancellation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_id", b"cancellation_id", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancellationAccepted: _TypeAlias = CancellationAccepted  # noqa: Y015
+
+@_typing.final
+class CancellationCompleted(_message.Message):
+    """provisioning.cancellation_completed: the job is cancelled, its device reservation released
+    and the device back at the configuration it had before the job (or never touched).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_TO_FIELD_NUMBER: _builtins.int
+    COMPENSATION_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    cancellation_id: _builtins.str
+    rolled_back: _builtins.bool
+    """True when the device's configuration was rolled back, to rolled_back_to."""
+    rolled_back_to: _builtins.int
+    compensation: _builtins.str
+    """NOTHING_TO_UNDO, ROLLED_BACK, or ROLLED_BACK_AT_FAILURE (the job had failed and its
+    failure had already rolled the device back).
+    """
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        cancellation_id: _builtins.str = ...,
+        rolled_back: _builtins.bool = ...,
+        rolled_back_to: _builtins.int = ...,
+        compensation: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_id", b"cancellation_id", "compensation", b"compensation", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "rolled_back", b"rolled_back", "rolled_back_to", b"rolled_back_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancellationCompleted: _TypeAlias = CancellationCompleted  # noqa: Y015
+
+@_typing.final
+class CancellationDeclined(_message.Message):
+    """provisioning.cancellation_declined: the job is past its point of no return (the service was
+    activated); it goes on and the order is not cancelled.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    cancellation_id: _builtins.str
+    reason_code: _builtins.str
+    """SERVICE_ALREADY_ACTIVATED."""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        cancellation_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_id", b"cancellation_id", "detail", b"detail", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancellationDeclined: _TypeAlias = CancellationDeclined  # noqa: Y015

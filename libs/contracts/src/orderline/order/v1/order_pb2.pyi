@@ -171,6 +171,43 @@ CASE_STATE_OPEN: CaseState.ValueType  # 1
 CASE_STATE_CLOSED: CaseState.ValueType  # 2
 Global___CaseState: _TypeAlias = CaseState  # noqa: Y015
 
+class _CancellationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CancellationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CancellationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CANCELLATION_STATE_UNSPECIFIED: _CancellationState.ValueType  # 0
+    CANCELLATION_STATE_ACKNOWLEDGED: _CancellationState.ValueType  # 1
+    """Recorded."""
+    CANCELLATION_STATE_IN_PROGRESS: _CancellationState.ValueType  # 2
+    """Provisioning is assessing it, or undoing its device work (the order is
+    assessingCancellation, then pendingCancellation).
+    """
+    CANCELLATION_STATE_DONE: _CancellationState.ValueType  # 3
+    """The order is cancelled."""
+    CANCELLATION_STATE_TERMINATED: _CancellationState.ValueType  # 4
+    """Declined: the order was past its point of no return; decline_reason says why."""
+
+class CancellationState(_CancellationState, metaclass=_CancellationStateEnumTypeWrapper):
+    """--- cancellation ------------------------------------------------------------------------------
+
+    TMF641 CancelServiceOrder states.
+    """
+
+CANCELLATION_STATE_UNSPECIFIED: CancellationState.ValueType  # 0
+CANCELLATION_STATE_ACKNOWLEDGED: CancellationState.ValueType  # 1
+"""Recorded."""
+CANCELLATION_STATE_IN_PROGRESS: CancellationState.ValueType  # 2
+"""Provisioning is assessing it, or undoing its device work (the order is
+assessingCancellation, then pendingCancellation).
+"""
+CANCELLATION_STATE_DONE: CancellationState.ValueType  # 3
+"""The order is cancelled."""
+CANCELLATION_STATE_TERMINATED: CancellationState.ValueType  # 4
+"""Declined: the order was past its point of no return; decline_reason says why."""
+Global___CancellationState: _TypeAlias = CancellationState  # noqa: Y015
+
 @_typing.final
 class Customer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1743,6 +1780,212 @@ class CloseCaseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CloseCaseResponse: _TypeAlias = CloseCaseResponse  # noqa: Y015
+
+@_typing.final
+class Cancellation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    DECLINE_REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_TO_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    client_request_id: _builtins.str
+    order_id: _builtins.str
+    state: Global___CancellationState.ValueType
+    reason_code: _builtins.str
+    """One of the cancellation reason codes of docs/order-lifecycle.md."""
+    requested_by: _builtins.str
+    decline_reason: _builtins.str
+    """Set when terminated, e.g. SERVICE_ALREADY_ACTIVATED."""
+    detail: _builtins.str
+    """How it ended, in English and zh-CN ("EN | 中文")."""
+    rolled_back: _builtins.bool
+    """True when provisioning rolled the device's configuration back, to rolled_back_to."""
+    rolled_back_to: _builtins.int
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        client_request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        state: Global___CancellationState.ValueType = ...,
+        reason_code: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        decline_reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        rolled_back: _builtins.bool = ...,
+        rolled_back_to: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_request_id", b"client_request_id", "decided_at", b"decided_at", "decline_reason", b"decline_reason", "detail", b"detail", "id", b"id", "order_id", b"order_id", "reason_code", b"reason_code", "requested_at", b"requested_at", "requested_by", b"requested_by", "rolled_back", b"rolled_back", "rolled_back_to", b"rolled_back_to", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Cancellation: _TypeAlias = Cancellation  # noqa: Y015
+
+@_typing.final
+class CancelOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    client_request_id: _builtins.str
+    """Client-chosen key that makes retries safe (1-64 chars of [A-Za-z0-9._:-])."""
+    order_id: _builtins.str
+    reason_code: _builtins.str
+    """One of the cancellation reason codes of docs/order-lifecycle.md."""
+    etag: _builtins.str
+    """Optional: the etag of the order as read; a stale one is ABORTED."""
+    def __init__(
+        self,
+        *,
+        client_request_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_request_id", b"client_request_id", "etag", b"etag", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderRequest: _TypeAlias = CancelOrderRequest  # noqa: Y015
+
+@_typing.final
+class CancelOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLATION_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when the request id was seen before and the existing cancellation is returned."""
+    @_builtins.property
+    def cancellation(self) -> Global___Cancellation: ...
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        cancellation: Global___Cancellation | None = ...,
+        order: Global___Order | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation", "created", b"created", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOrderResponse: _TypeAlias = CancelOrderResponse  # noqa: Y015
+
+@_typing.final
+class GetCancellationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    cancellation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        cancellation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_id", b"cancellation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCancellationRequest: _TypeAlias = GetCancellationRequest  # noqa: Y015
+
+@_typing.final
+class GetCancellationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cancellation(self) -> Global___Cancellation: ...
+    def __init__(
+        self,
+        *,
+        cancellation: Global___Cancellation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation", b"cancellation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCancellationResponse: _TypeAlias = GetCancellationResponse  # noqa: Y015
+
+@_typing.final
+class ListCancellationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """Filter; empty means every order."""
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCancellationsRequest: _TypeAlias = ListCancellationsRequest  # noqa: Y015
+
+@_typing.final
+class ListCancellationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def cancellations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cancellation]: ...
+    def __init__(
+        self,
+        *,
+        cancellations: _abc.Iterable[Global___Cancellation] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellations", b"cancellations", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCancellationsResponse: _TypeAlias = ListCancellationsResponse  # noqa: Y015
 
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -126,6 +126,21 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.FromString,
                 _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/orderline.order.v1.OrderService/CancelOrder',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.FromString,
+                _registered_method=True)
+        self.GetCancellation = channel.unary_unary(
+                '/orderline.order.v1.OrderService/GetCancellation',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationResponse.FromString,
+                _registered_method=True)
+        self.ListCancellations = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListCancellations',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -262,6 +277,29 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelOrder(self, request, context):
+        """Cancellation (docs/order-lifecycle.md#cancellation), a request of its own as TMF641's
+        CancelServiceOrder. Idempotent on client_request_id. An order never approved is cancelled
+        at once; one in provisioning when provisioning has stopped its job and undone its device
+        work. Past the point of no return (service activated) FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCancellation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCancellations(self, request, context):
+        """Newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -354,6 +392,21 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CloseCase,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'GetCancellation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCancellation,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationResponse.SerializeToString,
+            ),
+            'ListCancellations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCancellations,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -844,6 +897,87 @@ class OrderService:
             '/orderline.order.v1.OrderService/CloseCase',
             orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.CloseCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/CancelOrder',
+            orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCancellation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/GetCancellation',
+            orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.GetCancellationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCancellations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListCancellations',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,15 @@ class OrderServiceStub:
     """Trouble cases opened by follow-ups, oldest first."""
     CloseCase: _grpc.UnaryUnaryMultiCallable[_order_pb2.CloseCaseRequest, _order_pb2.CloseCaseResponse]
     """open -> closed, with a resolution note."""
+    CancelOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.CancelOrderResponse]
+    """Cancellation (docs/order-lifecycle.md#cancellation), a request of its own as TMF641's
+    CancelServiceOrder. Idempotent on client_request_id. An order never approved is cancelled
+    at once; one in provisioning when provisioning has stopped its job and undone its device
+    work. Past the point of no return (service activated) FAILED_PRECONDITION.
+    """
+    GetCancellation: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetCancellationRequest, _order_pb2.GetCancellationResponse]
+    ListCancellations: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListCancellationsRequest, _order_pb2.ListCancellationsResponse]
+    """Newest first."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -131,6 +140,15 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """Trouble cases opened by follow-ups, oldest first."""
     CloseCase: _aio.UnaryUnaryMultiCallable[_order_pb2.CloseCaseRequest, _order_pb2.CloseCaseResponse]  # type: ignore[assignment]
     """open -> closed, with a resolution note."""
+    CancelOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.CancelOrderRequest, _order_pb2.CancelOrderResponse]  # type: ignore[assignment]
+    """Cancellation (docs/order-lifecycle.md#cancellation), a request of its own as TMF641's
+    CancelServiceOrder. Idempotent on client_request_id. An order never approved is cancelled
+    at once; one in provisioning when provisioning has stopped its job and undone its device
+    work. Past the point of no return (service activated) FAILED_PRECONDITION.
+    """
+    GetCancellation: _aio.UnaryUnaryMultiCallable[_order_pb2.GetCancellationRequest, _order_pb2.GetCancellationResponse]  # type: ignore[assignment]
+    ListCancellations: _aio.UnaryUnaryMultiCallable[_order_pb2.ListCancellationsRequest, _order_pb2.ListCancellationsResponse]  # type: ignore[assignment]
+    """Newest first."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns the customer's service order from intake to follow-up.
@@ -288,5 +306,32 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.CloseCaseResponse, _abc.Awaitable[_order_pb2.CloseCaseResponse]]:
         """open -> closed, with a resolution note."""
+
+    @_abc_1.abstractmethod
+    def CancelOrder(
+        self,
+        request: _order_pb2.CancelOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CancelOrderResponse, _abc.Awaitable[_order_pb2.CancelOrderResponse]]:
+        """Cancellation (docs/order-lifecycle.md#cancellation), a request of its own as TMF641's
+        CancelServiceOrder. Idempotent on client_request_id. An order never approved is cancelled
+        at once; one in provisioning when provisioning has stopped its job and undone its device
+        work. Past the point of no return (service activated) FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCancellation(
+        self,
+        request: _order_pb2.GetCancellationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.GetCancellationResponse, _abc.Awaitable[_order_pb2.GetCancellationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCancellations(
+        self,
+        request: _order_pb2.ListCancellationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListCancellationsResponse, _abc.Awaitable[_order_pb2.ListCancellationsResponse]]:
+        """Newest first."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

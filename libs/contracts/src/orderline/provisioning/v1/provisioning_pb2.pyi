@@ -31,6 +31,8 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_HELD: _JobState.ValueType  # 2
     JOB_STATE_COMPLETED: _JobState.ValueType  # 3
     JOB_STATE_FAILED: _JobState.ValueType  # 4
+    JOB_STATE_CANCELLED: _JobState.ValueType  # 5
+    """The order was cancelled: the job stopped and what it did to the device was undone."""
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper): ...
 
@@ -39,6 +41,8 @@ JOB_STATE_RUNNING: JobState.ValueType  # 1
 JOB_STATE_HELD: JobState.ValueType  # 2
 JOB_STATE_COMPLETED: JobState.ValueType  # 3
 JOB_STATE_FAILED: JobState.ValueType  # 4
+JOB_STATE_CANCELLED: JobState.ValueType  # 5
+"""The order was cancelled: the job stopped and what it did to the device was undone."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 class _ChecklistResult:
@@ -446,13 +450,16 @@ class ProvisioningJob(_message.Message):
     ACTIVATION_FIELD_NUMBER: _builtins.int
     TEST_RUNS_FIELD_NUMBER: _builtins.int
     CONFIG_CHANGES_FIELD_NUMBER: _builtins.int
+    CANCELLATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
     business_type: _builtins.str
     state: Global___JobState.ValueType
     step: _builtins.str
-    """The next step to run: prechecks, configure, test, activate, notify, done."""
+    """The next step to run: prechecks, configure, test, activate, notify, done; cancel while
+    the job undoes its work for a cancelled order.
+    """
     reason: _builtins.str
     alarm_id: _builtins.str
     voucher_id: _builtins.str
@@ -490,6 +497,10 @@ class ProvisioningJob(_message.Message):
 
     @_builtins.property
     def config_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigChange]: ...
+    @_builtins.property
+    def cancellation(self) -> Global___JobCancellation:
+        """Set once the order's cancellation reached the job."""
+
     def __init__(
         self,
         *,
@@ -514,14 +525,67 @@ class ProvisioningJob(_message.Message):
         activation: Global___ServiceActivation | None = ...,
         test_runs: _abc.Iterable[Global___TestResult] | None = ...,
         config_changes: _abc.Iterable[Global___ConfigChange] | None = ...,
+        cancellation: Global___JobCancellation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "cancellation", b"cancellation", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "cancellation", b"cancellation", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProvisioningJob: _TypeAlias = ProvisioningJob  # noqa: Y015
+
+@_typing.final
+class JobCancellation(_message.Message):
+    """The order's cancellation as the job handled it, and the compensation it recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_TO_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    cancellation_id: _builtins.str
+    """Intake's cancellation request id."""
+    reason_code: _builtins.str
+    state: _builtins.str
+    """requested (a step in flight finishes first), compensating, cancelled or declined."""
+    rolled_back: _builtins.bool
+    """True when the device's configuration was rolled back; rolled_back_to is the version
+    then in force (the one before the job first changed the device).
+    """
+    rolled_back_to: _builtins.int
+    detail: _builtins.str
+    """What was undone, or why the request was declined (e.g. SERVICE_ALREADY_ACTIVATED)."""
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the compensation finished (cancelled) or the request was declined."""
+
+    def __init__(
+        self,
+        *,
+        cancellation_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        state: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+        rolled_back: _builtins.bool = ...,
+        rolled_back_to: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_id", b"cancellation_id", "decided_at", b"decided_at", "detail", b"detail", "reason_code", b"reason_code", "requested_at", b"requested_at", "rolled_back", b"rolled_back", "rolled_back_to", b"rolled_back_to", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobCancellation: _TypeAlias = JobCancellation  # noqa: Y015
 
 @_typing.final
 class GetJobRequest(_message.Message):
