@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from orderline_intake.adapters.tables import (
+    cancellations,
     cases,
     communications,
     follow_ups,
@@ -16,6 +17,7 @@ from orderline_intake.adapters.tables import (
     order_milestones,
     orders,
 )
+from orderline_intake.domain.cancellation import Cancellation, CancellationState
 from orderline_intake.domain.communication import Channel, Communication, Direction
 from orderline_intake.domain.followup import CaseState, FollowUp, Outcome, TroubleCase
 from orderline_intake.domain.order import (
@@ -97,6 +99,13 @@ _INSERT_CASE = insert(cases)
 _CASE = select(cases).where(cases.c.id == bindparam("id"))
 _CASE_FOR_UPDATE = _CASE.with_for_update()
 _UPDATE_CASE = update(cases).where(cases.c.id == bindparam("key"))
+_INSERT_CANCELLATION = insert(cancellations)
+_CANCELLATION = select(cancellations).where(cancellations.c.id == bindparam("id"))
+_CANCELLATION_FOR_UPDATE = _CANCELLATION.with_for_update()
+_CANCELLATION_BY_REQUEST = select(cancellations).where(
+    cancellations.c.client_request_id == bindparam("id")
+)
+_UPDATE_CANCELLATION = update(cancellations).where(cancellations.c.id == bindparam("key"))
 
 
 class SqlOrderRepository:
@@ -297,6 +306,52 @@ class SqlOrderRepository:
                 or_(cases.c.opened_at > at, and_(cases.c.opened_at == at, cases.c.id > last_id))
             )
         return [_case(r) for r in (await self.session.execute(stmt)).mappings()]
+
+    # --- cancellations --------------------------------------------------------------------
+
+    async def add_cancellation(self, cancellation: Cancellation) -> None:
+        await self.session.execute(_INSERT_CANCELLATION, _cancellation_row(cancellation))
+
+    async def cancellation(
+        self, cancellation_id: str, *, for_update: bool = False
+    ) -> Cancellation | None:
+        stmt = _CANCELLATION_FOR_UPDATE if for_update else _CANCELLATION
+        row = (await self.session.execute(stmt, {"id": cancellation_id})).mappings().first()
+        return _cancellation(row) if row else None
+
+    async def cancellation_by_request_id(self, client_request_id: str) -> Cancellation | None:
+        row = (
+            (await self.session.execute(_CANCELLATION_BY_REQUEST, {"id": client_request_id}))
+            .mappings()
+            .first()
+        )
+        return _cancellation(row) if row else None
+
+    async def save_cancellation(self, cancellation: Cancellation) -> None:
+        row = _cancellation_row(cancellation)
+        row["key"] = row.pop("id")
+        await self.session.execute(_UPDATE_CANCELLATION, row)
+
+    async def cancellations(
+        self, *, order_id: str | None, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Cancellation]:
+        """Newest first, before (requested_at, id)."""
+        stmt = (
+            select(cancellations)
+            .order_by(cancellations.c.requested_at.desc(), cancellations.c.id.desc())
+            .limit(limit)
+        )
+        if order_id:
+            stmt = stmt.where(cancellations.c.order_id == order_id)
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(
+                    cancellations.c.requested_at < at,
+                    and_(cancellations.c.requested_at == at, cancellations.c.id < last_id),
+                )
+            )
+        return [_cancellation(r) for r in (await self.session.execute(stmt)).mappings()]
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -515,4 +570,42 @@ def _case(r: Any) -> TroubleCase:
         closed_by=r["closed_by"],
         closed_at=r["closed_at"],
         resolution=r["resolution"],
+    )
+
+
+def _cancellation_row(c: Cancellation) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "client_request_id": c.client_request_id,
+        "order_id": c.order_id,
+        "state": c.state.value,
+        "reason_code": c.reason_code,
+        "requested_by": c.requested_by,
+        "requested_at": c.requested_at,
+        "request_fingerprint": c.request_fingerprint,
+        "order_state_before": c.order_state_before,
+        "decided_at": c.decided_at,
+        "decline_reason": c.decline_reason,
+        "detail": c.detail,
+        "rolled_back": c.rolled_back,
+        "rolled_back_to": c.rolled_back_to,
+    }
+
+
+def _cancellation(r: Any) -> Cancellation:
+    return Cancellation(
+        id=r["id"],
+        client_request_id=r["client_request_id"],
+        order_id=r["order_id"],
+        reason_code=r["reason_code"],
+        requested_by=r["requested_by"],
+        requested_at=r["requested_at"],
+        state=CancellationState(r["state"]),
+        request_fingerprint=r["request_fingerprint"],
+        decided_at=r["decided_at"],
+        decline_reason=r["decline_reason"],
+        detail=r["detail"],
+        rolled_back=bool(r["rolled_back"]),
+        rolled_back_to=r["rolled_back_to"] or 0,
+        order_state_before=r["order_state_before"],
     )

@@ -136,3 +136,25 @@ cases = Table(
     Column("resolution", String(500), nullable=False, default=""),
     Index("ix_cases_state_opened", "state", "opened_at", "id"),
 )
+
+# Cancellation requests (TMF641 CancelServiceOrder): their own id, state and outcome.
+cancellations = Table(
+    "cancellations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("client_request_id", String(64), nullable=False, unique=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("reason_code", String(32), nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("request_fingerprint", String(64), nullable=False, default=""),
+    Column("order_state_before", String(32), nullable=False, default=""),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("decline_reason", String(32), nullable=False, default=""),
+    Column("detail", String(500), nullable=False, default=""),
+    Column("rolled_back", Boolean, nullable=False, default=False),
+    Column("rolled_back_to", Integer, nullable=False, default=0),
+    # The list is newest first.
+    Index("ix_cancellations_requested", "requested_at", "id"),
+)

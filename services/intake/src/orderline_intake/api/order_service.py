@@ -9,6 +9,7 @@ from typing import Any
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_intake.api.aftercare import AftercareRpcs
+from orderline_intake.api.cancellation import CancellationRpcs
 from orderline_intake.api.convert import (
     amendment,
     business_types_message,
@@ -16,6 +17,7 @@ from orderline_intake.api.convert import (
     order_message,
 )
 from orderline_intake.app.aftercare import AftercareApp
+from orderline_intake.app.cancellations import CancellationApp
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
 from orderline_intake.domain.order import Order
@@ -37,10 +39,11 @@ CREATES_AT_ONCE = 8
 CREATES_WAITING = 192  # below the server's max_concurrent_rpcs, so callers get our reason
 
 
-class OrderServiceApi(AftercareRpcs, order_pb2_grpc.OrderServiceServicer):
+class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, app: OrderApp, aftercare: AftercareApp | None = None) -> None:
         self.app = app
         self.aftercare = aftercare or AftercareApp(app.uow, app.clock)
+        self.cancellations = CancellationApp(app)
         self.creates = Admission(CREATES_AT_ONCE, max_waiting=CREATES_WAITING)
 
     async def CreateOrder(

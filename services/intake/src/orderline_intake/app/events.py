@@ -1,4 +1,5 @@
-"""Intake follows the order through downstream events: milestones, hold, failure, archive."""
+"""Intake follows the order through downstream events: milestones, hold, failure, archive,
+and provisioning's answers to a cancellation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from orderline.events.v1 import archive_events_pb2, provisioning_events_pb2
+from orderline_intake.app.cancellations import CancellationApp
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.ports import OrderRepository
 from orderline_intake.domain.communication import Notification
@@ -33,6 +35,7 @@ MILESTONE_EVENTS: dict[type[Message], str] = {
 class OrderEventHandlers:
     def __init__(self, app: OrderApp) -> None:
         self.app = app
+        self.cancellations = CancellationApp(app)
 
     def handlers(self) -> list[Handler]:
         return [
@@ -40,6 +43,9 @@ class OrderEventHandlers:
             Handler(P.JobHeld, self.on_job_held),
             Handler(P.JobFailed, self.on_job_failed),
             Handler(archive_events_pb2.DossierSealed, self.on_dossier_sealed),
+            Handler(P.CancellationAccepted, self.on_cancellation_accepted),
+            Handler(P.CancellationCompleted, self.on_cancellation_completed),
+            Handler(P.CancellationDeclined, self.on_cancellation_declined),
         ]
 
     def _milestone(self, milestone: str) -> HandlerFn:
@@ -72,6 +78,29 @@ class OrderEventHandlers:
             uow, _order_id(payload), "dossier_archived", dossier_id=payload.dossier_id
         )
 
+    async def on_cancellation_accepted(
+        self, uow: Uow, event: ReceivedEvent, payload: P.CancellationAccepted
+    ) -> None:
+        await self.cancellations.accepted(uow, _order_id(payload), _cancellation_id(payload))
+
+    async def on_cancellation_completed(
+        self, uow: Uow, event: ReceivedEvent, payload: P.CancellationCompleted
+    ) -> None:
+        await self.cancellations.completed(
+            uow,
+            _order_id(payload),
+            _cancellation_id(payload),
+            payload.compensation,
+            payload.rolled_back_to if payload.rolled_back else None,
+        )
+
+    async def on_cancellation_declined(
+        self, uow: Uow, event: ReceivedEvent, payload: P.CancellationDeclined
+    ) -> None:
+        await self.cancellations.declined(
+            uow, _order_id(payload), _cancellation_id(payload), payload.reason_code
+        )
+
     async def _transition(
         self, uow: Uow, order_id: str, trigger: Trigger, reason: str, alarm: str = ""
     ) -> None:
@@ -97,3 +126,9 @@ def _order_id(payload: Any) -> str:
     if not payload.order_id:
         raise PoisonMessage("event payload has no order_id")
     return str(payload.order_id)
+
+
+def _cancellation_id(payload: Any) -> str:
+    if not payload.cancellation_id:
+        raise PoisonMessage("event payload has no cancellation_id")
+    return str(payload.cancellation_id)

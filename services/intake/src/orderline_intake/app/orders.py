@@ -43,7 +43,12 @@ from orderline_intake.domain.review import (
     amended_reason,
     automatic_review,
 )
-from orderline_intake.domain.states import InvalidTransition, Trigger, next_state
+from orderline_intake.domain.states import (
+    CANCELLATION_STATES,
+    InvalidTransition,
+    Trigger,
+    next_state,
+)
 from orderline_intake.domain.text import says
 from orderline_intake.domain.validation import validate_new_order
 from orderline_runtime.clock import Clock
@@ -58,9 +63,12 @@ from orderline_runtime.errors import (
     Violations,
 )
 from orderline_runtime.ids import new_id
+from orderline_runtime.logs import get_logger
 from orderline_runtime.metrics import stage_duration
 from orderline_runtime.telemetry import order_scope
 from orderline_runtime.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
 
 AUTO_REVIEWER = "intake/auto-review"
 Uow = UnitOfWork[OrderRepository]
@@ -377,6 +385,17 @@ class OrderApp:
         alarm_id: str = "",
     ) -> Order:
         order = await self._load_for_update(uow, order_id)
+        if order.state in CANCELLATION_STATES and trigger in (Trigger.HOLD, Trigger.FAIL):
+            # The job stopped or failed while the order's cancellation is under way: the
+            # cancellation's answer from provisioning decides the order (it rolls a failed
+            # job's device back too), so this one changes nothing.
+            log.info(
+                "job hold or failure during cancellation; the cancellation decides",
+                order_id=order.id,
+                trigger=trigger.value,
+                reason=reason_code,
+            )
+            return order
         change = order.apply(trigger, actor, reason_code, self.clock())
         if alarm_id:
             order.alarm_id = alarm_id

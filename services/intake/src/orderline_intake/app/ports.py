@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from orderline_intake.domain.cancellation import Cancellation
 from orderline_intake.domain.communication import Communication
 from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
 from orderline_intake.domain.order import Order
@@ -99,6 +100,24 @@ class OrderRepository(Protocol):
         after: tuple[datetime, str] | None,
     ) -> list[TroubleCase]:
         """Oldest opened first, after (opened_at, id)."""
+        ...
+
+    # Cancellation requests.
+
+    async def add_cancellation(self, cancellation: Cancellation) -> None: ...
+
+    async def cancellation(
+        self, cancellation_id: str, *, for_update: bool = False
+    ) -> Cancellation | None: ...
+
+    async def cancellation_by_request_id(self, client_request_id: str) -> Cancellation | None: ...
+
+    async def save_cancellation(self, cancellation: Cancellation) -> None: ...
+
+    async def cancellations(
+        self, *, order_id: str | None, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Cancellation]:
+        """Newest first, before (requested_at, id)."""
         ...
 
 

@@ -34,6 +34,7 @@ class Trigger(StrEnum):
     REQUEST_CANCELLATION = "request_cancellation"
     ACCEPT_CANCELLATION = "accept_cancellation"
     CONFIRM_CANCELLATION = "confirm_cancellation"
+    DECLINE_CANCELLATION = "decline_cancellation"
 
 
 S = OrderState
@@ -58,7 +59,13 @@ TRANSITIONS: dict[tuple[OrderState, Trigger], OrderState] = {
     (S.HELD, T.REQUEST_CANCELLATION): S.ASSESSING_CANCELLATION,
     (S.ASSESSING_CANCELLATION, T.ACCEPT_CANCELLATION): S.PENDING_CANCELLATION,
     (S.PENDING_CANCELLATION, T.CONFIRM_CANCELLATION): S.CANCELLED,
+    # Provisioning found the job past its point of no return: the order goes on. (An order
+    # that was held before is held again at once: docs/order-lifecycle.md#cancellation.)
+    (S.ASSESSING_CANCELLATION, T.DECLINE_CANCELLATION): S.IN_PROGRESS,
 }
+
+# While a cancellation is assessed or carried out, and after it.
+CANCELLATION_STATES = frozenset({S.ASSESSING_CANCELLATION, S.PENDING_CANCELLATION, S.CANCELLED})
 
 TERMINAL = frozenset({S.COMPLETED, S.REJECTED, S.FAILED, S.CANCELLED})
 
