@@ -4,6 +4,7 @@ service's database."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,26 @@ from orderline_runtime.database import SqlConnection, dialect_of
 _INSERT_JOB = insert(jobs)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("key"))
 _JOB_BY_ORDER = select(jobs).where(jobs.c.order_id == bindparam("key"))
-# Any write of a job by the worker holding its lease (a save, a renewal, a release).
+# Any write of a job by the worker holding its lease (a renewal, a release).
 _SAVE_JOB = update(jobs).where(
     jobs.c.id == bindparam("key"), jobs.c.lease_owner == bindparam("owner")
+)
+# The worker's save of a step: also only while the job's cancellation is the one the worker
+# loaded (none, for every order not cancelled), so a cancellation recorded while a step was in
+# flight is never written over; the worker then takes it into account (app/worker.py).
+_SAVE_STEP = _SAVE_JOB.where(jobs.c.cancellation_id == bindparam("seen_cancellation"))
+_CANCELLATION_OF = select(
+    jobs.c.cancellation_id,
+    jobs.c.cancel_reason,
+    jobs.c.cancel_requested_at,
+    jobs.c.cancellation_state,
+    jobs.c.state,
+).where(jobs.c.id == bindparam("key"))
+_CANCELLABLE = (JobState.RUNNING.value, JobState.HELD.value)
+_NOT_CANCELLED_YET = and_(
+    jobs.c.id == bindparam("key"),
+    jobs.c.cancellation_id == "",
+    jobs.c.state.in_(_CANCELLABLE),
 )
 _RESULTS_OF_ONE = (
     select(test_results)
@@ -147,7 +165,31 @@ def _job_values(job: Job) -> dict[str, Any]:
         "network_action": job.network_action,
         "activation_id": job.activation_id,
         "activated_at": job.activated_at,
+        "cancellation_state": job.cancellation_state,
+        "cancel_decided_at": job.cancel_decided_at,
+        "rolled_back_to": job.rolled_back_to,
+        "compensation": job.compensation,
     }
+
+
+def _cancellation_request(job: Job) -> dict[str, Any]:
+    """The request's columns, written by the cancellation handler only."""
+    return {
+        "cancellation_id": job.cancellation_id,
+        "cancel_reason": job.cancel_reason,
+        "cancel_requested_at": job.cancel_requested_at,
+    }
+
+
+@dataclass(frozen=True)
+class CancellationSeen:
+    """A job's cancellation as stored, read when the worker's save did not land."""
+
+    cancellation_id: str
+    reason: str
+    requested_at: datetime | None
+    state: str
+    job_state: JobState
 
 
 def _result_values(job_id: str, position: int, r: TestResult) -> dict[str, Any]:
@@ -208,6 +250,7 @@ class JobRepository:
                 "trace_headers": dict(job.trace_headers),
                 "created_at": job.created_at,
                 **_job_values(job),
+                **_cancellation_request(job),
             },
         )
 
@@ -236,10 +279,11 @@ class JobRepository:
         goes on with the next step at once); False when the lease was lost meanwhile (another
         worker may have run the step: the caller must roll back)."""
         result = await self.session.execute(
-            _SAVE_JOB,
+            _SAVE_STEP,
             {
                 "key": job.id,
                 "owner": lease_owner,
+                "seen_cancellation": job.cancellation_id,
                 **_job_values(job),
                 "lease_owner": lease_owner if keep_until else None,
                 "lease_until": keep_until,
@@ -308,6 +352,91 @@ class JobRepository:
         """The device's versioned configuration history, oldest first."""
         rows = await self.session.execute(_CONFIGS_OF_DEVICE, {"key": device_id})
         return [_to_config(r) for r in rows.mappings()]
+
+    # --- cancellation (not the hot path: only a cancelled order's job) --------------------
+
+    async def cancellation_of(self, job_id: str) -> CancellationSeen | None:
+        row = (await self.session.execute(_CANCELLATION_OF, {"key": job_id})).first()
+        if row is None:
+            return None
+        cancellation_id, reason, requested_at, state, job_state = row
+        return CancellationSeen(cancellation_id, reason, requested_at, state, JobState(job_state))
+
+    async def cancel_untouched(self, job: Job) -> bool:
+        """Ends a job that never got past its checklist (whether a checklist is in flight or
+        not: it changes nothing on the device, and its save will not land), releasing its
+        device; False when the job moved on meanwhile."""
+        result = await self.session.execute(
+            update(jobs).where(_NOT_CANCELLED_YET, jobs.c.step == Step.PRECHECKS.value),
+            {
+                "key": job.id,
+                **_job_values(job),
+                **_cancellation_request(job),
+                "lease_owner": None,
+                "lease_until": None,
+            },
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
+        return True
+
+    async def take_over_for_cancel(self, job: Job, now: datetime) -> bool:
+        """Writes the job at its cancel step if no worker holds it and it has not activated
+        the service; False otherwise."""
+        result = await self.session.execute(
+            update(jobs).where(
+                _NOT_CANCELLED_YET,
+                jobs.c.activated_at.is_(None),
+                or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now")),
+            ),
+            {
+                "key": job.id,
+                "now": now,
+                **_job_values(job),
+                **_cancellation_request(job),
+                "lease_owner": None,
+                "lease_until": None,
+            },
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def flag_cancellation(self, job: Job, now: datetime) -> bool:
+        """Records the request on a job a worker holds (a step in flight): the worker's save
+        of that step will not land, and the worker decides. False when no worker holds it."""
+        result = await self.session.execute(
+            update(jobs).where(
+                _NOT_CANCELLED_YET,
+                jobs.c.lease_owner.is_not(None),
+                jobs.c.lease_until >= bindparam("now"),
+            ),
+            {
+                "key": job.id,
+                "now": now,
+                **_cancellation_request(job),
+                "cancellation_state": job.cancellation_state,
+            },
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def record_cancellation_answer(self, job: Job) -> None:
+        """The answer to a cancellation of a job that is over (failed, completed): no worker
+        writes it again."""
+        await self.session.execute(
+            update(jobs).where(
+                jobs.c.id == bindparam("key"),
+                jobs.c.cancellation_id == "",
+                jobs.c.state.in_((JobState.FAILED.value, JobState.COMPLETED.value)),
+            ),
+            {
+                "key": job.id,
+                **_cancellation_request(job),
+                "cancellation_state": job.cancellation_state,
+                "cancel_decided_at": job.cancel_decided_at,
+                "rolled_back_to": job.rolled_back_to,
+                "compensation": job.compensation,
+            },
+        )
 
     # --- leases ---------------------------------------------------------------------------
 
@@ -500,7 +629,7 @@ def _releases_device(job: Job) -> bool:
     """Completed or failed; or held before it touched the device (its checklist failed), so
     that a job waiting for a person does not keep another order from the device. A job held
     after configuring keeps it: the device carries its configuration."""
-    if job.state in (JobState.COMPLETED, JobState.FAILED):
+    if job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
         return True
     return job.state is JobState.HELD and not job.touched_device
 
@@ -548,6 +677,13 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         network_action=row["network_action"] or "",
         activation_id=row["activation_id"] or "",
         activated_at=row["activated_at"],
+        cancellation_id=row["cancellation_id"] or "",
+        cancel_reason=row["cancel_reason"] or "",
+        cancel_requested_at=row["cancel_requested_at"],
+        cancellation_state=row["cancellation_state"] or "",
+        cancel_decided_at=row["cancel_decided_at"],
+        rolled_back_to=row["rolled_back_to"],
+        compensation=row["compensation"] or "",
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

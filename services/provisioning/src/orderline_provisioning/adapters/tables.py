@@ -63,6 +63,16 @@ jobs = Table(
     Column("network_action", String(16), nullable=False, server_default=""),
     Column("activation_id", String(100), nullable=False, server_default=""),
     Column("activated_at", UTCDateTime, nullable=True),
+    # Migration 0005: the order's cancellation as it reached the job. The request (id, reason,
+    # time) is written only by the cancellation handler, never by the worker's save, which
+    # lands only while the id is the one the worker loaded; the outcome by whoever decides it.
+    Column("cancellation_id", String(36), nullable=False, server_default=""),
+    Column("cancel_reason", String(32), nullable=False, server_default=""),
+    Column("cancel_requested_at", UTCDateTime, nullable=True),
+    Column("cancellation_state", String(16), nullable=False, server_default=""),
+    Column("cancel_decided_at", UTCDateTime, nullable=True),
+    Column("rolled_back_to", BigInteger, nullable=True),
+    Column("compensation", String(32), nullable=False, server_default=""),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )

@@ -22,6 +22,7 @@ JOB_STATES: dict[JobState, pb.JobState.ValueType] = {
     JobState.HELD: pb.JOB_STATE_HELD,
     JobState.COMPLETED: pb.JOB_STATE_COMPLETED,
     JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
 }
 STATES_BY_PROTO = {v: k for k, v in JOB_STATES.items()}
 CHECKLIST_RESULTS: dict[Result, pb.ChecklistResult.ValueType] = {
@@ -127,6 +128,19 @@ def job_to_proto(
         test_runs=[test_result_to_proto(r) for r in runs],
         config_changes=[config_change_to_proto(c) for c in configs],
     )
+    if job.cancellation_id:
+        msg.cancellation.CopyFrom(
+            pb.JobCancellation(
+                cancellation_id=job.cancellation_id,
+                reason_code=job.cancel_reason,
+                requested_at=_ts(job.cancel_requested_at),
+                state=job.cancellation_state,
+                decided_at=_ts(job.cancel_decided_at),
+                rolled_back=job.rolled_back_to is not None,
+                rolled_back_to=job.rolled_back_to or 0,
+                detail=job.detail if job.state is JobState.CANCELLED else job.compensation,
+            )
+        )
     if job.activation_id:
         msg.activation.CopyFrom(
             pb.ServiceActivation(

@@ -1,14 +1,22 @@
-"""Event handlers: an approved order becomes a provisioning job."""
+"""Event handlers: an approved order becomes a provisioning job; a cancelled one stops it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 from orderline.events.v1 import order_events_pb2, provisioning_events_pb2
 from orderline_provisioning.adapters.repository import JobRepository
+from orderline_provisioning.app.steps import (
+    cancellation_accepted,
+    cancellation_completed,
+    cancellation_declined,
+)
+from orderline_provisioning.domain import cancellation as cancel
 from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.steps import JobState
 from orderline_runtime.clock import Clock
-from orderline_runtime.errors import PoisonMessage
+from orderline_runtime.errors import PoisonMessage, Unavailable
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.consumer import Handler
@@ -25,7 +33,10 @@ class OrderEvents:
         self.on_job_created = on_job_created
 
     def handlers(self) -> list[Handler]:
-        return [Handler(order_events_pb2.OrderApproved, self.on_order_approved)]
+        return [
+            Handler(order_events_pb2.OrderApproved, self.on_order_approved),
+            Handler(order_events_pb2.OrderCancellationRequested, self.on_cancellation_requested),
+        ]
 
     async def on_order_approved(
         self,
@@ -61,3 +72,77 @@ class OrderEvents:
         )
         uow.on_commit(self.on_job_created)
         log.info("provisioning job created", job_id=job.id, device_id=job.device_id)
+
+    async def on_cancellation_requested(
+        self,
+        uow: UnitOfWork[JobRepository],
+        event: ReceivedEvent,
+        payload: order_events_pb2.OrderCancellationRequested,
+    ) -> None:
+        """Stops the order's job (domain/cancellation.py): at once when it never touched the
+        device, through its cancel step (a rollback) when it did, after the step in flight
+        when a worker holds it; declined past the point of no return."""
+        if not payload.order_id or not payload.cancellation_id:
+            raise PoisonMessage("order.cancellation_requested without an order or request id")
+        now = self.clock()
+        requested_at = (
+            event.envelope.time.ToDatetime(tzinfo=UTC) if event.envelope.HasField("time") else now
+        )
+        job = await uow.repos.get_by_order(payload.order_id)
+        if job is None:
+            # The approval has not reached provisioning (or never will): a cancelled job
+            # stands in, so that a late approval starts nothing.
+            job = Job(
+                id=new_id(),
+                order_id=payload.order_id,
+                device_id=payload.device_id,
+                business_type=payload.business_type,
+                plan="",
+                locale="",
+                created_at=now,
+            )
+            cancel.take_request(job, payload.cancellation_id, payload.reason_code, requested_at)
+            cancel.cancel_now(job, now)
+            await uow.repos.add(job)
+            uow.emit(cancellation_completed(job))
+            log.info("order cancelled before its job existed", order_id=job.order_id)
+            return
+        decision = cancel.decide(job)
+        if decision is cancel.Decision.ALREADY_DECIDED:
+            log.info("job's cancellation already decided", job_id=job.id)
+            return
+        cancel.take_request(job, payload.cancellation_id, payload.reason_code, requested_at)
+        if decision is cancel.Decision.DECLINE:
+            cancel.decline(job, now)
+            if job.state is JobState.COMPLETED:
+                await uow.repos.record_cancellation_answer(job)
+            uow.emit(
+                cancellation_declined(
+                    job, cancel.SERVICE_ALREADY_ACTIVATED, "the job had activated the service"
+                )
+            )
+        elif decision is cancel.Decision.ALREADY_FAILED:
+            cancel.answered_after_failure(job, now)
+            await uow.repos.record_cancellation_answer(job)
+            uow.emit(cancellation_completed(job))
+        elif decision is cancel.Decision.CANCEL_NOW:
+            cancel.cancel_now(job, now)
+            if not await uow.repos.cancel_untouched(job):
+                raise Unavailable(f"job {job.id} moved on while cancelled; trying again")
+            uow.emit(cancellation_completed(job))
+        else:
+            cancel.begin_compensation(job, now)
+            if await uow.repos.take_over_for_cancel(job, now):
+                uow.emit(cancellation_accepted(job))
+                uow.on_commit(self.on_job_created)
+            else:
+                # A worker runs a step of the job: it decides once the step is saved.
+                job.cancellation_state = cancel.CancellationState.REQUESTED
+                if not await uow.repos.flag_cancellation(job, now):
+                    raise Unavailable(f"job {job.id} changed hands while cancelled; trying again")
+        log.info(
+            "cancellation requested",
+            job_id=job.id,
+            decision=decision.value,
+            cancellation_id=payload.cancellation_id,
+        )

@@ -21,6 +21,7 @@ from orderline_catalogue import load_catalogue
 from orderline_provisioning.app.ports import AppliedConfig, PeerRejected, Peers, PeerUnavailable
 from orderline_provisioning.domain import job as reasons
 from orderline_provisioning.domain.attestation import TestSummary
+from orderline_provisioning.domain.cancellation import finish_compensation
 from orderline_provisioning.domain.checklist import (
     UNKNOWN,
     ChecklistFacts,
@@ -54,6 +55,38 @@ from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.pii import mask_phone
 
 log = get_logger(__name__)
+
+
+def cancellation_completed(job: Job) -> ev.CancellationCompleted:
+    return ev.CancellationCompleted(
+        job_id=job.id,
+        order_id=job.order_id,
+        device_id=job.device_id,
+        cancellation_id=job.cancellation_id,
+        rolled_back=job.rolled_back_to is not None,
+        rolled_back_to=job.rolled_back_to or 0,
+        compensation=job.compensation,
+    )
+
+
+def cancellation_accepted(job: Job) -> ev.CancellationAccepted:
+    return ev.CancellationAccepted(
+        job_id=job.id,
+        order_id=job.order_id,
+        device_id=job.device_id,
+        cancellation_id=job.cancellation_id,
+    )
+
+
+def cancellation_declined(job: Job, reason: str, detail: str) -> ev.CancellationDeclined:
+    return ev.CancellationDeclined(
+        job_id=job.id,
+        order_id=job.order_id,
+        device_id=job.device_id,
+        cancellation_id=job.cancellation_id,
+        reason_code=reason,
+        detail=detail,
+    )
 
 
 @dataclass
@@ -114,6 +147,8 @@ class StepRunner:
                 await self._activate(job, out)
             elif step is Step.NOTIFY:
                 await self._notify(job, out)
+            elif step is Step.CANCEL:
+                await self._compensate(job, out)
             else:
                 raise ValueError(f"job {job.id} has no step to run ({step.value})")
         except PeerUnavailable as exc:
@@ -289,10 +324,24 @@ class StepRunner:
             ),
         )
 
+    async def _compensate(self, job: Job, out: StepOutcome) -> None:
+        """The order was cancelled before the point of no return: put back the configuration
+        the device had before this job (idempotent: the job's one rollback key) and end the
+        job cancelled; the save releases its device reservation."""
+        record = await self.roll_back(job, out)
+        finish_compensation(job, record.config_version if record else None, self.clock())
+        log.info(
+            "job cancelled; device work undone",
+            job_id=job.id,
+            rolled_back_to=job.rolled_back_to,
+            compensation=job.compensation,
+        )
+        out.add(cancellation_completed(job))
+
     async def roll_back(self, job: Job, out: StepOutcome) -> ConfigRecord | None:
         """Returns the device to the configuration version it had before this job (idempotent:
         one key per job) and records it; None when the job never changed the device. For the
-        test step's failure today; cancellation and the fallout queue call it too."""
+        test step's failure and the cancel step; the fallout queue may call it too."""
         target = rollback_target(job.base_config_version, job.config_version)
         if target is None:
             return None

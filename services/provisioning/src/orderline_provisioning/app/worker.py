@@ -21,7 +21,22 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import StatusCode
 
 from orderline_provisioning.adapters.repository import JobRepository
-from orderline_provisioning.app.steps import StepOutcome, StepRunner
+from orderline_provisioning.app.steps import (
+    StepOutcome,
+    StepRunner,
+    cancellation_accepted,
+    cancellation_completed,
+    cancellation_declined,
+)
+from orderline_provisioning.domain.cancellation import (
+    SERVICE_ALREADY_ACTIVATED,
+    CancellationState,
+    answered_after_failure,
+    begin_compensation,
+    decline,
+    past_point_of_no_return,
+    take_request,
+)
 from orderline_provisioning.domain.certification import DEFAULT_OPERATOR
 from orderline_provisioning.domain.job import Job
 from orderline_provisioning.domain.steps import JobState, Step
@@ -177,7 +192,14 @@ class JobWorker:
         keep_until = now + self.lease if chain else None
         async with self.uow() as uow:
             if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
-                raise LeaseLost(job.id)
+                # Only now, off the path of every order not cancelled: was the order
+                # cancelled while the step ran?
+                if not await self._cancelled_meanwhile(uow.repos, job, outcome):
+                    raise LeaseLost(job.id)
+                chain = job.runnable and not self.stopping.is_set()
+                keep_until = now + self.lease if chain else None
+                if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
+                    raise LeaseLost(job.id)
             if outcome.test_results is not None:
                 await uow.repos.replace_test_results(job.id, outcome.test_results)
             await uow.repos.add_test_runs(job.id, outcome.test_runs)
@@ -187,6 +209,45 @@ class JobWorker:
             for payload in outcome.events:
                 uow.emit(payload, order_id=job.order_id, device_id=job.device_id)
         return chain
+
+    async def _cancelled_meanwhile(
+        self, repos: JobRepository, job: Job, outcome: StepOutcome
+    ) -> bool:
+        """The step's save did not land. If the order's cancellation was recorded while the
+        step ran, the step's result is kept and the job takes the cancellation into account:
+        declined past the point of no return, answered for a failed job (its failure rolled
+        the device back), else the job goes to its cancel step. False: the lease was lost, or
+        the cancellation already ended the job (it never touched the device)."""
+        seen = await repos.cancellation_of(job.id)
+        if seen is None or seen.cancellation_id == job.cancellation_id:
+            return False
+        if seen.job_state is JobState.CANCELLED or seen.state != CancellationState.REQUESTED:
+            return False
+        assert seen.requested_at is not None
+        now = self.clock()
+        take_request(job, seen.cancellation_id, seen.reason, seen.requested_at)
+        if past_point_of_no_return(job):
+            decline(job, now)
+            outcome.add(
+                cancellation_declined(
+                    job,
+                    SERVICE_ALREADY_ACTIVATED,
+                    "the step in flight activated the service before the job could stop",
+                )
+            )
+        elif job.state is JobState.FAILED:
+            answered_after_failure(job, now)
+            outcome.add(cancellation_completed(job))
+        else:
+            begin_compensation(job, now)
+            outcome.add(cancellation_accepted(job))
+        log.info(
+            "order cancelled while a step ran",
+            job_id=job.id,
+            cancellation_id=job.cancellation_id,
+            outcome=job.cancellation_state,
+        )
+        return True
 
     async def _retry_after_crash(self, job: Job, exc: Exception) -> None:
         """An unexpected error (a bug, a database hiccup): back off and try the step again."""

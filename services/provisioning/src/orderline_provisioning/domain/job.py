@@ -136,6 +136,16 @@ class Job:
     step_started_at: datetime | None = None
     next_attempt_at: datetime | None = None
     updated_at: datetime | None = None
+    # The order's cancellation, once it reached the job (domain/cancellation.py): the
+    # request's id, reason and time, what became of it, and the compensation done.
+    cancellation_id: str = ""
+    cancel_reason: str = ""
+    cancel_requested_at: datetime | None = None
+    cancellation_state: str = ""
+    cancel_decided_at: datetime | None = None
+    # The configuration version the cancellation's rollback left in force; None: none.
+    rolled_back_to: int | None = None
+    compensation: str = ""
 
     def __post_init__(self) -> None:
         if self.step_started_at is None:

@@ -14,6 +14,9 @@ class Step(enum.StrEnum):
     ACTIVATE = "activate"
     NOTIFY = "notify"
     DONE = "done"
+    # Not in the normal order: the order was cancelled and the job undoes its device work
+    # (domain/cancellation.py).
+    CANCEL = "cancel"
 
 
 class JobState(enum.StrEnum):
@@ -22,6 +25,8 @@ class JobState(enum.StrEnum):
     HELD = "held"
     COMPLETED = "completed"
     FAILED = "failed"
+    # The order was cancelled; what the job did to the device was undone.
+    CANCELLED = "cancelled"
 
 
 STEP_ORDER: tuple[Step, ...] = (
@@ -39,6 +44,8 @@ def next_step(step: Step) -> Step:
     """prechecks → configure → test → activate → notify → done; done has no successor."""
     if step is Step.DONE:
         raise ValueError("a finished job has no next step")
+    if step is Step.CANCEL:
+        raise ValueError("a cancelled job has no next step")
     return STEP_ORDER[STEP_ORDER.index(step) + 1]
 
 
