@@ -14,12 +14,16 @@ from orderline_device_monitor.adapters.tables import metadata
 from orderline_device_monitor.api.health import DeviceHealthApi
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
 from orderline_device_monitor.app import handlers
+from orderline_device_monitor.app.agent import DeviceAgent, NoRemoteReboot
 from orderline_device_monitor.app.alarm_desk import AlarmDesk
 from orderline_device_monitor.app.book import HealthBook
+from orderline_device_monitor.app.escalation import Escalation
 from orderline_device_monitor.app.heartbeat import HeartbeatTicker
 from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
+from orderline_device_monitor.app.tickets import TicketDesk
+from orderline_device_monitor.domain.escalation import EscalationPolicy
 from orderline_device_monitor.domain.rules import (
     RULES_FILE,
     RuleSet,
@@ -27,6 +31,7 @@ from orderline_device_monitor.domain.rules import (
     with_heartbeat_interval,
 )
 from orderline_device_monitor.settings import DeviceMonitorSettings
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -56,13 +61,21 @@ def rules_for(settings: DeviceMonitorSettings, path: Path = RULES_FILE) -> RuleS
 
 
 def build(
-    settings: DeviceMonitorSettings | None = None, *, rules: RuleSet | None = None
+    settings: DeviceMonitorSettings | None = None,
+    *,
+    rules: RuleSet | None = None,
+    clock: Clock = system_clock,
+    agent: DeviceAgent | None = None,
+    escalation: EscalationPolicy | None = None,
 ) -> Service[DeviceRepository]:
+    """The service; tests inject the clock (the recovery window runs on it), the device agent
+    first-line troubleshooting calls, and the escalation policy."""
     settings = settings or load_settings(DeviceMonitorSettings, SERVICE_NAME)
     # Before anything else: a bad rules file must stop the start, not a half-built service.
     rules = rules or rules_for(settings)
     service = Service(
         settings,
+        clock=clock,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=policy(),
@@ -71,6 +84,15 @@ def build(
     book = HealthBook()
     ingest = TelemetryIngest(service.uow, book, service.clock, rules)
     queries = DeviceHealthQueries(service.uow, book, service.clock, rules)
+    ticket_desk = TicketDesk(service.uow, book, ingest.lock, service.clock, rules)
+    escalator = Escalation(
+        service.uow,
+        book,
+        ticket_desk,
+        service.clock,
+        agent or NoRemoteReboot(),
+        escalation or EscalationPolicy(),
+    )
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,
         TelemetryIngestApi(ingest),
@@ -78,10 +100,11 @@ def build(
     )
     service.add_grpc_service(
         device_pb2_grpc.add_DeviceHealthServiceServicer_to_server,
-        DeviceHealthApi(queries, AlarmDesk(service.uow, book, ingest, service.clock)),
+        DeviceHealthApi(queries, AlarmDesk(service.uow, book, ingest, service.clock), ticket_desk),
         "orderline.device.v1.DeviceHealthService",
     )
     service.consume(handlers.HANDLERS)
     service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
     service.add_task("heartbeat", HeartbeatTicker(ingest).run)
+    service.add_task("escalation", escalator.run)
     return service

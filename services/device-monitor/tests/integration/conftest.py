@@ -16,11 +16,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from orderline_device_monitor.app.agent import DeviceAgent
 from orderline_device_monitor.bootstrap import build
 from orderline_device_monitor.domain.rules import RuleSet
 from orderline_device_monitor.settings import DeviceMonitorSettings
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.testing import serving
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.telemetry import OrderIdSpanProcessor
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,7 +36,12 @@ def launch(nats_server: NatsServer, tmp_path: Path) -> Launcher:
 
     @asynccontextmanager
     async def start(
-        database_url: str, rules: RuleSet | None = None, **overrides: Any
+        database_url: str,
+        rules: RuleSet | None = None,
+        *,
+        clock: Clock = system_clock,
+        agent: DeviceAgent | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[DeviceMonitor]:
         settings = DeviceMonitorSettings(
             service_name="device-monitor",
@@ -45,7 +52,7 @@ def launch(nats_server: NatsServer, tmp_path: Path) -> Launcher:
             shutdown_grace_seconds=2,
             **overrides,
         )
-        service = build(settings, rules=rules)
+        service = build(settings, rules=rules, clock=clock, agent=agent)
         async with serving(service) as address:
             monitor = DeviceMonitor(service, address, nats_server.url)
             try:

@@ -131,6 +131,18 @@ class DeviceMonitor:
             device_pb2.ListAlarmsRequest(**request), metadata=bearer(token), timeout=5
         )
 
+    async def ticket_call(self, rpc: str, token: str = "dev-maintenance", **request: Any) -> Any:
+        """One of the ticket and anomaly RPCs by name, e.g. ("ProgressTicket", ticket_id=…)."""
+        message = getattr(device_pb2, f"{rpc}Request")(**request)
+        method = getattr(self.health_stub, rpc)
+        return await method(message, metadata=bearer(token), timeout=5)
+
+    async def tickets(self, token: str = "dev-engineer", **request: Any) -> list[Any]:
+        return list((await self.ticket_call("ListTickets", token, **request)).tickets)
+
+    async def anomalies(self, token: str = "dev-engineer", **request: Any) -> list[Any]:
+        return list((await self.ticket_call("ListAnomalies", token, **request)).anomalies)
+
     # --- NATS ------------------------------------------------------------------------------
 
     async def device_events(self) -> list[envelope_pb2.Envelope]:

@@ -56,7 +56,8 @@ async def test_alarms_carry_the_tmf642_shape_and_the_root_suppresses_its_childre
     assert set(root.alarm_ids) == {safety.id, line.id}
     assert " | " in root.text
     health = await monitor.health("CPE-0101")
-    assert health.condition == device_pb2.DEVICE_CONDITION_ABNORMAL
+    # A safety failure opens a maintenance ticket at once (test_tickets.py).
+    assert health.condition == device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE
 
     events = await monitor.wait_for_event("device.alarm_updated")
     updated = [e for e in events if e.type == "device.alarm_updated"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +17,21 @@ from orderline_device_monitor.adapters.tables import (
     device_usage,
     devices,
     fitness_checks,
+    tickets,
 )
 from orderline_device_monitor.app.records import (
     ALARM_CLEARED,
     ALARM_RAISED,
     AlarmFilter,
     AlarmRecord,
+    AnomalyFilter,
     AnomalyRecord,
+    TicketFilter,
     Usage,
 )
 from orderline_device_monitor.domain.evaluator import Transition
 from orderline_device_monitor.domain.health import Category, Severity
+from orderline_device_monitor.domain.tickets import Note, Ticket, TicketState
 from orderline_runtime.database import SqlConnection
 
 
@@ -73,6 +78,88 @@ def _alarm(row: Any) -> AlarmRecord:
         parent_alarm_id=row.parent_alarm_id,
         suppressed=row.suppressed,
         updated_at=row.updated_at,
+    )
+
+
+def _anomaly(r: Any) -> AnomalyRecord:
+    return AnomalyRecord(
+        id=r.id,
+        alarm_id=r.alarm_id,
+        device_id=r.device_id,
+        category=Category(r.category),
+        readings=r.readings,
+        snapshot=r.snapshot,
+        first_seen_at=r.first_seen_at,
+        order_id=r.order_id,
+        job_id=r.job_id,
+        recorded_at=r.recorded_at,
+        device_model=r.device_model,
+        detail=r.detail,
+        last_seen_at=r.last_seen_at,
+        samples=list(r.samples or []),
+        onset_index=r.onset_index,
+        actions=list(r.actions or []),
+        ticket_id=r.ticket_id,
+        root_cause_code=r.root_cause_code,
+        corrective_action_code=r.corrective_action_code,
+        resolution_note=r.resolution_note,
+        closed_at=r.closed_at,
+    )
+
+
+def _ticket_row(t: Ticket) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "device_id": t.device_id,
+        "state": t.state.value,
+        "reason_code": t.reason_code,
+        "category": t.category.value if t.category else None,
+        "description": t.description,
+        "order_id": t.order_id,
+        "alarm_id": t.alarm_id,
+        "opened_at": t.opened_at,
+        "opened_by": t.opened_by,
+        "updated_at": t.updated_at,
+        "root_cause_code": t.root_cause_code,
+        "corrective_action_code": t.corrective_action_code,
+        "resolution_note": t.resolution_note,
+        "resolved_by": t.resolved_by,
+        "resolved_at": t.resolved_at,
+        "closed_by": t.closed_by,
+        "closed_at": t.closed_at,
+        "close_reason": t.close_reason,
+        "history": [
+            {"at": n.at.isoformat(), "by": n.by, "state": n.state.value, "text": n.text}
+            for n in t.history
+        ],
+    }
+
+
+def _ticket(r: Any) -> Ticket:
+    return Ticket(
+        id=r.id,
+        device_id=r.device_id,
+        state=TicketState(r.state),
+        reason_code=r.reason_code,
+        category=Category(r.category) if r.category else None,
+        description=r.description,
+        order_id=r.order_id,
+        alarm_id=r.alarm_id,
+        opened_at=r.opened_at,
+        opened_by=r.opened_by,
+        updated_at=r.updated_at,
+        history=tuple(
+            Note(datetime.fromisoformat(n["at"]), n["by"], TicketState(n["state"]), n["text"])
+            for n in r.history or []
+        ),
+        root_cause_code=r.root_cause_code,
+        corrective_action_code=r.corrective_action_code,
+        resolution_note=r.resolution_note,
+        resolved_by=r.resolved_by,
+        resolved_at=r.resolved_at,
+        closed_by=r.closed_by,
+        closed_at=r.closed_at,
+        close_reason=r.close_reason,
     )
 
 
@@ -274,6 +361,11 @@ class DeviceRepository:
         order_id: str | None,
         job_id: str | None,
         recorded_at: datetime,
+        device_model: str | None = None,
+        detail: str | None = None,
+        samples: Sequence[Mapping[str, Any]] = (),
+        onset_index: int | None = None,
+        ticket_id: str | None = None,
     ) -> None:
         await self.session.execute(
             insert(anomalies).values(
@@ -287,6 +379,12 @@ class DeviceRepository:
                 order_id=order_id,
                 job_id=job_id,
                 recorded_at=recorded_at,
+                device_model=device_model,
+                detail=detail,
+                samples=[dict(x) for x in samples],
+                onset_index=onset_index,
+                actions=[],
+                ticket_id=ticket_id,
             )
         )
 
@@ -294,21 +392,176 @@ class DeviceRepository:
         rows = await self.session.execute(
             select(anomalies).where(anomalies.c.device_id == device_id).order_by(anomalies.c.id)
         )
-        return [
-            AnomalyRecord(
-                id=r.id,
-                alarm_id=r.alarm_id,
-                device_id=r.device_id,
-                category=Category(r.category),
-                readings=r.readings,
-                snapshot=r.snapshot,
-                first_seen_at=r.first_seen_at,
-                order_id=r.order_id,
-                job_id=r.job_id,
-                recorded_at=r.recorded_at,
+        return [_anomaly(r) for r in rows]
+
+    async def add_anomaly_samples(
+        self, alarm_id: str, samples: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Appends the samples seen after onset to the anomaly's samples."""
+        row = (
+            await self.session.execute(
+                select(anomalies.c.samples).where(anomalies.c.alarm_id == alarm_id)
             )
-            for r in rows
-        ]
+        ).first()
+        if row is None:
+            return
+        await self.session.execute(
+            update(anomalies)
+            .where(anomalies.c.alarm_id == alarm_id)
+            .values(samples=[*(row.samples or []), *(dict(x) for x in samples)])
+        )
+
+    async def end_anomaly(self, alarm_id: str, at: datetime) -> None:
+        await self.session.execute(
+            update(anomalies)
+            .where(anomalies.c.alarm_id == alarm_id, anomalies.c.last_seen_at.is_(None))
+            .values(last_seen_at=at)
+        )
+
+    async def add_anomaly_action(self, alarm_ids: Sequence[str], action: Mapping[str, Any]) -> None:
+        """Records a first-line action on each of these alarms' anomaly records."""
+        if not alarm_ids:
+            return
+        rows = await self.session.execute(
+            select(anomalies.c.id, anomalies.c.actions).where(
+                anomalies.c.alarm_id.in_(sorted(alarm_ids))
+            )
+        )
+        for row in rows.all():
+            await self.session.execute(
+                update(anomalies)
+                .where(anomalies.c.id == row.id)
+                .values(actions=[*(row.actions or []), dict(action)])
+            )
+
+    async def anomaly_actions_of_alarms(
+        self, alarm_ids: Sequence[str]
+    ) -> dict[str, list[Mapping[str, Any]]]:
+        if not alarm_ids:
+            return {}
+        rows = await self.session.execute(
+            select(anomalies.c.alarm_id, anomalies.c.actions).where(
+                anomalies.c.alarm_id.in_(sorted(alarm_ids))
+            )
+        )
+        return {r.alarm_id: list(r.actions or []) for r in rows}
+
+    async def link_anomalies(self, ticket_id: str, alarm_ids: Sequence[str]) -> None:
+        """The anomalies of these alarms are handled under the ticket (a first one stands)."""
+        if alarm_ids:
+            await self.session.execute(
+                update(anomalies)
+                .where(anomalies.c.alarm_id.in_(sorted(alarm_ids)), anomalies.c.ticket_id.is_(None))
+                .values(ticket_id=ticket_id)
+            )
+
+    async def anomalies_of_ticket(self, ticket_id: str) -> list[AnomalyRecord]:
+        rows = await self.session.execute(
+            select(anomalies).where(anomalies.c.ticket_id == ticket_id).order_by(anomalies.c.id)
+        )
+        return [_anomaly(r) for r in rows]
+
+    async def close_anomalies(
+        self,
+        ticket_id: str,
+        *,
+        root_cause_code: str | None,
+        corrective_action_code: str | None,
+        note: str | None,
+        at: datetime,
+    ) -> None:
+        """The ticket closed: its anomalies get the root cause and corrective action."""
+        await self.session.execute(
+            update(anomalies)
+            .where(anomalies.c.ticket_id == ticket_id)
+            .values(
+                root_cause_code=root_cause_code,
+                corrective_action_code=corrective_action_code,
+                resolution_note=note,
+                closed_at=at,
+            )
+        )
+
+    async def list_anomalies(
+        self, where: AnomalyFilter, *, before_id: str | None, limit: int
+    ) -> list[AnomalyRecord]:
+        """Newest first (ids are UUIDv7); keyset on the id."""
+        stmt = select(anomalies).order_by(anomalies.c.id.desc()).limit(limit)
+        if where.device_model:
+            stmt = stmt.where(anomalies.c.device_model == where.device_model)
+        if where.device_id:
+            stmt = stmt.where(anomalies.c.device_id == where.device_id)
+        if where.categories:
+            stmt = stmt.where(anomalies.c.category.in_(sorted(c.value for c in where.categories)))
+        if where.first_seen_from is not None:
+            stmt = stmt.where(anomalies.c.first_seen_at >= where.first_seen_from)
+        if where.first_seen_before is not None:
+            stmt = stmt.where(anomalies.c.first_seen_at < where.first_seen_before)
+        if before_id:
+            stmt = stmt.where(anomalies.c.id < before_id)
+        return [_anomaly(r) for r in await self.session.execute(stmt)]
+
+    # --- tickets ---------------------------------------------------------------------------
+
+    async def insert_ticket(self, ticket: Ticket) -> None:
+        """A second open ticket of a device is a unique-key clash (Conflict at the unit of
+        work): callers look for the open one first."""
+        await self.session.execute(insert(tickets).values(_ticket_row(ticket)))
+
+    async def update_ticket(self, ticket: Ticket) -> None:
+        row = _ticket_row(ticket)
+        del row["id"]
+        await self.session.execute(update(tickets).where(tickets.c.id == ticket.id).values(row))
+
+    async def get_ticket(self, ticket_id: str) -> Ticket | None:
+        row = (await self.session.execute(select(tickets).where(tickets.c.id == ticket_id))).first()
+        return await self._with_anomalies(_ticket(row)) if row is not None else None
+
+    async def open_ticket_of(self, device_id: str) -> Ticket | None:
+        row = (
+            await self.session.execute(
+                select(tickets).where(
+                    tickets.c.device_id == device_id, tickets.c.state != TicketState.CLOSED.value
+                )
+            )
+        ).first()
+        return _ticket(row) if row is not None else None
+
+    async def open_tickets(self) -> list[Ticket]:
+        rows = await self.session.execute(
+            select(tickets).where(tickets.c.state != TicketState.CLOSED.value)
+        )
+        return [_ticket(r) for r in rows]
+
+    async def list_tickets(
+        self, where: TicketFilter, *, before_id: str | None, limit: int
+    ) -> list[Ticket]:
+        stmt = select(tickets).order_by(tickets.c.id.desc()).limit(limit)
+        if where.device_id:
+            stmt = stmt.where(tickets.c.device_id == where.device_id)
+        if where.states:
+            stmt = stmt.where(tickets.c.state.in_(sorted(where.states)))
+        if before_id:
+            stmt = stmt.where(tickets.c.id < before_id)
+        return [await self._with_anomalies(_ticket(r)) for r in await self.session.execute(stmt)]
+
+    async def _with_anomalies(self, ticket: Ticket) -> Ticket:
+        rows = (
+            await self.session.execute(
+                select(anomalies.c.id, anomalies.c.actions)
+                .where(anomalies.c.ticket_id == ticket.id)
+                .order_by(anomalies.c.id)
+            )
+        ).all()
+        actions: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for row in rows:
+            for action in row.actions or []:
+                actions.setdefault((action["action"], action["at"]), action)
+        return replace(
+            ticket,
+            anomaly_ids=tuple(r.id for r in rows),
+            actions_tried=tuple(actions[k] for k in sorted(actions, key=lambda k: k[1])),
+        )
 
     async def usage_of(self, device_id: str) -> Usage | None:
         row = (await self.session.execute(_USAGE_OF, {"key": device_id})).first()

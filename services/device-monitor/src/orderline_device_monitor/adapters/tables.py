@@ -18,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 
-from orderline_device_monitor.app.records import ALARM_RAISED
+from orderline_device_monitor.app.records import ALARM_RAISED, TICKET_CLOSED
 from orderline_runtime.columns import UTCDateTime
 from orderline_runtime.messaging.tables import add_messaging_tables
 
@@ -117,6 +117,63 @@ anomalies = Table(
     Column("order_id", String(64), nullable=True, index=True),
     Column("job_id", String(64), nullable=True),
     Column("recorded_at", UTCDateTime, nullable=False),
+    # Migration 0004 (issue 11, item 6): the model whose rules judged the device, the alarm's
+    # detail, when the anomaly ended, the samples around onset (oldest first, `onset_index`
+    # the one that raised it), the first-line actions tried, the ticket it was handled under,
+    # and root cause and corrective action (codes) filled in when that ticket closes.
+    Column("device_model", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("last_seen_at", UTCDateTime, nullable=True),
+    Column("samples", JSON, nullable=True),
+    Column("onset_index", Integer, nullable=True),
+    Column("actions", JSON, nullable=True),
+    Column("ticket_id", String(36), nullable=True),
+    Column("root_cause_code", String(40), nullable=True),
+    Column("corrective_action_code", String(40), nullable=True),
+    Column("resolution_note", Text, nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Index("ix_anomalies_category_first_seen_at", "category", "first_seen_at"),
+    Index("ix_anomalies_device_model_first_seen_at", "device_model", "first_seen_at"),
+    Index("ix_anomalies_ticket_id", "ticket_id"),
+)
+
+OPEN_TICKET = text(f"state <> '{TICKET_CLOSED}'")
+
+# Maintenance tickets (TMF621), migration 0004. At most one open ticket per device (partial
+# unique index): the device is under maintenance while it is open.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason_code", String(20), nullable=False),
+    Column("category", String(20), nullable=True),
+    Column("description", Text, nullable=False),
+    Column("order_id", String(64), nullable=True),
+    Column("alarm_id", String(36), nullable=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("opened_by", String(100), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("root_cause_code", String(40), nullable=True),
+    Column("corrective_action_code", String(40), nullable=True),
+    Column("resolution_note", Text, nullable=True),
+    Column("resolved_by", String(100), nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("closed_by", String(100), nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("close_reason", String(30), nullable=True),
+    # Every step: [{"at", "by", "state", "text"}], oldest first.
+    Column("history", JSON, nullable=False),
+    Index("ix_tickets_device_id_id", "device_id", "id"),
+    Index("ix_tickets_state_id", "state", "id"),
+    Index(
+        "uq_tickets_open_per_device",
+        "device_id",
+        unique=True,
+        sqlite_where=OPEN_TICKET,
+        postgresql_where=OPEN_TICKET,
+    ),
 )
 
 # Which order a device is in use for, from provisioning.job_started (the latest job wins).

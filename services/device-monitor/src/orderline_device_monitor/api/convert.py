@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -14,9 +15,10 @@ from orderline_device_monitor.app.events import (
     health_state_to_proto,
     severity_to_proto,
 )
-from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.app.records import AlarmRecord, AnomalyRecord
 from orderline_device_monitor.domain.alarms import probable_cause
 from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
+from orderline_device_monitor.domain.tickets import Ticket, TicketState
 from orderline_runtime.errors import Violations
 
 # google.protobuf.Timestamp's documented range: 0001-01-01 to 9999-12-31, nanos 0..999999999.
@@ -138,3 +140,104 @@ def _alarm_state(alarm: AlarmRecord) -> device_pb2.AlarmState.ValueType:
     if alarm.updated_at is not None:
         return device_pb2.ALARM_STATE_UPDATED
     return device_pb2.ALARM_STATE_RAISED
+
+
+_TICKET_STATES: dict[TicketState, device_pb2.TicketState.ValueType] = {
+    TicketState.ACKNOWLEDGED: device_pb2.TICKET_STATE_ACKNOWLEDGED,
+    TicketState.IN_PROGRESS: device_pb2.TICKET_STATE_IN_PROGRESS,
+    TicketState.RESOLVED: device_pb2.TICKET_STATE_RESOLVED,
+    TicketState.CLOSED: device_pb2.TICKET_STATE_CLOSED,
+}
+TICKET_STATES_FROM_PROTO: dict[int, TicketState] = {v: k for k, v in _TICKET_STATES.items()}
+
+
+def _stamp(target: Timestamp, value: datetime | None) -> None:
+    if value is not None:
+        target.FromDatetime(value)
+
+
+def _actions_to_proto(actions: Sequence[Mapping[str, Any]]) -> list[device_pb2.FirstLineAction]:
+    result = []
+    for a in actions:
+        msg = device_pb2.FirstLineAction(
+            action=str(a.get("action", "")),
+            outcome=str(a.get("outcome", "")),
+            detail=str(a.get("detail", "")),
+        )
+        if a.get("at"):
+            msg.at.FromDatetime(datetime.fromisoformat(str(a["at"])))
+        result.append(msg)
+    return result
+
+
+def ticket_to_proto(ticket: Ticket) -> device_pb2.Ticket:
+    msg = device_pb2.Ticket(
+        id=ticket.id,
+        device_id=ticket.device_id,
+        state=_TICKET_STATES[ticket.state],
+        reason_code=ticket.reason_code,
+        category=(
+            category_to_proto(ticket.category)
+            if ticket.category
+            else device_pb2.HEALTH_CATEGORY_UNSPECIFIED
+        ),
+        description=ticket.description,
+        order_id=ticket.order_id or "",
+        alarm_id=ticket.alarm_id or "",
+        anomaly_ids=list(ticket.anomaly_ids),
+        opened_by=ticket.opened_by,
+        root_cause_code=ticket.root_cause_code or "",
+        corrective_action_code=ticket.corrective_action_code or "",
+        resolution_note=ticket.resolution_note or "",
+        resolved_by=ticket.resolved_by or "",
+        closed_by=ticket.closed_by or "",
+        close_reason=ticket.close_reason or "",
+        actions_tried=_actions_to_proto(ticket.actions_tried),
+    )
+    _stamp(msg.opened_at, ticket.opened_at)
+    _stamp(msg.updated_at, ticket.updated_at)
+    _stamp(msg.resolved_at, ticket.resolved_at)
+    _stamp(msg.closed_at, ticket.closed_at)
+    for note in ticket.history:
+        step = msg.history.add(by=note.by, state=_TICKET_STATES[note.state], text=note.text)
+        step.at.FromDatetime(note.at)
+    return msg
+
+
+def _sample_to_proto(data: Mapping[str, Any]) -> device_pb2.TelemetrySample:
+    values = {k: v for k, v in data.items() if k in _SAMPLE_FIELDS}
+    msg = device_pb2.TelemetrySample(device_id=str(data.get("device_id", "")), **values)
+    if data.get("observed_at"):
+        msg.observed_at.FromDatetime(datetime.fromisoformat(str(data["observed_at"])))
+    return msg
+
+
+_SAMPLE_FIELDS = frozenset(
+    f.name
+    for f in device_pb2.TelemetrySample.DESCRIPTOR.fields
+    if f.name not in ("device_id", "observed_at")
+)
+
+
+def anomaly_to_proto(anomaly: AnomalyRecord) -> device_pb2.Anomaly:
+    msg = device_pb2.Anomaly(
+        id=anomaly.id,
+        alarm_id=anomaly.alarm_id,
+        device_id=anomaly.device_id,
+        device_model=anomaly.device_model or "",
+        category=category_to_proto(anomaly.category),
+        offending_metrics=sorted(anomaly.readings),
+        samples=[_sample_to_proto(s) for s in anomaly.samples],
+        onset_index=anomaly.onset_index or 0,
+        actions_tried=_actions_to_proto(anomaly.actions),
+        ticket_id=anomaly.ticket_id or "",
+        root_cause_code=anomaly.root_cause_code or "",
+        corrective_action_code=anomaly.corrective_action_code or "",
+        resolution_note=anomaly.resolution_note or "",
+        order_id=anomaly.order_id or "",
+        detail=anomaly.detail or "",
+    )
+    _stamp(msg.first_seen_at, anomaly.first_seen_at)
+    _stamp(msg.last_seen_at, anomaly.last_seen_at)
+    _stamp(msg.closed_at, anomaly.closed_at)
+    return msg

@@ -5,8 +5,8 @@ Telemetry is evaluated against this book, never against the database; the databa
 once at start (and after a conflict) to rebuild it. One process holds the book, so
 device-monitor runs as a single replica per fleet (several replicas would each keep a book;
 the database still refuses a second open alarm per device and category). Only the open alarms
-survive a restart: the evaluator's pending periods, keep-firing times and flap histories start
-again, with every open alarm's category taken as raised at its severity.
+and open tickets survive a restart: the evaluator's pending periods, keep-firing times and flap
+histories start again, with every open alarm's category taken as raised at its severity.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.domain.evaluator import align
 from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm, Severity
+from orderline_device_monitor.domain.tickets import Ticket
 from orderline_runtime.errors import Unavailable
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
@@ -27,6 +28,9 @@ READY_WAIT_SECONDS = 5.0
 class HealthBook:
     def __init__(self) -> None:
         self._states: dict[str, DeviceState] = {}
+        # The open maintenance ticket of each device that has one: the device is under
+        # maintenance while it is here (changed only after the ticket's transaction commits).
+        self.tickets: dict[str, Ticket] = {}
         self.ready = asyncio.Event()
 
     def get(self, device_id: str) -> DeviceState | None:
@@ -42,8 +46,15 @@ class HealthBook:
     def __len__(self) -> int:
         return len(self._states)
 
-    def restore(self, device_ids: Iterable[str], open_alarms: Iterable[AlarmRecord]) -> None:
-        """Replaces every device's open alarms with the database's; keeps when it was seen."""
+    def restore(
+        self,
+        device_ids: Iterable[str],
+        open_alarms: Iterable[AlarmRecord],
+        open_tickets: Iterable[Ticket] = (),
+    ) -> None:
+        """Replaces every device's open alarms and open ticket with the database's (a device is
+        under maintenance while its ticket is open); keeps when it was seen."""
+        self.tickets = {t.device_id: t for t in open_tickets}
         by_device: dict[str, dict[Category, OpenAlarm]] = {}
         for alarm in open_alarms:
             by_device.setdefault(alarm.device_id, {})[alarm.category] = OpenAlarm(
@@ -53,12 +64,12 @@ class HealthBook:
                 alarm.parent_alarm_id if alarm.suppressed else None,
                 alarm.repeat_count,
             )
-        for device_id in {*device_ids, *by_device, *self._states}:
+        for device_id in {*device_ids, *by_device, *self._states, *self.tickets}:
             current = self._states.get(device_id) or DeviceState(device_id)
             alarms: Mapping[Category, OpenAlarm] = by_device.get(device_id, {})
             self._states[device_id] = DeviceState(
                 device_id=device_id,
-                under_maintenance=current.under_maintenance,
+                under_maintenance=device_id in self.tickets,
                 open_alarms=alarms,
                 last_seen=current.last_seen,
                 last_observed=current.last_observed,
@@ -89,4 +100,5 @@ async def restore_from_database(uow: UnitOfWorkFactory[DeviceRepository], book: 
     async with uow(read_only=True) as tx:
         device_ids = await tx.repos.known_devices()
         open_alarms = await tx.repos.open_alarms()
-    book.restore(device_ids, open_alarms)
+        open_tickets = await tx.repos.open_tickets()
+    book.restore(device_ids, open_alarms, open_tickets)

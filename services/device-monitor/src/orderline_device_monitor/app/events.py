@@ -19,6 +19,7 @@ from orderline_device_monitor.domain.health import (
     Severity,
     sorted_categories,
 )
+from orderline_device_monitor.domain.tickets import Ticket
 
 _CATEGORY_PREFIX = "HEALTH_CATEGORY_"
 _STATE_PREFIX = "HEALTH_STATE_"
@@ -116,4 +117,46 @@ def health_changed(
         state=health_state_to_proto(state),
         abnormal=[category_to_proto(c) for c in sorted_categories(abnormal)],
         condition=condition_to_proto(condition),
+    )
+
+
+def ticket_opened(ticket: Ticket) -> device_events_pb2.TicketOpened:
+    return device_events_pb2.TicketOpened(
+        ticket_id=ticket.id,
+        device_id=ticket.device_id,
+        reason_code=ticket.reason_code,
+        category=(
+            category_to_proto(ticket.category)
+            if ticket.category
+            else device_pb2.HEALTH_CATEGORY_UNSPECIFIED
+        ),
+        alarm_id=ticket.alarm_id or "",
+        opened_by=ticket.opened_by,
+    )
+
+
+def ticket_progressed(ticket: Ticket, by: str) -> device_events_pb2.TicketProgressed:
+    return device_events_pb2.TicketProgressed(
+        ticket_id=ticket.id, device_id=ticket.device_id, by=by
+    )
+
+
+def ticket_resolved(ticket: Ticket) -> device_events_pb2.TicketResolved:
+    return device_events_pb2.TicketResolved(
+        ticket_id=ticket.id,
+        device_id=ticket.device_id,
+        root_cause_code=ticket.root_cause_code or "",
+        corrective_action_code=ticket.corrective_action_code or "",
+        by=ticket.resolved_by or "",
+    )
+
+
+def ticket_closed(ticket: Ticket) -> device_events_pb2.TicketClosed:
+    return device_events_pb2.TicketClosed(
+        ticket_id=ticket.id,
+        device_id=ticket.device_id,
+        close_reason=ticket.close_reason or "",
+        by=ticket.closed_by or "",
+        root_cause_code=ticket.root_cause_code or "",
+        corrective_action_code=ticket.corrective_action_code or "",
     )

@@ -16,10 +16,12 @@ reading finds the same change again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -27,16 +29,20 @@ from opentelemetry import trace
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
+from orderline_device_monitor.app.tickets import open_ticket_in
 from orderline_device_monitor.domain import devices
 from orderline_device_monitor.domain.alarms import is_root, probable_cause
+from orderline_device_monitor.domain.escalation import OpenTicket, ticket_description
 from orderline_device_monitor.domain.evaluator import Kind
 from orderline_device_monitor.domain.health import (
+    Category,
     DeviceState,
     HealthChange,
     Reading,
     reading_problems,
 )
-from orderline_device_monitor.domain.rules import RuleSet
+from orderline_device_monitor.domain.rules import DEFAULT_MODEL, RuleSet
+from orderline_device_monitor.domain.tickets import SAFETY_FAILURE, SYSTEM, Ticket
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import Conflict, Unavailable
 from orderline_runtime.ids import new_id
@@ -46,6 +52,38 @@ from orderline_runtime.telemetry_names import DEVICE_ID, HEALTH_CHANGE_SPAN
 from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
+
+
+# Samples kept around an anomaly's onset: up to this many before it (the onset sample included),
+# and this many after it. Held in memory; the ones after onset are written once, when they are
+# all in or when the alarm clears first.
+SAMPLES_BEFORE = 5
+SAMPLES_AFTER = 5
+
+
+def sample_json(reading: Reading) -> dict[str, Any]:
+    """A reading as an anomaly record keeps it."""
+    return {
+        "device_id": reading.device_id,
+        "observed_at": reading.observed_at.isoformat() if reading.observed_at else None,
+        **reading.values(),
+    }
+
+
+@dataclass
+class _Capture:
+    """Samples after an anomaly's onset, gathered in memory until written."""
+
+    alarm_id: str
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Onset:
+    """What the ingest knew when it raised an alarm: the samples up to it, the device model."""
+
+    samples: tuple[dict[str, Any], ...]
+    model: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,10 @@ class TelemetryIngest:
         # judged by the rules' default model.
         self.model_of = model_of
         self._lock = asyncio.Lock()
+        # Per device, the last few readings (for the samples before an anomaly's onset).
+        self._recent: dict[str, deque[Reading]] = {}
+        # Per device, the anomalies still gathering samples after their onset.
+        self._after: dict[str, list[_Capture]] = {}
 
     async def ingest(self, readings: Sequence[Reading]) -> IngestResult:
         """Evaluates a batch. Unusable readings (bad device id, non-finite values) are skipped
@@ -103,10 +145,18 @@ class TelemetryIngest:
         states: dict[str, DeviceState] = {}
         first_seen: list[str] = []
         changes: list[HealthChange] = []
+        onsets: dict[str, _Onset] = {}
+        flushes: list[_Capture] = []
         for reading in readings:
             previous = states.get(reading.device_id) or self.book.get(reading.device_id)
             if previous is None:
                 first_seen.append(reading.device_id)
+            recent = self._recent.get(reading.device_id)
+            if recent is None:
+                recent = self._recent[reading.device_id] = deque(maxlen=SAMPLES_BEFORE)
+            recent.append(reading)
+            if self._after:
+                flushes.extend(self._gather_after(reading))
             seen = devices.observe(
                 previous,
                 reading,
@@ -120,9 +170,26 @@ class TelemetryIngest:
             states[reading.device_id] = seen.state
             if seen.change is not None:
                 changes.append(seen.change)
-        if first_seen or changes:
+                if seen.change.raised:
+                    evaluation = seen.state.evaluation
+                    onset = _Onset(
+                        tuple(sample_json(r) for r in recent),
+                        (evaluation.model if evaluation else None) or DEFAULT_MODEL,
+                    )
+                    captures = self._after.setdefault(reading.device_id, [])
+                    for raised in seen.change.raised:
+                        onsets[raised.alarm_id] = onset
+                        captures.append(_Capture(raised.alarm_id))
+                for cleared in seen.change.cleared:
+                    flushes.extend(self._stop_gathering(reading.device_id, cleared.alarm.alarm_id))
+        if first_seen or changes or flushes:
             try:
-                await self._persist(first_seen, changes, now)
+                maintenance = await self._persist(
+                    first_seen, changes, now, onsets=onsets, flushes=flushes, states=states
+                )
+                for device_id, ticket in maintenance.items():
+                    self.book.tickets[device_id] = ticket
+                    states[device_id] = replace(states[device_id], under_maintenance=True)
             except Conflict as exc:
                 # Another writer (a second replica) opened an alarm this book did not know of:
                 # take the database's view and let the sender retry against it.
@@ -134,6 +201,37 @@ class TelemetryIngest:
                 ) from exc
         self.book.put_all(states.values())
         return len(changes)
+
+    def _gather_after(self, reading: Reading) -> list[_Capture]:
+        """Adds the reading to its device's anomalies gathering samples after onset; those now
+        complete are returned to be written."""
+        captures = self._after.get(reading.device_id)
+        if not captures:
+            return []
+        complete: list[_Capture] = []
+        for capture in captures:
+            capture.samples.append(sample_json(reading))
+            if len(capture.samples) >= SAMPLES_AFTER:
+                complete.append(capture)
+        if complete:
+            remaining = [c for c in captures if c not in complete]
+            if remaining:
+                self._after[reading.device_id] = remaining
+            else:
+                del self._after[reading.device_id]
+        return complete
+
+    def _stop_gathering(self, device_id: str, alarm_id: str) -> list[_Capture]:
+        """The alarm cleared: what was gathered after its onset is written now."""
+        captures = self._after.get(device_id, [])
+        stopped = [c for c in captures if c.alarm_id == alarm_id]
+        if stopped:
+            remaining = [c for c in captures if c.alarm_id != alarm_id]
+            if remaining:
+                self._after[device_id] = remaining
+            else:
+                self._after.pop(device_id, None)
+        return [c for c in stopped if c.samples]
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -158,7 +256,7 @@ class TelemetryIngest:
                     states.append(after)
                     changes.append(change)
             if changes:
-                await self._persist((), changes, now)
+                await self._persist((), changes, now, states={s.device_id: s for s in states})
                 for change in changes:
                     for transition in change.transitions:
                         if transition.kind is Kind.COMMUNICATION_LOST:
@@ -171,11 +269,23 @@ class TelemetryIngest:
         return sum(len(c.transitions) for c in changes)
 
     async def _persist(
-        self, first_seen: Sequence[str], changes: Sequence[HealthChange], now: datetime
-    ) -> None:
+        self,
+        first_seen: Sequence[str],
+        changes: Sequence[HealthChange],
+        now: datetime,
+        *,
+        states: Mapping[str, DeviceState],
+        onsets: Mapping[str, _Onset] | None = None,
+        flushes: Sequence[_Capture] = (),
+    ) -> dict[str, Ticket]:
+        """Writes the batch's changes in one transaction; returns the tickets it opened (a
+        safety failure's), by device, for the book once it commits."""
         stream_span = trace.get_current_span().get_span_context()
+        opened: dict[str, Ticket] = {}
         async with self.uow() as uow:
             await uow.repos.register_devices(first_seen, now)
+            for capture in flushes:
+                await uow.repos.add_anomaly_samples(capture.alarm_id, capture.samples)
             for change in changes:
                 # Each change is its own small trace (not a child of a long telemetry stream),
                 # linked to the stream that carried it, and part of the device's order if any.
@@ -185,14 +295,29 @@ class TelemetryIngest:
                     links=[trace.Link(stream_span)] if stream_span.is_valid else None,
                     attributes={DEVICE_ID: change.device_id},
                 ):
-                    await self._record(uow, change, now)
+                    ticket = await self._record(
+                        uow, change, now, states[change.device_id], onsets or {}
+                    )
+                    if ticket is not None:
+                        opened[change.device_id] = ticket
+        return opened
 
     async def _record(
-        self, uow: UnitOfWork[DeviceRepository], change: HealthChange, now: datetime
-    ) -> None:
+        self,
+        uow: UnitOfWork[DeviceRepository],
+        change: HealthChange,
+        now: datetime,
+        state: DeviceState,
+        onsets: Mapping[str, _Onset],
+    ) -> Ticket | None:
         device_id = change.device_id
         usage = await uow.repos.usage_of(device_id)
         order_id = usage.order_id if usage else ""
+        ticket_id: str | None = None
+        if change.raised and state.under_maintenance:
+            # Anomalies of a device under maintenance are handled under its open ticket.
+            current = self.book.tickets.get(device_id)
+            ticket_id = current.id if current else None
         with order_scope(order_id, device_id) if order_id else nullcontext():
             for raised in change.raised:
                 finding = raised.finding
@@ -209,6 +334,8 @@ class TelemetryIngest:
                     is_root_cause=is_root(finding.category),
                     parent_alarm_id=raised.parent_id,
                 )
+                onset = onsets.get(raised.alarm_id)
+                samples = onset.samples if onset else ()
                 await uow.repos.record_anomaly(
                     anomaly_id=new_id(),
                     alarm_id=raised.alarm_id,
@@ -220,6 +347,11 @@ class TelemetryIngest:
                     order_id=order_id or None,
                     job_id=usage.job_id if usage else None,
                     recorded_at=now,
+                    device_model=onset.model if onset else DEFAULT_MODEL,
+                    detail=finding.detail,
+                    samples=samples,
+                    onset_index=len(samples) - 1 if samples else None,
+                    ticket_id=ticket_id,
                 )
                 uow.emit(events.alarm_raised(device_id, raised), order_id=order_id)
                 log.info(
@@ -234,6 +366,7 @@ class TelemetryIngest:
                 )
             for cleared in change.cleared:
                 await uow.repos.clear_alarm(cleared.alarm.alarm_id, change.at)
+                await uow.repos.end_anomaly(cleared.alarm.alarm_id, change.at)
                 uow.emit(events.alarm_cleared(device_id, cleared), order_id=order_id)
                 log.info(
                     "alarm cleared",
@@ -249,6 +382,24 @@ class TelemetryIngest:
                     events.health_changed(device_id, change.abnormal_after, change.condition),
                     order_id=order_id,
                 )
+            safety = next((r for r in change.raised if r.finding.category is Category.SAFETY), None)
+            if safety is None or state.under_maintenance or device_id in self.book.tickets:
+                return None
+            # A safety failure: a ticket at once, in the transaction that raised the alarm;
+            # nothing is tried on the device (domain/escalation.py).
+            decision = OpenTicket(SAFETY_FAILURE, Category.SAFETY, safety.alarm_id)
+            opened = await open_ticket_in(
+                uow,
+                state,
+                reason_code=SAFETY_FAILURE,
+                category=Category.SAFETY,
+                alarm_id=safety.alarm_id,
+                description=ticket_description(decision, (), 0),
+                order_id=order_id or None,
+                by=SYSTEM,
+                at=change.at,
+            )
+            return await uow.repos.get_ticket(opened.id)
 
 
 async def record_updates(

@@ -3,14 +3,17 @@ is in use for. Plain values; the repository builds them from rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from orderline_device_monitor.domain.health import Category, Severity
 
 ALARM_RAISED = "RAISED"
 ALARM_CLEARED = "CLEARED"
+# TicketState.CLOSED's value, as stored (the open-ticket index names it).
+TICKET_CLOSED = "closed"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,38 @@ class AnomalyRecord:
     order_id: str | None
     job_id: str | None
     recorded_at: datetime
+    device_model: str | None = None
+    detail: str | None = None
+    last_seen_at: datetime | None = None
+    # Samples around onset, oldest first: each a reading's values with "device_id" and
+    # "observed_at" (ISO 8601); `onset_index` is the one that raised the alarm.
+    samples: Sequence[Mapping[str, Any]] = ()
+    onset_index: int | None = None
+    # First-line actions tried: {"action", "at", "outcome", "detail"}.
+    actions: Sequence[Mapping[str, Any]] = ()
+    ticket_id: str | None = None
+    root_cause_code: str | None = None
+    corrective_action_code: str | None = None
+    resolution_note: str | None = None
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnomalyFilter:
+    """ListAnomalies' filters; empty or None means any. The period is on first_seen_at."""
+
+    device_model: str | None = None
+    device_id: str | None = None
+    categories: frozenset[Category] = frozenset()
+    first_seen_from: datetime | None = None
+    first_seen_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    device_id: str | None = None
+    # TicketState values.
+    states: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,28 @@ ALARM_STATE_UPDATED: AlarmState.ValueType  # 3
 """Open, and changed since it was raised (severity, a repeat, acknowledged, correlated)."""
 Global___AlarmState: _TypeAlias = AlarmState  # noqa: Y015
 
+class _TicketState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_STATE_UNSPECIFIED: _TicketState.ValueType  # 0
+    TICKET_STATE_ACKNOWLEDGED: _TicketState.ValueType  # 1
+    TICKET_STATE_IN_PROGRESS: _TicketState.ValueType  # 2
+    TICKET_STATE_RESOLVED: _TicketState.ValueType  # 3
+    TICKET_STATE_CLOSED: _TicketState.ValueType  # 4
+
+class TicketState(_TicketState, metaclass=_TicketStateEnumTypeWrapper):
+    """TMF621 troubleTicket status, in the order a ticket moves."""
+
+TICKET_STATE_UNSPECIFIED: TicketState.ValueType  # 0
+TICKET_STATE_ACKNOWLEDGED: TicketState.ValueType  # 1
+TICKET_STATE_IN_PROGRESS: TicketState.ValueType  # 2
+TICKET_STATE_RESOLVED: TicketState.ValueType  # 3
+TICKET_STATE_CLOSED: TicketState.ValueType  # 4
+Global___TicketState: _TypeAlias = TicketState  # noqa: Y015
+
 @_typing.final
 class FailingCategory(_message.Message):
     """A category currently failing, at its severity."""
@@ -721,3 +743,606 @@ class ClearAlarmResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClearAlarmResponse: _TypeAlias = ClearAlarmResponse  # noqa: Y015
+
+@_typing.final
+class FirstLineAction(_message.Message):
+    """A first-line troubleshooting step tried on a device before (or instead of) a ticket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """REBOOT, or WAIT_FOR_RECOVERY when the category has no safe remote action."""
+    outcome: _builtins.str
+    """DONE, FAILED or UNAVAILABLE (the device agent offers no such action)."""
+    detail: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        outcome: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "at", b"at", "detail", b"detail", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FirstLineAction: _TypeAlias = FirstLineAction  # noqa: Y015
+
+@_typing.final
+class TicketNote(_message.Message):
+    """One step of a ticket's history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    by: _builtins.str
+    """The person or service; "device-monitor" for escalation and confirmation by telemetry."""
+    state: Global___TicketState.ValueType
+    """The state the ticket was in after this step."""
+    text: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        by: _builtins.str = ...,
+        state: Global___TicketState.ValueType = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "by", b"by", "state", b"state", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketNote: _TypeAlias = TicketNote  # noqa: Y015
+
+@_typing.final
+class Ticket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    ANOMALY_IDS_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ROOT_CAUSE_CODE_FIELD_NUMBER: _builtins.int
+    CORRECTIVE_ACTION_CODE_FIELD_NUMBER: _builtins.int
+    RESOLUTION_NOTE_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    CLOSE_REASON_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    ACTIONS_TRIED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    device_id: _builtins.str
+    state: Global___TicketState.ValueType
+    reason_code: _builtins.str
+    """Why it was opened: SAFETY_FAILURE, NOT_RECOVERED (first-line troubleshooting did not bring
+    the device back within the recovery window) or REPORTED (a person or service reported it).
+    """
+    category: Global___HealthCategory.ValueType
+    description: _builtins.str
+    order_id: _builtins.str
+    """The order the device was in use for, or the order a reported problem concerns."""
+    alarm_id: _builtins.str
+    """The device's alarm that led to the ticket, if any."""
+    opened_by: _builtins.str
+    root_cause_code: _builtins.str
+    """Codes from the code list (docs/device-health.md), set when resolved."""
+    corrective_action_code: _builtins.str
+    resolution_note: _builtins.str
+    resolved_by: _builtins.str
+    closed_by: _builtins.str
+    close_reason: _builtins.str
+    """DEVICE_CONFIRMED_HEALTHY or PERSON_CONFIRMED."""
+    @_builtins.property
+    def anomaly_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___TicketNote]: ...
+    @_builtins.property
+    def actions_tried(self) -> _containers.RepeatedCompositeFieldContainer[Global___FirstLineAction]:
+        """What first-line troubleshooting tried before the ticket opened."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        state: Global___TicketState.ValueType = ...,
+        reason_code: _builtins.str = ...,
+        category: Global___HealthCategory.ValueType = ...,
+        description: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        alarm_id: _builtins.str = ...,
+        anomaly_ids: _abc.Iterable[_builtins.str] | None = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        opened_by: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        root_cause_code: _builtins.str = ...,
+        corrective_action_code: _builtins.str = ...,
+        resolution_note: _builtins.str = ...,
+        resolved_by: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_by: _builtins.str = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        close_reason: _builtins.str = ...,
+        history: _abc.Iterable[Global___TicketNote] | None = ...,
+        actions_tried: _abc.Iterable[Global___FirstLineAction] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at", "resolved_at", b"resolved_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions_tried", b"actions_tried", "alarm_id", b"alarm_id", "anomaly_ids", b"anomaly_ids", "category", b"category", "close_reason", b"close_reason", "closed_at", b"closed_at", "closed_by", b"closed_by", "corrective_action_code", b"corrective_action_code", "description", b"description", "device_id", b"device_id", "history", b"history", "id", b"id", "opened_at", b"opened_at", "opened_by", b"opened_by", "order_id", b"order_id", "reason_code", b"reason_code", "resolution_note", b"resolution_note", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "root_cause_code", b"root_cause_code", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ticket: _TypeAlias = Ticket  # noqa: Y015
+
+@_typing.final
+class CreateTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    description: _builtins.str
+    """What is wrong, as reported (1-1000 characters)."""
+    category: Global___HealthCategory.ValueType
+    """The category the reporter suspects; unspecified when unknown."""
+    order_id: _builtins.str
+    """The order the problem concerns (a follow-up's order), if any."""
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+        category: Global___HealthCategory.ValueType = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "description", b"description", "device_id", b"device_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTicketRequest: _TypeAlias = CreateTicketRequest  # noqa: Y015
+
+@_typing.final
+class CreateTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    created: _builtins.bool
+    """False when the device already had an open ticket: the report was added to it."""
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+        created: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTicketResponse: _TypeAlias = CreateTicketResponse  # noqa: Y015
+
+@_typing.final
+class GetTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTicketRequest: _TypeAlias = GetTicketRequest  # noqa: Y015
+
+@_typing.final
+class GetTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTicketResponse: _TypeAlias = GetTicketResponse  # noqa: Y015
+
+@_typing.final
+class ListTicketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___TicketState.ValueType]:
+        """Any of these states; empty: all."""
+
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        states: _abc.Iterable[Global___TicketState.ValueType] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsRequest: _TypeAlias = ListTicketsRequest  # noqa: Y015
+
+@_typing.final
+class ListTicketsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKETS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ticket]: ...
+    def __init__(
+        self,
+        *,
+        tickets: _abc.Iterable[Global___Ticket] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tickets", b"tickets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsResponse: _TypeAlias = ListTicketsResponse  # noqa: Y015
+
+@_typing.final
+class ProgressTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProgressTicketRequest: _TypeAlias = ProgressTicketRequest  # noqa: Y015
+
+@_typing.final
+class ProgressTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProgressTicketResponse: _TypeAlias = ProgressTicketResponse  # noqa: Y015
+
+@_typing.final
+class ResolveTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ROOT_CAUSE_CODE_FIELD_NUMBER: _builtins.int
+    CORRECTIVE_ACTION_CODE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    root_cause_code: _builtins.str
+    """From the root-cause code list, e.g. POOR_COOLING."""
+    corrective_action_code: _builtins.str
+    """From the corrective-action code list, e.g. COOLING_RESTORED."""
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        root_cause_code: _builtins.str = ...,
+        corrective_action_code: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["corrective_action_code", b"corrective_action_code", "note", b"note", "root_cause_code", b"root_cause_code", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveTicketRequest: _TypeAlias = ResolveTicketRequest  # noqa: Y015
+
+@_typing.final
+class ResolveTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveTicketResponse: _TypeAlias = ResolveTicketResponse  # noqa: Y015
+
+@_typing.final
+class CloseTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    note: _builtins.str
+    """The person's confirmation that the device works."""
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseTicketRequest: _TypeAlias = CloseTicketRequest  # noqa: Y015
+
+@_typing.final
+class CloseTicketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseTicketResponse: _TypeAlias = CloseTicketResponse  # noqa: Y015
+
+@_typing.final
+class Anomaly(_message.Message):
+    """The record of one anomaly (one alarm) for root-cause analysis."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_AT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_AT_FIELD_NUMBER: _builtins.int
+    OFFENDING_METRICS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    ONSET_INDEX_FIELD_NUMBER: _builtins.int
+    ACTIONS_TRIED_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ROOT_CAUSE_CODE_FIELD_NUMBER: _builtins.int
+    CORRECTIVE_ACTION_CODE_FIELD_NUMBER: _builtins.int
+    RESOLUTION_NOTE_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    alarm_id: _builtins.str
+    device_id: _builtins.str
+    device_model: _builtins.str
+    """The device model whose rules judged the device."""
+    category: Global___HealthCategory.ValueType
+    onset_index: _builtins.int
+    """Index in samples of the sample that raised the alarm."""
+    ticket_id: _builtins.str
+    root_cause_code: _builtins.str
+    """Filled in when the ticket closes."""
+    corrective_action_code: _builtins.str
+    resolution_note: _builtins.str
+    order_id: _builtins.str
+    detail: _builtins.str
+    @_builtins.property
+    def first_seen_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_seen_at(self) -> _timestamp_pb2.Timestamp:
+        """When the anomaly ended (its alarm cleared); unset while it lasts."""
+
+    @_builtins.property
+    def offending_metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The metrics that were out of bounds at onset, e.g. temperature_c."""
+
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___TelemetrySample]:
+        """Samples around onset, oldest first: those before it, the onset sample, some after it."""
+
+    @_builtins.property
+    def actions_tried(self) -> _containers.RepeatedCompositeFieldContainer[Global___FirstLineAction]: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        alarm_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        device_model: _builtins.str = ...,
+        category: Global___HealthCategory.ValueType = ...,
+        first_seen_at: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_at: _timestamp_pb2.Timestamp | None = ...,
+        offending_metrics: _abc.Iterable[_builtins.str] | None = ...,
+        samples: _abc.Iterable[Global___TelemetrySample] | None = ...,
+        onset_index: _builtins.int = ...,
+        actions_tried: _abc.Iterable[Global___FirstLineAction] | None = ...,
+        ticket_id: _builtins.str = ...,
+        root_cause_code: _builtins.str = ...,
+        corrective_action_code: _builtins.str = ...,
+        resolution_note: _builtins.str = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        order_id: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "first_seen_at", b"first_seen_at", "last_seen_at", b"last_seen_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions_tried", b"actions_tried", "alarm_id", b"alarm_id", "category", b"category", "closed_at", b"closed_at", "corrective_action_code", b"corrective_action_code", "detail", b"detail", "device_id", b"device_id", "device_model", b"device_model", "first_seen_at", b"first_seen_at", "id", b"id", "last_seen_at", b"last_seen_at", "offending_metrics", b"offending_metrics", "onset_index", b"onset_index", "order_id", b"order_id", "resolution_note", b"resolution_note", "root_cause_code", b"root_cause_code", "samples", b"samples", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Anomaly: _TypeAlias = Anomaly  # noqa: Y015
+
+@_typing.final
+class ListAnomaliesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_FROM_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_BEFORE_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    device_model: _builtins.str
+    device_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[Global___HealthCategory.ValueType]:
+        """Any of these categories; empty: all."""
+
+    @_builtins.property
+    def first_seen_from(self) -> _timestamp_pb2.Timestamp:
+        """First seen at or after this time; unset: no lower bound."""
+
+    @_builtins.property
+    def first_seen_before(self) -> _timestamp_pb2.Timestamp:
+        """First seen before this time; unset: no upper bound."""
+
+    def __init__(
+        self,
+        *,
+        device_model: _builtins.str = ...,
+        categories: _abc.Iterable[Global___HealthCategory.ValueType] | None = ...,
+        first_seen_from: _timestamp_pb2.Timestamp | None = ...,
+        first_seen_before: _timestamp_pb2.Timestamp | None = ...,
+        device_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen_before", b"first_seen_before", "first_seen_from", b"first_seen_from"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "device_id", b"device_id", "device_model", b"device_model", "first_seen_before", b"first_seen_before", "first_seen_from", b"first_seen_from", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnomaliesRequest: _TypeAlias = ListAnomaliesRequest  # noqa: Y015
+
+@_typing.final
+class ListAnomaliesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANOMALIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def anomalies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Anomaly]: ...
+    def __init__(
+        self,
+        *,
+        anomalies: _abc.Iterable[Global___Anomaly] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAnomaliesResponse: _TypeAlias = ListAnomaliesResponse  # noqa: Y015

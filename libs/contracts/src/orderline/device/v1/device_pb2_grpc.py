@@ -138,6 +138,41 @@ class DeviceHealthServiceStub:
                 request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.SerializeToString,
                 response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.FromString,
                 _registered_method=True)
+        self.CreateTicket = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/CreateTicket',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketResponse.FromString,
+                _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/GetTicket',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.GetTicketResponse.FromString,
+                _registered_method=True)
+        self.ListTickets = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/ListTickets',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.ProgressTicket = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/ProgressTicket',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketResponse.FromString,
+                _registered_method=True)
+        self.ResolveTicket = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/ResolveTicket',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketResponse.FromString,
+                _registered_method=True)
+        self.CloseTicket = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/CloseTicket',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketResponse.FromString,
+                _registered_method=True)
+        self.ListAnomalies = channel.unary_unary(
+                '/orderline.device.v1.DeviceHealthService/ListAnomalies',
+                request_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesRequest.SerializeToString,
+                response_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceHealthServiceServicer:
@@ -176,6 +211,56 @@ class DeviceHealthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTicket(self, request, context):
+        """Maintenance tickets (TMF621: acknowledged -> inProgress -> resolved -> closed). Escalation
+        opens them itself; a person or another service (intake's follow-up) opens one here. A
+        device is under maintenance while its ticket is open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTickets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProgressTicket(self, request, context):
+        """acknowledged -> inProgress: a person takes the ticket in hand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveTicket(self, request, context):
+        """inProgress -> resolved, with the root cause and corrective action as codes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseTicket(self, request, context):
+        """resolved -> closed by a person's confirmation (a resolved ticket also closes by itself
+        once the device is confirmed healthy by fresh telemetry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnomalies(self, request, context):
+        """Anomaly records for root-cause analysis, filtered by device model, category and period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceHealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +288,41 @@ def add_DeviceHealthServiceServicer_to_server(servicer, server):
                     servicer.ClearAlarm,
                     request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.FromString,
                     response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.SerializeToString,
+            ),
+            'CreateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTicket,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketResponse.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.GetTicketRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.GetTicketResponse.SerializeToString,
+            ),
+            'ListTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTickets,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'ProgressTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProgressTicket,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketResponse.SerializeToString,
+            ),
+            'ResolveTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveTicket,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketResponse.SerializeToString,
+            ),
+            'CloseTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseTicket,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketResponse.SerializeToString,
+            ),
+            'ListAnomalies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnomalies,
+                    request_deserializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesRequest.FromString,
+                    response_serializer=orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -341,6 +461,195 @@ class DeviceHealthService:
             '/orderline.device.v1.DeviceHealthService/ClearAlarm',
             orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmRequest.SerializeToString,
             orderline_dot_device_dot_v1_dot_device__pb2.ClearAlarmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/CreateTicket',
+            orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.CreateTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/GetTicket',
+            orderline_dot_device_dot_v1_dot_device__pb2.GetTicketRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.GetTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/ListTickets',
+            orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProgressTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/ProgressTicket',
+            orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.ProgressTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/ResolveTicket',
+            orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.ResolveTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/CloseTicket',
+            orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.CloseTicketResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnomalies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.device.v1.DeviceHealthService/ListAnomalies',
+            orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesRequest.SerializeToString,
+            orderline_dot_device_dot_v1_dot_device__pb2.ListAnomaliesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,23 @@ class DeviceHealthServiceStub:
     """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands."""
     ClearAlarm: _grpc.UnaryUnaryMultiCallable[_device_pb2.ClearAlarmRequest, _device_pb2.ClearAlarmResponse]
     """A person clears an open alarm, with a reason; a fault still present raises a new one."""
+    CreateTicket: _grpc.UnaryUnaryMultiCallable[_device_pb2.CreateTicketRequest, _device_pb2.CreateTicketResponse]
+    """Maintenance tickets (TMF621: acknowledged -> inProgress -> resolved -> closed). Escalation
+    opens them itself; a person or another service (intake's follow-up) opens one here. A
+    device is under maintenance while its ticket is open.
+    """
+    GetTicket: _grpc.UnaryUnaryMultiCallable[_device_pb2.GetTicketRequest, _device_pb2.GetTicketResponse]
+    ListTickets: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListTicketsRequest, _device_pb2.ListTicketsResponse]
+    ProgressTicket: _grpc.UnaryUnaryMultiCallable[_device_pb2.ProgressTicketRequest, _device_pb2.ProgressTicketResponse]
+    """acknowledged -> inProgress: a person takes the ticket in hand."""
+    ResolveTicket: _grpc.UnaryUnaryMultiCallable[_device_pb2.ResolveTicketRequest, _device_pb2.ResolveTicketResponse]
+    """inProgress -> resolved, with the root cause and corrective action as codes."""
+    CloseTicket: _grpc.UnaryUnaryMultiCallable[_device_pb2.CloseTicketRequest, _device_pb2.CloseTicketResponse]
+    """resolved -> closed by a person's confirmation (a resolved ticket also closes by itself
+    once the device is confirmed healthy by fresh telemetry).
+    """
+    ListAnomalies: _grpc.UnaryUnaryMultiCallable[_device_pb2.ListAnomaliesRequest, _device_pb2.ListAnomaliesResponse]
+    """Anomaly records for root-cause analysis, filtered by device model, category and period."""
 
 @_typing.type_check_only
 class DeviceHealthServiceAsyncStub(DeviceHealthServiceStub):
@@ -87,6 +104,23 @@ class DeviceHealthServiceAsyncStub(DeviceHealthServiceStub):
     """A person takes an open alarm in hand (TMF642 ackState); the first acknowledgement stands."""
     ClearAlarm: _aio.UnaryUnaryMultiCallable[_device_pb2.ClearAlarmRequest, _device_pb2.ClearAlarmResponse]  # type: ignore[assignment]
     """A person clears an open alarm, with a reason; a fault still present raises a new one."""
+    CreateTicket: _aio.UnaryUnaryMultiCallable[_device_pb2.CreateTicketRequest, _device_pb2.CreateTicketResponse]  # type: ignore[assignment]
+    """Maintenance tickets (TMF621: acknowledged -> inProgress -> resolved -> closed). Escalation
+    opens them itself; a person or another service (intake's follow-up) opens one here. A
+    device is under maintenance while its ticket is open.
+    """
+    GetTicket: _aio.UnaryUnaryMultiCallable[_device_pb2.GetTicketRequest, _device_pb2.GetTicketResponse]  # type: ignore[assignment]
+    ListTickets: _aio.UnaryUnaryMultiCallable[_device_pb2.ListTicketsRequest, _device_pb2.ListTicketsResponse]  # type: ignore[assignment]
+    ProgressTicket: _aio.UnaryUnaryMultiCallable[_device_pb2.ProgressTicketRequest, _device_pb2.ProgressTicketResponse]  # type: ignore[assignment]
+    """acknowledged -> inProgress: a person takes the ticket in hand."""
+    ResolveTicket: _aio.UnaryUnaryMultiCallable[_device_pb2.ResolveTicketRequest, _device_pb2.ResolveTicketResponse]  # type: ignore[assignment]
+    """inProgress -> resolved, with the root cause and corrective action as codes."""
+    CloseTicket: _aio.UnaryUnaryMultiCallable[_device_pb2.CloseTicketRequest, _device_pb2.CloseTicketResponse]  # type: ignore[assignment]
+    """resolved -> closed by a person's confirmation (a resolved ticket also closes by itself
+    once the device is confirmed healthy by fresh telemetry).
+    """
+    ListAnomalies: _aio.UnaryUnaryMultiCallable[_device_pb2.ListAnomaliesRequest, _device_pb2.ListAnomaliesResponse]  # type: ignore[assignment]
+    """Anomaly records for root-cause analysis, filtered by device model, category and period."""
 
 class DeviceHealthServiceServicer(metaclass=_abc_1.ABCMeta):
     """DeviceHealthService answers whether a device is fit to be worked on, and lists its alarms."""
@@ -127,5 +161,64 @@ class DeviceHealthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_device_pb2.ClearAlarmResponse, _abc.Awaitable[_device_pb2.ClearAlarmResponse]]:
         """A person clears an open alarm, with a reason; a fault still present raises a new one."""
+
+    @_abc_1.abstractmethod
+    def CreateTicket(
+        self,
+        request: _device_pb2.CreateTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.CreateTicketResponse, _abc.Awaitable[_device_pb2.CreateTicketResponse]]:
+        """Maintenance tickets (TMF621: acknowledged -> inProgress -> resolved -> closed). Escalation
+        opens them itself; a person or another service (intake's follow-up) opens one here. A
+        device is under maintenance while its ticket is open.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTicket(
+        self,
+        request: _device_pb2.GetTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.GetTicketResponse, _abc.Awaitable[_device_pb2.GetTicketResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTickets(
+        self,
+        request: _device_pb2.ListTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ListTicketsResponse, _abc.Awaitable[_device_pb2.ListTicketsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ProgressTicket(
+        self,
+        request: _device_pb2.ProgressTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ProgressTicketResponse, _abc.Awaitable[_device_pb2.ProgressTicketResponse]]:
+        """acknowledged -> inProgress: a person takes the ticket in hand."""
+
+    @_abc_1.abstractmethod
+    def ResolveTicket(
+        self,
+        request: _device_pb2.ResolveTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ResolveTicketResponse, _abc.Awaitable[_device_pb2.ResolveTicketResponse]]:
+        """inProgress -> resolved, with the root cause and corrective action as codes."""
+
+    @_abc_1.abstractmethod
+    def CloseTicket(
+        self,
+        request: _device_pb2.CloseTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.CloseTicketResponse, _abc.Awaitable[_device_pb2.CloseTicketResponse]]:
+        """resolved -> closed by a person's confirmation (a resolved ticket also closes by itself
+        once the device is confirmed healthy by fresh telemetry).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAnomalies(
+        self,
+        request: _device_pb2.ListAnomaliesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_device_pb2.ListAnomaliesResponse, _abc.Awaitable[_device_pb2.ListAnomaliesResponse]]:
+        """Anomaly records for root-cause analysis, filtered by device model, category and period."""
 
 def add_DeviceHealthServiceServicer_to_server(servicer: DeviceHealthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -169,3 +169,139 @@ class AlarmUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AlarmUpdated: _TypeAlias = AlarmUpdated  # noqa: Y015
+
+@_typing.final
+class TicketOpened(_message.Message):
+    """device.ticket_opened: a maintenance ticket opened (escalation or a report); the device is
+    under maintenance until it closes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    device_id: _builtins.str
+    reason_code: _builtins.str
+    """SAFETY_FAILURE, NOT_RECOVERED or REPORTED."""
+    category: _device_pb2.HealthCategory.ValueType
+    alarm_id: _builtins.str
+    opened_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        category: _device_pb2.HealthCategory.ValueType = ...,
+        alarm_id: _builtins.str = ...,
+        opened_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "device_id", b"device_id", "opened_by", b"opened_by", "reason_code", b"reason_code", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketOpened: _TypeAlias = TicketOpened  # noqa: Y015
+
+@_typing.final
+class TicketProgressed(_message.Message):
+    """device.ticket_progressed: acknowledged -> inProgress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    device_id: _builtins.str
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "device_id", b"device_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketProgressed: _TypeAlias = TicketProgressed  # noqa: Y015
+
+@_typing.final
+class TicketResolved(_message.Message):
+    """device.ticket_resolved: inProgress -> resolved, with the codes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ROOT_CAUSE_CODE_FIELD_NUMBER: _builtins.int
+    CORRECTIVE_ACTION_CODE_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    device_id: _builtins.str
+    root_cause_code: _builtins.str
+    corrective_action_code: _builtins.str
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        root_cause_code: _builtins.str = ...,
+        corrective_action_code: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "corrective_action_code", b"corrective_action_code", "device_id", b"device_id", "root_cause_code", b"root_cause_code", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketResolved: _TypeAlias = TicketResolved  # noqa: Y015
+
+@_typing.final
+class TicketClosed(_message.Message):
+    """device.ticket_closed: resolved -> closed; the device's maintenance ends."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CLOSE_REASON_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    ROOT_CAUSE_CODE_FIELD_NUMBER: _builtins.int
+    CORRECTIVE_ACTION_CODE_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    device_id: _builtins.str
+    close_reason: _builtins.str
+    """DEVICE_CONFIRMED_HEALTHY or PERSON_CONFIRMED."""
+    by: _builtins.str
+    root_cause_code: _builtins.str
+    corrective_action_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        close_reason: _builtins.str = ...,
+        by: _builtins.str = ...,
+        root_cause_code: _builtins.str = ...,
+        corrective_action_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "close_reason", b"close_reason", "corrective_action_code", b"corrective_action_code", "device_id", b"device_id", "root_cause_code", b"root_cause_code", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketClosed: _TypeAlias = TicketClosed  # noqa: Y015
