@@ -423,6 +423,29 @@ class Bus:
         await self.js.publish("orderline.order.approved", env.SerializeToString(), headers=headers)
         return trace_id
 
+    async def cancel(self, order_id: str, device_id: str, cancellation_id: str) -> None:
+        """Publishes order.cancellation_requested as intake would."""
+        payload = order_events_pb2.OrderCancellationRequested(
+            order_id=order_id,
+            business_type="broadband_install",
+            device_id=device_id,
+            cancellation_id=cancellation_id,
+            reason_code="CUSTOMER_REQUEST",
+            requested_by="clerk-dev",
+        )
+        env = build_envelope(
+            "order.cancellation_requested",
+            payload,
+            producer="intake",
+            order_id=order_id,
+            device_id=device_id,
+        )
+        await self.js.publish(
+            "orderline.order.cancellation_requested",
+            env.SerializeToString(),
+            headers={"Nats-Msg-Id": env.id},
+        )
+
     async def provisioning_events(self, order_id: str | None = None) -> list[Event]:
         """Every event on the PROVISIONING stream (of one order), in stream order."""
         from orderline.events.v1 import provisioning_events_pb2 as pe
@@ -437,6 +460,9 @@ class Bus:
             "provisioning.customer_notified": pe.CustomerNotified,
             "provisioning.job_held": pe.JobHeld,
             "provisioning.job_failed": pe.JobFailed,
+            "provisioning.cancellation_accepted": pe.CancellationAccepted,
+            "provisioning.cancellation_completed": pe.CancellationCompleted,
+            "provisioning.cancellation_declined": pe.CancellationDeclined,
         }
         info = await self.js.stream_info("PROVISIONING")
         events = []
