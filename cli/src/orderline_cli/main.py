@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_cli import aftercare, calls, certifications, demo, devices, projections
+from orderline_cli import aftercare, calls, certifications, demo, devices, projections, tickets
 from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
@@ -770,6 +770,63 @@ def order_resume(
     _order_rpc("ResumeOrder", request, token or "dev-clerk", intake, as_json, "resumed")
 
 
+CANCELLATION_STATES = {
+    order_pb2.CANCELLATION_STATE_ACKNOWLEDGED: "acknowledged",
+    order_pb2.CANCELLATION_STATE_IN_PROGRESS: "inProgress",
+    order_pb2.CANCELLATION_STATE_DONE: "done",
+    order_pb2.CANCELLATION_STATE_TERMINATED: "terminated",
+}
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order_id: str,
+    reason: Annotated[
+        str, typer.Option("--reason", help="e.g. CUSTOMER_REQUEST, CUSTOMER_WITHDREW")
+    ] = "",
+    request_id: Annotated[
+        str,
+        typer.Option("--request-id", help="makes a retry safe; a new one when not given"),
+    ] = "",
+    etag: EtagOpt = "",
+    intake: IntakeOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel an order (a cancellation request of its own): at once before provisioning,
+    else once provisioning has undone its device work; refused once the service is active."""
+    request = order_pb2.CancelOrderRequest(
+        client_request_id=request_id or f"cli-cancel-{time.time_ns()}",
+        order_id=order_id,
+        reason_code=reason,
+        etag=etag,
+    )
+    reply = calls.call(
+        "intake",
+        order_pb2_grpc.OrderServiceStub,
+        intake,
+        token or "dev-clerk",
+        as_json,
+        lambda stub, opts: stub.CancelOrder(request, **opts),
+    )
+    c = reply.cancellation
+    if as_json:
+        out = to_json(reply)
+        out["cancellation"]["state"] = CANCELLATION_STATES.get(c.state, "unspecified")
+        print_json(out)
+        return
+    print(f"cancellation {c.id}: {CANCELLATION_STATES.get(c.state, 'unspecified')}")
+    print(f"order {c.order_id}: {state_name(reply.order.state)}")
+    print(f"reason {c.reason_code}, requested {calls.when(c.requested_at)} by {c.requested_by}")
+    if c.detail:
+        print(c.detail)
+    elif c.state == order_pb2.CANCELLATION_STATE_IN_PROGRESS:
+        print(
+            "waiting for provisioning to stop the job and undo its device work"
+            " | 等待开通系统停止作业并回退设备配置"
+        )
+
+
 @app.command()
 def trace(
     order_id: str,
@@ -1185,6 +1242,7 @@ def voucher_verify(
 # --- alarm, device (orderline_cli.devices) ----------------------------------------------------
 
 devices.register(app)
+tickets.register(app)
 
 # --- certification (orderline_cli.certifications) ---------------------------------------------
 
