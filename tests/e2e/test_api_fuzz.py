@@ -101,6 +101,13 @@ EXPECTED_RPCS = {
         "ListAlarms",
         "AcknowledgeAlarm",
         "ClearAlarm",
+        "CreateTicket",
+        "GetTicket",
+        "ListTickets",
+        "ProgressTicket",
+        "ResolveTicket",
+        "CloseTicket",
+        "ListAnomalies",
     },
     "ArchiveService": {
         "GetDossier",
