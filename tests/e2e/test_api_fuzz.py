@@ -85,6 +85,9 @@ EXPECTED_RPCS = {
         "RecordFollowUp",
         "ListCases",
         "CloseCase",
+        "CancelOrder",
+        "GetCancellation",
+        "ListCancellations",
     },
     "ProvisioningService": {
         "GetJob",
