@@ -27,6 +27,7 @@ async def test_a_job_cancelled_mid_step_finishes_the_step_then_rolls_the_device_
     gate = asyncio.Event()
     peers.agent.apply_gate = gate
     await bus.approve(order_id, "CPE-0007")
+
     async def applies() -> list[str]:
         return list(peers.agent.apply_calls)
 
