@@ -351,7 +351,11 @@ def test_an_engineer_acknowledges_and_maintenance_clears_an_alarm(stack: LocalSt
     assert verdict["fit"] is False  # type: ignore[index]
     assert alarm_id in verdict["details"][0]["alarm_ids"]  # type: ignore[index]
     health = orderline(stack, "device", "health", device)
-    assert "condition abnormal" in health.stdout and alarm_id in health.stdout, health.stdout
+    # A safety failure goes to maintenance at once: a ticket is open and the device is under it.
+    assert "condition under maintenance" in health.stdout, health.stdout
+    assert alarm_id in health.stdout, health.stdout
+    tickets = as_json(orderline(stack, "ticket", "list", "--device", device, "--json"))
+    assert len(tickets["tickets"]) == 1, tickets  # type: ignore[index]
 
     acked = orderline(stack, "alarm", "ack", alarm_id)
     assert acked.returncode == 0, acked.stderr

@@ -117,6 +117,13 @@ def _stopped_at(log: Path) -> datetime:
     return datetime.fromisoformat(stopped[-1]["timestamp"])
 
 
+def _warnings(log: Path, last: int = 8) -> list[str]:
+    """The last warning and error lines of a service's log (what a timeout shows)."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    return [x[:400] for x in lines if '"level": "warning"' in x or '"level": "error"' in x][-last:]
+
+
+@pytest.mark.timeout(480)
 def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_last(
     first_up: Up, state_dir: Path
 ) -> None:
@@ -140,7 +147,18 @@ def test_killed_services_are_restarted_the_demo_completes_and_ctrl_c_stops_nats_
 
     # Killed mid-job, provisioning retries its calls with backoff up to 30 s once the peers are
     # back; on a loaded machine the restarts alone take a minute.
-    orders = wait_until("the demo orders to complete (one held)", settled, 300)
+    def seen() -> dict[str, object]:
+        logs = state_dir / "logs"
+        return {
+            "orders": [
+                (o["id"], o["state"], o.get("state_reason"), o.get("dossier_id"))
+                for o in demo_orders(state_dir)
+            ],
+            "up": first_up.lines[-12:],
+            **{name: _warnings(logs / f"{name}.log") for name in ("provisioning", "intake")},
+        }
+
+    orders = wait_until("the demo orders to complete (one held)", settled, 300, detail=seen)
     assert len(orders) == DEMO_ORDERS + 2
     waiting = sorted(str(o["state"]) for o in orders if o["state"] not in ("completed", "held"))
     assert waiting == ["acknowledged", "pending"], waiting

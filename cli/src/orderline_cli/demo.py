@@ -7,9 +7,11 @@ import hashlib
 import itertools
 import re
 import secrets
+import time
 
 import grpc
 
+from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_catalogue import load_catalogue
 from orderline_runtime.ids import new_id
@@ -159,3 +161,38 @@ def submit(intake_address: str, count: int) -> list[str]:
             )
             ids.append(reply.order.id)
     return ids
+
+
+def faulty_devices(faults: str) -> list[str]:
+    """The device ids of a fault list as the fleet takes it ("CPE-0013:thermal,…")."""
+    return sorted({f.split(":", 1)[0].strip() for f in faults.split(",") if f.strip()})
+
+
+def wait_until_abnormal(
+    device_monitor_address: str, device_ids: list[str], within: float = 60.0
+) -> list[str]:
+    """Waits until device-monitor reports each device abnormal; returns those it still does not.
+
+    A fault injected at the fleet's start shows only once its rule's pending period has passed.
+    An order submitted on the device before that would pass its checklist and fail its tests
+    instead of showing the hold path the demo is there to show, so the demo waits for it.
+    """
+    waiting = list(device_ids)
+    deadline = time.monotonic() + within
+    with grpc.insecure_channel(device_monitor_address) as channel:
+        stub = device_pb2_grpc.DeviceHealthServiceStub(channel)
+        while waiting and time.monotonic() < deadline:
+            for device_id in list(waiting):
+                try:
+                    reply = stub.GetDeviceHealth(
+                        device_pb2.GetDeviceHealthRequest(device_id=device_id),
+                        metadata=(("authorization", "Bearer dev-engineer"),),
+                        timeout=5,
+                    )
+                except grpc.RpcError:
+                    continue  # not seen yet, or device-monitor busy: ask again
+                if reply.health.state == device_pb2.HEALTH_STATE_ABNORMAL:
+                    waiting.remove(device_id)
+            if waiting:
+                time.sleep(0.5)
+    return waiting

@@ -187,6 +187,13 @@ def up(
             fail("UNAVAILABLE", f"the stack did not start: {exc}", as_json=as_json)
         stack.supervise_in_background(lambda text: say.line(text, event="supervisor"))
         _print_stack(stack, say)
+        if demo_orders > 1 and demo.faulty_devices(faulty):
+            say.line("waiting for device-monitor to see the fleet's faulty devices …")
+            unseen = demo.wait_until_abnormal(
+                stack.address("device-monitor"), demo.faulty_devices(faulty)
+            )
+            if unseen:
+                say.line(f"device-monitor does not report {', '.join(unseen)} abnormal yet")
         order_ids = demo.submit(stack.address("intake"), demo_orders) if demo_orders else []
         if order_ids:
             say.line(f"submitted {len(order_ids)} demo orders; Ctrl-C stops everything")
@@ -237,6 +244,9 @@ def _demo_done(order: order_pb2.Order) -> bool:
     """Settled for the demo: completed and archived, or stopped in any other state."""
     if order.state == order_pb2.ORDER_STATE_COMPLETED:
         return bool(order.dossier_id)
+    if order.state == order_pb2.ORDER_STATE_ACKNOWLEDGED:
+        # Just created, review has not run yet; one the review queue holds names its reasons.
+        return bool(order.review_reasons)
     return order.state != order_pb2.ORDER_STATE_IN_PROGRESS
 
 
