@@ -121,6 +121,7 @@ EXPECTED_RPCS = {
         "GetConsistencyProof",
         "ExportDossier",
         "GetDocument",
+        "PurgeExpired",
     },
     "ReportingService": {
         "GetOrderReport",

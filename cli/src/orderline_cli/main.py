@@ -1103,6 +1103,34 @@ def _archive_call(
             fail_rpc(err, as_json=as_json)
 
 
+@dossier_app.command("purge")
+def dossier_purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only list what is past its retention")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="records in one call (0: 100; at most 1000)")] = 0,
+    archive: Annotated[str | None, typer.Option("--archive")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Purge the records past their retention (auditor only): each loses its content and a
+    tombstone is appended to the log; proofs of the purged records still verify."""
+    request = _ARCHIVE.PurgeExpiredRequest(limit=limit, dry_run=dry_run)
+    reply = _archive_call(archive, token, as_json, lambda s, m: s.PurgeExpired(request, **m))
+    if as_json:
+        print_json(to_json(reply))
+        return
+    verb = "would purge" if dry_run else "purged"
+    for p in reply.purged:
+        until = p.retain_until.ToDatetime().date().isoformat() if p.HasField("retain_until") else ""
+        where = f" -> {p.tombstone_key} (leaf {p.tombstone_sequence - 1})" if not dry_run else ""
+        print(f"{verb} {p.kind} {p.key} (kept until {until}){where}")
+    if not reply.purged:
+        print("nothing past its retention")
+    if reply.more:
+        print("more records are past their retention: run it again")
+
+
 @dossier_app.command("verify")
 def dossier_verify(
     file: Annotated[Path, typer.Argument(help="an exported dossier")],
@@ -1130,6 +1158,7 @@ def dossier_verify(
                 "tree_size": verdict.tree_size,
                 "checks": verdict.checks,
                 "problem": verdict.problem,
+                "withheld": verdict.withheld,
             }
         )
     else:

@@ -9,9 +9,11 @@ from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import metadata
 from orderline_archive.api.archive import ArchiveApi
 from orderline_archive.app.ports import BlobStore
+from orderline_archive.app.purge import Purger
 from orderline_archive.app.queries import ArchiveQueries
 from orderline_archive.app.sealing import DossierSealer
 from orderline_archive.settings import ArchiveSettings
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -28,10 +30,14 @@ def policy() -> dict[str, frozenset[str]]:
     return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
-def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]:
+def build(
+    settings: ArchiveSettings | None = None, clock: Clock = system_clock
+) -> Service[DossierRepository]:
+    """The service; `clock` (sealing times, retention) is injected by tests."""
     settings = settings or load_settings(ArchiveSettings, "archive")
     service = Service(
         settings,
+        clock=clock,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         policy=policy(),
@@ -45,7 +51,10 @@ def build(settings: ArchiveSettings | None = None) -> Service[DossierRepository]
     blobs = blob_store(settings)
     service.add_grpc_service(
         archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
-        ArchiveApi(ArchiveQueries(service.uow, blobs, signer)),
+        ArchiveApi(
+            ArchiveQueries(service.uow, blobs, signer),
+            Purger(service.uow, blobs, service.clock),
+        ),
         SERVICE,
     )
     service.consume(DossierSealer(service.clock, blobs).handlers())

@@ -30,6 +30,7 @@ from orderline_archive.domain.checkpoint import verifier_key
 from orderline_archive.settings import ArchiveSettings
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.waiting import eventually
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
 
@@ -59,10 +60,14 @@ class RunningArchive:
 
 
 async def start_archive(
-    db_url: str, nats_url: str, trace_dir: Path, blob_dir: Path | None = None
+    db_url: str,
+    nats_url: str,
+    trace_dir: Path,
+    blob_dir: Path | None = None,
+    clock: Clock = system_clock,
 ) -> RunningArchive:
     """`blob_dir` defaults to one beside trace_dir: replicas given the same trace_dir share
-    it, as replicas on one database share a volume."""
+    it, as replicas on one database share a volume. `clock`: sealing times and retention."""
     port = free_port()
     blob_dir = blob_dir or trace_dir.parent / "blobs"
     key = Ed25519PrivateKey.generate()
@@ -80,7 +85,8 @@ async def start_archive(
             archive_signing_key_file=key_file,
             archive_log_origin="test.orderline/archive",
             archive_blob_dir=blob_dir,
-        )
+        ),
+        clock=clock,
     )
     task = asyncio.create_task(service.run())
     address = f"127.0.0.1:{port}"

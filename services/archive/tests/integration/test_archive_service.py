@@ -57,9 +57,19 @@ async def test_completed_order_is_sealed_once_and_announced_on_the_archive_strea
     assert dossier.previous_hash == "0" * 64
     assert dossier.HasField("sealed_at")
     docs = {d.name: d for d in dossier.documents}
-    assert set(docs) == {"order.json", "voucher-reference.en.txt", "voucher-reference.zh-CN.txt"}
+    assert set(docs) == {
+        "order.json",
+        "voucher-reference.en.txt",
+        "voucher-reference.zh-CN.txt",
+        "customer.json",
+        "record.json",
+    }
+    # customer.json is shown masked to a clerk (below auditor): its content is not the sealed
+    # bytes; every other document is.
+    assert [d.name for d in dossier.documents if d.masked] == ["customer.json"]
     for doc in dossier.documents:
-        assert doc.sha256 == hashlib.sha256(doc.content).hexdigest()
+        if not doc.masked:
+            assert doc.sha256 == hashlib.sha256(doc.content).hexdigest()
     summary = json.loads(docs["order.json"].content)
     assert summary["id"] == "ord-0001"
     assert summary["voucher_id"] == "AV-ord-0001"

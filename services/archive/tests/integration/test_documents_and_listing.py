@@ -48,10 +48,13 @@ async def sealed(
 
 
 async def get_document(
-    stub: archive_pb2_grpc.ArchiveServiceStub, order_id: str, name: str
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+    order_id: str,
+    name: str,
+    metadata: tuple[tuple[str, str]] = CLERK,
 ) -> list[archive_pb2.GetDocumentResponse]:
     request = archive_pb2.GetDocumentRequest(order_id=order_id, name=name)
-    return [c async for c in stub.GetDocument(request, metadata=CLERK)]
+    return [c async for c in stub.GetDocument(request, metadata=metadata)]
 
 
 def reason(err: grpc.aio.AioRpcError) -> str:
@@ -86,20 +89,20 @@ async def test_documents_live_in_the_blob_store_and_rows_keep_their_digest_and_s
                 )
             )
         ).all()
-    assert len(rows) == 3
+    assert len(rows) == 5
     store = blob_store(archive)
     for name, digest, size, content in rows:
         assert content is None  # the bytes are in the store, named by their SHA-256
         assert store.path_of(digest).is_file()
         data = await store.read(digest)
         assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest)
-        chunks = await get_document(stub, "ord-1", name)
+        chunks = await get_document(stub, "ord-1", name, AUDITOR)
         assert b"".join(c.data for c in chunks) == data
         assert chunks[0].size_bytes == size
     # Pages carry each document's size but not its bytes; GetDossier carries the bytes.
     assert all(d.size_bytes > 0 and not d.content for d in listed.documents)
     assert listed.business_type == "broadband_install"
-    full = await stub.GetDossier(archive_pb2.GetDossierRequest(order_id="ord-1"), metadata=CLERK)
+    full = await stub.GetDossier(archive_pb2.GetDossierRequest(order_id="ord-1"), metadata=AUDITOR)
     assert all(hashlib.sha256(d.content).hexdigest() == d.sha256 for d in full.dossier.documents)
 
     # The export carries the documents read from the store, and verifies offline.
@@ -108,7 +111,7 @@ async def test_documents_live_in_the_blob_store_and_rows_keep_their_digest_and_s
     )
     verdict = verify_export(export.content, archive.verifier_key)
     assert verdict.valid, verdict.problem
-    assert "3 documents match their SHA-256" in verdict.checks
+    assert "5 documents match their SHA-256" in verdict.checks
 
 
 async def test_a_damaged_or_missing_blob_is_data_loss_and_never_served(

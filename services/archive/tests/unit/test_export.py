@@ -145,3 +145,44 @@ def test_another_key_or_a_broken_file_is_refused(exported: bytes) -> None:
     assert "no signature by" in verify_export(exported, vkey(other)).problem
     assert "does not parse" in verify_export(b"{not json", vkey(other)).problem
     assert "not an exported dossier" in verify_export(b'{"format": "x"}', vkey(other)).problem
+
+
+def _withheld_export(key: Ed25519PrivateKey, why: str) -> bytes:
+    from dataclasses import replace
+
+    dossiers, tree = sealed_log(6)
+    index = 2
+    d = dossiers[index]
+    withheld = tuple(
+        replace(doc, content=b'{"masked":1}' if why == "masked" else b"", withheld=why)
+        if doc.name == "order.json" or why == "purged"
+        else doc
+        for doc in d.documents
+    )
+    note = checkpoint.sign(checkpoint.Checkpoint(ORIGIN, tree.size, tree.root()), ORIGIN, key)
+    return build_export(
+        replace(d, documents=withheld),
+        leaf_index=index,
+        proof=merkle.inclusion_proof(index, tree.size, tree.node),
+        signed_note=note,
+    )
+
+
+@pytest.mark.parametrize("why", ["purged", "masked"])
+def test_withheld_documents_are_checked_by_their_recorded_hash(
+    key: Ed25519PrivateKey, why: str
+) -> None:
+    content = _withheld_export(key, why)
+    verdict = verify_export(content, vkey(key))
+    assert verdict.valid, verdict.problem
+    named = {"order.json": why} if why == "masked" else {"order.json": why, "voucher.json": why}
+    assert verdict.withheld == named
+    # The recorded hash of a withheld document is still covered by the content hash and leaf.
+    forged = edited(content, lambda d: d["dossier"]["documents"][0].update(sha256="a" * 64))
+    assert "content hash does not match" in verify_export(forged, vkey(key)).problem
+    # Withheld content is never trusted: a masked rendering is not checked, and a present
+    # document still must match its hash.
+    if why == "masked":
+        document = json.loads(content)
+        assert document["dossier"]["documents"][0]["content"] is None
+        assert base64.b64decode(document["dossier"]["documents"][0]["masked_content"])

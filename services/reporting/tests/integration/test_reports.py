@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2, status_pb2
 
+from orderline.events.v1 import envelope_pb2, reporting_events_pb2
 from orderline.reporting.v1 import reporting_pb2 as pb
 from orderline.reporting.v1 import reporting_pb2_grpc
 from orderline_devtools.local import NatsServer, free_port
@@ -274,3 +275,32 @@ async def test_the_daily_report_is_produced_once_a_day_has_ended_in_shanghai(
         metadata=MANAGER,
     )
     assert export.sha256 == got.info.sha256
+
+    # Each stored document went out through the outbox as reporting.daily_report_produced, for
+    # the archive: 3 days x 2 languages x 2 formats, each with its content and hash.
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+
+        async def published() -> int:
+            return int((await js.stream_info("REPORTING")).state.messages)
+
+        await eventually(published, lambda n: n == 12, 30)
+        produced: dict[tuple[str, str, str], reporting_events_pb2.DailyReportProduced] = {}
+        for seq in range(1, 13):
+            env = envelope_pb2.Envelope()
+            env.ParseFromString((await js.get_msg("REPORTING", seq)).data or b"")
+            assert env.type == "reporting.daily_report_produced" and env.producer == "reporting"
+            event = reporting_events_pb2.DailyReportProduced()
+            assert env.payload.Unpack(event)
+            produced[(event.day, event.language, event.format)] = event
+    finally:
+        await nc.drain()
+    assert len(produced) == 12
+    mine = produced[("2026-05-09", "zh-CN", "html")]
+    assert (mine.sha256, mine.content, mine.size_bytes) == (
+        got.info.sha256,
+        got.content,
+        len(got.content),
+    )
+    assert mine.media_type == got.info.media_type and mine.HasField("generated_at")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, tuple_, update
 
 from orderline_archive.adapters.tables import (
     CHAIN_HEAD_ID,
     chain_head,
     documents,
+    dossier_events,
     dossiers,
     log_nodes,
 )
@@ -30,6 +31,8 @@ class DocumentRow:
     sha256: str
     size_bytes: int
     inline: bytes | None = None
+    # The record it belongs to was purged past its retention: the bytes are gone.
+    purged: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,23 @@ class DossierRow:
     content_hash: str
     documents: tuple[DocumentRow, ...]
     sealed_at: datetime
+    kind: str = "dossier"
+    subject: str = ""
+    retain_until: datetime | None = None
+    purged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """An event of an order not sealed yet (the payload as JSON text)."""
+
+    event_id: str
+    order_id: str
+    event_type: str
+    producer: str
+    occurred_at: datetime | None
+    trace_id: str
+    payload: str
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,9 @@ class DossierRepository:
         seal: Seal,
         sealed_at: datetime,
         docs: Sequence[Document],
+        kind: str = "dossier",
+        subject: str = "",
+        retain_until: datetime | None = None,
     ) -> None:
         """Stores the dossier and moves the chain head to it (the head must be locked). The
         documents' bytes must already be in the blob store: the rows name them by SHA-256."""
@@ -136,6 +159,9 @@ class DossierRepository:
                 id=dossier_id,
                 order_id=order_id,
                 business_type=business_type,
+                kind=kind,
+                subject=subject or order_id,
+                retain_until=retain_until,
                 sequence=seal.sequence,
                 sealed_at=sealed_at,
                 previous_hash=seal.previous_hash,
@@ -203,14 +229,18 @@ class DossierRepository:
 
     async def document(self, order_id: str, name: str) -> DocumentRow | None:
         """One document of an order's dossier, by name: one row, not the whole dossier."""
+        columns = [*_document_columns(with_content=True), dossiers.c.purged_at.label("purged")]
         row = (
             await self.session.execute(
-                select(*_document_columns(with_content=True))
+                select(*columns)
                 .select_from(documents.join(dossiers, documents.c.dossier_id == dossiers.c.id))
                 .where(dossiers.c.order_id == order_id, documents.c.name == name)
             )
         ).one_or_none()
-        return None if row is None else _document(row, with_content=True)
+        if row is None:
+            return None
+        found = _document(row, with_content=True)
+        return replace(found, purged=True) if row.purged is not None else found
 
     async def _dossiers(
         self, where: ColumnElement[bool], *, limit: int, with_content: bool
@@ -242,9 +272,91 @@ class DossierRepository:
                 content_hash=r.content_hash,
                 documents=tuple(by_dossier[r.id]),
                 sealed_at=r.sealed_at,
+                kind=r.kind,
+                subject=r.subject,
+                retain_until=r.retain_until,
+                purged_at=r.purged_at,
             )
             for r in rows
         ]
+
+    # --- records besides dossiers, the events dossiers are assembled from, retention ------
+
+    async def record_events(self, rows: Sequence[EventRow]) -> None:
+        """Keeps events of orders not sealed yet (one statement for a batch's rows)."""
+        if rows:
+            await self.session.execute(insert(dossier_events), [r.__dict__ for r in rows])
+
+    async def order_events(self, order_id: str) -> list[EventRow]:
+        rows = (
+            await self.session.execute(
+                select(dossier_events).where(dossier_events.c.order_id == order_id)
+            )
+        ).all()
+        return [EventRow(**r._mapping) for r in rows]
+
+    async def forget_order_events(self, order_id: str) -> None:
+        await self.session.execute(
+            delete(dossier_events).where(dossier_events.c.order_id == order_id)
+        )
+
+    async def sealed_dossier(self, order_id: str) -> tuple[str, datetime | None] | None:
+        """The id and retention date of an order's sealed dossier, if any (one indexed row)."""
+        row = (
+            await self.session.execute(
+                select(dossiers.c.id, dossiers.c.retain_until).where(
+                    dossiers.c.order_id == order_id, dossiers.c.kind == "dossier"
+                )
+            )
+        ).one_or_none()
+        return None if row is None else (row.id, row.retain_until)
+
+    async def addenda(self, order_id: str, *, with_content: bool = True) -> list[DossierRow]:
+        return await self._dossiers(
+            and_(dossiers.c.subject == order_id, dossiers.c.kind == "addendum"),
+            limit=10_000,
+            with_content=with_content,
+        )
+
+    async def expired(self, now: datetime, limit: int) -> list[DossierRow]:
+        """Records past retention and not purged yet, in log order."""
+        return await self._dossiers(
+            and_(
+                dossiers.c.retain_until.is_not(None),
+                dossiers.c.retain_until <= now,
+                dossiers.c.purged_at.is_(None),
+            ),
+            limit=limit,
+            with_content=False,
+        )
+
+    async def mark_purged(self, dossier_id: str, at: datetime) -> bool:
+        """Marks the record purged and drops any inline bytes (documents sealed before 0003);
+        False when another purge got there first."""
+        done = await self.session.execute(
+            update(dossiers)
+            .where(dossiers.c.id == dossier_id, dossiers.c.purged_at.is_(None))
+            .values(purged_at=at)
+        )
+        if not done.rowcount:
+            return False
+        await self.session.execute(
+            update(documents).where(documents.c.dossier_id == dossier_id).values(content=None)
+        )
+        return True
+
+    async def blobs_still_needed(self, digests: Iterable[str]) -> set[str]:
+        """Which of these blobs a record not purged still names."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return set()
+        rows = await self.session.execute(
+            select(documents.c.sha256)
+            .select_from(documents.join(dossiers, documents.c.dossier_id == dossiers.c.id))
+            .where(documents.c.sha256.in_(wanted), dossiers.c.purged_at.is_(None))
+            .distinct()
+        )
+        return {r.sha256 for r in rows}
 
     # --- the transparency log ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -47,11 +48,38 @@ dossiers = Table(
     # The order's catalogue key, for ListDossiers' filter ('' for a dossier sealed by a release
     # before 0003 that migration 0003 could not read it for).
     Column("business_type", String(64), nullable=False, server_default=""),
+    # What the record is (domain/records.py): dossier, addendum, daily_report or tombstone.
+    # `order_id` is the record's unique key (an order id for a dossier), `subject` the order
+    # (or day, or purged record) it is about.
+    Column("kind", String(16), nullable=False, server_default="dossier"),
+    Column("subject", String(64), nullable=False, server_default=""),
+    # When the record may be purged (domain/retention.py); NULL: kept for ever.
+    Column("retain_until", UTCDateTime, nullable=True),
+    # Set by PurgeExpired: the documents' content is gone, their names and hashes remain.
+    Column("purged_at", UTCDateTime, nullable=True),
     UniqueConstraint("order_id", name="uq_dossiers_order_id"),
     UniqueConstraint("sequence", name="uq_dossiers_sequence"),
     # ListDossiers pages in sequence order within a business type or a sealed-time range.
     Index("ix_dossiers_business_type_sequence", "business_type", "sequence"),
     Index("ix_dossiers_sealed_at", "sealed_at"),
+    Index("ix_dossiers_subject_sequence", "subject", "sequence"),
+    Index("ix_dossiers_retain_until", "retain_until"),
+)
+
+# The events of an order not sealed yet, from every stream the archive consumes: its dossier
+# is assembled from them when the order completes, and they are deleted then.
+dossier_events = Table(
+    "dossier_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("producer", String(50), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=True),
+    Column("trace_id", String(32), nullable=False, server_default=""),
+    # The payload as JSON (protobuf's JSON mapping, field names as in the protos).
+    Column("payload", Text, nullable=False),
+    Index("ix_dossier_events_order_id", "order_id"),
 )
 
 documents = Table(

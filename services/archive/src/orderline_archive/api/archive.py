@@ -14,6 +14,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline_archive.adapters.repository import DossierFilter
+from orderline_archive.app.purge import MAX_LIMIT as MAX_PURGE
+from orderline_archive.app.purge import Purger
 from orderline_archive.app.queries import (
     MAX_PAGE_SIZE,
     ArchiveQueries,
@@ -24,6 +26,7 @@ from orderline_archive.app.queries import (
 from orderline_archive.domain.chain import SealedDossier
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken
+from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.rpc.status import DOMAIN
 
 T = TypeVar("T")
@@ -35,8 +38,9 @@ MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
-    def __init__(self, queries: ArchiveQueries) -> None:
+    def __init__(self, queries: ArchiveQueries, purger: Purger) -> None:
         self.queries = queries
+        self.purger = purger
 
     async def GetDossier(
         self, request: archive_pb2.GetDossierRequest, context: Any
@@ -45,8 +49,12 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.order_id.strip():
             problems.add("order_id", "required")
         problems.raise_if_any()
-        dossier = await _or_data_loss(context, self.queries.get_dossier(request.order_id))
-        return archive_pb2.GetDossierResponse(dossier=to_message(dossier))
+        dossier, addenda = await _or_data_loss(
+            context, self.queries.get_dossier(request.order_id, current_principal().roles)
+        )
+        return archive_pb2.GetDossierResponse(
+            dossier=to_message(dossier), addenda=[to_message(a) for a in addenda]
+        )
 
     async def ListDossiers(
         self, request: archive_pb2.ListDossiersRequest, context: Any
@@ -147,7 +155,9 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.order_id.strip():
             problems.add("order_id", "required")
         problems.raise_if_any()
-        content = await _or_data_loss(context, self.queries.export(request.order_id))
+        content = await _or_data_loss(
+            context, self.queries.export(request.order_id, current_principal().roles)
+        )
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.order_id)
         return archive_pb2.ExportDossierResponse(
             file_name=f"dossier-{safe[:80]}.json", content=content
@@ -162,7 +172,10 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         if not request.name.strip():
             problems.add("name", "required")
         problems.raise_if_any()
-        doc = await _or_data_loss(context, self.queries.document(request.order_id, request.name))
+        doc = await _or_data_loss(
+            context,
+            self.queries.document(request.order_id, request.name, current_principal().roles),
+        )
         first = True
         try:
             async for chunk in doc.chunks:
@@ -183,6 +196,33 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             yield archive_pb2.GetDocumentResponse(
                 name=doc.name, media_type=doc.media_type, sha256=doc.sha256, size_bytes=0
             )
+
+    async def PurgeExpired(
+        self, request: archive_pb2.PurgeExpiredRequest, context: Any
+    ) -> archive_pb2.PurgeExpiredResponse:
+        problems = Violations()
+        if not 0 <= request.limit <= MAX_PURGE:
+            problems.add("limit", f"must be between 0 and {MAX_PURGE} (0 means 100)")
+        problems.raise_if_any()
+        result = await self.purger.purge(
+            limit=request.limit, dry_run=request.dry_run, actor=current_principal().subject
+        )
+        response = archive_pb2.PurgeExpiredResponse(more=result.more)
+        for p in result.purged:
+            item = response.purged.add(
+                record_id=p.record_id,
+                key=p.key,
+                kind=p.kind,
+                tombstone_key=p.tombstone_key,
+                tombstone_sequence=p.tombstone_sequence,
+            )
+            if p.retain_until is not None:
+                item.retain_until.FromDatetime(_utc(p.retain_until))
+        return response
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def _or_data_loss(context: Any, call: Awaitable[T]) -> T:
@@ -236,11 +276,19 @@ def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:
                 sha256=d.sha256,
                 content=d.content,
                 size_bytes=d.size,
+                masked=d.withheld == "masked",
+                purged=d.withheld == "purged",
             )
             for d in dossier.documents
         ],
         business_type=dossier.business_type,
+        kind=dossier.kind,
+        subject=dossier.subject,
     )
+    if dossier.retain_until is not None:
+        message.retain_until.FromDatetime(_utc(dossier.retain_until))
+    if dossier.purged_at is not None:
+        message.purged_at.FromDatetime(_utc(dossier.purged_at))
     if dossier.sealed_at is not None:
         sealed_at = dossier.sealed_at
         if sealed_at.tzinfo is None:  # SQLite returns naive datetimes; we store UTC

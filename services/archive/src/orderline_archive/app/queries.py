@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orderline_archive.adapters.repository import (
     DocumentRow,
@@ -35,7 +35,14 @@ from orderline_archive.domain.chain import (
     StoredDocument,
 )
 from orderline_archive.domain.export import build_export
-from orderline_runtime.errors import NotFound, Unavailable
+from orderline_archive.domain.masking import masked_content, needs_masking
+from orderline_runtime.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+    Unavailable,
+)
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
@@ -115,9 +122,10 @@ class ArchiveQueries:
         async with self.uow(read_only=True) as uow:
             return await LogReader(uow.repos).inclusion(order_id, tree_size)
 
-    async def export(self, order_id: str) -> bytes:
+    async def export(self, order_id: str, roles: frozenset[str] = frozenset({"auditor"})) -> bytes:
         """The dossier with its proof against a checkpoint signed now (one snapshot), its
-        documents read from the blob store once the snapshot is taken."""
+        documents read from the blob store once the snapshot is taken; personal data withheld
+        (masked) for roles below auditor, purged documents withheld."""
         async with self.uow(read_only=True) as uow:
             reader = LogReader(uow.repos)
             signed = await reader.checkpoint(self.signer)
@@ -125,18 +133,31 @@ class ArchiveQueries:
             if row is None:
                 raise NotFound("dossier", order_id)
             found = await reader.inclusion(order_id, signed.size)
-        dossier = await self._with_content(row)
+        dossier = _masked(await self._with_content(row), roles)
         return build_export(
             dossier, leaf_index=found.leaf_index, proof=found.proof, signed_note=signed.note
         )
 
-    async def document(self, order_id: str, name: str) -> OpenDocument:
+    async def document(
+        self, order_id: str, name: str, roles: frozenset[str] = frozenset({"auditor"})
+    ) -> OpenDocument:
         """One document, read by its row alone (not the whole dossier), its bytes streamed from
-        the blob store."""
+        the blob store. A document with personal data streams to auditors only (GetDossier
+        shows it masked to others); a purged one to nobody."""
         async with self.uow(read_only=True) as uow:
             row = await uow.repos.document(order_id, name)
         if row is None:
             raise NotFound("document", f"{order_id}/{name}")
+        if row.purged:
+            raise FailedPrecondition(
+                f"document {name!r} of {order_id!r} was purged past its retention",
+                reason="PURGED",
+                violations=[PreconditionViolation("RETENTION", f"{order_id}/{name}", "purged")],
+            )
+        if needs_masking(name, roles):
+            raise PermissionDenied(
+                f"{name} holds personal data: auditors only (GetDossier shows it masked)"
+            )
         if row.inline is not None:
             chunks: AsyncIterator[bytes] = _chunked(row.inline)
         else:
@@ -156,12 +177,22 @@ class ArchiveQueries:
         async with self.uow(read_only=True) as uow:
             return await LogReader(uow.repos).consistency(first, second)
 
-    async def get_dossier(self, order_id: str) -> SealedDossier:
+    async def get_dossier(
+        self, order_id: str, roles: frozenset[str] = frozenset({"auditor"})
+    ) -> tuple[SealedDossier, list[SealedDossier]]:
+        """The record of that key (an order's dossier, or any record by its key) and, for a
+        dossier, its addenda; personal data masked for roles below auditor."""
         async with self.uow(read_only=True) as uow:
             row = await uow.repos.get_by_order(order_id)
+            addenda = (
+                await uow.repos.addenda(order_id)
+                if row is not None and row.kind == "dossier"
+                else []
+            )
         if row is None:
             raise NotFound("dossier", order_id)
-        return await self._with_content(row)
+        dossier = _masked(await self._with_content(row), roles)
+        return dossier, [_masked(await self._with_content(a), roles) for a in addenda]
 
     async def list_dossiers(
         self, page_size: int, after_sequence: int, filters: DossierFilter | None = None
@@ -204,6 +235,8 @@ class ArchiveQueries:
         return verifier.verdict()
 
     async def _with_content(self, row: DossierRow) -> SealedDossier:
+        if row.purged_at is not None:  # past retention and purged: names and hashes only
+            return _without_content(row, withheld="purged")
         documents = []
         for doc in row.documents:
             content = doc.inline if doc.inline is not None else await self._read(row, doc)
@@ -229,17 +262,36 @@ def _dossier(row: DossierRow, documents: list[StoredDocument]) -> SealedDossier:
         documents=tuple(documents),
         sealed_at=row.sealed_at,
         business_type=row.business_type,
+        kind=row.kind,
+        subject=row.subject,
+        retain_until=row.retain_until,
+        purged_at=row.purged_at,
     )
 
 
-def _without_content(row: DossierRow) -> SealedDossier:
+def _without_content(row: DossierRow, withheld: str = "") -> SealedDossier:
     return _dossier(
         row,
         [
-            StoredDocument(d.name, d.media_type, d.sha256, b"", size_bytes=d.size_bytes)
+            StoredDocument(
+                d.name, d.media_type, d.sha256, b"", size_bytes=d.size_bytes, withheld=withheld
+            )
             for d in row.documents
         ],
     )
+
+
+def _masked(dossier: SealedDossier, roles: frozenset[str]) -> SealedDossier:
+    """Personal data masked for roles below auditor (domain/masking.py)."""
+    if not any(needs_masking(d.name, roles) and not d.withheld for d in dossier.documents):
+        return dossier
+    documents = tuple(
+        replace(d, content=masked_content(d.content), withheld="masked", size_bytes=d.size)
+        if needs_masking(d.name, roles) and not d.withheld
+        else d
+        for d in dossier.documents
+    )
+    return replace(dossier, documents=documents)
 
 
 async def _chunked(data: bytes) -> AsyncIterator[bytes]:

@@ -1,48 +1,72 @@
-"""Sealing: one dossier per completed order, appended to the hash chain and the transparency
-log (a leaf of its Merkle tree) with its event.
+"""Recording and sealing: every event of an order kept until the order completes, then its
+dossier assembled from them (domain/assembly.py) and appended to the hash chain and the
+transparency log; later events of a sealed order as addenda; daily reports as records.
 
 Sequence numbers must stay gap-free and unique with several archive replicas on one
 PostgreSQL database. We lock the chain head row (`SELECT ... FOR UPDATE`) rather than rely on a
 unique constraint on `sequence` plus retries, because:
 
-- the lock serialises exactly the critical section (read head, check the order, insert, move
+- the lock serialises exactly the critical section (read head, check the record, insert, move
   head), so two replicas never compute the same sequence and no work is thrown away;
-- the check "is this order already sealed?" runs *after* the lock is held, so a second
+- the check "is this record already sealed?" runs *after* the lock is held, so a second
   `order.completed` for the same order (a different event id, handled by another replica at
   the same moment) waits for the first transaction and then sees its dossier: it seals nothing;
 - with a constraint-and-retry scheme the loser's `IntegrityError` would reach the runtime's
   consumer, which treats any `IntegrityError` as "another replica handled this event" and acks
-  it: a colliding *different* order would be lost. The unique constraints on `order_id` and
-  `sequence` remain only as a backstop.
+  it: a colliding *different* order would be lost. The unique constraints on `order_id` (the
+  record's key) and `sequence` remain only as a backstop.
 
-Sealing is rare (once per completed order), so the serialisation costs nothing measurable.
-On SQLite every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+Recording an event also takes the head's lock before it checks whether the order is sealed:
+so an event is either kept for the dossier (and read by the sealing, which waits for it) or,
+once the dossier is sealed, sealed as an addendum; never kept for a dossier already sealed.
+Recording writes one row per event in the consumer's batch transaction (one commit for a
+batch, no blob and no fsync); only sealed content goes to the blob store.
 
-The documents' bytes go to the blob store *before* the dossier's rows are written and long
-before the transaction commits, and outside the chain head's lock (the documents depend only
-on the event, not on the chain). A crash in between leaves blobs no dossier names (harmless,
-content-addressed, written again identically by the redelivered event), never a dossier naming
+The documents' bytes go to the blob store *before* the record's rows are written and before
+the transaction commits, and outside the chain head's lock where they can (a dossier's
+documents are built from the events read before the lock, and rebuilt under it only if an
+event arrived meanwhile). A crash in between leaves blobs no record names (harmless,
+content-addressed, written again identically by the redelivered event), never a record naming
 a blob that is not there.
+
+Events after sealing: the archive's consumers of ORDER and PROVISIONING are independent, so a
+provisioning event can arrive after the order's completion; follow-ups and cases come days
+later. Each such event is sealed as an addendum record of the order (key
+`addendum:<event id>`, a later leaf of the log); the sealed dossier and its leaf never change.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
-from orderline.events.v1 import archive_events_pb2, order_events_pb2
+from orderline.events.v1 import (
+    archive_events_pb2,
+    order_events_pb2,
+    provisioning_events_pb2,
+    reporting_events_pb2,
+)
 from orderline.order.v1 import order_pb2
-from orderline_archive.adapters.repository import DossierRepository
+from orderline_archive.adapters.repository import ChainHead, DossierRepository, EventRow
 from orderline_archive.app.log import append_leaf, catch_up
 from orderline_archive.app.ports import BlobStore
-from orderline_archive.domain.chain import seal_next
+from orderline_archive.domain import records
+from orderline_archive.domain.assembly import RecordedEvent, assembled_documents
+from orderline_archive.domain.chain import Document, Seal, seal_next
 from orderline_archive.domain.documents import (
     Milestone,
     OrderSummary,
     StateChange,
-    dossier_documents,
 )
 from orderline_archive.domain.log_record import dossier_leaf
+from orderline_archive.domain.retention import retain_until
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.ids import new_id
@@ -54,6 +78,35 @@ from orderline_runtime.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
+# Every event of an order the archive records for its dossier (besides order.completed).
+RECORDED: tuple[type[Message], ...] = (
+    order_events_pb2.OrderCreated,
+    order_events_pb2.OrderApproved,
+    order_events_pb2.OrderStateChanged,
+    order_events_pb2.OrderReviewQueued,
+    order_events_pb2.OrderInformationRequested,
+    order_events_pb2.OrderAmended,
+    order_events_pb2.FollowUpRecorded,
+    order_events_pb2.CaseOpened,
+    order_events_pb2.CaseClosed,
+    order_events_pb2.OrderCancellationRequested,
+    provisioning_events_pb2.JobStarted,
+    provisioning_events_pb2.PrechecksPassed,
+    provisioning_events_pb2.DeviceConfigured,
+    provisioning_events_pb2.TestsPassed,
+    provisioning_events_pb2.ServiceActivated,
+    provisioning_events_pb2.VoucherIssued,
+    provisioning_events_pb2.CustomerNotified,
+    provisioning_events_pb2.JobHeld,
+    provisioning_events_pb2.JobFailed,
+    provisioning_events_pb2.CancellationAccepted,
+    provisioning_events_pb2.CancellationCompleted,
+    provisioning_events_pb2.CancellationDeclined,
+)
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WORD = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+
 
 class DossierSealer:
     def __init__(self, clock: Clock, blobs: BlobStore) -> None:
@@ -61,7 +114,48 @@ class DossierSealer:
         self.blobs = blobs
 
     def handlers(self) -> list[Handler]:
-        return [Handler(order_events_pb2.OrderCompleted, self.on_order_completed)]
+        return [
+            *(Handler(cls, self.on_order_event) for cls in RECORDED),
+            Handler(order_events_pb2.OrderCompleted, self.on_order_completed),
+            Handler(reporting_events_pb2.DailyReportProduced, self.on_daily_report),
+        ]
+
+    # --- every event of an order ------------------------------------------------------------
+
+    async def on_order_event(
+        self, uow: UnitOfWork[DossierRepository], event: ReceivedEvent, payload: Message
+    ) -> None:
+        order_id = event.order_id or str(getattr(payload, "order_id", ""))
+        if not order_id:
+            return  # not about an order: nothing of a dossier
+        row = event_row(event, payload, order_id)
+        repo = uow.repos
+        head = await repo.lock_head()  # the module's docstring: never kept once sealed
+        sealed = await repo.sealed_dossier(order_id)
+        if sealed is None:
+            await repo.record_events([row])
+            return
+        dossier_id, until = sealed
+        recorded = recorded_event(row)
+        docs = records.addendum_documents(order_id, dossier_id, recorded)
+        # Under the lock (a late event is rare): its blob before its rows.
+        await self._store(docs)
+        key = records.addendum_key(row.event_id)
+        if await repo.dossier_id_for_order(key) is not None:
+            return  # a redelivery under another consumer's inbox: sealed already
+        await self._seal(
+            uow,
+            head,
+            key=key,
+            kind=records.ADDENDUM,
+            subject=order_id,
+            business_type=str(getattr(payload, "business_type", ""))[:64],
+            docs=docs,
+            until=until,
+        )
+        log.info("addendum sealed", order_id=order_id, key=key, event_type=row.event_type)
+
+    # --- completion: the dossier ------------------------------------------------------------
 
     async def on_order_completed(
         self,
@@ -73,39 +167,36 @@ class DossierSealer:
         if not order_id:
             raise PoisonMessage("order.completed without an order id")
         repo = uow.repos
-        docs = dossier_documents(order_summary(payload, order_id))
+        summary = order_summary(payload, order_id)
+        completion = recorded_event(event_row(event, payload, order_id))
+        kept = await repo.order_events(order_id)
+        docs = assembled_documents(summary, [*map(recorded_event, kept), completion])
         # Blobs first (see the module's docstring); a store that does not answer fails the
         # event, which is redelivered.
-        stored = await self.blobs.put_many([doc.content for doc in docs])
-        for doc, name in zip(docs, stored, strict=True):
-            if name != doc.sha256:  # a store that names blobs otherwise would break proofs
-                raise RuntimeError(f"the blob store named {doc.name} {name}, not {doc.sha256}")
+        await self._store(docs)
         head = await repo.lock_head()
         existing = await repo.dossier_id_for_order(order_id)
         if existing is not None:
             log.info("order already sealed; nothing to do", order_id=order_id, dossier_id=existing)
             return
-        seal = seal_next(head.sequence, head.content_hash, docs)
-        dossier_id = new_id()
+        now_kept = await repo.order_events(order_id)
+        if {r.event_id for r in now_kept} != {r.event_id for r in kept}:
+            # Events recorded while the blobs were written: the dossier includes them.
+            docs = assembled_documents(summary, [*map(recorded_event, now_kept), completion])
+            await self._store(docs)
         sealed_at = self.clock()
-        await repo.add_sealed(
-            dossier_id=dossier_id,
-            order_id=order_id,
+        dossier_id, seal = await self._seal(
+            uow,
+            head,
+            key=order_id,
+            kind=records.DOSSIER,
+            subject=order_id,
             business_type=payload.business_type[:64],  # a catalogue key; the column holds 64
-            seal=seal,
-            sealed_at=sealed_at,
             docs=docs,
-        )
-        # The dossier becomes leaf sequence-1 of the transparency log, in the same transaction.
-        await catch_up(repo, seal.sequence - 1)
-        leaf = dossier_leaf(
-            dossier_id=dossier_id,
-            order_id=order_id,
-            sequence=seal.sequence,
-            content_hash=seal.content_hash,
+            until=retain_until(records.DOSSIER, payload.business_type, sealed_at),
             sealed_at=sealed_at,
         )
-        await append_leaf(repo, seal.sequence - 1, leaf)
+        await repo.forget_order_events(order_id)
         uow.emit(
             archive_events_pb2.DossierSealed(
                 dossier_id=dossier_id,
@@ -115,7 +206,177 @@ class DossierSealer:
             ),
             device_id=payload.device_id,
         )
-        log.info("dossier sealed", order_id=order_id, dossier_id=dossier_id, sequence=seal.sequence)
+        log.info(
+            "dossier sealed",
+            order_id=order_id,
+            dossier_id=dossier_id,
+            sequence=seal.sequence,
+            events=len(now_kept) + 1,
+        )
+
+    # --- the daily report -------------------------------------------------------------------
+
+    async def on_daily_report(
+        self,
+        uow: UnitOfWork[DossierRepository],
+        event: ReceivedEvent,
+        payload: reporting_events_pb2.DailyReportProduced,
+    ) -> None:
+        problems = daily_report_problems(payload)
+        if problems:
+            raise PoisonMessage(f"reporting.daily_report_produced: {'; '.join(problems)}")
+        day, language, fmt = payload.day, payload.language, payload.format
+        doc = Document(
+            records.daily_report_document_name(day, language, fmt),
+            payload.media_type,
+            payload.content,
+        )
+        await self._store([doc])
+        repo = uow.repos
+        head = await repo.lock_head()
+        key = records.daily_report_key(day, language, fmt)
+        if await repo.dossier_id_for_order(key) is not None:
+            log.info("daily report already archived", key=key)
+            return
+        sealed_at = self.clock()
+        await self._seal(
+            uow,
+            head,
+            key=key,
+            kind=records.DAILY_REPORT,
+            subject=day,
+            business_type="",
+            docs=[doc],
+            until=retain_until(records.DAILY_REPORT, "", sealed_at),
+            sealed_at=sealed_at,
+        )
+        log.info("daily report archived", key=key, sha256=payload.sha256)
+
+    # --- shared -----------------------------------------------------------------------------
+
+    async def _store(self, docs: Sequence[Document]) -> None:
+        stored = await self.blobs.put_many([doc.content for doc in docs])
+        for doc, name in zip(docs, stored, strict=True):
+            if name != doc.sha256:  # a store that names blobs otherwise would break proofs
+                raise RuntimeError(f"the blob store named {doc.name} {name}, not {doc.sha256}")
+
+    async def _seal(
+        self,
+        uow: UnitOfWork[DossierRepository],
+        head: ChainHead,
+        *,
+        key: str,
+        kind: str,
+        subject: str,
+        business_type: str,
+        docs: Sequence[Document],
+        until: datetime | None,
+        sealed_at: datetime | None = None,
+    ) -> tuple[str, Seal]:
+        return await seal_record(
+            uow.repos,
+            head,
+            key=key,
+            kind=kind,
+            subject=subject,
+            business_type=business_type,
+            docs=docs,
+            until=until,
+            sealed_at=sealed_at or self.clock(),
+        )
+
+
+async def seal_record(
+    repo: DossierRepository,
+    head: ChainHead,
+    *,
+    key: str,
+    kind: str,
+    subject: str,
+    business_type: str,
+    docs: Sequence[Document],
+    until: datetime | None,
+    sealed_at: datetime,
+) -> tuple[str, Seal]:
+    """Places a record after the (locked) head: its rows, the chain head, and its leaf of the
+    log, in the caller's transaction. The documents' bytes must be in the blob store."""
+    seal = seal_next(head.sequence, head.content_hash, docs)
+    record_id = new_id()
+    await repo.add_sealed(
+        dossier_id=record_id,
+        order_id=key,
+        business_type=business_type,
+        seal=seal,
+        sealed_at=sealed_at,
+        docs=docs,
+        kind=kind,
+        subject=subject,
+        retain_until=until,
+    )
+    # The record becomes leaf sequence-1 of the transparency log, in the same transaction.
+    await catch_up(repo, seal.sequence - 1)
+    leaf = dossier_leaf(
+        dossier_id=record_id,
+        order_id=key,
+        sequence=seal.sequence,
+        content_hash=seal.content_hash,
+        sealed_at=sealed_at,
+    )
+    await append_leaf(repo, seal.sequence - 1, leaf)
+    return record_id, seal
+
+
+def daily_report_problems(payload: reporting_events_pb2.DailyReportProduced) -> list[str]:
+    problems = []
+    if not _DAY.match(payload.day):
+        problems.append(f"day {payload.day!r} is not YYYY-MM-DD")
+    else:
+        try:
+            date.fromisoformat(payload.day)
+        except ValueError:
+            problems.append(f"day {payload.day!r} is not a date")
+    if not _WORD.match(payload.language):
+        problems.append(f"language {payload.language!r} is not a language tag")
+    if not _WORD.match(payload.format):
+        problems.append(f"format {payload.format!r} is not a format name")
+    if not payload.media_type or len(payload.media_type) > 100:
+        problems.append("media_type is empty or longer than 100 characters")
+    if Document("", "", payload.content).sha256 != payload.sha256:
+        problems.append("content does not hash to sha256")
+    if payload.size_bytes != len(payload.content):
+        problems.append(f"size_bytes {payload.size_bytes}, the content has {len(payload.content)}")
+    return problems
+
+
+def event_row(event: ReceivedEvent, payload: Message, order_id: str) -> EventRow:
+    """What the archive keeps of an event until sealing: its identity, time, producer, the
+    trace it travelled in (the consumer's span continues the producer's trace) and its fields."""
+    context = trace.get_current_span().get_span_context()
+    fields = json_format.MessageToDict(payload, preserving_proto_field_name=True)
+    envelope = event.envelope
+    return EventRow(
+        event_id=event.id,
+        order_id=order_id,
+        event_type=event.event_type,
+        producer=envelope.producer[:50],
+        occurred_at=envelope.time.ToDatetime(tzinfo=UTC) if envelope.HasField("time") else None,
+        trace_id=format(context.trace_id, "032x") if context.is_valid else "",
+        payload=json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def recorded_event(row: EventRow) -> RecordedEvent:
+    occurred = row.occurred_at
+    return RecordedEvent(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        producer=row.producer,
+        occurred_at=None
+        if occurred is None
+        else occurred.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        trace_id=row.trace_id,
+        payload=json.loads(row.payload),
+    )
 
 
 def order_summary(payload: order_events_pb2.OrderCompleted, order_id: str) -> OrderSummary:

@@ -50,6 +50,12 @@ def content_hash(previous_hash: str, documents: Iterable[Document]) -> str:
     return _hash(previous_hash, [(d.name, d.media_type, d.sha256) for d in documents])
 
 
+def content_hash_of(previous_hash: str, entries: Iterable[tuple[str, str, str]]) -> str:
+    """The content hash from each document's (name, media type, sha256): what a reader with
+    withheld documents (purged, masked) checks."""
+    return _hash(previous_hash, entries)
+
+
 def _hash(previous_hash: str, entries: Iterable[tuple[str, str, str]]) -> str:
     hasher = hashlib.sha256(previous_hash.encode("ascii", errors="replace"))
     for name, media_type, sha256 in sorted(entries):
@@ -69,6 +75,12 @@ class SealedDossier:
     documents: Sequence[StoredDocument]
     sealed_at: datetime | None = None
     business_type: str = ""
+    # domain/records.py: dossier, addendum, daily_report or tombstone; the order (day, purged
+    # record) it is about; when it may be purged and when it was.
+    kind: str = "dossier"
+    subject: str = ""
+    retain_until: datetime | None = None
+    purged_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class StoredDocument:
     content: bytes
     # The content's size; None when the content is here (then len(content)).
     size_bytes: int | None = None
+    # Why `content` is not the sealed bytes: "purged" (past retention, gone) or "masked"
+    # (personal data masked for the reader). Such a document is checked by its recorded
+    # sha256 alone, which the content hash covers.
+    withheld: str = ""
 
     @property
     def size(self) -> int:
@@ -147,6 +163,8 @@ class ChainVerifier:
         if dossier.previous_hash != self._previous_hash:
             return "previous_hash does not match the previous dossier's content hash"
         for doc in dossier.documents:
+            if doc.withheld:
+                continue
             if hashlib.sha256(doc.content).hexdigest() != doc.sha256:
                 return f"content of document {doc.name!r} does not match its sha256"
         recomputed = _hash(

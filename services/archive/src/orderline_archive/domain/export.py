@@ -5,6 +5,12 @@ in the transparency log with the inclusion proof, and the signed checkpoint the 
 Verifying checks, in order: the checkpoint's signature; each document against its recorded
 SHA-256; the dossier's content hash against its documents; the leaf against the dossier; and
 the inclusion proof against the checkpoint's root. Any edit to any part fails one of them.
+
+A document may be *withheld*: `"content": null` with `"withheld": "purged"` (the record passed
+its retention and an auditor purged it) or `"masked"` (personal data, for a reader below
+auditor; its masked rendering is in `"masked_content"`, for reading only). A withheld document
+is checked by its recorded SHA-256 alone, which the content hash and so the leaf cover: the
+export still proves the record as sealed, without its bytes. The verdict names them.
 """
 
 from __future__ import annotations
@@ -43,15 +49,10 @@ def build_export(
             "sealed_at": dossier.sealed_at.isoformat(),
             "previous_hash": dossier.previous_hash,
             "content_hash": dossier.content_hash,
-            "documents": [
-                {
-                    "name": d.name,
-                    "media_type": d.media_type,
-                    "sha256": d.sha256,
-                    "content": _b64(d.content),
-                }
-                for d in dossier.documents
-            ],
+            "kind": dossier.kind,
+            "subject": dossier.subject,
+            "purged_at": dossier.purged_at.isoformat() if dossier.purged_at else None,
+            "documents": [_document(d) for d in dossier.documents],
         },
         "log": {
             "leaf_index": leaf_index,
@@ -62,6 +63,18 @@ def build_export(
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
 
+def _document(d: chain.StoredDocument) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": d.name, "media_type": d.media_type, "sha256": d.sha256}
+    if not d.withheld:
+        entry["content"] = _b64(d.content)
+        return entry
+    entry["content"] = None
+    entry["withheld"] = d.withheld
+    if d.withheld == "masked":
+        entry["masked_content"] = _b64(d.content)
+    return entry
+
+
 @dataclass
 class ExportVerdict:
     valid: bool
@@ -70,6 +83,7 @@ class ExportVerdict:
     tree_size: int = 0
     checks: list[str] = field(default_factory=list)  # what was verified, in order
     problem: str = ""  # the first check that failed
+    withheld: dict[str, str] = field(default_factory=dict)  # document name -> why
 
 
 class _Refused(Exception):
@@ -99,7 +113,10 @@ def _verify(content: bytes, verifier_key: str, verdict: ExportVerdict) -> None:
                 name=str(x["name"]),
                 media_type=str(x["media_type"]),
                 sha256=str(x["sha256"]),
-                content=base64.b64decode(x["content"], validate=True),
+                content=b""
+                if x["content"] is None
+                else base64.b64decode(x["content"], validate=True),
+                withheld="" if x["content"] is not None else str(x.get("withheld") or "withheld"),
             )
             for x in d["documents"]
         ]
@@ -124,13 +141,24 @@ def _verify(content: bytes, verifier_key: str, verdict: ExportVerdict) -> None:
     verdict.tree_size = kept.size
     verdict.checks.append(f"checkpoint signed by {kept.origin} (tree size {kept.size})")
 
-    for doc in docs:
+    present = [doc for doc in docs if not doc.withheld]
+    for doc in present:
         if chain.Document(doc.name, doc.media_type, doc.content).sha256 != doc.sha256:
             raise _Refused(f"document {doc.name!r} does not match its SHA-256")
-    verdict.checks.append(f"{len(docs)} documents match their SHA-256")
+    verdict.checks.append(f"{len(present)} documents match their SHA-256")
+    verdict.withheld = {doc.name: doc.withheld for doc in docs if doc.withheld}
+    if verdict.withheld:
+        named = ", ".join(f"{n} ({why})" for n, why in sorted(verdict.withheld.items()))
+        verdict.checks.append(f"withheld, checked by their recorded SHA-256 only: {named}")
 
-    recomputed = chain.content_hash(
-        str(d["previous_hash"]), [chain.Document(x.name, x.media_type, x.content) for x in docs]
+    recomputed = chain.content_hash_of(
+        str(d["previous_hash"]),
+        [
+            (x.name, x.media_type, chain.Document(x.name, x.media_type, x.content).sha256)
+            if not x.withheld
+            else (x.name, x.media_type, x.sha256)
+            for x in docs
+        ],
     )
     if recomputed != d["content_hash"]:
         raise _Refused("the dossier's content hash does not match its documents")

@@ -11,9 +11,10 @@ the day just ended only, never a backlog). Two replicas may both produce the sam
 first insert wins and the other's is dropped (ON CONFLICT DO NOTHING), so each day has one
 document per language and format.
 
-Archiving: the archive has no API that accepts a document from another service and consumes no
-reporting event yet (reporting publishes none); docs/reporting.md says what it needs. The
-documents are served by `ListDailyReports` / `GetDailyReport` meanwhile.
+Archiving: each document stored is also emitted, in the same transaction (the outbox), as
+`reporting.daily_report_produced` with its content; the archive keeps it by SHA-256 and seals
+it once per (day, language, format) as a record of its log (docs/reporting.md). A replica
+whose insert is dropped emits nothing. `ListDailyReports` / `GetDailyReport` serve them too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 from datetime import date, timedelta
 
+from orderline.events.v1 import reporting_events_pb2
 from orderline_reporting.adapters.repository import DailyReport, ProjectionRepository
 from orderline_reporting.app.reports import ReportQueries, export
 from orderline_reporting.domain.labels import LOCALES
@@ -92,6 +94,7 @@ class DailyReporter:
             for made in stored:
                 if await uow.repos.save_daily_report(made):
                     saved.append(made)
+                    uow.emit(produced_event(made))
         for kept in saved:
             log.info(
                 "daily report stored",
@@ -109,3 +112,18 @@ class DailyReporter:
             await self.produce_due()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_seconds)
+
+
+def produced_event(report: DailyReport) -> reporting_events_pb2.DailyReportProduced:
+    """The event that hands a stored daily report to the archive."""
+    event = reporting_events_pb2.DailyReportProduced(
+        day=report.day.isoformat(),
+        language=report.language,
+        format=report.format,
+        media_type=report.media_type,
+        sha256=report.sha256,
+        size_bytes=len(report.content),
+        content=report.content,
+    )
+    event.generated_at.FromDatetime(report.generated_at)
+    return event

@@ -28,12 +28,22 @@ class ArchivedDocument(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    MASKED_FIELD_NUMBER: _builtins.int
+    PURGED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     media_type: _builtins.str
     sha256: _builtins.str
     content: _builtins.bytes
     """Set by GetDossier; empty in ListDossiers pages (GetDocument streams one document)."""
     size_bytes: _builtins.int
+    masked: _builtins.bool
+    """True when content is a masked rendering (personal data masked for the caller's roles):
+    it does not hash to sha256; an auditor reads the sealed bytes.
+    """
+    purged: _builtins.bool
+    """True when the record was purged past its retention: no content, sha256 kept (the
+    record's content hash and leaf still verify).
+    """
     def __init__(
         self,
         *,
@@ -42,10 +52,12 @@ class ArchivedDocument(_message.Message):
         sha256: _builtins.str = ...,
         content: _builtins.bytes = ...,
         size_bytes: _builtins.int = ...,
+        masked: _builtins.bool = ...,
+        purged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_type", b"media_type", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "masked", b"masked", "media_type", b"media_type", "name", b"name", "purged", b"purged", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -63,6 +75,10 @@ class Dossier(_message.Message):
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RETAIN_UNTIL_FIELD_NUMBER: _builtins.int
+    PURGED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     sequence: _builtins.int
@@ -72,10 +88,31 @@ class Dossier(_message.Message):
     previous_hash: _builtins.str
     business_type: _builtins.str
     """The order's business type (catalogue key), e.g. broadband_install."""
+    kind: _builtins.str
+    """What the record is: "dossier" (an order's, sealed when it completes), "addendum" (an
+    event of the order that arrived after its dossier was sealed), "daily_report" (a daily
+    report document) or "tombstone" (the trace of a purge). order_id is the record's key:
+    the order id of a dossier; "<order id>+<n>" of an addendum; "daily-report:<day>:<lang>:
+    <format>"; "tombstone:<purged record id>".
+    """
+    subject: _builtins.str
+    """The order an addendum or a dossier belongs to; the day of a daily report; the purged
+    record's key of a tombstone.
+    """
     @_builtins.property
     def sealed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArchivedDocument]: ...
+    @_builtins.property
+    def retain_until(self) -> _timestamp_pb2.Timestamp:
+        """When the record may be purged (years after completion by business type); unset for a
+        tombstone, which is kept for ever.
+        """
+
+    @_builtins.property
+    def purged_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once the record's content was purged."""
+
     def __init__(
         self,
         *,
@@ -87,10 +124,14 @@ class Dossier(_message.Message):
         previous_hash: _builtins.str = ...,
         documents: _abc.Iterable[Global___ArchivedDocument] | None = ...,
         business_type: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        retain_until: _timestamp_pb2.Timestamp | None = ...,
+        purged_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sealed_at", b"sealed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["purged_at", b"purged_at", "retain_until", b"retain_until", "sealed_at", b"sealed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "content_hash", b"content_hash", "documents", b"documents", "id", b"id", "order_id", b"order_id", "previous_hash", b"previous_hash", "sealed_at", b"sealed_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "content_hash", b"content_hash", "documents", b"documents", "id", b"id", "kind", b"kind", "order_id", b"order_id", "previous_hash", b"previous_hash", "purged_at", b"purged_at", "retain_until", b"retain_until", "sealed_at", b"sealed_at", "sequence", b"sequence", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,16 +161,22 @@ class GetDossierResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DOSSIER_FIELD_NUMBER: _builtins.int
+    ADDENDA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def dossier(self) -> Global___Dossier: ...
+    @_builtins.property
+    def addenda(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dossier]:
+        """The order's addenda (events after sealing), in log order."""
+
     def __init__(
         self,
         *,
         dossier: Global___Dossier | None = ...,
+        addenda: _abc.Iterable[Global___Dossier] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addenda", b"addenda", "dossier", b"dossier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -505,3 +552,87 @@ class GetDocumentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDocumentResponse: _TypeAlias = GetDocumentResponse  # noqa: Y015
+
+@_typing.final
+class PurgeExpiredRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many records in one call (0 means 100; at most 1000)."""
+    dry_run: _builtins.bool
+    """Only report what would be purged."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExpiredRequest: _TypeAlias = PurgeExpiredRequest  # noqa: Y015
+
+@_typing.final
+class PurgedRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RETAIN_UNTIL_FIELD_NUMBER: _builtins.int
+    TOMBSTONE_KEY_FIELD_NUMBER: _builtins.int
+    TOMBSTONE_SEQUENCE_FIELD_NUMBER: _builtins.int
+    record_id: _builtins.str
+    key: _builtins.str
+    kind: _builtins.str
+    tombstone_key: _builtins.str
+    """The tombstone record's key ("tombstone:<record id>") and its place in the log."""
+    tombstone_sequence: _builtins.int
+    @_builtins.property
+    def retain_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        record_id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        retain_until: _timestamp_pb2.Timestamp | None = ...,
+        tombstone_key: _builtins.str = ...,
+        tombstone_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retain_until", b"retain_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "kind", b"kind", "record_id", b"record_id", "retain_until", b"retain_until", "tombstone_key", b"tombstone_key", "tombstone_sequence", b"tombstone_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgedRecord: _TypeAlias = PurgedRecord  # noqa: Y015
+
+@_typing.final
+class PurgeExpiredResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURGED_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    more: _builtins.bool
+    """More records are past retention than were purged in this call (call again)."""
+    @_builtins.property
+    def purged(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurgedRecord]: ...
+    def __init__(
+        self,
+        *,
+        purged: _abc.Iterable[Global___PurgedRecord] | None = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "purged", b"purged"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeExpiredResponse: _TypeAlias = PurgeExpiredResponse  # noqa: Y015

@@ -75,6 +75,11 @@ class ArchiveServiceStub:
                 request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.SerializeToString,
                 response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.FromString,
                 _registered_method=True)
+        self.PurgeExpired = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/PurgeExpired',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -135,6 +140,16 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeExpired(self, request, context):
+        """Auditor only: purges every record past its retention (years after completion, by business
+        type). Each purged record's documents lose their content (and blobs) and a tombstone
+        record is appended to the log; the purged record's leaf is never changed, so inclusion
+        and consistency proofs still verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +192,11 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.GetDocument,
                     request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.FromString,
                     response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.SerializeToString,
+            ),
+            'PurgeExpired': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeExpired,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +416,33 @@ class ArchiveService:
             '/orderline.archive.v1.ArchiveService/GetDocument',
             orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentRequest.SerializeToString,
             orderline_dot_archive_dot_v1_dot_archive__pb2.GetDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeExpired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/PurgeExpired',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,12 @@ class ArchiveServiceStub:
     """One document of a dossier, streamed in chunks: the first carries its name, media type,
     SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
     """
+    PurgeExpired: _grpc.UnaryUnaryMultiCallable[_archive_pb2.PurgeExpiredRequest, _archive_pb2.PurgeExpiredResponse]
+    """Auditor only: purges every record past its retention (years after completion, by business
+    type). Each purged record's documents lose their content (and blobs) and a tombstone
+    record is appended to the log; the purged record's leaf is never changed, so inclusion
+    and consistency proofs still verify.
+    """
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -72,6 +78,12 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     GetDocument: _aio.UnaryStreamMultiCallable[_archive_pb2.GetDocumentRequest, _archive_pb2.GetDocumentResponse]  # type: ignore[assignment]
     """One document of a dossier, streamed in chunks: the first carries its name, media type,
     SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
+    """
+    PurgeExpired: _aio.UnaryUnaryMultiCallable[_archive_pb2.PurgeExpiredRequest, _archive_pb2.PurgeExpiredResponse]  # type: ignore[assignment]
+    """Auditor only: purges every record past its retention (years after completion, by business
+    type). Each purged record's documents lose their content (and blobs) and a tombstone
+    record is appended to the log; the purged record's leaf is never changed, so inclusion
+    and consistency proofs still verify.
     """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +152,18 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_archive_pb2.GetDocumentResponse], _abc.AsyncIterator[_archive_pb2.GetDocumentResponse]]:
         """One document of a dossier, streamed in chunks: the first carries its name, media type,
         SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeExpired(
+        self,
+        request: _archive_pb2.PurgeExpiredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.PurgeExpiredResponse, _abc.Awaitable[_archive_pb2.PurgeExpiredResponse]]:
+        """Auditor only: purges every record past its retention (years after completion, by business
+        type). Each purged record's documents lose their content (and blobs) and a tombstone
+        record is appended to the log; the purged record's leaf is never changed, so inclusion
+        and consistency proofs still verify.
         """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot
 from orderline.order.v1 import order_pb2 as orderline_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\x1a\x1eorderline/order/v1/order.proto\"\x9c\x01\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.created\x12\treporting\"\xad\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t:-\xca\xf3\x18)\n\x0eorder.approved\x12\x0cprovisioning\x12\treporting\"\xec\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t:$\xca\xf3\x18 \n\x13order.state_changed\x12\treporting\"\xa0\x02\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:)\xca\xf3\x18%\n\x0forder.completed\x12\x07\x61rchive\x12\treporting\"x\n\x11OrderReviewQueued\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t:$\xca\xf3\x18 \n\x13order.review_queued\x12\treporting\"\xb2\x01\n\x19OrderInformationRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t:,\xca\xf3\x18(\n\x1border.information_requested\x12\treporting\"\x80\x01\n\x0cOrderAmended\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x12\n\namended_by\x18\x04 \x01(\t:\x1e\xca\xf3\x18\x1a\n\rorder.amended\x12\treporting\"\xe5\x01\n\x10\x46ollowUpRecorded\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x14\n\x0c\x66ollow_up_id\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\x05\x12\x34\n\x07outcome\x18\x05 \x01(\x0e\x32#.orderline.order.v1.FollowUpOutcome\x12\x13\n\x0brecorded_by\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t:)\xca\xf3\x18%\n\x18order.follow_up_recorded\x12\treporting\"\xab\x01\n\nCaseOpened\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66ollow_up_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65vice_problem\x18\x05 \x01(\x08\x12\x11\n\topened_by\x18\x06 \x01(\t:\"\xca\xf3\x18\x1e\n\x11order.case_opened\x12\treporting\"}\n\nCaseClosed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x11\n\tclosed_by\x18\x04 \x01(\t:\"\xca\xf3\x18\x1e\n\x11order.case_closed\x12\treporting\"\xce\x01\n\x1aOrderCancellationRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x14\n\x0crequested_by\x18\x06 \x01(\t:0\xca\xf3\x18,\n\x1corder.cancellation_requested\x12\x0cprovisioningB\x1a\xc2\xf3\x18\x16\n\x05ORDER\x12\x05order\x1a\x06intakeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderline/events/v1/order_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\x1a\x1eorderline/order/v1/order.proto\"\xa5\x01\n\x0cOrderCreated\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0e\n\x06locale\x18\x06 \x01(\t:\'\xca\xf3\x18#\n\rorder.created\x12\treporting\x12\x07\x61rchive\"\xb6\x01\n\rOrderApproved\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x0c\n\x04plan\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x06 \x01(\t:6\xca\xf3\x18\x32\n\x0eorder.approved\x12\x0cprovisioning\x12\treporting\x12\x07\x61rchive\"\xf5\x01\n\x11OrderStateChanged\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x32\n\nfrom_state\x18\x03 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\x30\n\x08to_state\x18\x04 \x01(\x0e\x32\x1e.orderline.order.v1.OrderState\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x13\n\x0breason_code\x18\x06 \x01(\t:-\xca\xf3\x18)\n\x13order.state_changed\x12\treporting\x12\x07\x61rchive\"\xa0\x02\n\x0eOrderCompleted\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x31\n\nmilestones\x18\x05 \x03(\x0b\x32\x1d.orderline.order.v1.Milestone\x12\x30\n\x07history\x18\x06 \x03(\x0b\x32\x1f.orderline.order.v1.StateChange\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:)\xca\xf3\x18%\n\x0forder.completed\x12\x07\x61rchive\x12\treporting\"\x81\x01\n\x11OrderReviewQueued\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t:-\xca\xf3\x18)\n\x13order.review_queued\x12\treporting\x12\x07\x61rchive\"\xbb\x01\n\x19OrderInformationRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t:5\xca\xf3\x18\x31\n\x1border.information_requested\x12\treporting\x12\x07\x61rchive\"\x89\x01\n\x0cOrderAmended\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\x12\x12\n\namended_by\x18\x04 \x01(\t:\'\xca\xf3\x18#\n\rorder.amended\x12\treporting\x12\x07\x61rchive\"\xee\x01\n\x10\x46ollowUpRecorded\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x14\n\x0c\x66ollow_up_id\x18\x03 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x04 \x01(\x05\x12\x34\n\x07outcome\x18\x05 \x01(\x0e\x32#.orderline.order.v1.FollowUpOutcome\x12\x13\n\x0brecorded_by\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t:2\xca\xf3\x18.\n\x18order.follow_up_recorded\x12\treporting\x12\x07\x61rchive\"\xb4\x01\n\nCaseOpened\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x14\n\x0c\x66ollow_up_id\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65vice_problem\x18\x05 \x01(\x08\x12\x11\n\topened_by\x18\x06 \x01(\t:+\xca\xf3\x18\'\n\x11order.case_opened\x12\treporting\x12\x07\x61rchive\"\x86\x01\n\nCaseClosed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x11\n\tclosed_by\x18\x04 \x01(\t:+\xca\xf3\x18\'\n\x11order.case_closed\x12\treporting\x12\x07\x61rchive\"\xd7\x01\n\x1aOrderCancellationRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_type\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x14\n\x0crequested_by\x18\x06 \x01(\t:9\xca\xf3\x18\x35\n\x1corder.cancellation_requested\x12\x0cprovisioning\x12\x07\x61rchiveB\x1a\xc2\xf3\x18\x16\n\x05ORDER\x12\x05order\x1a\x06intakeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,47 +36,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\302\363\030\026\n\005ORDER\022\005order\032\006intake'
   _globals['_ORDERCREATED']._loaded_options = None
-  _globals['_ORDERCREATED']._serialized_options = b'\312\363\030\032\n\rorder.created\022\treporting'
+  _globals['_ORDERCREATED']._serialized_options = b'\312\363\030#\n\rorder.created\022\treporting\022\007archive'
   _globals['_ORDERAPPROVED']._loaded_options = None
-  _globals['_ORDERAPPROVED']._serialized_options = b'\312\363\030)\n\016order.approved\022\014provisioning\022\treporting'
+  _globals['_ORDERAPPROVED']._serialized_options = b'\312\363\0302\n\016order.approved\022\014provisioning\022\treporting\022\007archive'
   _globals['_ORDERSTATECHANGED']._loaded_options = None
-  _globals['_ORDERSTATECHANGED']._serialized_options = b'\312\363\030 \n\023order.state_changed\022\treporting'
+  _globals['_ORDERSTATECHANGED']._serialized_options = b'\312\363\030)\n\023order.state_changed\022\treporting\022\007archive'
   _globals['_ORDERCOMPLETED']._loaded_options = None
   _globals['_ORDERCOMPLETED']._serialized_options = b'\312\363\030%\n\017order.completed\022\007archive\022\treporting'
   _globals['_ORDERREVIEWQUEUED']._loaded_options = None
-  _globals['_ORDERREVIEWQUEUED']._serialized_options = b'\312\363\030 \n\023order.review_queued\022\treporting'
+  _globals['_ORDERREVIEWQUEUED']._serialized_options = b'\312\363\030)\n\023order.review_queued\022\treporting\022\007archive'
   _globals['_ORDERINFORMATIONREQUESTED']._loaded_options = None
-  _globals['_ORDERINFORMATIONREQUESTED']._serialized_options = b'\312\363\030(\n\033order.information_requested\022\treporting'
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_options = b'\312\363\0301\n\033order.information_requested\022\treporting\022\007archive'
   _globals['_ORDERAMENDED']._loaded_options = None
-  _globals['_ORDERAMENDED']._serialized_options = b'\312\363\030\032\n\rorder.amended\022\treporting'
+  _globals['_ORDERAMENDED']._serialized_options = b'\312\363\030#\n\rorder.amended\022\treporting\022\007archive'
   _globals['_FOLLOWUPRECORDED']._loaded_options = None
-  _globals['_FOLLOWUPRECORDED']._serialized_options = b'\312\363\030%\n\030order.follow_up_recorded\022\treporting'
+  _globals['_FOLLOWUPRECORDED']._serialized_options = b'\312\363\030.\n\030order.follow_up_recorded\022\treporting\022\007archive'
   _globals['_CASEOPENED']._loaded_options = None
-  _globals['_CASEOPENED']._serialized_options = b'\312\363\030\036\n\021order.case_opened\022\treporting'
+  _globals['_CASEOPENED']._serialized_options = b'\312\363\030\'\n\021order.case_opened\022\treporting\022\007archive'
   _globals['_CASECLOSED']._loaded_options = None
-  _globals['_CASECLOSED']._serialized_options = b'\312\363\030\036\n\021order.case_closed\022\treporting'
+  _globals['_CASECLOSED']._serialized_options = b'\312\363\030\'\n\021order.case_closed\022\treporting\022\007archive'
   _globals['_ORDERCANCELLATIONREQUESTED']._loaded_options = None
-  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_options = b'\312\363\030,\n\034order.cancellation_requested\022\014provisioning'
+  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_options = b'\312\363\0305\n\034order.cancellation_requested\022\014provisioning\022\007archive'
   _globals['_ORDERCREATED']._serialized_start=166
-  _globals['_ORDERCREATED']._serialized_end=322
-  _globals['_ORDERAPPROVED']._serialized_start=325
-  _globals['_ORDERAPPROVED']._serialized_end=498
-  _globals['_ORDERSTATECHANGED']._serialized_start=501
-  _globals['_ORDERSTATECHANGED']._serialized_end=737
-  _globals['_ORDERCOMPLETED']._serialized_start=740
-  _globals['_ORDERCOMPLETED']._serialized_end=1028
-  _globals['_ORDERREVIEWQUEUED']._serialized_start=1030
-  _globals['_ORDERREVIEWQUEUED']._serialized_end=1150
-  _globals['_ORDERINFORMATIONREQUESTED']._serialized_start=1153
-  _globals['_ORDERINFORMATIONREQUESTED']._serialized_end=1331
-  _globals['_ORDERAMENDED']._serialized_start=1334
-  _globals['_ORDERAMENDED']._serialized_end=1462
-  _globals['_FOLLOWUPRECORDED']._serialized_start=1465
-  _globals['_FOLLOWUPRECORDED']._serialized_end=1694
-  _globals['_CASEOPENED']._serialized_start=1697
-  _globals['_CASEOPENED']._serialized_end=1868
-  _globals['_CASECLOSED']._serialized_start=1870
-  _globals['_CASECLOSED']._serialized_end=1995
-  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_start=1998
-  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_end=2204
+  _globals['_ORDERCREATED']._serialized_end=331
+  _globals['_ORDERAPPROVED']._serialized_start=334
+  _globals['_ORDERAPPROVED']._serialized_end=516
+  _globals['_ORDERSTATECHANGED']._serialized_start=519
+  _globals['_ORDERSTATECHANGED']._serialized_end=764
+  _globals['_ORDERCOMPLETED']._serialized_start=767
+  _globals['_ORDERCOMPLETED']._serialized_end=1055
+  _globals['_ORDERREVIEWQUEUED']._serialized_start=1058
+  _globals['_ORDERREVIEWQUEUED']._serialized_end=1187
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_start=1190
+  _globals['_ORDERINFORMATIONREQUESTED']._serialized_end=1377
+  _globals['_ORDERAMENDED']._serialized_start=1380
+  _globals['_ORDERAMENDED']._serialized_end=1517
+  _globals['_FOLLOWUPRECORDED']._serialized_start=1520
+  _globals['_FOLLOWUPRECORDED']._serialized_end=1758
+  _globals['_CASEOPENED']._serialized_start=1761
+  _globals['_CASEOPENED']._serialized_end=1941
+  _globals['_CASECLOSED']._serialized_start=1944
+  _globals['_CASECLOSED']._serialized_end=2078
+  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_start=2081
+  _globals['_ORDERCANCELLATIONREQUESTED']._serialized_end=2296
 # @@protoc_insertion_point(module_scope)
