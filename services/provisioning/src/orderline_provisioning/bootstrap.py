@@ -17,6 +17,7 @@ from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.adapters.tables import metadata
 from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
 from orderline_provisioning.app.certifications import Certifications
+from orderline_provisioning.app.fallout import FalloutDesk
 from orderline_provisioning.app.handlers import OrderEvents
 from orderline_provisioning.app.ports import Peers
 from orderline_provisioning.app.queries import JobQueries
@@ -122,7 +123,12 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
     queries = JobQueries(service.uow, keys)
     service.add_grpc_service(
         provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server,
-        ProvisioningApi(queries, certifications),
+        ProvisioningApi(
+            queries,
+            certifications,
+            FalloutDesk(service.uow, runner, service.clock, on_runnable=worker.notify),
+            service.clock,
+        ),
         "orderline.provisioning.v1.ProvisioningService",
     )
     service.add_grpc_service(

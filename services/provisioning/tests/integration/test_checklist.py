@@ -193,7 +193,7 @@ async def test_two_jobs_for_one_device_never_configure_it_at_once(
     assert set(owners) == {first_job.id, second_job.id}
 
 
-async def test_a_failed_job_releases_its_device_to_the_next_one(
+async def test_an_aborted_job_releases_its_device_to_the_next_one(
     provisioning: Any, bus: Any, peers: Any, order_id: str
 ) -> None:
     from orderline.agent.v1 import agent_pb2
@@ -201,6 +201,13 @@ async def test_a_failed_job_releases_its_device_to_the_next_one(
     device = "CPE-0106"
     peers.agent.fail_test(device, agent_pb2.TEST_KIND_SECURITY)
     await bus.approve(order_id + "-A", device)
+    # Into the fallout queue (the device keeps the job's configuration), then aborted.
+    held = await bus.wait_for_event(order_id + "-A", "provisioning.job_held")
+    async with grpc.aio.insecure_channel(provisioning.address) as channel:
+        await provisioning_pb2_grpc.ProvisioningServiceStub(channel).AbortJob(
+            pb.AbortJobRequest(job_id=held.payload.job_id, reason="line fault"),
+            metadata=(("authorization", "Bearer dev-engineer"),),
+        )
     await bus.wait_for_event(order_id + "-A", "provisioning.job_failed")
     peers.agent.failing_kinds.clear()
     await bus.approve(order_id + "-B", device)

@@ -169,14 +169,15 @@ async def test_the_adjustment_loop_fixes_what_settings_can_and_falls_out_on_the_
     assert adjust.settings["fan.speed"] == "high" and adjust.settings["line.profile"] == "robust"
     assert fixed.config_version == adjust.config_version == 3
 
-    # A damaged line: one adjustment (the profile's only one for performance), then fallout,
-    # with the device back on the configuration it had before the job.
-    failed = await bus.wait_for_event("ORD-DT-DAMAGED", "provisioning.job_failed", within=60)
-    assert failed.payload.reason_code == "TESTS_FAILED"
+    # A damaged line: one adjustment (the profile's only one for performance), then the
+    # fallout queue (test_fallout.py: a person retries, skips, rolls back or aborts); the device
+    # keeps the job's configuration meanwhile and the service is not switched on.
+    held = await bus.wait_for_event("ORD-DT-DAMAGED", "provisioning.job_held", within=60)
+    assert held.payload.reason_code == "TESTS_FAILED"
     damaged = await get_job(running.address, "ORD-DT-DAMAGED")
-    assert damaged.state == pb.JOB_STATE_FAILED and "after 1 adjustment" in failed.payload.detail
-    assert [c.operation for c in damaged.config_changes] == ["apply", "adjust", "rollback"]
-    assert damaged.config_changes[-1].config_version == damaged.base_config_version == 1
+    assert damaged.state == pb.JOB_STATE_HELD and damaged.HasField("fallout_since")
+    assert "after 1 adjustment" in damaged.detail
+    assert [c.operation for c in damaged.config_changes] == ["apply", "adjust"]
     assert [r.measurements["loss_pct"] for r in damaged.test_runs if r.kind == "performance"] == [
         8.0,
         8.0,
@@ -184,7 +185,8 @@ async def test_the_adjustment_loop_fixes_what_settings_can_and_falls_out_on_the_
     info = await agent_call(
         fleet, "GetDeviceInfo", agent_pb2.GetDeviceInfoRequest(device_id="CPE-0012")
     )
-    assert info.info.config_version == 1 and not info.info.service_active
+    assert info.info.config_version == damaged.config_version == 3
+    assert not info.info.service_active
 
     # A broken sensor's report is a clear error, never a pass, and nothing is adjusted.
     glitch = await bus.wait_for_event("ORD-DT-GLITCH", "provisioning.job_failed", within=60)

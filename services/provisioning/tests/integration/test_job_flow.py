@@ -140,24 +140,34 @@ async def test_abnormal_device_holds_the_job_with_its_alarm(
     assert peers.agent.apply_calls == []
 
 
-async def test_failing_test_rolls_back_and_fails_the_job(
+async def test_failing_test_goes_to_fallout_then_an_abort_rolls_back_and_fails_the_job(
     provisioning: Any, bus: Any, peers: Any, order_id: str
 ) -> None:
     peers.agent.fail_test("CPE-0004", agent_pb2.TEST_KIND_SECURITY)
     await bus.approve(order_id, "CPE-0004")
 
-    failed = await bus.wait_for_event(order_id, "provisioning.job_failed")
-    assert failed.payload.reason_code == "TESTS_FAILED"
-    assert "security" in failed.payload.detail
+    held = await bus.wait_for_event(order_id, "provisioning.job_held")
+    assert held.payload.reason_code == "TESTS_FAILED"
     job = await get_job(provisioning.address, order_id)
-    assert job.state == pb.JOB_STATE_FAILED and job.reason == "TESTS_FAILED"
+    assert job.state == pb.JOB_STATE_HELD and job.reason == "TESTS_FAILED"
+    assert "security" in job.detail and job.HasField("fallout_since")
     assert [r.kind for r in job.test_results if not r.passed] == ["security"]
+    # In the queue the device keeps the job's configuration until a person decides.
+    assert peers.agent.rollbacks == []
+    async with grpc.aio.insecure_channel(provisioning.address) as channel:
+        await provisioning_pb2_grpc.ProvisioningServiceStub(channel).AbortJob(
+            pb.AbortJobRequest(job_id=job.id, reason="line fault, new visit booked"),
+            metadata=(("authorization", "Bearer dev-engineer"),),
+        )
+    failed = await bus.wait_for_event(order_id, "provisioning.job_failed")
+    assert failed.payload.reason_code == "FALLOUT_ABORTED"
     # The configuration this job applied (version 2) is rolled back to the one before.
     assert peers.agent.rollbacks == [("CPE-0004", f"{job.id}:rollback", 1)]
     assert [e.type for e in await bus.provisioning_events(order_id)] == [
         "provisioning.job_started",
         "provisioning.prechecks_passed",
         "provisioning.device_configured",
+        "provisioning.job_held",
         "provisioning.job_failed",
     ]
     assert peers.gateway.sends == []

@@ -16,7 +16,7 @@ from orderline_provisioning.app.ports import (
     Peers,
     PeerUnavailable,
 )
-from orderline_provisioning.app.steps import StepPolicy, StepRunner
+from orderline_provisioning.app.steps import StepOutcome, StepPolicy, StepRunner
 from orderline_provisioning.domain.attestation import verify_envelope
 from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.ed25519 import Ed25519Signer, trusted_keys
@@ -223,16 +223,18 @@ async def test_agent_rejection_holds_the_job_for_a_person() -> None:
     assert (job.state, job.reason) == (JobState.HELD, "CONFIGURE_REJECTED")
 
 
-async def test_failed_test_rolls_back_and_fails_the_job() -> None:
+async def test_a_test_failing_after_the_loop_puts_the_job_in_fallout_without_rollback() -> None:
     fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version, job.base_config_version = 5, 3
     out = await runner.run(job)
-    assert out.event_types == ["provisioning.job_failed"]
-    # The security adjustment was applied and the tests run again, then back to version 3.
+    assert out.event_types == ["provisioning.job_held"]
+    # The security adjustment was applied and the tests run again; the device keeps the
+    # job's configuration while a person decides (retry, skip, roll back, abort).
     assert fake.applies == {"job-1:adjust:1": 1}
-    assert fake.rollbacks == [("job-1:rollback", 3)]
-    assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
+    assert fake.rollbacks == []
+    assert (job.state, job.reason) == (JobState.HELD, "TESTS_FAILED")
+    assert job.fallout_at == clock.now and job.rounds_done == 2
     assert out.test_results is not None and len(out.test_results) == 5
     assert [r.kind for r in out.test_results if not r.passed] == ["security"]
 
@@ -364,7 +366,7 @@ async def test_a_failed_test_is_adjusted_and_passes_on_the_next_round() -> None:
     assert "job-1:test:environmental:2" in fake.tests_run
 
 
-async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_fails() -> None:
+async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_falls_out() -> None:
     fake, clock = FakePeers(failing_kinds={TestKind.ENVIRONMENTAL}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
@@ -372,10 +374,10 @@ async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_fails
     # broadband-full: 3 rounds, environmental has two adjustments.
     assert fake.applies == {"job-1:adjust:1": 1, "job-1:adjust:2": 1}
     assert {r.round for r in out.test_runs} == {1, 2, 3}
-    assert (job.state, job.reason) == (JobState.FAILED, "TESTS_FAILED")
+    assert (job.state, job.reason) == (JobState.HELD, "TESTS_FAILED")
     assert "after 2 adjustment(s)" in job.detail
-    assert fake.rollbacks == [("job-1:rollback", 1)]
-    assert [c.operation for c in out.config_records] == ["adjust", "adjust", "rollback"]
+    assert fake.rollbacks == []
+    assert [c.operation for c in out.config_records] == ["adjust", "adjust"]
 
 
 async def test_an_out_of_range_report_is_an_error_not_a_pass_and_not_adjusted() -> None:
@@ -408,3 +410,71 @@ async def test_activation_calls_the_network_once_per_key_and_records_it() -> Non
     assert "provisioning.service_activated" in out.event_types
     assert fake.switches == [("job-1:activate", True)]
     assert (job.network_action, job.activation_id, job.activated_at) == ("activate", "NE-1", T0)
+
+
+async def test_a_retried_test_step_numbers_its_rounds_after_those_recorded() -> None:
+    """A retry from the fallout queue: new rounds (so new keys and new test_runs rows), and a
+    skipped test is not run again."""
+    from orderline_provisioning.domain import fallout
+
+    fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    await runner.run(job)
+    assert job.state is JobState.HELD and job.rounds_done == 2
+    fake.failing_kinds, fake.tests_run = set(), []
+    fallout.retry(job, clock.now)
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.tests_passed"]
+    assert {r.round for r in out.test_runs} == {3}
+    assert all(k.endswith(":3") for k in fake.tests_run) and len(fake.tests_run) == 5
+    assert job.step is Step.ACTIVATE
+
+
+async def test_a_skipped_test_is_not_run_again_and_named_in_tests_passed() -> None:
+    from orderline_provisioning.app.steps import tests_passed
+    from orderline_provisioning.domain import fallout
+
+    fake, clock = FakePeers(failing_kinds={TestKind.SECURITY, TestKind.PERFORMANCE}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    await runner.run(job)
+    fallout.skip(job, "security", "model has no management port", "eng-1", clock.now)
+    fake.failing_kinds, fake.tests_run = set(), []
+    fallout.retry(job, clock.now)
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.tests_passed"]
+    assert not any(":security" in k for k in fake.tests_run)
+    outcome = {o.kind: o for o in tests_passed(job).outcomes}
+    assert outcome["security"].detail == "skipped by eng-1: model has no management port"
+    assert not outcome["security"].passed
+
+
+async def test_an_unreachable_device_falls_out_after_its_retries() -> None:
+    fake, clock = FakePeers(agent_down=True), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    for _ in range(runner.policy.unreachable_after - 1):
+        await runner.run(job)
+        assert job.state is JobState.RUNNING
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.job_held"]
+    assert (job.state, job.reason) == (JobState.HELD, "DEVICE_UNREACHABLE")
+    assert job.fallout_at is not None
+
+
+async def test_a_retry_after_a_rollback_configures_under_new_keys() -> None:
+    from orderline_provisioning.domain import fallout
+
+    fake, clock = FakePeers(), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.CONFIGURE)
+    await runner.run(job)
+    job.hold("TESTS_FAILED", clock.now)
+    out = StepOutcome()
+    record = await runner.roll_back(job, out)
+    assert record is not None
+    fallout.rolled_back(job, record.config_version, clock.now)
+    fallout.retry(job, clock.now)
+    await runner.run(job)
+    assert set(fake.applies) == {"job-1:configure", "job-1:configure:retry1"}
+    assert fake.rollbacks == [("job-1:rollback", 1)]
+    assert job.step is Step.TEST and not job.rolled_back

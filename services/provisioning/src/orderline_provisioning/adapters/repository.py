@@ -23,7 +23,7 @@ from orderline_provisioning.adapters.tables import (
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem
 from orderline_provisioning.domain.config import ConfigOperation, ConfigRecord
-from orderline_provisioning.domain.job import Finding, Job, TestResult
+from orderline_provisioning.domain.job import Finding, Job, SkippedTest, TestResult
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
 from orderline_runtime.database import SqlConnection, dialect_of
@@ -169,6 +169,12 @@ def _job_values(job: Job) -> dict[str, Any]:
         "cancel_decided_at": job.cancel_decided_at,
         "rolled_back_to": job.rolled_back_to,
         "compensation": job.compensation,
+        "fallout_at": job.fallout_at,
+        "fallout_retries": job.fallout_retries,
+        "skipped_tests": (
+            {k: t.to_record() for k, t in job.skipped_tests.items()} if job.skipped_tests else None
+        ),
+        "rounds_done": job.rounds_done,
     }
 
 
@@ -438,6 +444,52 @@ class JobRepository:
             },
         )
 
+    # --- the fallout queue (a person's actions; not the hot path) --------------------------
+
+    async def fallout_page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[Job]:
+        """Jobs in the fallout queue, oldest first (by the time they entered it, then id)."""
+        stmt = (
+            select(jobs)
+            .where(jobs.c.state == JobState.HELD.value, jobs.c.fallout_at.is_not(None))
+            .order_by(jobs.c.fallout_at, jobs.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            since, job_id = after
+            stmt = stmt.where(
+                or_(
+                    jobs.c.fallout_at > since,
+                    and_(jobs.c.fallout_at == since, jobs.c.id > job_id),
+                )
+            )
+        rows = (await self.session.execute(stmt)).mappings().all()
+        results = await self._results_of([r["id"] for r in rows])
+        return [_to_job(r, results.get(r["id"], [])) for r in rows]
+
+    async def save_fallout_action(self, job: Job, *, loaded_at: datetime | None) -> bool:
+        """Writes a person's action on a job in fallout, only while it is still the job as
+        loaded (in fallout since the same time, no worker holding it, no cancellation since);
+        False otherwise. Releases the device when the action ended the job."""
+        result = await self.session.execute(
+            update(jobs).where(
+                jobs.c.id == bindparam("key"),
+                jobs.c.state == JobState.HELD.value,
+                jobs.c.fallout_at == bindparam("loaded_at"),
+                jobs.c.lease_owner.is_(None),
+                jobs.c.cancellation_id == bindparam("seen_cancellation"),
+            ),
+            {
+                "key": job.id,
+                "loaded_at": loaded_at,
+                "seen_cancellation": job.cancellation_id,
+                **_job_values(job),
+            },
+        )
+        saved = bool(getattr(result, "rowcount", 0) == 1)
+        if saved and _releases_device(job):
+            await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
+        return saved
+
     # --- leases ---------------------------------------------------------------------------
 
     async def claim_next(self, owner: str, now: datetime, until: datetime) -> Job | None:
@@ -684,6 +736,12 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         cancel_decided_at=row["cancel_decided_at"],
         rolled_back_to=row["rolled_back_to"],
         compensation=row["compensation"] or "",
+        fallout_at=row["fallout_at"],
+        fallout_retries=row["fallout_retries"] or 0,
+        skipped_tests={
+            k: SkippedTest.from_record(v) for k, v in (row["skipped_tests"] or {}).items()
+        },
+        rounds_done=row["rounds_done"] or 0,
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

@@ -73,6 +73,13 @@ jobs = Table(
     Column("cancel_decided_at", UTCDateTime, nullable=True),
     Column("rolled_back_to", BigInteger, nullable=True),
     Column("compensation", String(32), nullable=False, server_default=""),
+    # Migration 0006: the fallout queue (domain/fallout.py): since when the job waits for a
+    # person, the retries asked for, the tests skipped (JSON, kind -> who, why, when), and the
+    # test rounds recorded so far.
+    Column("fallout_at", UTCDateTime, nullable=True),
+    Column("fallout_retries", Integer, nullable=False, server_default="0"),
+    Column("skipped_tests", JSON, nullable=True),
+    Column("rounds_done", Integer, nullable=False, server_default="0"),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )

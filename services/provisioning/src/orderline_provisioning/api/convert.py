@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline_catalogue import load_catalogue
+from orderline_provisioning.domain import fallout
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
 from orderline_provisioning.domain.config import ConfigRecord
@@ -127,7 +128,15 @@ def job_to_proto(
         base_config_version=job.base_config_version or 0,
         test_runs=[test_result_to_proto(r) for r in runs],
         config_changes=[config_change_to_proto(c) for c in configs],
+        detail=job.detail,
+        fallout_retries=job.fallout_retries,
+        skipped_tests=[
+            pb.SkippedTest(kind=t.kind, reason=t.reason, skipped_by=t.by, skipped_at=_ts(t.at))
+            for t in job.skipped_tests.values()
+        ],
     )
+    if job.fallout_at is not None:
+        msg.fallout_since.CopyFrom(_ts(job.fallout_at))
     if job.cancellation_id:
         msg.cancellation.CopyFrom(
             pb.JobCancellation(
@@ -150,6 +159,18 @@ def job_to_proto(
             )
         )
     return msg
+
+
+def fallout_entry_to_proto(job: Job, now: datetime) -> pb.FalloutEntry:
+    since = job.fallout_at or job.updated_at or job.created_at
+    return pb.FalloutEntry(
+        job=job_to_proto(job),
+        since=_ts(since),
+        age_seconds=max(0, int((now - since).total_seconds())),
+        reason=job.reason,
+        texts=fallout.texts(job.reason),
+        actions=fallout.actions(job),
+    )
 
 
 def voucher_to_proto(voucher: Voucher) -> pb.Voucher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
@@ -10,14 +11,19 @@ from orderline_catalogue import load_catalogue
 from orderline_provisioning.api.convert import (
     STATES_BY_PROTO,
     certification_to_proto,
+    fallout_entry_to_proto,
     job_to_proto,
     voucher_to_proto,
 )
 from orderline_provisioning.app.certifications import Certifications
+from orderline_provisioning.app.fallout import FalloutDesk
 from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.domain.attestation import MAX_ENVELOPE_BYTES
 from orderline_provisioning.domain.certification import PRINCIPAL
+from orderline_provisioning.domain.fallout import MAX_REASON_LENGTH as MAX_FALLOUT_REASON
+from orderline_provisioning.domain.steps import TEST_KINDS
 from orderline_provisioning.domain.voucher import is_voucher_id
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.errors import NotFound, Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
@@ -29,9 +35,89 @@ MAX_REASON_LENGTH = 500
 
 
 class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
-    def __init__(self, queries: JobQueries, certifications: Certifications) -> None:
+    def __init__(
+        self,
+        queries: JobQueries,
+        certifications: Certifications,
+        fallout: FalloutDesk,
+        clock: Clock = system_clock,
+    ) -> None:
         self.queries = queries
         self.certifications = certifications
+        self.fallout = fallout
+        self.clock = clock
+
+    # --- the fallout queue ----------------------------------------------------------------
+
+    async def ListFallout(
+        self, request: pb.ListFalloutRequest, context: Any
+    ) -> pb.ListFalloutResponse:
+        v = Violations()
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            v.add("page_size", f"must be 0..{MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+        after: tuple[datetime, str] | None = None
+        if request.page_token:
+            try:
+                position = decode_page_token(request.page_token, {"q": "fallout"})
+                since, _, job_id = position.partition("|")
+                after = (datetime.fromisoformat(since), job_id)
+            except (BadPageToken, ValueError) as exc:
+                v.add("page_token", str(exc))
+        v.raise_if_any()
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        jobs = await self.fallout.list(after=after, limit=size + 1)
+        page, more = jobs[:size], len(jobs) > size
+        token = ""
+        if more and page[-1].fallout_at is not None:
+            last = page[-1]
+            assert last.fallout_at is not None
+            token = encode_page_token(f"{last.fallout_at.isoformat()}|{last.id}", {"q": "fallout"})
+        now = self.clock()
+        return pb.ListFalloutResponse(
+            entries=[fallout_entry_to_proto(j, now) for j in page], next_page_token=token
+        )
+
+    async def RetryJob(self, request: pb.RetryJobRequest, context: Any) -> pb.RetryJobResponse:
+        _check_job_id(request.job_id)
+        job = await self.fallout.retry(request.job_id, current_principal().subject)
+        return pb.RetryJobResponse(job=job_to_proto(job))
+
+    async def SkipTest(self, request: pb.SkipTestRequest, context: Any) -> pb.SkipTestResponse:
+        v = Violations()
+        _job_id_violation(v, request.job_id)
+        if not request.kind:
+            v.add("kind", "required: the failed test to skip")
+        elif request.kind not in {k.value for k in TEST_KINDS}:
+            v.add("kind", f"one of {', '.join(k.value for k in TEST_KINDS)}")
+        _reason_violation(v, request.reason, "why the test may be skipped")
+        v.raise_if_any()
+        try:
+            job = await self.fallout.skip(
+                request.job_id, request.kind, request.reason.strip(), current_principal().subject
+            )
+        except ValueError as exc:
+            bad = Violations()
+            bad.add("kind", str(exc))
+            bad.raise_if_any()
+            raise
+        return pb.SkipTestResponse(job=job_to_proto(job))
+
+    async def RollBackJob(
+        self, request: pb.RollBackJobRequest, context: Any
+    ) -> pb.RollBackJobResponse:
+        _check_job_id(request.job_id)
+        job = await self.fallout.roll_back(request.job_id, current_principal().subject)
+        return pb.RollBackJobResponse(job=job_to_proto(job))
+
+    async def AbortJob(self, request: pb.AbortJobRequest, context: Any) -> pb.AbortJobResponse:
+        v = Violations()
+        _job_id_violation(v, request.job_id)
+        _reason_violation(v, request.reason, "why the job is given up")
+        v.raise_if_any()
+        job = await self.fallout.abort(
+            request.job_id, request.reason.strip(), current_principal().subject
+        )
+        return pb.AbortJobResponse(job=job_to_proto(job))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
         v = Violations()
@@ -119,6 +205,26 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
         return pb.ListCertificationsResponse(
             certifications=[certification_to_proto(c) for c in certs]
         )
+
+
+def _job_id_violation(v: Violations, job_id: str) -> None:
+    if not job_id:
+        v.add("job_id", "required")
+    elif len(job_id) > MAX_ID_LENGTH:
+        v.add("job_id", f"at most {MAX_ID_LENGTH} characters")
+
+
+def _check_job_id(job_id: str) -> None:
+    v = Violations()
+    _job_id_violation(v, job_id)
+    v.raise_if_any()
+
+
+def _reason_violation(v: Violations, reason: str, what: str) -> None:
+    if not reason.strip():
+        v.add("reason", f"required: {what}")
+    elif len(reason) > MAX_FALLOUT_REASON:
+        v.add("reason", f"at most {MAX_FALLOUT_REASON} characters")
 
 
 def _check_certification_key(v: Violations, principal: str, business_type: str) -> None:

@@ -89,6 +89,23 @@ def cancellation_declined(job: Job, reason: str, detail: str) -> ev.Cancellation
     )
 
 
+def tests_passed(job: Job) -> ev.TestsPassed:
+    """The job's tests passed (a skipped one named as skipped, with its reason)."""
+    outcomes = []
+    for r in job.test_results:
+        skipped = job.skipped_tests.get(r.kind)
+        detail = f"skipped by {skipped.by}: {skipped.reason}" if skipped else r.detail
+        outcomes.append(ev.TestOutcome(kind=r.kind, passed=r.passed, detail=detail))
+    return ev.TestsPassed(
+        job_id=job.id, order_id=job.order_id, device_id=job.device_id, outcomes=outcomes
+    )
+
+
+DEVICE_AGENT = "DEVICE_AGENT"
+# The steps that work on the device (the agent unreachable there is the device unreachable).
+_DEVICE_STEPS = frozenset({Step.CONFIGURE, Step.TEST, Step.ACTIVATE, Step.CANCEL})
+
+
 @dataclass
 class StepOutcome:
     events: list[Message] = field(default_factory=list)
@@ -113,6 +130,9 @@ class StepPolicy:
     # How long prechecks wait for a device without telemetry or an unreachable device-monitor.
     prechecks_wait: timedelta = timedelta(seconds=60)
     sms_failures_before_voice: int = SMS_FAILURES_BEFORE_VOICE
+    # Failed tries in a row of a device step with the agent unreachable before the job goes to
+    # the fallout queue as DEVICE_UNREACHABLE (with the default backoff, about ten minutes).
+    unreachable_after: int = 25
 
 
 class StepRunner:
@@ -153,7 +173,15 @@ class StepRunner:
                 raise ValueError(f"job {job.id} has no step to run ({step.value})")
         except PeerUnavailable as exc:
             out = StepOutcome()
-            self._retry(job, f"{exc.peer}_UNAVAILABLE", str(exc))
+            if (
+                exc.peer == DEVICE_AGENT
+                and step in _DEVICE_STEPS
+                and job.step_attempts + 1 >= self.policy.unreachable_after
+            ):
+                # Retries used up: a person looks (the fallout queue).
+                self._hold(job, out, reasons.DEVICE_UNREACHABLE, detail=str(exc))
+            else:
+                self._retry(job, f"{exc.peer}_UNAVAILABLE", str(exc))
         except PeerRejected as exc:
             # A retry would get the same answer: stop and let a person look.
             out = StepOutcome()
@@ -229,7 +257,7 @@ class StepRunner:
             customer_phone=phone,
             catalogue=catalogue,
         )
-        key = idempotency_key(job.id, "configure")
+        key = idempotency_key(job.id, "configure") + job.key_suffix
         applied = await self.peers.agent.apply_config(job.device_id, key, built.settings)
         if job.base_config_version is None:
             job.base_config_version = applied.previous_version
@@ -254,19 +282,27 @@ class StepRunner:
         catalogue = load_catalogue()
         business = catalogue.get(job.business_type)
         profile = business.test_profile if business is not None else None
-        kinds = [TestKind(k) for k in profile.tests] if profile is not None else []
+        # Tests a person skipped from the fallout queue are not run again.
+        kinds = (
+            [TestKind(k) for k in profile.tests if k not in job.skipped_tests]
+            if profile is not None
+            else []
+        )
         round_no = 1
+        # A retried job's rounds are numbered after those already recorded (keys and rows).
+        first = job.rounds_done
         results: list[TestResult] = []
         while kinds and profile is not None:
             results = []
+            recorded = first + round_no
             for kind in kinds:
                 # Round 1 keeps the key of the jobs before the loop existed.
-                extra = kind.value if round_no == 1 else f"{kind.value}:{round_no}"
+                extra = kind.value if recorded == 1 else f"{kind.value}:{recorded}"
                 reading = await self.peers.agent.run_test(
                     job.device_id, kind, idempotency_key(job.id, "test", extra)
                 )
                 spec = profile.specs.get(kind.value)
-                results.append(judge(reading, spec, catalogue.measurements, round_no))
+                results.append(judge(reading, spec, catalogue.measurements, recorded))
             adjustment = next_adjustment(profile, results, round_no)
             if adjustment is None:
                 out.test_runs.extend(results)
@@ -275,7 +311,7 @@ class StepRunner:
                 dataclasses.replace(r, adjustment=adjustment.by_kind.get(r.kind, {}))
                 for r in results
             )
-            key = idempotency_key(job.id, "adjust", str(round_no))
+            key = idempotency_key(job.id, "adjust", str(first + round_no))
             log.info(
                 "tests failed; adjusting",
                 job_id=job.id,
@@ -289,18 +325,28 @@ class StepRunner:
             )
             round_no += 1
         failed = [r for r in results if not r.passed]
-        if failed:
-            # Put back the configuration the device had before this job.
+        invalid = [r for r in failed if r.invalid]
+        if invalid:
+            # A broken report: put back the configuration the device had before this job.
             await self.roll_back(job, out)
+        if results:
+            job.rounds_done = results[0].round
+        # The skipped tests keep their last result.
+        results = results + [r for r in job.test_results if r.kind in job.skipped_tests]
         out.test_results = results
         job.test_results = results
         now = self.clock()
-        if failed:
-            invalid = [r for r in failed if r.invalid]
-            reason = reasons.TEST_RESULT_INVALID if invalid else reasons.TESTS_FAILED
-            detail = "; ".join(f"{r.kind}: {r.detail}" for r in invalid or failed)
-            if round_no > 1 and not invalid:
+        if failed and not invalid:
+            # Still failing after the loop: a person decides (the fallout queue): retry, skip
+            # the test, roll back or abort. The device keeps the job's configuration meanwhile.
+            detail = "; ".join(f"{r.kind}: {r.detail}" for r in failed)
+            if round_no > 1:
                 detail = f"after {round_no - 1} adjustment(s): {detail}"
+            self._hold(job, out, reasons.TESTS_FAILED, detail=detail)
+            return
+        if failed:
+            reason = reasons.TEST_RESULT_INVALID
+            detail = "; ".join(f"{r.kind}: {r.detail}" for r in invalid)
             job.fail(reason, now, detail=detail)
             out.add(
                 ev.JobFailed(
@@ -313,16 +359,7 @@ class StepRunner:
             )
             return
         job.advance(now)
-        out.add(
-            ev.TestsPassed(
-                job_id=job.id,
-                order_id=job.order_id,
-                device_id=job.device_id,
-                outcomes=[
-                    ev.TestOutcome(kind=r.kind, passed=r.passed, detail=r.detail) for r in results
-                ],
-            ),
-        )
+        out.add(tests_passed(job))
 
     async def _compensate(self, job: Job, out: StepOutcome) -> None:
         """The order was cancelled before the point of no return: put back the configuration
@@ -345,7 +382,7 @@ class StepRunner:
         target = rollback_target(job.base_config_version, job.config_version)
         if target is None:
             return None
-        key = idempotency_key(job.id, "rollback")
+        key = idempotency_key(job.id, "rollback") + job.key_suffix
         version = await self.peers.agent.rollback_config(job.device_id, key, target)
         before = job.config_version or 0
         business = load_catalogue().get(job.business_type)

@@ -28,6 +28,11 @@ TESTS_FAILED = "TESTS_FAILED"
 # measurement): an error to look into, never a pass.
 TEST_RESULT_INVALID = "TEST_RESULT_INVALID"
 NO_CUSTOMER_CONTACT = "NO_CUSTOMER_CONTACT"
+# The device agent did not answer a device step for `StepPolicy.unreachable_after` tries.
+DEVICE_UNREACHABLE = "DEVICE_UNREACHABLE"
+# Holds that end by themselves when device-monitor reports the device recovered; every other
+# hold waits for a person in the fallout queue (domain/fallout.py).
+DEVICE_HOLD_REASONS = frozenset({DEVICE_ABNORMAL})
 
 
 def rejected_reason(step: Step) -> str:
@@ -92,6 +97,24 @@ class TestResult:
     adjustment: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SkippedTest:
+    """A test a person skipped from the fallout queue, with who and why."""
+
+    kind: str
+    reason: str
+    by: str
+    at: datetime
+
+    def to_record(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason, "by": self.by,
+                "at": self.at.isoformat()}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, str]) -> SkippedTest:
+        return cls(raw["kind"], raw["reason"], raw["by"], datetime.fromisoformat(raw["at"]))
+
+
 @dataclass
 class Job:
     id: str
@@ -146,6 +169,13 @@ class Job:
     # The configuration version the cancellation's rollback left in force; None: none.
     rolled_back_to: int | None = None
     compensation: str = ""
+    # The fallout queue (domain/fallout.py): since when the job waits for a person (None: not
+    # in fallout), the retries a person asked for, the tests a person skipped, and the test
+    # rounds recorded so far (a retry's rounds are numbered after them).
+    fallout_at: datetime | None = None
+    fallout_retries: int = 0
+    skipped_tests: Mapping[str, SkippedTest] = field(default_factory=dict)
+    rounds_done: int = 0
 
     def __post_init__(self) -> None:
         if self.step_started_at is None:
@@ -183,6 +213,18 @@ class Job:
         return self.step
 
     @property
+    def rolled_back(self) -> bool:
+        """The device carries the configuration it had before the job (rolled back since the
+        job last changed it)."""
+        return self.rolled_back_to is not None and self.config_version == self.rolled_back_to
+
+    @property
+    def key_suffix(self) -> str:
+        """Appended to the keys of the device changes of a retried job (after a rollback, its
+        configuration is applied again as a new change): `:retry<n>`."""
+        return f":retry{self.fallout_retries}" if self.fallout_retries else ""
+
+    @property
     def touched_device(self) -> bool:
         """Past the checklist: the device may carry this job's configuration."""
         return self.step is not Step.PRECHECKS
@@ -208,6 +250,8 @@ class Job:
         self.alarm_id = alarm_id
         self.detail = detail
         self.updated_at = now
+        # Every hold but an abnormal device's waits for a person.
+        self.fallout_at = None if reason in DEVICE_HOLD_REASONS else now
 
     def fail(self, reason: str, now: datetime, *, detail: str = "") -> None:
         self._require_running()

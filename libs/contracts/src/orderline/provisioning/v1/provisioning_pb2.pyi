@@ -451,6 +451,10 @@ class ProvisioningJob(_message.Message):
     TEST_RUNS_FIELD_NUMBER: _builtins.int
     CONFIG_CHANGES_FIELD_NUMBER: _builtins.int
     CANCELLATION_FIELD_NUMBER: _builtins.int
+    FALLOUT_SINCE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    FALLOUT_RETRIES_FIELD_NUMBER: _builtins.int
+    SKIPPED_TESTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
@@ -475,6 +479,9 @@ class ProvisioningJob(_message.Message):
     first changed the device (what a rollback returns to); 0 until configured.
     """
     base_config_version: _builtins.int
+    detail: _builtins.str
+    """The detail of the reason (what failed), and the fallout retries taken so far."""
+    fallout_retries: _builtins.int
     @_builtins.property
     def test_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestResult]: ...
     @_builtins.property
@@ -501,6 +508,14 @@ class ProvisioningJob(_message.Message):
     def cancellation(self) -> Global___JobCancellation:
         """Set once the order's cancellation reached the job."""
 
+    @_builtins.property
+    def fallout_since(self) -> _timestamp_pb2.Timestamp:
+        """Set while the job is in the fallout queue (waiting for a person): since when."""
+
+    @_builtins.property
+    def skipped_tests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedTest]:
+        """Tests a person skipped, with who and why."""
+
     def __init__(
         self,
         *,
@@ -526,14 +541,327 @@ class ProvisioningJob(_message.Message):
         test_runs: _abc.Iterable[Global___TestResult] | None = ...,
         config_changes: _abc.Iterable[Global___ConfigChange] | None = ...,
         cancellation: Global___JobCancellation | None = ...,
+        fallout_since: _timestamp_pb2.Timestamp | None = ...,
+        detail: _builtins.str = ...,
+        fallout_retries: _builtins.int = ...,
+        skipped_tests: _abc.Iterable[Global___SkippedTest] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "cancellation", b"cancellation", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "cancellation", b"cancellation", "created_at", b"created_at", "fallout_since", b"fallout_since", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "cancellation", b"cancellation", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "device_id", b"device_id", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "cancellation", b"cancellation", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "detail", b"detail", "device_id", b"device_id", "fallout_retries", b"fallout_retries", "fallout_since", b"fallout_since", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "skipped_tests", b"skipped_tests", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProvisioningJob: _TypeAlias = ProvisioningJob  # noqa: Y015
+
+@_typing.final
+class SkippedTest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SKIPPED_BY_FIELD_NUMBER: _builtins.int
+    SKIPPED_AT_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    reason: _builtins.str
+    skipped_by: _builtins.str
+    @_builtins.property
+    def skipped_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        skipped_by: _builtins.str = ...,
+        skipped_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["skipped_at", b"skipped_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "skipped_at", b"skipped_at", "skipped_by", b"skipped_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkippedTest: _TypeAlias = SkippedTest  # noqa: Y015
+
+@_typing.final
+class FalloutEntry(_message.Message):
+    """One job waiting in the fallout queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TextsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    JOB_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    age_seconds: _builtins.int
+    """How long it has waited, in seconds (at the time of the answer)."""
+    reason: _builtins.str
+    """UPPER_SNAKE: TESTS_FAILED, CONFIGURE_REJECTED, DEVICE_UNREACHABLE, NO_CUSTOMER_CONTACT, …"""
+    @_builtins.property
+    def job(self) -> Global___ProvisioningJob: ...
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def texts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The reason in words, by locale ("en", "zh-CN")."""
+
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The actions that apply: retry, skip, rollback, abort."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___ProvisioningJob | None = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        age_seconds: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        texts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        actions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "age_seconds", b"age_seconds", "job", b"job", "reason", b"reason", "since", b"since", "texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FalloutEntry: _TypeAlias = FalloutEntry  # noqa: Y015
+
+@_typing.final
+class ListFalloutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0..500 (0 means 50)."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFalloutRequest: _TypeAlias = ListFalloutRequest  # noqa: Y015
+
+@_typing.final
+class ListFalloutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___FalloutEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___FalloutEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFalloutResponse: _TypeAlias = ListFalloutResponse  # noqa: Y015
+
+@_typing.final
+class RetryJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobRequest: _TypeAlias = RetryJobRequest  # noqa: Y015
+
+@_typing.final
+class RetryJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ProvisioningJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ProvisioningJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobResponse: _TypeAlias = RetryJobResponse  # noqa: Y015
+
+@_typing.final
+class SkipTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    kind: _builtins.str
+    """The test kind to skip: one of the job's failed tests."""
+    reason: _builtins.str
+    """Required: why the test may be skipped."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "kind", b"kind", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkipTestRequest: _TypeAlias = SkipTestRequest  # noqa: Y015
+
+@_typing.final
+class SkipTestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ProvisioningJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ProvisioningJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkipTestResponse: _TypeAlias = SkipTestResponse  # noqa: Y015
+
+@_typing.final
+class RollBackJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollBackJobRequest: _TypeAlias = RollBackJobRequest  # noqa: Y015
+
+@_typing.final
+class RollBackJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ProvisioningJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ProvisioningJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollBackJobResponse: _TypeAlias = RollBackJobResponse  # noqa: Y015
+
+@_typing.final
+class AbortJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    reason: _builtins.str
+    """Required: why the job is given up."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortJobRequest: _TypeAlias = AbortJobRequest  # noqa: Y015
+
+@_typing.final
+class AbortJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___ProvisioningJob: ...
+    def __init__(
+        self,
+        *,
+        job: Global___ProvisioningJob | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortJobResponse: _TypeAlias = AbortJobResponse  # noqa: Y015
 
 @_typing.final
 class JobCancellation(_message.Message):

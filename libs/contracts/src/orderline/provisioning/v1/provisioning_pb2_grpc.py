@@ -60,6 +60,31 @@ class ProvisioningServiceStub:
                 request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.SerializeToString,
                 response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.FromString,
                 _registered_method=True)
+        self.ListFallout = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/ListFallout',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutResponse.FromString,
+                _registered_method=True)
+        self.RetryJob = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/RetryJob',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobResponse.FromString,
+                _registered_method=True)
+        self.SkipTest = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/SkipTest',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestResponse.FromString,
+                _registered_method=True)
+        self.RollBackJob = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/RollBackJob',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobResponse.FromString,
+                _registered_method=True)
+        self.AbortJob = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/AbortJob',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -98,6 +123,45 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFallout(self, request, context):
+        """The fallout queue: jobs that need a person (tests failed after the adjustment loop, a
+        peer refused a step, the device unreachable, the customer not reached, a failed item of
+        the checklist), oldest first, with their age and reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryJob(self, request, context):
+        """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SkipTest(self, request, context):
+        """Skips one test of a job in fallout after its tests failed, with the reason (engineers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollBackJob(self, request, context):
+        """Returns the device to the configuration before the job (idempotent); the job stays in
+        fallout, and a retry configures the device afresh.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortJob(self, request, context):
+        """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
+        FALLOUT_ABORTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +189,31 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.ListCertifications,
                     request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.FromString,
                     response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.SerializeToString,
+            ),
+            'ListFallout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFallout,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutResponse.SerializeToString,
+            ),
+            'RetryJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJob,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobResponse.SerializeToString,
+            ),
+            'SkipTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SkipTest,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestResponse.SerializeToString,
+            ),
+            'RollBackJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollBackJob,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobResponse.SerializeToString,
+            ),
+            'AbortJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortJob,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +352,141 @@ class ProvisioningService:
             '/orderline.provisioning.v1.ProvisioningService/ListCertifications',
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsRequest.SerializeToString,
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListCertificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFallout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/ListFallout',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListFalloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/RetryJob',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RetryJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SkipTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/SkipTest',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.SkipTestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollBackJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/RollBackJob',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RollBackJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/AbortJob',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

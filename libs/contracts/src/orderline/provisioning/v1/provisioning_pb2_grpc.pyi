@@ -41,6 +41,23 @@ class ProvisioningServiceStub:
     """
     RevokeCertification: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RevokeCertificationRequest, _provisioning_pb2.RevokeCertificationResponse]
     ListCertifications: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ListCertificationsRequest, _provisioning_pb2.ListCertificationsResponse]
+    ListFallout: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ListFalloutRequest, _provisioning_pb2.ListFalloutResponse]
+    """The fallout queue: jobs that need a person (tests failed after the adjustment loop, a
+    peer refused a step, the device unreachable, the customer not reached, a failed item of
+    the checklist), oldest first, with their age and reason.
+    """
+    RetryJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RetryJobRequest, _provisioning_pb2.RetryJobResponse]
+    """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout)."""
+    SkipTest: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.SkipTestRequest, _provisioning_pb2.SkipTestResponse]
+    """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+    RollBackJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RollBackJobRequest, _provisioning_pb2.RollBackJobResponse]
+    """Returns the device to the configuration before the job (idempotent); the job stays in
+    fallout, and a retry configures the device afresh.
+    """
+    AbortJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.AbortJobRequest, _provisioning_pb2.AbortJobResponse]
+    """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
+    FALLOUT_ABORTED).
+    """
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -55,6 +72,23 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     """
     RevokeCertification: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RevokeCertificationRequest, _provisioning_pb2.RevokeCertificationResponse]  # type: ignore[assignment]
     ListCertifications: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ListCertificationsRequest, _provisioning_pb2.ListCertificationsResponse]  # type: ignore[assignment]
+    ListFallout: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ListFalloutRequest, _provisioning_pb2.ListFalloutResponse]  # type: ignore[assignment]
+    """The fallout queue: jobs that need a person (tests failed after the adjustment loop, a
+    peer refused a step, the device unreachable, the customer not reached, a failed item of
+    the checklist), oldest first, with their age and reason.
+    """
+    RetryJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RetryJobRequest, _provisioning_pb2.RetryJobResponse]  # type: ignore[assignment]
+    """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout)."""
+    SkipTest: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.SkipTestRequest, _provisioning_pb2.SkipTestResponse]  # type: ignore[assignment]
+    """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+    RollBackJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RollBackJobRequest, _provisioning_pb2.RollBackJobResponse]  # type: ignore[assignment]
+    """Returns the device to the configuration before the job (idempotent); the job stays in
+    fallout, and a retry configures the device afresh.
+    """
+    AbortJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.AbortJobRequest, _provisioning_pb2.AbortJobResponse]  # type: ignore[assignment]
+    """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
+    FALLOUT_ABORTED).
+    """
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProvisioningService exposes the jobs that configure, test and activate a customer's device."""
@@ -96,6 +130,53 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _provisioning_pb2.ListCertificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_provisioning_pb2.ListCertificationsResponse, _abc.Awaitable[_provisioning_pb2.ListCertificationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFallout(
+        self,
+        request: _provisioning_pb2.ListFalloutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.ListFalloutResponse, _abc.Awaitable[_provisioning_pb2.ListFalloutResponse]]:
+        """The fallout queue: jobs that need a person (tests failed after the adjustment loop, a
+        peer refused a step, the device unreachable, the customer not reached, a failed item of
+        the checklist), oldest first, with their age and reason.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryJob(
+        self,
+        request: _provisioning_pb2.RetryJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.RetryJobResponse, _abc.Awaitable[_provisioning_pb2.RetryJobResponse]]:
+        """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout)."""
+
+    @_abc_1.abstractmethod
+    def SkipTest(
+        self,
+        request: _provisioning_pb2.SkipTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.SkipTestResponse, _abc.Awaitable[_provisioning_pb2.SkipTestResponse]]:
+        """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+
+    @_abc_1.abstractmethod
+    def RollBackJob(
+        self,
+        request: _provisioning_pb2.RollBackJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.RollBackJobResponse, _abc.Awaitable[_provisioning_pb2.RollBackJobResponse]]:
+        """Returns the device to the configuration before the job (idempotent); the job stays in
+        fallout, and a retry configures the device afresh.
+        """
+
+    @_abc_1.abstractmethod
+    def AbortJob(
+        self,
+        request: _provisioning_pb2.AbortJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.AbortJobResponse, _abc.Awaitable[_provisioning_pb2.AbortJobResponse]]:
+        """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
+        FALLOUT_ABORTED).
+        """
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
