@@ -24,6 +24,7 @@ from typer.core import TyperGroup
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_cli import aftercare, calls, certifications, demo, devices, projections, tickets
+from orderline_cli.jobs import register as register_jobs
 from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
 from orderline_cli.traces import load_spans, order_traces, tree_order
@@ -1286,6 +1287,7 @@ tickets.register(app)
 # --- certification (orderline_cli.certifications) ---------------------------------------------
 
 certifications.register(app)
+register_jobs(app)
 
 # --- report digest|rebuild (orderline_cli.projections) ---------------------------------------
 

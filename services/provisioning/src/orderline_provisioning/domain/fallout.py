@@ -48,6 +48,21 @@ _TEXTS: Mapping[str, tuple[str, str]] = {
     "NOTIFY_REJECTED": ("the gateway refused the notification", "短信网关拒绝了通知"),
     "CANCEL_REJECTED": ("the device refused the rollback", "设备拒绝了回退"),
     "PRECHECKS_REJECTED": ("a pre-operation check was refused", "作业前检查被拒绝"),
+    "NO_TELEMETRY": ("no telemetry from the device yet", "尚未收到设备遥测数据"),
+    "DEVICE_MONITOR_UNAVAILABLE": ("device-monitor did not answer", "设备监控无响应"),
+    "DEVICE_AGENT_UNAVAILABLE": ("the device agent did not answer", "设备代理无响应"),
+    "DEVICE_UNFIT": ("the device is not fit for work", "设备状态不适合作业"),
+    "UNKNOWN_DEVICE": ("the fleet does not know the device", "设备不存在"),
+    "DEVICE_MODEL_NOT_ALLOWED": (
+        "the device model is not allowed for the business type",
+        "设备型号不适用于该业务类型",
+    ),
+    "FIRMWARE_TOO_OLD": ("the device firmware is too old", "设备固件版本过低"),
+    "NO_WORK_INSTRUCTION": ("no work instruction for the business type", "该业务类型无作业指导书"),
+    "OPERATOR_NOT_CERTIFIED": (
+        "the operator is not certified for the business type",
+        "操作员未获该业务类型资质",
+    ),
 }
 
 
