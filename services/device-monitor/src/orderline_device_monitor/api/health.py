@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
@@ -34,6 +33,7 @@ from orderline_device_monitor.domain.health import Category, Severity, device_id
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
+from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import DEVICE_ID, order_scope
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -391,16 +391,8 @@ class DeviceHealthApi(device_pb2_grpc.DeviceHealthServiceServicer):
                 violations.add(f"categories[{i}]", "unknown category | 未知的类别")
             else:
                 categories.add(category)
-        start = (
-            request.first_seen_from.ToDatetime(tzinfo=UTC)
-            if request.HasField("first_seen_from")
-            else None
-        )
-        end = (
-            request.first_seen_before.ToDatetime(tzinfo=UTC)
-            if request.HasField("first_seen_before")
-            else None
-        )
+        start = optional_time(request, "first_seen_from", violations)
+        end = optional_time(request, "first_seen_before", violations)
         if start is not None and end is not None and end <= start:
             violations.add(
                 "first_seen_before",
