@@ -57,7 +57,10 @@ def build(
         ),
         SERVICE,
     )
-    service.consume(DossierSealer(service.clock, blobs).handlers())
+    sealer = DossierSealer(service.clock, blobs, service.uow)
+    service.consume(sealer.handlers())
+    # Completions that waited too long for their provisioning events (app/sealing.py).
+    service.add_task("seal-overdue", sealer.sweep)
     return service
 
 

@@ -156,16 +156,20 @@ def auth(role: str) -> tuple[tuple[str, str]]:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def completed(order_id: str, voucher_id: str = "") -> order_events_pb2.OrderCompleted:
+def completed(
+    order_id: str,
+    voucher_id: str = "",
+    milestones: tuple[str, ...] = ("review_approved",),
+) -> order_events_pb2.OrderCompleted:
+    """A completion. Provisioning's milestones (service_activated, customer_notified, ...) make
+    the archive wait for provisioning's events of the same names before it seals: name them
+    only when the test publishes those events too."""
     event = order_events_pb2.OrderCompleted(
         order_id=order_id,
         business_type="broadband_install",
         device_id="CPE-0001",
         voucher_id=voucher_id or f"AV-{order_id}",
-        milestones=[
-            order_pb2.Milestone(name=name)
-            for name in ("review_approved", "service_activated", "customer_notified")
-        ],
+        milestones=[order_pb2.Milestone(name=name) for name in milestones],
         history=[
             order_pb2.StateChange(
                 from_state=order_pb2.ORDER_STATE_ACKNOWLEDGED,

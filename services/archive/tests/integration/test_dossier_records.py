@@ -120,8 +120,22 @@ def document(record: archive_pb2.Dossier, name: str) -> archive_pb2.ArchivedDocu
     return found
 
 
-async def work_an_order(producer: Producer, order_id: str) -> list[str]:
-    """The events of every service for one order, up to (not including) its completion."""
+MILESTONES = (
+    "review_approved",
+    "prechecks_passed",
+    "device_configured",
+    "tests_passed",
+    "service_activated",
+    "voucher_issued",
+    "customer_notified",
+)
+
+
+async def work_an_order(
+    producer: Producer, order_id: str, *, start_at: str = "", stop_before: str = ""
+) -> list[str]:
+    """The events of every service for one order, up to (not including) its completion; or
+    those before `stop_before`, or from `start_at` on."""
     o, p = order_events_pb2, provisioning_events_pb2
     job = f"job-{order_id}"
     events: list[tuple[str, Message, str]] = [
@@ -229,20 +243,32 @@ async def work_an_order(producer: Producer, order_id: str) -> list[str]:
             "provisioning",
         ),
     ]
+    kinds = [kind for kind, _, _ in events]
+    first = kinds.index(start_at) if start_at else 0
+    last = kinds.index(stop_before) if stop_before else len(events)
     return [
         await publish(producer, kind, payload, by=by, order_id=order_id)
-        for kind, payload, by in events
+        for kind, payload, by in events[first:last]
     ]
 
 
 async def test_the_dossier_holds_every_services_events_and_later_ones_become_addenda(
     archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
 ) -> None:
-    ids = await work_an_order(producer, "ord-dx")
+    ids = await work_an_order(producer, "ord-dx", stop_before="provisioning.voucher_issued")
     await caught_up(producer, "ORDER", "PROVISIONING")
+    # The completion can reach the archive before provisioning's last events (another stream):
+    # it waits for the events its milestones name.
     done = await publish(
-        producer, "order.completed", completed("ord-dx"), by="intake", order_id="ord-dx"
+        producer,
+        "order.completed",
+        completed("ord-dx", milestones=MILESTONES),
+        by="intake",
+        order_id="ord-dx",
     )
+    await caught_up(producer, "ORDER")
+    assert await list_all(stub) == []
+    ids += await work_an_order(producer, "ord-dx", start_at="provisioning.voucher_issued")
     reply = await dossier(stub, "ord-dx")
     sealed = reply.dossier
     assert sealed.kind == "dossier" and sealed.subject == "ord-dx"
@@ -277,7 +303,7 @@ async def test_the_dossier_holds_every_services_events_and_later_ones_become_add
     assert sections["activation"][0]["producer"] == "provisioning"
     assert sections["confirmation"] == [] and sections["follow_ups"] == []
     # The full history: every event, the completion last, each with the trace it came in.
-    assert [e["event_id"] for e in record["events"]] == [*ids, done]
+    assert [e["event_id"] for e in record["events"]] == [*ids[:-2], done, *ids[-2:]]
     assert {e["trace_id"] for e in record["events"]} == {TRACE}
     assert record["trace_ids"] == [TRACE]
     customer = json.loads(document(sealed, "customer.json").content)
@@ -523,3 +549,40 @@ async def test_the_daily_report_is_archived_once_per_day_language_and_format(
     )
     verdict = verify_export(export.content, archive.verifier_key)
     assert verdict.valid, verdict.problem
+
+
+async def test_a_completion_waits_for_its_events_only_so_long(
+    clocked: Clocked, producer: Producer
+) -> None:
+    stub, clock = clocked.stub, clocked.clock
+    await publish(
+        producer,
+        "order.completed",
+        completed("ord-late", milestones=("review_approved", "customer_notified")),
+        by="intake",
+    )
+    await caught_up(producer, "ORDER")
+    assert await list_all(stub) == []  # waiting for provisioning.customer_notified
+    clock.now += timedelta(minutes=3)  # longer than it waits: sealed with what it has
+    sealed = (await dossier(stub, "ord-late")).dossier
+    record = json.loads(document(sealed, "record.json").content)
+    assert [e["type"] for e in record["events"]] == ["order.completed"]
+    # The event it waited for, arriving after all: an addendum.
+    await publish(
+        producer,
+        "provisioning.customer_notified",
+        provisioning_events_pb2.CustomerNotified(
+            job_id="job-late", order_id="ord-late", delivery_id="D-1", channel="sms"
+        ),
+        by="provisioning",
+    )
+
+    async def addenda() -> list[archive_pb2.Dossier]:
+        reply = await stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="ord-late"), metadata=AUDITOR
+        )
+        return list(reply.addenda)
+
+    (addendum,) = await eventually(addenda, lambda found: len(found) == 1)
+    body = json.loads(document(addendum, "addendum.json").content)
+    assert body["section"] == "notifications"

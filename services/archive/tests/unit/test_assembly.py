@@ -121,3 +121,16 @@ def test_addenda_daily_reports_and_tombstones() -> None:
     assert body["purged_record"]["leaf_index"] == 3
     assert body["purged_at"] == "2029-06-01T00:00:00.000000Z"
     assert "content" not in json.dumps(body["purged_record"]["documents"])
+
+
+def test_a_completion_waits_for_the_provisioning_events_its_milestones_name() -> None:
+    from orderline_archive.domain.assembly import awaited_events
+
+    milestones = ["review_approved", "service_activated", "customer_notified", "dossier_archived"]
+    assert awaited_events(milestones, ["order.approved"]) == {
+        "provisioning.service_activated",
+        "provisioning.customer_notified",
+    }
+    recorded = ["provisioning.service_activated", "provisioning.customer_notified"]
+    assert awaited_events(milestones, recorded) == set()
+    assert awaited_events(["review_approved"], []) == set()

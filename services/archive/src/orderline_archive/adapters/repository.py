@@ -7,7 +7,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from orderline_archive.adapters.tables import (
     CHAIN_HEAD_ID,
@@ -62,6 +73,7 @@ class EventRow:
     occurred_at: datetime | None
     trace_id: str
     payload: str
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +306,22 @@ class DossierRepository:
             )
         ).all()
         return [EventRow(**r._mapping) for r in rows]
+
+    async def waiting_completions(self, recorded_before: datetime, limit: int) -> list[str]:
+        """Orders whose completion has waited since before that time (or from before 0005)."""
+        rows = await self.session.execute(
+            select(dossier_events.c.order_id)
+            .where(
+                dossier_events.c.event_type == "order.completed",
+                or_(
+                    dossier_events.c.recorded_at.is_(None),
+                    dossier_events.c.recorded_at <= recorded_before,
+                ),
+            )
+            .distinct()
+            .limit(limit)
+        )
+        return [r.order_id for r in rows]
 
     async def forget_order_events(self, order_id: str) -> None:
         await self.session.execute(

@@ -79,6 +79,8 @@ dossier_events = Table(
     Column("trace_id", String(32), nullable=False, server_default=""),
     # The payload as JSON (protobuf's JSON mapping, field names as in the protos).
     Column("payload", Text, nullable=False),
+    # When the archive recorded it (its clock); NULL for rows from before migration 0005.
+    Column("recorded_at", UTCDateTime, nullable=True),
     Index("ix_dossier_events_order_id", "order_id"),
 )
 

@@ -37,10 +37,12 @@ later. Each such event is sealed as an addendum record of the order (key
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -58,7 +60,7 @@ from orderline_archive.adapters.repository import ChainHead, DossierRepository, 
 from orderline_archive.app.log import append_leaf, catch_up
 from orderline_archive.app.ports import BlobStore
 from orderline_archive.domain import records
-from orderline_archive.domain.assembly import RecordedEvent, assembled_documents
+from orderline_archive.domain.assembly import RecordedEvent, assembled_documents, awaited_events
 from orderline_archive.domain.chain import Document, Seal, seal_next
 from orderline_archive.domain.documents import (
     Milestone,
@@ -74,7 +76,7 @@ from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.messaging.envelope import ReceivedEvent
 from orderline_runtime.order_states import TMF_NAMES
-from orderline_runtime.unit_of_work import UnitOfWork
+from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -104,14 +106,30 @@ RECORDED: tuple[type[Message], ...] = (
     provisioning_events_pb2.CancellationDeclined,
 )
 
+# How long a completion waits for the provisioning events its milestones name before it is
+# sealed with what has arrived, and how often that is checked (by the injected clock).
+COMPLETION_GRACE = timedelta(minutes=2)
+SWEEP_SECONDS = 5.0
+
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WORD = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 
 
 class DossierSealer:
-    def __init__(self, clock: Clock, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        blobs: BlobStore,
+        uow: UnitOfWorkFactory[DossierRepository] | None = None,
+        *,
+        grace: timedelta = COMPLETION_GRACE,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
         self.clock = clock
         self.blobs = blobs
+        self.uow = uow  # for the sweep of completions that waited too long
+        self.grace = grace
+        self.sweep_seconds = sweep_seconds
 
     def handlers(self) -> list[Handler]:
         return [
@@ -128,12 +146,15 @@ class DossierSealer:
         order_id = event.order_id or str(getattr(payload, "order_id", ""))
         if not order_id:
             return  # not about an order: nothing of a dossier
-        row = event_row(event, payload, order_id)
+        row = event_row(event, payload, order_id, recorded_at=self.clock())
         repo = uow.repos
         head = await repo.lock_head()  # the module's docstring: never kept once sealed
         sealed = await repo.sealed_dossier(order_id)
         if sealed is None:
             await repo.record_events([row])
+            if row.event_type.startswith("provisioning."):
+                # Maybe the last event a waiting completion needed.
+                await self._seal_if_complete(uow, head, order_id)
             return
         dossier_id, until = sealed
         recorded = recorded_event(row)
@@ -167,23 +188,68 @@ class DossierSealer:
         if not order_id:
             raise PoisonMessage("order.completed without an order id")
         repo = uow.repos
-        summary = order_summary(payload, order_id)
-        completion = recorded_event(event_row(event, payload, order_id))
+        completion = event_row(event, payload, order_id, recorded_at=self.clock())
+        milestones = [m.name for m in payload.milestones]
         kept = await repo.order_events(order_id)
-        docs = assembled_documents(summary, [*map(recorded_event, kept), completion])
-        # Blobs first (see the module's docstring); a store that does not answer fails the
-        # event, which is redelivered.
-        await self._store(docs)
+        docs: list[Document] | None = None
+        if not awaited_events(milestones, (r.event_type for r in kept)):
+            # Blobs first, outside the lock (the module's docstring); a store that does not
+            # answer fails the event, which is redelivered.
+            docs = dossier_of(payload, [*kept, completion])
+            await self._store(docs)
         head = await repo.lock_head()
         existing = await repo.dossier_id_for_order(order_id)
         if existing is not None:
             log.info("order already sealed; nothing to do", order_id=order_id, dossier_id=existing)
             return
         now_kept = await repo.order_events(order_id)
-        if {r.event_id for r in now_kept} != {r.event_id for r in kept}:
+        waiting = awaited_events(milestones, (r.event_type for r in now_kept))
+        if waiting:
+            # Sealed when the last of them is recorded, or by the sweep after `grace`.
+            await repo.record_events([completion])
+            log.info("completion waits for events", order_id=order_id, events=sorted(waiting))
+            return
+        if docs is None or {r.event_id for r in now_kept} != {r.event_id for r in kept}:
             # Events recorded while the blobs were written: the dossier includes them.
-            docs = assembled_documents(summary, [*map(recorded_event, now_kept), completion])
+            docs = dossier_of(payload, [*now_kept, completion])
             await self._store(docs)
+        await self._seal_dossier(uow, head, payload, docs, events=len(now_kept) + 1)
+
+    async def _seal_if_complete(
+        self, uow: UnitOfWork[DossierRepository], head: ChainHead, order_id: str
+    ) -> None:
+        kept = await uow.repos.order_events(order_id)
+        completions = [r for r in kept if r.event_type == "order.completed"]
+        if not completions:
+            return
+        payload = completion_payload(completions[0])
+        milestones = [m.name for m in payload.milestones]
+        if awaited_events(milestones, (r.event_type for r in kept)):
+            return
+        await self._seal_kept(uow, head, payload, kept)
+
+    async def _seal_kept(
+        self,
+        uow: UnitOfWork[DossierRepository],
+        head: ChainHead,
+        payload: order_events_pb2.OrderCompleted,
+        kept: Sequence[EventRow],
+    ) -> None:
+        """Seals a waiting completion from the events kept (under the lock: its blobs too)."""
+        docs = dossier_of(payload, kept)
+        await self._store(docs)
+        await self._seal_dossier(uow, head, payload, docs, events=len(kept))
+
+    async def _seal_dossier(
+        self,
+        uow: UnitOfWork[DossierRepository],
+        head: ChainHead,
+        payload: order_events_pb2.OrderCompleted,
+        docs: Sequence[Document],
+        *,
+        events: int,
+    ) -> None:
+        order_id = payload.order_id
         sealed_at = self.clock()
         dossier_id, seal = await self._seal(
             uow,
@@ -196,7 +262,7 @@ class DossierSealer:
             until=retain_until(records.DOSSIER, payload.business_type, sealed_at),
             sealed_at=sealed_at,
         )
-        await repo.forget_order_events(order_id)
+        await uow.repos.forget_order_events(order_id)
         uow.emit(
             archive_events_pb2.DossierSealed(
                 dossier_id=dossier_id,
@@ -204,6 +270,7 @@ class DossierSealer:
                 sequence=seal.sequence,
                 content_hash=seal.content_hash,
             ),
+            order_id=order_id,
             device_id=payload.device_id,
         )
         log.info(
@@ -211,8 +278,43 @@ class DossierSealer:
             order_id=order_id,
             dossier_id=dossier_id,
             sequence=seal.sequence,
-            events=len(now_kept) + 1,
+            events=events,
         )
+
+    async def seal_overdue(self) -> int:
+        """Seals the completions that have waited longer than `grace` for their provisioning
+        events, with the events kept (later ones become addenda). Returns how many."""
+        assert self.uow is not None, "the sweep needs the unit of work factory"
+        sealed = 0
+        async with self.uow() as uow:
+            repo = uow.repos
+            head = await repo.lock_head()
+            for order_id in await repo.waiting_completions(self.clock() - self.grace, 50):
+                kept = await repo.order_events(order_id)
+                completions = [r for r in kept if r.event_type == "order.completed"]
+                if not completions:
+                    continue
+                payload = completion_payload(completions[0])
+                log.warning(
+                    "sealing a completion without all its events",
+                    order_id=order_id,
+                    missing=sorted(
+                        awaited_events(
+                            [m.name for m in payload.milestones], (r.event_type for r in kept)
+                        )
+                    ),
+                )
+                await self._seal_kept(uow, head, payload, kept)
+                head = await repo.lock_head()
+                sealed += 1
+        return sealed
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Every `sweep_seconds` until stopped: seal_overdue."""
+        while not stop.is_set():
+            await self.seal_overdue()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.sweep_seconds)
 
     # --- the daily report -------------------------------------------------------------------
 
@@ -348,7 +450,9 @@ def daily_report_problems(payload: reporting_events_pb2.DailyReportProduced) -> 
     return problems
 
 
-def event_row(event: ReceivedEvent, payload: Message, order_id: str) -> EventRow:
+def event_row(
+    event: ReceivedEvent, payload: Message, order_id: str, *, recorded_at: datetime | None = None
+) -> EventRow:
     """What the archive keeps of an event until sealing: its identity, time, producer, the
     trace it travelled in (the consumer's span continues the producer's trace) and its fields."""
     context = trace.get_current_span().get_span_context()
@@ -362,6 +466,22 @@ def event_row(event: ReceivedEvent, payload: Message, order_id: str) -> EventRow
         occurred_at=envelope.time.ToDatetime(tzinfo=UTC) if envelope.HasField("time") else None,
         trace_id=format(context.trace_id, "032x") if context.is_valid else "",
         payload=json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        recorded_at=recorded_at,
+    )
+
+
+def completion_payload(row: EventRow) -> order_events_pb2.OrderCompleted:
+    """A kept order.completed back as its message."""
+    return json_format.ParseDict(
+        json.loads(row.payload), order_events_pb2.OrderCompleted(), ignore_unknown_fields=True
+    )
+
+
+def dossier_of(
+    payload: order_events_pb2.OrderCompleted, rows: Sequence[EventRow]
+) -> list[Document]:
+    return assembled_documents(
+        order_summary(payload, payload.order_id), [recorded_event(r) for r in rows]
     )
 
 

@@ -24,7 +24,7 @@ then delete a record's blobs without touching another's).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,27 @@ _CUSTOMER_FIELDS = {
     "provisioning.customer_notified": ("channel",),
 }
 _PERSONAL = ("name", "phone", "id_number", "address", "old_address", "new_address")
+
+
+# The milestones provisioning reaches, each recorded by intake from the provisioning event of
+# the same name: a completion naming them is sealed once the archive has those events too
+# (they come on another stream, which the archive may read later than intake did).
+PROVISIONING_MILESTONES = frozenset(
+    {
+        "prechecks_passed",
+        "device_configured",
+        "tests_passed",
+        "service_activated",
+        "voucher_issued",
+        "customer_notified",
+    }
+)
+
+
+def awaited_events(milestones: Iterable[str], recorded_types: Iterable[str]) -> set[str]:
+    """The provisioning events a completion with these milestones still waits for."""
+    wanted = {f"provisioning.{m}" for m in milestones if m in PROVISIONING_MILESTONES}
+    return wanted - set(recorded_types)
 
 
 @dataclass(frozen=True)
