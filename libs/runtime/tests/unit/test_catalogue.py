@@ -23,7 +23,7 @@ def test_a_payload_knows_its_type_subject_stream_and_owner() -> None:
     assert spec.stream.name == "ORDER"
     assert spec.stream.subjects == ("orderline.order.>",)
     assert spec.owner == "intake"
-    assert spec.consumers == {"provisioning", "reporting"}
+    assert spec.consumers == {"archive", "provisioning", "reporting"}
 
 
 def test_every_payload_message_of_the_event_files_is_in_the_catalogue() -> None:
@@ -44,6 +44,7 @@ def test_one_stream_per_owning_service_and_subjects_that_do_not_overlap() -> Non
         "PROVISIONING": "provisioning",
         "DEVICE": "device-monitor",
         "ARCHIVE": "archive",
+        "REPORTING": "reporting",
     }
     for spec in catalogue().events:
         prefix = spec.stream.subjects[0].removesuffix(">")
@@ -66,6 +67,6 @@ def test_the_topology_table_lists_every_event_once() -> None:
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert len(rows) == len(catalogue().events)
     assert (
-        "| `order.approved` | `OrderApproved` | `ORDER` | intake | provisioning, reporting |"
-        in rows
+        "| `order.approved` | `OrderApproved` | `ORDER` | intake "
+        "| archive, provisioning, reporting |" in rows
     )
