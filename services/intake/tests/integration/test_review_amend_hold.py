@@ -506,6 +506,13 @@ async def test_a_device_hold_resumes_when_provisioning_reports_progress(
     assert "ALM-7" in (refused.value.details() or "")
     assert (await get(intake, order.id)).etag == held.etag
 
+    # The job is held again (a retry failed): the order stays held, nothing is dead-lettered.
+    await publish(
+        nats_server.url,
+        "provisioning.job_held",
+        provisioning_events_pb2.JobHeld(order_id=order.id, reason_code="TESTS_FAILED"),
+        order.id,
+    )
     await publish(
         nats_server.url,
         "provisioning.device_configured",
@@ -517,3 +524,10 @@ async def test_a_device_hold_resumes_when_provisioning_reports_progress(
         "provisioning",
         "PROVISIONING_RESUMED",
     )
+    assert [h.reason_code for h in resumed.history].count("DEVICE_ABNORMAL") == 1
+    connection = await nats.connect(nats_server.url)
+    try:
+        dead = (await connection.jetstream().stream_info("DEADLETTER")).state.messages
+    finally:
+        await connection.close()
+    assert dead == 0

@@ -46,6 +46,7 @@ from orderline_intake.domain.review import (
 from orderline_intake.domain.states import (
     CANCELLATION_STATES,
     InvalidTransition,
+    OrderState,
     Trigger,
     next_state,
 )
@@ -395,6 +396,12 @@ class OrderApp:
                 trigger=trigger.value,
                 reason=reason_code,
             )
+            return order
+        if trigger is Trigger.HOLD and order.state is OrderState.HELD:
+            # The job stopped again while the order is still held (a retried step that failed
+            # again, or held by a person meanwhile): the order stays held as it is; the job's
+            # own record (GetJob, the fallout queue) carries the new reason.
+            log.info("job held while its order is held; the order stays held", order_id=order.id)
             return order
         change = order.apply(trigger, actor, reason_code, self.clock())
         if alarm_id:
