@@ -13,7 +13,7 @@ PACKAGES := orderline_runtime orderline_catalogue orderline_devtools orderline_i
 	orderline_device_monitor orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos protos-check docs lint typecheck test test-unit test-integration test-e2e chart checkov run bench soak clean
+.PHONY: help venv protos protos-check docs lint typecheck browser test test-unit test-integration test-e2e chart checkov run bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,8 +51,28 @@ lint: venv typecheck ## ruff (lint and format check) and mypy
 typecheck: venv ## mypy (strict) on every package
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
 
-test: venv protos-check lint checkov ## everything CI runs (starts its own NATS and PostgreSQL)
-	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -q -p no:cacheprovider --durations=25
+# The management report's HTML is checked in a real browser (services/reporting's render test):
+# Debian's chromium, installed here when it is missing and the machine can; without it that one
+# test skips and says why.
+browser: ## headless Chromium (and CJK fonts) for the report rendering test, when missing
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium and fonts-noto-cjk (apt-get) for the report rendering test"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			timeout 300 apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk >/dev/null \
+			|| { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends \
+				chromium fonts-noto-cjk >/dev/null; } \
+			|| echo "browser: could not install chromium; the rendering test will skip"; \
+		else \
+			echo "browser: no chromium and no apt-get as root; the rendering test will skip"; \
+		fi; }
+
+# Unit, integration and contract tests run in two workers (whole files each: a file's fixtures
+# are set up once); the end-to-end tests, each a stack of real processes, one at a time after.
+test: venv protos-check lint checkov browser ## everything CI runs (starts its own NATS and PostgreSQL)
+	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak and not e2e" -n 2 --dist loadfile \
+		-q -p no:cacheprovider --durations=15
+	$(BIN)/pytest -m "e2e and not soak" -q -p no:cacheprovider --durations=15
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit libs/catalogue/tests
