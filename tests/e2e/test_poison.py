@@ -40,6 +40,7 @@ from orderline_cli.demo import demo_request
 from orderline_cli.stack import SERVICES, LocalStack
 from orderline_devtools.local import free_port
 from orderline_runtime.ids import new_id
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.telemetry_names import (
     EVENTS_DEAD_LETTERED,
@@ -71,18 +72,8 @@ MILESTONES = (
     "job_held",
     "job_failed",
 )
-CONSUMERS: dict[str, set[str]] = {
-    "order.created": {"reporting"},
-    "order.state_changed": {"reporting"},
-    "order.approved": {"provisioning", "reporting"},
-    "order.completed": {"archive", "reporting"},
-    "provisioning.job_started": {"device-monitor", "reporting"},
-    **{f"provisioning.{m}": {"intake", "reporting"} for m in MILESTONES},
-    "device.health_changed": {"reporting"},
-    "device.alarm_raised": {"reporting"},
-    "device.alarm_cleared": {"reporting"},
-    "archive.dossier_sealed": {"intake", "reporting"},
-}
+# Who consumes each event, from the one event catalogue (a new consumer is poisoned too).
+CONSUMERS: dict[str, set[str]] = {e.event_type: set(e.consumers) for e in catalogue().events}
 # One subject per consumer and stream, so every durable of every stream gets the poison.
 POISONED_TYPES = (
     "order.approved",

@@ -233,15 +233,18 @@ def test_one_dossier_per_order_in_a_gap_free_chain(
     replicated: Replicated, completed: list[order_pb2.Order]
 ) -> None:
     archive_a, archive_b = (p.address for p in replicated.replicas["archive"])
-    dossiers = list_dossiers(archive_a)
+    records = list_dossiers(archive_a)
+    # Beside the orders' dossiers the log holds the daily reports reporting archived at start.
+    dossiers = [d for d in records if d.kind == "dossier"]
     assert sorted(d.order_id for d in dossiers) == sorted(o.id for o in completed)
-    assert sorted(d.sequence for d in dossiers) == list(range(1, ORDERS + 1))
     assert {d.id for d in dossiers} == {o.dossier_id for o in completed}
+    # One sequence, no gap and no number twice, however the two replicas took turns.
+    assert sorted(d.sequence for d in records) == list(range(1, len(records) + 1))
     with grpc.insecure_channel(archive_b) as channel:
         chain = archive_pb2_grpc.ArchiveServiceStub(channel).VerifyChain(
             archive_pb2.VerifyChainRequest(), metadata=AUDITOR, timeout=10
         )
-    assert chain.valid and chain.records_checked == ORDERS, chain
+    assert chain.valid and chain.records_checked >= len(records), chain
 
 
 def _intake_counts(address: str) -> Counter[str]:

@@ -106,6 +106,17 @@ RECORDED: tuple[type[Message], ...] = (
     provisioning_events_pb2.CancellationDeclined,
 )
 
+# The order events that can happen after an order completed (the follow-ups and their cases):
+# sealed as addenda. Any other order event arriving after the seal is a re-issue of what the
+# dossier already holds (intake owns the order; a completed order is not approved or created
+# again), so it changes nothing. Late provisioning events still become addenda: the sweep may
+# have sealed before they came.
+AFTER_COMPLETION: tuple[type[Message], ...] = (
+    order_events_pb2.FollowUpRecorded,
+    order_events_pb2.CaseOpened,
+    order_events_pb2.CaseClosed,
+)
+
 # How long a completion waits for the provisioning events its milestones name before it is
 # sealed with what has arrived, and how often that is checked (by the injected clock).
 COMPLETION_GRACE = timedelta(minutes=2)
@@ -157,6 +168,13 @@ class DossierSealer:
                 await self._seal_if_complete(uow, head, order_id)
             return
         dossier_id, until = sealed
+        if row.event_type.startswith("order.") and not isinstance(payload, AFTER_COMPLETION):
+            log.info(
+                "order event after the seal; the dossier holds the order's history already",
+                order_id=order_id,
+                event_type=row.event_type,
+            )
+            return
         recorded = recorded_event(row)
         docs = records.addendum_documents(order_id, dossier_id, recorded)
         # Under the lock (a late event is rare): its blob before its rows.
