@@ -1,6 +1,7 @@
-"""`orderline order cancel` against a running intake (in this process, on real NATS and
-SQLite): a cancellation before provisioning in text and --json, a retry with the same request
-id, and refusals as one error (bad reason named by field, past the point of no return)."""
+"""`orderline order cancel` and `orderline order list`'s filters against a running intake (in
+this process, on real NATS and SQLite): a cancellation before provisioning in text and --json, a
+retry with the same request id, and refusals as one error (bad reason named by field, past the
+point of no return); orders listed by business type and by when they were created."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -144,3 +146,26 @@ async def test_refusals_are_one_error(intake: str, nats_server: NatsServer) -> N
     )
     assert code == 1 and out == ""
     assert err.count("FAILED_PRECONDITION") == 1 and "point of no return" in err
+
+
+async def test_order_list_by_type_and_creation_time(intake: str) -> None:
+    first = await create(intake, "cli-l1")
+    second = await create(
+        intake, "cli-l2", business_type="iptv", plan="iptv-basic", device_id="CPE-0043"
+    )
+    since = second.created_at.ToDatetime(tzinfo=UTC).isoformat()
+
+    async def listed(*args: str) -> list[str]:
+        code, out, err = await orderline("order", "list", *args, "--intake", intake, "--json")
+        assert code == 0, err
+        return [o["id"] for o in json.loads(out)]
+
+    assert await listed("--type", "iptv") == [second.id]
+    assert await listed("--from", since) == [second.id]
+    assert await listed("--before", since) == [first.id]
+    code, _, err = await orderline("order", "list", "--from", "yesterday", "--intake", intake)
+    assert code == 2 and "--from" in err, err
+    code, _, err = await orderline(
+        "order", "list", "--from", since, "--before", since, "--intake", intake, "--json"
+    )
+    assert code != 0 and json.loads(err)["error"]["code"] == "INVALID_ARGUMENT", err

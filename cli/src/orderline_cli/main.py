@@ -480,6 +480,13 @@ def order_get(
 @order_app.command("list")
 def order_list(
     state: Annotated[str, typer.Option(help="TMF641 name, e.g. completed, held")] = "",
+    business_type: Annotated[str, typer.Option("--type", help="business type id")] = "",
+    created_from: Annotated[
+        str, typer.Option("--from", help="created at or after (ISO 8601; no offset: local time)")
+    ] = "",
+    created_before: Annotated[
+        str, typer.Option("--before", help="created before (ISO 8601; no offset: local time)")
+    ] = "",
     limit: Annotated[int, typer.Option()] = 50,
     intake: Annotated[str | None, typer.Option("--intake")] = None,
     token: TokenOpt = None,
@@ -493,7 +500,26 @@ def order_list(
             as_json=as_json,
             exit_code=2,
         )
-    request = order_pb2.ListOrdersRequest(page_size=limit, state=BY_TMF_NAME.get(state, 0))  # type: ignore[arg-type]
+    request = order_pb2.ListOrdersRequest(
+        page_size=limit,
+        state=BY_TMF_NAME.get(state, 0),  # type: ignore[arg-type]
+        business_type=business_type,
+    )
+    for option, text, stamp in (
+        ("--from", created_from, request.created_from),
+        ("--before", created_before, request.created_before),
+    ):
+        if text:
+            try:
+                at = datetime.fromisoformat(text)
+            except ValueError:
+                fail(
+                    "INVALID_ARGUMENT",
+                    f"{option}: not an ISO 8601 time: {text!r}",
+                    as_json=as_json,
+                    exit_code=2,
+                )
+            stamp.FromDatetime(at if at.tzinfo else at.astimezone())
     with grpc.insecure_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).ListOrders(

@@ -12,6 +12,7 @@ import grpc
 import nats
 import pytest
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -151,6 +152,60 @@ async def test_retry_with_same_request_id_returns_the_first_order(
     assert again.order.id == first.order.id
     listed = await intake.ListOrders(order_pb2.ListOrdersRequest(), metadata=CLERK)
     assert [o.id for o in listed.orders] == [first.order.id]
+
+
+async def test_orders_are_listed_by_when_they_were_created(
+    intake: order_pb2_grpc.OrderServiceStub,
+) -> None:
+    first = (await intake.CreateOrder(create_request("when-1"), metadata=CLERK)).order
+    second = (await intake.CreateOrder(create_request("when-2"), metadata=CLERK)).order
+    assert first.created_at.ToDatetime() < second.created_at.ToDatetime()
+
+    async def listed(**created: Timestamp) -> list[str]:
+        reply = await intake.ListOrders(order_pb2.ListOrdersRequest(**created), metadata=CLERK)
+        return [o.id for o in reply.orders]
+
+    assert await listed(created_from=second.created_at) == [second.id]
+    assert await listed(created_before=second.created_at) == [first.id]
+    assert await listed(created_from=first.created_at, created_before=second.created_at) == [
+        first.id
+    ]
+
+    # A page token carries its filters: the next page of another range is refused.
+    paged = await intake.ListOrders(
+        order_pb2.ListOrdersRequest(page_size=1, created_from=first.created_at), metadata=CLERK
+    )
+    assert [o.id for o in paged.orders] == [second.id] and paged.next_page_token
+    rest = await intake.ListOrders(
+        order_pb2.ListOrdersRequest(
+            page_size=1, created_from=first.created_at, page_token=paged.next_page_token
+        ),
+        metadata=CLERK,
+    )
+    assert [o.id for o in rest.orders] == [first.id]
+    with pytest.raises(grpc.aio.AioRpcError) as other:
+        await intake.ListOrders(
+            order_pb2.ListOrdersRequest(page_size=1, page_token=paged.next_page_token),
+            metadata=CLERK,
+        )
+    assert other.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await intake.ListOrders(
+            order_pb2.ListOrdersRequest(
+                created_from=second.created_at,
+                created_before=first.created_at,
+            ),
+            metadata=CLERK,
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "created_before" in (bad.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await intake.ListOrders(
+            order_pb2.ListOrdersRequest(created_from=Timestamp(nanos=-1)), metadata=CLERK
+        )
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "created_from" in (invalid.value.details() or "")
 
 
 async def test_a_request_id_reused_for_another_order_is_already_exists(

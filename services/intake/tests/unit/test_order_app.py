@@ -134,15 +134,24 @@ class InMemoryOrders:
         return None
 
     async def list_orders(
-        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+        self,
+        *,
+        limit: int,
+        after_id: str | None,
+        state: str | None,
+        business_type: str | None,
+        created: tuple[datetime | None, datetime | None] = (None, None),
     ) -> list[Order]:
         found = sorted(self.orders.values(), key=lambda o: o.id, reverse=True)
+        since, before = created
         found = [
             o
             for o in found
             if (after_id is None or o.id < after_id)
             and (state is None or o.state.value == state)
             and (business_type is None or o.business_type == business_type)
+            and (since is None or o.created_at >= since)
+            and (before is None or o.created_at < before)
         ]
         return copy.deepcopy(found[:limit])
 

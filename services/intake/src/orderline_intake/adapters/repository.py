@@ -125,9 +125,20 @@ class SqlOrderRepository:
         return (await self._hydrate([row]))[0] if row else None
 
     async def list_orders(
-        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+        self,
+        *,
+        limit: int,
+        after_id: str | None,
+        state: str | None,
+        business_type: str | None,
+        created: tuple[datetime | None, datetime | None] = (None, None),
     ) -> list[Order]:
         stmt = select(orders).order_by(orders.c.id.desc()).limit(limit)
+        created_from, created_before = created
+        if created_from is not None:
+            stmt = stmt.where(orders.c.created_at >= created_from)
+        if created_before is not None:
+            stmt = stmt.where(orders.c.created_at < created_before)
         if after_id:
             stmt = stmt.where(orders.c.id < after_id)
         if state:

@@ -25,6 +25,7 @@ from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.admission import Admission
 from orderline_runtime.rpc.auth import current_principal
+from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
@@ -78,7 +79,16 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         v = Violations()
         if request.page_size < 0 or request.page_size > MAX_PAGE:
             v.add("page_size", f"between 0 and {MAX_PAGE}")
-        filters = {"state": request.state, "business_type": request.business_type}
+        created_from = optional_time(request, "created_from", v)
+        created_before = optional_time(request, "created_before", v)
+        if created_from and created_before and created_before <= created_from:
+            v.add("created_before", "must be after created_from | 必须晚于 created_from")
+        filters = {
+            "state": request.state,
+            "business_type": request.business_type,
+            "created_from": created_from.isoformat() if created_from else "",
+            "created_before": created_before.isoformat() if created_before else "",
+        }
         after: str | None = None
         if request.page_token:
             try:
@@ -94,7 +104,11 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         limit = request.page_size or DEFAULT_PAGE
         state = PROTO_TO_STATE[request.state].value if request.state in PROTO_TO_STATE else None
         orders = await self.app.list_orders(
-            limit=limit, after_id=after, state=state, business_type=request.business_type or None
+            limit=limit,
+            after_id=after,
+            state=state,
+            business_type=request.business_type or None,
+            created=(created_from, created_before),
         )
         token = encode_page_token(orders[-1].id, filters) if len(orders) == limit else ""
         return order_pb2.ListOrdersResponse(

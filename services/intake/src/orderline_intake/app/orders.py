@@ -430,11 +430,21 @@ class OrderApp:
         return order
 
     async def list_orders(
-        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
+        self,
+        *,
+        limit: int,
+        after_id: str | None,
+        state: str | None,
+        business_type: str | None,
+        created: tuple[datetime | None, datetime | None] = (None, None),
     ) -> list[Order]:
         async with self.uow(read_only=True) as uow:
             return await uow.repos.list_orders(
-                limit=limit, after_id=after_id, state=state, business_type=business_type
+                limit=limit,
+                after_id=after_id,
+                state=state,
+                business_type=business_type,
+                created=created,
             )
 
     async def review_queue(

@@ -20,8 +20,16 @@ class OrderRepository(Protocol):
     async def by_request_id(self, client_request_id: str) -> Order | None: ...
 
     async def list_orders(
-        self, *, limit: int, after_id: str | None, state: str | None, business_type: str | None
-    ) -> list[Order]: ...
+        self,
+        *,
+        limit: int,
+        after_id: str | None,
+        state: str | None,
+        business_type: str | None,
+        created: tuple[datetime | None, datetime | None] = (None, None),
+    ) -> list[Order]:
+        """Newest first; `created` is [from, before), either end open when None."""
+        ...
 
     async def versions_since(
         self, since: datetime, order_ids: Sequence[str] | None
