@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyMessage
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
@@ -28,13 +27,12 @@ from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.rpc.status import DOMAIN
+from orderline_runtime.rpc.timestamps import optional_time
 
 T = TypeVar("T")
 
 # The catalogue's keys are lowercase words joined by underscores; the column holds 64.
 BUSINESS_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-MIN_SECONDS, MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
@@ -68,8 +66,8 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             problems.add(
                 "business_type", "a catalogue key: lowercase letters, digits and '_', e.g. iptv"
             )
-        after_time = _time(request, "sealed_after", problems)
-        before_time = _time(request, "sealed_before", problems)
+        after_time = optional_time(request, "sealed_after", problems)
+        before_time = optional_time(request, "sealed_before", problems)
         if after_time and before_time and after_time >= before_time:
             problems.add("sealed_before", "must be later than sealed_after")
         filters = DossierFilter(
@@ -246,20 +244,6 @@ async def _abort_data_loss(context: Any, exc: DocumentUnreadable) -> NoReturn:
         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
     raise AssertionError("unreachable")  # abort raises
-
-
-def _time(
-    request: archive_pb2.ListDossiersRequest,
-    field: Literal["sealed_after", "sealed_before"],
-    problems: Violations,
-) -> datetime | None:
-    if not request.HasField(field):
-        return None
-    ts: Timestamp = getattr(request, field)
-    if not (MIN_SECONDS <= ts.seconds <= MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
-        problems.add(field, "not a valid timestamp (0001-01-01 to 9999-12-31, UTC)")
-        return None
-    return ts.ToDatetime(tzinfo=UTC)
 
 
 def to_message(dossier: SealedDossier) -> archive_pb2.Dossier:

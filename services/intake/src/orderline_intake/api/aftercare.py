@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from orderline.order.v1 import order_pb2
@@ -13,6 +13,7 @@ from orderline_intake.domain.text import says
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.auth import current_principal
+from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
@@ -102,18 +103,6 @@ def _id(v: Violations, value: str, field: str, *, required: bool = True) -> str:
     return value
 
 
-def _time(v: Violations, request: Any, field: str) -> datetime | None:
-    """The optional timestamp field, or None; one the protobuf runtime cannot read as a time
-    (nanos out of range, beyond year 9999) is a violation rather than an internal error."""
-    if not request.HasField(field):
-        return None
-    try:
-        return getattr(request, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-    except (ValueError, OverflowError):
-        v.add(field, str(says("not a valid time", "无效的时间")))
-        return None
-
-
 def _page(
     v: Violations, size: int, token: str, filters: dict[str, object]
 ) -> tuple[int, tuple[datetime, str] | None]:
@@ -145,7 +134,7 @@ class AftercareRpcs:
         principal = current_principal()
         v = Violations()  # the request's own problems, reported with the app's at once
         order_id = _id(v, request.order_id, "order_id")
-        at = _time(v, request, "at")
+        at = optional_time(request, "at", v)
         with order_scope(order_id):
             entry = await self.aftercare.add_communication(
                 order_id,
