@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orderline.device.v1 import device_pb2 as orderline_dot_device_dot_v1_dot_device__pb2
 from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orderline/events/v1/device_events.proto\x12\x13orderline.events.v1\x1a orderline/device/v1/device.proto\x1a#orderline/events/v1/catalogue.proto\"\xf1\x01\n\x13\x44\x65viceHealthChanged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .orderline.device.v1.HealthState\x12\x35\n\x08\x61\x62normal\x18\x03 \x03(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x37\n\tcondition\x18\x04 \x01(\x0e\x32$.orderline.device.v1.DeviceCondition:&\xca\xf3\x18\"\n\x15\x64\x65vice.health_changed\x12\treporting\"\xab\x02\n\x0b\x41larmRaised\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x16\n\x0eprobable_cause\x18\x06 \x01(\t\x12\x15\n\ris_root_cause\x18\x07 \x01(\x08\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:$\xca\xf3\x18 \n\x13\x64\x65vice.alarm_raised\x12\treporting\"\xbb\x01\n\x0c\x41larmCleared\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x12\n\ncleared_by\x18\x04 \x01(\t\x12\x14\n\x0c\x63lear_reason\x18\x05 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_cleared\x12\treporting\"\xad\x02\n\x0c\x41larmUpdated\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x63hange\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x14\n\x0crepeat_count\x18\x06 \x01(\x05\x12\x17\n\x0f\x61\x63knowledged_by\x18\x07 \x01(\t\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_updated\x12\treporting\"\xc1\x01\n\x0cTicketOpened\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t\x12\x11\n\topened_by\x18\x06 \x01(\t:\x1a\xca\xf3\x18\x16\n\x14\x64\x65vice.ticket_opened\"d\n\x10TicketProgressed\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\n\n\x02\x62y\x18\x03 \x01(\t:\x1e\xca\xf3\x18\x1a\n\x18\x64\x65vice.ticket_progressed\"\x99\x01\n\x0eTicketResolved\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0froot_cause_code\x18\x03 \x01(\t\x12\x1e\n\x16\x63orrective_action_code\x18\x04 \x01(\t\x12\n\n\x02\x62y\x18\x05 \x01(\t:\x1c\xca\xf3\x18\x18\n\x16\x64\x65vice.ticket_resolved\"\xab\x01\n\x0cTicketClosed\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63lose_reason\x18\x03 \x01(\t\x12\n\n\x02\x62y\x18\x04 \x01(\t\x12\x17\n\x0froot_cause_code\x18\x05 \x01(\t\x12\x1e\n\x16\x63orrective_action_code\x18\x06 \x01(\t:\x1a\xca\xf3\x18\x16\n\x14\x64\x65vice.ticket_closedB$\xc2\xf3\x18 \n\x06\x44\x45VICE\x12\x06\x64\x65vice\x1a\x0e\x64\x65vice-monitorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orderline/events/v1/device_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a orderline/device/v1/device.proto\x1a#orderline/events/v1/catalogue.proto\"\xf1\x01\n\x13\x44\x65viceHealthChanged\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .orderline.device.v1.HealthState\x12\x35\n\x08\x61\x62normal\x18\x03 \x03(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x37\n\tcondition\x18\x04 \x01(\x0e\x32$.orderline.device.v1.DeviceCondition:&\xca\xf3\x18\"\n\x15\x64\x65vice.health_changed\x12\treporting\"\xab\x02\n\x0b\x41larmRaised\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x16\n\x0eprobable_cause\x18\x06 \x01(\t\x12\x15\n\ris_root_cause\x18\x07 \x01(\x08\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:$\xca\xf3\x18 \n\x13\x64\x65vice.alarm_raised\x12\treporting\"\xbb\x01\n\x0c\x41larmCleared\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x12\n\ncleared_by\x18\x04 \x01(\t\x12\x14\n\x0c\x63lear_reason\x18\x05 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_cleared\x12\treporting\"\xad\x02\n\x0c\x41larmUpdated\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x0e\n\x06\x63hange\x18\x04 \x01(\t\x12\x42\n\x12perceived_severity\x18\x05 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12\x14\n\x0crepeat_count\x18\x06 \x01(\x05\x12\x17\n\x0f\x61\x63knowledged_by\x18\x07 \x01(\t\x12\x17\n\x0fparent_alarm_id\x18\x08 \x01(\t:%\xca\xf3\x18!\n\x14\x64\x65vice.alarm_updated\x12\treporting\"\xc1\x01\n\x0cTicketOpened\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x04 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t\x12\x11\n\topened_by\x18\x06 \x01(\t:\x1a\xca\xf3\x18\x16\n\x14\x64\x65vice.ticket_opened\"d\n\x10TicketProgressed\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\n\n\x02\x62y\x18\x03 \x01(\t:\x1e\xca\xf3\x18\x1a\n\x18\x64\x65vice.ticket_progressed\"\x99\x01\n\x0eTicketResolved\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x17\n\x0froot_cause_code\x18\x03 \x01(\t\x12\x1e\n\x16\x63orrective_action_code\x18\x04 \x01(\t\x12\n\n\x02\x62y\x18\x05 \x01(\t:\x1c\xca\xf3\x18\x18\n\x16\x64\x65vice.ticket_resolved\"\xab\x01\n\x0cTicketClosed\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63lose_reason\x18\x03 \x01(\t\x12\n\n\x02\x62y\x18\x04 \x01(\t\x12\x17\n\x0froot_cause_code\x18\x05 \x01(\t\x12\x1e\n\x16\x63orrective_action_code\x18\x06 \x01(\t:\x1a\xca\xf3\x18\x16\n\x14\x64\x65vice.ticket_closed\"\x9c\x01\n\rBlockingAlarm\x12\x10\n\x08\x61larm_id\x18\x01 \x01(\t\x12\x35\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32#.orderline.device.v1.HealthCategory\x12\x42\n\x12perceived_severity\x18\x03 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\"\xd3\x02\n\x0e\x44\x65viceAbnormal\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x32\n\x06\x61larms\x18\x02 \x03(\x0b\x32\".orderline.events.v1.BlockingAlarm\x12\x42\n\x12perceived_severity\x18\x03 \x01(\x0e\x32&.orderline.device.v1.PerceivedSeverity\x12.\n\nchanged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrules_version\x18\x05 \x01(\t\x12\x37\n\tcondition\x18\x06 \x01(\x0e\x32$.orderline.device.v1.DeviceCondition\x12\x11\n\tticket_id\x18\x07 \x01(\t:#\xca\xf3\x18\x1f\n\x0f\x64\x65vice.abnormal\x12\x0cprovisioning\"\xf8\x01\n\x0f\x44\x65viceRecovered\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x19\n\x11\x63leared_alarm_ids\x18\x02 \x03(\t\x12.\n\nchanged_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrules_version\x18\x04 \x01(\t\x12\x37\n\tcondition\x18\x05 \x01(\x0e\x32$.orderline.device.v1.DeviceCondition\x12\x11\n\tticket_id\x18\x06 \x01(\t:$\xca\xf3\x18 \n\x10\x64\x65vice.recovered\x12\x0cprovisioningB$\xc2\xf3\x18 \n\x06\x44\x45VICE\x12\x06\x64\x65vice\x1a\x0e\x64\x65vice-monitorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,20 +51,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TICKETRESOLVED']._serialized_options = b'\312\363\030\030\n\026device.ticket_resolved'
   _globals['_TICKETCLOSED']._loaded_options = None
   _globals['_TICKETCLOSED']._serialized_options = b'\312\363\030\026\n\024device.ticket_closed'
-  _globals['_DEVICEHEALTHCHANGED']._serialized_start=136
-  _globals['_DEVICEHEALTHCHANGED']._serialized_end=377
-  _globals['_ALARMRAISED']._serialized_start=380
-  _globals['_ALARMRAISED']._serialized_end=679
-  _globals['_ALARMCLEARED']._serialized_start=682
-  _globals['_ALARMCLEARED']._serialized_end=869
-  _globals['_ALARMUPDATED']._serialized_start=872
-  _globals['_ALARMUPDATED']._serialized_end=1173
-  _globals['_TICKETOPENED']._serialized_start=1176
-  _globals['_TICKETOPENED']._serialized_end=1369
-  _globals['_TICKETPROGRESSED']._serialized_start=1371
-  _globals['_TICKETPROGRESSED']._serialized_end=1471
-  _globals['_TICKETRESOLVED']._serialized_start=1474
-  _globals['_TICKETRESOLVED']._serialized_end=1627
-  _globals['_TICKETCLOSED']._serialized_start=1630
-  _globals['_TICKETCLOSED']._serialized_end=1801
+  _globals['_DEVICEABNORMAL']._loaded_options = None
+  _globals['_DEVICEABNORMAL']._serialized_options = b'\312\363\030\037\n\017device.abnormal\022\014provisioning'
+  _globals['_DEVICERECOVERED']._loaded_options = None
+  _globals['_DEVICERECOVERED']._serialized_options = b'\312\363\030 \n\020device.recovered\022\014provisioning'
+  _globals['_DEVICEHEALTHCHANGED']._serialized_start=169
+  _globals['_DEVICEHEALTHCHANGED']._serialized_end=410
+  _globals['_ALARMRAISED']._serialized_start=413
+  _globals['_ALARMRAISED']._serialized_end=712
+  _globals['_ALARMCLEARED']._serialized_start=715
+  _globals['_ALARMCLEARED']._serialized_end=902
+  _globals['_ALARMUPDATED']._serialized_start=905
+  _globals['_ALARMUPDATED']._serialized_end=1206
+  _globals['_TICKETOPENED']._serialized_start=1209
+  _globals['_TICKETOPENED']._serialized_end=1402
+  _globals['_TICKETPROGRESSED']._serialized_start=1404
+  _globals['_TICKETPROGRESSED']._serialized_end=1504
+  _globals['_TICKETRESOLVED']._serialized_start=1507
+  _globals['_TICKETRESOLVED']._serialized_end=1660
+  _globals['_TICKETCLOSED']._serialized_start=1663
+  _globals['_TICKETCLOSED']._serialized_end=1834
+  _globals['_BLOCKINGALARM']._serialized_start=1837
+  _globals['_BLOCKINGALARM']._serialized_end=1993
+  _globals['_DEVICEABNORMAL']._serialized_start=1996
+  _globals['_DEVICEABNORMAL']._serialized_end=2335
+  _globals['_DEVICERECOVERED']._serialized_start=2338
+  _globals['_DEVICERECOVERED']._serialized_end=2586
 # @@protoc_insertion_point(module_scope)

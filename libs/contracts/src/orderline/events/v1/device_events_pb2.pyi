@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from orderline.device.v1 import device_pb2 as _device_pb2
 import builtins as _builtins
@@ -305,3 +306,125 @@ class TicketClosed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TicketClosed: _TypeAlias = TicketClosed  # noqa: Y015
+
+@_typing.final
+class BlockingAlarm(_message.Message):
+    """One alarm that stops work on a device, as device.abnormal names it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARM_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PERCEIVED_SEVERITY_FIELD_NUMBER: _builtins.int
+    alarm_id: _builtins.str
+    category: _device_pb2.HealthCategory.ValueType
+    perceived_severity: _device_pb2.PerceivedSeverity.ValueType
+    def __init__(
+        self,
+        *,
+        alarm_id: _builtins.str = ...,
+        category: _device_pb2.HealthCategory.ValueType = ...,
+        perceived_severity: _device_pb2.PerceivedSeverity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "perceived_severity", b"perceived_severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockingAlarm: _TypeAlias = BlockingAlarm  # noqa: Y015
+
+@_typing.final
+class DeviceAbnormal(_message.Message):
+    """device.abnormal: the device turned unfit to work on (an alarm open at major or critical, a
+    safety failure, or a maintenance ticket opened on a device that was fit). Published once per
+    turn, in the transaction that records the change; provisioning stops a job on the device at
+    its next step boundary and holds it (DEVICE_ABNORMAL) naming the alarm.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ALARMS_FIELD_NUMBER: _builtins.int
+    PERCEIVED_SEVERITY_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    RULES_VERSION_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    perceived_severity: _device_pb2.PerceivedSeverity.ValueType
+    """The highest severity among them (unspecified under maintenance with no alarm open)."""
+    rules_version: _builtins.str
+    """The alarm rules that judged it (device_rules.yaml `version`)."""
+    condition: _device_pb2.DeviceCondition.ValueType
+    ticket_id: _builtins.str
+    """Set when the device went under maintenance (its open ticket)."""
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlockingAlarm]:
+        """The open alarms behind it, the device's first (root) alarm first."""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change happened (the sample's time, or the ticket's opening)."""
+
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        alarms: _abc.Iterable[Global___BlockingAlarm] | None = ...,
+        perceived_severity: _device_pb2.PerceivedSeverity.ValueType = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+        rules_version: _builtins.str = ...,
+        condition: _device_pb2.DeviceCondition.ValueType = ...,
+        ticket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "changed_at", b"changed_at", "condition", b"condition", "device_id", b"device_id", "perceived_severity", b"perceived_severity", "rules_version", b"rules_version", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceAbnormal: _TypeAlias = DeviceAbnormal  # noqa: Y015
+
+@_typing.final
+class DeviceRecovered(_message.Message):
+    """device.recovered: the device is fit to work on again (healthy or degraded, out of
+    maintenance); provisioning resumes a job it held for the device from its last completed step.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CLEARED_ALARM_IDS_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    RULES_VERSION_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    rules_version: _builtins.str
+    condition: _device_pb2.DeviceCondition.ValueType
+    ticket_id: _builtins.str
+    """Set when the close of this maintenance ticket made the device fit again."""
+    @_builtins.property
+    def cleared_alarm_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The alarms that had stopped work and are now cleared (empty when maintenance ended)."""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        cleared_alarm_ids: _abc.Iterable[_builtins.str] | None = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+        rules_version: _builtins.str = ...,
+        condition: _device_pb2.DeviceCondition.ValueType = ...,
+        ticket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "cleared_alarm_ids", b"cleared_alarm_ids", "condition", b"condition", "device_id", b"device_id", "rules_version", b"rules_version", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceRecovered: _TypeAlias = DeviceRecovered  # noqa: Y015
