@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from orderline.order.v1 import order_pb2_grpc
@@ -11,14 +13,26 @@ from orderline_intake.adapters.tables import metadata
 from orderline_intake.api.order_service import OrderServiceApi
 from orderline_intake.app.events import OrderEventHandlers
 from orderline_intake.app.orders import OrderApp
+from orderline_intake.domain.customer_hash import (
+    DEVELOPMENT_KEY,
+    DEVELOPMENT_KEY_ID,
+    CustomerHasher,
+)
 from orderline_intake.settings import IntakeSettings
 from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.logs import get_logger
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
 
+log = get_logger(__name__)
+
 ROLES_FILE = Path(__file__).with_name("roles.yaml")
 GRPC_SERVICES = ("orderline.order.v1.OrderService",)
+KEY_SETTING = "ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_FILE"
+KEY_ID_SETTING = "ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID"
+# How often the jeopardy sweep looks for milestones past due (by the injected clock).
+JEOPARDY_SWEEP_SECONDS = 15.0
 
 
 def policy() -> dict[str, frozenset[str]]:
@@ -26,10 +40,34 @@ def policy() -> dict[str, frozenset[str]]:
     return load_role_matrix(ROLES_FILE, GRPC_SERVICES).policy()
 
 
+def customer_hasher(settings: IntakeSettings) -> CustomerHasher:
+    """The key of the customer hashes, read before anything starts. Without one the service
+    refuses to start (run_service prints this one line and exits 2), except in development
+    (development tokens allowed), which uses the well-known development key."""
+    if settings.intake_customer_hash_key_file is None:
+        if settings.allow_development_tokens:
+            return CustomerHasher(DEVELOPMENT_KEY, DEVELOPMENT_KEY_ID)
+        raise ValueError(
+            f"{KEY_SETTING} is not set: intake keeps customers' phone and identity numbers "
+            "searchable only by a keyed hash; point it at a secret of at least 32 bytes (e.g. "
+            f"`openssl rand -base64 48`) and set {KEY_ID_SETTING} to its id"
+        )
+    if not settings.intake_customer_hash_key_id:
+        raise ValueError(f"{KEY_ID_SETTING} is not set: name the key of {KEY_SETTING}")
+    key = settings.intake_customer_hash_key_file.read_bytes().strip()
+    if len(key) < 32:
+        raise ValueError(f"{KEY_SETTING}: the key has {len(key)} bytes; at least 32 are needed")
+    return CustomerHasher(key, settings.intake_customer_hash_key_id)
+
+
 def build(
-    settings: IntakeSettings | None = None, clock: Clock = system_clock
+    settings: IntakeSettings | None = None,
+    clock: Clock = system_clock,
+    *,
+    jeopardy_sweep_seconds: float = JEOPARDY_SWEEP_SECONDS,
 ) -> Service[SqlOrderRepository]:
-    """`clock`: tests pass one they move (follow-ups fall due days later)."""
+    """`clock`: tests pass one they move (follow-ups fall due days later, milestones past their
+    SLA raise jeopardy); `jeopardy_sweep_seconds`: how often the sweep reads that clock."""
     settings = settings or load_settings(IntakeSettings, "intake")
     service = Service(
         settings,
@@ -39,11 +77,37 @@ def build(
         repositories=SqlOrderRepository,
         clock=clock,
     )
-    app = OrderApp(service.uow, load_catalogue(settings.catalogue_file), service.clock)
+    if service.identity.problem is not None:
+        # Never served (run_service refuses it with the identity line first).
+        return service
+    app = OrderApp(
+        service.uow,
+        load_catalogue(settings.catalogue_file),
+        service.clock,
+        hasher=customer_hasher(settings),
+    )
     service.add_grpc_service(
         order_pb2_grpc.add_OrderServiceServicer_to_server,
         OrderServiceApi(app),
         "orderline.order.v1.OrderService",
     )
     service.consume(OrderEventHandlers(app).handlers())
+
+    async def backfill(stop: asyncio.Event) -> None:
+        # Once per start: orders recorded before the hashes, or under an earlier key.
+        hashed = await app.backfill_customer_hashes()
+        if hashed:
+            log.info("customer hashes backfilled", orders=hashed)
+        await stop.wait()
+
+    async def sweep(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            raised = await app.sweep_jeopardy()
+            if raised:
+                log.info("jeopardy raised", milestones=raised)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), jeopardy_sweep_seconds)
+
+    service.add_task("customer-hash-backfill", backfill)
+    service.add_task("jeopardy-sweep", sweep)
     return service

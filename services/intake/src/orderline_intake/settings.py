@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from orderline_runtime.settings import ServiceSettings
 
 
@@ -13,3 +15,10 @@ class IntakeSettings(ServiceSettings):
     # The business catalogue; the one packaged in orderline_catalogue (which provisioning and
     # reporting read) when unset. Another file is for trying a catalogue change on intake alone.
     catalogue_file: Path | None = None
+
+    # The secret key of the keyed hashes of customers' phone and identity numbers (HMAC-SHA256;
+    # the file's bytes, surrounding whitespace stripped, at least 32), and its id, kept with each
+    # hash: rows hashed under another id are hashed again at start. Required unless development
+    # tokens are allowed, where a well-known development key is used (docs/configuration.md).
+    intake_customer_hash_key_file: Path | None = None
+    intake_customer_hash_key_id: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,32}$")

@@ -20,6 +20,7 @@ from orderline_devtools.fakes import InMemoryStore
 from orderline_intake.app.orders import AUTO_REVIEWER, OrderApp
 from orderline_intake.app.watch import QUEUE_LIMIT, OrderFeed, Subscription
 from orderline_intake.domain.communication import Communication
+from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
 from orderline_intake.domain.order import Customer, Document, NewOrder, Order, request_fingerprint
 from orderline_intake.domain.states import (
@@ -141,6 +142,7 @@ class InMemoryOrders:
         state: str | None,
         business_type: str | None,
         created: tuple[datetime | None, datetime | None] = (None, None),
+        customer: tuple[str, str] | None = None,
     ) -> list[Order]:
         found = sorted(self.orders.values(), key=lambda o: o.id, reverse=True)
         since, before = created
@@ -148,6 +150,16 @@ class InMemoryOrders:
             o
             for o in found
             if (after_id is None or o.id < after_id)
+            and (
+                customer is None
+                or (
+                    o.customer_hashes is not None
+                    and (
+                        o.customer_hashes.phone == customer[0]
+                        or o.customer_hashes.id_number == customer[1]
+                    )
+                )
+            )
             and (state is None or o.state.value == state)
             and (business_type is None or o.business_type == business_type)
             and (since is None or o.created_at >= since)
@@ -179,6 +191,46 @@ class InMemoryOrders:
             and (o.customer.id_number, o.customer.address, o.business_type)
             == (c.id_number, c.address, order.business_type)
         ]
+
+    async def due_for_jeopardy(self, now: datetime, limit: int) -> list[str]:
+        due = [
+            (check, o.id)
+            for o in self.orders.values()
+            if (check := o.next_due_check) is not None and check < now
+        ]
+        return [i for _, i in sorted(due)[:limit]]
+
+    async def jeopardy_list(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        listed = sorted(
+            (
+                (status[1], o.id, o)
+                for o in self.orders.values()
+                if (status := o.jeopardy_status) is not None
+                and (business_type is None or o.business_type == business_type)
+            ),
+            key=lambda t: (t[0], t[1]),
+        )
+        return copy.deepcopy(
+            [o for due, i, o in listed if after is None or (due, i) > after][:limit]
+        )
+
+    async def unhashed(self, key_id: str, limit: int) -> list[tuple[str, str, str, str]]:
+        return [
+            (o.id, o.customer.phone, o.customer.id_number, o.customer_hashes.key_id)
+            if o.customer_hashes
+            else (o.id, o.customer.phone, o.customer.id_number, "")
+            for o in sorted(self.orders.values(), key=lambda o: o.id)
+            if o.customer_hashes is None or o.customer_hashes.key_id != key_id
+        ][:limit]
+
+    async def set_hashes(self, order_id: str, hashes: CustomerHashes, was_key_id: str) -> bool:
+        order = self.orders[order_id]
+        if (order.customer_hashes.key_id if order.customer_hashes else "") != was_key_id:
+            return False
+        order.customer_hashes = hashes
+        return True
 
     async def review_queue(
         self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None

@@ -19,6 +19,7 @@ from orderline_intake.adapters.tables import (
 )
 from orderline_intake.domain.cancellation import Cancellation, CancellationState
 from orderline_intake.domain.communication import Channel, Communication, Direction
+from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.followup import CaseState, FollowUp, Outcome, TroubleCase
 from orderline_intake.domain.order import (
     Customer,
@@ -46,7 +47,8 @@ _UPDATE_ORDER = update(orders).where(
 _OPEN_DUPLICATES = (
     select(orders.c.id)
     .where(
-        orders.c.customer_id_number == bindparam("id_number"),
+        # By the keyed hash: the identity number is never compared in clear.
+        orders.c.customer_id_hash == bindparam("id_hash"),
         orders.c.customer_address == bindparam("address"),
         orders.c.business_type == bindparam("business_type"),
         orders.c.state.in_(OPEN_STATES),
@@ -132,8 +134,16 @@ class SqlOrderRepository:
         state: str | None,
         business_type: str | None,
         created: tuple[datetime | None, datetime | None] = (None, None),
+        customer: tuple[str, str] | None = None,
     ) -> list[Order]:
         stmt = select(orders).order_by(orders.c.id.desc()).limit(limit)
+        if customer is not None:
+            phone_hash, id_hash = customer
+            stmt = stmt.where(
+                or_(
+                    orders.c.customer_phone_hash == phone_hash, orders.c.customer_id_hash == id_hash
+                )
+            )
         created_from, created_before = created
         if created_from is not None:
             stmt = stmt.where(orders.c.created_at >= created_from)
@@ -150,10 +160,11 @@ class SqlOrderRepository:
 
     async def open_duplicates(self, order: Order) -> list[str]:
         c = order.customer
-        if not c.id_number or not c.address:
+        hashes = order.customer_hashes
+        if not c.id_number or not c.address or hashes is None or not hashes.id_number:
             return []  # nothing to compare (a plan change may have neither)
         params = {
-            "id_number": c.id_number,
+            "id_hash": hashes.id_number,
             "address": c.address,
             "business_type": order.business_type,
             "id": order.id,
@@ -364,6 +375,65 @@ class SqlOrderRepository:
             )
         return [_cancellation(r) for r in (await self.session.execute(stmt)).mappings()]
 
+    # --- jeopardy and customer hashes --------------------------------------------------------
+
+    async def due_for_jeopardy(self, now: datetime, limit: int) -> list[str]:
+        stmt = (
+            select(orders.c.id)
+            .where(orders.c.next_due_check < now)
+            .order_by(orders.c.next_due_check, orders.c.id)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def jeopardy_list(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        stmt = (
+            select(orders)
+            .where(orders.c.jeopardy_due_at.is_not(None))
+            .order_by(orders.c.jeopardy_due_at, orders.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(
+                or_(
+                    orders.c.jeopardy_due_at > at,
+                    and_(orders.c.jeopardy_due_at == at, orders.c.id > last_id),
+                )
+            )
+        if business_type:
+            stmt = stmt.where(orders.c.business_type == business_type)
+        rows = (await self.session.execute(stmt)).mappings().all()
+        return await self._hydrate(rows)
+
+    async def unhashed(self, key_id: str, limit: int) -> list[tuple[str, str, str, str]]:
+        stmt = (
+            select(
+                orders.c.id,
+                orders.c.customer_phone,
+                orders.c.customer_id_number,
+                orders.c.customer_hash_key_id,
+            )
+            .where(orders.c.customer_hash_key_id != key_id)
+            .order_by(orders.c.id)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in (await self.session.execute(stmt)).all()]
+
+    async def set_hashes(self, order_id: str, hashes: CustomerHashes, was_key_id: str) -> bool:
+        result = await self.session.execute(
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.customer_hash_key_id == was_key_id)
+            .values(
+                customer_phone_hash=hashes.phone,
+                customer_id_hash=hashes.id_number,
+                customer_hash_key_id=hashes.key_id,
+            )
+        )
+        return bool(result.rowcount == 1)
+
     # --- orders ---------------------------------------------------------------------------
 
     async def add(self, order: Order) -> None:
@@ -410,6 +480,8 @@ class SqlOrderRepository:
     @staticmethod
     def _row(order: Order, version: int | None = None) -> dict[str, Any]:
         c = order.customer
+        jeopardy = order.jeopardy_status
+        hashes = order.customer_hashes
         return {
             "id": order.id,
             "client_request_id": order.client_request_id,
@@ -447,6 +519,14 @@ class SqlOrderRepository:
             "requested_fields": list(order.requested_fields),
             "review_queued_at": order.review_queued_at,
             "request_fingerprint": order.request_fingerprint,
+            "milestone_dues": {m: at.isoformat() for m, at in order.milestone_dues.items()},
+            "jeopardy": {m: at.isoformat() for m, at in order.jeopardy.items()},
+            "next_due_check": order.next_due_check,
+            "jeopardy_due_at": jeopardy[1] if jeopardy else None,
+            "jeopardy_milestone": jeopardy[0] if jeopardy else "",
+            "customer_phone_hash": hashes.phone if hashes else "",
+            "customer_id_hash": hashes.id_number if hashes else "",
+            "customer_hash_key_id": hashes.key_id if hashes else "",
         }
 
     async def _hydrate(self, rows: Sequence[Any]) -> list[Order]:
@@ -515,11 +595,26 @@ class SqlOrderRepository:
                 requested_fields=tuple(r["requested_fields"]),
                 review_queued_at=r["review_queued_at"],
                 request_fingerprint=r["request_fingerprint"],
+                milestone_dues=_times(r["milestone_dues"]),
+                jeopardy=_times(r["jeopardy"]),
+                customer_hashes=(
+                    CustomerHashes(
+                        r["customer_phone_hash"],
+                        r["customer_id_hash"],
+                        r["customer_hash_key_id"],
+                    )
+                    if r["customer_hash_key_id"]
+                    else None
+                ),
                 milestones=milestones[r["id"]],
                 history=history[r["id"]],
             )
             for r in rows
         ]
+
+
+def _times(value: Any) -> dict[str, datetime]:
+    return {k: datetime.fromisoformat(v) for k, v in (value or {}).items()}
 
 
 def _follow_up_row(f: FollowUp) -> dict[str, Any]:

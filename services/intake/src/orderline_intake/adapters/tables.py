@@ -61,8 +61,26 @@ orders = Table(
     Column("review_queued_at", UTCDateTime, nullable=True),
     # SHA-256 of the create request (domain/order.py: request_fingerprint); "" before 0004.
     Column("request_fingerprint", String(64), nullable=False, default=""),
+    # {milestone: due time} fixed when recorded, and {milestone: raised at} of jeopardy
+    # (domain/sla.py); written with the order, read with it.
+    Column("milestone_dues", JSON, nullable=False, default=dict),
+    Column("jeopardy", JSON, nullable=False, default=dict),
+    # When the jeopardy sweep must look at the order next (a milestone neither reached nor
+    # raised falls due); NULL: never, unless the order changes.
+    Column("next_due_check", UTCDateTime, nullable=True),
+    # The due time of the earliest milestone in jeopardy; NULL when the order is not in
+    # jeopardy. ListJeopardy reads it, oldest due first.
+    Column("jeopardy_due_at", UTCDateTime, nullable=True),
+    Column("jeopardy_milestone", String(32), nullable=False, default=""),
+    # HMAC-SHA256 of the normalised phone and identity numbers (domain/customer_hash.py) and
+    # the id of the key; "" on rows recorded before 0007 until the start-up backfill.
+    Column("customer_phone_hash", String(64), nullable=False, default="", index=True),
+    Column("customer_id_hash", String(64), nullable=False, default="", index=True),
+    Column("customer_hash_key_id", String(32), nullable=False, default=""),
     # The review queue: acknowledged orders, oldest in the queue first.
     Index("ix_orders_review_queue", "state", "review_queued_at", "id"),
+    Index("ix_orders_next_due_check", "next_due_check"),
+    Index("ix_orders_jeopardy", "jeopardy_due_at", "id"),
 )
 
 order_milestones = Table(

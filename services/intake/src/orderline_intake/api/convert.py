@@ -133,6 +133,14 @@ def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
     )
     if order.review_queued_at is not None:
         msg.review_queued_at.FromDatetime(order.review_queued_at)
+    for milestone, due_at in sorted(order.milestone_dues.items(), key=lambda kv: (kv[1], kv[0])):
+        due = msg.milestone_dues.add(milestone=milestone)
+        due.due_at.FromDatetime(due_at)
+        if milestone in order.milestones:
+            due.reached_at.FromDatetime(order.milestones[milestone])
+        if milestone in order.jeopardy:
+            due.jeopardy_raised_at.FromDatetime(order.jeopardy[milestone])
+    msg.in_jeopardy = order.jeopardy_status is not None
     if order.relocation is not None:
         moved = relocation_for(roles, order.relocation)
         msg.relocation.old_address = moved.old_address

@@ -30,6 +30,7 @@ from orderline_runtime.telemetry import order_scope
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+MAX_CUSTOMER_QUERY = 64
 # How often an open watch asks the database for changes this process did not commit (another
 # replica's); this process's own reach the watch as they commit (app/watch.py).
 WATCH_CATCH_UP_SECONDS = 1.0
@@ -83,11 +84,26 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         created_before = optional_time(request, "created_before", v)
         if created_from and created_before and created_before <= created_from:
             v.add("created_before", "must be after created_from | 必须晚于 created_from")
+        # The customer's number goes no further than its keyed hashes: not into the page
+        # token, a log or a span.
+        customer: tuple[str, str] | None = None
+        if request.customer.strip():
+            if len(request.customer) > MAX_CUSTOMER_QUERY:
+                v.add(
+                    "customer",
+                    f"a phone or identity number of at most {MAX_CUSTOMER_QUERY} characters"
+                    f" | 电话或证件号码, 最多{MAX_CUSTOMER_QUERY}个字符",
+                )
+            else:
+                customer = self.app.customer_filter(request.customer)
+        elif request.customer:
+            v.add("customer", "blank: a phone or identity number, or leave it out | 不能为空白")
         filters = {
             "state": request.state,
             "business_type": request.business_type,
             "created_from": created_from.isoformat() if created_from else "",
             "created_before": created_before.isoformat() if created_before else "",
+            "customer": "|".join(customer) if customer else "",
         }
         after: str | None = None
         if request.page_token:
@@ -109,6 +125,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
             state=state,
             business_type=request.business_type or None,
             created=(created_from, created_before),
+            customer=customer,
         )
         token = encode_page_token(orders[-1].id, filters) if len(orders) == limit else ""
         return order_pb2.ListOrdersResponse(
@@ -156,6 +173,50 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                         continue
                     sent[order.id] = order.version
                     yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
+
+    # --- jeopardy -------------------------------------------------------------------------
+
+    async def ListJeopardy(
+        self, request: order_pb2.ListJeopardyRequest, context: Any
+    ) -> order_pb2.ListJeopardyResponse:
+        principal = current_principal()
+        v = Violations()
+        if request.page_size < 0 or request.page_size > MAX_PAGE:
+            v.add("page_size", f"between 0 and {MAX_PAGE}")
+        business_type = request.business_type.strip()
+        if len(business_type) > 64:
+            v.add("business_type", "a business type key of at most 64 characters")
+        filters = {"list": "jeopardy", "business_type": business_type}
+        after: tuple[datetime, str] | None = None
+        if request.page_token:
+            try:
+                at, _, last_id = decode_page_token(request.page_token, filters).partition("|")
+                after = (datetime.fromisoformat(at), last_id)
+            except (BadPageToken, ValueError):
+                v.add("page_token", "not a page token of this list")
+        v.raise_if_any()
+        limit = request.page_size or DEFAULT_PAGE
+        orders = await self.app.jeopardy_list(
+            limit=limit, after=after, business_type=business_type or None
+        )
+        entries = []
+        last_due: datetime | None = None
+        for order in orders:
+            status = order.jeopardy_status
+            if status is None:
+                continue  # not written that way; never listed
+            milestone, due_at = status
+            last_due = due_at
+            entry = order_pb2.JeopardyEntry(
+                order=order_message(order, principal.roles), milestone=milestone
+            )
+            entry.due_at.FromDatetime(due_at)
+            entry.raised_at.FromDatetime(order.jeopardy[milestone])
+            entries.append(entry)
+        token = ""
+        if len(orders) == limit and last_due is not None:
+            token = encode_page_token(f"{last_due.isoformat()}|{orders[-1].id}", filters)
+        return order_pb2.ListJeopardyResponse(entries=entries, next_page_token=token)
 
     # --- review ---------------------------------------------------------------------------
 

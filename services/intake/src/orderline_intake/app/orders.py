@@ -23,6 +23,11 @@ from orderline_intake.domain.communication import (
     notification_channel,
     notification_text,
 )
+from orderline_intake.domain.customer_hash import (
+    DEVELOPMENT_KEY,
+    DEVELOPMENT_KEY_ID,
+    CustomerHasher,
+)
 from orderline_intake.domain.followup import schedule
 from orderline_intake.domain.order import (
     PROVISIONING,
@@ -84,14 +89,24 @@ class OrderApp:
         catalogue: Catalogue,
         clock: Clock,
         feed: OrderFeed | None = None,
+        hasher: CustomerHasher | None = None,
     ) -> None:
+        """`hasher`: the keyed customer hash (bootstrap passes the configured key); the
+        development key when not given (unit tests)."""
         self.uow = uow
         self.catalogue = catalogue
         self.clock = clock
         self.feed = feed or OrderFeed()
+        self.hasher = hasher or CustomerHasher(DEVELOPMENT_KEY, DEVELOPMENT_KEY_ID)
+
+    def _hash(self, order: Order) -> None:
+        """The keyed hashes of the order's customer numbers, as they are now."""
+        order.customer_hashes = self.hasher.of(order.customer.phone, order.customer.id_number)
 
     async def _save(self, uow: Uow, order: Order, *, new: bool = False) -> None:
         """Writes the order, and hands it to the open watches once the transaction commits."""
+        if order.customer_hashes is None or order.customer_hashes.key_id != self.hasher.key_id:
+            self._hash(order)
         if new:
             await uow.repos.add(order)
         else:
@@ -109,7 +124,11 @@ class OrderApp:
                 existing = await uow.repos.by_request_id(new.client_request_id)
                 if existing is not None:
                     return _retried(existing, new), False
-                order = Order.record(new_id(), new, actor, self.clock())
+                business = self.catalogue.get(new.business_type)
+                order = Order.record(
+                    new_id(), new, actor, self.clock(), business.sla if business else None
+                )
+                self._hash(order)
                 with order_scope(order.id, order.device_id):
                     uow.emit(payloads.order_created(order, actor))
                     duplicates = await uow.repos.open_duplicates(order)
@@ -240,6 +259,7 @@ class OrderApp:
             except InvalidArgument as refused:
                 raise prefixed(refused) from None
             change = order.amend(amended, actor, self.clock())
+            self._hash(order)
             self._state_changed(uow, order, change)
             uow.emit(payloads.order_amended(order, masked, actor))
             duplicates = await uow.repos.open_duplicates(order)
@@ -437,7 +457,9 @@ class OrderApp:
         state: str | None,
         business_type: str | None,
         created: tuple[datetime | None, datetime | None] = (None, None),
+        customer: tuple[str, str] | None = None,
     ) -> list[Order]:
+        """`customer`: the hashes of a customer filter (`customer_filter`)."""
         async with self.uow(read_only=True) as uow:
             return await uow.repos.list_orders(
                 limit=limit,
@@ -445,7 +467,69 @@ class OrderApp:
                 state=state,
                 business_type=business_type,
                 created=created,
+                customer=customer,
             )
+
+    def customer_filter(self, value: str) -> tuple[str, str]:
+        """The keyed hashes a customer filter matches (the value as a phone number and as an
+        identity number); the value itself goes no further."""
+        return self.hasher.query(value)
+
+    async def jeopardy_list(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        async with self.uow(read_only=True) as uow:
+            return await uow.repos.jeopardy_list(
+                limit=limit, after=after, business_type=business_type
+            )
+
+    # --- the jeopardy sweep --------------------------------------------------------------
+
+    async def sweep_jeopardy(self, batch: int = 100) -> int:
+        """Raises jeopardy for every milestone past due (by the injected clock) and not
+        reached; returns how many were raised. Each order in a unit of work of its own: the
+        milestones marked on the order and one `order.jeopardy_raised` each, committed together
+        by a conditional update (the order's version), so two replicas sweeping at once raise
+        each milestone once: the second finds it raised, or its write conflicts and is dropped."""
+        raised = 0
+        async with self.uow(read_only=True) as uow:
+            due = await uow.repos.due_for_jeopardy(self.clock(), batch)
+        for order_id in due:
+            try:
+                raised += await self._raise_jeopardy(order_id)
+            except Conflict:
+                log.info("jeopardy raised by another writer meanwhile", order_id=order_id)
+        return raised
+
+    async def _raise_jeopardy(self, order_id: str) -> int:
+        async with self.uow() as uow:
+            order = await uow.repos.get(order_id, for_update=True)
+            if order is None:
+                return 0
+            with order_scope(order.id, order.device_id):
+                now = self.clock()
+                late = order.raise_jeopardy(now)
+                for milestone in late:
+                    uow.emit(payloads.jeopardy_raised(order, milestone))
+                if late:
+                    await self._save(uow, order)
+                return len(late)
+
+    # --- keyed customer hashes of orders recorded before them ---------------------------
+
+    async def backfill_customer_hashes(self, batch: int = 200) -> int:
+        """Hashes every order not hashed with the current key (recorded before 0007, or under
+        an earlier key), a batch per transaction; returns how many. Conditional on the key id
+        the row had, so a replica doing the same at once changes nothing twice."""
+        done = 0
+        while True:
+            async with self.uow() as uow:
+                rows = await uow.repos.unhashed(self.hasher.key_id, batch)
+                for order_id, phone, id_number, was in rows:
+                    if await uow.repos.set_hashes(order_id, self.hasher.of(phone, id_number), was):
+                        done += 1
+            if len(rows) < batch:
+                return done
 
     async def review_queue(
         self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None

@@ -119,3 +119,15 @@ def order_completed(order: Order) -> order_events_pb2.OrderCompleted:
     )
     completed.created_at.FromDatetime(order.created_at)
     return completed
+
+
+def jeopardy_raised(order: Order, milestone: str) -> order_events_pb2.JeopardyRaised:
+    event = order_events_pb2.JeopardyRaised(
+        order_id=order.id,
+        business_type=order.business_type,
+        milestone=milestone,
+        state=STATE_TO_PROTO[order.state],
+    )
+    event.due_at.FromDatetime(order.milestone_dues[milestone])
+    event.raised_at.FromDatetime(order.jeopardy[milestone])
+    return event

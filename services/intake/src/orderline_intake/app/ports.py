@@ -9,6 +9,7 @@ from typing import Protocol
 
 from orderline_intake.domain.cancellation import Cancellation
 from orderline_intake.domain.communication import Communication
+from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
 from orderline_intake.domain.order import Order
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
@@ -27,8 +28,10 @@ class OrderRepository(Protocol):
         state: str | None,
         business_type: str | None,
         created: tuple[datetime | None, datetime | None] = (None, None),
+        customer: tuple[str, str] | None = None,
     ) -> list[Order]:
-        """Newest first; `created` is [from, before), either end open when None."""
+        """Newest first; `created` is [from, before), either end open when None; `customer`
+        (phone hash, identity number hash): orders whose customer has either."""
         ...
 
     async def versions_since(
@@ -51,6 +54,29 @@ class OrderRepository(Protocol):
         ...
 
     async def add(self, order: Order) -> None: ...
+
+    # SLA and jeopardy (domain/sla.py).
+
+    async def due_for_jeopardy(self, now: datetime, limit: int) -> list[str]:
+        """Ids of orders with a milestone neither reached nor raised due before `now`,
+        earliest first."""
+        ...
+
+    async def jeopardy_list(
+        self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
+    ) -> list[Order]:
+        """Orders in jeopardy, oldest due first, after (due_at, id)."""
+        ...
+
+    # Keyed customer hashes (domain/customer_hash.py).
+
+    async def unhashed(self, key_id: str, limit: int) -> list[tuple[str, str, str, str]]:
+        """(id, phone, identity number, key id) of orders not hashed with `key_id`."""
+        ...
+
+    async def set_hashes(self, order_id: str, hashes: CustomerHashes, was_key_id: str) -> bool:
+        """Writes the hashes if the row is still hashed with `was_key_id`; False otherwise."""
+        ...
 
     async def save(self, order: Order) -> None:
         """Writes the order if it is still at the version it was loaded at, and increments

@@ -5,10 +5,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from orderline_catalogue import MILESTONES as MILESTONES
+from orderline_intake.domain import sla
+from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.phone import is_mainland_mobile
 from orderline_intake.domain.states import OrderState, Trigger, next_state
 
@@ -136,13 +139,30 @@ class Order:
     # can be told from a different order reusing it; empty for orders recorded before it.
     request_fingerprint: str = ""
     milestones: dict[str, datetime] = field(default_factory=dict)
+    # When each milestone is due (domain/sla.py), fixed when recorded; empty for orders
+    # recorded before due times were kept.
+    milestone_dues: dict[str, datetime] = field(default_factory=dict)
+    # When jeopardy was raised for a milestone, once each.
+    jeopardy: dict[str, datetime] = field(default_factory=dict)
+    # Keyed hashes of the phone and identity numbers (domain/customer_hash.py), set by the
+    # application before every write; None on an order built in memory and not yet written.
+    customer_hashes: CustomerHashes | None = None
     history: list[StateChange] = field(default_factory=list)
     # What changed since load, for the repository to write.
     new_history: list[StateChange] = field(default_factory=list)
     new_milestones: list[str] = field(default_factory=list)
 
     @classmethod
-    def record(cls, order_id: str, new: NewOrder, actor: str, now: datetime) -> Order:
+    def record(
+        cls,
+        order_id: str,
+        new: NewOrder,
+        actor: str,
+        now: datetime,
+        sla_of_type: Mapping[str, timedelta] | None = None,
+    ) -> Order:
+        """`sla_of_type`: the business type's SLA (catalogue), from which every milestone's
+        due time is fixed now."""
         order = cls(
             id=order_id,
             client_request_id=new.client_request_id,
@@ -157,6 +177,7 @@ class Order:
             created_at=now,
             updated_at=now,
             request_fingerprint=request_fingerprint(new),
+            milestone_dues=sla.due_times(now, sla_of_type or {}),
         )
         change = StateChange(
             OrderState.ACKNOWLEDGED, OrderState.ACKNOWLEDGED, actor, "RECORDED", now
@@ -247,6 +268,28 @@ class Order:
         self.new_milestones.append(milestone)
         self.updated_at = now
         return True
+
+    # --- SLA and jeopardy (domain/sla.py) -------------------------------------------------
+
+    @property
+    def next_due_check(self) -> datetime | None:
+        """When the jeopardy sweep must look at the order next."""
+        return sla.next_check(self.state, self.milestone_dues, self.milestones, self.jeopardy)
+
+    @property
+    def jeopardy_status(self) -> tuple[str, datetime] | None:
+        """(milestone, due time) of the earliest milestone in jeopardy; None when none is."""
+        return sla.in_jeopardy(self.state, self.milestone_dues, self.milestones, self.jeopardy)
+
+    def raise_jeopardy(self, now: datetime) -> list[str]:
+        """Marks every milestone past due, not reached and not raised before as in jeopardy;
+        returns them, earliest due first (empty: nothing new)."""
+        late = sla.past_due(self.state, self.milestone_dues, self.milestones, self.jeopardy, now)
+        for milestone in late:
+            self.jeopardy[milestone] = now
+        if late:
+            self.updated_at = now
+        return late
 
     @property
     def ready_to_complete(self) -> bool:

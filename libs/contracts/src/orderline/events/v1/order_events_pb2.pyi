@@ -416,3 +416,45 @@ class OrderCancellationRequested(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderCancellationRequested: _TypeAlias = OrderCancellationRequested  # noqa: Y015
+
+@_typing.final
+class JeopardyRaised(_message.Message):
+    """order.jeopardy_raised: a milestone passed its due time (the order's creation + the business
+    type's SLA) without being reached. Raised once per order and milestone, by intake's sweep.
+    No service consumes it yet: reporting derives jeopardy from the milestones and the SLA.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    RAISED_AT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    milestone: _builtins.str
+    state: _order_pb2.OrderState.ValueType
+    """The order's state when it was raised."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def raised_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        milestone: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        raised_at: _timestamp_pb2.Timestamp | None = ...,
+        state: _order_pb2.OrderState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "raised_at", b"raised_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "due_at", b"due_at", "milestone", b"milestone", "order_id", b"order_id", "raised_at", b"raised_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JeopardyRaised: _TypeAlias = JeopardyRaised  # noqa: Y015

@@ -450,6 +450,8 @@ class Order(_message.Message):
     REVIEW_REASONS_FIELD_NUMBER: _builtins.int
     REQUESTED_FIELDS_FIELD_NUMBER: _builtins.int
     REVIEW_QUEUED_AT_FIELD_NUMBER: _builtins.int
+    MILESTONE_DUES_FIELD_NUMBER: _builtins.int
+    IN_JEOPARDY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_request_id: _builtins.str
     business_type: _builtins.str
@@ -468,6 +470,10 @@ class Order(_message.Message):
     """
     device_model: _builtins.str
     """The device's model as the clerk recorded it, e.g. "HG8245H5 ONT"; empty when not given."""
+    in_jeopardy: _builtins.bool
+    """True while a milestone is past its due time and not reached, and the order is not
+    rejected, failed or cancelled (jeopardy raised for it).
+    """
     @_builtins.property
     def customer(self) -> Global___Customer: ...
     @_builtins.property
@@ -493,6 +499,13 @@ class Order(_message.Message):
     @_builtins.property
     def review_queued_at(self) -> _timestamp_pb2.Timestamp:
         """When the order last entered the review queue; unset when it never did."""
+
+    @_builtins.property
+    def milestone_dues(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneDue]:
+        """When each milestone is due (creation + the business type's SLA, fixed when the order is
+        recorded), when it was reached, and when jeopardy was raised for it. Empty for orders
+        recorded before due times were kept.
+        """
 
     def __init__(
         self,
@@ -520,14 +533,52 @@ class Order(_message.Message):
         review_reasons: _abc.Iterable[Global___ReviewReason] | None = ...,
         requested_fields: _abc.Iterable[_builtins.str] | None = ...,
         review_queued_at: _timestamp_pb2.Timestamp | None = ...,
+        milestone_dues: _abc.Iterable[Global___MilestoneDue] | None = ...,
+        in_jeopardy: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "relocation", b"relocation", "review_queued_at", b"review_queued_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "device_model", b"device_model", "documents", b"documents", "dossier_id", b"dossier_id", "etag", b"etag", "history", b"history", "id", b"id", "milestones", b"milestones", "plan", b"plan", "relocation", b"relocation", "requested_fields", b"requested_fields", "review_queued_at", b"review_queued_at", "review_reasons", b"review_reasons", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "business_type", b"business_type", "client_request_id", b"client_request_id", "created_at", b"created_at", "created_by", b"created_by", "customer", b"customer", "device_id", b"device_id", "device_model", b"device_model", "documents", b"documents", "dossier_id", b"dossier_id", "etag", b"etag", "history", b"history", "id", b"id", "in_jeopardy", b"in_jeopardy", "milestone_dues", b"milestone_dues", "milestones", b"milestones", "plan", b"plan", "relocation", b"relocation", "requested_fields", b"requested_fields", "review_queued_at", b"review_queued_at", "review_reasons", b"review_reasons", "state", b"state", "state_reason", b"state_reason", "updated_at", b"updated_at", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class MilestoneDue(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    REACHED_AT_FIELD_NUMBER: _builtins.int
+    JEOPARDY_RAISED_AT_FIELD_NUMBER: _builtins.int
+    milestone: _builtins.str
+    """A milestone name, as in Milestone.name."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reached_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset while not reached."""
+
+    @_builtins.property
+    def jeopardy_raised_at(self) -> _timestamp_pb2.Timestamp:
+        """When the sweep found it past due and not reached; unset when it never was."""
+
+    def __init__(
+        self,
+        *,
+        milestone: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        reached_at: _timestamp_pb2.Timestamp | None = ...,
+        jeopardy_raised_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "jeopardy_raised_at", b"jeopardy_raised_at", "reached_at", b"reached_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "jeopardy_raised_at", b"jeopardy_raised_at", "milestone", b"milestone", "reached_at", b"reached_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneDue: _TypeAlias = MilestoneDue  # noqa: Y015
 
 @_typing.final
 class ReviewReason(_message.Message):
@@ -682,12 +733,18 @@ class ListOrdersRequest(_message.Message):
     BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
     CREATED_FROM_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1..500; 0 means 50."""
     page_token: _builtins.str
     state: Global___OrderState.ValueType
     """Filter; unspecified means any."""
     business_type: _builtins.str
+    customer: _builtins.str
+    """The customer's phone number (E.164 or a mainland number) or identity number (resident
+    identity number or passport number): orders whose customer has either. Matched by a keyed
+    hash of the normalised value; the value itself is never stored, logged or sent on.
+    """
     @_builtins.property
     def created_from(self) -> _timestamp_pb2.Timestamp:
         """Created at or after `created_from` and before `created_before` (either may be unset)."""
@@ -703,10 +760,11 @@ class ListOrdersRequest(_message.Message):
         business_type: _builtins.str = ...,
         created_from: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        customer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_from", b"created_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "created_before", b"created_before", "created_from", b"created_from", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "created_before", b"created_before", "created_from", b"created_from", "customer", b"customer", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1996,6 +2054,91 @@ class ListCancellationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCancellationsResponse: _TypeAlias = ListCancellationsResponse  # noqa: Y015
+
+@_typing.final
+class ListJeopardyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    business_type: _builtins.str
+    """Filter; empty means any."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJeopardyRequest: _TypeAlias = ListJeopardyRequest  # noqa: Y015
+
+@_typing.final
+class JeopardyEntry(_message.Message):
+    """An order in jeopardy: its earliest milestone past due and not reached."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    RAISED_AT_FIELD_NUMBER: _builtins.int
+    milestone: _builtins.str
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def raised_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+        milestone: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        raised_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "order", b"order", "raised_at", b"raised_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "milestone", b"milestone", "order", b"order", "raised_at", b"raised_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JeopardyEntry: _TypeAlias = JeopardyEntry  # noqa: Y015
+
+@_typing.final
+class ListJeopardyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___JeopardyEntry]:
+        """Oldest due first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___JeopardyEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJeopardyResponse: _TypeAlias = ListJeopardyResponse  # noqa: Y015
 
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -141,6 +141,11 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.FromString,
                 _registered_method=True)
+        self.ListJeopardy = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListJeopardy',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -300,6 +305,14 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJeopardy(self, request, context):
+        """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
+        time (creation + the business type's SLA) and not reached, oldest due first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -407,6 +420,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListCancellations,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.SerializeToString,
+            ),
+            'ListJeopardy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJeopardy,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -978,6 +996,33 @@ class OrderService:
             '/orderline.order.v1.OrderService/ListCancellations',
             orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.ListCancellationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJeopardy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListJeopardy',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.FromString,
             options,
             channel_credentials,
             insecure,

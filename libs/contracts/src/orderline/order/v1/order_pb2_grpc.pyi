@@ -88,6 +88,10 @@ class OrderServiceStub:
     GetCancellation: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetCancellationRequest, _order_pb2.GetCancellationResponse]
     ListCancellations: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListCancellationsRequest, _order_pb2.ListCancellationsResponse]
     """Newest first."""
+    ListJeopardy: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListJeopardyRequest, _order_pb2.ListJeopardyResponse]
+    """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
+    time (creation + the business type's SLA) and not reached, oldest due first.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -149,6 +153,10 @@ class OrderServiceAsyncStub(OrderServiceStub):
     GetCancellation: _aio.UnaryUnaryMultiCallable[_order_pb2.GetCancellationRequest, _order_pb2.GetCancellationResponse]  # type: ignore[assignment]
     ListCancellations: _aio.UnaryUnaryMultiCallable[_order_pb2.ListCancellationsRequest, _order_pb2.ListCancellationsResponse]  # type: ignore[assignment]
     """Newest first."""
+    ListJeopardy: _aio.UnaryUnaryMultiCallable[_order_pb2.ListJeopardyRequest, _order_pb2.ListJeopardyResponse]  # type: ignore[assignment]
+    """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
+    time (creation + the business type's SLA) and not reached, oldest due first.
+    """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrderService owns the customer's service order from intake to follow-up.
@@ -333,5 +341,15 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ListCancellationsResponse, _abc.Awaitable[_order_pb2.ListCancellationsResponse]]:
         """Newest first."""
+
+    @_abc_1.abstractmethod
+    def ListJeopardy(
+        self,
+        request: _order_pb2.ListJeopardyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListJeopardyResponse, _abc.Awaitable[_order_pb2.ListJeopardyResponse]]:
+        """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
+        time (creation + the business type's SLA) and not reached, oldest due first.
+        """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
