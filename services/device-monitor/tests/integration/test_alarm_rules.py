@@ -112,8 +112,10 @@ async def test_a_recovery_needs_its_own_threshold_and_the_keep_firing_time(
         assert [e.type for e in events if e.device_id == device] == [
             "device.alarm_raised",
             "device.health_changed",
+            "device.abnormal",
             "device.alarm_cleared",
             "device.health_changed",
+            "device.recovered",
         ]
         # Dated a minute back but arriving now: the heartbeat (on arrival) was never lost.
         kinds = [t["kind"] for t in await monitor.transitions(device)]

@@ -128,15 +128,28 @@ async def test_out_of_range_sample_raises_one_alarm_until_recovery(
     assert [e.type for e in events] == [
         "device.alarm_raised",
         "device.health_changed",
+        "device.abnormal",
         "device.alarm_cleared",
         "device.health_changed",
+        "device.recovered",
     ]
-    cleared = payload(events[2], device_events_pb2.AlarmCleared)
+    cleared = payload(events[3], device_events_pb2.AlarmCleared)
     assert (cleared.alarm_id, cleared.category) == (alarm_id, THERMAL)
     became_abnormal = payload(events[1], device_events_pb2.DeviceHealthChanged)
     assert (became_abnormal.state, list(became_abnormal.abnormal)) == (ABNORMAL, [THERMAL])
-    recovered = payload(events[3], device_events_pb2.DeviceHealthChanged)
+    recovered = payload(events[4], device_events_pb2.DeviceHealthChanged)
     assert (recovered.state, list(recovered.abnormal)) == (GOOD, [])
+    # Work stops on the device, naming the alarm, and may go on again: once each.
+    stop = payload(events[2], device_events_pb2.DeviceAbnormal)
+    assert stop.device_id == "CPE-0007" and events[2].device_id == "CPE-0007"
+    assert [(a.alarm_id, a.category) for a in stop.alarms] == [(alarm_id, THERMAL)]
+    assert stop.perceived_severity == device_pb2.PERCEIVED_SEVERITY_CRITICAL
+    assert stop.condition == device_pb2.DEVICE_CONDITION_ABNORMAL
+    assert stop.rules_version and stop.changed_at.seconds > 0
+    go_on = payload(events[5], device_events_pb2.DeviceRecovered)
+    assert (go_on.device_id, list(go_on.cleared_alarm_ids)) == ("CPE-0007", [alarm_id])
+    assert go_on.condition == device_pb2.DEVICE_CONDITION_HEALTHY
+    assert go_on.rules_version == stop.rules_version
 
     assert list((await monitor.alarms(only_open=True)).alarms) == []
     [closed] = (await monitor.alarms(device_id="CPE-0007")).alarms

@@ -180,6 +180,10 @@ async def test_the_ticket_lifecycle(monitor: DeviceMonitor) -> None:
         if e.type == "device.health_changed"
     ]
     assert device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE in conditions
+    # The device stopped work when its line failed; maintenance ended with it still abnormal
+    # (the line's alarm stands), so it has not recovered.
+    turns = [e.type for e in events if e.type in ("device.abnormal", "device.recovered")]
+    assert turns == ["device.abnormal"]
 
 
 async def test_bad_ticket_requests_are_refused(monitor_sqlite: DeviceMonitor) -> None:
@@ -374,3 +378,41 @@ async def test_anomaly_records_are_queried_by_model_category_and_period(
     await expect_error(
         grpc.StatusCode.PERMISSION_DENIED, monitor.ticket_call("ListAnomalies", "dev-clerk")
     )
+
+
+async def test_maintenance_on_a_fit_device_stops_work_and_its_close_lets_it_go_on(
+    monitor: DeviceMonitor,
+) -> None:
+    """device.abnormal when a ticket puts a healthy device under maintenance (naming the
+    ticket), device.recovered when the close leaves it healthy; once each."""
+    device = "CPE-0207"
+    await monitor.stream([sample(device)])
+    ticket = (
+        await monitor.ticket_call(
+            "CreateTicket", "dev-engineer", device_id=device, description="loose mount"
+        )
+    ).ticket
+    assert not (await monitor.fitness(device)).fit
+    await monitor.ticket_call("ProgressTicket", ticket_id=ticket.id)
+    await monitor.ticket_call(
+        "ResolveTicket",
+        ticket_id=ticket.id,
+        root_cause_code="MECHANICAL_WEAR",
+        corrective_action_code="COMPONENT_REPLACED",
+    )
+    await monitor.ticket_call("CloseTicket", ticket_id=ticket.id, note="tight")
+    assert (await monitor.fitness(device)).fit
+
+    events = await monitor.wait_for_event("device.recovered")
+    turns = [
+        e
+        for e in events
+        if e.device_id == device and e.type in ("device.abnormal", "device.recovered")
+    ]
+    assert [e.type for e in turns] == ["device.abnormal", "device.recovered"]
+    stop = payload_of(turns[0], device_events_pb2.DeviceAbnormal())
+    assert stop.ticket_id == ticket.id and list(stop.alarms) == []
+    assert stop.condition == device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE
+    go_on = payload_of(turns[1], device_events_pb2.DeviceRecovered())
+    assert go_on.ticket_id == ticket.id
+    assert go_on.condition == device_pb2.DEVICE_CONDITION_HEALTHY

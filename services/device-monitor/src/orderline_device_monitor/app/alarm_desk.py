@@ -14,6 +14,7 @@ from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.domain import work
 from orderline_device_monitor.domain.alarms import (
     AlarmNotOpen,
     AlarmStatus,
@@ -21,6 +22,7 @@ from orderline_device_monitor.domain.alarms import (
     check_clear,
     recorrelate,
 )
+from orderline_device_monitor.domain.condition import Condition
 from orderline_device_monitor.domain.evaluator import align
 from orderline_device_monitor.domain.health import Category, ClearedAlarm, OpenAlarm, Severity
 from orderline_runtime.clock import Clock
@@ -127,6 +129,29 @@ class AlarmDesk:
                         await uow.repos.mark_device_changed(record.device_id, now)
                         uow.emit(
                             events.health_changed(record.device_id, after.abnormal),
+                            order_id=order_id,
+                        )
+                    maintenance = state.under_maintenance
+                    if (
+                        work.turn(
+                            blocked_before=work.blocks_work(
+                                state.abnormal, under_maintenance=maintenance
+                            ),
+                            blocked_after=work.blocks_work(
+                                after.abnormal, under_maintenance=maintenance
+                            ),
+                        )
+                        is work.Turn.RECOVERED
+                    ):
+                        # A person's clear took the last alarm that stopped work.
+                        uow.emit(
+                            events.device_recovered(
+                                record.device_id,
+                                [alarm_id],
+                                at=now,
+                                rules_version=self.ingest.rules.version,
+                                condition=Condition.HEALTHY,
+                            ),
                             order_id=order_id,
                         )
                 record = await _get(uow, alarm_id)

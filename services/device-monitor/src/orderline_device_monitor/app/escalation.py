@@ -161,6 +161,7 @@ class Escalation:
                 ticket = await open_ticket_in(
                     uow,
                     state,
+                    rules_version=self.desk.rules.version,
                     reason_code=decision.reason_code,
                     category=decision.category,
                     alarm_id=decision.alarm_id,

@@ -5,6 +5,11 @@ consumer built before them reads what it always read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from orderline.device.v1 import device_pb2
 from orderline.events.v1 import device_events_pb2
 from orderline_device_monitor.app.records import AlarmRecord
@@ -20,6 +25,7 @@ from orderline_device_monitor.domain.health import (
     sorted_categories,
 )
 from orderline_device_monitor.domain.tickets import Ticket
+from orderline_device_monitor.domain.work import BlockingAlarm, worst
 
 _CATEGORY_PREFIX = "HEALTH_CATEGORY_"
 _STATE_PREFIX = "HEALTH_STATE_"
@@ -159,4 +165,59 @@ def ticket_closed(ticket: Ticket) -> device_events_pb2.TicketClosed:
         by=ticket.closed_by or "",
         root_cause_code=ticket.root_cause_code or "",
         corrective_action_code=ticket.corrective_action_code or "",
+    )
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def device_abnormal(
+    device_id: str,
+    alarms: Iterable[BlockingAlarm],
+    *,
+    at: datetime,
+    rules_version: str,
+    condition: Condition | None,
+    ticket_id: str = "",
+) -> device_events_pb2.DeviceAbnormal:
+    """The device turned unfit to work on (domain/work.py), with the alarms behind it."""
+    blocking = list(alarms)
+    return device_events_pb2.DeviceAbnormal(
+        device_id=device_id,
+        alarms=[
+            device_events_pb2.BlockingAlarm(
+                alarm_id=a.alarm_id,
+                category=category_to_proto(a.category),
+                perceived_severity=severity_to_proto(a.severity),
+            )
+            for a in blocking
+        ],
+        perceived_severity=severity_to_proto(worst(blocking)),
+        changed_at=_timestamp(at),
+        rules_version=rules_version,
+        condition=condition_to_proto(condition),
+        ticket_id=ticket_id,
+    )
+
+
+def device_recovered(
+    device_id: str,
+    cleared_alarm_ids: Iterable[str],
+    *,
+    at: datetime,
+    rules_version: str,
+    condition: Condition | None,
+    ticket_id: str = "",
+) -> device_events_pb2.DeviceRecovered:
+    """The device is fit to work on again."""
+    return device_events_pb2.DeviceRecovered(
+        device_id=device_id,
+        cleared_alarm_ids=list(cleared_alarm_ids),
+        changed_at=_timestamp(at),
+        rules_version=rules_version,
+        condition=condition_to_proto(condition),
+        ticket_id=ticket_id,
     )

@@ -30,7 +30,7 @@ from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
 from orderline_device_monitor.app.tickets import open_ticket_in
-from orderline_device_monitor.domain import devices
+from orderline_device_monitor.domain import devices, work
 from orderline_device_monitor.domain.alarms import is_root, probable_cause
 from orderline_device_monitor.domain.escalation import OpenTicket, ticket_description
 from orderline_device_monitor.domain.evaluator import Kind
@@ -382,6 +382,7 @@ class TelemetryIngest:
                     events.health_changed(device_id, change.abnormal_after, change.condition),
                     order_id=order_id,
                 )
+            self._tell_turn(uow, change, state, order_id)
             safety = next((r for r in change.raised if r.finding.category is Category.SAFETY), None)
             if safety is None or state.under_maintenance or device_id in self.book.tickets:
                 return None
@@ -391,6 +392,7 @@ class TelemetryIngest:
             opened = await open_ticket_in(
                 uow,
                 state,
+                rules_version=self.rules.version,
                 reason_code=SAFETY_FAILURE,
                 category=Category.SAFETY,
                 alarm_id=safety.alarm_id,
@@ -400,6 +402,57 @@ class TelemetryIngest:
                 at=change.at,
             )
             return await uow.repos.get_ticket(opened.id)
+
+    def _tell_turn(
+        self,
+        uow: UnitOfWork[DeviceRepository],
+        change: HealthChange,
+        state: DeviceState,
+        order_id: str,
+    ) -> None:
+        """device.abnormal when the change stops work on the device, device.recovered when it
+        lets work go on again (domain/work.py); nothing while under maintenance (only its end
+        moves the device) or when the change does not turn it."""
+        if change.abnormal_before is None:
+            return
+        maintenance = state.under_maintenance
+        turned = work.turn(
+            blocked_before=work.blocks_work(change.abnormal_before, under_maintenance=maintenance),
+            blocked_after=work.blocks_work(change.abnormal_after, under_maintenance=maintenance),
+        )
+        if turned is work.Turn.ABNORMAL:
+            blocking = work.blocking_alarms(change.open_after)
+            uow.emit(
+                events.device_abnormal(
+                    change.device_id,
+                    blocking,
+                    at=change.at,
+                    rules_version=self.rules.version,
+                    condition=change.condition,
+                ),
+                order_id=order_id,
+            )
+            log.info(
+                "device abnormal: work stops",
+                device_id=change.device_id,
+                alarms=[a.alarm_id for a in blocking],
+                rules_version=self.rules.version,
+            )
+        elif turned is work.Turn.RECOVERED:
+            cleared = [
+                c.alarm.alarm_id for c in change.cleared if c.category is not Category.COMMUNICATION
+            ]
+            uow.emit(
+                events.device_recovered(
+                    change.device_id,
+                    cleared,
+                    at=change.at,
+                    rules_version=self.rules.version,
+                    condition=change.condition,
+                ),
+                order_id=order_id,
+            )
+            log.info("device recovered: work may go on", device_id=change.device_id)
 
 
 async def record_updates(

@@ -19,7 +19,7 @@ from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.records import AnomalyFilter, AnomalyRecord, TicketFilter
-from orderline_device_monitor.domain import condition, tickets
+from orderline_device_monitor.domain import condition, tickets, work
 from orderline_device_monitor.domain.devices import health_of
 from orderline_device_monitor.domain.health import Category, DeviceState, HealthState
 from orderline_device_monitor.domain.rules import RuleSet
@@ -54,6 +54,7 @@ async def open_ticket_in(
     uow: UnitOfWork[DeviceRepository],
     state: DeviceState,
     *,
+    rules_version: str = "",
     reason_code: str,
     category: Category | None,
     alarm_id: str | None,
@@ -86,6 +87,19 @@ async def open_ticket_in(
         ),
         order_id=order_id or "",
     )
+    if not work.blocks_work(state.abnormal, under_maintenance=state.under_maintenance):
+        # A fit device goes under maintenance: work on it stops now.
+        uow.emit(
+            events.device_abnormal(
+                state.device_id,
+                work.blocking_alarms(state.open_alarms),
+                at=at,
+                rules_version=rules_version,
+                condition=condition.Condition.UNDER_MAINTENANCE,
+                ticket_id=ticket.id,
+            ),
+            order_id=order_id or "",
+        )
     log.info(
         "maintenance ticket opened",
         ticket_id=ticket.id,
@@ -165,6 +179,7 @@ class TicketDesk:
                     ticket = await open_ticket_in(
                         uow,
                         state,
+                        rules_version=self.rules.version,
                         reason_code=tickets.REPORTED,
                         category=category,
                         alarm_id=None,
@@ -303,6 +318,19 @@ class TicketDesk:
         )
         await uow.repos.mark_device_changed(ticket.device_id, ticket.closed_at)
         uow.emit(events.health_changed(ticket.device_id, state.abnormal, after), order_id=order_id)
+        if not work.blocks_work(state.abnormal, under_maintenance=False):
+            # Out of maintenance with no alarm open that stops work: fit again.
+            uow.emit(
+                events.device_recovered(
+                    ticket.device_id,
+                    (),
+                    at=ticket.closed_at,
+                    rules_version=self.rules.version,
+                    condition=after,
+                    ticket_id=ticket.id,
+                ),
+                order_id=order_id,
+            )
         log.info(
             "maintenance ticket closed",
             ticket_id=ticket.id,

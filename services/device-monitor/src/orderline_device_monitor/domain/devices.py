@@ -134,6 +134,7 @@ def observe(
         repeated=repeated,
         correlated=correlated,
         open_after=open_alarms,
+        abnormal_before=current.abnormal,
         condition=condition_of(
             abnormal=bool(next_state.abnormal),
             failing=bool(verdict.failing),
@@ -191,6 +192,7 @@ def heartbeat(
         transitions=told,
         correlated=tuple(m for m in moved if m.category is not Category.COMMUNICATION),
         open_after=open_alarms,
+        abnormal_before=state.abnormal,
         condition=condition_of(
             abnormal=True, failing=True, under_maintenance=after.under_maintenance
         ),

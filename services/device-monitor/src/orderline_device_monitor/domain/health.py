@@ -236,6 +236,9 @@ class HealthChange:
     condition: Condition | None = None
     # Every open alarm after the change, by category.
     open_after: Mapping[Category, OpenAlarm] = field(default_factory=dict)
+    # The abnormal categories before the change (None: not known), so that a turn of the
+    # device's fitness to work on is seen (domain/work.py).
+    abnormal_before: frozenset[Category] | None = None
 
     @property
     def health_changed(self) -> bool:
