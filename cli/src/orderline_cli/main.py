@@ -23,7 +23,16 @@ from typer.core import TyperGroup
 
 from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_cli import aftercare, calls, certifications, demo, devices, projections, tickets
+from orderline_cli import (
+    aftercare,
+    calls,
+    certifications,
+    demo,
+    devices,
+    frontdesk,
+    projections,
+    tickets,
+)
 from orderline_cli.jobs import register as register_jobs
 from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
@@ -487,6 +496,12 @@ def order_list(
     created_before: Annotated[
         str, typer.Option("--before", help="created before (ISO 8601; no offset: local time)")
     ] = "",
+    customer: Annotated[
+        str,
+        typer.Option(
+            "--customer", help="the customer's phone or identity number (matched by keyed hash)"
+        ),
+    ] = "",
     limit: Annotated[int, typer.Option()] = 50,
     intake: Annotated[str | None, typer.Option("--intake")] = None,
     token: TokenOpt = None,
@@ -504,6 +519,7 @@ def order_list(
         page_size=limit,
         state=BY_TMF_NAME.get(state, 0),  # type: ignore[arg-type]
         business_type=business_type,
+        customer=customer,
     )
     for option, text, stamp in (
         ("--from", created_from, request.created_from),
@@ -1322,6 +1338,7 @@ projections.register(report_app)
 # --- order note|log, followup, case (orderline_cli.aftercare) --------------------------------
 
 aftercare.register(app, order_app)
+frontdesk.register(app, order_app)
 
 
 def run() -> None:
