@@ -17,6 +17,7 @@ from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.adapters.tables import metadata
 from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
 from orderline_provisioning.app.certifications import Certifications
+from orderline_provisioning.app.device_events import DeviceEvents
 from orderline_provisioning.app.fallout import FalloutDesk
 from orderline_provisioning.app.handlers import OrderEvents
 from orderline_provisioning.app.ports import Peers
@@ -136,6 +137,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
         VoucherApi(queries),
         "orderline.provisioning.v1.VoucherService",
     )
-    service.consume(orders.handlers())
+    devices = DeviceEvents(service.clock, on_runnable=worker.notify)
+    service.consume([*orders.handlers(), *devices.handlers()])
     service.add_task("job-worker", run_worker)
     return service

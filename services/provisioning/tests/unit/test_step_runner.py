@@ -478,3 +478,31 @@ async def test_a_retry_after_a_rollback_configures_under_new_keys() -> None:
     assert set(fake.applies) == {"job-1:configure", "job-1:configure:retry1"}
     assert fake.rollbacks == [("job-1:rollback", 1)]
     assert job.step is Step.TEST and not job.rolled_back
+
+
+async def test_a_job_resumed_after_a_device_hold_asks_fitness_before_touching_the_device() -> None:
+    """device.recovered resumed the job at its test step: CheckFitness first; abnormal again,
+    it is held again and runs nothing on the device; fit, the step runs, once asked."""
+    fake = FakePeers(fitness=Fitness(False, Health.ABNORMAL, alarm_id="ALM-9"))
+    clock = Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.recheck_fitness = True
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.job_held"]
+    assert (job.state, job.step, job.reason, job.alarm_id) == (
+        JobState.HELD,
+        Step.TEST,
+        "DEVICE_ABNORMAL",
+        "ALM-9",
+    )
+    assert fake.tests_run == [] and job.recheck_fitness
+
+    job.state, job.reason = JobState.RUNNING, ""
+    fake.fitness = Fitness(True, Health.GOOD)
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.tests_passed"]
+    assert not job.recheck_fitness and job.step is Step.ACTIVATE
+    # Once fit, the later steps do not ask again.
+    fake.fitness = None
+    out = await runner.run(job)
+    assert "provisioning.service_activated" in out.event_types

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from orderline_provisioning.adapters.tables import (
     certifications,
     device_configs,
+    device_health,
     device_reservations,
     jobs,
     test_results,
@@ -23,7 +24,14 @@ from orderline_provisioning.adapters.tables import (
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem
 from orderline_provisioning.domain.config import ConfigOperation, ConfigRecord
-from orderline_provisioning.domain.job import Finding, Job, SkippedTest, TestResult
+from orderline_provisioning.domain.device_health import DeviceAlarm, DeviceWord
+from orderline_provisioning.domain.job import (
+    DEVICE_HOLD_REASONS,
+    Finding,
+    Job,
+    SkippedTest,
+    TestResult,
+)
 from orderline_provisioning.domain.steps import JobState, Step
 from orderline_provisioning.domain.voucher import Voucher
 from orderline_runtime.database import SqlConnection, dialect_of
@@ -134,6 +142,10 @@ _CERTIFICATION = select(certifications).where(
 )
 _TAKE_LEASE = update(jobs).where(jobs.c.id == bindparam("key"))
 _JOB_ID_OF_ORDER = select(jobs.c.id).where(jobs.c.order_id == bindparam("key"))
+# device-monitor's word on the job's device, read when the worker commits a step (one primary
+# key lookup: the step boundary, app/worker.py).
+_DEVICE_WORD = select(device_health).where(device_health.c.device_id == bindparam("key"))
+_LEASE_FREE = or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < bindparam("now"))
 _INSERT_VOUCHER = insert(vouchers)
 _VOUCHER_BY_ID = select(vouchers).where(vouchers.c.id == bindparam("key"))
 
@@ -175,6 +187,7 @@ def _job_values(job: Job) -> dict[str, Any]:
             {k: t.to_record() for k, t in job.skipped_tests.items()} if job.skipped_tests else None
         ),
         "rounds_done": job.rounds_done,
+        "recheck_fitness": job.recheck_fitness,
     }
 
 
@@ -490,6 +503,93 @@ class JobRepository:
             await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
         return saved
 
+    # --- device-monitor's word on devices (device.abnormal / device.recovered) -----------
+
+    async def device_word(self, device_id: str) -> DeviceWord | None:
+        row = (await self.session.execute(_DEVICE_WORD, {"key": device_id})).mappings().first()
+        if row is None:
+            return None
+        return DeviceWord(
+            device_id=row["device_id"],
+            abnormal=bool(row["abnormal"]),
+            event_time=row["event_time"],
+            event_id=row["event_id"],
+            alarms=tuple(DeviceAlarm.from_record(a) for a in row["alarms"] or ()),
+            severity=row["severity"],
+            rules_version=row["rules_version"],
+            ticket_id=row["ticket_id"],
+            changed_at=row["changed_at"],
+        )
+
+    async def record_device_word(self, word: DeviceWord, now: datetime) -> bool:
+        """Keeps the word unless a newer one is kept already (a late redelivery): False then."""
+        stored = await self.device_word(word.device_id)
+        if not word.supersedes(stored):
+            return False
+        values = {
+            "abnormal": word.abnormal,
+            "alarm_id": word.alarm_id,
+            "alarms": [a.to_record() for a in word.alarms],
+            "severity": word.severity,
+            "rules_version": word.rules_version,
+            "ticket_id": word.ticket_id,
+            "changed_at": word.changed_at,
+            "event_time": word.event_time,
+            "event_id": word.event_id,
+            "recorded_at": now,
+        }
+        if stored is None:
+            await self.session.execute(
+                insert(device_health), {"device_id": word.device_id, **values}
+            )
+        else:
+            await self.session.execute(
+                update(device_health).where(device_health.c.device_id == word.device_id),
+                values,
+            )
+        return True
+
+    async def jobs_on_device(self, device_id: str, *, now: datetime) -> list[tuple[Job, bool]]:
+        """The device's jobs that are running or held, each with whether a worker holds it now
+        (a step in flight)."""
+        stmt = select(jobs.c.id, _LEASE_FREE.label("free")).where(
+            jobs.c.device_id == device_id,
+            jobs.c.state.in_((JobState.RUNNING.value, JobState.HELD.value)),
+        )
+        rows = (await self.session.execute(stmt, {"now": now})).all()
+        found = []
+        for job_id, free in rows:
+            job = await self.get(job_id)
+            if job is not None:
+                found.append((job, not free))
+        return found
+
+    async def save_untaken(self, job: Job, *, was: JobState, now: datetime) -> bool:
+        """Writes a job a handler changed, only while it is as loaded: in state `was`, no
+        worker holding it, no cancellation since (and, held, still for its device); False
+        otherwise. Releases the device when the job is held before touching it."""
+        conditions = [
+            jobs.c.id == bindparam("key"),
+            jobs.c.state == was.value,
+            _LEASE_FREE,
+            jobs.c.cancellation_id == bindparam("seen_cancellation"),
+        ]
+        if was is JobState.HELD:
+            conditions.append(jobs.c.reason.in_(sorted(DEVICE_HOLD_REASONS)))
+        result = await self.session.execute(
+            update(jobs).where(*conditions),
+            {
+                "key": job.id,
+                "now": now,
+                "seen_cancellation": job.cancellation_id,
+                **_job_values(job),
+            },
+        )
+        saved = bool(getattr(result, "rowcount", 0) == 1)
+        if saved and _releases_device(job):
+            await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
+        return saved
+
     # --- leases ---------------------------------------------------------------------------
 
     async def claim_next(self, owner: str, now: datetime, until: datetime) -> Job | None:
@@ -742,6 +842,7 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
             k: SkippedTest.from_record(v) for k, v in (row["skipped_tests"] or {}).items()
         },
         rounds_done=row["rounds_done"] or 0,
+        recheck_fitness=bool(row.get("recheck_fitness")),
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from orderline_runtime.columns import UTCDateTime
@@ -80,6 +81,9 @@ jobs = Table(
     Column("fallout_retries", Integer, nullable=False, server_default="0"),
     Column("skipped_tests", JSON, nullable=True),
     Column("rounds_done", Integer, nullable=False, server_default="0"),
+    # Migration 0007: a job resumed after a device hold asks device-monitor's CheckFitness
+    # before its next device step (domain/device_health.py).
+    Column("recheck_fitness", Boolean, nullable=False, server_default=false()),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )
@@ -182,4 +186,27 @@ vouchers = Table(
     # empty for vouchers issued before vouchers were signed).
     Column("envelope", LargeBinary, nullable=True),
     Column("key_id", String(64), nullable=True),
+)
+
+# device-monitor's last word on each device, from device.abnormal and device.recovered: whether
+# work on it must stop, and the alarms why (the first one named on a held job). Ordered by the
+# event's envelope time then id: an older event redelivered late changes nothing. The worker
+# reads the row of the job's device when it commits a step (the step boundary). (Migration
+# 0007.)
+device_health = Table(
+    "device_health",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("abnormal", Boolean, nullable=False),
+    Column("alarm_id", String(64), nullable=False),
+    # [{"alarm_id", "category", "severity"}], the first raised first.
+    Column("alarms", JSON, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("rules_version", String(64), nullable=False),
+    Column("ticket_id", String(64), nullable=False),
+    # device-monitor's time of the change; the envelope's time and id order the events.
+    Column("changed_at", UTCDateTime, nullable=True),
+    Column("event_time", UTCDateTime, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )

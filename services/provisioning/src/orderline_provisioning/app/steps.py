@@ -37,6 +37,7 @@ from orderline_provisioning.domain.config import (
     needs_customer,
     rollback_target,
 )
+from orderline_provisioning.domain.device_health import needs_fitness
 from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
 from orderline_provisioning.domain.judging import judge, next_adjustment
 from orderline_provisioning.domain.notification import (
@@ -44,7 +45,7 @@ from orderline_provisioning.domain.notification import (
     activation_message,
     channel_for,
 )
-from orderline_provisioning.domain.prechecks import Fitness, Verdict
+from orderline_provisioning.domain.prechecks import Fitness, Verdict, decide_prechecks
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import Step, TestKind, idempotency_key
 from orderline_provisioning.domain.texts import normalize_locale
@@ -157,6 +158,8 @@ class StepRunner:
         out = StepOutcome()
         step = job.step
         try:
+            if needs_fitness(job) and not await self._fit_again(job, out):
+                return out
             if step is Step.PRECHECKS:
                 await self._prechecks(job, out)
             elif step is Step.CONFIGURE:
@@ -190,6 +193,23 @@ class StepRunner:
         return out
 
     # --- steps --------------------------------------------------------------------------
+
+    async def _fit_again(self, job: Job, out: StepOutcome) -> bool:
+        """A job resumed after a device hold asks CheckFitness before its next device step:
+        True when the device is fit (the step runs); else the job is held again (abnormal) or
+        tries again later (no answer yet), as the checklist decides (domain/prechecks.py)."""
+        fitness = await self.peers.health.check_fitness(job.device_id, job.order_id)
+        now = self.clock()
+        decision = decide_prechecks(fitness, job.waited(now), self.policy.prechecks_wait)
+        if decision.verdict is Verdict.PASS:
+            job.recheck_fitness = False
+            return True
+        detail = "; ".join(fitness.reasons) or decision.reason
+        if decision.verdict is Verdict.HOLD:
+            self._hold(job, out, decision.reason, alarm_id=decision.alarm_id, detail=detail)
+        else:
+            self._retry(job, decision.reason, detail)
+        return False
 
     async def _prechecks(self, job: Job, out: StepOutcome) -> None:
         """The pre-operation checklist (domain/checklist.py): one GetDeviceInfo and one

@@ -20,7 +20,9 @@ from datetime import datetime, timedelta
 
 from opentelemetry.trace import StatusCode
 
+from orderline.events.v1.provisioning_events_pb2 import JobHeld
 from orderline_provisioning.adapters.repository import JobRepository
+from orderline_provisioning.app.device_events import job_held
 from orderline_provisioning.app.steps import (
     StepOutcome,
     StepRunner,
@@ -28,6 +30,7 @@ from orderline_provisioning.app.steps import (
     cancellation_completed,
     cancellation_declined,
 )
+from orderline_provisioning.domain import device_health
 from orderline_provisioning.domain.cancellation import (
     SERVICE_ALREADY_ACTIVATED,
     CancellationState,
@@ -161,7 +164,7 @@ class JobWorker:
             try:
                 async with self._keep_lease(job.id):
                     outcome = await self.runner.run(job)
-                chained = await self._commit(job, outcome)
+                chained = await self._commit(job, outcome, step)
             except LeaseLost:
                 span.set_status(StatusCode.ERROR, "lease lost")
                 log.warning("lease lost during step; result dropped", job_id=job.id, step=step)
@@ -179,18 +182,32 @@ class JobWorker:
                 span.set_status(StatusCode.ERROR, job.reason)
             return chained
 
-    async def _commit(self, job: Job, outcome: StepOutcome) -> bool:
+    async def _commit(self, job: Job, outcome: StepOutcome, step: Step) -> bool:
         """Commits the step with its events; True when the job keeps its lease for its next
-        step, which may run now (not while stopping: the step in hand was the last)."""
+        step, which may run now (not while stopping: the step in hand was the last). The step
+        boundary: a device device-monitor reports abnormal holds the job here
+        (domain/device_health.py)."""
         now = self.clock()
-        chain = (
-            job.runnable
-            and job.next_attempt_at is not None
-            and job.next_attempt_at <= now
-            and not self.stopping.is_set()
-        )
-        keep_until = now + self.lease if chain else None
         async with self.uow() as uow:
+            if step is not Step.PRECHECKS and step is not Step.CANCEL:
+                word = await uow.repos.device_word(job.device_id)
+                if device_health.stop_at_boundary(job, step, word, now):
+                    outcome.events = [e for e in outcome.events if not isinstance(e, JobHeld)] + [
+                        job_held(job)
+                    ]
+                    log.warning(
+                        "device abnormal; job held at its step boundary",
+                        job_id=job.id,
+                        step=job.step.value,
+                        alarm_id=job.alarm_id,
+                    )
+            chain = (
+                job.runnable
+                and job.next_attempt_at is not None
+                and job.next_attempt_at <= now
+                and not self.stopping.is_set()
+            )
+            keep_until = now + self.lease if chain else None
             if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
                 # Only now, off the path of every order not cancelled: was the order
                 # cancelled while the step ran?

@@ -128,6 +128,8 @@ def retry(job: Job, now: datetime) -> None:
     job.step_started_at = now
     job.next_attempt_at = now
     job.updated_at = now
+    # Never onto a device device-monitor reports abnormal (domain/device_health.py).
+    job.recheck_fitness = job.step is not Step.PRECHECKS
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ TEST_RESULT_INVALID = "TEST_RESULT_INVALID"
 NO_CUSTOMER_CONTACT = "NO_CUSTOMER_CONTACT"
 # The device agent did not answer a device step for `StepPolicy.unreachable_after` tries.
 DEVICE_UNREACHABLE = "DEVICE_UNREACHABLE"
-# Holds that end by themselves when device-monitor reports the device recovered; every other
-# hold waits for a person in the fallout queue (domain/fallout.py).
+# Holds that end by themselves when device-monitor reports the device recovered
+# (device.recovered, domain/device_health.py); every other hold waits for a person in the
+# fallout queue (domain/fallout.py).
 DEVICE_HOLD_REASONS = frozenset({DEVICE_ABNORMAL})
 
 
@@ -176,6 +177,9 @@ class Job:
     fallout_retries: int = 0
     skipped_tests: Mapping[str, SkippedTest] = field(default_factory=dict)
     rounds_done: int = 0
+    # Resumed after a device hold (or retried by a person): CheckFitness is asked again before
+    # the next device step (domain/device_health.py).
+    recheck_fitness: bool = False
 
     def __post_init__(self) -> None:
         if self.step_started_at is None:
