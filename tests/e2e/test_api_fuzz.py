@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ from orderline_cli.demo import demo_request
 from orderline_cli.stack import LocalStack, health_check
 from orderline_devtools.waiting import wait_until
 from orderline_runtime.rpc.auth import ROLES
+from orderline_runtime.settings import ServiceSettings
 from tests.e2e.faults import CLERK, all_pages
 from tests.e2e.rpc_catalogue import Rpc, catalogue, garbage, requests
 
@@ -184,6 +186,25 @@ class Tally:
             f"UNAVAILABLE {total['UNAVAILABLE']}, crashes 0 (every service SERVING after); "
             f"statuses {dict(total.most_common())}"
         )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The stack of conftest.py with one setting changed: the fuzzer sends hundreds of writes as
+    one person per service, and each should reach the service's own validation rather than the
+    per-principal write rate (which tests/e2e/test_input_limits.py and the runtime's edge tests
+    check). Every other limit stays at its default."""
+    running = LocalStack(
+        Path(tmp_path_factory.mktemp("stack")),
+        devices=40,
+        preferred_ports=False,
+        extra_env={"ORDERLINE_WRITE_RATE_PER_PRINCIPAL": "0"},
+    )
+    try:
+        running.start(timeout=90)
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -571,8 +592,8 @@ def test_undecodable_request_is_invalid_argument_for_every_rpc(fuzzer: Fuzzer) -
             assert "DecodeError" not in outcome.details, outcome.details
 
 
-# grpc.aio servers' default max_receive_message_length.
-GRPC_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
+# The services' max_receive_message_length (ORDERLINE_MAX_MESSAGE_BYTES, left at its default).
+GRPC_MAX_RECEIVE_BYTES = ServiceSettings.model_fields["max_message_bytes"].default
 
 
 def _largest_message(payload: Any) -> int:

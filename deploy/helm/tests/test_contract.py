@@ -102,6 +102,10 @@ ALWAYS_GIVEN = {
     "log_level",
     "shutdown_grace_seconds",
     "max_concurrent_rpcs",
+    "max_message_bytes",
+    "max_text_chars",
+    "write_rate_per_principal",
+    "write_burst_per_principal",
 }
 FAKE_SECRETS = {
     "database": "postgresql+asyncpg://orderline:secret@postgres:5432/orderline",

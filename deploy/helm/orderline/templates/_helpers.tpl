@@ -250,6 +250,14 @@ carries no development-token setting at all. */}}
   value: {{ $svc.logLevel | quote }}
 - name: ORDERLINE_MAX_CONCURRENT_RPCS
   value: {{ int $svc.maxConcurrentRpcs | quote }}
+- name: ORDERLINE_MAX_MESSAGE_BYTES
+  value: {{ int $svc.limits.maxMessageBytes | quote }}
+- name: ORDERLINE_MAX_TEXT_CHARS
+  value: {{ int $svc.limits.maxTextChars | quote }}
+- name: ORDERLINE_WRITE_RATE_PER_PRINCIPAL
+  value: {{ $svc.limits.writeRatePerPrincipal | toString | quote }}
+- name: ORDERLINE_WRITE_BURST_PER_PRINCIPAL
+  value: {{ int $svc.limits.writeBurstPerPrincipal | quote }}
 - name: ORDERLINE_SHUTDOWN_GRACE_SECONDS
   value: {{ $svc.shutdownGraceSeconds | toString | quote }}
 {{- if $svc.metrics.enabled }}

@@ -77,9 +77,16 @@ class Unavailable(OrderlineError):
 
 
 class ResourceExhausted(OrderlineError):
-    """Shed under overload before anything was done: the caller may retry with backoff."""
+    """Shed under overload before anything was done: the caller may retry with backoff, or
+    after `retry_after` seconds when that is known (sent as google.rpc.RetryInfo)."""
 
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class Conflict(OrderlineError):

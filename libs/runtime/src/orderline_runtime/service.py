@@ -30,6 +30,7 @@ from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.metrics import setup_metrics
 from orderline_runtime.rpc.auth import configure_identity
 from orderline_runtime.rpc.client import call_options
+from orderline_runtime.rpc.limits import WriteRateLimiter
 from orderline_runtime.rpc.server import GrpcServer
 from orderline_runtime.settings import ServiceSettings
 from orderline_runtime.telemetry import setup_tracing, shutdown_tracing
@@ -85,6 +86,11 @@ class Service(Generic[R]):
             authenticator=self.identity.authenticator,
             policy=policy,
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            max_message_bytes=settings.max_message_bytes,
+            max_text_chars=settings.max_text_chars,
+            write_rate=WriteRateLimiter(
+                settings.write_rate_per_principal, settings.write_burst_per_principal
+            ),
         )
         self.relay = OutboxRelay(self.db, self.outbox, self.bus)
         self.consumers: list[EventConsumer] = []

@@ -64,6 +64,13 @@ class ServiceSettings(BaseSettings):
     # Prometheus metrics on this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     max_concurrent_rpcs: int = Field(default=256, ge=1)
+    # Input limits at the edge (docs/security.md): a request's encoded size, every string in it
+    # (characters), and one principal's writes (per second, with bursts; 0 turns the rate off;
+    # principals with the service role are exempt and bounded by admission control instead).
+    max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
+    max_text_chars: int = Field(default=2000, ge=64)
+    write_rate_per_principal: float = Field(default=20.0, ge=0)
+    write_burst_per_principal: int = Field(default=100, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Outgoing gRPC calls never wait forever.
     call_timeout_seconds: float = Field(default=5.0, gt=0)

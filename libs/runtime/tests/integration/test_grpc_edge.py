@@ -28,6 +28,7 @@ from orderline_runtime.errors import (
 )
 from orderline_runtime.rpc.auth import TokenAuthenticator, current_principal
 from orderline_runtime.rpc.client import call_options, open_channel, traced_call
+from orderline_runtime.rpc.limits import WriteRateLimiter
 from orderline_runtime.rpc.server import GrpcServer
 from orderline_runtime.telemetry import ORDER_ID, order_scope
 
@@ -35,6 +36,7 @@ ARCHIVE = "/orderline.archive.v1.ArchiveService/"
 POLICY = {
     f"{ARCHIVE}GetDossier": frozenset({"clerk", "auditor"}),
     f"{ARCHIVE}ListDossiers": frozenset({"clerk"}),
+    f"{ARCHIVE}PurgeExpired": frozenset({"clerk", "auditor", "service"}),
     # VerifyChain is absent: deny by default.
     "/orderline.order.v1.OrderService/WatchOrders": frozenset({"clerk"}),
     "/orderline.device.v1.TelemetryIngestService/StreamTelemetry": frozenset({"service"}),
@@ -51,6 +53,7 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.in_flight = 0
+        self.writes: list[str] = []
 
     async def GetDossier(
         self, request: archive_pb2.GetDossierRequest, context: Any
@@ -105,6 +108,13 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
     ) -> archive_pb2.VerifyChainResponse:
         return archive_pb2.VerifyChainResponse(valid=True)
 
+    async def PurgeExpired(
+        self, request: archive_pb2.PurgeExpiredRequest, context: Any
+    ) -> archive_pb2.PurgeExpiredResponse:
+        # A write: what reached the servicer is what would have been written.
+        self.writes.append(current_principal().subject)
+        return archive_pb2.PurgeExpiredResponse()
+
 
 class Orders(order_pb2_grpc.OrderServiceServicer):
     async def WatchOrders(
@@ -130,11 +140,14 @@ class Telemetry(device_pb2_grpc.TelemetryIngestServiceServicer):
         return device_pb2.StreamTelemetryResponse(accepted=accepted)
 
 
-async def start_server(servicer: Archive, max_concurrent_rpcs: int = 64) -> GrpcServer:
+async def start_server(
+    servicer: Archive, max_concurrent_rpcs: int = 64, **limits: Any
+) -> GrpcServer:
     server = GrpcServer(
         authenticator=TokenAuthenticator.development(),
         policy=POLICY,
         max_concurrent_rpcs=max_concurrent_rpcs,
+        **limits,
     )
     server.add_service(
         archive_pb2_grpc.add_ArchiveServiceServicer_to_server,
@@ -446,10 +459,11 @@ async def test_errors_echoing_huge_input_still_reach_the_caller_intact(
     stub: archive_pb2_grpc.ArchiveServiceStub, unit: str
 ) -> None:
     """Trailers past the caller's metadata limit (8 KiB) turn any answer into
-    RESOURCE_EXHAUSTED "Stream removed": texts that echo input are clipped to fit."""
+    RESOURCE_EXHAUSTED "Stream removed": texts that echo input are clipped to fit. The input
+    is as long as the edge lets through (2000 characters: up to 8000 bytes, echoed 24 times)."""
     err = await call_error(
         stub.GetDossier(
-            archive_pb2.GetDossierRequest(order_id="echo:" + unit * 10_000),
+            archive_pb2.GetDossierRequest(order_id="echo:" + unit * 1_995),
             metadata=bearer("dev-clerk"),
             timeout=5,
         )
@@ -461,7 +475,7 @@ async def test_errors_echoing_huge_input_still_reach_the_caller_intact(
 
     err = await call_error(
         stub.GetDossier(
-            archive_pb2.GetDossierRequest(order_id="missing:" + unit * 10_000),
+            archive_pb2.GetDossierRequest(order_id="missing:" + unit * 1_992),
             metadata=bearer("dev-clerk"),
             timeout=5,
         )
@@ -510,3 +524,111 @@ async def test_bytes_that_are_not_the_request_are_invalid_argument_after_authent
 
 async def _drain(call: Any) -> list[Any]:
     return [item async for item in call]
+
+
+async def test_a_string_too_long_anywhere_in_a_request_is_refused_naming_it(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = archive_pb2_grpc.ArchiveServiceStub(channel)
+    err = await call_error(
+        stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="漢" * 2001),
+            metadata=bearer("dev-clerk"),
+            timeout=5,
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad,) = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("order_id", "at most 2000 characters | 最多 2000 个字符")
+    ]
+    # Each message of a client stream is held to the same limit.
+
+    async def batches() -> AsyncIterator[device_pb2.StreamTelemetryRequest]:
+        yield device_pb2.StreamTelemetryRequest(samples=[device_pb2.TelemetrySample()])
+        yield device_pb2.StreamTelemetryRequest(
+            samples=[
+                device_pb2.TelemetrySample(),
+                device_pb2.TelemetrySample(device_id="x" * 3000),
+            ]
+        )
+
+    telemetry = device_pb2_grpc.TelemetryIngestServiceStub(channel)
+    err = await call_error(
+        telemetry.StreamTelemetry(batches(), metadata=bearer("dev-service"), timeout=5)
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad,) = [d for d in details(err) if isinstance(d, error_details_pb2.BadRequest)]
+    assert [v.field for v in bad.field_violations] == ["samples[1].device_id"]
+
+
+async def test_a_request_over_the_message_size_is_refused_before_it_is_read(
+    archive: Archive,
+) -> None:
+    server = await start_server(archive, max_message_bytes=64 * 1024, max_text_chars=10**6)
+    await server.set_serving(True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = archive_pb2_grpc.ArchiveServiceStub(ch)
+            err = await call_error(
+                stub.GetDossier(
+                    archive_pb2.GetDossierRequest(order_id="n" * 100_000),
+                    metadata=bearer("dev-clerk"),
+                    timeout=5,
+                )
+            )
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            reply = await stub.GetDossier(
+                archive_pb2.GetDossierRequest(order_id="n" * 60_000),
+                metadata=bearer("dev-clerk"),
+                timeout=5,
+            )
+            assert len(reply.dossier.order_id) == 60_000
+    finally:
+        await server.stop(0)
+
+
+async def test_one_person_s_writes_are_rate_limited_with_a_time_to_retry(
+    archive: Archive,
+) -> None:
+    limiter = WriteRateLimiter(rate=0.01, burst=2)
+    server = await start_server(archive, write_rate=limiter)
+    await server.set_serving(True)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = archive_pb2_grpc.ArchiveServiceStub(ch)
+
+            def purge(token: str) -> Any:
+                return stub.PurgeExpired(
+                    archive_pb2.PurgeExpiredRequest(dry_run=True),
+                    metadata=bearer(token),
+                    timeout=5,
+                )
+
+            await purge("dev-clerk")
+            await purge("dev-clerk")
+            err = await call_error(purge("dev-clerk"))
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error_info(err).reason == "RATE_LIMITED"
+            status = rpc_status.from_call(err)
+            assert status is not None
+            (retry,) = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+            info = error_details_pb2.RetryInfo()
+            retry.Unpack(info)
+            # One write back at 0.01 per second: 100 s, less the time the calls took.
+            assert 95_000 < info.retry_delay.ToMilliseconds() <= 100_000
+            assert archive.writes == ["clerk-dev", "clerk-dev"]
+            # Reads are not counted; another person and a service are not held back.
+            await stub.GetDossier(
+                archive_pb2.GetDossierRequest(order_id="O-1"), metadata=bearer("dev-clerk")
+            )
+            await purge("dev-auditor")
+            for _ in range(5):
+                await purge("dev-service")
+            assert archive.writes.count("clerk-dev") == 2
+            assert archive.writes.count("service-dev") == 5
+            # Who may not call at all is refused for that, not counted.
+            err = await call_error(purge("dev-manager"))
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await server.stop(0)

@@ -1,4 +1,5 @@
-"""Server interceptor: authenticate and authorize every call, and map errors to status codes."""
+"""Server interceptor: authenticate and authorize every call, apply the input limits, and map
+errors to status codes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from grpc.aio import ServicerContext
 from orderline_runtime.errors import FieldViolation, InvalidArgument
 from orderline_runtime.logs import get_logger
 from orderline_runtime.rpc.auth import Principal, TokenAuthenticator, authorize, set_principal
+from orderline_runtime.rpc.limits import WriteRateLimiter, is_write, text_violations
 from orderline_runtime.rpc.status import to_status
 
 log = get_logger(__name__)
@@ -32,10 +34,17 @@ async def abort_with(context: ServicerContext[Any, Any], exc: BaseException) -> 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
-        self, authenticator: TokenAuthenticator, policy: Mapping[str, frozenset[str]]
+        self,
+        authenticator: TokenAuthenticator,
+        policy: Mapping[str, frozenset[str]],
+        *,
+        max_text_chars: int = 2000,
+        write_rate: WriteRateLimiter | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
+        self._max_text_chars = max_text_chars
+        self._write_rate = write_rate
 
     async def intercept_service(
         self,
@@ -51,12 +60,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(authorization, bytes):
             authorization = authorization.decode()
 
+        writes = self._write_rate is not None and is_write(method)
+
         async def admit() -> Principal:
             principal = await self._authenticator.verify(authorization)
             authorize(principal, method, self._policy)
+            if writes:
+                # Refused before the request is read: a limited write has done nothing.
+                assert self._write_rate is not None
+                self._write_rate.take(principal.subject, principal.roles)
             return principal
 
-        return _wrap(handler, admit)
+        return _wrap(handler, admit, self._max_text_chars)
 
 
 class _Undecodable:
@@ -82,21 +97,25 @@ def _decoding(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return decode
 
 
-def _decoded(request: Any) -> Any:
+def _decoded(request: Any, max_text_chars: int) -> Any:
     if isinstance(request, _Undecodable):
         raise InvalidArgument(
             [FieldViolation("request", "not a valid encoding of the method's request message")]
         )
+    if violations := text_violations(request, max_text_chars):
+        raise InvalidArgument(violations)
     return request
 
 
-async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _decoded_stream(requests: AsyncIterator[Any], max_text_chars: int) -> AsyncIterator[Any]:
     async for request in requests:
-        yield _decoded(request)
+        yield _decoded(request, max_text_chars)
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler, admit: Callable[[], Awaitable[Principal]]
+    handler: grpc.RpcMethodHandler,
+    admit: Callable[[], Awaitable[Principal]],
+    max_text_chars: int,
 ) -> grpc.RpcMethodHandler:
     kwargs = {
         "request_deserializer": _decoding(handler.request_deserializer),
@@ -108,7 +127,7 @@ def _wrap(
         async def unary_unary(request: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
                 set_principal(await admit())
-                return await inner_uu(_decoded(request), context)
+                return await inner_uu(_decoded(request, max_text_chars), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -123,7 +142,7 @@ def _wrap(
         ) -> AsyncIterator[Any]:
             try:
                 set_principal(await admit())
-                async for item in inner_us(_decoded(request), context):
+                async for item in inner_us(_decoded(request, max_text_chars), context):
                     yield item
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -137,7 +156,7 @@ def _wrap(
         async def stream_unary(requests: Any, context: ServicerContext[Any, Any]) -> Any:
             try:
                 set_principal(await admit())
-                return await inner_su(_decoded_stream(requests), context)
+                return await inner_su(_decoded_stream(requests, max_text_chars), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -151,7 +170,7 @@ def _wrap(
     ) -> AsyncIterator[Any]:
         try:
             set_principal(await admit())
-            async for item in inner_ss(_decoded_stream(requests), context):
+            async for item in inner_ss(_decoded_stream(requests, max_text_chars), context):
                 yield item
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise

@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
+from orderline_runtime.rpc.limits import WriteRateLimiter
 
 # The health status a liveness probe asks: SERVING from start until shutdown, whatever the
 # database or NATS do, so an outage takes pods out of rotation (readiness, the server-wide
@@ -33,15 +34,24 @@ class GrpcServer:
         authenticator: TokenAuthenticator,
         policy: Mapping[str, frozenset[str]],
         max_concurrent_rpcs: int,
+        max_message_bytes: int = 1024 * 1024,
+        max_text_chars: int = 2000,
+        write_rate: WriteRateLimiter | None = None,
     ) -> None:
-        # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing.
+        # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing;
+        # a request larger than max_message_bytes is refused the same way, before it is decoded.
         self.server = grpc.aio.server(
             interceptors=[
                 aio_server_interceptor(filter_=_traced),  # type: ignore[no-untyped-call]
-                EdgeInterceptor(authenticator, policy),
+                EdgeInterceptor(
+                    authenticator, policy, max_text_chars=max_text_chars, write_rate=write_rate
+                ),
             ],
             maximum_concurrent_rpcs=max_concurrent_rpcs,
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

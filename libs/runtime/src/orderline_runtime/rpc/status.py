@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -51,9 +53,13 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Stat
                 subject=clip(p.subject, MAX_TEXT_BYTES),
                 description=clip(p.description, MAX_TEXT_BYTES),
             )
+    retry = error_details_pb2.RetryInfo()
+    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+        # Whole milliseconds, rounded up: a caller waiting the delay finds the turn there.
+        retry.retry_delay.FromMilliseconds(max(1, math.ceil(exc.retry_after * 1000)))
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
     while True:
-        details = [_pack(d) for d in (bad, failure) if d.ByteSize()] + [_pack(info)]
+        details = [_pack(d) for d in (bad, failure, retry) if d.ByteSize()] + [_pack(info)]
         status = status_pb2.Status(code=code.value[0], message=message, details=details)
         if status.ByteSize() <= MAX_DETAILS_BYTES:
             return code, message, status
