@@ -52,15 +52,17 @@ TRANSIENT = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
-TERMINAL = frozenset(
+# The states an order ends in: each gets a dossier.
+ENDED = frozenset(
     {
         order_pb2.ORDER_STATE_COMPLETED,
-        order_pb2.ORDER_STATE_HELD,
         order_pb2.ORDER_STATE_FAILED,
         order_pb2.ORDER_STATE_REJECTED,
         order_pb2.ORDER_STATE_CANCELLED,
     }
 )
+# Where a run stops: an end, or held for a person (a held order is not archived until it ends).
+TERMINAL = ENDED | {order_pb2.ORDER_STATE_HELD}
 
 # Faster retries than production so a bounded run ends in seconds; same code paths.
 FAST_RETRIES = {
@@ -217,9 +219,11 @@ def list_orders(stack: LocalStack) -> list[order_pb2.Order]:
 
 
 def is_terminal(order: order_pb2.Order) -> bool:
+    # Ended means archived too, however it ended: the dossier is the last effect of the run.
     if order.state == order_pb2.ORDER_STATE_COMPLETED:
-        # Completed means archived too: the dossier milestone is the last effect of the run.
         return bool(order.dossier_id)
+    if order.state in ENDED:
+        return bool(order.state_reason) and bool(order.dossier_id)
     return order.state in TERMINAL and bool(order.state_reason)
 
 
@@ -389,7 +393,8 @@ def audit_provisioning(
 
 
 def audit_archive(stack: LocalStack, orders: dict[str, order_pb2.Order], audit: Audit) -> None:
-    """Exactly one dossier per completed order, in a hash chain that verifies."""
+    """Exactly one dossier per order that ended (completed, cancelled, rejected or failed),
+    in a hash chain that verifies."""
     dossiers = list_dossiers(stack.address("archive"))
     with channel(stack.address("archive")) as ch:
         chain = archive_pb2_grpc.ArchiveServiceStub(ch).VerifyChain(
@@ -397,10 +402,10 @@ def audit_archive(stack: LocalStack, orders: dict[str, order_pb2.Order], audit: 
         )
     per_order = Counter(d.order_id for d in dossiers if d.order_id in orders)
     audit.duplicated_dossiers = sum(n - 1 for n in per_order.values())
-    completed = {i for i, o in orders.items() if o.state == order_pb2.ORDER_STATE_COMPLETED}
+    ended = {i for i, o in orders.items() if o.state in ENDED}
     audit.check(audit.duplicated_dossiers == 0, f"orders with several dossiers: {per_order}")
-    audit.check(set(per_order) == completed, "completed orders without a dossier")
-    for order_id in completed:
+    audit.check(set(per_order) == ended, "ended orders without a dossier, or the reverse")
+    for order_id in ended:
         dossier_ids = {d.id for d in dossiers if d.order_id == order_id}
         audit.check(
             orders[order_id].dossier_id in dossier_ids,

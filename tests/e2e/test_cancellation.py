@@ -12,10 +12,13 @@ order is let through, and provisioning holds the job after configuring and testi
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
@@ -145,6 +148,38 @@ def test_an_order_cancelled_mid_provisioning_rolls_its_device_back(stack: LocalS
         ).cancellation
         assert request.state == order_pb2.CANCELLATION_STATE_DONE
         assert request.rolled_back and request.rolled_back_to == before_job
+
+        # Filed like any order that ended: a sealed dossier whose history ends in the
+        # cancellation, and whose record holds the request (and the rollback, in the dossier or
+        # as an addendum when provisioning's word reached the archive after intake's).
+        archived = wait_until(
+            "the cancelled order's dossier", lambda: order(second.id).dossier_id or None
+        )
+        with grpc.insecure_channel(stack.address("archive")) as archive_channel:
+            archive = archive_pb2_grpc.ArchiveServiceStub(archive_channel)
+
+            def filed() -> tuple[archive_pb2.GetDossierResponse, set[str]] | None:
+                reply = archive.GetDossier(
+                    archive_pb2.GetDossierRequest(order_id=second.id),
+                    metadata=(("authorization", "Bearer dev-auditor"),),
+                    timeout=5,
+                )
+                kept = [
+                    json.loads(d.content)
+                    for record in (reply.dossier, *reply.addenda)
+                    for d in record.documents
+                    if d.name in ("record.json", "addendum.json")
+                ]
+                types = {e["type"] for r in kept for e in r.get("events", [r.get("event", {})])}
+                wanted = {"order.cancellation_requested", "provisioning.cancellation_completed"}
+                return (reply, types) if wanted <= types else None
+
+            found = wait_until("the cancellation and its rollback on file", filed)
+        assert found is not None
+        on_file, _ = found
+        assert on_file.dossier.id == archived
+        (order_doc,) = [d for d in on_file.dossier.documents if d.name == "order.json"]
+        assert json.loads(order_doc.content)["history"][-1]["to_state"] == "cancelled"
 
         # Past the point of no return: the first order, whose service is active, is refused.
         with pytest.raises(grpc.RpcError) as refused:

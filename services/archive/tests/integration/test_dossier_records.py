@@ -586,3 +586,117 @@ async def test_a_completion_waits_for_its_events_only_so_long(
     (addendum,) = await eventually(addenda, lambda found: len(found) == 1)
     body = json.loads(document(addendum, "addendum.json").content)
     assert body["section"] == "notifications"
+
+
+async def test_an_order_that_ends_without_completing_is_filed_too(
+    archive: RunningArchive, stub: archive_pb2_grpc.ArchiveServiceStub, producer: Producer
+) -> None:
+    """A cancelled order's dossier is sealed when intake says it ended, from what was kept; a
+    rejected one likewise; provisioning's word that comes later is an addendum."""
+    o, p = order_events_pb2, provisioning_events_pb2
+    ids = await work_an_order(producer, "ord-cx", stop_before="provisioning.device_configured")
+    ids.append(
+        await publish(
+            producer,
+            "order.cancellation_requested",
+            o.OrderCancellationRequested(
+                order_id="ord-cx", cancellation_id="CX-2", reason_code="CUSTOMER_CHANGED_MIND"
+            ),
+            by="intake",
+        )
+    )
+    await caught_up(producer, "ORDER", "PROVISIONING")
+    assert await list_all(stub) == []  # not ended yet: nothing sealed
+    ended = await publish(
+        producer,
+        "order.state_changed",
+        o.OrderStateChanged(
+            order_id="ord-cx",
+            business_type="broadband_install",
+            from_state=order_pb2.ORDER_STATE_IN_PROGRESS,
+            to_state=order_pb2.ORDER_STATE_CANCELLED,
+            actor="provisioning",
+            reason_code="CANCELLED_BY_CUSTOMER",
+        ),
+        by="intake",
+    )
+    sealed = (await dossier(stub, "ord-cx")).dossier
+    assert (sealed.kind, sealed.subject) == ("dossier", "ord-cx")
+    assert sealed.HasField("retain_until")
+    order = json.loads(document(sealed, "order.json").content)
+    assert (order["business_type"], order["device_id"], order["voucher_id"]) == (
+        "broadband_install",
+        "CPE-0001",
+        "",
+    )
+    assert order["created_at"] is not None
+    assert [(h["from_state"], h["to_state"], h["reason_code"]) for h in order["history"]] == [
+        ("acknowledged", "inProgress", "APPROVED"),
+        ("inProgress", "cancelled", "CANCELLED_BY_CUSTOMER"),
+    ]
+    record = json.loads(document(sealed, "record.json").content)
+    assert [e["event_id"] for e in record["events"]] == [*ids, ended]
+    assert [e["type"] for e in record["sections"]["cancellation"]] == [
+        "order.cancellation_requested"
+    ]
+    assert record["sections"]["fallout"][0]["fields"]["reason_code"] == "DEVICE_ABNORMAL"
+
+    # Provisioning's account of the rollback, read from its own stream after the seal.
+    await publish(
+        producer,
+        "provisioning.cancellation_completed",
+        p.CancellationCompleted(job_id="job-ord-cx", order_id="ord-cx", cancellation_id="CX-2"),
+        by="provisioning",
+    )
+
+    async def with_addendum() -> archive_pb2.GetDossierResponse:
+        reply: archive_pb2.GetDossierResponse = await stub.GetDossier(
+            archive_pb2.GetDossierRequest(order_id="ord-cx"), metadata=AUDITOR
+        )
+        return reply
+
+    later = await eventually(with_addendum, lambda r: len(r.addenda) == 1)
+    assert later.dossier == sealed
+    body = json.loads(document(later.addenda[0], "addendum.json").content)
+    assert body["section"] == "cancellation"
+
+    # Rejected at review: filed with the review's events, whatever came before.
+    await publish(
+        producer,
+        "order.created",
+        o.OrderCreated(order_id="ord-rj", business_type="iptv", device_id="CPE-0002"),
+        by="intake",
+    )
+    await publish(
+        producer,
+        "order.state_changed",
+        o.OrderStateChanged(
+            order_id="ord-rj",
+            business_type="iptv",
+            from_state=order_pb2.ORDER_STATE_ACKNOWLEDGED,
+            to_state=order_pb2.ORDER_STATE_REJECTED,
+            actor="reviewer-2",
+            reason_code="DOCUMENT_FORGED",
+        ),
+        by="intake",
+    )
+    rejected = (await dossier(stub, "ord-rj")).dossier
+    order = json.loads(document(rejected, "order.json").content)
+    assert order["history"][-1]["to_state"] == "rejected"
+    assert order["history"][-1]["actor"] == "reviewer-2"
+    # The ending sent again (a re-issue: another event id) seals nothing twice; the log has the
+    # two dossiers and the addendum.
+    await publish(
+        producer,
+        "order.state_changed",
+        o.OrderStateChanged(
+            order_id="ord-rj",
+            from_state=order_pb2.ORDER_STATE_ACKNOWLEDGED,
+            to_state=order_pb2.ORDER_STATE_REJECTED,
+        ),
+        by="intake",
+    )
+    await caught_up(producer, "ORDER", "PROVISIONING")
+    assert sorted(r.kind for r in await list_all(stub)) == ["addendum", "dossier", "dossier"]
+    chain = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=AUDITOR)
+    assert chain.valid and chain.records_checked == 3

@@ -117,6 +117,18 @@ AFTER_COMPLETION: tuple[type[Message], ...] = (
     order_events_pb2.CaseClosed,
 )
 
+# The states in which an order ends without completing: its dossier is sealed when intake's
+# order.state_changed into one of them is recorded, from the events kept (an order that was
+# rejected, cancelled or failed is filed and traceable too). Provisioning events that arrive
+# later (the archive reads PROVISIONING independently of ORDER) become addenda.
+ENDED: frozenset[int] = frozenset(
+    {
+        order_pb2.ORDER_STATE_REJECTED,
+        order_pb2.ORDER_STATE_CANCELLED,
+        order_pb2.ORDER_STATE_FAILED,
+    }
+)
+
 # How long a completion waits for the provisioning events its milestones name before it is
 # sealed with what has arrived, and how often that is checked (by the injected clock).
 COMPLETION_GRACE = timedelta(minutes=2)
@@ -166,6 +178,10 @@ class DossierSealer:
             if row.event_type.startswith("provisioning."):
                 # Maybe the last event a waiting completion needed.
                 await self._seal_if_complete(uow, head, order_id)
+            elif isinstance(payload, order_events_pb2.OrderStateChanged) and (
+                payload.to_state in ENDED
+            ):
+                await self._seal_ended(uow, head, order_id)
             return
         dossier_id, until = sealed
         if row.event_type.startswith("order.") and not isinstance(payload, AFTER_COMPLETION):
@@ -244,6 +260,17 @@ class DossierSealer:
         milestones = [m.name for m in payload.milestones]
         if awaited_events(milestones, (r.event_type for r in kept)):
             return
+        await self._seal_kept(uow, head, payload, kept)
+
+    async def _seal_ended(
+        self, uow: UnitOfWork[DossierRepository], head: ChainHead, order_id: str
+    ) -> None:
+        """Seals the dossier of an order that ended without completing, from the events kept
+        (under the lock, with the event that ended it: such endings are few)."""
+        if await uow.repos.dossier_id_for_order(order_id) is not None:
+            return
+        kept = await uow.repos.order_events(order_id)
+        payload = ended_payload(order_id, kept)
         await self._seal_kept(uow, head, payload, kept)
 
     async def _seal_kept(
@@ -493,6 +520,37 @@ def completion_payload(row: EventRow) -> order_events_pb2.OrderCompleted:
     return json_format.ParseDict(
         json.loads(row.payload), order_events_pb2.OrderCompleted(), ignore_unknown_fields=True
     )
+
+
+def ended_payload(order_id: str, rows: Sequence[EventRow]) -> order_events_pb2.OrderCompleted:
+    """What an order.completed would have said of an order that ended without completing,
+    gathered from its kept events: its type and device, when it was created, and its state
+    history from intake's order.state_changed events (no milestones, no voucher: the record
+    holds every event, and the history's last entry says how it ended)."""
+    payload = order_events_pb2.OrderCompleted(order_id=order_id)
+    for row in sorted(rows, key=_occurred):
+        fields = json.loads(row.payload)
+        payload.business_type = payload.business_type or str(fields.get("business_type", ""))
+        payload.device_id = payload.device_id or str(fields.get("device_id", ""))
+        if row.event_type == "order.created" and row.occurred_at is not None:
+            payload.created_at.FromDatetime(row.occurred_at)
+        if row.event_type == "order.state_changed":
+            change = json_format.ParseDict(
+                fields, order_events_pb2.OrderStateChanged(), ignore_unknown_fields=True
+            )
+            entry = payload.history.add(
+                from_state=change.from_state,
+                to_state=change.to_state,
+                actor=change.actor,
+                reason_code=change.reason_code,
+            )
+            if row.occurred_at is not None:
+                entry.at.FromDatetime(row.occurred_at)
+    return payload
+
+
+def _occurred(row: EventRow) -> tuple[datetime, str]:
+    return (row.occurred_at or datetime.min.replace(tzinfo=UTC), row.event_id)
 
 
 def dossier_of(
