@@ -127,6 +127,21 @@ class JobWorker:
                 return None
             if not job.operator:
                 job.operator = self.operator
+            if job.step in device_health.DEVICE_CALL_STEPS:
+                # A job taken up again (after a backoff, a crash) whose device device-monitor
+                # reported abnormal meanwhile stops here, before touching it.
+                word = await uow.repos.device_word(job.device_id)
+                if word is not None and device_health.hold_now(job, word, now):
+                    await uow.repos.save(job, lease_owner=self.owner)
+                    uow.emit(job_held(job), order_id=job.order_id, device_id=job.device_id)
+                    log.warning(
+                        "device abnormal; job held before its step",
+                        job_id=job.id,
+                        step=job.step.value,
+                        alarm_id=job.alarm_id,
+                    )
+                    uow.on_commit(self.notify)
+                    return None
             if job.step is Step.PRECHECKS:
                 # Read here, in the claim's transaction, rather than in a transaction of
                 # its own: the checklist then costs no extra round trip to the database.

@@ -31,9 +31,9 @@ from orderline_provisioning.domain.steps import JobState, Step
 
 # The steps that work on the device: a job with one of them ahead stops for an abnormal device.
 DEVICE_WORK_STEPS = frozenset({Step.PRECHECKS, Step.CONFIGURE, Step.TEST, Step.ACTIVATE})
-# The steps whose failure an abnormal device explains (prechecks decide by CheckFitness, which
-# answered after the word provisioning holds).
-_DEVICE_CALL_STEPS = frozenset({Step.CONFIGURE, Step.TEST, Step.ACTIVATE})
+# The steps that call the device after the checklist: their failure an abnormal device explains
+# (prechecks decide by CheckFitness, which answered after the word provisioning holds).
+DEVICE_CALL_STEPS = frozenset({Step.CONFIGURE, Step.TEST, Step.ACTIVATE})
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def stop_at_boundary(job: Job, step_ran: Step, word: DeviceWord | None, now: dat
         return hold_now(job, word, now)
     if (
         job.state is JobState.HELD
-        and step_ran in _DEVICE_CALL_STEPS
+        and step_ran in DEVICE_CALL_STEPS
         and job.reason not in DEVICE_HOLD_REASONS
         and job.reason != NO_CUSTOMER_CONTACT
     ):
@@ -162,4 +162,4 @@ def resume(job: Job, now: datetime) -> bool:
 def needs_fitness(job: Job) -> bool:
     """Before the step in hand: a job resumed after a device hold asks CheckFitness first when
     the step works on the device."""
-    return job.recheck_fitness and job.step in _DEVICE_CALL_STEPS
+    return job.recheck_fitness and job.step in DEVICE_CALL_STEPS
