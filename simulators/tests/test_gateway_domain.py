@@ -108,3 +108,69 @@ def test_fault_configuration_is_checked(rate: float, delay: int, field: str) -> 
     with pytest.raises(InvalidArgument) as exc:
         check_faults(rate, delay)
     assert exc.value.field == field
+
+
+# --- delivery reports ----------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _reporting_gateway(faults: Faults, seed: int = 0) -> tuple[Gateway, _Clock]:
+    clock = _Clock()
+    ids = (f"dlv-{n}" for n in itertools.count(1))
+    return Gateway(faults, rng=random.Random(seed), clock=clock, new_id=lambda: next(ids)), clock
+
+
+def test_a_delivery_is_pending_until_the_report_delay_then_delivered() -> None:
+    from datetime import timedelta
+
+    from orderline_simulators.gateway.domain import DeliveryStatus
+
+    gateway, clock = _reporting_gateway(Faults(report_delay_ms=500))
+    sent = gateway.send(validate("k", Channel.SMS, PHONE, "zh-CN", "hi"))
+    assert sent.delivery.status(clock()) is DeliveryStatus.PENDING
+    clock.now += timedelta(milliseconds=499)
+    found = gateway.delivery(sent.delivery.delivery_id)
+    assert found is not None and found.status(clock()) is DeliveryStatus.PENDING
+    clock.now += timedelta(milliseconds=1)
+    assert found.status(clock()) is DeliveryStatus.DELIVERED
+    assert found.failure_reason(clock()) == ""
+    assert gateway.delivery("dlv-unknown") is None
+
+
+def test_an_injected_delivery_failure_is_reported_failed_and_stays_so() -> None:
+    from orderline_simulators.gateway.domain import UNREACHABLE, DeliveryStatus
+
+    gateway, clock = _reporting_gateway(Faults(delivery_failure_rate=1.0))
+    sent = gateway.send(validate("k", Channel.VOICE, PHONE, "en", "hi"))
+    assert sent.delivery.status(clock()) is DeliveryStatus.FAILED
+    assert sent.delivery.failure_reason(clock()) == UNREACHABLE
+    # A repeat of the key is the same message: the same failed report, nothing new sent.
+    again = gateway.send(validate("k", Channel.VOICE, PHONE, "en", "hi"))
+    assert again.duplicate and again.delivery.status(clock()) is DeliveryStatus.FAILED
+    # A new key is a new message, delivered once the failures are switched off.
+    gateway.configure(0.0, 0, delivery_failure_rate=0.0)
+    other = gateway.send(validate("k2", Channel.SMS, PHONE, "en", "hi"))
+    assert other.delivery.status(clock()) is DeliveryStatus.DELIVERED
+
+
+def test_configure_keeps_the_delivery_faults_it_is_not_given() -> None:
+    gateway, _ = _reporting_gateway(Faults(delivery_failure_rate=0.5, report_delay_ms=300))
+    faults = gateway.configure(1.0, 0)
+    assert (faults.failure_rate, faults.delivery_failure_rate, faults.report_delay_ms) == (
+        1.0,
+        0.5,
+        300,
+    )
+    with pytest.raises(InvalidArgument) as exc:
+        gateway.configure(0.0, 0, delivery_failure_rate=1.5)
+    assert exc.value.field == "delivery_failure_rate"
+    with pytest.raises(InvalidArgument) as exc:
+        gateway.configure(0.0, 0, report_delay_ms=-1)
+    assert exc.value.field == "report_delay_ms"

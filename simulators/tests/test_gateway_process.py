@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -144,3 +145,48 @@ async def test_faults_from_environment(spawn: Any) -> None:
             await stub(channel).SendNotification(sms("env"))
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
         assert time.monotonic() - start >= 0.2
+
+
+async def test_delivery_reports_over_grpc(spawn: Any) -> None:
+    sim = await spawn(
+        "orderline_simulators.gateway",
+        {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_GATEWAY_REPORT_DELAY_MS": "300"},
+    )
+    async with grpc.aio.insecure_channel(sim.address) as channel:
+        api = stub(channel)
+        sent = await api.SendNotification(sms("report-1"))
+        assert sent.status == gateway_pb2.DELIVERY_STATUS_PENDING
+
+        async def report(delivery_id: str) -> gateway_pb2.Delivery:
+            for _ in range(100):
+                reply = await api.GetDelivery(
+                    gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)
+                )
+                if reply.delivery.status != gateway_pb2.DELIVERY_STATUS_PENDING:
+                    return reply.delivery
+                await asyncio.sleep(0.05)
+            raise AssertionError("no delivery report")
+
+        delivered = await report(sent.delivery_id)
+        assert delivered.status == gateway_pb2.DELIVERY_STATUS_DELIVERED
+        assert delivered.HasField("reported_at") and not delivered.failure_reason
+
+        # Every delivery fails from now on; the send itself still succeeds.
+        await api.ConfigureFaults(
+            gateway_pb2.ConfigureFaultsRequest(delivery_failure_rate=1.0, report_delay_ms=0)
+        )
+        failed = await api.SendNotification(sms("report-2"))
+        assert failed.status == gateway_pb2.DELIVERY_STATUS_FAILED
+        got = await report(failed.delivery_id)
+        assert (got.status, got.failure_reason) == (
+            gateway_pb2.DELIVERY_STATUS_FAILED,
+            "UNREACHABLE",
+        )
+
+        for bad, code in (
+            ("", grpc.StatusCode.INVALID_ARGUMENT),
+            ("dlv-nope", grpc.StatusCode.NOT_FOUND),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await api.GetDelivery(gateway_pb2.GetDeliveryRequest(delivery_id=bad))
+            assert exc.value.code() == code

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import grpc
 
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from orderline_simulators.common.errors import DomainError, InvalidArgument, Unavailable
+from orderline_simulators.common.errors import DomainError, InvalidArgument, NotFound, Unavailable
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
-from orderline_simulators.gateway.domain import Channel, Delivery, Gateway, mask_phone, validate
+from orderline_simulators.gateway.domain import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Gateway,
+    mask_phone,
+    validate,
+)
 
 log = get_logger("notification-gateway")
 
@@ -33,8 +41,16 @@ def channel_to_proto(channel: Channel) -> gateway_pb2.Channel.ValueType:
     return gateway_pb2.Channel.Value(_CHANNEL_PREFIX + channel.name)
 
 
-def delivery_to_proto(delivery: Delivery) -> gateway_pb2.Delivery:
+_STATUSES = {
+    DeliveryStatus.PENDING: gateway_pb2.DELIVERY_STATUS_PENDING,
+    DeliveryStatus.DELIVERED: gateway_pb2.DELIVERY_STATUS_DELIVERED,
+    DeliveryStatus.FAILED: gateway_pb2.DELIVERY_STATUS_FAILED,
+}
+
+
+def delivery_to_proto(delivery: Delivery, now: datetime) -> gateway_pb2.Delivery:
     n = delivery.notification
+    status = delivery.status(now)
     message = gateway_pb2.Delivery(
         delivery_id=delivery.delivery_id,
         idempotency_key=n.idempotency_key,
@@ -43,8 +59,12 @@ def delivery_to_proto(delivery: Delivery) -> gateway_pb2.Delivery:
         locale=n.locale,
         text=n.text,
         attempts=delivery.attempts,
+        status=_STATUSES[status],
+        failure_reason=delivery.failure_reason(now),
     )
     message.delivered_at.FromDatetime(delivery.delivered_at)
+    if status is not DeliveryStatus.PENDING and delivery.reported_at is not None:
+        message.reported_at.FromDatetime(delivery.reported_at)
     return message
 
 
@@ -91,22 +111,61 @@ class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer
             attempts=delivery.attempts,
         )
         return gateway_pb2.SendNotificationResponse(
-            delivery_id=delivery.delivery_id, duplicate=result.duplicate
+            delivery_id=delivery.delivery_id,
+            duplicate=result.duplicate,
+            status=_STATUSES[delivery.status(self.gateway.now())],
         )
 
     async def ListDeliveries(
         self, request: gateway_pb2.ListDeliveriesRequest, context: Context
     ) -> gateway_pb2.ListDeliveriesResponse:
+        now = self.gateway.now()
         return gateway_pb2.ListDeliveriesResponse(
-            deliveries=[delivery_to_proto(d) for d in self.gateway.deliveries()]
+            deliveries=[delivery_to_proto(d, now) for d in self.gateway.deliveries()]
         )
+
+    async def GetDelivery(
+        self, request: gateway_pb2.GetDeliveryRequest, context: Context
+    ) -> gateway_pb2.GetDeliveryResponse:
+        try:
+            if not request.delivery_id.strip():
+                raise InvalidArgument("delivery_id", "required")
+            delivery = self.gateway.delivery(request.delivery_id)
+            if delivery is None:
+                raise NotFound("delivery", request.delivery_id)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        now = self.gateway.now()
+        status = delivery.status(now)
+        if status is not DeliveryStatus.PENDING:
+            log.info(
+                "delivery report",
+                delivery_id=delivery.delivery_id,
+                idempotency_key=delivery.notification.idempotency_key,
+                status=status.value,
+                to=mask_phone(delivery.notification.to),
+            )
+        return gateway_pb2.GetDeliveryResponse(delivery=delivery_to_proto(delivery, now))
 
     async def ConfigureFaults(
         self, request: gateway_pb2.ConfigureFaultsRequest, context: Context
     ) -> gateway_pb2.ConfigureFaultsResponse:
         try:
-            faults = self.gateway.configure(request.failure_rate, request.delay_ms)
+            faults = self.gateway.configure(
+                request.failure_rate,
+                request.delay_ms,
+                request.delivery_failure_rate
+                if request.HasField("delivery_failure_rate")
+                else None,
+                request.report_delay_ms if request.HasField("report_delay_ms") else None,
+            )
         except DomainError as exc:
             await abort_with(context, exc)
-        log.warning("faults configured", failure_rate=faults.failure_rate, delay_ms=faults.delay_ms)
+        log.warning(
+            "faults configured",
+            failure_rate=faults.failure_rate,
+            delay_ms=faults.delay_ms,
+            delivery_failure_rate=faults.delivery_failure_rate,
+            report_delay_ms=faults.report_delay_ms,
+        )
         return gateway_pb2.ConfigureFaultsResponse()

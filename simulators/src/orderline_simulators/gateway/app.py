@@ -20,7 +20,12 @@ SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["NotificationGatewayServi
 
 def build_spec(settings: GatewaySettings) -> ServerSpec:
     gateway = Gateway(
-        Faults(settings.gateway_failure_rate, settings.gateway_delay_ms),
+        Faults(
+            settings.gateway_failure_rate,
+            settings.gateway_delay_ms,
+            settings.gateway_delivery_failure_rate,
+            settings.gateway_report_delay_ms,
+        ),
         rng=random.Random(settings.gateway_seed),
     )
     api = NotificationGatewayApi(gateway)
@@ -32,6 +37,8 @@ def build_spec(settings: GatewaySettings) -> ServerSpec:
         "gateway created",
         failure_rate=settings.gateway_failure_rate,
         delay_ms=settings.gateway_delay_ms,
+        delivery_failure_rate=settings.gateway_delivery_failure_rate,
+        report_delay_ms=settings.gateway_report_delay_ms,
     )
     return ServerSpec(
         name="notification-gateway",

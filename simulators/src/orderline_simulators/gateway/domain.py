@@ -5,6 +5,10 @@ Unavailable and count as attempts of their key), and is idempotent on ``idempote
 first successful send delivers and records a delivery id; a repeat returns the same delivery id
 with ``duplicate=True`` and delivers nothing. ``attempts`` counts every send tried for a key,
 failed ones and duplicates included.
+
+An accepted message gets its delivery report ``report_delay_ms`` after acceptance: PENDING
+until then, then DELIVERED, or FAILED (``UNREACHABLE``) for a ``delivery_failure_rate`` share
+of messages, decided when the message is accepted (so every read of the report agrees).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from orderline_simulators.common.errors import InvalidArgument, Unavailable
 
@@ -24,6 +28,16 @@ E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 """E.164: a plus, a country code not starting with 0, 7 to 15 digits in all."""
 MAX_TEXT_CHARS = 2000
 MAX_DELAY_MS = 600_000
+
+
+class DeliveryStatus(enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# The failure reason of an injected delivery failure.
+UNREACHABLE = "UNREACHABLE"
 
 
 class Channel(enum.Enum):
@@ -75,7 +89,19 @@ class Delivery:
     delivery_id: str
     notification: Notification
     attempts: int
+    # When the message was accepted.
     delivered_at: datetime
+    # When the delivery report comes, and whether it says FAILED (decided at acceptance).
+    reported_at: datetime | None = None
+    fails: bool = False
+
+    def status(self, now: datetime) -> DeliveryStatus:
+        if self.reported_at is None or now < self.reported_at:
+            return DeliveryStatus.PENDING
+        return DeliveryStatus.FAILED if self.fails else DeliveryStatus.DELIVERED
+
+    def failure_reason(self, now: datetime) -> str:
+        return UNREACHABLE if self.status(now) is DeliveryStatus.FAILED else ""
 
 
 @dataclass(frozen=True)
@@ -88,14 +114,28 @@ class SendResult:
 class Faults:
     failure_rate: float = 0.0
     delay_ms: int = 0
+    # Share of accepted messages whose delivery report is FAILED.
+    delivery_failure_rate: float = 0.0
+    # How long after acceptance the delivery report comes.
+    report_delay_ms: int = 0
 
 
-def check_faults(failure_rate: float, delay_ms: int) -> Faults:
-    if not (math.isfinite(failure_rate) and 0.0 <= failure_rate <= 1.0):
-        raise InvalidArgument("failure_rate", "must be between 0 and 1")
-    if not 0 <= delay_ms <= MAX_DELAY_MS:
-        raise InvalidArgument("delay_ms", f"must be between 0 and {MAX_DELAY_MS}")
-    return Faults(failure_rate, delay_ms)
+def check_faults(
+    failure_rate: float,
+    delay_ms: int,
+    delivery_failure_rate: float = 0.0,
+    report_delay_ms: int = 0,
+) -> Faults:
+    for name, rate in (
+        ("failure_rate", failure_rate),
+        ("delivery_failure_rate", delivery_failure_rate),
+    ):
+        if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+            raise InvalidArgument(name, "must be between 0 and 1")
+    for name, ms in (("delay_ms", delay_ms), ("report_delay_ms", report_delay_ms)):
+        if not 0 <= ms <= MAX_DELAY_MS:
+            raise InvalidArgument(name, f"must be between 0 and {MAX_DELAY_MS}")
+    return Faults(failure_rate, delay_ms, delivery_failure_rate, report_delay_ms)
 
 
 def _now() -> datetime:
@@ -121,10 +161,28 @@ class Gateway:
         self._new_id = new_id
         self._deliveries: dict[str, Delivery] = {}
         self._failed_attempts: dict[str, int] = {}
+        self._by_id: dict[str, Delivery] = {}
 
-    def configure(self, failure_rate: float, delay_ms: int) -> Faults:
-        self.faults = check_faults(failure_rate, delay_ms)
+    def configure(
+        self,
+        failure_rate: float,
+        delay_ms: int,
+        delivery_failure_rate: float | None = None,
+        report_delay_ms: int | None = None,
+    ) -> Faults:
+        """Sets the faults; the delivery ones left None keep their current values."""
+        self.faults = check_faults(
+            failure_rate,
+            delay_ms,
+            self.faults.delivery_failure_rate
+            if delivery_failure_rate is None
+            else delivery_failure_rate,
+            self.faults.report_delay_ms if report_delay_ms is None else report_delay_ms,
+        )
         return self.faults
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def send(self, notification: Notification) -> SendResult:
         """Delivers once per key; raises Unavailable for an injected failure."""
@@ -140,14 +198,24 @@ class Gateway:
         if delivered is not None:
             delivered.attempts += 1
             return SendResult(replace(delivered), duplicate=True)
+        now = self._clock()
+        rate = self.faults.delivery_failure_rate
         delivery = Delivery(
             delivery_id=self._new_id(),
             notification=notification,
             attempts=self._failed_attempts.pop(key, 0) + 1,
-            delivered_at=self._clock(),
+            delivered_at=now,
+            reported_at=now + timedelta(milliseconds=self.faults.report_delay_ms),
+            fails=rate > 0 and self._rng.random() < rate,
         )
         self._deliveries[key] = delivery
+        self._by_id[delivery.delivery_id] = delivery
         return SendResult(replace(delivery), duplicate=False)
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        """The accepted message with this id (its report by `Delivery.status`), or None."""
+        found = self._by_id.get(delivery_id)
+        return replace(found) if found is not None else None
 
     def attempts(self, idempotency_key: str) -> int:
         delivered = self._deliveries.get(idempotency_key)

@@ -15,6 +15,10 @@ class GatewaySettings(SimulatorSettings):
     gateway_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     # Delay before every send is answered, ms.
     gateway_delay_ms: int = Field(default=0, ge=0, le=MAX_DELAY_MS)
+    # Share of accepted messages whose delivery report is FAILED, 0..1.
+    gateway_delivery_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    # How long after acceptance the delivery report (DELIVERED / FAILED) comes, ms.
+    gateway_report_delay_ms: int = Field(default=200, ge=0, le=MAX_DELAY_MS)
     # Seed for reproducible failure injection (unset: random).
     gateway_seed: int | None = None
 

@@ -37,6 +37,31 @@ CHANNEL_SMS: Channel.ValueType  # 1
 CHANNEL_VOICE: Channel.ValueType  # 2
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
 
+class _DeliveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
+    """Accepted by the gateway; the carrier has not reported yet."""
+    DELIVERY_STATUS_DELIVERED: _DeliveryStatus.ValueType  # 2
+    """The handset received the SMS, or the customer answered the voice call."""
+    DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 3
+    """Not delivered (handset off or unreachable, call not answered): a new message is needed."""
+
+class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper): ...
+
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
+"""Accepted by the gateway; the carrier has not reported yet."""
+DELIVERY_STATUS_DELIVERED: DeliveryStatus.ValueType  # 2
+"""The handset received the SMS, or the customer answered the voice call."""
+DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
+"""Not delivered (handset off or unreachable, call not answered): a new message is needed."""
+Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
+
 @_typing.final
 class SendNotificationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -75,17 +100,21 @@ class SendNotificationResponse(_message.Message):
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     duplicate: _builtins.bool
+    status: Global___DeliveryStatus.ValueType
+    """The delivery report so far (PENDING until the report delay has passed)."""
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "duplicate", b"duplicate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "duplicate", b"duplicate", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,6 +132,9 @@ class Delivery(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     idempotency_key: _builtins.str
     channel: Global___Channel.ValueType
@@ -111,8 +143,17 @@ class Delivery(_message.Message):
     text: _builtins.str
     attempts: _builtins.int
     """Sends tried for this key, failed ones included."""
+    status: Global___DeliveryStatus.ValueType
+    failure_reason: _builtins.str
+    """Why it failed (UNREACHABLE for an injected delivery failure); empty otherwise."""
     @_builtins.property
-    def delivered_at(self) -> _timestamp_pb2.Timestamp: ...
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When the gateway accepted the message (the first successful send of the key)."""
+
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp:
+        """When the carrier reported DELIVERED or FAILED (unset while PENDING)."""
+
     def __init__(
         self,
         *,
@@ -124,14 +165,56 @@ class Delivery(_message.Message):
         text: _builtins.str = ...,
         attempts: _builtins.int = ...,
         delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+        failure_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "reported_at", b"reported_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "idempotency_key", b"idempotency_key", "locale", b"locale", "text", b"text", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "failure_reason", b"failure_reason", "idempotency_key", b"idempotency_key", "locale", b"locale", "reported_at", b"reported_at", "status", b"status", "text", b"text", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class GetDeliveryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryRequest: _TypeAlias = GetDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class GetDeliveryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___Delivery: ...
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryResponse: _TypeAlias = GetDeliveryResponse  # noqa: Y015
 
 @_typing.final
 class ListDeliveriesRequest(_message.Message):
@@ -174,20 +257,35 @@ class ConfigureFaultsRequest(_message.Message):
 
     FAILURE_RATE_FIELD_NUMBER: _builtins.int
     DELAY_MS_FIELD_NUMBER: _builtins.int
+    DELIVERY_FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    REPORT_DELAY_MS_FIELD_NUMBER: _builtins.int
     failure_rate: _builtins.float
     """0..1: share of sends that fail with UNAVAILABLE."""
     delay_ms: _builtins.int
+    delivery_failure_rate: _builtins.float
+    """0..1: share of accepted messages whose delivery report is FAILED (unset: unchanged)."""
+    report_delay_ms: _builtins.int
+    """0..600000: how long after acceptance the delivery report comes (unset: unchanged)."""
     def __init__(
         self,
         *,
         failure_rate: _builtins.float = ...,
         delay_ms: _builtins.int = ...,
+        delivery_failure_rate: _builtins.float | None = ...,
+        report_delay_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_delivery_failure_rate", b"_delivery_failure_rate", "_report_delay_ms", b"_report_delay_ms", "delivery_failure_rate", b"delivery_failure_rate", "report_delay_ms", b"report_delay_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay_ms", b"delay_ms", "failure_rate", b"failure_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delivery_failure_rate", b"_delivery_failure_rate", "_report_delay_ms", b"_report_delay_ms", "delay_ms", b"delay_ms", "delivery_failure_rate", b"delivery_failure_rate", "failure_rate", b"failure_rate", "report_delay_ms", b"report_delay_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__delivery_failure_rate: _TypeAlias = _typing.Literal["delivery_failure_rate"]  # noqa: Y015
+    _WhichOneofArgType__delivery_failure_rate: _TypeAlias = _typing.Literal["_delivery_failure_rate", b"_delivery_failure_rate"]  # noqa: Y015
+    _WhichOneofReturnType__report_delay_ms: _TypeAlias = _typing.Literal["report_delay_ms"]  # noqa: Y015
+    _WhichOneofArgType__report_delay_ms: _TypeAlias = _typing.Literal["_report_delay_ms", b"_report_delay_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delivery_failure_rate) -> _WhichOneofReturnType__delivery_failure_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__report_delay_ms) -> _WhichOneofReturnType__report_delay_ms | None: ...
 
 Global___ConfigureFaultsRequest: _TypeAlias = ConfigureFaultsRequest  # noqa: Y015
 

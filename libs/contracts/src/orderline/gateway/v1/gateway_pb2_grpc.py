@@ -45,6 +45,11 @@ class NotificationGatewayServiceStub:
                 request_serializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesRequest.SerializeToString,
                 response_deserializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.GetDelivery = channel.unary_unary(
+                '/orderline.gateway.v1.NotificationGatewayService/GetDelivery',
+                request_serializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryRequest.SerializeToString,
+                response_deserializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryResponse.FromString,
+                _registered_method=True)
         self.ConfigureFaults = channel.unary_unary(
                 '/orderline.gateway.v1.NotificationGatewayService/ConfigureFaults',
                 request_serializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.ConfigureFaultsRequest.SerializeToString,
@@ -69,8 +74,17 @@ class NotificationGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDelivery(self, request, context):
+        """The delivery report of one accepted message: PENDING until the carrier reports (after
+        the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
+        gateway never gave.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ConfigureFaults(self, request, context):
-        """Simulation control: fail or delay a share of sends.
+        """Simulation control: fail or delay a share of sends, fail a share of deliveries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +102,11 @@ def add_NotificationGatewayServiceServicer_to_server(servicer, server):
                     servicer.ListDeliveries,
                     request_deserializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesRequest.FromString,
                     response_serializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'GetDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDelivery,
+                    request_deserializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryRequest.FromString,
+                    response_serializer=orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryResponse.SerializeToString,
             ),
             'ConfigureFaults': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfigureFaults,
@@ -150,6 +169,33 @@ class NotificationGatewayService:
             '/orderline.gateway.v1.NotificationGatewayService/ListDeliveries',
             orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesRequest.SerializeToString,
             orderline_dot_gateway_dot_v1_dot_gateway__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.gateway.v1.NotificationGatewayService/GetDelivery',
+            orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryRequest.SerializeToString,
+            orderline_dot_gateway_dot_v1_dot_gateway__pb2.GetDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,8 +36,13 @@ class NotificationGatewayServiceStub:
     SendNotification: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.SendNotificationRequest, _gateway_pb2.SendNotificationResponse]
     """Idempotent on idempotency_key: a repeat returns the first delivery."""
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListDeliveriesRequest, _gateway_pb2.ListDeliveriesResponse]
+    GetDelivery: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetDeliveryRequest, _gateway_pb2.GetDeliveryResponse]
+    """The delivery report of one accepted message: PENDING until the carrier reports (after
+    the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
+    gateway never gave.
+    """
     ConfigureFaults: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ConfigureFaultsRequest, _gateway_pb2.ConfigureFaultsResponse]
-    """Simulation control: fail or delay a share of sends."""
+    """Simulation control: fail or delay a share of sends, fail a share of deliveries."""
 
 @_typing.type_check_only
 class NotificationGatewayServiceAsyncStub(NotificationGatewayServiceStub):
@@ -47,8 +52,13 @@ class NotificationGatewayServiceAsyncStub(NotificationGatewayServiceStub):
     SendNotification: _aio.UnaryUnaryMultiCallable[_gateway_pb2.SendNotificationRequest, _gateway_pb2.SendNotificationResponse]  # type: ignore[assignment]
     """Idempotent on idempotency_key: a repeat returns the first delivery."""
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListDeliveriesRequest, _gateway_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    GetDelivery: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetDeliveryRequest, _gateway_pb2.GetDeliveryResponse]  # type: ignore[assignment]
+    """The delivery report of one accepted message: PENDING until the carrier reports (after
+    the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
+    gateway never gave.
+    """
     ConfigureFaults: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ConfigureFaultsRequest, _gateway_pb2.ConfigureFaultsResponse]  # type: ignore[assignment]
-    """Simulation control: fail or delay a share of sends."""
+    """Simulation control: fail or delay a share of sends, fail a share of deliveries."""
 
 class NotificationGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     """NotificationGatewayService sends SMS and voice messages to customers."""
@@ -69,11 +79,22 @@ class NotificationGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.ListDeliveriesResponse, _abc.Awaitable[_gateway_pb2.ListDeliveriesResponse]]: ...
 
     @_abc_1.abstractmethod
+    def GetDelivery(
+        self,
+        request: _gateway_pb2.GetDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetDeliveryResponse, _abc.Awaitable[_gateway_pb2.GetDeliveryResponse]]:
+        """The delivery report of one accepted message: PENDING until the carrier reports (after
+        the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
+        gateway never gave.
+        """
+
+    @_abc_1.abstractmethod
     def ConfigureFaults(
         self,
         request: _gateway_pb2.ConfigureFaultsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ConfigureFaultsResponse, _abc.Awaitable[_gateway_pb2.ConfigureFaultsResponse]]:
-        """Simulation control: fail or delay a share of sends."""
+        """Simulation control: fail or delay a share of sends, fail a share of deliveries."""
 
 def add_NotificationGatewayServiceServicer_to_server(servicer: NotificationGatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
