@@ -171,6 +171,26 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             config_version=result.config_version,
         )
 
+    async def Reboot(
+        self, request: agent_pb2.RebootRequest, context: Context
+    ) -> agent_pb2.RebootResponse:
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.reboot(request.idempotency_key)
+        except DomainError as exc:
+            log.info("reboot refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.info(
+            "reboot replayed" if result.replayed else "device rebooted",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            reboots=result.reboots,
+            cleared=[c.value for c in result.cleared],
+            remaining=[c.value for c in result.remaining],
+        )
+        return convert.reboot(result)
+
     async def InjectFault(
         self, request: agent_pb2.InjectFaultRequest, context: Context
     ) -> agent_pb2.InjectFaultResponse:

@@ -7,7 +7,14 @@ from datetime import UTC
 from orderline.agent.v1 import agent_pb2
 from orderline.device.v1 import device_pb2
 from orderline_simulators.common.errors import InvalidArgument
-from orderline_simulators.fleet.domain import Counters, Device, HealthCategory, TestKind
+from orderline_simulators.fleet.domain import (
+    Counters,
+    Device,
+    HealthCategory,
+    RebootResult,
+    TestKind,
+    access_node_of,
+)
 from orderline_simulators.fleet.telemetry import TelemetrySample
 
 _CATEGORY_PREFIX = "HEALTH_CATEGORY_"
@@ -48,6 +55,8 @@ def device_info(device: Device) -> agent_pb2.DeviceInfo:
         faults=[category_to_proto(c) for c in device.sorted_faults()],
         defects=sorted(device.defects),
         service_active=device.service_active,
+        access_node_id=device.access_node,
+        reboots=device.reboots,
     )
 
 
@@ -56,6 +65,16 @@ def counters(value: Counters) -> agent_pb2.GetCountersResponse:
         applies_by_key=dict(value.applies_by_key),
         config_applies=value.config_applies,
         tests_run=value.tests_run,
+        reboots=value.reboots,
+    )
+
+
+def reboot(result: RebootResult) -> agent_pb2.RebootResponse:
+    return agent_pb2.RebootResponse(
+        replayed=result.replayed,
+        reboots=result.reboots,
+        cleared=[category_to_proto(c) for c in result.cleared],
+        remaining=[category_to_proto(c) for c in result.remaining],
     )
 
 
@@ -73,6 +92,7 @@ def sample_to_proto(sample: TelemetrySample) -> device_pb2.TelemetrySample:
         disk_pct=sample.disk_pct,
         temperature_c=sample.temperature_c,
         safety_ok=sample.safety_ok,
+        access_node_id=access_node_of(sample.device_id),
     )
     message.observed_at.FromDatetime(sample.observed_at)
     return message

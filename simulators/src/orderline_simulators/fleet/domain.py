@@ -17,6 +17,14 @@ unsigned firmware), and one that makes the device misreport (a broken temperatur
 
 ActivateService / DeactivateService switch the service on the network side, idempotent on the
 key like configuration changes.
+
+Devices are grouped by **access node** (the DSLAM or OLT port group their line hangs off):
+``CPE-0001`` … ``CPE-0010`` behind ``AN-01``, ``CPE-0011`` … ``CPE-0020`` behind ``AN-02``, and
+so on (``DEVICES_PER_ACCESS_NODE``). Telemetry and device info report it.
+
+Reboot restarts a device, idempotent on its key like the others. A restart clears the faults
+a restart can clear (``REBOOT_CLEARS``: a frozen display, unresponsive keys, starved
+resources); a failed protection, overheating, noise or vibration and a bad line stay.
 """
 
 from __future__ import annotations
@@ -203,11 +211,36 @@ def device_id_for(index: int) -> str:
     return f"CPE-{index:04d}"
 
 
+DEVICES_PER_ACCESS_NODE = 10
+"""How many devices hang off one access node."""
+
+
+def access_node_for(index: int) -> str:
+    """1 … 10 → ``AN-01``, 11 … 20 → ``AN-02``."""
+    return f"AN-{(index - 1) // DEVICES_PER_ACCESS_NODE + 1:02d}"
+
+
+def access_node_of(device_id: str) -> str:
+    """``CPE-0013`` → ``AN-02``; empty for an id not of the form ``CPE-NNNN``."""
+    prefix, _, number = device_id.partition("-")
+    if prefix != "CPE" or not number.isdigit() or int(number) < 1:
+        return ""
+    return access_node_for(int(number))
+
+
+REBOOT_CLEARS: frozenset[HealthCategory] = frozenset(
+    {HealthCategory.DISPLAY, HealthCategory.INPUT, HealthCategory.RESOURCES}
+)
+"""The faults a restart clears: software that hung or ran away. Never a failed protection
+(safety), overheating hardware, a mechanical fault or a bad line."""
+
+
 class Operation(enum.Enum):
     APPLY = "apply"
     ROLLBACK = "rollback"
     ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
+    REBOOT = "reboot"
 
 
 @dataclass(frozen=True)
@@ -250,10 +283,19 @@ class TestOutcome:
 
 
 @dataclass(frozen=True)
+class RebootResult:
+    replayed: bool
+    reboots: int
+    cleared: tuple[HealthCategory, ...]
+    remaining: tuple[HealthCategory, ...]
+
+
+@dataclass(frozen=True)
 class Counters:
     applies_by_key: Mapping[str, int]
     config_applies: int
     tests_run: int
+    reboots: int = 0
 
 
 @dataclass(frozen=True)
@@ -284,6 +326,8 @@ class Device:
     tests_run: int = 0
     service_active: bool = False
     activations: int = 0
+    access_node: str = ""
+    reboots: int = 0
 
     @property
     def settings(self) -> Mapping[str, str]:
@@ -400,6 +444,17 @@ class Device:
             return TestOutcome(kind, False, failing, f"{name} test failed: {causes}")
         return TestOutcome(kind, True, (), f"{name} test passed")
 
+    def reboot(self, idempotency_key: str) -> RebootResult:
+        """Restarts the device once per key; the restart clears the faults in REBOOT_CLEARS."""
+        entry = self._entry(idempotency_key, Operation.REBOOT)
+        if entry is not None:
+            return RebootResult(True, self.reboots, (), tuple(self.sorted_faults()))
+        self.reboots += 1
+        cleared = tuple(c for c in self.sorted_faults() if c in REBOOT_CLEARS)
+        self.faults.difference_update(cleared)
+        self.ledger[idempotency_key] = LedgerEntry(Operation.REBOOT, self.config_version)
+        return RebootResult(False, self.reboots, cleared, tuple(self.sorted_faults()))
+
     def inject_fault(self, category: HealthCategory) -> None:
         self.faults.add(category)
 
@@ -425,6 +480,7 @@ class Device:
             applies_by_key={k: e.applies for k, e in self.ledger.items()},
             config_applies=self.config_applies,
             tests_run=self.tests_run,
+            reboots=self.reboots,
         )
 
 
@@ -441,7 +497,14 @@ class Fleet:
         devices = []
         for index in range(1, count + 1):
             model = MODELS[(index - 1) % len(MODELS)]
-            devices.append(Device(device_id_for(index), model.model, model.firmware))
+            devices.append(
+                Device(
+                    device_id_for(index),
+                    model.model,
+                    model.firmware,
+                    access_node=access_node_for(index),
+                )
+            )
         return cls(devices)
 
     def __len__(self) -> int:
@@ -472,11 +535,12 @@ class Fleet:
     def counters(self) -> Counters:
         """Fleet-wide counters; keys are ``DEVICE_ID/idempotency_key``."""
         by_key: dict[str, int] = {}
-        applies = tests = 0
+        applies = tests = reboots = 0
         for device in self._devices.values():
             counters = device.counters()
             for key, count in counters.applies_by_key.items():
                 by_key[f"{device.device_id}/{key}"] = count
             applies += counters.config_applies
             tests += counters.tests_run
-        return Counters(by_key, applies, tests)
+            reboots += counters.reboots
+        return Counters(by_key, applies, tests, reboots)

@@ -54,12 +54,18 @@ class DeviceInfo(_message.Message):
     FAULTS_FIELD_NUMBER: _builtins.int
     DEFECTS_FIELD_NUMBER: _builtins.int
     SERVICE_ACTIVE_FIELD_NUMBER: _builtins.int
+    ACCESS_NODE_ID_FIELD_NUMBER: _builtins.int
+    REBOOTS_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     model: _builtins.str
     firmware: _builtins.str
     config_version: _builtins.int
     service_active: _builtins.bool
     """Whether the network side has the device's service switched on."""
+    access_node_id: _builtins.str
+    """The access node (DSLAM, OLT port group) the device's line hangs off, e.g. AN-01."""
+    reboots: _builtins.int
+    """How many times the device was restarted by Reboot."""
     @_builtins.property
     def faults(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]: ...
     @_builtins.property
@@ -76,10 +82,12 @@ class DeviceInfo(_message.Message):
         faults: _abc.Iterable[_device_pb2.HealthCategory.ValueType] | None = ...,
         defects: _abc.Iterable[_builtins.str] | None = ...,
         service_active: _builtins.bool = ...,
+        access_node_id: _builtins.str = ...,
+        reboots: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "defects", b"defects", "device_id", b"device_id", "faults", b"faults", "firmware", b"firmware", "model", b"model", "service_active", b"service_active"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "config_version", b"config_version", "defects", b"defects", "device_id", b"device_id", "faults", b"faults", "firmware", b"firmware", "model", b"model", "reboots", b"reboots", "service_active", b"service_active"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -430,6 +438,66 @@ class DeactivateServiceResponse(_message.Message):
 Global___DeactivateServiceResponse: _TypeAlias = DeactivateServiceResponse  # noqa: Y015
 
 @_typing.final
+class RebootRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebootRequest: _TypeAlias = RebootRequest  # noqa: Y015
+
+@_typing.final
+class RebootResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    REBOOTS_FIELD_NUMBER: _builtins.int
+    CLEARED_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when the key was seen before and the device was not restarted again."""
+    reboots: _builtins.int
+    """The device's restarts so far (this one included)."""
+    @_builtins.property
+    def cleared(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]:
+        """The faults the restart cleared (empty on a replay, or when none was of a kind a restart
+        clears).
+        """
+
+    @_builtins.property
+    def remaining(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]:
+        """The faults still present after it."""
+
+    def __init__(
+        self,
+        *,
+        replayed: _builtins.bool = ...,
+        reboots: _builtins.int = ...,
+        cleared: _abc.Iterable[_device_pb2.HealthCategory.ValueType] | None = ...,
+        remaining: _abc.Iterable[_device_pb2.HealthCategory.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cleared", b"cleared", "reboots", b"reboots", "remaining", b"remaining", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebootResponse: _TypeAlias = RebootResponse  # noqa: Y015
+
+@_typing.final
 class InjectFaultRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -560,8 +628,11 @@ class GetCountersResponse(_message.Message):
     APPLIES_BY_KEY_FIELD_NUMBER: _builtins.int
     CONFIG_APPLIES_FIELD_NUMBER: _builtins.int
     TESTS_RUN_FIELD_NUMBER: _builtins.int
+    REBOOTS_FIELD_NUMBER: _builtins.int
     config_applies: _builtins.int
     tests_run: _builtins.int
+    reboots: _builtins.int
+    """Restarts actually done by Reboot (a replayed key does not count)."""
     @_builtins.property
     def applies_by_key(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """How many times each idempotency key was actually applied (never more than 1 when correct)."""
@@ -572,10 +643,11 @@ class GetCountersResponse(_message.Message):
         applies_by_key: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         config_applies: _builtins.int = ...,
         tests_run: _builtins.int = ...,
+        reboots: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_by_key", b"applies_by_key", "config_applies", b"config_applies", "tests_run", b"tests_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_by_key", b"applies_by_key", "config_applies", b"config_applies", "reboots", b"reboots", "tests_run", b"tests_run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

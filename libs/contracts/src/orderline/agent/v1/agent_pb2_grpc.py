@@ -66,6 +66,11 @@ class DeviceAgentServiceStub:
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.SerializeToString,
                 response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.FromString,
                 _registered_method=True)
+        self.Reboot = channel.unary_unary(
+                '/orderline.agent.v1.DeviceAgentService/Reboot',
+                request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.SerializeToString,
+                response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.FromString,
+                _registered_method=True)
         self.InjectFault = channel.unary_unary(
                 '/orderline.agent.v1.DeviceAgentService/InjectFault',
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.InjectFaultRequest.SerializeToString,
@@ -129,6 +134,16 @@ class DeviceAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reboot(self, request, context):
+        """Restarts the device (first-line troubleshooting). Idempotent on idempotency_key: a repeat
+        returns the first result and does not restart the device again. A restart clears the
+        faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
+        failed protection, overheating, noise or vibration and a bad line stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def InjectFault(self, request, context):
         """Simulation controls.
         """
@@ -180,6 +195,11 @@ def add_DeviceAgentServiceServicer_to_server(servicer, server):
                     servicer.DeactivateService,
                     request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.FromString,
                     response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.SerializeToString,
+            ),
+            'Reboot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reboot,
+                    request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.FromString,
+                    response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.SerializeToString,
             ),
             'InjectFault': grpc.unary_unary_rpc_method_handler(
                     servicer.InjectFault,
@@ -361,6 +381,33 @@ class DeviceAgentService:
             '/orderline.agent.v1.DeviceAgentService/DeactivateService',
             orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceRequest.SerializeToString,
             orderline_dot_agent_dot_v1_dot_agent__pb2.DeactivateServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reboot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.agent.v1.DeviceAgentService/Reboot',
+            orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.SerializeToString,
+            orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.FromString,
             options,
             channel_credentials,
             insecure,

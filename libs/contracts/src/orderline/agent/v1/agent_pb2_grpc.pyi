@@ -48,6 +48,12 @@ class DeviceAgentServiceStub:
     (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
     """
     DeactivateService: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeactivateServiceRequest, _agent_pb2.DeactivateServiceResponse]
+    Reboot: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RebootRequest, _agent_pb2.RebootResponse]
+    """Restarts the device (first-line troubleshooting). Idempotent on idempotency_key: a repeat
+    returns the first result and does not restart the device again. A restart clears the
+    faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
+    failed protection, overheating, noise or vibration and a bad line stay.
+    """
     InjectFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]
     """Simulation controls."""
     ClearFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]
@@ -73,6 +79,12 @@ class DeviceAgentServiceAsyncStub(DeviceAgentServiceStub):
     (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
     """
     DeactivateService: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeactivateServiceRequest, _agent_pb2.DeactivateServiceResponse]  # type: ignore[assignment]
+    Reboot: _aio.UnaryUnaryMultiCallable[_agent_pb2.RebootRequest, _agent_pb2.RebootResponse]  # type: ignore[assignment]
+    """Restarts the device (first-line troubleshooting). Idempotent on idempotency_key: a repeat
+    returns the first result and does not restart the device again. A restart clears the
+    faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
+    failed protection, overheating, noise or vibration and a bad line stay.
+    """
     InjectFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]  # type: ignore[assignment]
     """Simulation controls."""
     ClearFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]  # type: ignore[assignment]
@@ -131,6 +143,18 @@ class DeviceAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.DeactivateServiceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.DeactivateServiceResponse, _abc.Awaitable[_agent_pb2.DeactivateServiceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Reboot(
+        self,
+        request: _agent_pb2.RebootRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.RebootResponse, _abc.Awaitable[_agent_pb2.RebootResponse]]:
+        """Restarts the device (first-line troubleshooting). Idempotent on idempotency_key: a repeat
+        returns the first result and does not restart the device again. A restart clears the
+        faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
+        failed protection, overheating, noise or vibration and a bad line stay.
+        """
 
     @_abc_1.abstractmethod
     def InjectFault(

@@ -285,6 +285,7 @@ class TelemetrySample(_message.Message):
     DISK_PCT_FIELD_NUMBER: _builtins.int
     TEMPERATURE_C_FIELD_NUMBER: _builtins.int
     SAFETY_OK_FIELD_NUMBER: _builtins.int
+    ACCESS_NODE_ID_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     noise_db: _builtins.float
     vibration_mm_s: _builtins.float
@@ -297,6 +298,10 @@ class TelemetrySample(_message.Message):
     disk_pct: _builtins.float
     temperature_c: _builtins.float
     safety_ok: _builtins.bool
+    access_node_id: _builtins.str
+    """The access node the device's line hangs off (e.g. AN-01); empty when unknown. Lets
+    device-monitor correlate line alarms of many devices behind one node.
+    """
     @_builtins.property
     def observed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -315,10 +320,11 @@ class TelemetrySample(_message.Message):
         disk_pct: _builtins.float = ...,
         temperature_c: _builtins.float = ...,
         safety_ok: _builtins.bool = ...,
+        access_node_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_pct", b"cpu_pct", "device_id", b"device_id", "disk_pct", b"disk_pct", "display_ok", b"display_ok", "key_latency_ms", b"key_latency_ms", "line_error_rate", b"line_error_rate", "line_up", b"line_up", "memory_pct", b"memory_pct", "noise_db", b"noise_db", "observed_at", b"observed_at", "safety_ok", b"safety_ok", "temperature_c", b"temperature_c", "vibration_mm_s", b"vibration_mm_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "cpu_pct", b"cpu_pct", "device_id", b"device_id", "disk_pct", b"disk_pct", "display_ok", b"display_ok", "key_latency_ms", b"key_latency_ms", "line_error_rate", b"line_error_rate", "line_up", b"line_up", "memory_pct", b"memory_pct", "noise_db", b"noise_db", "observed_at", b"observed_at", "safety_ok", b"safety_ok", "temperature_c", b"temperature_c", "vibration_mm_s", b"vibration_mm_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -527,6 +533,7 @@ class Alarm(_message.Message):
     SUPPRESSED_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     RULES_VERSION_FIELD_NUMBER: _builtins.int
+    ALARMED_OBJECT_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     device_id: _builtins.str
     category: Global___HealthCategory.ValueType
@@ -549,6 +556,11 @@ class Alarm(_message.Message):
     suppressed: _builtins.bool
     """True while its root is open: counted under the root, not on its own."""
     rules_version: _builtins.str
+    alarmed_object_type: _builtins.str
+    """What the alarm is about (TMF642 alarmedObjectType): "device" (device_id names it) or
+    "accessNode" (device_id names the access node, e.g. AN-01: a site-level root whose
+    children are the line alarms of the devices behind it).
+    """
     @_builtins.property
     def raised_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -580,10 +592,11 @@ class Alarm(_message.Message):
         suppressed: _builtins.bool = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         rules_version: _builtins.str = ...,
+        alarmed_object_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "cleared_at", b"cleared_at", "raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "category", b"category", "clear_reason", b"clear_reason", "cleared_at", b"cleared_at", "cleared_by", b"cleared_by", "detail", b"detail", "device_id", b"device_id", "id", b"id", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause", "raised_at", b"raised_at", "repeat_count", b"repeat_count", "rules_version", b"rules_version", "state", b"state", "suppressed", b"suppressed", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "acknowledged_at", b"acknowledged_at", "acknowledged_by", b"acknowledged_by", "alarmed_object_type", b"alarmed_object_type", "category", b"category", "clear_reason", b"clear_reason", "cleared_at", b"cleared_at", "cleared_by", b"cleared_by", "detail", b"detail", "device_id", b"device_id", "id", b"id", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause", "raised_at", b"raised_at", "repeat_count", b"repeat_count", "rules_version", b"rules_version", "state", b"state", "suppressed", b"suppressed", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
