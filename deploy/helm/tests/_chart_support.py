@@ -213,6 +213,14 @@ SCENARIOS: dict[str, Values] = {
                     }
                 }
                 if svc == "provisioning"
+                else {
+                    "customerHashKey": {
+                        "existingSecret": "ext-hash-key",
+                        "key": "hmac",
+                        "keyId": "k7",
+                    }
+                }
+                if svc == "intake"
                 else {}
             )
             for svc in ("intake", "provisioning", "device-monitor", "archive", "reporting")
@@ -230,16 +238,22 @@ def _load_chart() -> helm.Chart:
     return helm.Chart.load(CHART_DIR)
 
 
-# The chart refuses to render provisioning without its voucher key's Secret. Renderings that
-# do not name one get this one; the tests of the key name theirs (or "" to see the refusal).
+# The chart refuses to render provisioning without its voucher key's Secret, and intake
+# without its customer hash key's (unless development tokens are allowed). Renderings that do
+# not name them get these; the tests of the keys name theirs (or "" to see the refusal).
 VOUCHER_KEY_SECRET = "orderline-voucher-key"
+CUSTOMER_HASH_KEY_SECRET = "orderline-customer-hash-key"
 
 
 def with_voucher_key(values: Values | None) -> Values:
-    """`values` with provisioning's voucher key Secret named, unless it names one already."""
+    """`values` with provisioning's voucher key Secret and intake's customer hash key Secret
+    named, unless they name them already."""
     merged = copy.deepcopy(values or {})
-    provisioning = merged.setdefault("services", {}).setdefault("provisioning", {})
+    services = merged.setdefault("services", {})
+    provisioning = services.setdefault("provisioning", {})
     provisioning.setdefault("voucherKey", {}).setdefault("existingSecret", VOUCHER_KEY_SECRET)
+    intake = services.setdefault("intake", {})
+    intake.setdefault("customerHashKey", {}).setdefault("existingSecret", CUSTOMER_HASH_KEY_SECRET)
     return merged
 
 

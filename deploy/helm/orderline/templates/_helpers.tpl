@@ -140,6 +140,9 @@ Takes a component context.
 {{- if and $auth.jwt.jwksUrl (not (and $auth.jwt.issuer $auth.jwt.audience)) -}}
 {{- fail (printf "services.%s: auth.jwt.jwksUrl needs auth.jwt.issuer and auth.jwt.audience: without them a token the provider issued for another application would be accepted" .name) -}}
 {{- end -}}
+{{- if and (eq .name "intake") (not .svc.customerHashKey.existingSecret) (not (and $auth.allowDevelopmentTokens (not (include "orderline.hasIdentity" .)))) -}}
+{{- fail "services.intake: keeps customers' phone and identity numbers searchable only by a keyed hash: set services.intake.customerHashKey.existingSecret to a Secret holding a random key of at least 32 bytes (`openssl rand -base64 48`) under customerHashKey.key" -}}
+{{- end -}}
 {{- if and (eq .name "provisioning") (not .svc.voucherKey.existingSecret) -}}
 {{- fail "services.provisioning: signs every activation voucher and issues none unsigned: set services.provisioning.voucherKey.existingSecret to a Secret holding an Ed25519 private key (PEM PKCS#8, from `openssl genpkey -algorithm ed25519`) under voucherKey.key" -}}
 {{- end -}}
@@ -294,6 +297,12 @@ carries no development-token setting at all. */}}
   value: /var/lib/orderline/archive/blobs
 {{- end }}
 {{- end }}
+{{- if and (eq .name "intake") $svc.customerHashKey.existingSecret }}
+- name: ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_FILE
+  value: /etc/orderline/intake/customer-hash.key
+- name: ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID
+  value: {{ $svc.customerHashKey.keyId | quote }}
+{{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
 - name: ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE
@@ -359,6 +368,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/provisioning
   readOnly: true
 {{- end }}
+{{- if and (eq .name "intake") .svc.customerHashKey.existingSecret }}
+- name: customer-hash-key
+  mountPath: /etc/orderline/intake
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes shared by the Deployment and the migration Job. */}}
@@ -401,6 +415,15 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ .svc.blobs.s3.secretAccessKeyKey }}
         path: secret-access-key
+{{- end }}
+{{- if and (eq .name "intake") .svc.customerHashKey.existingSecret }}
+- name: customer-hash-key
+  secret:
+    secretName: {{ .svc.customerHashKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.customerHashKey.key }}
+        path: customer-hash.key
 {{- end }}
 {{- if eq .name "provisioning" }}
 - name: voucher-key

@@ -177,11 +177,17 @@ def test_with_the_opt_in_a_service_serves_and_takes_development_tokens(
 def test_with_a_tokens_file_development_tokens_are_refused(
     opt_in: str, nats_server: Nats, tmp_path: Path
 ) -> None:
+    # Intake's own secret, as a deployment gives it (the development key comes only with the
+    # development opt-in).
+    hash_key = tmp_path / "customer-hash.key"
+    hash_key.write_bytes(os.urandom(48))
     env = clean_env(
         tmp_path,
         ORDERLINE_NATS_URL=nats_server.url,
         ORDERLINE_AUTH_TOKENS_FILE=str(tokens_file(tmp_path)),
         ORDERLINE_ALLOW_DEVELOPMENT_TOKENS=opt_in,
+        ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_FILE=str(hash_key),
+        ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID="test",
     )
     with serving_intake(env, tmp_path) as address:
         assert list_orders(address, "mgr-s3cret") == grpc.StatusCode.OK
