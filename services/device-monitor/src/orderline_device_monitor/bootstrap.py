@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orderline.device.v1 import device_pb2_grpc
+from orderline_device_monitor.adapters.agent import GrpcDeviceAgent
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.adapters.tables import metadata
 from orderline_device_monitor.api.health import DeviceHealthApi
@@ -85,13 +86,16 @@ def build(
     ingest = TelemetryIngest(service.uow, book, service.clock, rules)
     queries = DeviceHealthQueries(service.uow, book, service.clock, rules)
     ticket_desk = TicketDesk(service.uow, book, ingest.lock, service.clock, rules)
+    if agent is None:
+        address = settings.device_agent_address.strip()
+        agent = GrpcDeviceAgent(address, service.call_options) if address else NoRemoteReboot()
     escalator = Escalation(
         service.uow,
         book,
         ticket_desk,
         service.clock,
-        agent or NoRemoteReboot(),
-        escalation or EscalationPolicy(),
+        agent,
+        escalation or EscalationPolicy(recovery_window=rules.recovery_window),
     )
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,

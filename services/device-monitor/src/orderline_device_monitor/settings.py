@@ -15,3 +15,9 @@ class DeviceMonitorSettings(ServiceSettings):
     # each model's `heartbeat_interval_s` from the rules file applies (the default model: 10).
     # Env ORDERLINE_TELEMETRY_STALE_SECONDS.
     telemetry_stale_seconds: float = Field(default=10.0, gt=0)
+
+    # The device agents' endpoint ("host:port", DeviceAgentService: the fleet simulator or the
+    # CPE management) that first-line troubleshooting asks for a remote reboot. Empty: no
+    # remote reboot (each is recorded as tried with outcome UNAVAILABLE; the device is escalated
+    # when its recovery window has passed). Env ORDERLINE_DEVICE_AGENT_ADDRESS.
+    device_agent_address: str = ""

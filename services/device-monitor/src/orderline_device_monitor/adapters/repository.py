@@ -22,6 +22,7 @@ from orderline_device_monitor.adapters.tables import (
 from orderline_device_monitor.app.records import (
     ALARM_CLEARED,
     ALARM_RAISED,
+    DEVICE_OBJECT,
     AlarmFilter,
     AlarmRecord,
     AnomalyFilter,
@@ -78,6 +79,7 @@ def _alarm(row: Any) -> AlarmRecord:
         parent_alarm_id=row.parent_alarm_id,
         suppressed=row.suppressed,
         updated_at=row.updated_at,
+        alarmed_object_type=row.alarmed_object_type or DEVICE_OBJECT,
     )
 
 
@@ -185,6 +187,24 @@ class DeviceRepository:
             stmt = self._upsert(devices).on_conflict_do_nothing(index_elements=["device_id"])
             await self.session.execute(stmt, rows)
 
+    async def set_access_nodes(self, nodes: Mapping[str, str]) -> None:
+        """Records the access node each device's telemetry names (written when it changes)."""
+        for device_id, node_id in nodes.items():
+            await self.session.execute(
+                update(devices)
+                .where(devices.c.device_id == device_id)
+                .values(access_node_id=node_id or None)
+            )
+
+    async def access_nodes(self) -> dict[str, str]:
+        """Each known device's access node, for those that have one."""
+        rows = await self.session.execute(
+            select(devices.c.device_id, devices.c.access_node_id).where(
+                devices.c.access_node_id.is_not(None)
+            )
+        )
+        return {r.device_id: r.access_node_id for r in rows}
+
     async def mark_device_changed(self, device_id: str, at: datetime) -> None:
         await self.session.execute(
             update(devices).where(devices.c.device_id == device_id).values(last_change_at=at)
@@ -208,9 +228,11 @@ class DeviceRepository:
         probable_cause: str | None = None,
         is_root_cause: bool = False,
         parent_alarm_id: str | None = None,
+        alarmed_object_type: str | None = None,
     ) -> None:
         await self.session.execute(
             insert(alarms).values(
+                alarmed_object_type=alarmed_object_type,
                 id=alarm_id,
                 device_id=device_id,
                 category=category.value,

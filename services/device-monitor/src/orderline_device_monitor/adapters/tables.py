@@ -35,6 +35,8 @@ devices = Table(
     Column("device_id", String(64), primary_key=True),
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_change_at", UTCDateTime, nullable=True),
+    # Migration 0005: the access node the device's line hangs off, as its telemetry says.
+    Column("access_node_id", String(64), nullable=True),
 )
 
 # One alarm per (device, category) episode: RAISED when the category turns abnormal, CLEARED
@@ -68,6 +70,9 @@ alarms = Table(
     # True while its parent is open.
     Column("suppressed", Boolean, nullable=False, server_default=false()),
     Column("updated_at", UTCDateTime, nullable=True),
+    # Migration 0005: what the alarm is about; NULL a device, "accessNode" an access node
+    # (device_id then names the node; its children are its devices' line alarms).
+    Column("alarmed_object_type", String(20), nullable=True),
     Index("ix_alarms_device_id_id", "device_id", "id"),
     Index("ix_alarms_parent_alarm_id", "parent_alarm_id"),
     Index("ix_alarms_state_id", "state", "id"),

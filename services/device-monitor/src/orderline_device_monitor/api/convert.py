@@ -57,6 +57,7 @@ def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:
         disk_pct=sample.disk_pct,
         temperature_c=sample.temperature_c,
         safety_ok=sample.safety_ok,
+        access_node=sample.access_node_id,
     )
 
 
@@ -122,6 +123,7 @@ def alarm_to_proto(alarm: AlarmRecord) -> device_pb2.Alarm:
         parent_alarm_id=alarm.parent_alarm_id or "",
         suppressed=alarm.suppressed,
         rules_version=alarm.rules_version or "",
+        alarmed_object_type=alarm.alarmed_object_type,
     )
     msg.raised_at.FromDatetime(alarm.raised_at)
     if alarm.cleared_at is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
-from orderline_device_monitor.app import events
+from orderline_device_monitor.app import events, site
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.records import AlarmRecord
@@ -24,7 +24,13 @@ from orderline_device_monitor.domain.alarms import (
 )
 from orderline_device_monitor.domain.condition import Condition
 from orderline_device_monitor.domain.evaluator import align
-from orderline_device_monitor.domain.health import Category, ClearedAlarm, OpenAlarm, Severity
+from orderline_device_monitor.domain.health import (
+    Category,
+    ClearedAlarm,
+    DeviceState,
+    OpenAlarm,
+    Severity,
+)
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import FailedPrecondition, NotFound, PreconditionViolation
 from orderline_runtime.logs import get_logger
@@ -105,7 +111,12 @@ class AlarmDesk:
                     order_id=order_id,
                 )
                 after = None
-                if state is not None:
+                released: dict[str, DeviceState] = {}
+                if record.is_access_node:
+                    # An access node's alarm: its devices' line alarms stand on their own again.
+                    plan = site.release_all(self.book.site, record.id, released, self.book.get)
+                    await site.persist(uow, plan, rules_version=self.ingest.rules.version, now=now)
+                if state is not None and not record.is_access_node:
                     remaining = {
                         c: a for c, a in state.open_alarms.items() if a.alarm_id != alarm_id
                     }
@@ -157,5 +168,11 @@ class AlarmDesk:
                 record = await _get(uow, alarm_id)
             if after is not None:
                 self.book.put_all([after])
+            if record.is_access_node:
+                self.book.put_all(released.values())
+                if self.book.site.alarms.get(record.device_id) is not None and (
+                    self.book.site.alarms[record.device_id].alarm_id == record.id
+                ):
+                    del self.book.site.alarms[record.device_id]
         log.info("alarm cleared by hand", alarm_id=alarm_id, by=by, reason=reason)
         return record

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.records import AlarmRecord
+from orderline_device_monitor.app.site import SiteBook
 from orderline_device_monitor.domain.evaluator import align
 from orderline_device_monitor.domain.health import Category, DeviceState, OpenAlarm, Severity
 from orderline_device_monitor.domain.tickets import Ticket
@@ -31,6 +32,8 @@ class HealthBook:
         # The open maintenance ticket of each device that has one: the device is under
         # maintenance while it is here (changed only after the ticket's transaction commits).
         self.tickets: dict[str, Ticket] = {}
+        # Access nodes: each device's, and the open access-node alarms (app/site.py).
+        self.site = SiteBook()
         self.ready = asyncio.Event()
 
     def get(self, device_id: str) -> DeviceState | None:
@@ -51,18 +54,26 @@ class HealthBook:
         device_ids: Iterable[str],
         open_alarms: Iterable[AlarmRecord],
         open_tickets: Iterable[Ticket] = (),
+        access_nodes: Mapping[str, str] | None = None,
     ) -> None:
         """Replaces every device's open alarms and open ticket with the database's (a device is
         under maintenance while its ticket is open); keeps when it was seen."""
         self.tickets = {t.device_id: t for t in open_tickets}
+        records = list(open_alarms)
+        self.site.restore(access_nodes or {}, records)
+        node_alarms = self.site.alarm_ids()
         by_device: dict[str, dict[Category, OpenAlarm]] = {}
-        for alarm in open_alarms:
+        for alarm in records:
+            if alarm.is_access_node:
+                continue
+            parent = alarm.parent_alarm_id if alarm.suppressed else None
             by_device.setdefault(alarm.device_id, {})[alarm.category] = OpenAlarm(
                 alarm.id,
                 alarm.raised_at,
                 alarm.severity or _assumed_severity(alarm.category),
-                alarm.parent_alarm_id if alarm.suppressed else None,
+                parent,
                 alarm.repeat_count,
+                site_parent_id=parent if parent in node_alarms else None,
             )
         for device_id in {*device_ids, *by_device, *self._states, *self.tickets}:
             current = self._states.get(device_id) or DeviceState(device_id)
@@ -101,4 +112,5 @@ async def restore_from_database(uow: UnitOfWorkFactory[DeviceRepository], book: 
         device_ids = await tx.repos.known_devices()
         open_alarms = await tx.repos.open_alarms()
         open_tickets = await tx.repos.open_tickets()
-    book.restore(device_ids, open_alarms, open_tickets)
+        access_nodes = await tx.repos.access_nodes()
+    book.restore(device_ids, open_alarms, open_tickets, access_nodes)

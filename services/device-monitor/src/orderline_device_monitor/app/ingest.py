@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
-from orderline_device_monitor.app import events
+from orderline_device_monitor.app import events, site
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
 from orderline_device_monitor.app.tickets import open_ticket_in
 from orderline_device_monitor.domain import devices, work
@@ -147,10 +147,15 @@ class TelemetryIngest:
         changes: list[HealthChange] = []
         onsets: dict[str, _Onset] = {}
         flushes: list[_Capture] = []
+        nodes = self.book.site
+        # Devices whose telemetry names an access node the book does not have for them yet.
+        placed: dict[str, str] = {}
         for reading in readings:
             previous = states.get(reading.device_id) or self.book.get(reading.device_id)
             if previous is None:
                 first_seen.append(reading.device_id)
+            if reading.access_node and nodes.node_of.get(reading.device_id) != reading.access_node:
+                placed[reading.device_id] = reading.access_node
             recent = self._recent.get(reading.device_id)
             if recent is None:
                 recent = self._recent[reading.device_id] = deque(maxlen=SAMPLES_BEFORE)
@@ -182,15 +187,46 @@ class TelemetryIngest:
                         captures.append(_Capture(raised.alarm_id))
                 for cleared in seen.change.cleared:
                     flushes.extend(self._stop_gathering(reading.device_id, cleared.alarm.alarm_id))
-        if first_seen or changes or flushes:
+        site_plan = site.SitePlan()
+        before = {d: nodes.node_of.get(d) for d in placed}
+        for device_id, node_id in placed.items():
+            nodes.place(device_id, node_id)
+        if changes:
+            touched = {nodes.node_of[c.device_id] for c in changes if c.device_id in nodes.node_of}
+            site_plan = site.plan(
+                nodes,
+                touched,
+                states,
+                self.book.get,
+                self.rules.site,
+                new_alarm_id=self.new_alarm_id,
+                now=max(c.at for c in changes),
+            )
+        if first_seen or changes or flushes or placed:
             try:
                 maintenance = await self._persist(
-                    first_seen, changes, now, onsets=onsets, flushes=flushes, states=states
+                    first_seen,
+                    changes,
+                    now,
+                    onsets=onsets,
+                    flushes=flushes,
+                    states=states,
+                    placed=placed,
+                    site_plan=site_plan,
                 )
+                site.commit(nodes, site_plan)
                 for device_id, ticket in maintenance.items():
                     self.book.tickets[device_id] = ticket
                     states[device_id] = replace(states[device_id], under_maintenance=True)
-            except Conflict as exc:
+            except BaseException as exc:
+                for device_id, old_node in before.items():
+                    if old_node is None:
+                        nodes.members.get(placed[device_id], set()).discard(device_id)
+                        nodes.node_of.pop(device_id, None)
+                    else:
+                        nodes.place(device_id, old_node)
+                if not isinstance(exc, Conflict):
+                    raise
                 # Another writer (a second replica) opened an alarm this book did not know of:
                 # take the database's view and let the sender retry against it.
                 log.warning("open alarms changed under us; restoring from the database")
@@ -277,6 +313,8 @@ class TelemetryIngest:
         states: Mapping[str, DeviceState],
         onsets: Mapping[str, _Onset] | None = None,
         flushes: Sequence[_Capture] = (),
+        placed: Mapping[str, str] | None = None,
+        site_plan: site.SitePlan | None = None,
     ) -> dict[str, Ticket]:
         """Writes the batch's changes in one transaction; returns the tickets it opened (a
         safety failure's), by device, for the book once it commits."""
@@ -284,6 +322,8 @@ class TelemetryIngest:
         opened: dict[str, Ticket] = {}
         async with self.uow() as uow:
             await uow.repos.register_devices(first_seen, now)
+            if placed:
+                await uow.repos.set_access_nodes(placed)
             for capture in flushes:
                 await uow.repos.add_anomaly_samples(capture.alarm_id, capture.samples)
             for change in changes:
@@ -300,6 +340,10 @@ class TelemetryIngest:
                     )
                     if ticket is not None:
                         opened[change.device_id] = ticket
+            if site_plan:
+                # After the devices' own changes: a line alarm raised in this batch exists
+                # before it is put under its access node's alarm.
+                await site.persist(uow, site_plan, rules_version=self.rules.version, now=now)
         return opened
 
     async def _record(

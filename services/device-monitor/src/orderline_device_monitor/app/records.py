@@ -11,6 +11,9 @@ from typing import Any
 from orderline_device_monitor.domain.health import Category, Severity
 
 ALARM_RAISED = "RAISED"
+# What an alarm is about (TMF642 alarmedObjectType).
+DEVICE_OBJECT = "device"
+ACCESS_NODE_OBJECT = "accessNode"
 ALARM_CLEARED = "CLEARED"
 # TicketState.CLOSED's value, as stored (the open-ticket index names it).
 TICKET_CLOSED = "closed"
@@ -38,10 +41,15 @@ class AlarmRecord:
     parent_alarm_id: str | None = None
     suppressed: bool = False
     updated_at: datetime | None = None
+    alarmed_object_type: str = DEVICE_OBJECT
 
     @property
     def is_open(self) -> bool:
         return self.state == ALARM_RAISED
+
+    @property
+    def is_access_node(self) -> bool:
+        return self.alarmed_object_type == ACCESS_NODE_OBJECT
 
 
 @dataclass(frozen=True)

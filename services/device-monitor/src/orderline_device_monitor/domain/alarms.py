@@ -12,12 +12,16 @@ open, every other open alarm of the device is its **child** (suppressed: counted
 root, still listed and recorded). With two roots open, the one raised first is the root and
 the other its child. When the root clears, its children still open are released (they stand
 on their own again, keeping the record of their former parent).
+
+A device's line alarm may also be the child of an **access-node alarm** (site level,
+``domain/site.py``): ``OpenAlarm.site_parent_id``. A root of the device itself comes first;
+without one, the access-node alarm is the parent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orderline_device_monitor.domain.health import Category, OpenAlarm, Severity
 
@@ -69,15 +73,16 @@ def is_root(category: Category) -> bool:
 
 
 def correlate(open_alarms: Mapping[Category, OpenAlarm]) -> dict[str, str | None]:
-    """Each open alarm's parent (the device's root alarm), or None for a root or when no root
-    is open. The root is the open root alarm raised first (ties by id)."""
+    """Each open alarm's parent: the device's root alarm; without one (or for the root itself)
+    the access-node alarm it is a child of, if any; else None. The root is the open root alarm
+    raised first (ties by id)."""
     roots = sorted(
         (a for c, a in open_alarms.items() if is_root(c)),
         key=lambda a: (a.raised_at, a.alarm_id),
     )
     root = roots[0] if roots else None
     return {
-        a.alarm_id: (root.alarm_id if root is not None and a is not root else None)
+        a.alarm_id: (root.alarm_id if root is not None and a is not root else a.site_parent_id)
         for a in open_alarms.values()
     }
 
@@ -102,9 +107,7 @@ def recorrelate(
     for category, alarm in open_alarms.items():
         parent = parents[alarm.alarm_id]
         if parent != alarm.parent_id:
-            alarm = OpenAlarm(
-                alarm.alarm_id, alarm.raised_at, alarm.severity, parent, alarm.repeat_count
-            )
+            alarm = replace(alarm, parent_id=parent)
             moved.append(Correlated(category, alarm, parent))
         updated[category] = alarm
     return updated, tuple(moved)

@@ -14,7 +14,12 @@ Per device, while it has open alarms and no open ticket (an **episode**):
 - if the device has not recovered when the **recovery window** has passed since the episode's
   first alarm, a ticket opens (``NOT_RECOVERED``).
 
-Children of a root alarm count like the others: the episode is the device's, not an alarm's.
+Children of a device's root alarm count like the others: the episode is the device's, not an
+alarm's. Children of an access-node alarm do not (``domain/site.py``): while the node alarm
+stands, the node is the fault, and the device is not rebooted or ticketed for it; once
+released, the recovery window runs from their own raise.
+
+The recovery window comes from the rules file (``escalation.recovery_window_s``).
 """
 
 from __future__ import annotations
@@ -118,23 +123,26 @@ def decide(
     safety = state.open_alarms.get(Category.SAFETY)
     if safety is not None:
         return OpenTicket(SAFETY_FAILURE, Category.SAFETY, safety.alarm_id)
-    reachable = Category.COMMUNICATION not in state.open_alarms
+    # Children of a standing access-node alarm are the node's fault: not escalated on their
+    # own (no reboot, no ticket) while it stands (domain/site.py).
+    own = {c: a for c, a in state.open_alarms.items() if a.site_parent_id is None}
+    if not own:
+        return None
+    reachable = Category.COMMUNICATION not in own
     done = {t.action for t in tried}
     if reachable:
         wanted: dict[Action, list[Category]] = {}
-        for category in state.open_alarms:
+        for category in own:
             action = FIRST_LINE.get(category)
             if action is not None and action not in done:
                 wanted.setdefault(action, []).append(category)
         for action, categories in wanted.items():
             return TryAction(action, tuple(sorted(categories, key=lambda c: c.value)))
-    start = episode_start(state)
-    if start is not None and not_before is not None:
+    start = min(a.raised_at for a in own.values())
+    if not_before is not None:
         start = max(start, not_before)
-    if start is not None and now - start >= policy.recovery_window:
-        category, first = min(
-            state.open_alarms.items(), key=lambda item: (item[1].raised_at, item[1].alarm_id)
-        )
+    if now - start >= policy.recovery_window:
+        category, first = min(own.items(), key=lambda item: (item[1].raised_at, item[1].alarm_id))
         return OpenTicket(NOT_RECOVERED, category, first.alarm_id)
     return None
 

@@ -122,14 +122,16 @@ class Reading:
     disk_pct: float
     temperature_c: float
     safety_ok: bool
+    # The access node the device's line hangs off, as its telemetry says; empty: not said.
+    access_node: str = ""
 
     def values(self) -> dict[str, float | bool]:
-        """Every measured value by field name (no id, no time)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("device_id", "observed_at")
-        }
+        """Every measured value by field name (no id, no time, no access node)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOT_METRICS}
+
+
+NOT_METRICS = frozenset({"device_id", "observed_at", "access_node"})
+"""The fields of a Reading that are not measurements."""
 
 
 def reading_problems(reading: Reading) -> list[tuple[str, str]]:
@@ -138,6 +140,10 @@ def reading_problems(reading: Reading) -> list[tuple[str, str]]:
     problem = device_id_problem(reading.device_id)
     if problem:
         problems.append(("device_id", problem))
+    if reading.access_node:
+        node_problem = device_id_problem(reading.access_node)
+        if node_problem:
+            problems.append(("access_node_id", node_problem))
     for name, value in reading.values().items():
         if isinstance(value, float) and not math.isfinite(value):
             problems.append((name, "must be a finite number"))
@@ -166,6 +172,9 @@ class OpenAlarm:
     parent_id: str | None = None
     # How often the fault came back while this alarm stood.
     repeat_count: int = 0
+    # The open access-node alarm this (line) alarm is a child of (domain/site.py), if any. Its
+    # parent is that alarm unless a root of the device itself is open (it comes first).
+    site_parent_id: str | None = None
 
 
 @dataclass(frozen=True)

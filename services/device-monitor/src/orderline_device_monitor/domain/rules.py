@@ -21,7 +21,13 @@ from typing import Any
 
 import yaml
 
-from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading, Severity
+from orderline_device_monitor.domain.health import (
+    CATEGORY_ORDER,
+    NOT_METRICS,
+    Category,
+    Reading,
+    Severity,
+)
 
 DEFAULT_MODEL = "default"
 DEFAULT_FLAP_LOW_PCT = 5.0
@@ -38,7 +44,7 @@ _BOOLEAN_METRICS = frozenset({"display_ok", "line_up", "safety_ok"})
 _NUMERIC_METRICS = frozenset(
     name
     for name in Reading.__dataclass_fields__
-    if name not in ("device_id", "observed_at") and name not in _BOOLEAN_METRICS
+    if name not in NOT_METRICS and name not in _BOOLEAN_METRICS
 )
 
 
@@ -120,10 +126,40 @@ class ModelRules:
     categories: Mapping[Category, CategoryRule]
 
 
+DEFAULT_RECOVERY_WINDOW_S = 300.0
+DEFAULT_SITE_MIN_DEVICES = 3
+DEFAULT_SITE_MIN_SHARE_PCT = 50.0
+DEFAULT_SITE_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class SiteRule:
+    """Site-level root cause (``access_nodes:`` in the rules file, domain/site.py): an
+    access-node alarm rises when, within ``window``, line alarms rise on at least
+    ``min_devices`` devices behind one node, or on at least ``min_share_pct`` % of the node's
+    known devices (never fewer than two: one device alone is no site)."""
+
+    min_devices: int = DEFAULT_SITE_MIN_DEVICES
+    # 0: the share is not used.
+    min_share_pct: float = DEFAULT_SITE_MIN_SHARE_PCT
+    window: timedelta = timedelta(seconds=DEFAULT_SITE_WINDOW_S)
+
+    def threshold(self, node_devices: int) -> int:
+        """How many devices with a line alarm make a site fault, for a node of this size."""
+        wanted = self.min_devices
+        if self.min_share_pct > 0 and node_devices > 0:
+            wanted = min(wanted, math.ceil(node_devices * self.min_share_pct / 100 - 1e-9))
+        return max(2, wanted)
+
+
 @dataclass(frozen=True)
 class RuleSet:
     version: str
     models: Mapping[str, ModelRules]
+    # First-line troubleshooting: how long a device has to recover (after a remote reboot, or
+    # waiting) before a maintenance ticket opens (``escalation.recovery_window_s``).
+    recovery_window: timedelta = timedelta(seconds=DEFAULT_RECOVERY_WINDOW_S)
+    site: SiteRule = SiteRule()
 
     def for_model(self, model: str | None) -> ModelRules:
         return self.models.get(model or DEFAULT_MODEL) or self.models[DEFAULT_MODEL]
@@ -259,7 +295,7 @@ def parse_rules(text: str, source: str) -> RuleSet:
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise top.error("(yaml)", f"not valid YAML{line}") from None
     doc = _mapping(top, "(document)", raw)
-    _only(top, "", doc, {"version", "models"})
+    _only(top, "", doc, {"version", "models", "escalation", "access_nodes"})
     version = doc.get("version")
     if not isinstance(version, str) or not version.strip():
         raise top.error("version", "must be a non-empty string")
@@ -271,7 +307,43 @@ def parse_rules(text: str, source: str) -> RuleSet:
     for name, spec in models_raw.items():
         if name != DEFAULT_MODEL:
             models[str(name)] = _model(source, str(name), spec, default)
-    return RuleSet(version=version.strip(), models=models)
+    return RuleSet(
+        version=version.strip(),
+        models=models,
+        recovery_window=_escalation(source, doc.get("escalation", {})),
+        site=_site(source, doc.get("access_nodes", {})),
+    )
+
+
+def _escalation(source: str, raw: Any) -> timedelta:
+    where = _Where(source, "escalation")
+    spec = _mapping(where, "", raw)
+    _only(where, "", spec, {"recovery_window_s"})
+    seconds = _number(
+        where,
+        "recovery_window_s",
+        spec.get("recovery_window_s", DEFAULT_RECOVERY_WINDOW_S),
+        minimum=0,
+    )
+    return timedelta(seconds=seconds)
+
+
+def _site(source: str, raw: Any) -> SiteRule:
+    where = _Where(source, "access_nodes")
+    spec = _mapping(where, "", raw)
+    _only(where, "", spec, {"min_devices", "min_share_pct", "window_s"})
+    devices = spec.get("min_devices", DEFAULT_SITE_MIN_DEVICES)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 2:
+        raise where.error("min_devices", f"must be a whole number of at least 2, not {devices!r}")
+    share = _number(
+        where, "min_share_pct", spec.get("min_share_pct", DEFAULT_SITE_MIN_SHARE_PCT), minimum=0
+    )
+    if share > 100:
+        raise where.error("min_share_pct", f"must be at most 100, not {share:g}")
+    window = _number(where, "window_s", spec.get("window_s", DEFAULT_SITE_WINDOW_S))
+    if window <= 0:
+        raise where.error("window_s", "must be greater than 0")
+    return SiteRule(devices, share, timedelta(seconds=window))
 
 
 def _model(source: str, name: str, raw: Any, default: ModelRules | None) -> ModelRules:
@@ -311,6 +383,8 @@ def with_heartbeat_interval(rules: RuleSet, interval: timedelta) -> RuleSet:
             name: ModelRules(name, interval, model.categories)
             for name, model in rules.models.items()
         },
+        recovery_window=rules.recovery_window,
+        site=rules.site,
     )
 
 
