@@ -41,7 +41,18 @@ class Process:
                 stdout=log,
                 stderr=log,
             )
-        await wait_serving(f"127.0.0.1:{self.env['ORDERLINE_GRPC_PORT']}", within=30)
+        # A generous bound: a loaded machine (CI's two workers) can take long to import and
+        # migrate; a process that died is reported at once with its log instead.
+        serving = asyncio.ensure_future(
+            wait_serving(f"127.0.0.1:{self.env['ORDERLINE_GRPC_PORT']}", within=90)
+        )
+        exited = asyncio.ensure_future(self.proc.wait())
+        await asyncio.wait({serving, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            serving.cancel()
+            raise AssertionError(f"provisioning exited {exited.result()}: {self.log.read_text()}")
+        exited.cancel()
+        serving.result()
 
     async def stop(self, sig: int) -> None:
         assert self.proc is not None
