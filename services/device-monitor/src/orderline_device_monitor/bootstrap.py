@@ -95,7 +95,8 @@ def build(
         ticket_desk,
         service.clock,
         agent,
-        escalation or EscalationPolicy(recovery_window=rules.recovery_window),
+        escalation
+        or EscalationPolicy(recovery_window=rules.recovery_window, line_hold=rules.site.window),
     )
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,

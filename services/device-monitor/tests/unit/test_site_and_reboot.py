@@ -156,6 +156,18 @@ def test_children_of_a_node_alarm_are_not_escalated_on_their_own() -> None:
     )
 
 
+def test_a_line_alarm_waits_out_the_site_window_before_its_reboot() -> None:
+    held = EscalationPolicy(timedelta(minutes=5), line_hold=timedelta(seconds=60))
+    alarm = OpenAlarm("a1", T0, Severity.MAJOR)
+    assert decide(state(line=alarm), (), T0 + timedelta(seconds=59), held) is None
+    assert decide(state(line=alarm), (), T0 + timedelta(seconds=60), held) == TryAction(
+        Action.REBOOT, (Category.LINE,)
+    )
+    # Other categories are not held.
+    keys = OpenAlarm("a2", T0, Severity.MAJOR)
+    assert decide(state(input=keys), (), T0, held) == TryAction(Action.REBOOT, (Category.INPUT,))
+
+
 def test_a_device_with_a_site_child_and_a_fault_of_its_own_is_escalated_for_its_own() -> None:
     child = OpenAlarm("a1", T0, Severity.MAJOR, "n1", site_parent_id="n1")
     hot = OpenAlarm("a2", T0 + timedelta(seconds=5), Severity.MAJOR)

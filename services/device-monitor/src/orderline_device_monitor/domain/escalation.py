@@ -69,6 +69,9 @@ UNAVAILABLE = "UNAVAILABLE"
 @dataclass(frozen=True)
 class EscalationPolicy:
     recovery_window: timedelta = DEFAULT_RECOVERY_WINDOW
+    # How long a line alarm waits before its device is rebooted: the site window, so that an
+    # access node losing many lines is recognised first (its children are not rebooted).
+    line_hold: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,10 @@ def decide(
     done = {t.action for t in tried}
     if reachable:
         wanted: dict[Action, list[Category]] = {}
-        for category in own:
+        for category, alarm in own.items():
             action = FIRST_LINE.get(category)
+            if category is Category.LINE and now - alarm.raised_at < policy.line_hold:
+                continue  # perhaps the access node's fault: wait for the site window
             if action is not None and action not in done:
                 wanted.setdefault(action, []).append(category)
         for action, categories in wanted.items():
