@@ -113,6 +113,10 @@ BASE ?= e7223e2
 bench-statements: venv ## micro-benchmark: one SQLite statement via SQLAlchemy and via a plan
 	$(BIN)/python -m bench.statements
 
+.PHONY: bench-devices
+bench-devices: venv ## device-monitor: samples/s of one process, 10,000 devices; sample to device.abnormal p50/p99
+	$(BIN)/python -m bench.device_ingest $(BENCH_ARGS)
+
 .PHONY: bench-compare
 bench-compare: venv ## base (BASE=<rev>, default e7223e2) against this checkout, alternating runs
 	$(BIN)/python -m bench.compare --base $(BASE) $(BENCH_ARGS)
