@@ -87,6 +87,8 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "retry_initial_seconds": "a tuning knob with a safe default",
     "retry_max_seconds": "a tuning knob with a safe default",
     "sms_failures_before_voice": "a business rule with its documented default",
+    "notify_max_attempts": "a business rule with its documented default",
+    "notify_delivery_wait_seconds": "a tuning knob with a safe default",
     "worker_concurrency": "a tuning knob with a safe default",
     "worker_poll_seconds": "a tuning knob with a safe default",
     "job_lease_seconds": "a tuning knob with a safe default",

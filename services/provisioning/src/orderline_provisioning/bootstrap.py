@@ -17,6 +17,7 @@ from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.adapters.tables import metadata
 from orderline_provisioning.api.servicers import ProvisioningApi, VoucherApi
 from orderline_provisioning.app.certifications import Certifications
+from orderline_provisioning.app.confirmation import CustomerConfirmations
 from orderline_provisioning.app.device_events import DeviceEvents
 from orderline_provisioning.app.fallout import FalloutDesk
 from orderline_provisioning.app.handlers import OrderEvents
@@ -93,6 +94,8 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
             ),
             prechecks_wait=timedelta(seconds=settings.prechecks_wait_seconds),
             sms_failures_before_voice=settings.sms_failures_before_voice,
+            notify_max_attempts=settings.notify_max_attempts,
+            delivery_wait=timedelta(seconds=settings.notify_delivery_wait_seconds),
         ),
         signer=keys,
         clock=service.clock,
@@ -129,6 +132,7 @@ def build(settings: ProvisioningSettings | None = None) -> Service[JobRepository
             certifications,
             FalloutDesk(service.uow, runner, service.clock, on_runnable=worker.notify),
             service.clock,
+            CustomerConfirmations(service.uow, service.clock),
         ),
         "orderline.provisioning.v1.ProvisioningService",
     )

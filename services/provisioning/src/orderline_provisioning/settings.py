@@ -29,6 +29,12 @@ class ProvisioningSettings(ServiceSettings):
     retry_max_seconds: float = Field(default=30.0, gt=0)
     # SMS sends the gateway may fail before voice is tried.
     sms_failures_before_voice: int = Field(default=5, ge=0)
+    # Failed notify attempts (sends refused, messages undelivered) before the job goes to the
+    # clerk as CUSTOMER_NOT_REACHED (the fallout queue); never retried forever.
+    notify_max_attempts: int = Field(default=10, ge=1, le=1000)
+    # How long one message's delivery report is awaited (GetDelivery polled) before the
+    # message counts as undelivered.
+    notify_delivery_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Job worker: steps run at once, idle poll, and the lease a running step holds on its job.
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_poll_seconds: float = Field(default=1.0, gt=0)

@@ -230,8 +230,29 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
 @dataclass
 class FakeGateway(gateway_pb2_grpc.NotificationGatewayServiceServicer):
     fail_first: int = 0
+    # Accepted messages whose delivery report says FAILED (the first n).
+    undeliverable_first: int = 0
     sends: list[gateway_pb2.SendNotificationRequest] = field(default_factory=list)
     deliveries: dict[str, str] = field(default_factory=dict)
+    failed_deliveries: set[str] = field(default_factory=set)
+    reports_read: int = 0
+
+    async def GetDelivery(
+        self, request: gateway_pb2.GetDeliveryRequest, context: Any
+    ) -> gateway_pb2.GetDeliveryResponse:
+        self.reports_read += 1
+        if request.delivery_id not in self.deliveries.values():
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such delivery")
+        failed = request.delivery_id in self.failed_deliveries
+        return gateway_pb2.GetDeliveryResponse(
+            delivery=gateway_pb2.Delivery(
+                delivery_id=request.delivery_id,
+                status=gateway_pb2.DELIVERY_STATUS_FAILED
+                if failed
+                else gateway_pb2.DELIVERY_STATUS_DELIVERED,
+                failure_reason="UNREACHABLE" if failed else "",
+            )
+        )
 
     async def SendNotification(
         self, request: gateway_pb2.SendNotificationRequest, context: Any
@@ -246,6 +267,9 @@ class FakeGateway(gateway_pb2_grpc.NotificationGatewayServiceServicer):
                 delivery_id=self.deliveries[key], duplicate=True
             )
         self.deliveries[key] = f"DLV-{len(self.deliveries) + 1}"
+        if self.undeliverable_first > 0:
+            self.undeliverable_first -= 1
+            self.failed_deliveries.add(self.deliveries[key])
         return gateway_pb2.SendNotificationResponse(delivery_id=self.deliveries[key])
 
 
@@ -463,6 +487,8 @@ class Bus:
             "provisioning.cancellation_accepted": pe.CancellationAccepted,
             "provisioning.cancellation_completed": pe.CancellationCompleted,
             "provisioning.cancellation_declined": pe.CancellationDeclined,
+            "provisioning.activation_confirmed": pe.ActivationConfirmed,
+            "provisioning.feedback_recorded": pe.FeedbackRecorded,
         }
         info = await self.js.stream_info("PROVISIONING")
         events = []

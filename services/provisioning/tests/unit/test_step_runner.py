@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from orderline.events.v1 import provisioning_events_pb2 as ev
 from orderline_catalogue import load_catalogue
 from orderline_provisioning.app.ports import (
     Activation,
@@ -22,7 +23,7 @@ from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, Unknown
 from orderline_provisioning.domain.ed25519 import Ed25519Signer, trusted_keys
 from orderline_provisioning.domain.job import Job
 from orderline_provisioning.domain.judging import Reading
-from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.notification import Channel, DeliveryReport, DeliveryStatus
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.retry import RetryPolicy
 from orderline_provisioning.domain.steps import JobState, Step, TestKind
@@ -81,6 +82,11 @@ class FakePeers:
     info_calls: int = 0
     agent_rejects: bool = False
     gateway_failures: int = 0
+    # Accepted messages the gateway reports undelivered (the first n), and reports still
+    # pending (the first n reads).
+    undelivered: int = 0
+    pending_reads: int = 0
+    failed_ids: set[str] = field(default_factory=set)
     contact: CustomerContact = field(
         default_factory=lambda: CustomerContact("+8613800138000", "zh-CN")
     )
@@ -134,7 +140,19 @@ class FakePeers:
         if self.gateway_failures > 0:
             self.gateway_failures -= 1
             raise PeerUnavailable("GATEWAY", "UNAVAILABLE")
-        return "DLV-1"
+        delivery_id = f"DLV-{key}"
+        if self.undelivered > 0:
+            self.undelivered -= 1
+            self.failed_ids.add(delivery_id)
+        return delivery_id
+
+    async def delivery(self, delivery_id: str) -> DeliveryReport:
+        if self.pending_reads > 0:
+            self.pending_reads -= 1
+            return DeliveryReport(delivery_id, DeliveryStatus.PENDING)
+        if delivery_id in self.failed_ids:
+            return DeliveryReport(delivery_id, DeliveryStatus.FAILED, "UNREACHABLE")
+        return DeliveryReport(delivery_id, DeliveryStatus.DELIVERED)
 
 
 class Directory:
@@ -181,7 +199,7 @@ async def test_a_job_runs_every_step_and_completes() -> None:
     ]
     assert job.state is JobState.COMPLETED
     assert fake.applies == {"job-1:configure": 1}
-    assert job.voucher_id.startswith("AV-") and job.delivery_id == "DLV-1"
+    assert job.voucher_id.startswith("AV-") and job.delivery_id == "DLV-job-1:notify"
     assert fake.sends[0][0] == "job-1:notify" and job.voucher_id in fake.sends[0][3]
     # One voucher, signed, for this order, with what the job knew at activation.
     (voucher,) = vouchers
@@ -506,3 +524,80 @@ async def test_a_job_resumed_after_a_device_hold_asks_fitness_before_touching_th
     fake.fitness = None
     out = await runner.run(job)
     assert "provisioning.service_activated" in out.event_types
+
+
+# --- delivery reports, the customer's channel, the bound ----------------------------------------
+
+
+async def test_an_undelivered_message_is_sent_again_under_a_new_key() -> None:
+    fake, clock = FakePeers(undelivered=2, pending_reads=3), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    job.voucher_id = "AV-ABCDEFGHIJKL"
+    for _ in range(2):
+        out = await runner.run(job)
+        assert out.events == [] and job.reason == "NOTICE_NOT_DELIVERED"
+        assert "not delivered (UNREACHABLE)" in job.detail
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.customer_notified"]
+    assert [k for k, _, _, _ in fake.sends] == ["job-1:notify", "job-1:notify:1", "job-1:notify:2"]
+    assert (job.notify_failures, job.notify_undelivered) == (2, 2)
+    assert job.delivery_id == "DLV-job-1:notify:2" and job.state is JobState.COMPLETED
+
+
+async def test_a_customer_who_prefers_the_phone_gets_a_voice_call_first() -> None:
+    contact = CustomerContact("+8613800138000", "zh-CN", preferred_channel="phone")
+    fake, clock = FakePeers(contact=contact), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.customer_notified"]
+    assert fake.sends[0][1] is Channel.VOICE and job.channel == "voice"
+
+
+async def test_a_customer_never_reached_goes_to_the_clerk_after_the_bounded_attempts() -> None:
+    fake, clock = FakePeers(gateway_failures=3, undelivered=100), Clock()
+    peers = Peers(health=fake, agent=fake, customers=Directory(fake), gateway=fake)
+    policy = StepPolicy(
+        retry=RetryPolicy(initial_seconds=1, max_seconds=8, jitter=0),
+        sms_failures_before_voice=2,
+        notify_max_attempts=6,
+    )
+    runner = StepRunner(peers, policy, signer=SIGNER, clock=clock, entropy=lambda n: b"\x07" * n)
+    job = new_job(Step.NOTIFY)
+    for _ in range(5):
+        out = await runner.run(job)
+        assert out.events == [] and job.state is JobState.RUNNING
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.job_held"]
+    held = out.events[0]
+    assert (job.state, job.reason) == (JobState.HELD, "CUSTOMER_NOT_REACHED")
+    assert job.fallout_at == clock.now  # in the fallout queue, for the clerk
+    assert isinstance(held, ev.JobHeld)
+    assert (held.reason_code, held.attempts, held.channel) == ("CUSTOMER_NOT_REACHED", 6, "sms")
+    assert "customer not reached after 6 attempts (sms+voice)" in held.detail
+    # Refused sends repeat their key; undelivered messages never do.
+    assert [c for _, c, _, _ in fake.sends] == [
+        Channel.SMS, Channel.SMS, Channel.VOICE, Channel.SMS, Channel.VOICE, Channel.SMS,
+    ]  # fmt: skip
+    assert [k for k, _, _, _ in fake.sends] == [
+        "job-1:notify", "job-1:notify", "job-1:notify", "job-1:notify", "job-1:notify:1",
+        "job-1:notify:2",
+    ]  # fmt: skip
+    # Nothing more is tried: the job waits for a person.
+    assert not job.runnable
+
+
+async def test_a_termination_says_the_service_stopped_and_a_relocation_names_the_address() -> None:
+    fake, clock = FakePeers(), Clock()
+    runner = runner_for(fake, clock)
+    job = Job("job-1", "ord-1", "CPE-0001", "termination", "", "zh-CN", created_at=T0)
+    while job.step is not Step.NOTIFY:
+        job.advance(T0)
+    await runner.run(job)
+    assert "已停止服务" in fake.sends[-1][3] and "已开通" not in fake.sends[-1][3]
+
+    fake.contact = CustomerContact("+447700900123", "en", new_address="1 Zhongguancun St")
+    job = Job("job-2", "ord-2", "CPE-0002", "relocation", "300M", "en", created_at=T0)
+    while job.step is not Step.NOTIFY:
+        job.advance(T0)
+    await runner.run(job)
+    assert "now active at your new address, 1 Zhongguancun St" in fake.sends[-1][3]

@@ -104,6 +104,8 @@ RECORDED: tuple[type[Message], ...] = (
     provisioning_events_pb2.CancellationAccepted,
     provisioning_events_pb2.CancellationCompleted,
     provisioning_events_pb2.CancellationDeclined,
+    provisioning_events_pb2.ActivationConfirmed,
+    provisioning_events_pb2.FeedbackRecorded,
 )
 
 # The order events that can happen after an order completed (the follow-ups and their cases):

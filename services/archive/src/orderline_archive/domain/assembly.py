@@ -52,6 +52,8 @@ SECTIONS: Mapping[str, str] = {
     "provisioning.service_activated": "activation",
     "provisioning.voucher_issued": "voucher",
     "provisioning.customer_notified": "notifications",
+    "provisioning.activation_confirmed": "confirmation",
+    "provisioning.feedback_recorded": "confirmation",
     "order.follow_up_recorded": "follow_ups",
     "order.case_opened": "follow_ups",
     "order.case_closed": "follow_ups",

@@ -22,7 +22,7 @@ from orderline_provisioning.app.ports import (
 )
 from orderline_provisioning.domain.checklist import UNKNOWN, DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.judging import Reading
-from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.notification import Channel, DeliveryReport, DeliveryStatus
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.steps import TestKind
 from orderline_runtime.rpc.client import open_channel, traced_call
@@ -48,6 +48,15 @@ _TEST_KINDS = {
     TestKind.USER_INTERFACE: agent_pb2.TEST_KIND_USER_INTERFACE,
 }
 _CHANNELS = {Channel.SMS: gateway_pb2.CHANNEL_SMS, Channel.VOICE: gateway_pb2.CHANNEL_VOICE}
+_STATUSES = {
+    gateway_pb2.DELIVERY_STATUS_PENDING: DeliveryStatus.PENDING,
+    gateway_pb2.DELIVERY_STATUS_DELIVERED: DeliveryStatus.DELIVERED,
+    gateway_pb2.DELIVERY_STATUS_FAILED: DeliveryStatus.FAILED,
+}
+_PREFERENCES = {
+    order_pb2.CONTACT_CHANNEL_SMS: "sms",
+    order_pb2.CONTACT_CHANNEL_PHONE: "phone",
+}
 
 S = TypeVar("S")
 
@@ -206,8 +215,15 @@ class IntakeClient(_Client):
 
     async def contact(self, order_id: str) -> CustomerContact:
         resp = await self.call("GetOrder", order_pb2.GetOrderRequest(order_id=order_id))
-        customer = resp.order.customer
-        return CustomerContact(phone=customer.phone, locale=customer.locale, name=customer.name)
+        order = resp.order
+        customer = order.customer
+        return CustomerContact(
+            phone=customer.phone,
+            locale=customer.locale,
+            name=customer.name,
+            preferred_channel=_PREFERENCES.get(customer.preferred_channel, ""),
+            new_address=order.relocation.new_address if order.HasField("relocation") else "",
+        )
 
 
 class GatewayClient(_Client):
@@ -229,3 +245,14 @@ class GatewayClient(_Client):
             ),
         )
         return str(resp.delivery_id)
+
+    async def delivery(self, delivery_id: str) -> DeliveryReport:
+        resp = await self.call(
+            "GetDelivery", gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)
+        )
+        d = resp.delivery
+        return DeliveryReport(
+            d.delivery_id,
+            _STATUSES.get(d.status, DeliveryStatus.PENDING),
+            d.failure_reason,
+        )

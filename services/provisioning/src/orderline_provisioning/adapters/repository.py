@@ -12,7 +12,9 @@ from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_provisioning.adapters.tables import (
+    activation_confirmations,
     certifications,
+    customer_feedback,
     device_configs,
     device_health,
     device_reservations,
@@ -24,6 +26,7 @@ from orderline_provisioning.adapters.tables import (
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem
 from orderline_provisioning.domain.config import ConfigOperation, ConfigRecord
+from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.device_health import DeviceAlarm, DeviceWord
 from orderline_provisioning.domain.job import (
     DEVICE_HOLD_REASONS,
@@ -166,6 +169,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "step_attempts": job.step_attempts,
         "notify_failures": job.notify_failures,
+        "notify_undelivered": job.notify_undelivered,
         "delivery_id": job.delivery_id,
         "channel": job.channel,
         "updated_at": job.updated_at,
@@ -751,6 +755,54 @@ class JobRepository:
             key_id=row["key_id"] or "",
         )
 
+    # --- the customer's confirmation and feedback ----------------------------------------
+
+    async def confirmation(self, order_id: str) -> Confirmation | None:
+        stmt = select(activation_confirmations).where(
+            activation_confirmations.c.order_id == order_id
+        )
+        row = (await self.session.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        return Confirmation(
+            row["job_id"], row["order_id"], row["channel"], row["confirmed_by"],
+            row["confirmed_at"],
+        )  # fmt: skip
+
+    async def add_confirmation(self, c: Confirmation) -> None:
+        await self.session.execute(
+            insert(activation_confirmations).values(
+                order_id=c.order_id,
+                job_id=c.job_id,
+                channel=c.channel,
+                confirmed_by=c.confirmed_by,
+                confirmed_at=c.confirmed_at,
+            )
+        )
+
+    async def feedback(self, order_id: str) -> Feedback | None:
+        stmt = select(customer_feedback).where(customer_feedback.c.order_id == order_id)
+        row = (await self.session.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        return Feedback(
+            row["job_id"], row["order_id"], int(row["score"]), row["comment"], row["channel"],
+            row["recorded_by"], row["recorded_at"],
+        )  # fmt: skip
+
+    async def add_feedback(self, f: Feedback) -> None:
+        await self.session.execute(
+            insert(customer_feedback).values(
+                order_id=f.order_id,
+                job_id=f.job_id,
+                score=f.score,
+                comment=f.comment,
+                channel=f.channel,
+                recorded_by=f.recorded_by,
+                recorded_at=f.recorded_at,
+            )
+        )
+
     # --- helpers --------------------------------------------------------------------------
 
     async def _load(self, stmt: Any, key: str) -> Job | None:
@@ -820,6 +872,7 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         attempts=row["attempts"],
         step_attempts=row["step_attempts"],
         notify_failures=row["notify_failures"],
+        notify_undelivered=int(row.get("notify_undelivered") or 0),
         delivery_id=row["delivery_id"],
         channel=row["channel"],
         test_results=results,

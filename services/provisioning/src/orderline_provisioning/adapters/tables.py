@@ -84,6 +84,9 @@ jobs = Table(
     # Migration 0007: a job resumed after a device hold asks device-monitor's CheckFitness
     # before its next device step (domain/device_health.py).
     Column("recheck_fitness", Boolean, nullable=False, server_default=false()),
+    # Migration 0008: messages the gateway reported undelivered (each next one gets a new
+    # key; domain/notification.py).
+    Column("notify_undelivered", Integer, nullable=False, server_default="0"),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )
@@ -208,5 +211,30 @@ device_health = Table(
     Column("changed_at", UTCDateTime, nullable=True),
     Column("event_time", UTCDateTime, nullable=False),
     Column("event_id", String(36), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# The customer's confirmation that the service works, and their feedback, each recorded once
+# per order by the clerk after the call (domain/confirmation.py). (Migration 0008.)
+activation_confirmations = Table(
+    "activation_confirmations",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("job_id", String(36), ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("channel", String(16), nullable=False),
+    Column("confirmed_by", String(64), nullable=False),
+    Column("confirmed_at", UTCDateTime, nullable=False),
+)
+
+customer_feedback = Table(
+    "customer_feedback",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("job_id", String(36), ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("score", Integer, nullable=False),
+    # Phone numbers in it masked (domain/confirmation.py).
+    Column("comment", Text, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recorded_by", String(64), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
 )

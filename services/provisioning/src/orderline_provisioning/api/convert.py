@@ -13,6 +13,7 @@ from orderline_provisioning.domain import fallout
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
 from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.judging import texts as result_texts
 from orderline_provisioning.domain.steps import JobState
@@ -100,12 +101,44 @@ def config_change_to_proto(record: ConfigRecord) -> pb.ConfigChange:
     )
 
 
+CUSTOMER_CHANNELS = {
+    "call": pb.CUSTOMER_CHANNEL_CALL,
+    "sms": pb.CUSTOMER_CHANNEL_SMS,
+    "visit": pb.CUSTOMER_CHANNEL_VISIT,
+}
+CUSTOMER_CHANNELS_BY_PROTO = {v: k for k, v in CUSTOMER_CHANNELS.items()}
+
+
+def confirmation_to_proto(c: Confirmation) -> pb.ActivationConfirmation:
+    return pb.ActivationConfirmation(
+        job_id=c.job_id,
+        order_id=c.order_id,
+        channel=CUSTOMER_CHANNELS.get(c.channel, pb.CUSTOMER_CHANNEL_UNSPECIFIED),
+        confirmed_by=c.confirmed_by,
+        confirmed_at=_ts(c.confirmed_at),
+    )
+
+
+def feedback_to_proto(f: Feedback) -> pb.CustomerFeedback:
+    return pb.CustomerFeedback(
+        job_id=f.job_id,
+        order_id=f.order_id,
+        score=f.score,
+        comment=f.comment,
+        channel=CUSTOMER_CHANNELS.get(f.channel, pb.CUSTOMER_CHANNEL_UNSPECIFIED),
+        recorded_by=f.recorded_by,
+        recorded_at=_ts(f.recorded_at),
+    )
+
+
 def job_to_proto(
     job: Job,
     waiting_for_job_id: str = "",
     *,
     runs: Sequence[TestResult] = (),
     configs: Sequence[ConfigRecord] = (),
+    confirmation: Confirmation | None = None,
+    feedback: Feedback | None = None,
 ) -> pb.ProvisioningJob:
     msg = pb.ProvisioningJob(
         checklist=[checklist_item_to_proto(i, job.business_type) for i in job.checklist],
@@ -158,6 +191,10 @@ def job_to_proto(
                 activated_at=_ts(job.activated_at),
             )
         )
+    if confirmation is not None:
+        msg.confirmation.CopyFrom(confirmation_to_proto(confirmation))
+    if feedback is not None:
+        msg.feedback.CopyFrom(feedback_to_proto(feedback))
     return msg
 
 

@@ -9,17 +9,22 @@ from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
 from orderline_catalogue import load_catalogue
 from orderline_provisioning.api.convert import (
+    CUSTOMER_CHANNELS_BY_PROTO,
     STATES_BY_PROTO,
     certification_to_proto,
+    confirmation_to_proto,
     fallout_entry_to_proto,
+    feedback_to_proto,
     job_to_proto,
     voucher_to_proto,
 )
 from orderline_provisioning.app.certifications import Certifications
+from orderline_provisioning.app.confirmation import CustomerConfirmations
 from orderline_provisioning.app.fallout import FalloutDesk
 from orderline_provisioning.app.queries import JobQueries
 from orderline_provisioning.domain.attestation import MAX_ENVELOPE_BYTES
 from orderline_provisioning.domain.certification import PRINCIPAL
+from orderline_provisioning.domain.confirmation import feedback_violations
 from orderline_provisioning.domain.fallout import MAX_REASON_LENGTH as MAX_FALLOUT_REASON
 from orderline_provisioning.domain.steps import TEST_KINDS
 from orderline_provisioning.domain.voucher import is_voucher_id
@@ -41,11 +46,54 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
         certifications: Certifications,
         fallout: FalloutDesk,
         clock: Clock = system_clock,
+        confirmations: CustomerConfirmations | None = None,
     ) -> None:
         self.queries = queries
         self.certifications = certifications
         self.fallout = fallout
         self.clock = clock
+        self.confirmations = confirmations
+
+    # --- the customer's confirmation and feedback -----------------------------------------
+
+    def _desk(self) -> CustomerConfirmations:
+        if self.confirmations is None:
+            raise RuntimeError("ProvisioningApi built without CustomerConfirmations")
+        return self.confirmations
+
+    async def ConfirmActivation(
+        self, request: pb.ConfirmActivationRequest, context: Any
+    ) -> pb.ConfirmActivationResponse:
+        v = Violations()
+        _job_or_order(v, request.job_id, request.order_id)
+        channel = _customer_channel(v, request.channel)
+        v.raise_if_any()
+        record = await self._desk().confirm(
+            job_id=request.job_id,
+            order_id=request.order_id,
+            channel=channel,
+            by=current_principal().subject,
+        )
+        return pb.ConfirmActivationResponse(confirmation=confirmation_to_proto(record))
+
+    async def RecordFeedback(
+        self, request: pb.RecordFeedbackRequest, context: Any
+    ) -> pb.RecordFeedbackResponse:
+        v = Violations()
+        _job_or_order(v, request.job_id, request.order_id)
+        for name, description in feedback_violations(request.score, request.comment):
+            v.add(name, description)
+        channel = _customer_channel(v, request.channel)
+        v.raise_if_any()
+        record = await self._desk().record_feedback(
+            job_id=request.job_id,
+            order_id=request.order_id,
+            score=request.score,
+            comment=request.comment,
+            channel=channel,
+            by=current_principal().subject,
+        )
+        return pb.RecordFeedbackResponse(feedback=feedback_to_proto(record))
 
     # --- the fallout queue ----------------------------------------------------------------
 
@@ -129,10 +177,19 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(getattr(request, name)) > MAX_ID_LENGTH:
                 v.add(name, f"at most {MAX_ID_LENGTH} characters")
         v.raise_if_any()
-        job, waiting_for, runs, configs = await self.queries.job_with_history(
+        job, waiting_for, runs, configs, confirmation, feedback = await self.queries.job_in_full(
             job_id=request.job_id, order_id=request.order_id
         )
-        return pb.GetJobResponse(job=job_to_proto(job, waiting_for, runs=runs, configs=configs))
+        return pb.GetJobResponse(
+            job=job_to_proto(
+                job,
+                waiting_for,
+                runs=runs,
+                configs=configs,
+                confirmation=confirmation,
+                feedback=feedback,
+            )
+        )
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
         v = Violations()
@@ -212,6 +269,24 @@ def _job_id_violation(v: Violations, job_id: str) -> None:
         v.add("job_id", "required")
     elif len(job_id) > MAX_ID_LENGTH:
         v.add("job_id", f"at most {MAX_ID_LENGTH} characters")
+
+
+def _job_or_order(v: Violations, job_id: str, order_id: str) -> None:
+    if job_id and order_id:
+        v.add("order_id", "give either job_id or order_id, not both")
+    elif not job_id and not order_id:
+        v.add("order_id", "required: give order_id or job_id")
+    for name, value in (("job_id", job_id), ("order_id", order_id)):
+        if len(value) > MAX_ID_LENGTH:
+            v.add(name, f"at most {MAX_ID_LENGTH} characters")
+
+
+def _customer_channel(v: Violations, value: int) -> str:
+    channel: str | None = CUSTOMER_CHANNELS_BY_PROTO.get(value)  # type: ignore[call-overload]
+    if channel is None:
+        v.add("channel", "required: call, sms or visit (how the customer was heard)")
+        return ""
+    return channel
 
 
 def _check_job_id(job_id: str) -> None:

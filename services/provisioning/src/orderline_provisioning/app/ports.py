@@ -9,7 +9,7 @@ from typing import Protocol
 
 from orderline_provisioning.domain.checklist import DeviceInfo, UnknownDevice
 from orderline_provisioning.domain.judging import Reading
-from orderline_provisioning.domain.notification import Channel
+from orderline_provisioning.domain.notification import Channel, DeliveryReport
 from orderline_provisioning.domain.prechecks import Fitness
 from orderline_provisioning.domain.steps import TestKind
 
@@ -40,6 +40,10 @@ class CustomerContact:
     locale: str
     # Only ever stored masked (in the voucher); the phone is used to notify.
     name: str = ""
+    # How the customer wants to be reached: sms or phone (intake's preferred_channel).
+    preferred_channel: str = ""
+    # A relocation's new address (named in the notice; never stored).
+    new_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,10 @@ class CustomerDirectory(Protocol):
 class Gateway(Protocol):
     async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
         """Returns the delivery id."""
+        ...
+
+    async def delivery(self, delivery_id: str) -> DeliveryReport:
+        """The delivery report so far (GetDelivery): pending, delivered or failed."""
         ...
 
 

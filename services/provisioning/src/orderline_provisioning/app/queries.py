@@ -8,6 +8,7 @@ from typing import Protocol
 from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.domain.attestation import Verdict, VerificationKey, verify_envelope
 from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
@@ -46,6 +47,15 @@ class JobQueries:
         self, *, job_id: str = "", order_id: str = ""
     ) -> tuple[Job, str, list[TestResult], list[ConfigRecord]]:
         """The job as `job` gives it, with every test round and configuration change."""
+        job, waiting, runs, configs, _, _ = await self.job_in_full(job_id=job_id, order_id=order_id)
+        return job, waiting, runs, configs
+
+    async def job_in_full(
+        self, *, job_id: str = "", order_id: str = ""
+    ) -> tuple[
+        Job, str, list[TestResult], list[ConfigRecord], Confirmation | None, Feedback | None
+    ]:
+        """As `job_with_history`, with the customer's confirmation and feedback."""
         async with self.uow(read_only=True) as uow:
             if job_id:
                 job = await uow.repos.get(job_id)
@@ -56,7 +66,9 @@ class JobQueries:
             waiting = await uow.repos.waiting_for([job])
             runs = await uow.repos.test_runs_of(job.id)
             configs = await uow.repos.configs_of_job(job.id)
-        return job, waiting.get(job.id, ""), runs, configs
+            confirmation = await uow.repos.confirmation(job.order_id)
+            feedback = await uow.repos.feedback(job.order_id)
+        return job, waiting.get(job.id, ""), runs, configs, confirmation, feedback
 
     async def jobs(
         self, *, state: JobState | None, after_id: str, limit: int

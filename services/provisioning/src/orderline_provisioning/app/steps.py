@@ -8,6 +8,7 @@ idempotency keys make the repeat harmless.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 from collections.abc import Callable, Mapping
@@ -41,9 +42,18 @@ from orderline_provisioning.domain.device_health import needs_fitness
 from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
 from orderline_provisioning.domain.judging import judge, next_adjustment
 from orderline_provisioning.domain.notification import (
+    CUSTOMER_NOT_REACHED,
+    MAX_NOTIFY_ATTEMPTS,
     SMS_FAILURES_BEFORE_VOICE,
-    activation_message,
+    Channel,
+    DeliveryReport,
+    DeliveryStatus,
+    attempts_left,
     channel_for,
+    customer_message,
+    not_reached_detail,
+    notify_key,
+    preferred_channel,
 )
 from orderline_provisioning.domain.prechecks import Fitness, Verdict, decide_prechecks
 from orderline_provisioning.domain.retry import RetryPolicy
@@ -131,6 +141,12 @@ class StepPolicy:
     # How long prechecks wait for a device without telemetry or an unreachable device-monitor.
     prechecks_wait: timedelta = timedelta(seconds=60)
     sms_failures_before_voice: int = SMS_FAILURES_BEFORE_VOICE
+    # Failed notify attempts (sends refused, messages undelivered) before the job goes to the
+    # clerk as CUSTOMER_NOT_REACHED; how long one message's delivery report is waited for
+    # (polled every `delivery_poll`) before it counts as undelivered.
+    notify_max_attempts: int = MAX_NOTIFY_ATTEMPTS
+    delivery_wait: timedelta = timedelta(seconds=60)
+    delivery_poll: timedelta = timedelta(milliseconds=200)
     # Failed tries in a row of a device step with the agent unreachable before the job goes to
     # the fallout queue as DEVICE_UNREACHABLE (with the default backoff, about ten minutes).
     unreachable_after: int = 25
@@ -484,6 +500,10 @@ class StepRunner:
         )
 
     async def _notify(self, job: Job, out: StepOutcome) -> None:
+        """One message to the customer, by their preferred channel and in their language, and
+        its delivery report (domain/notification.py): delivered → customer_notified; refused or
+        undelivered → tried again with backoff, up to `notify_max_attempts`, then held
+        CUSTOMER_NOT_REACHED for the clerk (the fallout queue)."""
         contact = await self.peers.customers.contact(job.order_id)
         if not contact.phone or "*" in contact.phone:
             self._hold(
@@ -494,25 +514,37 @@ class StepRunner:
             )
             return
         locale = normalize_locale(contact.locale or job.locale)
-        channel = channel_for(job.notify_failures, self.policy.sms_failures_before_voice)
-        text = activation_message(locale, job.business_type, job.voucher_id)
+        preferred = preferred_channel(contact.preferred_channel)
+        channel = channel_for(job.notify_failures, self.policy.sms_failures_before_voice, preferred)
+        text = customer_message(
+            locale,
+            job.business_type,
+            job.voucher_id,
+            action=activation_of(job.business_type),
+            new_address=contact.new_address,
+        )
+        key = notify_key(job.id, job.notify_undelivered, job.key_suffix)
         try:
-            delivery_id = await self.peers.gateway.send(
-                idempotency_key(job.id, "notify"), channel, contact.phone, locale, text
-            )
+            delivery_id = await self.peers.gateway.send(key, channel, contact.phone, locale, text)
+            report = await self._delivery_report(delivery_id)
         except PeerUnavailable as exc:
-            job.notify_failures += 1
-            # Never silent: every failure is logged, louder once it has gone on for a while.
-            level = "warning" if job.notify_failures < 2 * SMS_FAILURES_BEFORE_VOICE else "error"
-            getattr(log, level)(
-                "notification not sent; will retry",
-                job_id=job.id,
-                channel=channel.value,
-                to=mask_phone(contact.phone),
-                failures=job.notify_failures,
-                error=str(exc),
+            # Nothing accepted (or no report to read): the same key next time.
+            self._notify_failed(job, out, channel, preferred, contact.phone,
+                                f"{exc.peer}_UNAVAILABLE", f"{channel.value}: {exc}")  # fmt: skip
+            return
+        if report.status is not DeliveryStatus.DELIVERED:
+            # A message the gateway could not deliver is never re-sent under its key.
+            job.notify_undelivered += 1
+            why = (
+                f"{channel.value}: not delivered ({report.failure_reason or 'FAILED'}), "
+                f"delivery {delivery_id}"
+                if report.status is DeliveryStatus.FAILED
+                else f"{channel.value}: no delivery report within "
+                f"{self.policy.delivery_wait.total_seconds():g}s, delivery {delivery_id}"
             )
-            self._retry(job, f"{exc.peer}_UNAVAILABLE", f"{channel.value}: {exc}")
+            self._notify_failed(
+                job, out, channel, preferred, contact.phone, "NOTICE_NOT_DELIVERED", why
+            )
             return
         job.delivery_id = delivery_id
         job.channel = channel.value
@@ -524,6 +556,56 @@ class StepRunner:
                 delivery_id=delivery_id,
                 channel=channel.value,
             ),
+        )
+
+    async def _delivery_report(self, delivery_id: str) -> DeliveryReport:
+        """Polls GetDelivery until the gateway reports, at most `delivery_wait` (then the last
+        answer, still pending)."""
+        until = self.clock() + self.policy.delivery_wait
+        while True:
+            report = await self.peers.gateway.delivery(delivery_id)
+            if report.status is not DeliveryStatus.PENDING or self.clock() >= until:
+                return report
+            await asyncio.sleep(self.policy.delivery_poll.total_seconds())
+
+    def _notify_failed(
+        self,
+        job: Job,
+        out: StepOutcome,
+        channel: Channel,
+        preferred: Channel,
+        phone: str,
+        reason: str,
+        detail: str,
+    ) -> None:
+        job.notify_failures += 1
+        # Never silent: every failure is logged, louder once it has gone on for a while.
+        level = "warning" if job.notify_failures < 2 * SMS_FAILURES_BEFORE_VOICE else "error"
+        getattr(log, level)(
+            "customer notice not delivered",
+            job_id=job.id,
+            channel=channel.value,
+            to=mask_phone(phone),
+            failures=job.notify_failures,
+            reason=reason,
+            error=detail,
+        )
+        if attempts_left(job.notify_failures, self.policy.notify_max_attempts):
+            self._retry(job, reason, detail)
+            return
+        tried = sorted(
+            {
+                channel_for(n, self.policy.sms_failures_before_voice, preferred).value
+                for n in range(job.notify_failures)
+            }
+        )
+        self._hold(
+            job,
+            out,
+            CUSTOMER_NOT_REACHED,
+            detail=not_reached_detail(job.notify_failures, "+".join(tried), detail),
+            channel=channel.value,
+            attempts=job.notify_failures,
         )
 
     # --- outcomes -----------------------------------------------------------------------
@@ -542,7 +624,15 @@ class StepRunner:
         )
 
     def _hold(
-        self, job: Job, out: StepOutcome, reason: str, *, alarm_id: str = "", detail: str = ""
+        self,
+        job: Job,
+        out: StepOutcome,
+        reason: str,
+        *,
+        alarm_id: str = "",
+        detail: str = "",
+        channel: str = "",
+        attempts: int = 0,
     ) -> None:
         job.hold(reason, self.clock(), alarm_id=alarm_id, detail=detail)
         out.add(
@@ -552,5 +642,8 @@ class StepRunner:
                 device_id=job.device_id,
                 reason_code=reason,
                 alarm_id=alarm_id,
+                detail=detail,
+                channel=channel,
+                attempts=attempts,
             ),
         )

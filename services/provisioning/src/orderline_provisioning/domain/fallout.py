@@ -130,6 +130,10 @@ def retry(job: Job, now: datetime) -> None:
     job.updated_at = now
     # Never onto a device device-monitor reports abnormal (domain/device_health.py).
     job.recheck_fitness = job.step is not Step.PRECHECKS
+    if job.step is Step.NOTIFY:
+        # The customer not reached: a fresh round of attempts, on new keys (`:retry<n>`).
+        job.notify_failures = 0
+        job.notify_undelivered = 0
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,11 @@ class Job:
     # Failed tries over the job's life, and in a row of the step in hand.
     attempts: int = 0
     step_attempts: int = 0
-    # Sends the gateway failed (they decide the channel).
+    # Failed notify attempts (sends the gateway refused, messages it reported undelivered):
+    # they decide the channel and, at the bound, CUSTOMER_NOT_REACHED (domain/notification.py);
+    # and the messages reported undelivered (each next message gets a new key).
     notify_failures: int = 0
+    notify_undelivered: int = 0
     delivery_id: str = ""
     channel: str = ""
     test_results: list[TestResult] = field(default_factory=list)

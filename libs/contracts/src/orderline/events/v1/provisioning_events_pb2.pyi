@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -253,11 +254,21 @@ class JobHeld(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     REASON_CODE_FIELD_NUMBER: _builtins.int
     ALARM_ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
     reason_code: _builtins.str
     alarm_id: _builtins.str
+    detail: _builtins.str
+    """What stopped the job, in words (the job's detail)."""
+    channel: _builtins.str
+    """CUSTOMER_NOT_REACHED: the channel of the last attempt (sms, voice) and the failed
+    attempts (sends refused, messages undelivered) before the job went to the clerk.
+    """
+    attempts: _builtins.int
     def __init__(
         self,
         *,
@@ -266,10 +277,13 @@ class JobHeld(_message.Message):
         device_id: _builtins.str = ...,
         reason_code: _builtins.str = ...,
         alarm_id: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        attempts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "attempts", b"attempts", "channel", b"channel", "detail", b"detail", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "reason_code", b"reason_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -423,3 +437,98 @@ class CancellationDeclined(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancellationDeclined: _TypeAlias = CancellationDeclined  # noqa: Y015
+
+@_typing.final
+class ActivationConfirmed(_message.Message):
+    """provisioning.activation_confirmed: the customer confirmed to the clerk that the service works
+    (ConfirmActivation, after the call); once per order, on a completed job.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    business_type: _builtins.str
+    channel: _builtins.str
+    """How the customer confirmed: call, sms, visit."""
+    confirmed_by: _builtins.str
+    """The clerk's principal."""
+    @_builtins.property
+    def confirmed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        confirmed_by: _builtins.str = ...,
+        confirmed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed_at", b"confirmed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "channel", b"channel", "confirmed_at", b"confirmed_at", "confirmed_by", b"confirmed_by", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivationConfirmed: _TypeAlias = ActivationConfirmed  # noqa: Y015
+
+@_typing.final
+class FeedbackRecorded(_message.Message):
+    """provisioning.feedback_recorded: the customer's satisfaction with the work (RecordFeedback,
+    by the clerk after the call); once per order, on a completed job.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    business_type: _builtins.str
+    score: _builtins.int
+    """Satisfaction, 1 (very dissatisfied) to 5 (very satisfied)."""
+    comment: _builtins.str
+    """The customer's words, at most 500 characters, phone numbers masked."""
+    channel: _builtins.str
+    """call, sms, visit."""
+    recorded_by: _builtins.str
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        score: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "channel", b"channel", "comment", b"comment", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackRecorded: _TypeAlias = FeedbackRecorded  # noqa: Y015

@@ -72,6 +72,28 @@ CHECKLIST_RESULT_SKIPPED: ChecklistResult.ValueType  # 4
 """Not checked: an earlier item made it meaningless (an unknown device has no fitness)."""
 Global___ChecklistResult: _TypeAlias = ChecklistResult  # noqa: Y015
 
+class _CustomerChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CustomerChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CUSTOMER_CHANNEL_UNSPECIFIED: _CustomerChannel.ValueType  # 0
+    CUSTOMER_CHANNEL_CALL: _CustomerChannel.ValueType  # 1
+    CUSTOMER_CHANNEL_SMS: _CustomerChannel.ValueType  # 2
+    CUSTOMER_CHANNEL_VISIT: _CustomerChannel.ValueType  # 3
+    """On site."""
+
+class CustomerChannel(_CustomerChannel, metaclass=_CustomerChannelEnumTypeWrapper):
+    """How the clerk heard from the customer."""
+
+CUSTOMER_CHANNEL_UNSPECIFIED: CustomerChannel.ValueType  # 0
+CUSTOMER_CHANNEL_CALL: CustomerChannel.ValueType  # 1
+CUSTOMER_CHANNEL_SMS: CustomerChannel.ValueType  # 2
+CUSTOMER_CHANNEL_VISIT: CustomerChannel.ValueType  # 3
+"""On site."""
+Global___CustomerChannel: _TypeAlias = CustomerChannel  # noqa: Y015
+
 @_typing.final
 class TestResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -455,6 +477,8 @@ class ProvisioningJob(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     FALLOUT_RETRIES_FIELD_NUMBER: _builtins.int
     SKIPPED_TESTS_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
@@ -516,6 +540,12 @@ class ProvisioningJob(_message.Message):
     def skipped_tests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedTest]:
         """Tests a person skipped, with who and why."""
 
+    @_builtins.property
+    def confirmation(self) -> Global___ActivationConfirmation:
+        """GetJob only: the customer's confirmation and feedback, once recorded."""
+
+    @_builtins.property
+    def feedback(self) -> Global___CustomerFeedback: ...
     def __init__(
         self,
         *,
@@ -545,14 +575,191 @@ class ProvisioningJob(_message.Message):
         detail: _builtins.str = ...,
         fallout_retries: _builtins.int = ...,
         skipped_tests: _abc.Iterable[Global___SkippedTest] | None = ...,
+        confirmation: Global___ActivationConfirmation | None = ...,
+        feedback: Global___CustomerFeedback | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "cancellation", b"cancellation", "created_at", b"created_at", "fallout_since", b"fallout_since", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "cancellation", b"cancellation", "confirmation", b"confirmation", "created_at", b"created_at", "fallout_since", b"fallout_since", "feedback", b"feedback", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "cancellation", b"cancellation", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "created_at", b"created_at", "detail", b"detail", "device_id", b"device_id", "fallout_retries", b"fallout_retries", "fallout_since", b"fallout_since", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "skipped_tests", b"skipped_tests", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "alarm_id", b"alarm_id", "attempts", b"attempts", "base_config_version", b"base_config_version", "business_type", b"business_type", "cancellation", b"cancellation", "checklist", b"checklist", "config_changes", b"config_changes", "config_version", b"config_version", "confirmation", b"confirmation", "created_at", b"created_at", "detail", b"detail", "device_id", b"device_id", "fallout_retries", b"fallout_retries", "fallout_since", b"fallout_since", "feedback", b"feedback", "id", b"id", "operator", b"operator", "order_id", b"order_id", "reason", b"reason", "skipped_tests", b"skipped_tests", "state", b"state", "step", b"step", "test_results", b"test_results", "test_runs", b"test_runs", "updated_at", b"updated_at", "voucher_id", b"voucher_id", "waiting_for_job_id", b"waiting_for_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProvisioningJob: _TypeAlias = ProvisioningJob  # noqa: Y015
+
+@_typing.final
+class ActivationConfirmation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    channel: Global___CustomerChannel.ValueType
+    confirmed_by: _builtins.str
+    """The caller's principal (the clerk) and when it was recorded."""
+    @_builtins.property
+    def confirmed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        channel: Global___CustomerChannel.ValueType = ...,
+        confirmed_by: _builtins.str = ...,
+        confirmed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed_at", b"confirmed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "confirmed_at", b"confirmed_at", "confirmed_by", b"confirmed_by", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivationConfirmation: _TypeAlias = ActivationConfirmation  # noqa: Y015
+
+@_typing.final
+class CustomerFeedback(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    score: _builtins.int
+    """1 (very dissatisfied) to 5 (very satisfied)."""
+    comment: _builtins.str
+    """At most 500 characters; phone numbers in it are masked before it is kept."""
+    channel: Global___CustomerChannel.ValueType
+    recorded_by: _builtins.str
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        score: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        channel: Global___CustomerChannel.ValueType = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "comment", b"comment", "job_id", b"job_id", "order_id", b"order_id", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerFeedback: _TypeAlias = CustomerFeedback  # noqa: Y015
+
+@_typing.final
+class ConfirmActivationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Exactly one of job_id and order_id."""
+    order_id: _builtins.str
+    channel: Global___CustomerChannel.ValueType
+    """Required."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        channel: Global___CustomerChannel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmActivationRequest: _TypeAlias = ConfirmActivationRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmActivationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def confirmation(self) -> Global___ActivationConfirmation: ...
+    def __init__(
+        self,
+        *,
+        confirmation: Global___ActivationConfirmation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmActivationResponse: _TypeAlias = ConfirmActivationResponse  # noqa: Y015
+
+@_typing.final
+class RecordFeedbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Exactly one of job_id and order_id."""
+    order_id: _builtins.str
+    score: _builtins.int
+    """1..5."""
+    comment: _builtins.str
+    """Optional, at most 500 characters."""
+    channel: Global___CustomerChannel.ValueType
+    """Required."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        score: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        channel: Global___CustomerChannel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "comment", b"comment", "job_id", b"job_id", "order_id", b"order_id", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordFeedbackRequest: _TypeAlias = RecordFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class RecordFeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feedback(self) -> Global___CustomerFeedback: ...
+    def __init__(
+        self,
+        *,
+        feedback: Global___CustomerFeedback | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feedback", b"feedback"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordFeedbackResponse: _TypeAlias = RecordFeedbackResponse  # noqa: Y015
 
 @_typing.final
 class SkippedTest(_message.Message):

@@ -85,6 +85,16 @@ class ProvisioningServiceStub:
                 request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.SerializeToString,
                 response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.FromString,
                 _registered_method=True)
+        self.ConfirmActivation = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/ConfirmActivation',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationResponse.FromString,
+                _registered_method=True)
+        self.RecordFeedback = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/RecordFeedback',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -162,6 +172,25 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmActivation(self, request, context):
+        """The customer confirmed the service works (the clerk, after the call). Once per order, on
+        a completed job (activated and notified; else FAILED_PRECONDITION JOB_NOT_COMPLETED): the
+        same call again returns the same record, a different one is ALREADY_EXISTS
+        (ALREADY_CONFIRMED). Publishes provisioning.activation_confirmed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordFeedback(self, request, context):
+        """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
+        per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
+        Publishes provisioning.feedback_recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +243,16 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.AbortJob,
                     request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.FromString,
                     response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.SerializeToString,
+            ),
+            'ConfirmActivation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmActivation,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationResponse.SerializeToString,
+            ),
+            'RecordFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFeedback,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +526,60 @@ class ProvisioningService:
             '/orderline.provisioning.v1.ProvisioningService/AbortJob',
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobRequest.SerializeToString,
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.AbortJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmActivation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/ConfirmActivation',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ConfirmActivationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/RecordFeedback',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

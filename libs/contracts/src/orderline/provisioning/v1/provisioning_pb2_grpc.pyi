@@ -58,6 +58,17 @@ class ProvisioningServiceStub:
     """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
     FALLOUT_ABORTED).
     """
+    ConfirmActivation: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ConfirmActivationRequest, _provisioning_pb2.ConfirmActivationResponse]
+    """The customer confirmed the service works (the clerk, after the call). Once per order, on
+    a completed job (activated and notified; else FAILED_PRECONDITION JOB_NOT_COMPLETED): the
+    same call again returns the same record, a different one is ALREADY_EXISTS
+    (ALREADY_CONFIRMED). Publishes provisioning.activation_confirmed.
+    """
+    RecordFeedback: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RecordFeedbackRequest, _provisioning_pb2.RecordFeedbackResponse]
+    """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
+    per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
+    Publishes provisioning.feedback_recorded.
+    """
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -88,6 +99,17 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     AbortJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.AbortJobRequest, _provisioning_pb2.AbortJobResponse]  # type: ignore[assignment]
     """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
     FALLOUT_ABORTED).
+    """
+    ConfirmActivation: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ConfirmActivationRequest, _provisioning_pb2.ConfirmActivationResponse]  # type: ignore[assignment]
+    """The customer confirmed the service works (the clerk, after the call). Once per order, on
+    a completed job (activated and notified; else FAILED_PRECONDITION JOB_NOT_COMPLETED): the
+    same call again returns the same record, a different one is ALREADY_EXISTS
+    (ALREADY_CONFIRMED). Publishes provisioning.activation_confirmed.
+    """
+    RecordFeedback: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RecordFeedbackRequest, _provisioning_pb2.RecordFeedbackResponse]  # type: ignore[assignment]
+    """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
+    per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
+    Publishes provisioning.feedback_recorded.
     """
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +198,29 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_provisioning_pb2.AbortJobResponse, _abc.Awaitable[_provisioning_pb2.AbortJobResponse]]:
         """Ends the job: its configuration rolled back, the order told (provisioning.job_failed,
         FALLOUT_ABORTED).
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmActivation(
+        self,
+        request: _provisioning_pb2.ConfirmActivationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.ConfirmActivationResponse, _abc.Awaitable[_provisioning_pb2.ConfirmActivationResponse]]:
+        """The customer confirmed the service works (the clerk, after the call). Once per order, on
+        a completed job (activated and notified; else FAILED_PRECONDITION JOB_NOT_COMPLETED): the
+        same call again returns the same record, a different one is ALREADY_EXISTS
+        (ALREADY_CONFIRMED). Publishes provisioning.activation_confirmed.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordFeedback(
+        self,
+        request: _provisioning_pb2.RecordFeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.RecordFeedbackResponse, _abc.Awaitable[_provisioning_pb2.RecordFeedbackResponse]]:
+        """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
+        per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
+        Publishes provisioning.feedback_recorded.
         """
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
