@@ -1,5 +1,7 @@
-"""`orderline job get|list` and `orderline fallout list|retry|skip|rollback|abort`: provisioning
-jobs, and the fallout queue of jobs that wait for a person (services/provisioning)."""
+"""`orderline job get|list|confirm|feedback` and `orderline fallout
+list|retry|skip|rollback|abort`: provisioning jobs, the customer's confirmation and feedback the
+clerk records after the call, and the fallout queue of jobs that wait for a person
+(services/provisioning)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,15 @@ STATES = {
     "cancelled": pb.JOB_STATE_CANCELLED,
 }
 STATE_NAMES = {v: k for k, v in STATES.items()}
+CHANNELS = {
+    "call": pb.CUSTOMER_CHANNEL_CALL,
+    "sms": pb.CUSTOMER_CHANNEL_SMS,
+    "visit": pb.CUSTOMER_CHANNEL_VISIT,
+}
+CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
+ChannelOpt = Annotated[
+    str, typer.Option("--channel", help="how the customer was heard: call, sms or visit")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -84,6 +95,31 @@ def _show(job: pb.ProvisioningJob) -> None:
         print(f"  test {s.kind} skipped by {s.skipped_by}: {s.reason}")
     if job.voucher_id:
         print(f"  voucher {job.voucher_id}")
+    if job.HasField("confirmation"):
+        c = job.confirmation
+        print(
+            f"  confirmed by the customer ({CHANNEL_NAMES.get(c.channel, '?')}), recorded by "
+            f"{c.confirmed_by} at {calls.when(c.confirmed_at)}"
+        )
+    if job.HasField("feedback"):
+        f = job.feedback
+        comment = f": {f.comment}" if f.comment else ""
+        print(
+            f"  feedback {f.score}/5 ({CHANNEL_NAMES.get(f.channel, '?')}), recorded by "
+            f"{f.recorded_by}{comment}"
+        )
+
+
+def _channel(channel: str, as_json: bool) -> Any:
+    """The --channel value as the proto's enum; an unknown one fails like the server would."""
+    if channel and channel not in CHANNELS:
+        fail(
+            "INVALID_ARGUMENT",
+            f"--channel: one of {', '.join(CHANNELS)}",
+            as_json=as_json,
+            violations=[("channel", f"one of {', '.join(CHANNELS)}")],
+        )
+    return CHANNELS.get(channel, pb.CUSTOMER_CHANNEL_UNSPECIFIED)
 
 
 @job_app.command("get")
@@ -142,6 +178,68 @@ def job_list(
     print(table(("job", "order", "device", "state", "step", "reason"), rows))
     if reply.next_page_token:
         print(f"more: --page-token {reply.next_page_token}")
+
+
+@job_app.command("confirm")
+def job_confirm(
+    order_id: Annotated[str, typer.Argument(help="the order's id (or give --job)")] = "",
+    job: Annotated[str, typer.Option("--job", help="the job's id instead")] = "",
+    channel: ChannelOpt = "",
+    provisioning: ProvisioningOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that the customer confirmed the service works (the clerk, after the call); once
+    per order: the same again answers the same record."""
+    request = pb.ConfirmActivationRequest(
+        order_id=order_id, job_id=job, channel=_channel(channel, as_json)
+    )
+    reply = _call(
+        provisioning, token or "dev-clerk", as_json, lambda s, m: s.ConfirmActivation(request, **m)
+    )
+    if as_json:
+        print_json(to_json(reply))
+        return
+    c = reply.confirmation
+    print(
+        f"order {c.order_id} (job {c.job_id}): confirmed by the customer "
+        f"({CHANNEL_NAMES.get(c.channel, '?')}), recorded by {c.confirmed_by} at "
+        f"{calls.when(c.confirmed_at)}"
+    )
+
+
+@job_app.command("feedback")
+def job_feedback(
+    order_id: Annotated[str, typer.Argument(help="the order's id (or give --job)")] = "",
+    job: Annotated[str, typer.Option("--job", help="the job's id instead")] = "",
+    score: Annotated[int, typer.Option("--score", help="satisfaction, 1 to 5")] = 0,
+    comment: Annotated[str, typer.Option("--comment", help="at most 500 characters")] = "",
+    channel: ChannelOpt = "",
+    provisioning: ProvisioningOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the customer's satisfaction (1-5) and comment (the clerk, after the call); once
+    per order."""
+    request = pb.RecordFeedbackRequest(
+        order_id=order_id,
+        job_id=job,
+        score=score,
+        comment=comment,
+        channel=_channel(channel, as_json),
+    )
+    reply = _call(
+        provisioning, token or "dev-clerk", as_json, lambda s, m: s.RecordFeedback(request, **m)
+    )
+    if as_json:
+        print_json(to_json(reply))
+        return
+    f = reply.feedback
+    comment_text = f": {f.comment}" if f.comment else ""
+    print(
+        f"order {f.order_id} (job {f.job_id}): feedback {f.score}/5 "
+        f"({CHANNEL_NAMES.get(f.channel, '?')}), recorded by {f.recorded_by}{comment_text}"
+    )
 
 
 @fallout_app.command("list")
