@@ -103,6 +103,8 @@ EXPECTED_RPCS = {
         "SkipTest",
         "RollBackJob",
         "AbortJob",
+        "ConfirmActivation",
+        "RecordFeedback",
     },
     "VoucherService": {"GetVoucher", "VerifyVoucher"},
     "TelemetryIngestService": {"StreamTelemetry"},
@@ -322,6 +324,17 @@ def seeds(known: Known) -> dict[str, Message]:
         ),
         f"{prov}ProvisioningService/ListCertifications": (
             provisioning_pb2.ListCertificationsRequest(principal="provisioning")
+        ),
+        # On a completed order of the stack: the first call records, every later one is the
+        # same record again or ALREADY_EXISTS; a mutated one INVALID_ARGUMENT or NOT_FOUND.
+        f"{prov}ProvisioningService/ConfirmActivation": provisioning_pb2.ConfirmActivationRequest(
+            order_id=order_id, channel=provisioning_pb2.CUSTOMER_CHANNEL_CALL
+        ),
+        f"{prov}ProvisioningService/RecordFeedback": provisioning_pb2.RecordFeedbackRequest(
+            order_id=order_id,
+            score=4,
+            comment="fuzz",
+            channel=provisioning_pb2.CUSTOMER_CHANNEL_SMS,
         ),
         f"{prov}VoucherService/GetVoucher": provisioning_pb2.GetVoucherRequest(
             voucher_id=known.voucher_id
