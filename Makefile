@@ -68,11 +68,13 @@ browser: ## headless Chromium (and CJK fonts) for the report rendering test, whe
 		fi; }
 
 # Unit, integration and contract tests run in two workers (whole files each: a file's fixtures
-# are set up once); the end-to-end tests, each a stack of real processes, one at a time after.
+# are set up once); then the end-to-end tests, also two files at a time: each file's stacks of
+# real processes spend much of their time waiting (restarts, outages, seals), and every wait in
+# them is bounded polling for a state, never a timed assertion, so they hold under that load.
 test: venv protos-check lint checkov browser ## everything CI runs (starts its own NATS and PostgreSQL)
 	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak and not e2e" -n 2 --dist loadfile \
 		-q -p no:cacheprovider --durations=15
-	$(BIN)/pytest -m "e2e and not soak" -q -p no:cacheprovider --durations=15
+	$(BIN)/pytest -m "e2e and not soak" -n 2 --dist loadfile -q -p no:cacheprovider --durations=15
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit libs/catalogue/tests
