@@ -489,6 +489,10 @@ def test_environment_follows_the_configuration_contract(name: str) -> None:
         }
         if svc == "provisioning":
             assert peers <= set(env)
+        elif svc == "device-monitor":
+            # The device agents only: first-line troubleshooting's remote reboot.
+            assert peers & set(env) == {"ORDERLINE_DEVICE_AGENT_ADDRESS"}
+            assert env["ORDERLINE_DEVICE_AGENT_ADDRESS"]["value"]
         else:
             assert not peers & set(env), svc
 

@@ -276,7 +276,10 @@ def test_provisioning_reaches_the_device_agents_and_intake_does_not() -> None:
     assert _selects(intake_peer["podSelector"], pods["intake"])
     assert not _selects(intake_peer["podSelector"], pods["archive"])
     assert 50053 in provisioning
-    for svc in PORTS.keys() - {"provisioning"}:
+    # device-monitor reaches the device agents too (a remote reboot), on their port only.
+    monitor = {port for port, _ in _egress(manifests, pods["device-monitor"])}
+    assert 50061 in monitor and 7000 not in monitor
+    for svc in PORTS.keys() - {"provisioning", "device-monitor"}:
         ports = {port for port, _ in _egress(manifests, pods[svc])}
         assert 50061 not in ports and 7000 not in ports, svc
         assert ports <= {53, 4222, 5432, 6432, 4317}, (svc, ports)

@@ -303,6 +303,10 @@ carries no development-token setting at all. */}}
 - name: ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID
   value: {{ $svc.customerHashKey.keyId | quote }}
 {{- end }}
+{{- if eq .name "device-monitor" }}
+- name: ORDERLINE_DEVICE_AGENT_ADDRESS
+  value: {{ (($svc.addresses | default dict).deviceAgent | default "") | quote }}
+{{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}
 - name: ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE

@@ -133,6 +133,9 @@ spec:
     {{- include "orderline.egressRule" (dict "to" $peers.deviceAgent "ports" (list (list (include "orderline.addressPort" $addresses.deviceAgent) "TCP"))) | nindent 4 }}
     {{- include "orderline.egressRule" (dict "to" $peers.gateway "ports" (list (list (include "orderline.addressPort" $addresses.gateway) "TCP"))) | nindent 4 }}
     {{- end }}
+    {{- if and (eq .name "device-monitor") ($svc.addresses | default dict).deviceAgent }}
+    {{- include "orderline.egressRule" (dict "to" (($svc.networkPeers | default dict).deviceAgent | default list) "ports" (list (list (include "orderline.addressPort" $svc.addresses.deviceAgent) "TCP"))) | nindent 4 }}
+    {{- end }}
     {{- with $np.extraEgress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
