@@ -1151,27 +1151,41 @@ def dossier_purge(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="only list what is past its retention")
     ] = False,
-    limit: Annotated[int, typer.Option(help="records in one call (0: 100; at most 1000)")] = 0,
+    approve: Annotated[
+        str | None,
+        typer.Option("--approve", help="approve another auditor's purge request (PR-...)"),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="records in one request (0: 100; at most 1000)")] = 0,
     archive: Annotated[str | None, typer.Option("--archive")] = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Purge the records past their retention (auditor only): each loses its content and a
-    tombstone is appended to the log; proofs of the purged records still verify."""
-    request = _ARCHIVE.PurgeExpiredRequest(limit=limit, dry_run=dry_run)
+    """Purge the records past their retention, four-eyes (auditors): one auditor requests it,
+    another approves it with --approve; then each record loses its content and a tombstone
+    naming both is appended to the log, and proofs of the purged records still verify."""
+    request = _ARCHIVE.PurgeExpiredRequest(
+        limit=limit, dry_run=dry_run, approve_request_id=approve or ""
+    )
     reply = _archive_call(archive, token, as_json, lambda s, m: s.PurgeExpired(request, **m))
     if as_json:
         print_json(to_json(reply))
         return
-    verb = "would purge" if dry_run else "purged"
+    verb = "purged" if approve else "would purge" if dry_run else "requested the purge of"
     for p in reply.purged:
         until = p.retain_until.ToDatetime().date().isoformat() if p.HasField("retain_until") else ""
-        where = f" -> {p.tombstone_key} (leaf {p.tombstone_sequence - 1})" if not dry_run else ""
+        where = f" -> {p.tombstone_key} (leaf {p.tombstone_sequence - 1})" if approve else ""
         print(f"{verb} {p.kind} {p.key} (kept until {until}){where}")
     if not reply.purged:
-        print("nothing past its retention")
+        print("nothing past its retention" if not approve else "nothing left to purge")
+    if reply.awaiting_approval:
+        print(
+            f"purge {reply.purge_request_id} awaits another auditor: "
+            f"orderline dossier purge --approve {reply.purge_request_id}"
+        )
+    elif approve:
+        print(f"purge {approve} requested by {reply.requested_by}, approved by {reply.approved_by}")
     if reply.more:
-        print("more records are past their retention: run it again")
+        print("more records are past their retention: request again")
 
 
 @dossier_app.command("verify")

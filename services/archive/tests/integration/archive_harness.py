@@ -65,6 +65,7 @@ async def start_archive(
     trace_dir: Path,
     blob_dir: Path | None = None,
     clock: Clock = system_clock,
+    tokens_file: Path | None = None,
 ) -> RunningArchive:
     """`blob_dir` defaults to one beside trace_dir: replicas given the same trace_dir share
     it, as replicas on one database share a volume. `clock`: sealing times and retention."""
@@ -85,6 +86,7 @@ async def start_archive(
             archive_signing_key_file=key_file,
             archive_log_origin="test.orderline/archive",
             archive_blob_dir=blob_dir,
+            auth_tokens_file=tokens_file,
         ),
         clock=clock,
     )

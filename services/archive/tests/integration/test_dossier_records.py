@@ -5,6 +5,7 @@ gRPC, exports checked with the real `orderline dossier verify`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -61,10 +62,26 @@ class Clocked:
     stub: archive_pb2_grpc.ArchiveServiceStub
 
 
+# Purges are four-eyes: two auditors. A tokens file gives the second one, and every role its
+# usual development token's name and principal, so `auth(role)` works as elsewhere.
+SECOND_AUDITOR = (("authorization", "Bearer auditor-wang-token"),)
+
+
+def tokens_file(directory: Path) -> Path:
+    roles = ("clerk", "reviewer", "engineer", "maintenance", "auditor", "manager", "service")
+    tokens = {f"dev-{role}": {"subject": f"{role}-dev", "roles": [role]} for role in roles}
+    tokens["auditor-wang-token"] = {"subject": "auditor-wang", "roles": ["auditor"]}
+    path = directory / "tokens.json"
+    path.write_text(json.dumps(tokens))
+    return path
+
+
 @pytest_asyncio.fixture
 async def clocked(db_url: str, nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Clocked]:
     clock = SteppingClock(datetime(2026, 5, 9, 2, 0, tzinfo=UTC))
-    running = await start_archive(db_url, nats_server.url, tmp_path / "traces", clock=clock)
+    running = await start_archive(
+        db_url, nats_server.url, tmp_path / "traces", clock=clock, tokens_file=tokens_file(tmp_path)
+    )
     async with grpc.aio.insecure_channel(running.address) as channel:
         yield Clocked(running, clock, archive_pb2_grpc.ArchiveServiceStub(channel))
     await running.stop()
@@ -437,9 +454,38 @@ async def test_a_purge_past_retention_leaves_a_tombstone_and_every_proof_valid(
 
     dry = await stub.PurgeExpired(archive_pb2.PurgeExpiredRequest(dry_run=True), metadata=AUDITOR)
     assert [p.key for p in dry.purged] == ["ord-old"] and dry.purged[0].tombstone_sequence == 0
+    assert not dry.purge_request_id
     assert not (await dossier(stub, "ord-old")).dossier.HasField("purged_at")
 
-    reply = await stub.PurgeExpired(archive_pb2.PurgeExpiredRequest(), metadata=AUDITOR)
+    # Four-eyes: one auditor requests, nothing is purged yet; the same auditor cannot approve.
+    asked = await stub.PurgeExpired(archive_pb2.PurgeExpiredRequest(), metadata=AUDITOR)
+    assert asked.awaiting_approval and asked.purge_request_id.startswith("PR-")
+    assert asked.requested_by == "auditor-dev" and not asked.approved_by
+    assert [(p.key, p.tombstone_sequence) for p in asked.purged] == [("ord-old", 0)]
+    assert not (await dossier(stub, "ord-old")).dossier.HasField("purged_at")
+    approve = archive_pb2.PurgeExpiredRequest(approve_request_id=asked.purge_request_id)
+    with pytest.raises(grpc.aio.AioRpcError) as own:
+        await stub.PurgeExpired(approve, metadata=AUDITOR)
+    assert own.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "four-eyes" in (own.value.details() or "")
+    assert not (await dossier(stub, "ord-old")).dossier.HasField("purged_at")
+    for bad_request in (
+        archive_pb2.PurgeExpiredRequest(approve_request_id="yesterday's"),
+        archive_pb2.PurgeExpiredRequest(approve_request_id=asked.purge_request_id, dry_run=True),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub.PurgeExpired(bad_request, metadata=SECOND_AUDITOR)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.PurgeExpired(
+            archive_pb2.PurgeExpiredRequest(approve_request_id="PR-" + "0" * 36),
+            metadata=SECOND_AUDITOR,
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+    reply = await stub.PurgeExpired(approve, metadata=SECOND_AUDITOR)
+    assert (reply.purge_request_id, reply.awaiting_approval) == (asked.purge_request_id, False)
+    assert (reply.requested_by, reply.approved_by) == ("auditor-dev", "auditor-wang")
     (purged,) = reply.purged
     assert (purged.key, purged.kind, purged.record_id) == ("ord-old", "dossier", before.id)
     assert purged.tombstone_key == f"tombstone:{before.id}"
@@ -468,7 +514,7 @@ async def test_a_purge_past_retention_leaves_a_tombstone_and_every_proof_valid(
     body = json.loads(document(stone, "tombstone.json").content)
     assert body["purged_record"]["content_hash"] == before.content_hash
     assert body["purged_record"]["leaf_index"] == before.sequence - 1
-    assert body["purged_by"]  # the auditor who purged
+    assert (body["purged_by"], body["approved_by"]) == ("auditor-dev", "auditor-wang")
 
     # Proofs: the old export still verifies, the new one too (documents withheld as purged),
     # and the log after the purge is consistent with the checkpoint kept before it.
@@ -496,9 +542,12 @@ async def test_a_purge_past_retention_leaves_a_tombstone_and_every_proof_valid(
     )
     chain = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=AUDITOR)
     assert chain.valid, chain.first_broken_dossier_id
-    # Purged once: a second call finds nothing.
+    # Purged once: a second approval is refused, a new request finds nothing.
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await stub.PurgeExpired(approve, metadata=SECOND_AUDITOR)
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     again = await stub.PurgeExpired(archive_pb2.PurgeExpiredRequest(), metadata=AUDITOR)
-    assert list(again.purged) == []
+    assert list(again.purged) == [] and not again.purge_request_id
 
 
 def daily_report(day: str, language: str, fmt: str, content: bytes) -> Message:
@@ -700,3 +749,40 @@ async def test_an_order_that_ends_without_completing_is_filed_too(
     assert sorted(r.kind for r in await list_all(stub)) == ["addendum", "dossier", "dossier"]
     chain = await stub.VerifyChain(archive_pb2.VerifyChainRequest(), metadata=AUDITOR)
     assert chain.valid and chain.records_checked == 3
+
+
+async def orderline(*args: str) -> tuple[int, str]:
+    """The real `orderline` command, without blocking the archive serving in this loop."""
+    proc = await asyncio.create_subprocess_exec(
+        ORDERLINE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return int(proc.returncode or 0), out.decode()
+
+
+async def test_an_auditor_requests_a_purge_from_the_cli_and_another_approves_it(
+    clocked: Clocked, producer: Producer
+) -> None:
+    stub, clock, address = clocked.stub, clocked.clock, clocked.archive.address
+    await publish(producer, "order.completed", completed("ord-cli"), by="intake")
+    record = (await dossier(stub, "ord-cli")).dossier
+    clock.now += timedelta(days=3 * 366)
+
+    code, text = await orderline("dossier", "purge", "--archive", address)
+    assert code == 0, text
+    assert "requested the purge of dossier ord-cli" in text
+    assert "awaits another auditor: orderline dossier purge --approve PR-" in text
+    request_id = text.rsplit("--approve ", 1)[1].split()[0]
+    code, text = await orderline("dossier", "purge", "--archive", address, "--approve", request_id)
+    assert code != 0 and "four-eyes" in text
+    assert not (await dossier(stub, "ord-cli")).dossier.HasField("purged_at")
+
+    code, text = await orderline(
+        "dossier", "purge", "--archive", address, "--approve", request_id,
+        "--token", "auditor-wang-token", "--json",
+    )  # fmt: skip
+    assert code == 0, text
+    reply = json.loads(text)
+    assert (reply["requested_by"], reply["approved_by"]) == ("auditor-dev", "auditor-wang")
+    assert [p["record_id"] for p in reply["purged"]] == [record.id]
+    assert (await dossier(stub, "ord-cli")).dossier.HasField("purged_at")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from orderline_archive.adapters.tables import (
     dossier_events,
     dossiers,
     log_nodes,
+    purge_requests,
 )
 from orderline_archive.domain.chain import Document, Seal
 from orderline_runtime.database import SqlConnection
@@ -44,6 +46,18 @@ class DocumentRow:
     inline: bytes | None = None
     # The record it belongs to was purged past its retention: the bytes are gone.
     purged: bool = False
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    """An auditor's request to purge these records, purged when another auditor approves."""
+
+    id: str
+    requested_by: str
+    requested_at: datetime
+    record_ids: tuple[str, ...]
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +371,58 @@ class DossierRepository:
             limit=limit,
             with_content=False,
         )
+
+    async def expired_among(self, record_ids: Sequence[str], now: datetime) -> list[DossierRow]:
+        """Those of these records still past retention and not purged, in log order."""
+        if not record_ids:
+            return []
+        return await self._dossiers(
+            and_(
+                dossiers.c.id.in_(list(record_ids)),
+                dossiers.c.retain_until.is_not(None),
+                dossiers.c.retain_until <= now,
+                dossiers.c.purged_at.is_(None),
+            ),
+            limit=len(record_ids),
+            with_content=False,
+        )
+
+    async def add_purge_request(self, request: PurgeRequest) -> None:
+        await self.session.execute(
+            insert(purge_requests).values(
+                id=request.id,
+                requested_by=request.requested_by,
+                requested_at=request.requested_at,
+                record_ids=json.dumps(list(request.record_ids)),
+            )
+        )
+
+    async def purge_request(
+        self, request_id: str, *, for_update: bool = False
+    ) -> PurgeRequest | None:
+        query = select(purge_requests).where(purge_requests.c.id == request_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).one_or_none()
+        if row is None:
+            return None
+        return PurgeRequest(
+            id=row.id,
+            requested_by=row.requested_by,
+            requested_at=row.requested_at,
+            record_ids=tuple(json.loads(row.record_ids)),
+            approved_by=row.approved_by,
+            approved_at=row.approved_at,
+        )
+
+    async def approve_purge_request(self, request_id: str, by: str, at: datetime) -> bool:
+        """False when it was approved already (another replica, a retried call)."""
+        done = await self.session.execute(
+            update(purge_requests)
+            .where(purge_requests.c.id == request_id, purge_requests.c.approved_by.is_(None))
+            .values(approved_by=by, approved_at=at)
+        )
+        return bool(done.rowcount)
 
     async def mark_purged(self, dossier_id: str, at: datetime) -> bool:
         """Marks the record purged and drops any inline bytes (documents sealed before 0003);

@@ -100,6 +100,20 @@ documents = Table(
     Column("content", LargeBinary, nullable=True),
 )
 
+# Four-eyes purges (app/purge.py): an auditor's request naming the records past retention,
+# purged only when another auditor approves it.
+purge_requests = Table(
+    "purge_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "PR-" and a UUID
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    # The records' ids, as a JSON list, in log order.
+    Column("record_ids", Text, nullable=False),
+    Column("approved_by", String(200), nullable=True),
+    Column("approved_at", UTCDateTime, nullable=True),
+)
+
 # The transparency log (domain/merkle.py): the hash of every perfect subtree, the leaves at
 # level 0. Written once when complete and never changed; a proof reads O(log n) rows.
 log_nodes = Table(

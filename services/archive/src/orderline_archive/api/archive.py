@@ -35,6 +35,9 @@ T = TypeVar("T")
 BUSINESS_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+_PURGE_REQUEST_ID = re.compile(r"^PR-[0-9a-f-]{36}$")
+
+
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
     def __init__(self, queries: ArchiveQueries, purger: Purger) -> None:
         self.queries = queries
@@ -201,11 +204,28 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
         problems = Violations()
         if not 0 <= request.limit <= MAX_PURGE:
             problems.add("limit", f"must be between 0 and {MAX_PURGE} (0 means 100)")
+        approve = request.approve_request_id
+        if approve and not _PURGE_REQUEST_ID.match(approve):
+            problems.add("approve_request_id", "must be a purge request id (PR-...)")
+        if approve and (request.dry_run or request.limit):
+            problems.add(
+                "approve_request_id", "an approval purges what the request lists: no dry_run, limit"
+            )
         problems.raise_if_any()
-        result = await self.purger.purge(
-            limit=request.limit, dry_run=request.dry_run, actor=current_principal().subject
+        actor = current_principal().subject
+        if approve:
+            result = await self.purger.approve(approve, actor=actor)
+        else:
+            result = await self.purger.purge(
+                limit=request.limit, dry_run=request.dry_run, actor=actor
+            )
+        response = archive_pb2.PurgeExpiredResponse(
+            more=result.more,
+            purge_request_id=result.request_id,
+            awaiting_approval=result.awaiting_approval,
+            requested_by=result.requested_by,
+            approved_by=result.approved_by,
         )
-        response = archive_pb2.PurgeExpiredResponse(more=result.more)
         for p in result.purged:
             item = response.purged.add(
                 record_id=p.record_id,

@@ -71,6 +71,7 @@ def tombstone_documents(
     purged_at: datetime,
     purged_by: str,
     documents: list[dict[str, Any]],
+    approved_by: str = "",
 ) -> list[Document]:
     """What stays of a purged record: its place in the log and what it was, never content."""
     body = {
@@ -88,4 +89,7 @@ def tombstone_documents(
         "purged_at": _time(purged_at),
         "purged_by": purged_by,
     }
+    if approved_by:
+        # Four-eyes (app/purge.py): purged_by requested it, approved_by let it happen.
+        body["approved_by"] = approved_by
     return [Document(TOMBSTONE_DOCUMENT, JSON, canonical_json(body))]

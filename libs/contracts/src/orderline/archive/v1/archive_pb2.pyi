@@ -559,19 +559,25 @@ class PurgeExpiredRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    APPROVE_REQUEST_ID_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """At most this many records in one call (0 means 100; at most 1000)."""
+    """At most this many records in one request (0 means 100; at most 1000)."""
     dry_run: _builtins.bool
-    """Only report what would be purged."""
+    """Only report what would be purged; nothing is requested."""
+    approve_request_id: _builtins.str
+    """Approve this purge request (made by another auditor): its records are purged. Empty: a
+    new request for the records past their retention now, awaiting another auditor.
+    """
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         dry_run: _builtins.bool = ...,
+        approve_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_request_id", b"approve_request_id", "dry_run", b"dry_run", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -619,19 +625,37 @@ class PurgeExpiredResponse(_message.Message):
 
     PURGED_FIELD_NUMBER: _builtins.int
     MORE_FIELD_NUMBER: _builtins.int
+    PURGE_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AWAITING_APPROVAL_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
     more: _builtins.bool
-    """More records are past retention than were purged in this call (call again)."""
+    """More records are past retention than this request lists (request again)."""
+    purge_request_id: _builtins.str
+    """The purge request made (awaiting approval) or approved; empty in a dry run or when no
+    record is past its retention.
+    """
+    awaiting_approval: _builtins.bool
+    """True when the records are listed for another auditor's approval, not purged yet."""
+    requested_by: _builtins.str
+    approved_by: _builtins.str
     @_builtins.property
-    def purged(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurgedRecord]: ...
+    def purged(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurgedRecord]:
+        """The records purged (on approval), or listed for approval (tombstone_sequence 0)."""
+
     def __init__(
         self,
         *,
         purged: _abc.Iterable[Global___PurgedRecord] | None = ...,
         more: _builtins.bool = ...,
+        purge_request_id: _builtins.str = ...,
+        awaiting_approval: _builtins.bool = ...,
+        requested_by: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "purged", b"purged"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "awaiting_approval", b"awaiting_approval", "more", b"more", "purge_request_id", b"purge_request_id", "purged", b"purged", "requested_by", b"requested_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

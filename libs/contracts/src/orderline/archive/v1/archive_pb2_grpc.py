@@ -141,10 +141,11 @@ class ArchiveServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PurgeExpired(self, request, context):
-        """Auditor only: purges every record past its retention (years after completion, by business
-        type). Each purged record's documents lose their content (and blobs) and a tombstone
-        record is appended to the log; the purged record's leaf is never changed, so inclusion
-        and consistency proofs still verify.
+        """Auditor only, four-eyes: one auditor requests the purge of the records past their
+        retention (years after completion, by business type), another approves it (the requester
+        never can). On approval each listed record's documents lose their content (and blobs) and
+        a tombstone record naming both auditors is appended to the log; the purged record's leaf
+        is never changed, so inclusion and consistency proofs still verify.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,10 +51,11 @@ class ArchiveServiceStub:
     SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
     """
     PurgeExpired: _grpc.UnaryUnaryMultiCallable[_archive_pb2.PurgeExpiredRequest, _archive_pb2.PurgeExpiredResponse]
-    """Auditor only: purges every record past its retention (years after completion, by business
-    type). Each purged record's documents lose their content (and blobs) and a tombstone
-    record is appended to the log; the purged record's leaf is never changed, so inclusion
-    and consistency proofs still verify.
+    """Auditor only, four-eyes: one auditor requests the purge of the records past their
+    retention (years after completion, by business type), another approves it (the requester
+    never can). On approval each listed record's documents lose their content (and blobs) and
+    a tombstone record naming both auditors is appended to the log; the purged record's leaf
+    is never changed, so inclusion and consistency proofs still verify.
     """
 
 @_typing.type_check_only
@@ -80,10 +81,11 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     SHA-256 and size; the caller checks the reassembled bytes against the SHA-256.
     """
     PurgeExpired: _aio.UnaryUnaryMultiCallable[_archive_pb2.PurgeExpiredRequest, _archive_pb2.PurgeExpiredResponse]  # type: ignore[assignment]
-    """Auditor only: purges every record past its retention (years after completion, by business
-    type). Each purged record's documents lose their content (and blobs) and a tombstone
-    record is appended to the log; the purged record's leaf is never changed, so inclusion
-    and consistency proofs still verify.
+    """Auditor only, four-eyes: one auditor requests the purge of the records past their
+    retention (years after completion, by business type), another approves it (the requester
+    never can). On approval each listed record's documents lose their content (and blobs) and
+    a tombstone record naming both auditors is appended to the log; the purged record's leaf
+    is never changed, so inclusion and consistency proofs still verify.
     """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -160,10 +162,11 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _archive_pb2.PurgeExpiredRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_archive_pb2.PurgeExpiredResponse, _abc.Awaitable[_archive_pb2.PurgeExpiredResponse]]:
-        """Auditor only: purges every record past its retention (years after completion, by business
-        type). Each purged record's documents lose their content (and blobs) and a tombstone
-        record is appended to the log; the purged record's leaf is never changed, so inclusion
-        and consistency proofs still verify.
+        """Auditor only, four-eyes: one auditor requests the purge of the records past their
+        retention (years after completion, by business type), another approves it (the requester
+        never can). On approval each listed record's documents lose their content (and blobs) and
+        a tombstone record naming both auditors is appended to the log; the purged record's leaf
+        is never changed, so inclusion and consistency proofs still verify.
         """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
