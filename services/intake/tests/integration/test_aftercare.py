@@ -295,3 +295,79 @@ async def test_follow_up_and_case_refusals(intake: Stub) -> None:
         intake.CloseCase(S.CloseCaseRequest(case_id="x", resolution="y"), metadata=ENGINEER)
     )
     assert role.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_the_clerks_call_and_an_unreachable_customer_reach_the_log(
+    intake: Stub, nats_server: NatsServer
+) -> None:
+    """Provisioning's word about the customer lands in the order's log: the confirmation and
+    the feedback the clerk recorded after the call, and the task to call a customer whose
+    notice never arrived (the order held with it)."""
+    done = await completed(intake, nats_server.url, "c-call")
+    P = provisioning_events_pb2
+    await publish(
+        nats_server.url,
+        "provisioning.activation_confirmed",
+        P.ActivationConfirmed(order_id=done.id, channel="call", confirmed_by="clerk.zhang"),
+        done.id,
+    )
+    await publish(
+        nats_server.url,
+        "provisioning.feedback_recorded",
+        P.FeedbackRecorded(
+            order_id=done.id,
+            score=4,
+            comment="fast, call me on 13912345678",
+            channel="call",
+            recorded_by="clerk.zhang",
+        ),
+        done.id,
+    )
+
+    async def log_of(order_id: str) -> list[order_pb2.Communication]:
+        reply = await intake.ListCommunications(
+            S.ListCommunicationsRequest(order_id=order_id), metadata=CLERK
+        )
+        return list(reply.communications)
+
+    entries = await eventually(
+        lambda: log_of(done.id), lambda e: len(e) == 3, 15, "confirmation and feedback logged"
+    )
+    confirmed, feedback = entries[1], entries[2]
+    assert (confirmed.channel, confirmed.direction, confirmed.actor) == (
+        S.COMMUNICATION_CHANNEL_CALL,
+        S.COMMUNICATION_DIRECTION_INBOUND,
+        "clerk.zhang",
+    )
+    assert confirmed.text.startswith("customer confirmed the service works")
+    assert "客户确认服务已正常开通" in confirmed.text
+    assert feedback.text.startswith("customer feedback 4/5: fast, call me on 139****5678")
+    assert "13912345678" not in feedback.text
+
+    # A customer provisioning could not reach: the order is held and the clerk has a task.
+    waiting = await create(intake, create_request("c-unreached"))
+    await publish(
+        nats_server.url,
+        "provisioning.job_held",
+        P.JobHeld(
+            order_id=waiting.id,
+            job_id="J-1",
+            reason_code="CUSTOMER_NOT_REACHED",
+            detail="no delivery after 10 attempts",
+            channel="voice",
+            attempts=10,
+        ),
+        waiting.id,
+    )
+    held = await eventually(
+        lambda: get(intake, waiting.id), lambda o: o.state == S.ORDER_STATE_HELD, 15, "held"
+    )
+    assert held.state_reason == "CUSTOMER_NOT_REACHED"
+    (task,) = [e for e in await log_of(waiting.id) if "not reached" in e.text]
+    assert (task.channel, task.direction, task.actor) == (
+        S.COMMUNICATION_CHANNEL_CALL,
+        S.COMMUNICATION_DIRECTION_OUTBOUND,
+        "provisioning",
+    )
+    assert "10 attempts, the last by automated voice call" in task.text
+    assert "未能联系到客户" in task.text

@@ -3,6 +3,7 @@ and provisioning's answers to a cancellation."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.message import Message
@@ -11,15 +12,34 @@ from orderline.events.v1 import archive_events_pb2, provisioning_events_pb2
 from orderline_intake.app.cancellations import CancellationApp
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.ports import OrderRepository
-from orderline_intake.domain.communication import Notification
+from orderline_intake.domain.communication import (
+    Channel,
+    Communication,
+    Direction,
+    Notification,
+    call_channel,
+    confirmed_text,
+    feedback_text,
+    not_reached_text,
+    notification_channel,
+)
 from orderline_intake.domain.states import InvalidTransition, Trigger
-from orderline_runtime.errors import FailedPrecondition, PoisonMessage, PreconditionViolation
+from orderline_runtime.errors import (
+    FailedPrecondition,
+    NotFound,
+    PoisonMessage,
+    PreconditionViolation,
+)
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent
 from orderline_runtime.unit_of_work import UnitOfWork
 
 P = provisioning_events_pb2
 Uow = UnitOfWork[OrderRepository]
+
+PROVISIONING = "provisioning"
+# provisioning.job_held's reason when it gave up reaching the customer: the clerk's to call.
+CUSTOMER_NOT_REACHED = "CUSTOMER_NOT_REACHED"
 
 # provisioning payload -> the order's milestone it marks
 MILESTONE_EVENTS: dict[type[Message], str] = {
@@ -46,6 +66,8 @@ class OrderEventHandlers:
             Handler(P.CancellationAccepted, self.on_cancellation_accepted),
             Handler(P.CancellationCompleted, self.on_cancellation_completed),
             Handler(P.CancellationDeclined, self.on_cancellation_declined),
+            Handler(P.ActivationConfirmed, self.on_activation_confirmed),
+            Handler(P.FeedbackRecorded, self.on_feedback_recorded),
         ]
 
     def _milestone(self, milestone: str) -> HandlerFn:
@@ -64,8 +86,65 @@ class OrderEventHandlers:
         return handle
 
     async def on_job_held(self, uow: Uow, event: ReceivedEvent, payload: P.JobHeld) -> None:
-        await self._transition(
-            uow, _order_id(payload), Trigger.HOLD, payload.reason_code, payload.alarm_id
+        order_id = _order_id(payload)
+        await self._transition(uow, order_id, Trigger.HOLD, payload.reason_code, payload.alarm_id)
+        if payload.reason_code == CUSTOMER_NOT_REACHED:
+            # The clerk's task, in the order's log, in the hold's unit of work.
+            await self._log(
+                uow,
+                order_id,
+                notification_channel(payload.channel),
+                Direction.OUTBOUND,
+                PROVISIONING,
+                event,
+                not_reached_text(payload.channel, payload.attempts),
+            )
+
+    async def on_activation_confirmed(
+        self, uow: Uow, event: ReceivedEvent, payload: P.ActivationConfirmed
+    ) -> None:
+        await self._log(
+            uow,
+            _order_id(payload),
+            call_channel(payload.channel),
+            Direction.INBOUND,
+            payload.confirmed_by or PROVISIONING,
+            event,
+            confirmed_text(),
+        )
+
+    async def on_feedback_recorded(
+        self, uow: Uow, event: ReceivedEvent, payload: P.FeedbackRecorded
+    ) -> None:
+        await self._log(
+            uow,
+            _order_id(payload),
+            call_channel(payload.channel),
+            Direction.INBOUND,
+            payload.recorded_by or PROVISIONING,
+            event,
+            feedback_text(payload.score, payload.comment),
+        )
+
+    async def _log(
+        self,
+        uow: Uow,
+        order_id: str,
+        channel: Channel,
+        direction: Direction,
+        actor: str,
+        event: ReceivedEvent,
+        text: str,
+    ) -> None:
+        """An entry in the order's communication log, at the event's time; keyed by the event
+        id, so a redelivery that got past the inbox adds nothing."""
+        if await uow.repos.business_type_of(order_id) is None:
+            raise NotFound("order", order_id)
+        at = event.envelope.time.ToDatetime(tzinfo=UTC) if event.envelope.HasField("time") else None
+        await uow.repos.add_communication(
+            Communication(
+                event.id, order_id, channel, direction, actor, at or self.app.clock(), text
+            )
         )
 
     async def on_job_failed(self, uow: Uow, event: ReceivedEvent, payload: P.JobFailed) -> None:

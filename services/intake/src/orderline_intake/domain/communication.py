@@ -84,6 +84,39 @@ def notification_text(channel: str, delivery_id: str) -> str:
     return str(says(f"activation notice sent by {how}{tail}", f"已通过{zh}发送开通通知"))
 
 
+def not_reached_text(channel: str, attempts: int) -> str:
+    """The clerk's task when provisioning gave up reaching the customer (the job waits in the
+    fallout queue as CUSTOMER_NOT_REACHED): call them."""
+    how = "automated voice call" if channel == "voice" else "SMS"
+    zh = "语音外呼" if channel == "voice" else "短信"
+    return str(
+        says(
+            f"customer not reached: {attempts} attempts, the last by {how}; call the customer "
+            "and have the job retried",
+            f"未能联系到客户：共尝试{attempts}次，最后一次为{zh}；请致电客户并重试开通通知",  # noqa: RUF001
+        )
+    )
+
+
+def confirmed_text() -> str:
+    """The customer confirmed the service works (provisioning's ConfirmActivation)."""
+    return str(says("customer confirmed the service works", "客户确认服务已正常开通"))
+
+
+def feedback_text(score: int, comment: str) -> str:
+    """The customer's satisfaction (provisioning's RecordFeedback), comment as given (its
+    phone numbers masked, as every text in the log)."""
+    tail = f": {comment}" if comment else ""
+    return mask_phones(
+        str(says(f"customer feedback {score}/5{tail}", f"客户满意度{score}/5{tail}"))
+    )[:MAX_TEXT]
+
+
+def call_channel(channel: str) -> Channel:
+    """A clerk's contact as provisioning names it (call, sms, visit) as a log channel."""
+    return {"call": Channel.CALL, "sms": Channel.SMS}.get(channel, Channel.NOTE)
+
+
 def notification_channel(channel: str) -> Channel:
     """Provisioning's notification channel (sms, voice) as a log channel."""
     return Channel.CALL if channel == "voice" else Channel.SMS

@@ -52,13 +52,15 @@ MILESTONE_EVENTS = {
     "archive.dossier_sealed": "dossier_archived",
 }
 
-# Events the reports are ready for that no service publishes yet (docs/reporting.md, "Figures
-# without a source"). Once one is in the event catalogue with reporting as a consumer, it is
-# projected as this kind of fact, its fields read by name.
+# Events read generically, by their fields' names (docs/reporting.md, "Figures without a
+# source"): those no service publishes yet, and those that came later and need no extractor of
+# their own. Once one is in the event catalogue with reporting as a consumer, it is projected
+# as this kind of fact. Feedback and confirmation are provisioning's (the clerk's call after
+# activation: RecordFeedback, ConfirmActivation); the adjustment has no event yet.
 FUTURE_KINDS = {
     "provisioning.adjustment_applied": ADJUSTMENT,
     "provisioning.feedback_recorded": FEEDBACK,
-    "order.customer_confirmed": CONFIRMED,
+    "provisioning.activation_confirmed": CONFIRMED,
 }
 
 # Fields a payload's device model may be in (no event carries one today).
