@@ -61,6 +61,20 @@ def observe(
     step = evaluator.observe_sample(
         current.evaluation, reading, at, rules, model=model, received_at=received_at
     )
+    if not step.transitions and not current.open_alarms and evaluator.is_quiet(step.state):
+        # Healthy and nothing open: nothing to raise, clear, re-grade or correlate (what the
+        # steps below conclude, without taking them).
+        return Observation(
+            DeviceState(
+                current.device_id,
+                {},
+                received_at,
+                at,
+                step.state,
+                current.under_maintenance,
+            ),
+            None,
+        )
     verdict = evaluator.health(step.state)
     severity = {f.category: f.severity for f in verdict.failing}
     abnormal = set(verdict.abnormal_categories)

@@ -100,7 +100,42 @@ class CategoryState:
     flap_severity: Severity | None = None
 
 
-_QUIET = CategoryState()
+# A category with nothing to tell and only OK states in its history is the same value on every
+# device: one shared (immutable) state per history length, so a healthy sample needs no new one.
+_QUIET_STATES: tuple[CategoryState, ...] = tuple(
+    CategoryState(history=(False,) * n) for n in range(FLAP_HISTORY + 1)
+)
+_QUIET = _QUIET_STATES[0]
+
+
+def _quiet_length(state: CategoryState) -> int:
+    """The history length of a shared quiet state; -1 for any other state."""
+    n = len(state.history)
+    return n if n <= FLAP_HISTORY and state is _QUIET_STATES[n] else -1
+
+
+def _shared(state: CategoryState) -> CategoryState:
+    """The shared quiet state equal to ``state``, or ``state`` itself."""
+    n = len(state.history)
+    if n <= FLAP_HISTORY and state.phase is Phase.OK and state == _QUIET_STATES[n]:
+        return _QUIET_STATES[n]
+    return state
+
+
+class _QuietCategories(dict[Category, CategoryState]):
+    """Every category quiet with one history length (shared, never changed in place): the
+    state of a healthy device, and ``following`` the one after another healthy sample."""
+
+    __slots__ = ("following",)
+    following: _QuietCategories
+
+
+_QUIET_MAPS: dict[int, _QuietCategories] = {
+    n: _QuietCategories({c: _QUIET_STATES[n] for c in CATEGORY_ORDER})
+    for n in range(2, FLAP_HISTORY + 1)
+}
+for _n, _map in _QUIET_MAPS.items():
+    _map.following = _QUIET_MAPS[min(_n + 1, FLAP_HISTORY)]
 
 
 _Tell = Callable[["Kind", "Severity | None", "Severity | None"], None]
@@ -173,27 +208,70 @@ def observe_sample(
     if current.last_sample_at is not None and at < current.last_sample_at:
         return Step(current, (), out_of_order=True)
     model_rules = rules.for_model(current.model)
-    values = reading.values()
     out: list[Transition] = []
     if current.communication_lost:
         out.append(
             Transition(current.device_id, Kind.COMMUNICATION_RESTORED, at, at, rules.version)
         )
-    categories = dict(current.categories)
+    before_all = current.categories
+    quiet_test = model_rules.quiet_test
+    if (
+        (type(before_all) is _QuietCategories or not before_all)
+        and quiet_test is not None
+        and quiet_test(reading)
+    ):
+        # A healthy device, a healthy sample: every category takes the next shared quiet state
+        # (what the steps below give, without taking them).
+        quiet = before_all.following if isinstance(before_all, _QuietCategories) else None
+        next_state = DeviceEvaluation(
+            current.device_id,
+            current.model,
+            quiet or _QUIET_MAPS[2],
+            at,
+            received_at or at,
+            False,
+        )
+        return Step(next_state, tuple(out))
+    values = reading.values()
+    categories = dict(before_all)
     for category in CATEGORY_ORDER:
         rule = model_rules.categories[category]
-        before = current.category(category)
+        before = before_all.get(category, _QUIET)
+        n = _quiet_length(before)
+        rule_quiet = rule.quiet_test
+        if n >= 0 and rule_quiet is not None and rule_quiet(reading):
+            # Quiet before and nothing in this sample: quiet after, one more OK in its history.
+            categories[category] = _QUIET_STATES[min(max(n, 1) + 1, FLAP_HISTORY)]
+            continue
         after, told = _step_category(current.device_id, rule, before, values, at, rules.version)
-        categories[category] = after
+        categories[category] = _shared(after)
         out.extend(told)
-    next_state = replace(
-        current,
-        categories=categories,
-        last_sample_at=at,
-        last_heard_at=received_at or at,
-        communication_lost=False,
+    next_state = DeviceEvaluation(
+        current.device_id,
+        current.model,
+        _quiet_map(categories),
+        at,
+        received_at or at,
+        False,
     )
     return Step(next_state, tuple(out))
+
+
+def _quiet_map(categories: dict[Category, CategoryState]) -> Mapping[Category, CategoryState]:
+    """The shared quiet mapping equal to ``categories`` if there is one, else ``categories``."""
+    first = categories.get(CATEGORY_ORDER[0])
+    if first is None or len(categories) != len(CATEGORY_ORDER):
+        return categories
+    shared = _QUIET_MAPS.get(_quiet_length(first))
+    if shared is None or any(categories.get(c) is not first for c in CATEGORY_ORDER):
+        return categories
+    return shared
+
+
+def is_quiet(state: DeviceEvaluation) -> bool:
+    """Every category of the device quiet (nothing pending, raised or flapping, only OK in its
+    flap history): its health is HEALTHY with nothing failing, unless communication is lost."""
+    return type(state.categories) is _QuietCategories
 
 
 def tick(state: DeviceEvaluation, now: datetime, rules: RuleSet) -> Step:

@@ -13,9 +13,11 @@ the field.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
+from operator import attrgetter, gt, lt
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +120,81 @@ class CategoryRule:
             "; ".join(c.describe(values) for c in hits),
         )
 
+    @cached_property
+    def quiet_test(self) -> Callable[[Reading], bool] | None:
+        """``quiet_test(reading)``: no condition of this rule matches the reading (its
+        ``severity`` would be None), told without building the values mapping; None when the
+        rule cannot be told so (a flapping threshold of 0 flaps on a quiet history too)."""
+        return _quiet_test(self.conditions) if self.flap_high_pct > 0 else None
+
 
 @dataclass(frozen=True)
 class ModelRules:
     model: str
     heartbeat_interval: timedelta
     categories: Mapping[Category, CategoryRule]
+
+    @cached_property
+    def quiet_test(self) -> Callable[[Reading], bool] | None:
+        """``quiet_test(reading)``: no condition of any of the seven categories matches the
+        reading; None when some category cannot be told so (see ``CategoryRule.quiet_test``)."""
+        rules = [self.categories.get(c) for c in CATEGORY_ORDER]
+        if any(r is None or r.flap_high_pct <= 0 for r in rules):
+            return None
+        return _quiet_test(c for r in rules if r is not None for c in r.conditions)
+
+
+_METRICS = frozenset(_NUMERIC_METRICS | _BOOLEAN_METRICS)
+
+
+def _quiet_test(conditions: Iterable[Condition]) -> Callable[[Reading], bool] | None:
+    """Compiles conditions, once, into one test of a reading: True when none matches.
+
+    Exactly ``all(c.severity(reading.values()) is None for c in conditions)``: an ``above``
+    condition matches when the value is strictly above its lowest threshold, a ``below`` one
+    when strictly below its highest, a flag when false. The comparisons run in C (``map`` over
+    ``operator.gt``/``lt``) on the values read at once by an ``attrgetter``."""
+    above: list[tuple[str, float]] = []
+    below: list[tuple[str, float]] = []
+    flags: list[str] = []
+    for c in conditions:
+        if c.metric not in _METRICS:
+            return None
+        if c.kind == "flag":
+            flags.append(c.metric)
+        elif not c.thresholds:
+            continue  # never matches
+        elif c.kind == "above":
+            above.append((c.metric, min(t for _, t in c.thresholds)))
+        else:
+            below.append((c.metric, max(t for _, t in c.thresholds)))
+
+    def getter(names: list[str]) -> Callable[[Reading], tuple[float | bool, ...]]:
+        # attrgetter of one name gives the value, of two or more a tuple: a name given twice
+        # (compared twice against the same limit) keeps it a tuple.
+        if not names:
+            return lambda _reading: ()
+        return attrgetter(*names, *names) if len(names) == 1 else attrgetter(*names)
+
+    above_values, above_limits = (
+        getter([m for m, _ in above]),
+        [t for _, t in above] * (2 if len(above) == 1 else 1),
+    )
+    below_values, below_limits = (
+        getter([m for m, _ in below]),
+        [t for _, t in below] * (2 if len(below) == 1 else 1),
+    )
+    flag_values = getter(flags)
+    has_above, has_below, has_flags = bool(above), bool(below), bool(flags)
+
+    def quiet(reading: Reading) -> bool:
+        if has_above and any(map(gt, above_values(reading), above_limits)):
+            return False
+        if has_below and any(map(lt, below_values(reading), below_limits)):
+            return False
+        return not has_flags or all(flag_values(reading))
+
+    return quiet
 
 
 DEFAULT_RECOVERY_WINDOW_S = 300.0
