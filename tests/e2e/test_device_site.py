@@ -31,10 +31,13 @@ SAFETY_DEVICE = "CPE-0035"
 
 @pytest.fixture(scope="module")
 def site_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The stack with device-monitor told where the device agents are (remote reboots)."""
+    """The stack as `orderline up` runs it: device-monitor knows where the device agents are
+    (remote reboots)."""
     stack = new_stack(Path(tmp_path_factory.mktemp("device-site")))
     stack.plan()
-    stack.procs["device-monitor"].env["ORDERLINE_DEVICE_AGENT_ADDRESS"] = stack.address("fleet")
+    assert stack.procs["device-monitor"].env["ORDERLINE_DEVICE_AGENT_ADDRESS"] == stack.address(
+        "fleet"
+    )
     try:
         stack.start(timeout=90)
         yield stack

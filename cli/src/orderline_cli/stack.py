@@ -219,6 +219,10 @@ class LocalStack:
                 env["ORDERLINE_ARCHIVE_SIGNING_KEY_FILE"] = str(
                     ensure_ed25519_key_file(self.state_dir / "keys" / "archive-signing-key.pem")
                 )
+            if svc == "device-monitor":
+                # First-line troubleshooting (a remote reboot of the recoverable faults) goes to
+                # the fleet's device agents, as in a deployment (the chart sets it too).
+                env["ORDERLINE_DEVICE_AGENT_ADDRESS"] = f"127.0.0.1:{ports['fleet']}"
             if svc == "provisioning":
                 # Kept in the state directory like the archive's, with its public key beside it
                 # (voucher-signing-key.pub.pem) for `orderline voucher verify --public-key`.
