@@ -118,9 +118,14 @@ async def test_a_ticket_taken_from_acknowledged_to_closed(monitor: tuple[str, st
     assert code == 0, err
     assert json.loads(out)["ticket"]["state"] == "resolved"
 
-    code, out, err = await orderline("ticket", "close", ticket_id, *at, "--note", "link up")
+    # Four-eyes: the resolver does not confirm the repair; an engineer does.
+    code, out, err = await orderline("ticket", "close", ticket_id, *at, "--note", "trust me")
+    assert code == 1 and "PERMISSION_DENIED" in err and "four-eyes" in err
+    code, out, err = await orderline(
+        "ticket", "close", ticket_id, *at, "--note", "link up", "--token", "dev-engineer"
+    )
     assert code == 0, err
-    assert "closed by maintenance-dev" in out and "PERSON_CONFIRMED" in out
+    assert "closed by engineer-dev" in out and "PERSON_CONFIRMED" in out
     assert "root cause: LINE_DAMAGED" in out
 
     code, out, err = await orderline("ticket", "get", ticket_id, *at, "--json")

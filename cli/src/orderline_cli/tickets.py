@@ -228,7 +228,9 @@ def ticket_close(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Confirm a resolved ticket's device works: closed, and the device's maintenance ends."""
+    """Confirm a resolved ticket's device works: closed, and the device's maintenance ends.
+    Four-eyes: not by the person who resolved it (telemetry confirming the device healthy
+    closes it too)."""
     request = device_pb2.CloseTicketRequest(ticket_id=ticket_id, note=note)
     reply = _call(
         monitor, token or "dev-maintenance", as_json, lambda s, m: s.CloseTicket(request, **m)

@@ -133,11 +133,19 @@ async def test_the_ticket_lifecycle(monitor: DeviceMonitor) -> None:
     assert resolved.state == device_pb2.TICKET_STATE_RESOLVED
     assert resolved.resolved_by == "maintenance-dev"
 
+    # Four-eyes: who resolved it does not confirm it; another person does.
+    same = await expect_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        monitor.ticket_call("CloseTicket", ticket_id=ticket.id, note="trust me"),
+    )
+    assert "four-eyes" in (same.details() or "")
     closed = (
-        await monitor.ticket_call("CloseTicket", ticket_id=ticket.id, note="link is up")
+        await monitor.ticket_call(
+            "CloseTicket", "dev-engineer", ticket_id=ticket.id, note="link is up"
+        )
     ).ticket
     assert closed.state == device_pb2.TICKET_STATE_CLOSED
-    assert closed.close_reason == "PERSON_CONFIRMED" and closed.closed_by == "maintenance-dev"
+    assert closed.close_reason == "PERSON_CONFIRMED" and closed.closed_by == "engineer-dev"
     assert [n.state for n in closed.history] == [
         device_pb2.TICKET_STATE_ACKNOWLEDGED,
         device_pb2.TICKET_STATE_ACKNOWLEDGED,
@@ -400,7 +408,7 @@ async def test_maintenance_on_a_fit_device_stops_work_and_its_close_lets_it_go_o
         root_cause_code="MECHANICAL_WEAR",
         corrective_action_code="COMPONENT_REPLACED",
     )
-    await monitor.ticket_call("CloseTicket", ticket_id=ticket.id, note="tight")
+    await monitor.ticket_call("CloseTicket", "dev-engineer", ticket_id=ticket.id, note="tight")
     assert (await monitor.fitness(device)).fit
 
     events = await monitor.wait_for_event("device.recovered")

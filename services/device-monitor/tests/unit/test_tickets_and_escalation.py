@@ -56,8 +56,12 @@ def test_a_ticket_moves_acknowledged_in_progress_resolved_closed() -> None:
     assert ticket.state is TicketState.ACKNOWLEDGED and ticket.is_open
     ticket = resolved()
     assert ticket.state is TicketState.RESOLVED and ticket.root_cause_code == "POOR_COOLING"
-    closed = tickets.close(ticket, by="m", at=T0 + timedelta(minutes=3), confirmed_by_person=True)
+    # Four-eyes: the resolver ("m") does not confirm the repair; another person does.
+    with pytest.raises(tickets.SameResolver):
+        tickets.close(ticket, by="m", at=T0 + timedelta(minutes=3), confirmed_by_person=True)
+    closed = tickets.close(ticket, by="e", at=T0 + timedelta(minutes=3), confirmed_by_person=True)
     assert closed.state is TicketState.CLOSED and not closed.is_open
+    assert closed.closed_by == "e" and closed.resolved_by == "m"
     assert closed.close_reason == tickets.PERSON_CONFIRMED
     assert [n.state for n in closed.history] == list(TicketState)
 

@@ -25,7 +25,12 @@ from orderline_device_monitor.domain.health import Category, DeviceState, Health
 from orderline_device_monitor.domain.rules import RuleSet
 from orderline_device_monitor.domain.tickets import IllegalTicketStep, Ticket
 from orderline_runtime.clock import Clock
-from orderline_runtime.errors import FailedPrecondition, NotFound, PreconditionViolation
+from orderline_runtime.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+)
 from orderline_runtime.ids import new_id
 from orderline_runtime.logs import get_logger
 from orderline_runtime.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -262,6 +267,8 @@ class TicketDesk:
                     )
                 except IllegalTicketStep as exc:
                     raise _illegal(exc) from None
+                except tickets.SameResolver as exc:
+                    raise PermissionDenied(str(exc), reason="FOUR_EYES") from None
                 await self._closed(uow, after)
             self._leave_maintenance(after)
         return after

@@ -139,6 +139,18 @@ class Ticket:
         return self.state is not TicketState.CLOSED
 
 
+class SameResolver(ValueError):
+    """A person tried to confirm the repair they resolved themselves."""
+
+    def __init__(self, ticket: Ticket, by: str) -> None:
+        super().__init__(
+            f"four-eyes: {by} resolved ticket {ticket.id} and cannot confirm the repair; "
+            "another engineer or maintenance person must, or the device's telemetry closes it "
+            "once it is healthy"
+        )
+        self.ticket = ticket
+
+
 class IllegalTicketStep(ValueError):
     """A step the ticket's state does not allow (FAILED_PRECONDITION)."""
 
@@ -248,10 +260,14 @@ def close(
     device_healthy: bool = False,
     note: str = "",
 ) -> Ticket:
-    """resolved → closed, only on a person's confirmation or a device confirmed healthy."""
+    """resolved → closed, only on a person's confirmation or a device confirmed healthy.
+    Four-eyes: the person who resolved it is not the one who confirms it (SameResolver);
+    telemetry confirming the device healthy may close it whoever resolved it."""
     state = _step(ticket, Step.CLOSE)
     if not confirmed_by_person and not device_healthy:
         raise IllegalTicketStep(ticket, Step.CLOSE)
+    if confirmed_by_person and not device_healthy and by == ticket.resolved_by:
+        raise SameResolver(ticket, by)
     reason = PERSON_CONFIRMED if confirmed_by_person else DEVICE_CONFIRMED_HEALTHY
     return replace(
         ticket,
