@@ -150,25 +150,35 @@ class TelemetryIngest:
         nodes = self.book.site
         # Devices whose telemetry names an access node the book does not have for them yet.
         placed: dict[str, str] = {}
+        # Looked up once per batch, not per reading.
+        rules, model_of, book_get, node_of = self.rules, self.model_of, self.book.get, nodes.node_of
+        recents, observe_quiet = self._recent, devices.observe_quiet
         for reading in readings:
-            previous = states.get(reading.device_id) or self.book.get(reading.device_id)
+            device_id = reading.device_id
+            previous = states.get(device_id) or book_get(device_id)
             if previous is None:
-                first_seen.append(reading.device_id)
-            if reading.access_node and nodes.node_of.get(reading.device_id) != reading.access_node:
-                placed[reading.device_id] = reading.access_node
-            recent = self._recent.get(reading.device_id)
+                first_seen.append(device_id)
+            if reading.access_node and node_of.get(device_id) != reading.access_node:
+                placed[device_id] = reading.access_node
+            recent = recents.get(device_id)
             if recent is None:
-                recent = self._recent[reading.device_id] = deque(maxlen=SAMPLES_BEFORE)
+                recent = recents[device_id] = deque(maxlen=SAMPLES_BEFORE)
             recent.append(reading)
             if self._after:
                 flushes.extend(self._gather_after(reading))
+            model = model_of(device_id)
+            # A healthy reading of a healthy device: its next state, no change (most readings).
+            quiet = observe_quiet(previous, reading, received_at=now, rules=rules, model=model)
+            if quiet is not None:
+                states[device_id] = quiet
+                continue
             seen = devices.observe(
                 previous,
                 reading,
                 received_at=now,
                 new_alarm_id=self.new_alarm_id,
-                rules=self.rules,
-                model=self.model_of(reading.device_id),
+                rules=rules,
+                model=model,
             )
             if seen.out_of_order:
                 log.debug("out-of-order telemetry sample ignored", device_id=reading.device_id)

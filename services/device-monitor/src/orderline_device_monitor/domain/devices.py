@@ -58,23 +58,12 @@ def observe(
     at = min(reading.observed_at or received_at, received_at)
     if current.last_observed is not None and at < current.last_observed:
         return Observation(current, None, out_of_order=True)
+    quiet = observe_quiet(state, reading, received_at=received_at, rules=rules, model=model)
+    if quiet is not None:
+        return Observation(quiet, None)
     step = evaluator.observe_sample(
         current.evaluation, reading, at, rules, model=model, received_at=received_at
     )
-    if not step.transitions and not current.open_alarms and evaluator.is_quiet(step.state):
-        # Healthy and nothing open: nothing to raise, clear, re-grade or correlate (what the
-        # steps below conclude, without taking them).
-        return Observation(
-            DeviceState(
-                current.device_id,
-                {},
-                received_at,
-                at,
-                step.state,
-                current.under_maintenance,
-            ),
-            None,
-        )
     verdict = evaluator.health(step.state)
     severity = {f.category: f.severity for f in verdict.failing}
     abnormal = set(verdict.abnormal_categories)
@@ -156,6 +145,36 @@ def observe(
         ),
     )
     return Observation(next_state, change)
+
+
+def observe_quiet(
+    state: DeviceState | None,
+    reading: Reading,
+    *,
+    received_at: datetime,
+    rules: RuleSet,
+    model: str | None = None,
+) -> DeviceState | None:
+    """The state ``observe`` gives, with no change, when a healthy reading comes from a healthy
+    device with no open alarm (``evaluator.quiet_sample``): nothing to raise, clear, re-grade
+    or correlate. None when that is not the case (``observe`` takes every step then)."""
+    observed = reading.observed_at or received_at
+    at = received_at if received_at < observed else observed
+    if state is None:
+        evaluation = evaluator.quiet_sample(
+            None, reading, at, rules, model=model, received_at=received_at
+        )
+        if evaluation is None:
+            return None
+        return DeviceState(reading.device_id, {}, received_at, at, evaluation, False)
+    if state.open_alarms or (state.last_observed is not None and at < state.last_observed):
+        return None
+    evaluation = evaluator.quiet_sample(
+        state.evaluation, reading, at, rules, model=model, received_at=received_at
+    )
+    if evaluation is None:
+        return None
+    return DeviceState(state.device_id, {}, received_at, at, evaluation, state.under_maintenance)
 
 
 def _came_back(

@@ -201,6 +201,9 @@ def observe_sample(
 ) -> Step:
     """Evaluates one sample observed at ``at`` (its own timestamp) that arrived at
     ``received_at`` (default: ``at``)."""
+    quiet = quiet_sample(state, reading, at, rules, model=model, received_at=received_at)
+    if quiet is not None:
+        return Step(quiet, ())
     current = state or DeviceEvaluation(reading.device_id, model=model)
     if model is not None and current.model != model:
         # A state restored before its model was known takes it from the first sample.
@@ -214,24 +217,6 @@ def observe_sample(
             Transition(current.device_id, Kind.COMMUNICATION_RESTORED, at, at, rules.version)
         )
     before_all = current.categories
-    quiet_test = model_rules.quiet_test
-    if (
-        (type(before_all) is _QuietCategories or not before_all)
-        and quiet_test is not None
-        and quiet_test(reading)
-    ):
-        # A healthy device, a healthy sample: every category takes the next shared quiet state
-        # (what the steps below give, without taking them).
-        quiet = before_all.following if isinstance(before_all, _QuietCategories) else None
-        next_state = DeviceEvaluation(
-            current.device_id,
-            current.model,
-            quiet or _QUIET_MAPS[2],
-            at,
-            received_at or at,
-            False,
-        )
-        return Step(next_state, tuple(out))
     values = reading.values()
     categories = dict(before_all)
     for category in CATEGORY_ORDER:
@@ -268,10 +253,41 @@ def _quiet_map(categories: dict[Category, CategoryState]) -> Mapping[Category, C
     return shared
 
 
-def is_quiet(state: DeviceEvaluation) -> bool:
-    """Every category of the device quiet (nothing pending, raised or flapping, only OK in its
-    flap history): its health is HEALTHY with nothing failing, unless communication is lost."""
-    return type(state.categories) is _QuietCategories
+def quiet_sample(
+    state: DeviceEvaluation | None,
+    reading: Reading,
+    at: datetime,
+    rules: RuleSet,
+    *,
+    model: str | None = None,
+    received_at: datetime | None = None,
+) -> DeviceEvaluation | None:
+    """The state ``observe_sample`` gives when a healthy sample comes from a healthy device
+    (every category quiet, communication not lost, the sample in order and matching no
+    condition): it tells nothing and every category takes the next shared quiet state. None
+    when that is not the case (``observe_sample`` takes the steps then)."""
+    if state is None:
+        device_id, current_model, before, lost, last = reading.device_id, model, None, False, None
+    else:
+        device_id, current_model, before = state.device_id, state.model, state.categories
+        lost, last = state.communication_lost, state.last_sample_at
+        if model is not None:
+            current_model = model
+    if lost or (last is not None and at < last):
+        return None
+    if before and type(before) is not _QuietCategories:
+        return None
+    quiet_test = rules.for_model(current_model).quiet_test
+    if quiet_test is None or not quiet_test(reading):
+        return None
+    return DeviceEvaluation(
+        device_id,
+        current_model,
+        before.following if isinstance(before, _QuietCategories) else _QUIET_MAPS[2],
+        at,
+        received_at or at,
+        False,
+    )
 
 
 def tick(state: DeviceEvaluation, now: datetime, rules: RuleSet) -> Step:

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from orderline_device_monitor.domain.condition import Condition
@@ -146,10 +147,25 @@ def reading_problems(reading: Reading) -> list[tuple[str, str]]:
         node_problem = device_id_problem(reading.access_node)
         if node_problem:
             problems.append(("access_node_id", node_problem))
+    if _finite(reading):
+        return problems
     for name, value in reading.values().items():
         if isinstance(value, float) and not math.isfinite(value):
             problems.append((name, "must be a finite number"))
     return problems
+
+
+_metric_values = attrgetter(*_METRIC_FIELDS)
+
+
+def _finite(reading: Reading) -> bool:
+    """Every metric finite, told at once: a NaN or an infinity makes the sum non-finite (so a
+    finite sum proves them all finite); a sum that overflows, or values that do not add up, are
+    looked at one by one."""
+    try:
+        return math.isfinite(sum(_metric_values(reading)))
+    except (TypeError, OverflowError):
+        return False
 
 
 @dataclass(frozen=True)
