@@ -303,12 +303,18 @@ def fallout_skip(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Skip one failed test with a reason (engineers only)."""
+    """Skip one failed test with a reason (engineers only), four-eyes: the first engineer's
+    skip asks, another engineer's skip of the same test approves it."""
     request = pb.SkipTestRequest(job_id=job_id, kind=kind, reason=reason)
     reply = _call(
         provisioning, token or "dev-engineer", as_json, lambda s, m: s.SkipTest(request, **m)
     )
-    _acted(f"skipped {kind} on", reply, as_json)
+    record = next((t for t in reply.job.skipped_tests if t.kind == kind), None)
+    if record is not None and not record.approved_by:
+        _acted(f"asked to skip {kind} (another engineer approves with the same command) on",
+               reply, as_json)  # fmt: skip
+    else:
+        _acted(f"skipped {kind} on", reply, as_json)
 
 
 @fallout_app.command("rollback")

@@ -6,6 +6,7 @@ cannot; an action on a job not in fallout is refused and changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -151,9 +152,20 @@ async def test_a_test_failing_after_the_loop_is_retried_by_an_engineer_to_comple
 
 
 async def test_skip_rollback_and_abort_from_the_queue(
-    start_provisioning: Any, fleet: str, bus: Any
+    start_provisioning: Any, fleet: str, bus: Any, tmp_path: Path
 ) -> None:
-    running = await start_provisioning(device_agent_address=fleet)
+    # Two engineers (a skip is four-eyes): a tokens file with the usual development tokens'
+    # names and principals, and a second engineer.
+    tokens = {
+        f"dev-{role}": {"subject": f"{role}-dev", "roles": [role]}
+        for role in ("clerk", "engineer", "manager", "service")
+    }
+    tokens["engineer-li-token"] = {"subject": "engineer-li", "roles": ["engineer"]}
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(json.dumps(tokens))
+    running = await start_provisioning(
+        device_agent_address=fleet, auth_tokens_file=tokens_file, service_token="dev-service"
+    )
     await bus.approve("ORD-FO-SKIP", "CPE-0014")
     await bus.approve("ORD-FO-ABORT", "CPE-0016")
     for order_id in ("ORD-FO-SKIP", "ORD-FO-ABORT"):
@@ -194,20 +206,34 @@ async def test_skip_rollback_and_abort_from_the_queue(
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "kind" in field_violations(err)
     assert (await job_of(running.address, "ORD-FO-SKIP")).updated_at == skip.updated_at
 
-    skipped = await call(
-        running.address,
-        "SkipTest",
-        pb.SkipTestRequest(job_id=skip.id, kind="performance", reason="line survey booked"),
-    )
-    [record] = skipped.job.skipped_tests
-    assert (record.kind, record.reason, record.skipped_by) == (
+    # Four-eyes: the first engineer asks; the job stays in the queue, the skip unapproved.
+    request = pb.SkipTestRequest(job_id=skip.id, kind="performance", reason="line survey booked")
+    asked = await call(running.address, "SkipTest", request)
+    [record] = asked.job.skipped_tests
+    assert (record.kind, record.reason, record.skipped_by, record.approved_by) == (
         "performance",
         "line survey booked",
         "engineer-dev",
+        "",
     )
+    assert asked.job.state == pb.JOB_STATE_HELD
+    err = await refused(running.address, "SkipTest", request, ENGINEER)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "four-eyes" in (err.details() or "")
+    # Another engineer approves: skipped, and the job goes on.
+    approved = await call(
+        running.address,
+        "SkipTest",
+        pb.SkipTestRequest(job_id=skip.id, kind="performance", reason="agreed"),
+        (("authorization", "Bearer engineer-li-token"),),
+    )
+    [record] = approved.job.skipped_tests
+    assert (record.skipped_by, record.approved_by) == ("engineer-dev", "engineer-li")
     passed = await bus.wait_for_event("ORD-FO-SKIP", "provisioning.tests_passed", within=30)
     outcome = {o.kind: o for o in passed.payload.outcomes}
-    assert outcome["performance"].detail == "skipped by engineer-dev: line survey booked"
+    assert outcome["performance"].detail == (
+        "skipped by engineer-dev, approved by engineer-li: line survey booked"
+    )
     await bus.wait_for_event("ORD-FO-SKIP", "provisioning.customer_notified", within=60)
     assert (await job_of(running.address, "ORD-FO-SKIP")).state == pb.JOB_STATE_COMPLETED
 

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orderline_provisioning.domain import fallout
-from orderline_provisioning.domain.job import DEVICE_ABNORMAL, TESTS_FAILED, Job, TestResult
+from orderline_provisioning.domain.job import (
+    DEVICE_ABNORMAL,
+    TESTS_FAILED,
+    Job,
+    SkippedTest,
+    TestResult,
+)
 from orderline_provisioning.domain.steps import JobState, Step
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -70,18 +76,39 @@ def test_an_action_on_a_job_not_in_fallout_is_refused_and_changes_nothing() -> N
     assert (job.state, job.step, job.fallout_retries) == (JobState.RUNNING, Step.CONFIGURE, 0)
 
 
-def test_skip_of_the_last_failed_test_goes_on_to_activation() -> None:
+def test_skip_of_the_last_failed_test_goes_on_to_activation_once_another_engineer_approves() -> (
+    None
+):
     job = failed_tests_job("security")
-    done = fallout.skip(job, "security", "no management port on this model", "eng-1", T0)
-    assert done.tests_done
+    asked = fallout.skip(job, "security", "no management port on this model", "eng-1", T0)
+    # Four-eyes: asked, not skipped; the asker cannot approve it.
+    assert asked.awaiting_approval and not asked.tests_done
+    assert fallout.in_fallout(job) and fallout.failed_tests(job) == ["security"]
+    assert not job.skipped_tests["security"].approved
+    with pytest.raises(fallout.SameEngineer, match="four-eyes"):
+        fallout.skip(job, "security", "really", "eng-1", T0)
+    done = fallout.skip(job, "security", "agreed", "eng-2", T0)
+    assert done.tests_done and not done.awaiting_approval
     assert (job.state, job.step, job.fallout_at) == (JobState.RUNNING, Step.ACTIVATE, None)
-    assert job.skipped_tests["security"].reason == "no management port on this model"
-    assert job.skipped_tests["security"].by == "eng-1"
+    skipped = job.skipped_tests["security"]
+    assert skipped.reason == "no management port on this model"
+    assert (skipped.by, skipped.approved_by) == ("eng-1", "eng-2")
+
+
+def test_a_skip_kept_before_four_eyes_stays_a_skip() -> None:
+    raw = {"kind": "security", "reason": "old", "by": "eng-1", "at": T0.isoformat()}
+    kept = SkippedTest.from_record(raw)
+    assert kept.approved and kept.approved_by == "eng-1"
+    again = SkippedTest.from_record(kept.to_record())
+    assert again == kept
+    asked = SkippedTest("security", "new", "eng-1", T0)
+    assert SkippedTest.from_record(asked.to_record()) == asked and not asked.approved
 
 
 def test_skip_with_other_failures_left_stays_in_the_queue() -> None:
     job = failed_tests_job("security", "performance")
-    done = fallout.skip(job, "security", "n/a", "eng-1", T0)
+    fallout.skip(job, "security", "n/a", "eng-1", T0)
+    done = fallout.skip(job, "security", "n/a", "eng-2", T0)
     assert not done.tests_done and fallout.in_fallout(job)
     assert fallout.failed_tests(job) == ["performance"]
 

@@ -458,13 +458,16 @@ async def test_a_skipped_test_is_not_run_again_and_named_in_tests_passed() -> No
     job.config_version = job.base_config_version = 1
     await runner.run(job)
     fallout.skip(job, "security", "model has no management port", "eng-1", clock.now)
+    fallout.skip(job, "security", "agreed", "eng-2", clock.now)  # four-eyes
     fake.failing_kinds, fake.tests_run = set(), []
     fallout.retry(job, clock.now)
     out = await runner.run(job)
     assert out.event_types == ["provisioning.tests_passed"]
     assert not any(":security" in k for k in fake.tests_run)
     outcome = {o.kind: o for o in tests_passed(job).outcomes}
-    assert outcome["security"].detail == "skipped by eng-1: model has no management port"
+    assert outcome["security"].detail == (
+        "skipped by eng-1, approved by eng-2: model has no management port"
+    )
     assert not outcome["security"].passed
 
 

@@ -14,7 +14,7 @@ from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
 from orderline_provisioning.domain.config import ConfigRecord
 from orderline_provisioning.domain.confirmation import Confirmation, Feedback
-from orderline_provisioning.domain.job import Job, TestResult
+from orderline_provisioning.domain.job import Job, SkippedTest, TestResult
 from orderline_provisioning.domain.judging import texts as result_texts
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
@@ -163,10 +163,7 @@ def job_to_proto(
         config_changes=[config_change_to_proto(c) for c in configs],
         detail=job.detail,
         fallout_retries=job.fallout_retries,
-        skipped_tests=[
-            pb.SkippedTest(kind=t.kind, reason=t.reason, skipped_by=t.by, skipped_at=_ts(t.at))
-            for t in job.skipped_tests.values()
-        ],
+        skipped_tests=[_skipped(t) for t in job.skipped_tests.values()],
     )
     if job.fallout_at is not None:
         msg.fallout_since.CopyFrom(_ts(job.fallout_at))
@@ -221,3 +218,16 @@ def voucher_to_proto(voucher: Voucher) -> pb.Voucher:
         envelope=voucher.envelope,
         key_id=voucher.key_id,
     )
+
+
+def _skipped(test: SkippedTest) -> pb.SkippedTest:
+    msg = pb.SkippedTest(
+        kind=test.kind,
+        reason=test.reason,
+        skipped_by=test.by,
+        skipped_at=_ts(test.at),
+        approved_by=test.approved_by,
+    )
+    if test.approved_at is not None:
+        msg.approved_at.CopyFrom(_ts(test.approved_at))
+    return msg

@@ -22,6 +22,7 @@ from orderline_runtime.errors import (
     Conflict,
     FailedPrecondition,
     NotFound,
+    PermissionDenied,
     PreconditionViolation,
     Unavailable,
 )
@@ -100,10 +101,15 @@ class FalloutDesk:
             done = fallout.skip(job, kind, reason, actor, self.clock())
         except fallout.NotInFallout as exc:
             raise _not_in_fallout(exc) from None
+        except fallout.SameEngineer as exc:
+            raise PermissionDenied(str(exc), reason="FOUR_EYES") from None
         out = StepOutcome()
         if done.tests_done:
             out.add(tests_passed(job))
-        log.info("fallout: test skipped", job_id=job.id, kind=kind, by=actor, reason=reason)
+        if done.awaiting_approval:
+            log.info("fallout: skip asked", job_id=job.id, kind=kind, by=actor, reason=reason)
+        else:
+            log.info("fallout: test skipped", job_id=job.id, kind=kind, approved_by=actor)
         return await self._save(job, loaded_at, out)
 
     async def roll_back(self, job_id: str, actor: str) -> Job:

@@ -101,11 +101,17 @@ def cancellation_declined(job: Job, reason: str, detail: str) -> ev.Cancellation
 
 
 def tests_passed(job: Job) -> ev.TestsPassed:
-    """The job's tests passed (a skipped one named as skipped, with its reason)."""
+    """The job's tests passed (a skipped one named as skipped, by whom, with its reason)."""
     outcomes = []
     for r in job.test_results:
         skipped = job.skipped_tests.get(r.kind)
-        detail = f"skipped by {skipped.by}: {skipped.reason}" if skipped else r.detail
+        if skipped is not None and skipped.approved:
+            who = skipped.by
+            if skipped.approved_by != skipped.by:  # a skip from before four-eyes names one
+                who += f", approved by {skipped.approved_by}"
+            detail = f"skipped by {who}: {skipped.reason}"
+        else:
+            detail = r.detail
         outcomes.append(ev.TestOutcome(kind=r.kind, passed=r.passed, detail=detail))
     return ev.TestsPassed(
         job_id=job.id, order_id=job.order_id, device_id=job.device_id, outcomes=outcomes
@@ -318,9 +324,9 @@ class StepRunner:
         catalogue = load_catalogue()
         business = catalogue.get(job.business_type)
         profile = business.test_profile if business is not None else None
-        # Tests a person skipped from the fallout queue are not run again.
+        # Tests skipped from the fallout queue (asked and approved) are not run again.
         kinds = (
-            [TestKind(k) for k in profile.tests if k not in job.skipped_tests]
+            [TestKind(k) for k in profile.tests if k not in job.skipped_kinds]
             if profile is not None
             else []
         )
@@ -368,7 +374,7 @@ class StepRunner:
         if results:
             job.rounds_done = results[0].round
         # The skipped tests keep their last result.
-        results = results + [r for r in job.test_results if r.kind in job.skipped_tests]
+        results = results + [r for r in job.test_results if r.kind in job.skipped_kinds]
         out.test_results = results
         job.test_results = results
         now = self.clock()

@@ -8,7 +8,8 @@ fallout: device-monitor's recovery resumes it (domain/device_health.py).
 
 The actions, each refused with `NotInFallout` on a job not in fallout:
 - retry: the job runs again from the step that failed;
-- skip: one failed test is skipped with a reason (engineers only: the API's roles); when no
+- skip: one failed test is skipped with a reason (engineers only: the API's roles), four-eyes:
+  one engineer asks, another approves, and only then is it skipped; when no
   other test failed, the job goes on to activation;
 - roll back: the device returns to the configuration before the job (the job's rollback
   key); the job stays in fallout and a retry configures the device afresh;
@@ -106,8 +107,8 @@ def actions(job: Job) -> list[str]:
 
 
 def failed_tests(job: Job) -> list[str]:
-    """The kinds whose last result failed and that nobody skipped."""
-    return [r.kind for r in job.test_results if not r.passed and r.kind not in job.skipped_tests]
+    """The kinds whose last result failed and whose skip nobody approved."""
+    return [r.kind for r in job.test_results if not r.passed and r.kind not in job.skipped_kinds]
 
 
 def require_fallout(job: Job) -> None:
@@ -140,12 +141,26 @@ def retry(job: Job, now: datetime) -> None:
 class SkipOutcome:
     # True: no failed test is left, the job goes on to activation.
     tests_done: bool
+    # True: the skip is asked for and waits for another engineer's approval.
+    awaiting_approval: bool = False
+
+
+class SameEngineer(Exception):
+    """Four-eyes: the engineer who asked for a skip tried to approve it."""
+
+    def __init__(self, job: Job, kind: str, by: str) -> None:
+        super().__init__(
+            f"four-eyes: {by} asked to skip the {kind} test of job {job.id} and cannot approve "
+            "it; another engineer must"
+        )
 
 
 def skip(job: Job, kind: str, reason: str, by: str, now: datetime) -> SkipOutcome:
-    """Skips the failed test `kind`; when it was the last failed one, the job leaves the
-    queue and goes on to activation. Raises NotInFallout when the job is not in fallout after
-    its tests, ValueError when `kind` is not one of its failed tests."""
+    """Four-eyes: the first engineer asks to skip the failed test `kind` (with the reason);
+    another engineer's skip of the same test approves it, and only then is it skipped. When it
+    was the last failed one, the job leaves the queue and goes on to activation. Raises
+    NotInFallout when the job is not in fallout after its tests, ValueError when `kind` is not
+    one of its failed tests, SameEngineer when the asker tries to approve."""
     require_fallout(job)
     failed = failed_tests(job)
     if job.step is not Step.TEST or not failed:
@@ -154,8 +169,17 @@ def skip(job: Job, kind: str, reason: str, by: str, now: datetime) -> SkipOutcom
         )
     if kind not in failed:
         raise ValueError(f"not a failed test of the job: {', '.join(failed)}")
-    job.skipped_tests = {**job.skipped_tests, kind: SkippedTest(kind, reason, by, now)}
+    asked = job.skipped_tests.get(kind)
     job.updated_at = now
+    if asked is None:
+        job.skipped_tests = {**job.skipped_tests, kind: SkippedTest(kind, reason, by, now)}
+        return SkipOutcome(tests_done=False, awaiting_approval=True)
+    if asked.by == by:
+        raise SameEngineer(job, kind, by)
+    job.skipped_tests = {
+        **job.skipped_tests,
+        kind: SkippedTest(kind, asked.reason, asked.by, asked.at, by, now),
+    }
     if len(failed) > 1:
         return SkipOutcome(tests_done=False)
     job.state = JobState.RUNNING

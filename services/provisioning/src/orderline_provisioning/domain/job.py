@@ -100,20 +100,45 @@ class TestResult:
 
 @dataclass(frozen=True)
 class SkippedTest:
-    """A test a person skipped from the fallout queue, with who and why."""
+    """A test an engineer asked to skip from the fallout queue, with who and why; skipped only
+    once another engineer approved it (four-eyes: domain/fallout.py)."""
 
     kind: str
     reason: str
     by: str
     at: datetime
+    approved_by: str = ""
+    approved_at: datetime | None = None
+
+    @property
+    def approved(self) -> bool:
+        return bool(self.approved_by)
 
     def to_record(self) -> dict[str, str]:
-        return {"kind": self.kind, "reason": self.reason, "by": self.by,
-                "at": self.at.isoformat()}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "by": self.by,
+            "at": self.at.isoformat(),
+            "approved_by": self.approved_by,
+            "approved_at": self.approved_at.isoformat() if self.approved_at else "",
+        }
 
     @classmethod
     def from_record(cls, raw: Mapping[str, str]) -> SkippedTest:
-        return cls(raw["kind"], raw["reason"], raw["by"], datetime.fromisoformat(raw["at"]))
+        at = datetime.fromisoformat(raw["at"])
+        if "approved_by" not in raw:
+            # Skipped before four-eyes: one engineer's skip was the decision then.
+            return cls(raw["kind"], raw["reason"], raw["by"], at, raw["by"], at)
+        approved_at = raw.get("approved_at") or ""
+        return cls(
+            raw["kind"],
+            raw["reason"],
+            raw["by"],
+            at,
+            raw["approved_by"],
+            datetime.fromisoformat(approved_at) if approved_at else None,
+        )
 
 
 @dataclass
@@ -183,6 +208,11 @@ class Job:
     # Resumed after a device hold (or retried by a person): CheckFitness is asked again before
     # the next device step (domain/device_health.py).
     recheck_fitness: bool = False
+
+    @property
+    def skipped_kinds(self) -> frozenset[str]:
+        """The tests skipped: asked by one engineer and approved by another (four-eyes)."""
+        return frozenset(kind for kind, t in self.skipped_tests.items() if t.approved)
 
     def __post_init__(self) -> None:
         if self.step_started_at is None:

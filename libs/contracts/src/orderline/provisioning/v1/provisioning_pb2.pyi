@@ -763,17 +763,27 @@ Global___RecordFeedbackResponse: _TypeAlias = RecordFeedbackResponse  # noqa: Y0
 
 @_typing.final
 class SkippedTest(_message.Message):
+    """A skip of a failed test, four-eyes: asked by one engineer (skipped_by, with the reason),
+    in effect only once another approved it (approved_by).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SKIPPED_BY_FIELD_NUMBER: _builtins.int
     SKIPPED_AT_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    APPROVED_AT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     reason: _builtins.str
     skipped_by: _builtins.str
+    approved_by: _builtins.str
+    """Empty while the skip waits for another engineer's approval."""
     @_builtins.property
     def skipped_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def approved_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -781,10 +791,12 @@ class SkippedTest(_message.Message):
         reason: _builtins.str = ...,
         skipped_by: _builtins.str = ...,
         skipped_at: _timestamp_pb2.Timestamp | None = ...,
+        approved_by: _builtins.str = ...,
+        approved_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["skipped_at", b"skipped_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "skipped_at", b"skipped_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "reason", b"reason", "skipped_at", b"skipped_at", "skipped_by", b"skipped_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "kind", b"kind", "reason", b"reason", "skipped_at", b"skipped_at", "skipped_by", b"skipped_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -150,7 +150,9 @@ class ProvisioningServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SkipTest(self, request, context):
-        """Skips one test of a job in fallout after its tests failed, with the reason (engineers).
+        """Skips one test of a job in fallout after its tests failed, with the reason (engineers),
+        four-eyes: the first call asks (the job stays in fallout, the skip listed unapproved),
+        another engineer's call for the same test approves it (the asker: PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

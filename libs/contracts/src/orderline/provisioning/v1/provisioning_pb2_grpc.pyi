@@ -49,7 +49,10 @@ class ProvisioningServiceStub:
     RetryJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RetryJobRequest, _provisioning_pb2.RetryJobResponse]
     """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout)."""
     SkipTest: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.SkipTestRequest, _provisioning_pb2.SkipTestResponse]
-    """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+    """Skips one test of a job in fallout after its tests failed, with the reason (engineers),
+    four-eyes: the first call asks (the job stays in fallout, the skip listed unapproved),
+    another engineer's call for the same test approves it (the asker: PERMISSION_DENIED).
+    """
     RollBackJob: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.RollBackJobRequest, _provisioning_pb2.RollBackJobResponse]
     """Returns the device to the configuration before the job (idempotent); the job stays in
     fallout, and a retry configures the device afresh.
@@ -91,7 +94,10 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     RetryJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RetryJobRequest, _provisioning_pb2.RetryJobResponse]  # type: ignore[assignment]
     """Runs the job again from the step that failed (FAILED_PRECONDITION when not in fallout)."""
     SkipTest: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.SkipTestRequest, _provisioning_pb2.SkipTestResponse]  # type: ignore[assignment]
-    """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+    """Skips one test of a job in fallout after its tests failed, with the reason (engineers),
+    four-eyes: the first call asks (the job stays in fallout, the skip listed unapproved),
+    another engineer's call for the same test approves it (the asker: PERMISSION_DENIED).
+    """
     RollBackJob: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.RollBackJobRequest, _provisioning_pb2.RollBackJobResponse]  # type: ignore[assignment]
     """Returns the device to the configuration before the job (idempotent); the job stays in
     fallout, and a retry configures the device afresh.
@@ -178,7 +184,10 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _provisioning_pb2.SkipTestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_provisioning_pb2.SkipTestResponse, _abc.Awaitable[_provisioning_pb2.SkipTestResponse]]:
-        """Skips one test of a job in fallout after its tests failed, with the reason (engineers)."""
+        """Skips one test of a job in fallout after its tests failed, with the reason (engineers),
+        four-eyes: the first call asks (the job stays in fallout, the skip listed unapproved),
+        another engineer's call for the same test approves it (the asker: PERMISSION_DENIED).
+        """
 
     @_abc_1.abstractmethod
     def RollBackJob(
