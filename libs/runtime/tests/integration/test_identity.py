@@ -7,6 +7,7 @@ with a tokens file those tokens are refused, opt-in or not.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -181,6 +182,8 @@ def test_with_a_tokens_file_development_tokens_are_refused(
     # development opt-in).
     hash_key = tmp_path / "customer-hash.key"
     hash_key.write_bytes(os.urandom(48))
+    pii_keys = tmp_path / "pii.keys"
+    pii_keys.write_text(f"test: {base64.b64encode(os.urandom(32)).decode()}\n")
     env = clean_env(
         tmp_path,
         ORDERLINE_NATS_URL=nats_server.url,
@@ -188,6 +191,8 @@ def test_with_a_tokens_file_development_tokens_are_refused(
         ORDERLINE_ALLOW_DEVELOPMENT_TOKENS=opt_in,
         ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_FILE=str(hash_key),
         ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID="test",
+        ORDERLINE_INTAKE_PII_KEYS_FILE=str(pii_keys),
+        ORDERLINE_INTAKE_PII_KEY_ID="test",
     )
     with serving_intake(env, tmp_path) as address:
         assert list_orders(address, "mgr-s3cret") == grpc.StatusCode.OK

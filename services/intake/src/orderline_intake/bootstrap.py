@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 
 from orderline.order.v1 import order_pb2_grpc
 from orderline_catalogue import load_catalogue
+from orderline_intake.adapters.pii_crypto import (
+    DEVELOPMENT_KEY_ID as DEVELOPMENT_PII_KEY_ID,
+)
+from orderline_intake.adapters.pii_crypto import (
+    DEVELOPMENT_KEYS as DEVELOPMENT_PII_KEYS,
+)
+from orderline_intake.adapters.pii_crypto import PiiCipher, PiiError, parse_keyring
 from orderline_intake.adapters.repository import SqlOrderRepository
 from orderline_intake.adapters.tables import metadata
 from orderline_intake.api.order_service import OrderServiceApi
@@ -31,6 +39,10 @@ ROLES_FILE = Path(__file__).with_name("roles.yaml")
 GRPC_SERVICES = ("orderline.order.v1.OrderService",)
 KEY_SETTING = "ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_FILE"
 KEY_ID_SETTING = "ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID"
+PII_KEYS_SETTING = "ORDERLINE_INTAKE_PII_KEYS_FILE"
+PII_KEY_ID_SETTING = "ORDERLINE_INTAKE_PII_KEY_ID"
+# Orders sealed per transaction by the start-up task.
+PII_SEAL_BATCH = 200
 # How often the jeopardy sweep looks for milestones past due (by the injected clock).
 JEOPARDY_SWEEP_SECONDS = 15.0
 
@@ -60,6 +72,44 @@ def customer_hasher(settings: IntakeSettings) -> CustomerHasher:
     return CustomerHasher(key, settings.intake_customer_hash_key_id)
 
 
+def pii_cipher(settings: IntakeSettings) -> PiiCipher:
+    """The keyring sealing customers' numbers and addresses, read before anything starts.
+    Without one the service refuses to start (run_service prints this one line and exits 2),
+    except in development (development tokens allowed), which uses the well-known
+    development key."""
+    if settings.intake_pii_keys_file is None:
+        if settings.allow_development_tokens:
+            return PiiCipher(DEVELOPMENT_PII_KEYS, DEVELOPMENT_PII_KEY_ID)
+        raise ValueError(
+            f"{PII_KEYS_SETTING} is not set: intake keeps customers' phone, identity numbers "
+            "and addresses encrypted at rest; point it at a keyring of lines `<key id>: <base64 "
+            f'of 32 bytes>` (e.g. `echo "k1: $(openssl rand -base64 32)"`) and set '
+            f"{PII_KEY_ID_SETTING} to the current key's id"
+        )
+    if not settings.intake_pii_key_id:
+        raise ValueError(
+            f"{PII_KEY_ID_SETTING} is not set: name the current key of {PII_KEYS_SETTING}"
+        )
+    try:
+        keys = parse_keyring(settings.intake_pii_keys_file.read_text())
+        return PiiCipher(keys, settings.intake_pii_key_id)
+    except PiiError as exc:
+        raise ValueError(f"{PII_KEYS_SETTING}: {exc}") from exc
+
+
+async def seal_pii(service: Service[SqlOrderRepository], batch: int = PII_SEAL_BATCH) -> int:
+    """Seals every order holding a clear value or sealed under an older key, a batch per
+    transaction (adapters/repository.py: seal_pii); returns how many."""
+    done, after = 0, ""
+    while True:
+        async with service.uow() as uow:
+            sealed, last = await uow.repos.seal_pii(after, batch)
+        done += sealed
+        if last is None:
+            return done
+        after = last
+
+
 def build(
     settings: IntakeSettings | None = None,
     clock: Clock = system_clock,
@@ -80,6 +130,8 @@ def build(
     if service.identity.problem is not None:
         # Never served (run_service refuses it with the identity line first).
         return service
+    cipher = pii_cipher(settings)
+    service.repositories = functools.partial(SqlOrderRepository, cipher=cipher)
     app = OrderApp(
         service.uow,
         load_catalogue(settings.catalogue_file),
@@ -94,7 +146,11 @@ def build(
     service.consume(OrderEventHandlers(app).handlers())
 
     async def backfill(stop: asyncio.Event) -> None:
-        # Once per start: orders recorded before the hashes, or under an earlier key.
+        # Once per start: orders recorded before the sealed columns, or sealed under an
+        # earlier key; then orders recorded before the hashes, or under an earlier key.
+        sealed = await seal_pii(service)
+        if sealed:
+            log.info("customer data sealed", orders=sealed, key_id=cipher.current)
         hashed = await app.backfill_customer_hashes()
         if hashed:
             log.info("customer hashes backfilled", orders=hashed)

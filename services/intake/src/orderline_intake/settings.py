@@ -22,3 +22,11 @@ class IntakeSettings(ServiceSettings):
     # tokens are allowed, where a well-known development key is used (docs/configuration.md).
     intake_customer_hash_key_file: Path | None = None
     intake_customer_hash_key_id: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,32}$")
+
+    # The keyring of the AES-256-GCM keys sealing customers' phone, identity numbers and
+    # addresses at rest (adapters/pii_crypto.py): lines `key id: base64 of 32 bytes` (or a JSON
+    # object of them), and the id of the key new values are sealed with; rows sealed under
+    # another id are sealed again at start, so keep older ids in the file until then. Required
+    # unless development tokens are allowed, where a well-known development key is used.
+    intake_pii_keys_file: Path | None = None
+    intake_pii_key_id: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,32}$")

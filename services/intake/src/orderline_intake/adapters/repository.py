@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
+from orderline_intake.adapters.pii_crypto import PiiCipher, PiiError
 from orderline_intake.adapters.tables import (
     cancellations,
     cases,
@@ -44,17 +45,31 @@ _INSERT_ORDER = insert(orders)
 _UPDATE_ORDER = update(orders).where(
     orders.c.id == bindparam("key"), orders.c.version == bindparam("expected")
 )
+# The fields sealed at rest (adapters/pii_crypto.py): clear column -> sealed column. The
+# clear column's name is the field name bound into each sealed value.
+PII_COLUMNS = {
+    "customer_phone": "customer_phone_sealed",
+    "customer_id_number": "customer_id_number_sealed",
+    "customer_address": "customer_address_sealed",
+    "relocation_old_address": "relocation_old_address_sealed",
+    "relocation_new_address": "relocation_new_address_sealed",
+}
 _OPEN_DUPLICATES = (
-    select(orders.c.id)
+    # By the keyed hash: the identity number is never compared in clear; the addresses of
+    # these few candidates are opened and compared here (they are sealed with fresh nonces).
+    select(
+        orders.c.id,
+        orders.c.customer_address,
+        orders.c.customer_address_sealed,
+    )
     .where(
-        # By the keyed hash: the identity number is never compared in clear.
         orders.c.customer_id_hash == bindparam("id_hash"),
-        orders.c.customer_address == bindparam("address"),
         orders.c.business_type == bindparam("business_type"),
         orders.c.state.in_(OPEN_STATES),
         orders.c.id != bindparam("id"),
     )
-    .limit(10)
+    .order_by(orders.c.id)
+    .limit(200)
 )
 _INSERT_MILESTONES = insert(order_milestones)
 _INSERT_HISTORY = insert(order_history)
@@ -73,6 +88,8 @@ _HISTORY_OF_ONE = (
     .order_by(order_history.c.seq)
 )
 
+
+_PII_SELECTED = [orders.c[c] for pair in PII_COLUMNS.items() for c in pair]
 
 _VERSIONS_SINCE = (
     select(orders.c.id, orders.c.version)
@@ -111,8 +128,37 @@ _UPDATE_CANCELLATION = update(cancellations).where(cancellations.c.id == bindpar
 
 
 class SqlOrderRepository:
-    def __init__(self, session: SqlConnection) -> None:
+    """`cipher` seals the customer's numbers and addresses on write and opens them on read
+    (bootstrap.py passes the keyring's); without one only rows not sealed yet can be read
+    and nothing can be written."""
+
+    def __init__(self, session: SqlConnection, cipher: PiiCipher | None = None) -> None:
         self.session = session
+        self.cipher = cipher
+
+    def _cipher(self) -> PiiCipher:
+        if self.cipher is None:
+            raise PiiError("intake's repository has no PII keyring")
+        return self.cipher
+
+    def _clear(self, row: Any, column: str) -> str:
+        """A PII field of a row: the clear column while it holds a value (a row not sealed
+        yet, or written by an intake before 0008), else the sealed one opened."""
+        clear: str = row[column]
+        if clear:
+            return clear
+        sealed: str = row[PII_COLUMNS[column]]
+        return self._cipher().open(row["id"], column, sealed) if sealed else ""
+
+    def _sealed(self, order_id: str, values: dict[str, str]) -> dict[str, str]:
+        """Row values for the PII fields: sealed columns set, clear columns emptied."""
+        cipher = self._cipher()
+        row: dict[str, str] = {}
+        for column, sealed in PII_COLUMNS.items():
+            row[column] = ""
+            row[sealed] = cipher.seal(order_id, column, values[column])
+        row["pii_key_id"] = cipher.current
+        return row
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         stmt = _ORDER_FOR_UPDATE if for_update else _ORDER
@@ -165,11 +211,11 @@ class SqlOrderRepository:
             return []  # nothing to compare (a plan change may have neither)
         params = {
             "id_hash": hashes.id_number,
-            "address": c.address,
             "business_type": order.business_type,
             "id": order.id,
         }
-        return list((await self.session.execute(_OPEN_DUPLICATES, params)).scalars())
+        rows = (await self.session.execute(_OPEN_DUPLICATES, params)).mappings().all()
+        return [r["id"] for r in rows if self._clear(r, "customer_address") == c.address][:10]
 
     async def review_queue(
         self, *, limit: int, after: tuple[datetime, str] | None, business_type: str | None
@@ -413,14 +459,58 @@ class SqlOrderRepository:
             select(
                 orders.c.id,
                 orders.c.customer_phone,
+                orders.c.customer_phone_sealed,
                 orders.c.customer_id_number,
+                orders.c.customer_id_number_sealed,
                 orders.c.customer_hash_key_id,
             )
             .where(orders.c.customer_hash_key_id != key_id)
             .order_by(orders.c.id)
             .limit(limit)
         )
-        return [(r[0], r[1], r[2], r[3]) for r in (await self.session.execute(stmt)).all()]
+        return [
+            (
+                r["id"],
+                self._clear(r, "customer_phone"),
+                self._clear(r, "customer_id_number"),
+                r["customer_hash_key_id"],
+            )
+            for r in (await self.session.execute(stmt)).mappings().all()
+        ]
+
+    # --- PII sealed at rest ------------------------------------------------------------------
+
+    async def seal_pii(self, after: str, limit: int) -> tuple[int, str | None]:
+        """Seals, under the current key, up to `limit` orders after id `after` that hold a
+        clear value or were sealed under another key id (rows written before 0008, or before
+        a rotation): each row's fields opened (or read clear), sealed again, the clear columns
+        emptied. Conditional on the version read, so an order written meanwhile (sealed by
+        that write) is left alone; the version is not moved (etags stay valid). Returns how
+        many were sealed and the last id looked at (None: no more)."""
+        cipher = self._cipher()
+        stmt = (
+            select(orders.c.id, orders.c.version, orders.c.pii_key_id, *_PII_SELECTED)
+            .where(
+                orders.c.id > after,
+                or_(
+                    orders.c.pii_key_id != cipher.current,
+                    *(orders.c[column] != "" for column in PII_COLUMNS),
+                ),
+            )
+            .order_by(orders.c.id)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(stmt)).mappings().all()
+        sealed = 0
+        for r in rows:
+            values = {column: self._clear(r, column) for column in PII_COLUMNS}
+            result = await self.session.execute(
+                update(orders)
+                .where(orders.c.id == r["id"], orders.c.version == r["version"])
+                .values(**self._sealed(r["id"], values))
+            )
+            sealed += int(result.rowcount == 1)
+        return sealed, (rows[-1]["id"] if len(rows) == limit else None)
 
     async def set_hashes(self, order_id: str, hashes: CustomerHashes, was_key_id: str) -> bool:
         result = await self.session.execute(
@@ -477,8 +567,7 @@ class SqlOrderRepository:
         order.new_milestones.clear()
         order.new_history.clear()
 
-    @staticmethod
-    def _row(order: Order, version: int | None = None) -> dict[str, Any]:
+    def _row(self, order: Order, version: int | None = None) -> dict[str, Any]:
         c = order.customer
         jeopardy = order.jeopardy_status
         hashes = order.customer_hashes
@@ -489,15 +578,24 @@ class SqlOrderRepository:
             "state": order.state.value,
             "state_reason": order.state_reason,
             "customer_name": c.name,
-            "customer_phone": c.phone,
-            "customer_id_number": c.id_number,
-            "customer_address": c.address,
             "customer_locale": c.locale,
             "customer_id_type": c.id_type,
             "customer_passport_country": c.passport_country,
             "customer_preferred_channel": c.preferred_channel,
-            "relocation_old_address": order.relocation.old_address if order.relocation else "",
-            "relocation_new_address": order.relocation.new_address if order.relocation else "",
+            **self._sealed(
+                order.id,
+                {
+                    "customer_phone": c.phone,
+                    "customer_id_number": c.id_number,
+                    "customer_address": c.address,
+                    "relocation_old_address": (
+                        order.relocation.old_address if order.relocation else ""
+                    ),
+                    "relocation_new_address": (
+                        order.relocation.new_address if order.relocation else ""
+                    ),
+                },
+            ),
             "documents": [
                 {"type": d.type, "sha256": d.sha256, "size_bytes": d.size_bytes}
                 for d in order.documents
@@ -553,64 +651,63 @@ class SqlOrderRepository:
                     h["at"],
                 )
             )
-        return [
-            Order(
-                id=r["id"],
-                client_request_id=r["client_request_id"],
-                business_type=r["business_type"],
-                customer=Customer(
-                    name=r["customer_name"],
-                    phone=r["customer_phone"],
-                    id_number=r["customer_id_number"],
-                    address=r["customer_address"],
-                    locale=r["customer_locale"],
-                    id_type=r["customer_id_type"],
-                    passport_country=r["customer_passport_country"],
-                    preferred_channel=r["customer_preferred_channel"],
-                ),
-                relocation=(
-                    Relocation(r["relocation_old_address"], r["relocation_new_address"])
-                    if r["relocation_old_address"] or r["relocation_new_address"]
-                    else None
-                ),
-                documents=tuple(
-                    Document(d["type"], d["sha256"], d["size_bytes"]) for d in r["documents"]
-                ),
-                device_id=r["device_id"],
-                plan=r["plan"],
-                created_by=r["created_by"],
-                created_at=r["created_at"],
-                state=OrderState(r["state"]),
-                state_reason=r["state_reason"],
-                updated_at=r["updated_at"],
-                voucher_id=r["voucher_id"],
-                dossier_id=r["dossier_id"],
-                alarm_id=r["alarm_id"],
-                version=r["version"],
-                device_model=r["device_model"],
-                review_reasons=tuple(
-                    ReviewReason(x["code"], x["field"], x["description"])
-                    for x in r["review_reasons"]
-                ),
-                requested_fields=tuple(r["requested_fields"]),
-                review_queued_at=r["review_queued_at"],
-                request_fingerprint=r["request_fingerprint"],
-                milestone_dues=_times(r["milestone_dues"]),
-                jeopardy=_times(r["jeopardy"]),
-                customer_hashes=(
-                    CustomerHashes(
-                        r["customer_phone_hash"],
-                        r["customer_id_hash"],
-                        r["customer_hash_key_id"],
-                    )
-                    if r["customer_hash_key_id"]
-                    else None
-                ),
-                milestones=milestones[r["id"]],
-                history=history[r["id"]],
-            )
-            for r in rows
-        ]
+        return [self._order(r, milestones[r["id"]], history[r["id"]]) for r in rows]
+
+    def _order(self, r: Any, milestones: dict[str, datetime], history: list[StateChange]) -> Order:
+        old_address = self._clear(r, "relocation_old_address")
+        new_address = self._clear(r, "relocation_new_address")
+        return Order(
+            id=r["id"],
+            client_request_id=r["client_request_id"],
+            business_type=r["business_type"],
+            customer=Customer(
+                name=r["customer_name"],
+                phone=self._clear(r, "customer_phone"),
+                id_number=self._clear(r, "customer_id_number"),
+                address=self._clear(r, "customer_address"),
+                locale=r["customer_locale"],
+                id_type=r["customer_id_type"],
+                passport_country=r["customer_passport_country"],
+                preferred_channel=r["customer_preferred_channel"],
+            ),
+            relocation=(
+                Relocation(old_address, new_address) if old_address or new_address else None
+            ),
+            documents=tuple(
+                Document(d["type"], d["sha256"], d["size_bytes"]) for d in r["documents"]
+            ),
+            device_id=r["device_id"],
+            plan=r["plan"],
+            created_by=r["created_by"],
+            created_at=r["created_at"],
+            state=OrderState(r["state"]),
+            state_reason=r["state_reason"],
+            updated_at=r["updated_at"],
+            voucher_id=r["voucher_id"],
+            dossier_id=r["dossier_id"],
+            alarm_id=r["alarm_id"],
+            version=r["version"],
+            device_model=r["device_model"],
+            review_reasons=tuple(
+                ReviewReason(x["code"], x["field"], x["description"]) for x in r["review_reasons"]
+            ),
+            requested_fields=tuple(r["requested_fields"]),
+            review_queued_at=r["review_queued_at"],
+            request_fingerprint=r["request_fingerprint"],
+            milestone_dues=_times(r["milestone_dues"]),
+            jeopardy=_times(r["jeopardy"]),
+            customer_hashes=(
+                CustomerHashes(
+                    r["customer_phone_hash"],
+                    r["customer_id_hash"],
+                    r["customer_hash_key_id"],
+                )
+                if r["customer_hash_key_id"]
+                else None
+            ),
+            milestones=milestones,
+            history=history,
+        )
 
 
 def _times(value: Any) -> dict[str, datetime]:

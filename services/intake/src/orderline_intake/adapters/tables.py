@@ -12,6 +12,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 from orderline_runtime.columns import SEQUENCE, UTCDateTime
@@ -77,6 +78,17 @@ orders = Table(
     Column("customer_phone_hash", String(64), nullable=False, default="", index=True),
     Column("customer_id_hash", String(64), nullable=False, default="", index=True),
     Column("customer_hash_key_id", String(32), nullable=False, default=""),
+    # The customer's phone, identity and address numbers and the relocation's addresses,
+    # each sealed alone with AES-256-GCM (adapters/pii_crypto.py: `v1:<key id>:<base64>`,
+    # bound to the order id and the field name), and the id of the key the row was sealed
+    # with. Since 0008 the clear columns above hold "" once the row is sealed (on write, or
+    # by the start-up task for rows written before); "" here: not sealed yet.
+    Column("customer_phone_sealed", Text, nullable=False, default=""),
+    Column("customer_id_number_sealed", Text, nullable=False, default=""),
+    Column("customer_address_sealed", Text, nullable=False, default=""),
+    Column("relocation_old_address_sealed", Text, nullable=False, default=""),
+    Column("relocation_new_address_sealed", Text, nullable=False, default=""),
+    Column("pii_key_id", String(32), nullable=False, default=""),
     # The review queue: acknowledged orders, oldest in the queue first.
     Index("ix_orders_review_queue", "state", "review_queued_at", "id"),
     Index("ix_orders_next_due_check", "next_due_check"),
