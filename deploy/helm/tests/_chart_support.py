@@ -218,7 +218,8 @@ SCENARIOS: dict[str, Values] = {
                         "existingSecret": "ext-hash-key",
                         "key": "hmac",
                         "keyId": "k7",
-                    }
+                    },
+                    "piiKeys": {"existingSecret": "ext-pii-keys", "key": "keyring", "keyId": "p3"},
                 }
                 if svc == "intake"
                 else {}
@@ -239,21 +240,24 @@ def _load_chart() -> helm.Chart:
 
 
 # The chart refuses to render provisioning without its voucher key's Secret, and intake
-# without its customer hash key's (unless development tokens are allowed). Renderings that do
-# not name them get these; the tests of the keys name theirs (or "" to see the refusal).
+# without its customer hash key's and PII keyring's (unless development tokens are allowed).
+# Renderings that do not name them get these; the tests of the keys name theirs (or "" to see
+# the refusal).
 VOUCHER_KEY_SECRET = "orderline-voucher-key"
 CUSTOMER_HASH_KEY_SECRET = "orderline-customer-hash-key"
+PII_KEYS_SECRET = "orderline-pii-keys"
 
 
 def with_voucher_key(values: Values | None) -> Values:
-    """`values` with provisioning's voucher key Secret and intake's customer hash key Secret
-    named, unless they name them already."""
+    """`values` with provisioning's voucher key Secret and intake's customer hash key and PII
+    keyring Secrets named, unless they name them already."""
     merged = copy.deepcopy(values or {})
     services = merged.setdefault("services", {})
     provisioning = services.setdefault("provisioning", {})
     provisioning.setdefault("voucherKey", {}).setdefault("existingSecret", VOUCHER_KEY_SECRET)
     intake = services.setdefault("intake", {})
     intake.setdefault("customerHashKey", {}).setdefault("existingSecret", CUSTOMER_HASH_KEY_SECRET)
+    intake.setdefault("piiKeys", {}).setdefault("existingSecret", PII_KEYS_SECRET)
     return merged
 
 

@@ -364,6 +364,7 @@ def test_external_secrets_are_referenced_and_the_chart_creates_none() -> None:
         ("ext-voucher-key", "ed25519.pem"),
         ("ext-voucher-key", "earlier.pem"),
         ("ext-hash-key", "hmac"),
+        ("ext-pii-keys", "keyring"),
         *((f"ext-db-{svc}", "uri") for svc in PORTS),
     }
     for svc, deployment in of_kind(manifests, "Deployment").items():

@@ -143,6 +143,9 @@ Takes a component context.
 {{- if and (eq .name "intake") (not .svc.customerHashKey.existingSecret) (not (and $auth.allowDevelopmentTokens (not (include "orderline.hasIdentity" .)))) -}}
 {{- fail "services.intake: keeps customers' phone and identity numbers searchable only by a keyed hash: set services.intake.customerHashKey.existingSecret to a Secret holding a random key of at least 32 bytes (`openssl rand -base64 48`) under customerHashKey.key" -}}
 {{- end -}}
+{{- if and (eq .name "intake") (not .svc.piiKeys.existingSecret) (not (and $auth.allowDevelopmentTokens (not (include "orderline.hasIdentity" .)))) -}}
+{{- fail "services.intake: keeps customers' phone, identity numbers and addresses encrypted at rest: set services.intake.piiKeys.existingSecret to a Secret holding a keyring of lines `<key id>: <base64 of 32 random bytes>` (`echo \"k1: $(openssl rand -base64 32)\"`) under piiKeys.key, and piiKeys.keyId to the current key's id" -}}
+{{- end -}}
 {{- if and (eq .name "provisioning") (not .svc.voucherKey.existingSecret) -}}
 {{- fail "services.provisioning: signs every activation voucher and issues none unsigned: set services.provisioning.voucherKey.existingSecret to a Secret holding an Ed25519 private key (PEM PKCS#8, from `openssl genpkey -algorithm ed25519`) under voucherKey.key" -}}
 {{- end -}}
@@ -303,6 +306,12 @@ carries no development-token setting at all. */}}
 - name: ORDERLINE_INTAKE_CUSTOMER_HASH_KEY_ID
   value: {{ $svc.customerHashKey.keyId | quote }}
 {{- end }}
+{{- if and (eq .name "intake") $svc.piiKeys.existingSecret }}
+- name: ORDERLINE_INTAKE_PII_KEYS_FILE
+  value: /etc/orderline/intake-pii/pii.keys
+- name: ORDERLINE_INTAKE_PII_KEY_ID
+  value: {{ $svc.piiKeys.keyId | quote }}
+{{- end }}
 {{- if eq .name "device-monitor" }}
 - name: ORDERLINE_DEVICE_AGENT_ADDRESS
   value: {{ (($svc.addresses | default dict).deviceAgent | default "") | quote }}
@@ -377,6 +386,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/intake
   readOnly: true
 {{- end }}
+{{- if and (eq .name "intake") .svc.piiKeys.existingSecret }}
+- name: pii-keys
+  mountPath: /etc/orderline/intake-pii
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes shared by the Deployment and the migration Job. */}}
@@ -428,6 +442,15 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ .svc.customerHashKey.key }}
         path: customer-hash.key
+{{- end }}
+{{- if and (eq .name "intake") .svc.piiKeys.existingSecret }}
+- name: pii-keys
+  secret:
+    secretName: {{ .svc.piiKeys.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.piiKeys.key }}
+        path: pii.keys
 {{- end }}
 {{- if eq .name "provisioning" }}
 - name: voucher-key
