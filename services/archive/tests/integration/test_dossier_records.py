@@ -137,6 +137,13 @@ def document(record: archive_pb2.Dossier, name: str) -> archive_pb2.ArchivedDocu
     return found
 
 
+# A voucher's DSSE envelope as provisioning hands it out (its content is provisioning's to
+# verify; the archive keeps the bytes).
+VOUCHER_ENVELOPE = (
+    b'{"payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEifQ==",'
+    b'"payloadType":"application/vnd.in-toto+json","signatures":[{"keyid":"vk-1","sig":"AA=="}]}'
+)
+
 MILESTONES = (
     "review_approved",
     "prechecks_passed",
@@ -200,7 +207,18 @@ async def work_an_order(
         ),
         (
             "provisioning.prechecks_passed",
-            p.PrechecksPassed(job_id=job, order_id=order_id, device_id="CPE-0001"),
+            p.PrechecksPassed(
+                job_id=job,
+                order_id=order_id,
+                device_id="CPE-0001",
+                checklist=[
+                    p.ChecklistEntry(
+                        item="firmware",
+                        result="passed",
+                        evidence={"firmware": "3.2.1", "minimum": "3.0.0"},
+                    )
+                ],
+            ),
             "provisioning",
         ),
         (
@@ -212,7 +230,13 @@ async def work_an_order(
         ),
         (
             "provisioning.device_configured",
-            p.DeviceConfigured(job_id=job, order_id=order_id, config_version=3),
+            p.DeviceConfigured(
+                job_id=job,
+                order_id=order_id,
+                config_version=3,
+                template="broadband-v2",
+                settings={"bandwidth_mbps": "1000", "vlan": "101"},
+            ),
             "provisioning",
         ),
         (
@@ -251,7 +275,13 @@ async def work_an_order(
         ),
         (
             "provisioning.voucher_issued",
-            p.VoucherIssued(job_id=job, order_id=order_id, voucher_id=f"AV-{order_id}"),
+            p.VoucherIssued(
+                job_id=job,
+                order_id=order_id,
+                voucher_id=f"AV-{order_id}",
+                envelope=VOUCHER_ENVELOPE,
+                key_id="vk-1",
+            ),
             "provisioning",
         ),
         (
@@ -300,6 +330,21 @@ async def test_the_dossier_holds_every_services_events_and_later_ones_become_add
         "provisioning.prechecks_passed",
     ]
     assert sections["configurations"][0]["fields"]["config_version"] == "3"
+    assert sections["configurations"][0]["fields"]["settings"] == {
+        "bandwidth_mbps": "1000",
+        "vlan": "101",
+    }
+    assert sections["configurations"][0]["fields"]["template"] == "broadband-v2"
+    (checked,) = sections["checklist"][1]["fields"]["checklist"]
+    assert (checked["item"], checked["result"], checked["evidence"]["firmware"]) == (
+        "firmware",
+        "passed",
+        "3.2.1",
+    )
+    # The signed voucher, byte for byte, as a document of its own.
+    voucher = document(sealed, "voucher.dsse.json")
+    assert voucher.content == VOUCHER_ENVELOPE
+    assert voucher.media_type == "application/vnd.dsse.envelope.v1+json"
     (tests,) = sections["tests"]
     assert {o["detail"] for o in tests["fields"]["outcomes"]} == {
         "throughput 941 Mbps",

@@ -24,6 +24,8 @@ then delete a record's blobs without touching another's).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,9 @@ from orderline_archive.domain.documents import (
 
 CUSTOMER_DOCUMENT = "customer.json"
 RECORD_DOCUMENT = "record.json"
+VOUCHER_DOCUMENT = "voucher.dsse.json"
+# The DSSE envelope's media type, as in-toto and Sigstore name it.
+DSSE = "application/vnd.dsse.envelope.v1+json"
 
 # The step of the procedure each event records; an event not named here is in the history only.
 SECTIONS: Mapping[str, str] = {
@@ -178,4 +183,23 @@ def assembled_documents(summary: OrderSummary, events: Sequence[RecordedEvent]) 
     docs.append(
         Document(RECORD_DOCUMENT, JSON, canonical_json(procedure_record(summary.order_id, events)))
     )
+    envelope = signed_voucher(events)
+    if envelope is not None:
+        docs.append(Document(VOUCHER_DOCUMENT, DSSE, envelope))
     return docs
+
+
+def signed_voucher(events: Sequence[RecordedEvent]) -> bytes | None:
+    """The signed voucher (its DSSE envelope, byte for byte as provisioning handed it out),
+    from the last voucher_issued event that carries one: a document anyone verifies with the
+    voucher key and a standard DSSE verifier."""
+    found = None
+    for event in in_order(events):
+        if event.event_type == "provisioning.voucher_issued":
+            encoded = event.payload.get("envelope")
+            if isinstance(encoded, str) and encoded:
+                try:
+                    found = base64.b64decode(encoded, validate=True)
+                except binascii.Error:
+                    continue  # not an envelope: the record keeps the event as it came
+    return found

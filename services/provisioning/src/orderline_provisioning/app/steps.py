@@ -26,6 +26,7 @@ from orderline_provisioning.domain.cancellation import finish_compensation
 from orderline_provisioning.domain.checklist import (
     UNKNOWN,
     ChecklistFacts,
+    ChecklistItem,
     DeviceInfo,
     UnknownDevice,
     decide_checklist,
@@ -116,6 +117,18 @@ def tests_passed(job: Job) -> ev.TestsPassed:
     return ev.TestsPassed(
         job_id=job.id, order_id=job.order_id, device_id=job.device_id, outcomes=outcomes
     )
+
+
+def checklist_entry(item: ChecklistItem) -> ev.ChecklistEntry:
+    """A checklist item as the prechecks_passed event carries it (the dossier keeps it)."""
+    entry = ev.ChecklistEntry(
+        item=item.item.value,
+        result=item.result.value,
+        reason=item.reason,
+        evidence=dict(item.evidence),
+    )
+    entry.checked_at.FromDatetime(item.checked_at)
+    return entry
 
 
 DEVICE_AGENT = "DEVICE_AGENT"
@@ -267,7 +280,12 @@ class StepRunner:
         if decision.verdict is Verdict.PASS:
             job.advance(now)
             out.add(
-                ev.PrechecksPassed(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
+                ev.PrechecksPassed(
+                    job_id=job.id,
+                    order_id=job.order_id,
+                    device_id=job.device_id,
+                    checklist=[checklist_entry(item) for item in job.checklist],
+                ),
             )
         elif decision.verdict is Verdict.HOLD:
             self._hold(job, out, decision.reason, alarm_id=decision.alarm_id, detail=detail)
@@ -314,6 +332,8 @@ class StepRunner:
                 order_id=job.order_id,
                 device_id=job.device_id,
                 config_version=applied.config_version,
+                template=built.template,
+                settings=recorded,
             ),
         )
 
@@ -502,7 +522,13 @@ class StepRunner:
             ev.ServiceActivated(job_id=job.id, order_id=job.order_id, device_id=job.device_id),
         )
         out.add(
-            ev.VoucherIssued(job_id=job.id, order_id=job.order_id, voucher_id=voucher.id),
+            ev.VoucherIssued(
+                job_id=job.id,
+                order_id=job.order_id,
+                voucher_id=voucher.id,
+                envelope=voucher.envelope,
+                key_id=voucher.key_id,
+            ),
         )
 
     async def _notify(self, job: Job, out: StepOutcome) -> None:

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from orderline.events.v1 import catalogue_pb2 as orderline_dot_events_dot_v1_dot_catalogue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orderline/events/v1/provisioning_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\"\x85\x01\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:B\xca\xf3\x18>\n\x18provisioning.job_started\x12\x0e\x64\x65vice-monitor\x12\treporting\x12\x07\x61rchive\"\x87\x01\n\x0fPrechecksPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:?\xca\xf3\x18;\n\x1dprovisioning.prechecks_passed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xa1\x01\n\x10\x44\x65viceConfigured\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03:@\xca\xf3\x18<\n\x1eprovisioning.device_configured\x12\x06intake\x12\treporting\x12\x07\x61rchive\";\n\x0bTestOutcome\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb3\x01\n\x0bTestsPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x32\n\x08outcomes\x18\x04 \x03(\x0b\x32 .orderline.events.v1.TestOutcome:;\xca\xf3\x18\x37\n\x19provisioning.tests_passed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x89\x01\n\x10ServiceActivated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:@\xca\xf3\x18<\n\x1eprovisioning.service_activated\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x84\x01\n\rVoucherIssued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\nvoucher_id\x18\x03 \x01(\t:=\xca\xf3\x18\x39\n\x1bprovisioning.voucher_issued\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x9c\x01\n\x10\x43ustomerNotified\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t:@\xca\xf3\x18<\n\x1eprovisioning.customer_notified\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xd1\x01\n\x07JobHeld\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05:7\xca\xf3\x18\x33\n\x15provisioning.job_held\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xa0\x01\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t:9\xca\xf3\x18\x35\n\x17provisioning.job_failed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x9f\x01\n\x14\x43\x61ncellationAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t:9\xca\xf3\x18\x35\n\"provisioning.cancellation_accepted\x12\x06intake\x12\x07\x61rchive\"\xe4\x01\n\x15\x43\x61ncellationCompleted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0brolled_back\x18\x05 \x01(\x08\x12\x16\n\x0erolled_back_to\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ompensation\x18\x07 \x01(\t::\xca\xf3\x18\x36\n#provisioning.cancellation_completed\x12\x06intake\x12\x07\x61rchive\"\xc4\x01\n\x14\x43\x61ncellationDeclined\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t:9\xca\xf3\x18\x35\n\"provisioning.cancellation_declined\x12\x06intake\x12\x07\x61rchive\"\xff\x01\n\x13\x41\x63tivationConfirmed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\x14\n\x0c\x63onfirmed_by\x18\x06 \x01(\t\x12\x30\n\x0c\x63onfirmed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:C\xca\xf3\x18?\n!provisioning.activation_confirmed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x97\x02\n\x10\x46\x65\x65\x64\x62\x61\x63kRecorded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x13\n\x0brecorded_by\x18\x08 \x01(\t\x12/\n\x0brecorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp:@\xca\xf3\x18<\n\x1eprovisioning.feedback_recorded\x12\x06intake\x12\treporting\x12\x07\x61rchiveB.\xc2\xf3\x18*\n\x0cPROVISIONING\x12\x0cprovisioning\x1a\x0cprovisioningb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-orderline/events/v1/provisioning_events.proto\x12\x13orderline.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orderline/events/v1/catalogue.proto\"\x85\x01\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:B\xca\xf3\x18>\n\x18provisioning.job_started\x12\x0e\x64\x65vice-monitor\x12\treporting\x12\x07\x61rchive\"\xbf\x01\n\x0fPrechecksPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x36\n\tchecklist\x18\x04 \x03(\x0b\x32#.orderline.events.v1.ChecklistEntry:?\xca\xf3\x18;\n\x1dprovisioning.prechecks_passed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xe4\x01\n\x0e\x43hecklistEntry\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x43\n\x08\x65vidence\x18\x04 \x03(\x0b\x32\x31.orderline.events.v1.ChecklistEntry.EvidenceEntry\x12.\n\nchecked_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x02\n\x10\x44\x65viceConfigured\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x04 \x01(\x03\x12\x10\n\x08template\x18\x05 \x01(\t\x12\x45\n\x08settings\x18\x06 \x03(\x0b\x32\x33.orderline.events.v1.DeviceConfigured.SettingsEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:@\xca\xf3\x18<\n\x1eprovisioning.device_configured\x12\x06intake\x12\treporting\x12\x07\x61rchive\";\n\x0bTestOutcome\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb3\x01\n\x0bTestsPassed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x32\n\x08outcomes\x18\x04 \x03(\x0b\x32 .orderline.events.v1.TestOutcome:;\xca\xf3\x18\x37\n\x19provisioning.tests_passed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x89\x01\n\x10ServiceActivated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t:@\xca\xf3\x18<\n\x1eprovisioning.service_activated\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xa6\x01\n\rVoucherIssued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\nvoucher_id\x18\x03 \x01(\t\x12\x10\n\x08\x65nvelope\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t:=\xca\xf3\x18\x39\n\x1bprovisioning.voucher_issued\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x9c\x01\n\x10\x43ustomerNotified\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t:@\xca\xf3\x18<\n\x1eprovisioning.customer_notified\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xd1\x01\n\x07JobHeld\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x10\n\x08\x61larm_id\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05:7\xca\xf3\x18\x33\n\x15provisioning.job_held\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\xa0\x01\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0breason_code\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t:9\xca\xf3\x18\x35\n\x17provisioning.job_failed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x9f\x01\n\x14\x43\x61ncellationAccepted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t:9\xca\xf3\x18\x35\n\"provisioning.cancellation_accepted\x12\x06intake\x12\x07\x61rchive\"\xe4\x01\n\x15\x43\x61ncellationCompleted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0brolled_back\x18\x05 \x01(\x08\x12\x16\n\x0erolled_back_to\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ompensation\x18\x07 \x01(\t::\xca\xf3\x18\x36\n#provisioning.cancellation_completed\x12\x06intake\x12\x07\x61rchive\"\xc4\x01\n\x14\x43\x61ncellationDeclined\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61ncellation_id\x18\x04 \x01(\t\x12\x13\n\x0breason_code\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t:9\xca\xf3\x18\x35\n\"provisioning.cancellation_declined\x12\x06intake\x12\x07\x61rchive\"\xff\x01\n\x13\x41\x63tivationConfirmed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\t\x12\x14\n\x0c\x63onfirmed_by\x18\x06 \x01(\t\x12\x30\n\x0c\x63onfirmed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:C\xca\xf3\x18?\n!provisioning.activation_confirmed\x12\x06intake\x12\treporting\x12\x07\x61rchive\"\x97\x02\n\x10\x46\x65\x65\x64\x62\x61\x63kRecorded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x15\n\rbusiness_type\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x13\n\x0brecorded_by\x18\x08 \x01(\t\x12/\n\x0brecorded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp:@\xca\xf3\x18<\n\x1eprovisioning.feedback_recorded\x12\x06intake\x12\treporting\x12\x07\x61rchiveB.\xc2\xf3\x18*\n\x0cPROVISIONING\x12\x0cprovisioning\x1a\x0cprovisioningb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSTARTED']._serialized_options = b'\312\363\030>\n\030provisioning.job_started\022\016device-monitor\022\treporting\022\007archive'
   _globals['_PRECHECKSPASSED']._loaded_options = None
   _globals['_PRECHECKSPASSED']._serialized_options = b'\312\363\030;\n\035provisioning.prechecks_passed\022\006intake\022\treporting\022\007archive'
+  _globals['_CHECKLISTENTRY_EVIDENCEENTRY']._loaded_options = None
+  _globals['_CHECKLISTENTRY_EVIDENCEENTRY']._serialized_options = b'8\001'
+  _globals['_DEVICECONFIGURED_SETTINGSENTRY']._loaded_options = None
+  _globals['_DEVICECONFIGURED_SETTINGSENTRY']._serialized_options = b'8\001'
   _globals['_DEVICECONFIGURED']._loaded_options = None
   _globals['_DEVICECONFIGURED']._serialized_options = b'\312\363\030<\n\036provisioning.device_configured\022\006intake\022\treporting\022\007archive'
   _globals['_TESTSPASSED']._loaded_options = None
@@ -65,31 +69,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSTARTED']._serialized_start=141
   _globals['_JOBSTARTED']._serialized_end=274
   _globals['_PRECHECKSPASSED']._serialized_start=277
-  _globals['_PRECHECKSPASSED']._serialized_end=412
-  _globals['_DEVICECONFIGURED']._serialized_start=415
-  _globals['_DEVICECONFIGURED']._serialized_end=576
-  _globals['_TESTOUTCOME']._serialized_start=578
-  _globals['_TESTOUTCOME']._serialized_end=637
-  _globals['_TESTSPASSED']._serialized_start=640
-  _globals['_TESTSPASSED']._serialized_end=819
-  _globals['_SERVICEACTIVATED']._serialized_start=822
-  _globals['_SERVICEACTIVATED']._serialized_end=959
-  _globals['_VOUCHERISSUED']._serialized_start=962
-  _globals['_VOUCHERISSUED']._serialized_end=1094
-  _globals['_CUSTOMERNOTIFIED']._serialized_start=1097
-  _globals['_CUSTOMERNOTIFIED']._serialized_end=1253
-  _globals['_JOBHELD']._serialized_start=1256
-  _globals['_JOBHELD']._serialized_end=1465
-  _globals['_JOBFAILED']._serialized_start=1468
-  _globals['_JOBFAILED']._serialized_end=1628
-  _globals['_CANCELLATIONACCEPTED']._serialized_start=1631
-  _globals['_CANCELLATIONACCEPTED']._serialized_end=1790
-  _globals['_CANCELLATIONCOMPLETED']._serialized_start=1793
-  _globals['_CANCELLATIONCOMPLETED']._serialized_end=2021
-  _globals['_CANCELLATIONDECLINED']._serialized_start=2024
-  _globals['_CANCELLATIONDECLINED']._serialized_end=2220
-  _globals['_ACTIVATIONCONFIRMED']._serialized_start=2223
-  _globals['_ACTIVATIONCONFIRMED']._serialized_end=2478
-  _globals['_FEEDBACKRECORDED']._serialized_start=2481
-  _globals['_FEEDBACKRECORDED']._serialized_end=2760
+  _globals['_PRECHECKSPASSED']._serialized_end=468
+  _globals['_CHECKLISTENTRY']._serialized_start=471
+  _globals['_CHECKLISTENTRY']._serialized_end=699
+  _globals['_CHECKLISTENTRY_EVIDENCEENTRY']._serialized_start=652
+  _globals['_CHECKLISTENTRY_EVIDENCEENTRY']._serialized_end=699
+  _globals['_DEVICECONFIGURED']._serialized_start=702
+  _globals['_DEVICECONFIGURED']._serialized_end=1001
+  _globals['_DEVICECONFIGURED_SETTINGSENTRY']._serialized_start=888
+  _globals['_DEVICECONFIGURED_SETTINGSENTRY']._serialized_end=935
+  _globals['_TESTOUTCOME']._serialized_start=1003
+  _globals['_TESTOUTCOME']._serialized_end=1062
+  _globals['_TESTSPASSED']._serialized_start=1065
+  _globals['_TESTSPASSED']._serialized_end=1244
+  _globals['_SERVICEACTIVATED']._serialized_start=1247
+  _globals['_SERVICEACTIVATED']._serialized_end=1384
+  _globals['_VOUCHERISSUED']._serialized_start=1387
+  _globals['_VOUCHERISSUED']._serialized_end=1553
+  _globals['_CUSTOMERNOTIFIED']._serialized_start=1556
+  _globals['_CUSTOMERNOTIFIED']._serialized_end=1712
+  _globals['_JOBHELD']._serialized_start=1715
+  _globals['_JOBHELD']._serialized_end=1924
+  _globals['_JOBFAILED']._serialized_start=1927
+  _globals['_JOBFAILED']._serialized_end=2087
+  _globals['_CANCELLATIONACCEPTED']._serialized_start=2090
+  _globals['_CANCELLATIONACCEPTED']._serialized_end=2249
+  _globals['_CANCELLATIONCOMPLETED']._serialized_start=2252
+  _globals['_CANCELLATIONCOMPLETED']._serialized_end=2480
+  _globals['_CANCELLATIONDECLINED']._serialized_start=2483
+  _globals['_CANCELLATIONDECLINED']._serialized_end=2679
+  _globals['_ACTIVATIONCONFIRMED']._serialized_start=2682
+  _globals['_ACTIVATIONCONFIRMED']._serialized_end=2937
+  _globals['_FEEDBACKRECORDED']._serialized_start=2940
+  _globals['_FEEDBACKRECORDED']._serialized_end=3219
 # @@protoc_insertion_point(module_scope)

@@ -55,23 +55,87 @@ class PrechecksPassed(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
+    CHECKLIST_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
+    @_builtins.property
+    def checklist(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChecklistEntry]:
+        """The pre-operation checklist as judged, item by item (for the dossier)."""
+
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
+        checklist: _abc.Iterable[Global___ChecklistEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PrechecksPassed: _TypeAlias = PrechecksPassed  # noqa: Y015
+
+@_typing.final
+class ChecklistEntry(_message.Message):
+    """One item of the pre-operation checklist: device_fit, device_model, firmware,
+    work_instruction, operator_certified; its result (passed, failed, pending, skipped), why,
+    and the evidence it was judged on (model, firmware, the work instruction's reference...).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EvidenceEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    result: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def evidence(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        result: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        evidence: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "evidence", b"evidence", "item", b"item", "reason", b"reason", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChecklistEntry: _TypeAlias = ChecklistEntry  # noqa: Y015
 
 @_typing.final
 class DeviceConfigured(_message.Message):
@@ -79,14 +143,42 @@ class DeviceConfigured(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SettingsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     JOB_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     order_id: _builtins.str
     device_id: _builtins.str
     config_version: _builtins.int
+    template: _builtins.str
+    """The catalogue's configuration template and the settings applied (the customer's number
+    masked), for the dossier.
+    """
+    @_builtins.property
+    def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -94,10 +186,12 @@ class DeviceConfigured(_message.Message):
         order_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
         config_version: _builtins.int = ...,
+        template: _builtins.str = ...,
+        settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "device_id", b"device_id", "job_id", b"job_id", "order_id", b"order_id", "settings", b"settings", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,19 +289,28 @@ class VoucherIssued(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     VOUCHER_ID_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     order_id: _builtins.str
     voucher_id: _builtins.str
+    envelope: _builtins.bytes
+    """The signed voucher as handed out (a DSSE envelope, canonical JSON; the customer masked)
+    and the id of the key that signed it: the dossier keeps what anyone can verify.
+    """
+    key_id: _builtins.str
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
         voucher_id: _builtins.str = ...,
+        envelope: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "order_id", b"order_id", "voucher_id", b"voucher_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "job_id", b"job_id", "key_id", b"key_id", "order_id", b"order_id", "voucher_id", b"voucher_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
