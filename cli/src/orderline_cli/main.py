@@ -25,6 +25,7 @@ from orderline.archive.v1 import archive_pb2 as _ARCHIVE
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_cli import (
     aftercare,
+    archive_verbs,
     calls,
     certifications,
     demo,
@@ -1339,6 +1340,10 @@ def voucher_verify(
 
 devices.register(app)
 tickets.register(app)
+
+# --- dossier get, checkpoint (orderline_cli.archive_verbs) -------------------------------------
+
+archive_verbs.register(app, dossier_app)
 
 # --- certification (orderline_cli.certifications) ---------------------------------------------
 

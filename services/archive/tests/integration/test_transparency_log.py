@@ -4,6 +4,7 @@ prove they extend earlier ones, and a record changed in the database fails its p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -236,3 +237,58 @@ async def test_an_exported_dossier_verifies_offline_with_the_cli(
             archive_pb2.ExportDossierRequest(order_id="no-such"), metadata=AUDITOR
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    """The real `orderline` command, without blocking the archive serving in this loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orderline_cli.main", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return int(proc.returncode or 0), out.decode()
+
+
+async def test_an_auditor_keeps_a_checkpoint_and_the_cli_says_whether_the_log_extends_it(
+    archive: RunningArchive,
+    stub: archive_pb2_grpc.ArchiveServiceStub,
+    producer: Producer,
+    tmp_path: Path,
+) -> None:
+    at = ("--archive", archive.address)
+    key_file = tmp_path / "archive.vkey"
+    key_file.write_text(archive.verifier_key + "\n")
+    await seal(producer, stub, "ord-k1", "ord-k2")
+    kept = tmp_path / "kept.note"
+    code, out = await cli("checkpoint", "get", *at, "--out", str(kept))
+    assert code == 0, out
+    assert open_note(kept.read_text(), Verifier.parse(archive.verifier_key)).size == 2
+
+    code, out = await cli("dossier", "get", "ord-k1", *at)
+    assert code == 0, out
+    assert out.startswith("dossier ") and "key ord-k1  leaf 0" in out
+    assert "order.json" in out and "record.json" in out
+
+    # The log grew: it still extends what the auditor kept.
+    await seal(producer, stub, "ord-k3")
+    verify = ("checkpoint", "verify", str(kept), "--key", f"@{key_file}", *at)
+    code, out = await cli(*verify)
+    assert code == 0, out
+    assert "valid: the log at 3 leaves extends the kept checkpoint at 2" in out
+
+    # A forger edits a sealed record and rebuilds the log to match: the kept checkpoint says so.
+    async with archive.service.db.transaction() as session:
+        await session.execute(
+            update(dossiers).where(dossiers.c.order_id == "ord-k1").values(content_hash="0" * 64)
+        )
+        await session.execute(delete(log_nodes))
+    await seal(producer, stub, "ord-k4")
+    code, out = await cli(*verify, "--json")
+    assert code == 1, out
+    verdict = json.loads(out)
+    assert verdict["valid"] is False and (verdict["kept_size"], verdict["current_size"]) == (2, 4)
+    assert "changed, removed or moved" in verdict["problem"]
+
+    # Without a usable verifier key nothing is claimed.
+    code, out = await cli("checkpoint", "verify", str(kept), "--key", "not-a-key", *at)
+    assert code == 1 and "INVALID_ARGUMENT" in out
