@@ -55,7 +55,12 @@ def voucher(signer: Ed25519Signer = SIGNER, order_id: str = "ORD-1") -> Voucher:
         customer_phone="+8613800138002",
         tests=[
             TestSummary("functional", True, "FUNCTIONAL passed"),
-            TestSummary("performance", True, "PERFORMANCE passed"),
+            TestSummary(
+                "performance",
+                True,
+                "PERFORMANCE passed",
+                {"throughput_mbps": 941.5, "latency_ms": 4.0, "loss_pct": float("nan")},
+            ),
         ],
         signer=signer,
     )
@@ -97,6 +102,9 @@ def test_a_voucher_is_an_in_toto_statement_about_the_order_and_the_device() -> N
     assert predicate["device"] == {"id": "CPE-0042", "configurationVersion": 3}
     assert predicate["activatedAt"] == "2025-03-01T02:30:00.123456Z"
     assert [t["kind"] for t in predicate["tests"]] == ["functional", "performance"]
+    # What the device measured, signed with the verdict (a value that is no number is left out).
+    assert predicate["tests"][1]["measurements"] == {"latency_ms": 4.0, "throughput_mbps": 941.5}
+    assert predicate["tests"][0]["measurements"] == {}
     assert predicate["texts"] == dict(v.texts) and set(v.texts) == {"zh-CN", "en"}
     # The customer only masked: never the clear name or number.
     assert predicate["customer"] == {"name": "王*", "phone": "+86138****8002"}

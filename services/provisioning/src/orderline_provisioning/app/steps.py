@@ -512,7 +512,10 @@ class StepRunner:
             config_version=job.config_version,
             customer_name=contact.name,
             customer_phone=contact.phone,
-            tests=[TestSummary(r.kind, r.passed, r.detail) for r in job.test_results],
+            tests=[
+                TestSummary(r.kind, r.passed, r.detail, dict(r.measurements))
+                for r in job.test_results
+            ],
             signer=self.signer,
         )
         job.voucher_id = voucher.id

@@ -28,8 +28,9 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -104,6 +105,8 @@ class TestSummary:
     kind: str
     passed: bool
     detail: str
+    # What the device measured (throughput_mbps, latency_ms, temperature_c, ...).
+    measurements: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,20 @@ def statement(facts: ActivationFacts) -> dict[str, Any]:
             "customer": {"name": facts.customer_name, "phone": facts.customer_phone},
             "service": {"businessType": facts.business_type, "plan": facts.plan},
             "device": {"id": facts.device_id, "configurationVersion": facts.config_version},
-            # The test verdicts the job keeps (kind, pass, the agent's detail); measured values
-            # join them once the job keeps measurements.
+            # The test verdicts the job keeps (kind, pass, the agent's detail) with the values
+            # the device measured (finite numbers only: a broken report never passes anyway).
             "tests": [
-                {"kind": t.kind, "passed": t.passed, "detail": t.detail} for t in facts.tests
+                {
+                    "kind": t.kind,
+                    "passed": t.passed,
+                    "detail": t.detail,
+                    "measurements": {
+                        name: value
+                        for name, value in sorted(t.measurements.items())
+                        if math.isfinite(value)
+                    },
+                }
+                for t in facts.tests
             ],
             "activatedAt": _timestamp(facts.activated_at),
             "texts": dict(facts.texts),
