@@ -126,6 +126,12 @@ async def test_order_jeopardy_lists_late_orders_oldest_due_first(intake: str) ->
     [entry] = json.loads(out)["entries"]
     assert (entry["order"]["id"], entry["milestone"]) == (queued.id, "review_approved")
     assert entry["order"]["state"] == "acknowledged" and entry["order"]["in_jeopardy"] is True
+    # The order itself shows its due times and which milestone fell into jeopardy.
+    code, out, err = await orderline("order", "get", queued.id, "--intake", intake)
+    assert code == 0, err
+    assert "due  (IN JEOPARDY)" in out
+    (late,) = [line for line in out.splitlines() if line.startswith("review_approved")]
+    assert "jeopardy since" in late
 
     code, out, err = await orderline(
         "order", "jeopardy", "--page-size", "600", "--intake", intake, "--json"

@@ -485,6 +485,19 @@ def order_get(
                 [[f"{m.reached_at.ToDatetime():%H:%M:%S.%f}", m.name] for m in order.milestones],
             )
         )
+    if order.milestone_dues:
+        # The SLA's due times (UTC), and which milestones fell into jeopardy.
+        print("\ndue" + ("  (IN JEOPARDY)" if order.in_jeopardy else ""))
+        rows = []
+        for due in order.milestone_dues:
+            reached = calls.when(due.reached_at) if due.HasField("reached_at") else "-"
+            late = (
+                f"jeopardy since {calls.when(due.jeopardy_raised_at)}"
+                if due.HasField("jeopardy_raised_at")
+                else ""
+            )
+            rows.append([due.milestone, calls.when(due.due_at), reached, late])
+        print(table(("milestone", "due", "reached", ""), rows))
 
 
 @order_app.command("list")
