@@ -91,6 +91,7 @@ EXPECTED_RPCS = {
         "GetCancellation",
         "ListCancellations",
         "ListJeopardy",
+        "ListPiiReads",
     },
     "ProvisioningService": {
         "GetJob",

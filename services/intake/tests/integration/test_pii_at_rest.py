@@ -1,19 +1,21 @@
 """Customers' phone, identity numbers and addresses at rest, over real gRPC with real NATS and
 both databases: what intake writes is sealed field by field; rows written before (clear) or
 sealed under an older key are sealed under the current key by the start-up task; a raw read of
-the database then finds none of them in clear, and every order still reads back."""
+the database then finds none of them in clear, and every order still reads back. Every response
+showing them unmasked is audited (ListPiiReads, for auditors); masked ones are not."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from alembic import command
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import MetaData, select, text
 
 import orderline_intake
@@ -26,13 +28,27 @@ from orderline_intake.settings import IntakeSettings
 from orderline_runtime.database import Database
 from orderline_runtime.migrations import alembic_config
 
-from .test_review_amend_hold import CLERK, HASH, PRINCIPALS, create, create_request
+from .test_review_amend_hold import (
+    CLERK,
+    HASH,
+    PRINCIPALS,
+    REVIEWER,
+    create,
+    create_request,
+    details,
+)
 
 S = order_pb2
 MIGRATIONS = Path(orderline_intake.__file__).parent / "migrations"
 K1 = base64.b64encode(bytes(range(32))).decode()
 K2 = base64.b64encode(bytes(range(50, 82))).decode()
 OLD_PHONE, OLD_ID, OLD_ADDRESS = "+8613800138000", "11010519491231002X", "北京市朝阳区建国路88号"
+MORE_PRINCIPALS = {
+    "t-audit": ("auditor.wu", ["auditor"]),
+    "t-mgr": ("manager.sun", ["manager"]),
+}
+AUDITOR = (("authorization", "Bearer t-audit"),)
+MANAGER = (("authorization", "Bearer t-mgr"),)
 MOVE_FROM, MOVE_TO = "北京市东城区东直门南大街1号", "北京市海淀区中关村大街27号"
 
 
@@ -40,9 +56,8 @@ def settings_for(
     db_url: str, nats_url: str, tmp_path: Path, keyring: str, key_id: str
 ) -> IntakeSettings:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(
-        json.dumps({t: {"subject": s, "roles": r} for t, (s, r) in PRINCIPALS.items()})
-    )
+    everyone = {**PRINCIPALS, **MORE_PRINCIPALS}
+    tokens.write_text(json.dumps({t: {"subject": s, "roles": r} for t, (s, r) in everyone.items()}))
     keys = tmp_path / f"pii-keys-{key_id}"
     keys.write_text(keyring)
     return IntakeSettings(
@@ -277,3 +292,90 @@ def test_without_a_keyring_intake_starts_only_in_development(tmp_path: Path) -> 
         pii_cipher(
             base.model_copy(update={"intake_pii_keys_file": keys, "intake_pii_key_id": "k1"})
         )
+
+
+async def test_every_clear_read_is_audited_and_only_auditors_list_them(
+    db_url: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(db_url, nats_server.url, tmp_path, f"k1: {K1}\n", "k1")
+    async with serving(build(settings)) as address, grpc.aio.insecure_channel(address) as channel:
+        stub = order_pb2_grpc.OrderServiceStub(channel)
+        started = datetime.now(UTC) - timedelta(minutes=5)
+        order = await create(stub, create_request("req-audit"))
+        other = await create(stub, create_request("req-other"))
+
+        async def reads(**filters: object) -> list[tuple[str, str, list[str], str]]:
+            reply = await stub.ListPiiReads(S.ListPiiReadsRequest(**filters), metadata=AUDITOR)
+            return [(r.order_id, r.principal, list(r.roles), r.rpc) for r in reply.reads]
+
+        before = await reads(order_id=order.id)
+        assert before == [(order.id, "clerk.zhang", ["clerk"], "CreateOrder")]
+        # Masked reads (manager, auditor) write nothing.
+        for who in (MANAGER, AUDITOR):
+            got = (await stub.GetOrder(S.GetOrderRequest(order_id=order.id), metadata=who)).order
+            assert got.customer.phone != "+8613912345678"
+            await stub.ListOrders(S.ListOrdersRequest(), metadata=who)
+        assert await reads(order_id=order.id) == before
+        # Clear reads: one row per order shown, newest first.
+        await stub.GetOrder(S.GetOrderRequest(order_id=order.id), metadata=REVIEWER)
+        await stub.ListOrders(S.ListOrdersRequest(), metadata=CLERK)
+        assert await reads(order_id=order.id) == [
+            (order.id, "clerk.zhang", ["clerk"], "ListOrders"),
+            (order.id, "reviewer.li", ["reviewer"], "GetOrder"),
+            (order.id, "clerk.zhang", ["clerk"], "CreateOrder"),
+        ]
+        assert await reads(principal="reviewer.li") == [
+            (order.id, "reviewer.li", ["reviewer"], "GetOrder")
+        ]
+        assert {r[0] for r in await reads(principal="clerk.zhang", order_id=other.id)} == {other.id}
+
+        # A watch: its first answer is a clear read too.
+        watch = stub.WatchOrders(S.WatchOrdersRequest(order_ids=[other.id]), metadata=CLERK)
+        first = await watch.read()
+        assert first.order.customer.phone == "+8613912345678"
+        watch.cancel()
+        assert (await reads(order_id=other.id))[0][3] == "WatchOrders"
+
+        # Time range and pages.
+        now = datetime.now(UTC) + timedelta(minutes=5)
+        window = {"read_from": Timestamp(), "read_before": Timestamp()}
+        window["read_from"].FromDatetime(started)
+        window["read_before"].FromDatetime(now)
+        everything = await reads(**window)
+        assert len(everything) == 6
+        past = Timestamp()
+        past.FromDatetime(started)
+        assert await reads(read_before=past) == []
+        paged: list[tuple[str, str, list[str], str]] = []
+        token = ""
+        while True:
+            reply = await stub.ListPiiReads(
+                S.ListPiiReadsRequest(page_size=3, page_token=token, **window), metadata=AUDITOR
+            )
+            paged += [(r.order_id, r.principal, list(r.roles), r.rpc) for r in reply.reads]
+            assert all(r.read_at.ToDatetime(UTC) >= started for r in reply.reads)
+            token = reply.next_page_token
+            if not token:
+                break
+        assert paged == everything
+
+        # Only auditors read the audit; a token of another filter is refused.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListPiiReads(S.ListPiiReadsRequest(), metadata=CLERK)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            first_page = await stub.ListPiiReads(
+                S.ListPiiReadsRequest(page_size=1), metadata=AUDITOR
+            )
+            await stub.ListPiiReads(
+                S.ListPiiReadsRequest(page_token=first_page.next_page_token, order_id=order.id),
+                metadata=AUDITOR,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(details(err.value)[1]) == {"page_token"}
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListPiiReads(
+                S.ListPiiReadsRequest(read_from=window["read_before"], read_before=past),
+                metadata=AUDITOR,
+            )
+        assert set(details(err.value)[1]) == {"read_before"}

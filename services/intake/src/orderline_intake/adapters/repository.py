@@ -17,11 +17,13 @@ from orderline_intake.adapters.tables import (
     order_history,
     order_milestones,
     orders,
+    pii_reads,
 )
 from orderline_intake.domain.cancellation import Cancellation, CancellationState
 from orderline_intake.domain.communication import Channel, Communication, Direction
 from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.followup import CaseState, FollowUp, Outcome, TroubleCase
+from orderline_intake.domain.masking import PiiRead
 from orderline_intake.domain.order import (
     Customer,
     Document,
@@ -125,6 +127,7 @@ _CANCELLATION_BY_REQUEST = select(cancellations).where(
     cancellations.c.client_request_id == bindparam("id")
 )
 _UPDATE_CANCELLATION = update(cancellations).where(cancellations.c.id == bindparam("key"))
+_INSERT_PII_READS = insert(pii_reads)
 
 
 class SqlOrderRepository:
@@ -420,6 +423,58 @@ class SqlOrderRepository:
                 )
             )
         return [_cancellation(r) for r in (await self.session.execute(stmt)).mappings()]
+
+    # --- the audit of clear reads of personal data ---------------------------------------
+
+    async def add_pii_reads(self, reads: Sequence[PiiRead]) -> None:
+        if reads:
+            await self.session.execute(
+                _INSERT_PII_READS,
+                [
+                    {
+                        "order_id": r.order_id,
+                        "principal": r.principal,
+                        "roles": ",".join(r.roles),
+                        "rpc": r.rpc,
+                        "at": r.at,
+                    }
+                    for r in reads
+                ],
+            )
+
+    async def pii_reads(
+        self,
+        *,
+        order_id: str | None,
+        principal: str | None,
+        read: tuple[datetime | None, datetime | None],
+        limit: int,
+        before_seq: int | None,
+    ) -> list[PiiRead]:
+        """Newest first, before `before_seq`."""
+        stmt = select(pii_reads).order_by(pii_reads.c.seq.desc()).limit(limit)
+        if order_id:
+            stmt = stmt.where(pii_reads.c.order_id == order_id)
+        if principal:
+            stmt = stmt.where(pii_reads.c.principal == principal)
+        read_from, read_before = read
+        if read_from is not None:
+            stmt = stmt.where(pii_reads.c.at >= read_from)
+        if read_before is not None:
+            stmt = stmt.where(pii_reads.c.at < read_before)
+        if before_seq is not None:
+            stmt = stmt.where(pii_reads.c.seq < before_seq)
+        return [
+            PiiRead(
+                order_id=r.order_id,
+                principal=r.principal,
+                roles=tuple(x for x in r.roles.split(",") if x),
+                rpc=r.rpc,
+                at=r.at,
+                seq=r.seq,
+            )
+            for r in await self.session.execute(stmt)
+        ]
 
     # --- jeopardy and customer hashes --------------------------------------------------------
 

@@ -188,3 +188,20 @@ cancellations = Table(
     # The list is newest first.
     Index("ix_cancellations_requested", "requested_at", "id"),
 )
+
+# The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest): one row
+# per order per response that showed it unmasked. Written before the response leaves; read by
+# ListPiiReads, newest first, by order, by principal or by time.
+pii_reads = Table(
+    "pii_reads",
+    metadata,
+    Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), nullable=False),
+    Column("principal", String(100), nullable=False),
+    # The reader's roles that see personal data unmasked, joined by ",".
+    Column("roles", String(200), nullable=False),
+    Column("rpc", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Index("ix_pii_reads_order_seq", "order_id", "seq"),
+    Index("ix_pii_reads_principal_seq", "principal", "seq"),
+)

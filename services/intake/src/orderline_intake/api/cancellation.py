@@ -8,6 +8,7 @@ from orderline.order.v1 import order_pb2
 from orderline_intake.api.aftercare import _id, _next, _page
 from orderline_intake.api.convert import order_message
 from orderline_intake.app.cancellations import CancellationApp
+from orderline_intake.app.pii_reads import PiiReadApp
 from orderline_intake.domain.cancellation import Cancellation, CancellationState
 from orderline_runtime.errors import Violations
 from orderline_runtime.rpc.auth import current_principal
@@ -42,6 +43,7 @@ def cancellation_message(c: Cancellation) -> order_pb2.Cancellation:
 
 class CancellationRpcs:
     cancellations: CancellationApp
+    pii_reads: PiiReadApp
 
     async def CancelOrder(
         self, request: order_pb2.CancelOrderRequest, context: Any
@@ -56,6 +58,7 @@ class CancellationRpcs:
                 request.etag.strip(),
                 principal.subject,
             )
+        await self.pii_reads.record([order.id], principal.subject, principal.roles, "CancelOrder")
         return order_pb2.CancelOrderResponse(
             cancellation=cancellation_message(cancellation),
             order=order_message(order, principal.roles),

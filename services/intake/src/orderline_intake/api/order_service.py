@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,11 +20,12 @@ from orderline_intake.app.aftercare import AftercareApp
 from orderline_intake.app.cancellations import CancellationApp
 from orderline_intake.app.orders import OrderApp
 from orderline_intake.app.payloads import PROTO_TO_STATE
+from orderline_intake.app.pii_reads import PiiReadApp
 from orderline_intake.domain.order import Order
 from orderline_runtime.errors import Violations
 from orderline_runtime.paging import BadPageToken, decode_page_token, encode_page_token
 from orderline_runtime.rpc.admission import Admission
-from orderline_runtime.rpc.auth import current_principal
+from orderline_runtime.rpc.auth import Principal, current_principal
 from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import order_scope
 
@@ -47,6 +48,12 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         self.aftercare = aftercare or AftercareApp(app.uow, app.clock)
         self.cancellations = CancellationApp(app)
         self.creates = Admission(CREATES_AT_ONCE, max_waiting=CREATES_WAITING)
+        self.pii_reads = PiiReadApp(app.uow, app.clock)
+
+    async def _audited(self, rpc: str, principal: Principal, orders: Iterable[Order]) -> None:
+        """Records the clear read of these orders' personal data before the response shows
+        it (nothing when the principal sees it masked): app/pii_reads.py."""
+        await self.pii_reads.record((o.id for o in orders), principal.subject, principal.roles, rpc)
 
     async def CreateOrder(
         self, request: order_pb2.CreateOrderRequest, context: Any
@@ -55,6 +62,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         new = new_order(request)
         async with self.creates.turn(context, "CreateOrder"):
             order, created = await self.app.create(new, principal.subject)
+        await self._audited("CreateOrder", principal, [order])
         return order_pb2.CreateOrderResponse(
             order=order_message(order, principal.roles), created=created
         )
@@ -71,6 +79,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         order_id = _required_order_id(request.order_id)
         with order_scope(order_id):
             order = await self.app.get(order_id)
+        await self._audited("GetOrder", principal, [order])
         return order_pb2.GetOrderResponse(order=order_message(order, principal.roles))
 
     async def ListOrders(
@@ -128,6 +137,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
             customer=customer,
         )
         token = encode_page_token(orders[-1].id, filters) if len(orders) == limit else ""
+        await self._audited("ListOrders", principal, orders)
         return order_pb2.ListOrdersResponse(
             orders=[order_message(o, principal.roles) for o in orders], next_page_token=token
         )
@@ -148,6 +158,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 sent[order.id] = order.version
                 if order.updated_at:
                     since = min(since, order.updated_at - WATCH_OVERLAP)
+                await self._audited("WatchOrders", principal, [order])
                 yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
             catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
             while True:
@@ -172,6 +183,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                     if sent.get(order.id, -1) >= order.version:
                         continue
                     sent[order.id] = order.version
+                    await self._audited("WatchOrders", principal, [order])
                     yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
 
     # --- jeopardy -------------------------------------------------------------------------
@@ -216,7 +228,58 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         token = ""
         if len(orders) == limit and last_due is not None:
             token = encode_page_token(f"{last_due.isoformat()}|{orders[-1].id}", filters)
+        await self._audited("ListJeopardy", principal, orders)
         return order_pb2.ListJeopardyResponse(entries=entries, next_page_token=token)
+
+    # --- the audit of clear reads of personal data --------------------------------------
+
+    async def ListPiiReads(
+        self, request: order_pb2.ListPiiReadsRequest, context: Any
+    ) -> order_pb2.ListPiiReadsResponse:
+        v = Violations()
+        if request.page_size < 0 or request.page_size > MAX_PAGE:
+            v.add("page_size", f"between 0 and {MAX_PAGE}")
+        order_id = request.order_id.strip()
+        if len(order_id) > 36:
+            v.add("order_id", "an order id is a UUID of 36 characters")
+        reader = request.principal.strip()
+        if len(reader) > 100:
+            v.add("principal", "a principal's subject of at most 100 characters")
+        read_from = optional_time(request, "read_from", v)
+        read_before = optional_time(request, "read_before", v)
+        if read_from and read_before and read_before <= read_from:
+            v.add("read_before", "must be after read_from | 必须晚于 read_from")
+        filters = {
+            "list": "pii_reads",
+            "order_id": order_id,
+            "principal": reader,
+            "read_from": read_from.isoformat() if read_from else "",
+            "read_before": read_before.isoformat() if read_before else "",
+        }
+        before_seq: int | None = None
+        if request.page_token:
+            try:
+                before_seq = int(decode_page_token(request.page_token, filters))
+            except (BadPageToken, ValueError):
+                v.add("page_token", "not a page token of this list")
+        v.raise_if_any()
+        limit = request.page_size or DEFAULT_PAGE
+        found = await self.pii_reads.list(
+            order_id=order_id or None,
+            principal=reader or None,
+            read=(read_from, read_before),
+            limit=limit,
+            before_seq=before_seq,
+        )
+        token = encode_page_token(str(found[-1].seq), filters) if len(found) == limit else ""
+        reads = []
+        for r in found:
+            read = order_pb2.PiiRead(
+                order_id=r.order_id, principal=r.principal, roles=list(r.roles), rpc=r.rpc
+            )
+            read.read_at.FromDatetime(r.at)
+            reads.append(read)
+        return order_pb2.ListPiiReadsResponse(reads=reads, next_page_token=token)
 
     # --- review ---------------------------------------------------------------------------
 
@@ -245,6 +308,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
             last = orders[-1]
             at = (last.review_queued_at or last.created_at).isoformat()
             token = encode_page_token(f"{at}|{last.id}", filters)
+        await self._audited("ListReviewQueue", principal, orders)
         return order_pb2.ListReviewQueueResponse(
             orders=[order_message(o, principal.roles) for o in orders], next_page_token=token
         )
@@ -256,6 +320,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         order_id = _required_order_id(request.order_id)
         with order_scope(order_id):
             order = await self.app.approve(order_id, request.etag.strip(), principal.subject)
+        await self._audited("ApproveOrder", principal, [order])
         return order_pb2.ApproveOrderResponse(order=order_message(order, principal.roles))
 
     async def RejectOrder(
@@ -266,6 +331,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         codes = [c.strip().upper() for c in request.reason_codes]
         with order_scope(order_id):
             order = await self.app.reject(order_id, request.etag.strip(), codes, principal.subject)
+        await self._audited("RejectOrder", principal, [order])
         return order_pb2.RejectOrderResponse(order=order_message(order, principal.roles))
 
     async def RequestInformation(
@@ -281,6 +347,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 request.reason_code.strip().upper(),
                 principal.subject,
             )
+        await self._audited("RequestInformation", principal, [order])
         return order_pb2.RequestInformationResponse(order=order_message(order, principal.roles))
 
     # --- amendment, hold, resume ------------------------------------------------------------
@@ -307,6 +374,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 [p.strip() for p in request.update_mask.paths],
                 principal.subject,
             )
+        await self._audited("AmendOrder", principal, [order])
         return order_pb2.AmendOrderResponse(order=order_message(order, principal.roles))
 
     async def HoldOrder(
@@ -321,6 +389,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 request.reason_code.strip().upper(),
                 principal.subject,
             )
+        await self._audited("HoldOrder", principal, [order])
         return order_pb2.HoldOrderResponse(order=order_message(order, principal.roles))
 
     async def ResumeOrder(
@@ -335,6 +404,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 request.reason_code.strip().upper(),
                 principal.subject,
             )
+        await self._audited("ResumeOrder", principal, [order])
         return order_pb2.ResumeOrderResponse(order=order_message(order, principal.roles))
 
 

@@ -11,6 +11,7 @@ from orderline_intake.domain.cancellation import Cancellation
 from orderline_intake.domain.communication import Communication
 from orderline_intake.domain.customer_hash import CustomerHashes
 from orderline_intake.domain.followup import CaseState, FollowUp, TroubleCase
+from orderline_intake.domain.masking import PiiRead
 from orderline_intake.domain.order import Order
 from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
@@ -134,6 +135,24 @@ class OrderRepository(Protocol):
         after: tuple[datetime, str] | None,
     ) -> list[TroubleCase]:
         """Oldest opened first, after (opened_at, id)."""
+        ...
+
+    # The audit of clear reads of personal data.
+
+    async def add_pii_reads(self, reads: Sequence[PiiRead]) -> None:
+        """Inserts them all in one statement."""
+        ...
+
+    async def pii_reads(
+        self,
+        *,
+        order_id: str | None,
+        principal: str | None,
+        read: tuple[datetime | None, datetime | None],
+        limit: int,
+        before_seq: int | None,
+    ) -> list[PiiRead]:
+        """Newest first, before `before_seq`; `read` is [from, before)."""
         ...
 
     # Cancellation requests.

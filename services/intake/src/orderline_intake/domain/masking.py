@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from orderline_intake.domain.order import Customer, Relocation
 from orderline_runtime.pii import mask_address, mask_id_number, mask_phone
@@ -27,3 +28,21 @@ def relocation_for(roles: frozenset[str], relocation: Relocation) -> Relocation:
     if roles & SEES_PII:
         return relocation
     return Relocation(mask_address(relocation.old_address), mask_address(relocation.new_address))
+
+
+def sees_pii(roles: frozenset[str]) -> frozenset[str]:
+    """The roles among `roles` that see personal data unmasked (empty: masked)."""
+    return roles & SEES_PII
+
+
+@dataclass(frozen=True)
+class PiiRead:
+    """One order's personal data shown unmasked to one principal in one response: who, when,
+    which order, and why (the roles that see it unmasked, the RPC)."""
+
+    order_id: str
+    principal: str
+    roles: tuple[str, ...]
+    rpc: str
+    at: datetime
+    seq: int = 0

@@ -2140,5 +2140,109 @@ class ListJeopardyResponse(_message.Message):
 
 Global___ListJeopardyResponse: _TypeAlias = ListJeopardyResponse  # noqa: Y015
 
+@_typing.final
+class ListPiiReadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    READ_FROM_FIELD_NUMBER: _builtins.int
+    READ_BEFORE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """Filters; empty means any."""
+    principal: _builtins.str
+    """The reader's subject, exactly."""
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    @_builtins.property
+    def read_from(self) -> _timestamp_pb2.Timestamp:
+        """Reads at or after read_from and before read_before; unset means unbounded."""
+
+    @_builtins.property
+    def read_before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        principal: _builtins.str = ...,
+        read_from: _timestamp_pb2.Timestamp | None = ...,
+        read_before: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_before", b"read_before", "read_from", b"read_from"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "principal", b"principal", "read_before", b"read_before", "read_from", b"read_from"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPiiReadsRequest: _TypeAlias = ListPiiReadsRequest  # noqa: Y015
+
+@_typing.final
+class PiiRead(_message.Message):
+    """One order's personal data shown unmasked to one principal in one response."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    READ_AT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    principal: _builtins.str
+    """The reader's subject."""
+    rpc: _builtins.str
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why they saw it unmasked: the roles of theirs that see personal data, and the RPC."""
+
+    @_builtins.property
+    def read_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        principal: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        rpc: _builtins.str = ...,
+        read_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_at", b"read_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "principal", b"principal", "read_at", b"read_at", "roles", b"roles", "rpc", b"rpc"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PiiRead: _TypeAlias = PiiRead  # noqa: Y015
+
+@_typing.final
+class ListPiiReadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def reads(self) -> _containers.RepeatedCompositeFieldContainer[Global___PiiRead]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        reads: _abc.Iterable[Global___PiiRead] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "reads", b"reads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPiiReadsResponse: _TypeAlias = ListPiiReadsResponse  # noqa: Y015
+
 TMF_NAME_FIELD_NUMBER: _builtins.int
 tmf_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]

@@ -146,6 +146,11 @@ class OrderServiceStub:
                 request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.SerializeToString,
                 response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.FromString,
                 _registered_method=True)
+        self.ListPiiReads = channel.unary_unary(
+                '/orderline.order.v1.OrderService/ListPiiReads',
+                request_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsRequest.SerializeToString,
+                response_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -313,6 +318,15 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPiiReads(self, request, context):
+        """The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest):
+        every response that carried an order's phone, identity number or address unmasked, with
+        who read it, when, and why (the roles that see it unmasked, the RPC). Newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -425,6 +439,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ListJeopardy,
                     request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.FromString,
                     response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.SerializeToString,
+            ),
+            'ListPiiReads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPiiReads,
+                    request_deserializer=orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsRequest.FromString,
+                    response_serializer=orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1023,6 +1042,33 @@ class OrderService:
             '/orderline.order.v1.OrderService/ListJeopardy',
             orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyRequest.SerializeToString,
             orderline_dot_order_dot_v1_dot_order__pb2.ListJeopardyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPiiReads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.order.v1.OrderService/ListPiiReads',
+            orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsRequest.SerializeToString,
+            orderline_dot_order_dot_v1_dot_order__pb2.ListPiiReadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,6 +92,11 @@ class OrderServiceStub:
     """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
     time (creation + the business type's SLA) and not reached, oldest due first.
     """
+    ListPiiReads: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListPiiReadsRequest, _order_pb2.ListPiiReadsResponse]
+    """The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest):
+    every response that carried an order's phone, identity number or address unmasked, with
+    who read it, when, and why (the roles that see it unmasked, the RPC). Newest first.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -156,6 +161,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     ListJeopardy: _aio.UnaryUnaryMultiCallable[_order_pb2.ListJeopardyRequest, _order_pb2.ListJeopardyResponse]  # type: ignore[assignment]
     """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
     time (creation + the business type's SLA) and not reached, oldest due first.
+    """
+    ListPiiReads: _aio.UnaryUnaryMultiCallable[_order_pb2.ListPiiReadsRequest, _order_pb2.ListPiiReadsResponse]  # type: ignore[assignment]
+    """The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest):
+    every response that carried an order's phone, identity number or address unmasked, with
+    who read it, when, and why (the roles that see it unmasked, the RPC). Newest first.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -350,6 +360,17 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.ListJeopardyResponse, _abc.Awaitable[_order_pb2.ListJeopardyResponse]]:
         """Jeopardy (docs/order-lifecycle.md#sla-and-jeopardy). Orders with a milestone past its due
         time (creation + the business type's SLA) and not reached, oldest due first.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPiiReads(
+        self,
+        request: _order_pb2.ListPiiReadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListPiiReadsResponse, _abc.Awaitable[_order_pb2.ListPiiReadsResponse]]:
+        """The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest):
+        every response that carried an order's phone, identity number or address unmasked, with
+        who read it, when, and why (the roles that see it unmasked, the RPC). Newest first.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

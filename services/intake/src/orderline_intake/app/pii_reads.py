@@ -1,0 +1,54 @@
+"""The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest).
+
+Every response that shows an order's phone, identity number or address unmasked is recorded
+first: one row per order, in its own transaction committed before the response leaves (so a
+read whose audit cannot be written fails and shows nothing). Responses that show only masked
+values record nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from orderline_intake.app.ports import IntakeUnitOfWork
+from orderline_intake.domain.masking import PiiRead, sees_pii
+from orderline_runtime.clock import Clock
+
+
+class PiiReadApp:
+    def __init__(self, uow: IntakeUnitOfWork, clock: Clock) -> None:
+        self.uow = uow
+        self.clock = clock
+
+    async def record(
+        self, order_ids: Iterable[str], principal: str, roles: frozenset[str], rpc: str
+    ) -> int:
+        """Records the clear read of each order, if `roles` see personal data unmasked;
+        returns how many rows were written."""
+        why = tuple(sorted(sees_pii(roles)))
+        ids = list(dict.fromkeys(order_ids))
+        if not why or not ids:
+            return 0
+        at = self.clock()
+        reads = [PiiRead(i, principal, why, rpc, at) for i in ids]
+        async with self.uow() as uow:
+            await uow.repos.add_pii_reads(reads)
+        return len(reads)
+
+    async def list(
+        self,
+        *,
+        order_id: str | None,
+        principal: str | None,
+        read: tuple[datetime | None, datetime | None],
+        limit: int,
+        before_seq: int | None,
+    ) -> list[PiiRead]:
+        async with self.uow(read_only=True) as uow:
+            return await uow.repos.pii_reads(
+                order_id=order_id,
+                principal=principal,
+                read=read,
+                limit=limit,
+                before_seq=before_seq,
+            )
