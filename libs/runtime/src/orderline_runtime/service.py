@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -252,6 +253,8 @@ class Service(Generic[R]):
             if ok != serving:
                 await self.grpc.set_serving(ok)
                 log.info("health", serving=ok)
+                if ok and serving is None:
+                    _freeze_startup_heap()
                 serving = ok
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), timeout=1.0)
@@ -322,3 +325,22 @@ def run_service(build: Callable[[], Service[Any]]) -> None:
     code = asyncio.run(main())
     if code:
         raise SystemExit(code)
+
+
+def _freeze_startup_heap() -> None:
+    """Once a service first serves, everything built to start it (modules, protobuf
+    descriptors, SQLAlchemy's tables and compiled statements, the catalogue, the rules) lives
+    as long as the process. Moving those objects out of the cyclic collector's generations
+    (gc.freeze) spares every later full collection from walking them again: the device
+    monitor's ingest spent a fifth to a third of its time in the collector before. Garbage
+    first, so nothing unreachable is kept for ever. Once per process: a test that runs many
+    services in one process freezes its heap once, not at every start."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+
+
+_heap_frozen = False
