@@ -286,6 +286,7 @@ class TelemetrySample(_message.Message):
     TEMPERATURE_C_FIELD_NUMBER: _builtins.int
     SAFETY_OK_FIELD_NUMBER: _builtins.int
     ACCESS_NODE_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     noise_db: _builtins.float
     vibration_mm_s: _builtins.float
@@ -301,6 +302,10 @@ class TelemetrySample(_message.Message):
     access_node_id: _builtins.str
     """The access node the device's line hangs off (e.g. AN-01); empty when unknown. Lets
     device-monitor correlate line alarms of many devices behind one node.
+    """
+    device_model: _builtins.str
+    """The device's model (e.g. "HG8245H5 ONT"); empty when unknown. device-monitor judges the
+    device by this model's alarm rules (the rules' `default` for a model they do not name).
     """
     @_builtins.property
     def observed_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -321,10 +326,11 @@ class TelemetrySample(_message.Message):
         temperature_c: _builtins.float = ...,
         safety_ok: _builtins.bool = ...,
         access_node_id: _builtins.str = ...,
+        device_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "cpu_pct", b"cpu_pct", "device_id", b"device_id", "disk_pct", b"disk_pct", "display_ok", b"display_ok", "key_latency_ms", b"key_latency_ms", "line_error_rate", b"line_error_rate", "line_up", b"line_up", "memory_pct", b"memory_pct", "noise_db", b"noise_db", "observed_at", b"observed_at", "safety_ok", b"safety_ok", "temperature_c", b"temperature_c", "vibration_mm_s", b"vibration_mm_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "cpu_pct", b"cpu_pct", "device_id", b"device_id", "device_model", b"device_model", "disk_pct", b"disk_pct", "display_ok", b"display_ok", "key_latency_ms", b"key_latency_ms", "line_error_rate", b"line_error_rate", "line_up", b"line_up", "memory_pct", b"memory_pct", "noise_db", b"noise_db", "observed_at", b"observed_at", "safety_ok", b"safety_ok", "temperature_c", b"temperature_c", "vibration_mm_s", b"vibration_mm_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

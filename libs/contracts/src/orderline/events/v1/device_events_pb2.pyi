@@ -65,6 +65,7 @@ class AlarmRaised(_message.Message):
     PROBABLE_CAUSE_FIELD_NUMBER: _builtins.int
     IS_ROOT_CAUSE_FIELD_NUMBER: _builtins.int
     PARENT_ALARM_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     device_id: _builtins.str
     category: _device_pb2.HealthCategory.ValueType
@@ -74,6 +75,8 @@ class AlarmRaised(_message.Message):
     is_root_cause: _builtins.bool
     parent_alarm_id: _builtins.str
     """Set when raised under an open root of the same device (the alarm is suppressed)."""
+    device_model: _builtins.str
+    """The device's model as its telemetry last named it; empty when unknown."""
     def __init__(
         self,
         *,
@@ -85,10 +88,11 @@ class AlarmRaised(_message.Message):
         probable_cause: _builtins.str = ...,
         is_root_cause: _builtins.bool = ...,
         parent_alarm_id: _builtins.str = ...,
+        device_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "detail", b"detail", "device_id", b"device_id", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "category", b"category", "detail", b"detail", "device_id", b"device_id", "device_model", b"device_model", "is_root_cause", b"is_root_cause", "parent_alarm_id", b"parent_alarm_id", "perceived_severity", b"perceived_severity", "probable_cause", b"probable_cause"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -351,6 +355,7 @@ class DeviceAbnormal(_message.Message):
     RULES_VERSION_FIELD_NUMBER: _builtins.int
     CONDITION_FIELD_NUMBER: _builtins.int
     TICKET_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_MODEL_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     perceived_severity: _device_pb2.PerceivedSeverity.ValueType
     """The highest severity among them (unspecified under maintenance with no alarm open)."""
@@ -359,6 +364,8 @@ class DeviceAbnormal(_message.Message):
     condition: _device_pb2.DeviceCondition.ValueType
     ticket_id: _builtins.str
     """Set when the device went under maintenance (its open ticket)."""
+    device_model: _builtins.str
+    """The device's model as its telemetry last named it; empty when unknown."""
     @_builtins.property
     def alarms(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlockingAlarm]:
         """The open alarms behind it, the device's first (root) alarm first."""
@@ -377,10 +384,11 @@ class DeviceAbnormal(_message.Message):
         rules_version: _builtins.str = ...,
         condition: _device_pb2.DeviceCondition.ValueType = ...,
         ticket_id: _builtins.str = ...,
+        device_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "changed_at", b"changed_at", "condition", b"condition", "device_id", b"device_id", "perceived_severity", b"perceived_severity", "rules_version", b"rules_version", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "changed_at", b"changed_at", "condition", b"condition", "device_id", b"device_id", "device_model", b"device_model", "perceived_severity", b"perceived_severity", "rules_version", b"rules_version", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
