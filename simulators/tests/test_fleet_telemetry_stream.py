@@ -94,6 +94,13 @@ async def test_fleet_streams_telemetry_and_reconnects(spawn: Any) -> None:
 
         async with grpc.aio.insecure_channel(sim.address) as channel:
             agent = agent_pb2_grpc.DeviceAgentServiceStub(channel)
+            # Each sample names its device's model, the one the device agent reports.
+            for sample in batch.samples:
+                info = await agent.GetDeviceInfo(
+                    agent_pb2.GetDeviceInfoRequest(device_id=sample.device_id)
+                )
+                assert sample.device_model == info.info.model != ""
+            assert len({s.device_model for s in batch.samples}) > 1
             await agent.InjectFault(
                 agent_pb2.InjectFaultRequest(
                     device_id="CPE-0003", category=device_pb2.HEALTH_CATEGORY_THERMAL

@@ -109,3 +109,13 @@ def test_measurements_are_the_fields_the_test_looks_at() -> None:
 def test_proto_round_trip() -> None:
     sample = TelemetryGenerator(seed=8).sample("CPE-0009", {HealthCategory.LINE}, AT)
     assert sample_from_proto(sample_to_proto(sample)) == sample
+
+
+def test_samples_name_the_device_model_on_the_wire() -> None:
+    generator = TelemetryGenerator(seed=9)
+    sample = generator.sample("CPE-0001", (), AT, model="HG8245H5 ONT")
+    message = sample_to_proto(sample)
+    assert message.device_model == "HG8245H5 ONT"
+    assert sample_from_proto(message) == sample
+    # Not said: empty on the wire (device-monitor then uses its default rules).
+    assert sample_to_proto(generator.sample("CPE-0002", (), AT)).device_model == ""

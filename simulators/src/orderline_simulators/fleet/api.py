@@ -110,7 +110,9 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             outcome = device.run_test(kind, request.idempotency_key)
         except DomainError as exc:
             await abort_with(context, exc)
-        sample = self.telemetry.sample(device.device_id, device.faults, self.clock())
+        sample = self.telemetry.sample(
+            device.device_id, device.faults, self.clock(), model=device.model
+        )
         log.info(
             "test run",
             device_id=device.device_id,

@@ -93,6 +93,7 @@ def sample_to_proto(sample: TelemetrySample) -> device_pb2.TelemetrySample:
         temperature_c=sample.temperature_c,
         safety_ok=sample.safety_ok,
         access_node_id=access_node_of(sample.device_id),
+        device_model=sample.model,
     )
     message.observed_at.FromDatetime(sample.observed_at)
     return message
@@ -113,4 +114,5 @@ def sample_from_proto(message: device_pb2.TelemetrySample) -> TelemetrySample:
         disk_pct=message.disk_pct,
         temperature_c=message.temperature_c,
         safety_ok=message.safety_ok,
+        model=message.device_model,
     )

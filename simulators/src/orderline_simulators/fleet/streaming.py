@@ -63,7 +63,7 @@ class TelemetryStreamer:
         at = self.clock()
         return device_pb2.StreamTelemetryRequest(
             samples=[
-                sample_to_proto(self.generator.sample(d.device_id, d.faults, at))
+                sample_to_proto(self.generator.sample(d.device_id, d.faults, at, model=d.model))
                 for d in self.fleet.devices()
             ]
         )

@@ -54,6 +54,9 @@ class TelemetrySample:
     disk_pct: float
     temperature_c: float
     safety_ok: bool
+    # The device's model (e.g. "HG8245H5 ONT"), so device-monitor judges it by that model's
+    # rules; empty when not said.
+    model: str = ""
 
 
 # The sample fields that tell each category's state.
@@ -155,7 +158,12 @@ class TelemetryGenerator:
         return _clamp(self._rng.gauss(center, sigma), low, high)
 
     def sample(
-        self, device_id: str, faults: Collection[HealthCategory], at: datetime
+        self,
+        device_id: str,
+        faults: Collection[HealthCategory],
+        at: datetime,
+        *,
+        model: str = "",
     ) -> TelemetrySample:
         rng = self._rng
         base = self._base(device_id)
@@ -215,4 +223,5 @@ class TelemetryGenerator:
             disk_pct=round(disk, 1),
             temperature_c=round(temperature, 1),
             safety_ok=safety_ok,
+            model=model,
         )
