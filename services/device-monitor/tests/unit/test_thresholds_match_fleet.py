@@ -4,7 +4,7 @@ rules' default model, taking one reading alone; pending periods only delay the v
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,8 +42,12 @@ def abnormal_categories(reading: Reading) -> set[Category]:
     return {c for c, s in judge(reading, DEFAULT).items() if is_abnormal_level(c, s)}
 
 
+READING_FIELDS = {f.name for f in fields(Reading)}
+
+
 def _as_reading(sample: Any) -> Reading:
-    return Reading(**asdict(sample))
+    # The sample also names the device's model, which selects the rules, not a reading's value.
+    return Reading(**{k: v for k, v in asdict(sample).items() if k in READING_FIELDS})
 
 
 def _ours(category: Any) -> Category:
