@@ -15,6 +15,7 @@ from device_monitor_harness import DeviceMonitor, Launcher, ago, eventually, sam
 
 import orderline_device_monitor
 from orderline.device.v1 import device_pb2
+from orderline.events.v1 import device_events_pb2
 from orderline_device_monitor.api.convert import reading_from_proto
 from orderline_device_monitor.domain.evaluator import SampleAt, replay
 from orderline_device_monitor.domain.health import Category, Severity
@@ -122,6 +123,49 @@ async def test_a_recovery_needs_its_own_threshold_and_the_keep_firing_time(
         assert kinds == ["raised", "cleared"]
         (alarm,) = (await monitor.alarms(device_id=device)).alarms
         assert alarm.state == device_pb2.ALARM_STATE_CLEARED
+
+
+STB = "B860AV2.1 IPTV STB"
+
+
+async def test_each_device_is_judged_by_the_rules_of_the_model_its_telemetry_names(
+    monitor: DeviceMonitor,
+) -> None:
+    """The shipped rules give the STB's display a 3 s pending period and a critical severity;
+    a device that names no model takes the default's: at once, major."""
+    stb, plain = "CPE-0611", "CPE-0612"
+    await monitor.stream(
+        [
+            sample(stb, ago(4), display_ok=False, device_model=STB),
+            sample(plain, ago(4), display_ok=False),
+        ]
+    )
+    assert (await monitor.health(plain)).state == ABNORMAL
+    assert (await monitor.health(stb)).state == GOOD  # pending: not an alarm yet
+
+    await monitor.stream([sample(stb, display_ok=False, device_model=STB)])
+    assert (await monitor.health(stb)).state == ABNORMAL
+    severities = {
+        a.device_id: a.perceived_severity
+        for a in (await monitor.alarms()).alarms
+        if a.device_id in (stb, plain)
+    }
+    assert severities == {
+        stb: device_pb2.PERCEIVED_SEVERITY_CRITICAL,
+        plain: device_pb2.PERCEIVED_SEVERITY_MAJOR,
+    }
+
+    # The events and the anomaly record name the model, for reports by model.
+    events = await monitor.wait_for_event("device.alarm_raised", count=2)
+    models = {}
+    for envelope in events:
+        if envelope.type == "device.alarm_raised":
+            body = device_events_pb2.AlarmRaised()
+            assert envelope.payload.Unpack(body)
+            models[body.device_id] = body.device_model
+    assert models[stb] == STB and models[plain] == ""
+    anomalies = await monitor.ticket_call("ListAnomalies", token="dev-engineer", device_model=STB)
+    assert [a.device_id for a in anomalies.anomalies] == [stb]
 
 
 async def test_the_ticker_records_lost_communication(launch: Launcher, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:
         temperature_c=sample.temperature_c,
         safety_ok=sample.safety_ok,
         access_node=sample.access_node_id,
+        model=sample.device_model,
     )
 
 

@@ -60,9 +60,12 @@ def condition_to_proto(condition: Condition | None) -> device_pb2.DeviceConditio
     return device_pb2.DeviceCondition.Value(_CONDITION_PREFIX + condition.name)
 
 
-def alarm_raised(device_id: str, raised: RaisedAlarm) -> device_events_pb2.AlarmRaised:
+def alarm_raised(
+    device_id: str, raised: RaisedAlarm, device_model: str = ""
+) -> device_events_pb2.AlarmRaised:
     category = raised.finding.category
     return device_events_pb2.AlarmRaised(
+        device_model=device_model,
         alarm_id=raised.alarm_id,
         device_id=device_id,
         category=category_to_proto(category),
@@ -182,6 +185,7 @@ def device_abnormal(
     rules_version: str,
     condition: Condition | None,
     ticket_id: str = "",
+    device_model: str = "",
 ) -> device_events_pb2.DeviceAbnormal:
     """The device turned unfit to work on (domain/work.py), with the alarms behind it."""
     blocking = list(alarms)
@@ -200,6 +204,7 @@ def device_abnormal(
         rules_version=rules_version,
         condition=condition_to_proto(condition),
         ticket_id=ticket_id,
+        device_model=device_model,
     )
 
 

@@ -109,8 +109,8 @@ class TelemetryIngest:
         self.clock = clock
         self.rules = rules
         self.new_alarm_id = new_alarm_id
-        # Telemetry does not carry the device model; until something tells us, every device is
-        # judged by the rules' default model.
+        # A device's model when its telemetry does not name it (the rules' default model when
+        # nothing does).
         self.model_of = model_of
         self._lock = asyncio.Lock()
         # Per device, the last few readings (for the samples before an anomaly's onset).
@@ -166,7 +166,8 @@ class TelemetryIngest:
             recent.append(reading)
             if self._after:
                 flushes.extend(self._gather_after(reading))
-            model = model_of(device_id)
+            # The model the sample names; else whatever the device was known to be.
+            model = reading.model or model_of(device_id)
             # A healthy reading of a healthy device: its next state, no change (most readings).
             quiet = observe_quiet(previous, reading, received_at=now, rules=rules, model=model)
             if quiet is not None:
@@ -365,6 +366,9 @@ class TelemetryIngest:
         onsets: Mapping[str, _Onset],
     ) -> Ticket | None:
         device_id = change.device_id
+        evaluation = state.evaluation
+        # As the events say it: empty while no sample has named it.
+        model = (evaluation.model if evaluation else None) or ""
         usage = await uow.repos.usage_of(device_id)
         order_id = usage.order_id if usage else ""
         ticket_id: str | None = None
@@ -407,7 +411,7 @@ class TelemetryIngest:
                     onset_index=len(samples) - 1 if samples else None,
                     ticket_id=ticket_id,
                 )
-                uow.emit(events.alarm_raised(device_id, raised), order_id=order_id)
+                uow.emit(events.alarm_raised(device_id, raised, model), order_id=order_id)
                 log.info(
                     "alarm raised",
                     device_id=device_id,
@@ -436,7 +440,7 @@ class TelemetryIngest:
                     events.health_changed(device_id, change.abnormal_after, change.condition),
                     order_id=order_id,
                 )
-            self._tell_turn(uow, change, state, order_id)
+            self._tell_turn(uow, change, state, order_id, model)
             safety = next((r for r in change.raised if r.finding.category is Category.SAFETY), None)
             if safety is None or state.under_maintenance or device_id in self.book.tickets:
                 return None
@@ -463,6 +467,7 @@ class TelemetryIngest:
         change: HealthChange,
         state: DeviceState,
         order_id: str,
+        model: str,
     ) -> None:
         """device.abnormal when the change stops work on the device, device.recovered when it
         lets work go on again (domain/work.py); nothing while under maintenance (only its end
@@ -483,6 +488,7 @@ class TelemetryIngest:
                     at=change.at,
                     rules_version=self.rules.version,
                     condition=change.condition,
+                    device_model=model,
                 ),
                 order_id=order_id,
             )

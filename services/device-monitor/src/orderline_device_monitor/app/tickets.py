@@ -102,6 +102,7 @@ async def open_ticket_in(
                 rules_version=rules_version,
                 condition=condition.Condition.UNDER_MAINTENANCE,
                 ticket_id=ticket.id,
+                device_model=(state.evaluation.model if state.evaluation else None) or "",
             ),
             order_id=order_id or "",
         )

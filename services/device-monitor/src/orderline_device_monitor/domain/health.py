@@ -125,13 +125,16 @@ class Reading:
     safety_ok: bool
     # The access node the device's line hangs off, as its telemetry says; empty: not said.
     access_node: str = ""
+    # The device's model, as its telemetry says: it selects the model's rules. Empty: not said
+    # (the rules' default model, or the model the device named before).
+    model: str = ""
 
     def values(self) -> dict[str, float | bool]:
-        """Every measured value by field name (no id, no time, no access node)."""
+        """Every measured value by field name (no id, no time, no access node, no model)."""
         return {name: getattr(self, name) for name in _METRIC_FIELDS}
 
 
-NOT_METRICS = frozenset({"device_id", "observed_at", "access_node"})
+NOT_METRICS = frozenset({"device_id", "observed_at", "access_node", "model"})
 """The fields of a Reading that are not measurements."""
 # Looked up once: `dataclasses.fields()` on every reading cost more than reading the values.
 _METRIC_FIELDS = tuple(f.name for f in fields(Reading) if f.name not in NOT_METRICS)
