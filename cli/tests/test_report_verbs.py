@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -189,3 +190,27 @@ async def test_daily_reports_are_listed_and_read(reporting: str, tmp_path: Path)
     )  # fmt: skip
     assert code == 0, err
     assert "Orderline 经营管理报表" in target.read_text(encoding="utf-8")
+
+
+async def test_rebuild_replace_repairs_a_damaged_projection(reporting: str, tmp_path: Path) -> None:
+    # A row changed behind the projector's back: order B is no longer shown rejected.
+    with sqlite3.connect(tmp_path / "reporting.db") as db:
+        db.execute("UPDATE orders SET state = 'completed' WHERE order_id = 'B'")
+    code, out, err = await orderline("report", "digest", "--recompute", "--reporting", reporting)
+    assert code == 0, err
+    assert "(DIFFERENT)" in out
+
+    code, out, err = await orderline("report", "rebuild", "--replace", "--reporting", reporting)
+    assert code == 0, err
+    assert "replayed 8 events" in out and "the live projection is now the rebuilt one" in out
+
+    code, out, err = await orderline(
+        "report", "digest", "--recompute", "--reporting", reporting, "--json"
+    )
+    assert code == 0, err
+    digest = json.loads(out)
+    assert digest["recomputed_digest"] == digest["digest"]
+    assert digest["events_applied"] == len(known_events())
+    code, out, err = await orderline("report", "orders", "--reporting", reporting, "--json")
+    states = {c["state"]: c["count"] for c in json.loads(out)["by_state"] if c["count"]}
+    assert states == {"acknowledged": 1, "inProgress": 1, "rejected": 1}

@@ -76,19 +76,30 @@ def report_digest(
 
 
 def report_rebuild(
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="then put the rebuilt projection in place of the live one (one transaction)",
+        ),
+    ] = False,
     reporting: ReportingOpt = None,
     token: TokenOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds")] = 600,
     as_json: JsonOpt = False,
 ) -> None:
     """Replays every stream from the start into a scratch projection and compares its digest
-    with the live one at every recorded position; exits 1 when one differs."""
+    with the live one at every recorded position; exits 1 when one differs. With --replace,
+    the rebuilt projection then takes the live one's place, repairing what differed: the
+    exit code is 0 once it has."""
     reply = _call(
         reporting,
         token or "dev-manager",
         as_json,
         timeout,
-        lambda stub, kw: stub.RebuildProjections(pb.RebuildProjectionsRequest(), **kw),
+        lambda stub, kw: stub.RebuildProjections(
+            pb.RebuildProjectionsRequest(replace=replace), **kw
+        ),
     )
     if as_json:
         print_json(to_json(reply))
@@ -106,5 +117,7 @@ def report_rebuild(
         for m in reply.mismatches:
             print(f"  checkpoint {m.checkpoint}: live {m.live_digest}, rebuilt {m.rebuilt_digest}")
         print("consistent" if reply.consistent else "INCONSISTENT")
-    if not reply.consistent:
+        if reply.replaced:
+            print(f"\nthe live projection is now the rebuilt one, digest {reply.digest}")
+    if not reply.consistent and not reply.replaced:
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from orderline.reporting.v1 import reporting_pb2_grpc
@@ -33,9 +34,14 @@ def policy() -> dict[str, frozenset[str]]:
 
 
 def build(
-    settings: ReportingSettings | None = None, clock: Clock = system_clock
+    settings: ReportingSettings | None = None,
+    clock: Clock = system_clock,
+    *,
+    before_swap: Callable[[], Awaitable[None]] | None = None,
 ) -> Service[ProjectionRepository]:
-    """The service; `clock` (the reports' "now" and the daily schedule) is injected by tests."""
+    """The service; `clock` (the reports' "now" and the daily schedule) is injected by tests,
+    and so is `before_swap` (run by a rebuild that replaces the live projection just before
+    the swap, app/rebuild.py)."""
     settings = settings or load_settings(ReportingSettings, "reporting")
     service = Service(
         settings,
@@ -51,7 +57,14 @@ def build(
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
         ReportingApi(
             queries,
-            Rebuilder(service.bus, service.uow, Path(__file__).parent / "migrations"),
+            Rebuilder(
+                service.bus,
+                service.uow,
+                Path(__file__).parent / "migrations",
+                consumer=service.name,
+                clock=service.clock,
+                before_swap=before_swap,
+            ),
             daily,
         ),
         SERVICE,

@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Column, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orderline_reporting.adapters.tables import (
     daily_reports,
     event_counts,
+    metadata,
     order_facts,
     orders,
     projection_checkpoints,
@@ -28,6 +29,19 @@ from orderline_reporting.domain.facts import CREATED, Fact
 from orderline_reporting.domain.figures import CohortOrder
 from orderline_reporting.domain.projection import StateObservation
 from orderline_runtime.database import SqlConnection
+
+_INBOX = metadata.tables["inbox"]
+# What a rebuild replaces (docs/reporting.md), each with the key it is copied in order of.
+# Not `daily_reports` (documents as they were produced, not a projection) nor the outbox.
+_REPLACED: tuple[tuple[Table, Column[Any]], ...] = (
+    (orders, orders.c.order_id),
+    (event_counts, event_counts.c.event_type),
+    (sealed_dossiers, sealed_dossiers.c.dossier_id),
+    (order_facts, order_facts.c.event_id),
+    (projection_head, projection_head.c.name),
+    (projection_checkpoints, projection_checkpoints.c.number),
+)
+_COPY_PAGE = 2000  # rows read from the scratch database and written per statement
 
 
 def _by_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
@@ -331,6 +345,51 @@ class ProjectionRepository:
         return dg.full_accumulator(
             order_rows, sealed_rows, await self.event_counts(), await self.facts_since(None)
         )
+
+    # --- replacement by a rebuild ---------------------------------------------------------
+
+    async def hold_consumers(self) -> None:
+        """Until this transaction ends, no consumer transaction of reporting commits.
+
+        PostgreSQL: an ACCESS EXCLUSIVE lock on the inbox, the table every consumer
+        transaction reads first, before any projected row. Taken first here, so this waits
+        for the consumer transactions under way to end (none waits for this one: no deadlock)
+        and holds back the later ones until the commit; readers of the reports take no lock
+        on the inbox and go on reading their snapshot. SQLite: this transaction began with
+        BEGIN IMMEDIATE and holds the database's one write lock already."""
+        if self.dialect == "postgresql":
+            await self.session.execute(text(f"LOCK TABLE {_INBOX.name} IN ACCESS EXCLUSIVE MODE"))
+
+    async def replace_with(self, source: SqlConnection, consumer: str) -> dict[str, int]:
+        """Every projected table, the digest head, the checkpoints and `consumer`'s inbox rows
+        replaced by `source`'s (a rebuild's scratch database); rows copied, by table.
+
+        DELETE, never TRUNCATE: TRUNCATE is not MVCC-safe on PostgreSQL (a report reading an
+        older snapshot would see the tables empty), while rows deleted and inserted in this
+        transaction reach readers at its commit, all at once."""
+        for table, _ in _REPLACED:
+            await self.session.execute(delete(table))
+        await self.session.execute(delete(_INBOX).where(_INBOX.c.consumer == consumer))
+        copied: dict[str, int] = {}
+        for table, key in (*_REPLACED, (_INBOX, _INBOX.c.event_id)):
+            copied[table.name] = await self._copy(source, table, key)
+        return copied
+
+    async def _copy(self, source: SqlConnection, table: Table, key: Column[Any]) -> int:
+        """`table`'s rows from `source`, a page at a time in `key` order (a large projection
+        is never held in memory whole)."""
+        copied = 0
+        after: Any = None
+        while True:
+            query = select(table).order_by(key).limit(_COPY_PAGE)
+            if after is not None:
+                query = query.where(key > after)
+            rows = (await source.execute(query)).all()
+            if not rows:
+                return copied
+            await self.session.execute(insert(table), [dict(r._mapping) for r in rows])
+            copied += len(rows)
+            after = rows[-1]._mapping[key.name]
 
     # --- reads ----------------------------------------------------------------------------
 

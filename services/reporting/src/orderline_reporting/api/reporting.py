@@ -296,7 +296,7 @@ class ReportingApi(reporting_pb2_grpc.ReportingServiceServicer):
     async def RebuildProjections(
         self, request: reporting_pb2.RebuildProjectionsRequest, context: Any
     ) -> reporting_pb2.RebuildProjectionsResponse:
-        result = await self.rebuilder.rebuild()
+        result = await self.rebuilder.rebuild(replace=request.replace)
         live = result.live
         return reporting_pb2.RebuildProjectionsResponse(
             position=_position(result.position),
@@ -318,6 +318,7 @@ class ReportingApi(reporting_pb2_grpc.ReportingServiceServicer):
             consistent=result.consistent,
             live_digest=live.digest if live else "",
             live_position=_position(live.position) if live else [],
+            replaced=result.replaced,
         )
 
     async def GetOrderReport(

@@ -11,13 +11,21 @@ checkpoint's (same highest sequence and same number of events applied in every s
 two digests must be equal. A checkpoint whose position the replay reaches with more events
 applied was recorded while the live run had a gap (an event waiting for a retry) and is not
 comparable; it is counted, never a failure.
+
+With `replace`, the rebuilt projection then takes the live one's place (docs/reporting.md,
+"Replacing the live projection"): the scratch catches up with the streams, then, in one
+transaction of the live database that first holds back every consumer transaction of
+reporting, catches up with the streams' last sequences once more and copies its tables, digest
+head, checkpoints and inbox rows over the live ones. The durable consumers are left as they
+are: every event they still deliver is either in the copied inbox (at or below the position
+copied: a no-op) or above it (applied once, as usual).
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +37,18 @@ from orderline_reporting.adapters.repository import Checkpoint, Head, Projection
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.domain.digest import Position
-from orderline_runtime.clock import system_clock
+from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.database import Database
 from orderline_runtime.errors import FailedPrecondition, PoisonMessage
+from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.consumer import Handler
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.streams import StreamSpec
 from orderline_runtime.unit_of_work import SqlUnitOfWork, UnitOfWorkFactory
+
+log = get_logger(__name__)
 
 _CHUNK = 256  # events per scratch transaction
 _IDLE_SECONDS = 10.0  # an ordered consumer that delivers nothing this long has stalled
@@ -62,6 +73,7 @@ class RebuildResult:
     checkpoints_not_comparable: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     live: Head | None = None
+    replaced: bool = False
 
     @property
     def consistent(self) -> bool:
@@ -76,8 +88,15 @@ class _StreamReader:
         self.stream = stream
         self.last = last
         self.done = last == 0
+        self.taken = 0  # the last sequence taken
         self._sub: Any = None
         self._held: Msg | None = None
+
+    def extend(self, last: int) -> None:
+        """The stream's last sequence now (a catch-up before a replacement): read on to it."""
+        if last > self.last:
+            self.last = last
+            self.done = self.taken >= last
 
     async def take_until(self, sequence: int) -> list[Msg]:
         """The messages up to `sequence` (inclusive) not taken yet."""
@@ -90,6 +109,7 @@ class _StreamReader:
                 self._held = msg
                 break
             taken.append(msg)
+            self.taken = seq
             if seq >= self.last:
                 self.done = True
         return taken
@@ -117,14 +137,24 @@ class Rebuilder:
         live: UnitOfWorkFactory[ProjectionRepository],
         migrations: Path,
         handlers: Callable[[], Sequence[Handler]] | None = None,
+        *,
+        consumer: str = "reporting",
+        clock: Clock = system_clock,
+        before_swap: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
         self.live = live
         self.migrations = migrations
         self.handlers = handlers or (lambda: Projector().handlers())
+        # The live consumers' name in the inbox (their durable's: the service's name).
+        self.consumer = consumer
+        self.clock = clock
+        # Called between the catch-up and the swap of a replacement: tests publish events
+        # there, so that the swap finds events the live run applied and the rebuild has not.
+        self.before_swap = before_swap
         self._running = asyncio.Lock()
 
-    async def rebuild(self) -> RebuildResult:
+    async def rebuild(self, *, replace: bool = False) -> RebuildResult:
         if self._running.locked():
             raise FailedPrecondition(
                 "a rebuild is already running", reason="REBUILD_RUNNING", violations=[]
@@ -156,8 +186,10 @@ class Rebuilder:
                 await upgrade_to_head(self.migrations, url)
                 db = Database(url)
                 try:
-                    replay = _Replay(db, handlers, readers)
+                    replay = _Replay(db, handlers, readers, self.consumer, self.clock)
                     result = await replay.run(checkpoints)
+                    if replace:
+                        await self._replace(replay, streams)
                 finally:
                     await db.dispose()
                     for reader in readers.values():
@@ -165,13 +197,52 @@ class Rebuilder:
             result.live = live_head
             return result
 
+    async def _last_sequences(self, streams: Sequence[StreamSpec]) -> dict[str, int]:
+        return {s.name: (await self.bus.js.stream_info(s.name)).state.last_seq for s in streams}
+
+    async def _replace(self, replay: _Replay, streams: Sequence[StreamSpec]) -> None:
+        """The live projection replaced by the replay's, caught up with every stream.
+
+        Exactly once: the swap's transaction first holds back every consumer transaction of
+        reporting (on PostgreSQL an exclusive lock on the inbox, which each of them reads
+        first; on SQLite the database's one write lock), so the set of events the live run
+        has applied stops changing; each of them was published before the streams' last
+        sequences are read under that hold, so the replay, caught up to those, has applied
+        each of them too. The inbox copied is the replay's: an event the durable consumers
+        deliver later is a duplicate when at or below the copied position, new above it."""
+        # Most of what was published meanwhile, before anything is held back.
+        await replay.catch_up(await self._last_sequences(streams))
+        if self.before_swap is not None:
+            await self.before_swap()
+        async with self.live() as uow:
+            await uow.repos.hold_consumers()
+            await replay.catch_up(await self._last_sequences(streams))
+            head = await replay.head()
+            async with replay.db.reading() as scratch:
+                copied = await uow.repos.replace_with(scratch, self.consumer)
+        result = replay.result
+        result.position, result.digest, result.replaced = head.position, head.digest, True
+        log.warning(
+            "live projection replaced by a rebuild",
+            digest=head.digest,
+            events_applied=head.events_applied,
+            rows=copied,
+        )
+
 
 class _Replay:
     def __init__(
-        self, db: Database, handlers: dict[str, Handler], readers: dict[str, _StreamReader]
+        self,
+        db: Database,
+        handlers: dict[str, Handler],
+        readers: dict[str, _StreamReader],
+        consumer: str,
+        clock: Clock,
     ) -> None:
         outbox = Outbox("reporting", metadata.tables["outbox"], system_clock)
         self.db = db
+        self.consumer = consumer
+        self.clock = clock
         self.outbox = outbox
         self.handlers = handlers
         self.readers = readers
@@ -189,7 +260,7 @@ class _Replay:
             for name, reader in self.readers.items():
                 target = checkpoint.position.get(name)
                 await self._apply(name, await reader.take_until(target.sequence if target else 0))
-            head = await self._head()
+            head = await self.head()
             result.checkpoints_compared += 1
             if head.position != checkpoint.position:
                 result.checkpoints_not_comparable += 1
@@ -201,25 +272,39 @@ class _Replay:
                 )
         for name, reader in self.readers.items():
             await self._apply(name, await reader.take_until(reader.last))
-        head = await self._head()
+        head = await self.head()
         result.position, result.digest = head.position, head.digest
         return result
+
+    async def catch_up(self, last: Mapping[str, int]) -> None:
+        """Every stream applied on, up to its sequence in `last`."""
+        for name, reader in self.readers.items():
+            reader.extend(last.get(name, 0))
+            await self._apply(name, await reader.take_until(reader.last))
 
     def uow(self) -> SqlUnitOfWork[ProjectionRepository]:
         return SqlUnitOfWork(self.db, self.outbox, ProjectionRepository, producer="reporting")
 
-    async def _head(self) -> Head:
+    async def head(self) -> Head:
         async with self.uow() as uow:
             return await uow.repos.head()
 
     async def _apply(self, stream: str, msgs: Sequence[Msg]) -> None:
+        inbox = metadata.tables["inbox"]
         for start in range(0, len(msgs), _CHUNK):
             async with self.uow() as uow:
+                # The inbox rows the live consumers would have written: a replacement copies
+                # them, so that the durables' later deliveries of these events are no-ops.
+                handled: list[dict[str, Any]] = []
                 for msg in msgs[start : start + _CHUNK]:
-                    if not await self._apply_one(uow, stream, msg):
+                    if not await self._apply_one(uow, stream, msg, handled):
                         self.result.events_skipped += 1
+                if handled:
+                    await uow.session.execute(inbox.insert(), handled)
 
-    async def _apply_one(self, uow: Any, stream: str, msg: Msg) -> bool:
+    async def _apply_one(
+        self, uow: Any, stream: str, msg: Msg, handled: list[dict[str, Any]]
+    ) -> bool:
         """As the live consumer would: a duplicate event id, an event reporting does not
         handle and a poison message change nothing (the handlers check before writing)."""
         try:
@@ -239,5 +324,13 @@ class _Replay:
         except PoisonMessage:
             return False
         self.seen.add(event.id)
+        handled.append(
+            {
+                "consumer": self.consumer,
+                "event_id": event.id,
+                "event_type": event.event_type,
+                "processed_at": self.clock(),
+            }
+        )
         self.result.events_replayed += 1
         return True

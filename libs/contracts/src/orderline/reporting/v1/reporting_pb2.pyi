@@ -1062,12 +1062,21 @@ Global___GetProjectionDigestResponse: _TypeAlias = GetProjectionDigestResponse  
 class RebuildProjectionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    REPLACE_FIELD_NUMBER: _builtins.int
+    replace: _builtins.bool
+    """After the comparison, replace the live projection (its tables, digest head, checkpoints
+    and reporting's inbox rows) with the rebuilt one, caught up to each stream's last
+    sequence, in one transaction of the live database; live consumption goes on from there
+    with no event applied twice or skipped. Without it the rebuild only verifies.
+    """
     def __init__(
         self,
+        *,
+        replace: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replace", b"replace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1117,6 +1126,7 @@ class RebuildProjectionsResponse(_message.Message):
     CONSISTENT_FIELD_NUMBER: _builtins.int
     LIVE_DIGEST_FIELD_NUMBER: _builtins.int
     LIVE_POSITION_FIELD_NUMBER: _builtins.int
+    REPLACED_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
     events_replayed: _builtins.int
     events_skipped: _builtins.int
@@ -1131,9 +1141,14 @@ class RebuildProjectionsResponse(_message.Message):
     """True when no compared checkpoint differed."""
     live_digest: _builtins.str
     """The live projection's head when the rebuild began."""
+    replaced: _builtins.bool
+    """True when the live projection was replaced by the rebuilt one (`replace`)."""
     @_builtins.property
     def position(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamPosition]:
-        """Where the replay ended (each stream's last sequence when the rebuild began) and its digest."""
+        """Where the replay ended and its digest: each stream's last sequence when the rebuild began,
+        or, with `replace`, when the live projection was replaced (the replaced projection's
+        position and digest).
+        """
 
     @_builtins.property
     def mismatches(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckpointMismatch]: ...
@@ -1153,10 +1168,11 @@ class RebuildProjectionsResponse(_message.Message):
         consistent: _builtins.bool = ...,
         live_digest: _builtins.str = ...,
         live_position: _abc.Iterable[Global___StreamPosition] | None = ...,
+        replaced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints_compared", b"checkpoints_compared", "checkpoints_matched", b"checkpoints_matched", "checkpoints_not_comparable", b"checkpoints_not_comparable", "consistent", b"consistent", "digest", b"digest", "events_replayed", b"events_replayed", "events_skipped", b"events_skipped", "live_digest", b"live_digest", "live_position", b"live_position", "mismatches", b"mismatches", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints_compared", b"checkpoints_compared", "checkpoints_matched", b"checkpoints_matched", "checkpoints_not_comparable", b"checkpoints_not_comparable", "consistent", b"consistent", "digest", b"digest", "events_replayed", b"events_replayed", "events_skipped", b"events_skipped", "live_digest", b"live_digest", "live_position", b"live_position", "mismatches", b"mismatches", "position", b"position", "replaced", b"replaced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -159,7 +159,8 @@ class ReportingServiceServicer:
 
     def RebuildProjections(self, request, context):
         """Replays every stream from the start into a scratch projection and compares its digest
-        with the live one at every recorded position both reached (docs/reporting.md).
+        with the live one at every recorded position both reached; with `replace`, then puts the
+        rebuilt projection in place of the live one in one transaction (docs/reporting.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

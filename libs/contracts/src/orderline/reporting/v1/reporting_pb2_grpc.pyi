@@ -59,7 +59,8 @@ class ReportingServiceStub:
     """The projection's digest and the stream position it belongs to, as last committed."""
     RebuildProjections: _grpc.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]
     """Replays every stream from the start into a scratch projection and compares its digest
-    with the live one at every recorded position both reached (docs/reporting.md).
+    with the live one at every recorded position both reached; with `replace`, then puts the
+    rebuilt projection in place of the live one in one transaction (docs/reporting.md).
     """
 
 @_typing.type_check_only
@@ -93,7 +94,8 @@ class ReportingServiceAsyncStub(ReportingServiceStub):
     """The projection's digest and the stream position it belongs to, as last committed."""
     RebuildProjections: _aio.UnaryUnaryMultiCallable[_reporting_pb2.RebuildProjectionsRequest, _reporting_pb2.RebuildProjectionsResponse]  # type: ignore[assignment]
     """Replays every stream from the start into a scratch projection and compares its digest
-    with the live one at every recorded position both reached (docs/reporting.md).
+    with the live one at every recorded position both reached; with `replace`, then puts the
+    rebuilt projection in place of the live one in one transaction (docs/reporting.md).
     """
 
 class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -184,7 +186,8 @@ class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reporting_pb2.RebuildProjectionsResponse, _abc.Awaitable[_reporting_pb2.RebuildProjectionsResponse]]:
         """Replays every stream from the start into a scratch projection and compares its digest
-        with the live one at every recorded position both reached (docs/reporting.md).
+        with the live one at every recorded position both reached; with `replace`, then puts the
+        rebuilt projection in place of the live one in one transaction (docs/reporting.md).
         """
 
 def add_ReportingServiceServicer_to_server(servicer: ReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
