@@ -470,6 +470,55 @@ class Bus:
             headers={"Nats-Msg-Id": env.id},
         )
 
+    async def person_hold(
+        self,
+        order_id: str,
+        device_id: str,
+        order_version: int,
+        *,
+        hold: bool = True,
+        reason_code: str = "",
+        event_id: str | None = None,
+        msg_id: str | None = None,
+    ) -> str:
+        """Publishes order.hold_requested (or, `hold=False`, order.resume_requested) as intake
+        would when a clerk holds (resumes) the order; returns the event id."""
+        payload: order_events_pb2.OrderHoldRequested | order_events_pb2.OrderResumeRequested
+        if hold:
+            event_type = "order.hold_requested"
+            payload = order_events_pb2.OrderHoldRequested(
+                order_id=order_id,
+                business_type="broadband_install",
+                device_id=device_id,
+                reason_code=reason_code or "CUSTOMER_REQUEST",
+                held_by="clerk-dev",
+                order_version=order_version,
+            )
+        else:
+            event_type = "order.resume_requested"
+            payload = order_events_pb2.OrderResumeRequested(
+                order_id=order_id,
+                business_type="broadband_install",
+                device_id=device_id,
+                reason_code=reason_code or "CUSTOMER_READY",
+                resumed_by="clerk-dev",
+                order_version=order_version,
+            )
+        env = build_envelope(
+            event_type,
+            payload,
+            producer="intake",
+            order_id=order_id,
+            device_id=device_id,
+            event_id=event_id,
+        )
+        await self.js.publish(
+            "orderline." + event_type,
+            env.SerializeToString(),
+            headers={"Nats-Msg-Id": msg_id or env.id},
+        )
+        return env.id
+
     async def provisioning_events(self, order_id: str | None = None) -> list[Event]:
         """Every event on the PROVISIONING stream (of one order), in stream order."""
         from orderline.events.v1 import provisioning_events_pb2 as pe

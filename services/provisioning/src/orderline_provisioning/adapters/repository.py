@@ -51,13 +51,24 @@ _SAVE_JOB = update(jobs).where(
 # The worker's save of a step: also only while the job's cancellation is the one the worker
 # loaded (none, for every order not cancelled), so a cancellation recorded while a step was in
 # flight is never written over; the worker then takes it into account (app/worker.py).
-_SAVE_STEP = _SAVE_JOB.where(jobs.c.cancellation_id == bindparam("seen_cancellation"))
+# The same holds for a person's hold or resume of the order (domain/person_hold.py): the save
+# lands only while the job's person-hold version is the one the worker loaded.
+_SAVE_STEP = _SAVE_JOB.where(
+    jobs.c.cancellation_id == bindparam("seen_cancellation"),
+    jobs.c.person_hold_version == bindparam("seen_person_hold"),
+)
 _CANCELLATION_OF = select(
     jobs.c.cancellation_id,
     jobs.c.cancel_reason,
     jobs.c.cancel_requested_at,
     jobs.c.cancellation_state,
     jobs.c.state,
+).where(jobs.c.id == bindparam("key"))
+_PERSON_HOLD_OF = select(
+    jobs.c.person_hold_reason,
+    jobs.c.person_hold_by,
+    jobs.c.person_held_at,
+    jobs.c.person_hold_version,
 ).where(jobs.c.id == bindparam("key"))
 _CANCELLABLE = (JobState.RUNNING.value, JobState.HELD.value)
 _NOT_CANCELLED_YET = and_(
@@ -204,6 +215,26 @@ def _cancellation_request(job: Job) -> dict[str, Any]:
     }
 
 
+def _person_hold(job: Job) -> dict[str, Any]:
+    """The person's hold columns, written by the order's hold and resume events only."""
+    return {
+        "person_hold_reason": job.person_hold_reason,
+        "person_hold_by": job.person_hold_by,
+        "person_held_at": job.person_held_at,
+        "person_hold_version": job.person_hold_version,
+    }
+
+
+@dataclass(frozen=True)
+class PersonHoldSeen:
+    """A job's person's hold as stored, read when the worker's save did not land."""
+
+    reason: str
+    by: str
+    at: datetime | None
+    version: int
+
+
 @dataclass(frozen=True)
 class CancellationSeen:
     """A job's cancellation as stored, read when the worker's save did not land."""
@@ -307,6 +338,7 @@ class JobRepository:
                 "key": job.id,
                 "owner": lease_owner,
                 "seen_cancellation": job.cancellation_id,
+                "seen_person_hold": job.person_hold_version,
                 **_job_values(job),
                 "lease_owner": lease_owner if keep_until else None,
                 "lease_until": keep_until,
@@ -577,6 +609,8 @@ class JobRepository:
             jobs.c.state == was.value,
             _LEASE_FREE,
             jobs.c.cancellation_id == bindparam("seen_cancellation"),
+            # A person's hold or resume since the job was loaded decides first.
+            jobs.c.person_hold_version == bindparam("seen_person_hold"),
         ]
         if was is JobState.HELD:
             conditions.append(jobs.c.reason.in_(sorted(DEVICE_HOLD_REASONS)))
@@ -586,11 +620,62 @@ class JobRepository:
                 "key": job.id,
                 "now": now,
                 "seen_cancellation": job.cancellation_id,
+                "seen_person_hold": job.person_hold_version,
                 **_job_values(job),
             },
         )
         saved = bool(getattr(result, "rowcount", 0) == 1)
         if saved and _releases_device(job):
+            await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
+        return saved
+
+    # --- a person's hold of the order (order.hold_requested / order.resume_requested) ------
+
+    async def person_hold_of(self, job_id: str) -> PersonHoldSeen | None:
+        row = (await self.session.execute(_PERSON_HOLD_OF, {"key": job_id})).first()
+        if row is None:
+            return None
+        reason, by, at, version = row
+        return PersonHoldSeen(reason, by, at, int(version or 0))
+
+    async def save_person_hold(
+        self,
+        job: Job,
+        *,
+        loaded_version: int,
+        was: tuple[JobState, str] | None,
+        now: datetime,
+    ) -> bool:
+        """Writes the person's hold or resume the handler took, only while the job's
+        person-hold version is still `loaded_version` (no other hold or resume since). With
+        `was` (the state and reason the job was loaded in), the job's own change too (held at
+        its step, or running again), only while it is as loaded: in that state with that
+        reason, no worker holding it, no cancellation since; and releases the device of a job
+        held before it touched it. Without, only the person's hold columns: a worker running a
+        step of the job finds its save refused and takes the hold at the step boundary
+        (app/worker.py). False when the job changed meanwhile."""
+        conditions = [
+            jobs.c.id == bindparam("key"),
+            jobs.c.person_hold_version == bindparam("loaded_version"),
+        ]
+        values = {"key": job.id, "loaded_version": loaded_version, **_person_hold(job)}
+        if was is not None:
+            state, reason = was
+            conditions += [
+                jobs.c.state == state.value,
+                jobs.c.reason == bindparam("loaded_reason"),
+                _LEASE_FREE,
+                jobs.c.cancellation_id == bindparam("seen_cancellation"),
+            ]
+            values |= {
+                "now": now,
+                "loaded_reason": reason,
+                "seen_cancellation": job.cancellation_id,
+                **_job_values(job),
+            }
+        result = await self.session.execute(update(jobs).where(*conditions), values)
+        saved = bool(getattr(result, "rowcount", 0) == 1)
+        if saved and was is not None and _releases_device(job):
             await self.session.execute(_RELEASE_DEVICE, {"key": job.id})
         return saved
 
@@ -896,6 +981,10 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         },
         rounds_done=row["rounds_done"] or 0,
         recheck_fitness=bool(row.get("recheck_fitness")),
+        person_hold_reason=row.get("person_hold_reason") or "",
+        person_hold_by=row.get("person_hold_by") or "",
+        person_held_at=row.get("person_held_at"),
+        person_hold_version=int(row.get("person_hold_version") or 0),
         step_started_at=row["step_started_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],

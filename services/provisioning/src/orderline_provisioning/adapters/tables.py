@@ -87,6 +87,14 @@ jobs = Table(
     # Migration 0008: messages the gateway reported undelivered (each next one gets a new
     # key; domain/notification.py).
     Column("notify_undelivered", Integer, nullable=False, server_default="0"),
+    # Migration 0009: a person's hold of the order (order.hold_requested), in force while the
+    # reason is set: who and when; and the order's version of the last hold or resume taken.
+    # Written only by those events' handler, never by a step's save, which lands only while
+    # the version is the one the worker loaded (domain/person_hold.py).
+    Column("person_hold_reason", String(32), nullable=False, server_default=""),
+    Column("person_hold_by", String(64), nullable=False, server_default=""),
+    Column("person_held_at", UTCDateTime, nullable=True),
+    Column("person_hold_version", BigInteger, nullable=False, server_default="0"),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline_catalogue import load_catalogue
-from orderline_provisioning.domain import fallout
+from orderline_provisioning.domain import fallout, person_hold
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
 from orderline_provisioning.domain.config import ConfigRecord
@@ -161,7 +161,7 @@ def job_to_proto(
         base_config_version=job.base_config_version or 0,
         test_runs=[test_result_to_proto(r) for r in runs],
         config_changes=[config_change_to_proto(c) for c in configs],
-        detail=job.detail,
+        detail=person_hold.shown_detail(job),
         fallout_retries=job.fallout_retries,
         skipped_tests=[_skipped(t) for t in job.skipped_tests.values()],
     )

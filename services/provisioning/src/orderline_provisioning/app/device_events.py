@@ -164,6 +164,15 @@ class DeviceEvents:
                 continue
             if not await uow.repos.save_untaken(job, was=JobState.HELD, now=now):
                 raise Unavailable(f"job {job.id} changed while its device recovered")
+            if job.state is not JobState.RUNNING:
+                # A person holds the order too: the job now waits for their resume.
+                log.info(
+                    "device recovered; job stays held for the person holding its order",
+                    job_id=job.id,
+                    step=job.step.value,
+                    held_by=job.person_hold_by,
+                )
+                continue
             resumed = True
             log.info(
                 "device recovered; job resumes",

@@ -1,9 +1,10 @@
-"""Event handlers: an approved order becomes a provisioning job; a cancelled one stops it."""
+"""Event handlers: an approved order becomes a provisioning job; a cancelled one stops it; a
+person's hold of the order pauses it and their resume lets it go on (domain/person_hold.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 
 from orderline.events.v1 import order_events_pb2, provisioning_events_pb2
 from orderline_provisioning.adapters.repository import JobRepository
@@ -13,7 +14,9 @@ from orderline_provisioning.app.steps import (
     cancellation_declined,
 )
 from orderline_provisioning.domain import cancellation as cancel
+from orderline_provisioning.domain import person_hold
 from orderline_provisioning.domain.job import Job
+from orderline_provisioning.domain.person_hold import PersonWord, Release
 from orderline_provisioning.domain.steps import JobState
 from orderline_runtime.clock import Clock
 from orderline_runtime.errors import PoisonMessage, Unavailable
@@ -36,6 +39,8 @@ class OrderEvents:
         return [
             Handler(order_events_pb2.OrderApproved, self.on_order_approved),
             Handler(order_events_pb2.OrderCancellationRequested, self.on_cancellation_requested),
+            Handler(order_events_pb2.OrderHoldRequested, self.on_hold_requested),
+            Handler(order_events_pb2.OrderResumeRequested, self.on_resume_requested),
         ]
 
     async def on_order_approved(
@@ -146,3 +151,117 @@ class OrderEvents:
             decision=decision.value,
             cancellation_id=payload.cancellation_id,
         )
+
+    async def on_hold_requested(
+        self,
+        uow: UnitOfWork[JobRepository],
+        event: ReceivedEvent,
+        payload: order_events_pb2.OrderHoldRequested,
+    ) -> None:
+        """A person held the order: its job stops at its next step boundary (at once when no
+        worker runs a step of it), held PERSON_HOLD. No event: the order is held already, by
+        the person; GetJob shows the job held and why."""
+        word = PersonWord(
+            order_version=payload.order_version,
+            hold=True,
+            reason_code=payload.reason_code or "OTHER",
+            actor=payload.held_by,
+            at=_event_time(event, self.clock),
+        )
+        job = await self._job_for(uow, payload.order_id, payload.order_version, event)
+        loaded_version, loaded = job.person_hold_version, (job.state, job.reason)
+        if not person_hold.take(job, word):
+            log.info("older hold of the order ignored", job_id=job.id, event_id=event.id)
+            return
+        now = self.clock()
+        if person_hold.hold_now(job, now) and await uow.repos.save_person_hold(
+            job, loaded_version=loaded_version, was=loaded, now=now
+        ):
+            log.info("order held by a person; job held", job_id=job.id, step=job.step.value)
+            return
+        # No worker ran it when read, but one took it up since (or it changed): the hold is
+        # recorded alone, and the worker takes it at its step boundary or its next claim.
+        if not await uow.repos.save_person_hold(
+            job, loaded_version=loaded_version, was=None, now=now
+        ):
+            raise Unavailable(f"job {job.id} changed while its order was held; trying again")
+        log.info(
+            "order held by a person; job stops at its step boundary",
+            job_id=job.id,
+            state=job.state.value,
+            step=job.step.value,
+        )
+
+    async def on_resume_requested(
+        self,
+        uow: UnitOfWork[JobRepository],
+        event: ReceivedEvent,
+        payload: order_events_pb2.OrderResumeRequested,
+    ) -> None:
+        """The person's hold is lifted: a job held for it runs again from the step it was held
+        at, unless its device is abnormal now (held for it: provisioning.job_held); a job held
+        for something else stays held and says so again, so that intake holds the order."""
+        word = PersonWord(
+            order_version=payload.order_version,
+            hold=False,
+            reason_code=payload.reason_code,
+            actor=payload.resumed_by,
+            at=_event_time(event, self.clock),
+        )
+        job = await self._job_for(uow, payload.order_id, payload.order_version, event)
+        loaded_version, loaded = job.person_hold_version, (job.state, job.reason)
+        if not person_hold.take(job, word):
+            log.info("older resume of the order ignored", job_id=job.id, event_id=event.id)
+            return
+        now = self.clock()
+        outcome = person_hold.release(job, await uow.repos.device_word(job.device_id), now)
+        changed = outcome in (Release.RESUMED, Release.HELD_FOR_DEVICE)
+        if not await uow.repos.save_person_hold(
+            job, loaded_version=loaded_version, was=loaded if changed else None, now=now
+        ):
+            raise Unavailable(f"job {job.id} changed while its order was resumed; trying again")
+        if outcome is Release.RESUMED:
+            uow.on_commit(self.on_job_created)
+        elif outcome in (Release.HELD_FOR_DEVICE, Release.STILL_HELD):
+            uow.emit(held_still(job), order_id=job.order_id, device_id=job.device_id)
+        log.info(
+            "order resumed by a person",
+            job_id=job.id,
+            outcome=outcome.value,
+            step=job.step.value,
+            reason=job.reason,
+        )
+
+    @staticmethod
+    async def _job_for(
+        uow: UnitOfWork[JobRepository], order_id: str, version: int, event: ReceivedEvent
+    ) -> Job:
+        if not order_id or version <= 0:
+            raise PoisonMessage(f"{event.event_type} without an order id or order version")
+        job = await uow.repos.get_by_order(order_id)
+        if job is None:
+            # Intake holds only an approved order: its approval has not been handled yet
+            # (delivered later after a retry). Tried again with backoff.
+            raise Unavailable(f"order {order_id} has no job yet; its approval comes first")
+        return job
+
+
+def held_still(job: Job) -> provisioning_events_pb2.JobHeld:
+    """The job's hold told again after a person's resume of its order: intake holds the order
+    (for provisioning) that the person's resume let go on."""
+    return provisioning_events_pb2.JobHeld(
+        job_id=job.id,
+        order_id=job.order_id,
+        device_id=job.device_id,
+        reason_code=job.reason,
+        alarm_id=job.alarm_id,
+        detail=job.detail,
+        channel=job.channel,
+        attempts=job.notify_failures,
+    )
+
+
+def _event_time(event: ReceivedEvent, clock: Clock) -> datetime:
+    if event.envelope.HasField("time"):
+        return event.envelope.time.ToDatetime(tzinfo=UTC)
+    return clock()

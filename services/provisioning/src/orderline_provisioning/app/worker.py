@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from opentelemetry.trace import StatusCode
 
 from orderline.events.v1.provisioning_events_pb2 import JobHeld
-from orderline_provisioning.adapters.repository import JobRepository
+from orderline_provisioning.adapters.repository import CancellationSeen, JobRepository
 from orderline_provisioning.app.device_events import job_held
 from orderline_provisioning.app.steps import (
     StepOutcome,
@@ -30,7 +30,7 @@ from orderline_provisioning.app.steps import (
     cancellation_completed,
     cancellation_declined,
 )
-from orderline_provisioning.domain import device_health
+from orderline_provisioning.domain import device_health, person_hold
 from orderline_provisioning.domain.cancellation import (
     SERVICE_ALREADY_ACTIVATED,
     CancellationState,
@@ -127,6 +127,17 @@ class JobWorker:
                 return None
             if not job.operator:
                 job.operator = self.operator
+            if person_hold.hold_now(job, now):
+                # A person held the order after this job's last step was committed (or while
+                # it waited for a retry): it stops here, before its step touches anything.
+                await uow.repos.save(job, lease_owner=self.owner)
+                log.info(
+                    "order held by a person; job held before its step",
+                    job_id=job.id,
+                    step=job.step.value,
+                    held_by=job.person_hold_by,
+                )
+                return None
             if job.step in device_health.DEVICE_CALL_STEPS:
                 # A job taken up again (after a backoff, a crash) whose device device-monitor
                 # reported abnormal meanwhile stops here, before touching it.
@@ -224,9 +235,9 @@ class JobWorker:
             )
             keep_until = now + self.lease if chain else None
             if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
-                # Only now, off the path of every order not cancelled: was the order
-                # cancelled while the step ran?
-                if not await self._cancelled_meanwhile(uow.repos, job, outcome):
+                # Only now, off the path of every order neither cancelled nor held by a
+                # person: was it, while the step ran?
+                if not await self._intervened_meanwhile(uow.repos, job, outcome):
                     raise LeaseLost(job.id)
                 chain = job.runnable and not self.stopping.is_set()
                 keep_until = now + self.lease if chain else None
@@ -242,17 +253,46 @@ class JobWorker:
                 uow.emit(payload, order_id=job.order_id, device_id=job.device_id)
         return chain
 
-    async def _cancelled_meanwhile(
+    async def _intervened_meanwhile(
         self, repos: JobRepository, job: Job, outcome: StepOutcome
     ) -> bool:
-        """The step's save did not land. If the order's cancellation was recorded while the
-        step ran, the step's result is kept and the job takes the cancellation into account:
-        declined past the point of no return, answered for a failed job (its failure rolled
-        the device back), else the job goes to its cancel step. False: the lease was lost, or
-        the cancellation already ended the job (it never touched the device)."""
+        """The step's save did not land: the order's cancellation or a person's hold or
+        resume may have reached the job while the step ran. The step's result is kept, and the
+        job takes them into account, the cancellation first (it decides the job). False: the
+        lease was lost, or the cancellation already ended the job."""
+        person = await repos.person_hold_of(job.id)
         seen = await repos.cancellation_of(job.id)
-        if seen is None or seen.cancellation_id == job.cancellation_id:
+        if person is None or seen is None:
             return False
+        held_meanwhile = person.version != job.person_hold_version
+        if held_meanwhile:
+            # The handler's word as stored; the rest of the job is the step's result.
+            job.person_hold_reason = person.reason
+            job.person_hold_by = person.by
+            job.person_held_at = person.at
+            job.person_hold_version = person.version
+        if seen.cancellation_id != job.cancellation_id:
+            if not self._cancelled_meanwhile(job, seen, outcome):
+                return False
+            # Declined (past activation): a person's hold still stops the job before its
+            # notice; otherwise the cancellation has the job.
+            person_hold.stop_at_boundary(job, self.clock())
+            return True
+        if held_meanwhile and person_hold.stop_at_boundary(job, self.clock()):
+            log.info(
+                "order held by a person while a step ran; job held at its step boundary",
+                job_id=job.id,
+                step=job.step.value,
+                held_by=job.person_hold_by,
+            )
+        return held_meanwhile
+
+    def _cancelled_meanwhile(self, job: Job, seen: CancellationSeen, outcome: StepOutcome) -> bool:
+        """The order's cancellation was recorded while the step ran: the step's result is kept
+        and the job takes the cancellation into account: declined past the point of no return,
+        answered for a failed job (its failure rolled the device back), else the job goes to
+        its cancel step. False: the cancellation already ended the job (it never touched the
+        device)."""
         if seen.job_state is JobState.CANCELLED or seen.state != CancellationState.REQUESTED:
             return False
         assert seen.requested_at is not None

@@ -140,12 +140,19 @@ def stop_at_boundary(job: Job, step_ran: Step, word: DeviceWord | None, now: dat
 def resume(job: Job, now: datetime) -> bool:
     """device.recovered: a job held for its device runs again from the step it was held at (its
     completed steps are not repeated; a test step numbers its rounds after those recorded). One
-    that had touched the device asks CheckFitness before its next device step. False: the job
-    is not held for the device (held by a person's matter, over, cancelling)."""
+    that had touched the device asks CheckFitness before its next device step. A job whose
+    order a person holds too stays held, now for that person (domain/person_hold.py): it runs
+    once both are lifted. False: the job is not held for the device (held by a person's
+    matter, over, cancelling)."""
     if job.state is not JobState.HELD or job.reason not in DEVICE_HOLD_REASONS:
         return False
     if job.cancellation_state:
         return False
+    if job.person_held:
+        job.hold_for_person(now)
+        job.step_attempts = 0
+        job.recheck_fitness = job.step is not Step.PRECHECKS
+        return True
     job.state = JobState.RUNNING
     job.reason = ""
     job.detail = ""

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from orderline_provisioning.domain.job import DEVICE_HOLD_REASONS, Job, SkippedTest
+from orderline_provisioning.domain.job import DEVICE_HOLD_REASONS, PERSON_HOLD, Job, SkippedTest
 from orderline_provisioning.domain.steps import JobState, Step
 
 # The reason a job ends with when a person aborts it (provisioning.job_failed).
@@ -81,7 +81,7 @@ class NotInFallout(Exception):
 
 
 def is_fallout_reason(reason: str) -> bool:
-    return reason not in DEVICE_HOLD_REASONS
+    return reason not in DEVICE_HOLD_REASONS and reason != PERSON_HOLD
 
 
 def in_fallout(job: Job) -> bool:

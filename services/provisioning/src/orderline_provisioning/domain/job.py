@@ -34,6 +34,10 @@ DEVICE_UNREACHABLE = "DEVICE_UNREACHABLE"
 # (device.recovered, domain/device_health.py); every other hold waits for a person in the
 # fallout queue (domain/fallout.py).
 DEVICE_HOLD_REASONS = frozenset({DEVICE_ABNORMAL})
+# A person (clerk, engineer, maintenance) held the order (order.hold_requested): the job waits
+# at its step until they resume it (order.resume_requested; domain/person_hold.py). Not in the
+# fallout queue either: the person who held it is the one to act, through the order.
+PERSON_HOLD = "PERSON_HOLD"
 
 
 def rejected_reason(step: Step) -> str:
@@ -208,6 +212,20 @@ class Job:
     # Resumed after a device hold (or retried by a person): CheckFitness is asked again before
     # the next device step (domain/device_health.py).
     recheck_fitness: bool = False
+    # A person's hold of the order (domain/person_hold.py), in force while `person_hold_reason`
+    # (the hold's reason code, e.g. CUSTOMER_REQUEST) is set, whatever else holds the job: who
+    # and when. Written only by the order's hold and resume events, never by a step's save.
+    person_hold_reason: str = ""
+    person_hold_by: str = ""
+    person_held_at: datetime | None = None
+    # The order's version of the last hold or resume taken (0: none): an older one delivered
+    # late changes nothing; a step's save lands only while it is the one the worker loaded.
+    person_hold_version: int = 0
+
+    @property
+    def person_held(self) -> bool:
+        """A person's hold of the order is in force."""
+        return bool(self.person_hold_reason)
 
     @property
     def skipped_kinds(self) -> frozenset[str]:
@@ -287,8 +305,21 @@ class Job:
         self.alarm_id = alarm_id
         self.detail = detail
         self.updated_at = now
-        # Every hold but an abnormal device's waits for a person.
-        self.fallout_at = None if reason in DEVICE_HOLD_REASONS else now
+        # Every hold but an abnormal device's or a person's own waits for a person in the
+        # fallout queue.
+        self.fallout_at = None if reason in DEVICE_HOLD_REASONS or reason == PERSON_HOLD else now
+
+    def hold_for_person(self, now: datetime) -> None:
+        """The job waits for the person who held the order: from running (at its step), or
+        from a hold that has ended while the person's is still in force (a device recovered)."""
+        if self.state not in (JobState.RUNNING, JobState.HELD) or not self.person_held:
+            raise ValueError(f"job {self.id} is {self.state.value}, not held by a person")
+        self.state = JobState.HELD
+        self.reason = PERSON_HOLD
+        self.alarm_id = ""
+        self.detail = person_hold_detail(self)
+        self.fallout_at = None
+        self.updated_at = now
 
     def fail(self, reason: str, now: datetime, *, detail: str = "") -> None:
         self._require_running()
@@ -296,3 +327,20 @@ class Job:
         self.reason = reason
         self.detail = detail
         self.updated_at = now
+
+
+def person_hold_detail(job: Job) -> str:
+    """What the job shows while a person's hold stops it, e.g. `the order is held by clerk-dev
+    (CUSTOMER_REQUEST) since 2026-12-08 09:30 UTC; the job waits at test until the order is
+    resumed`."""
+    since = f" since {job.person_held_at:%Y-%m-%d %H:%M} UTC" if job.person_held_at else ""
+    who = job.person_hold_by or "a person"
+    where = (
+        "the service is active; the customer's notice waits"
+        if job.step is Step.NOTIFY
+        else f"the job waits at {job.step.value}"
+    )
+    return (
+        f"the order is held by {who} ({job.person_hold_reason}){since}; {where} until the "
+        "order is resumed"
+    )

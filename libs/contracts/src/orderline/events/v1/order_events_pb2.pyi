@@ -458,3 +458,90 @@ class JeopardyRaised(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JeopardyRaised: _TypeAlias = JeopardyRaised  # noqa: Y015
+
+@_typing.final
+class OrderHoldRequested(_message.Message):
+    """order.hold_requested: a person (clerk, engineer, maintenance) held an order in progress:
+    provisioning stops the order's job at its next step boundary (never in the middle of a
+    device call) and keeps it held until order.resume_requested. Not emitted for the holds
+    intake applies because provisioning held the job (provisioning.job_held): those come from
+    provisioning already.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    HELD_BY_FIELD_NUMBER: _builtins.int
+    ORDER_VERSION_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    device_id: _builtins.str
+    reason_code: _builtins.str
+    """One of the hold reason codes of docs/order-lifecycle.md, e.g. CUSTOMER_REQUEST."""
+    held_by: _builtins.str
+    """The person's principal."""
+    order_version: _builtins.int
+    """The order's version the hold wrote: hold and resume of one order are applied in this
+    order, whatever order they are delivered in (a redelivery after a later one changes
+    nothing).
+    """
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        held_by: _builtins.str = ...,
+        order_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "device_id", b"device_id", "held_by", b"held_by", "order_id", b"order_id", "order_version", b"order_version", "reason_code", b"reason_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderHoldRequested: _TypeAlias = OrderHoldRequested  # noqa: Y015
+
+@_typing.final
+class OrderResumeRequested(_message.Message):
+    """order.resume_requested: the person's hold of the order is lifted; provisioning resumes the
+    job from its last completed step (unless its device still holds it).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
+    RESUMED_BY_FIELD_NUMBER: _builtins.int
+    ORDER_VERSION_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    business_type: _builtins.str
+    device_id: _builtins.str
+    reason_code: _builtins.str
+    """One of the resume reason codes of docs/order-lifecycle.md, e.g. CUSTOMER_READY."""
+    resumed_by: _builtins.str
+    order_version: _builtins.int
+    """As in OrderHoldRequested."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        business_type: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
+        resumed_by: _builtins.str = ...,
+        order_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "device_id", b"device_id", "order_id", b"order_id", "order_version", b"order_version", "reason_code", b"reason_code", "resumed_by", b"resumed_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderResumeRequested: _TypeAlias = OrderResumeRequested  # noqa: Y015
