@@ -92,6 +92,8 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "worker_concurrency": "a tuning knob with a safe default",
     "worker_poll_seconds": "a tuning knob with a safe default",
     "job_lease_seconds": "a tuning knob with a safe default",
+    "reporting_checkpoints_kept": "a bound on a table with a documented default (the last 1000 "
+    "checkpoints and one per hour of event time)",
 }
 # Settings the chart must always give: their defaults are wrong in a pod.
 ALWAYS_GIVEN = {

@@ -9,6 +9,7 @@ from orderline.reporting.v1 import reporting_pb2_grpc
 from orderline_reporting.adapters.repository import ProjectionRepository
 from orderline_reporting.adapters.tables import metadata
 from orderline_reporting.api.reporting import ReportingApi
+from orderline_reporting.app.checkpoints import CheckpointPruner
 from orderline_reporting.app.daily import DailyReporter
 from orderline_reporting.app.projector import Projector
 from orderline_reporting.app.rebuild import Rebuilder
@@ -71,6 +72,11 @@ def build(
     )
     # The daily report, once each local day has ended (app/daily.py).
     service.add_task("daily-report", daily.run)
+    # The checkpoints bounded: the last N and one per hour of event time (app/checkpoints.py).
+    service.add_task(
+        "checkpoint-pruning",
+        CheckpointPruner(service.uow, settings.reporting_checkpoints_kept).run,
+    )
     # One durable consumer per stream. DEADLETTER is not consumed: its messages are not
     # envelopes, and a reader that dead-letters what it cannot parse must not read its own.
     # Each event carries its stream sequence: the projection's digest is recorded per stream

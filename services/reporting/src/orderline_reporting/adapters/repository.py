@@ -161,6 +161,7 @@ class ProjectionRepository:
         # stream sequences of the events it applied: written with the counts at commit.
         self._delta = 0
         self._applied: dict[str, list[int]] = {}
+        self._latest: datetime | None = None  # the latest producer time among them
         self._facts: dict[str, Fact] = {}
 
     def add_fact(self, fact: Fact) -> None:
@@ -172,9 +173,12 @@ class ProjectionRepository:
     async def count_event(self, event_type: str) -> None:
         self._counted[event_type] += 1
 
-    def applied(self, stream: str, sequence: int) -> None:
-        """One event of `stream` at `sequence` (0: unknown) applied in this transaction."""
+    def applied(self, stream: str, sequence: int, at: datetime) -> None:
+        """One event of `stream` at `sequence` (0: unknown), recorded by its producer `at`,
+        applied in this transaction."""
         self._applied.setdefault(stream, []).append(sequence)
+        if self._latest is None or at > self._latest:
+            self._latest = at
 
     async def flush(self) -> None:
         """Writes what this transaction gathered (the unit of work calls it just before
@@ -215,10 +219,14 @@ class ProjectionRepository:
                 "position": text,
                 "digest": dg.digest(accumulator),
                 "events_applied": sum(p.applied for p in position.values()),
+                "event_hour": (
+                    int(self._latest.timestamp()) // 3600 if self._latest is not None else None
+                ),
             },
         )
         self._delta = 0
         self._applied = {}
+        self._latest = None
 
     async def _lock_head(self) -> Head:
         row = (await self.session.execute(_LOCK_HEAD)).first()
@@ -345,6 +353,26 @@ class ProjectionRepository:
         return dg.full_accumulator(
             order_rows, sealed_rows, await self.event_counts(), await self.facts_since(None)
         )
+
+    async def prune_checkpoints(self, keep: int) -> int:
+        """Deletes every checkpoint but the last `keep` and the last of each hour of event time
+        (checkpoints without an hour count as one hour); how many it deleted. One statement:
+        a checkpoint recorded meanwhile is newer than the last `keep` and untouched."""
+        newest = (
+            await self.session.execute(select(func.max(projection_checkpoints.c.number)))
+        ).scalar_one()
+        if newest is None or newest <= keep:
+            return 0
+        hourly = select(func.max(projection_checkpoints.c.number)).group_by(
+            projection_checkpoints.c.event_hour
+        )
+        result = await self.session.execute(
+            delete(projection_checkpoints).where(
+                projection_checkpoints.c.number <= newest - keep,
+                projection_checkpoints.c.number.not_in(hourly),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # --- replacement by a rebuild ---------------------------------------------------------
 

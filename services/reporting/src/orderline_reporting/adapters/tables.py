@@ -70,8 +70,9 @@ projection_head = Table(
     Column("checkpoints", BigInteger, nullable=False),
 )
 
-# The digest at each committed position: one row per transaction that applied events. A
-# rebuild replays the streams and compares its digest at these positions.
+# The digest at each committed position: one row per transaction that applied events, pruned
+# to the last N and one per hour of event time (app/checkpoints.py). A rebuild replays the
+# streams and compares its digest at these positions.
 projection_checkpoints = Table(
     "projection_checkpoints",
     metadata,
@@ -79,6 +80,10 @@ projection_checkpoints = Table(
     Column("position", Text, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("events_applied", BigInteger, nullable=False),
+    # The latest producer time of the events the transaction applied, in whole hours since the
+    # Unix epoch (UTC): pruning keeps the last checkpoint of each such hour (app/checkpoints.py).
+    # NULL in checkpoints recorded before migration 0004.
+    Column("event_hour", BigInteger, nullable=True),
 )
 
 # Report facts (domain/facts.py): one row per event a management report reads, keyed by the

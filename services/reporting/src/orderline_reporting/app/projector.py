@@ -133,7 +133,8 @@ class Projector:
 def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
     """`fn`, then the event's report fact gathered (no statement: the repository writes a
     transaction's facts at commit) and its stream sequence noted for the digest's position (0
-    when the caller did not say: such an event still counts as applied)."""
+    when the caller did not say: such an event still counts as applied), with its producer
+    time for the checkpoint's hour."""
 
     @functools.wraps(fn)
     async def handle(uow: Uow, event: ReceivedEvent, payload: Any) -> None:
@@ -148,7 +149,7 @@ def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
         )
         if fact is not None:
             uow.repos.add_fact(fact)
-        uow.repos.applied(stream, event.stream_sequence)
+        uow.repos.applied(stream, event.stream_sequence, event_time(event))
 
     return handle
 
