@@ -223,6 +223,10 @@ class LocalStack:
                 # First-line troubleshooting (a remote reboot of the recoverable faults) goes to
                 # the fleet's device agents, as in a deployment (the chart sets it too).
                 env["ORDERLINE_DEVICE_AGENT_ADDRESS"] = f"127.0.0.1:{ports['fleet']}"
+                # One replica here, under one name: restarted after a crash, it takes its own
+                # leader lease back at once instead of waiting for it to expire (as a container
+                # restarted in its pod does under the pod's name).
+                env.setdefault("ORDERLINE_REPLICA_ID", "device-monitor-local")
             if svc == "provisioning":
                 # Kept in the state directory like the archive's, with its public key beside it
                 # (voucher-signing-key.pub.pem) for `orderline voucher verify --public-key`.

@@ -285,6 +285,24 @@ def test_provisioning_reaches_the_device_agents_and_intake_does_not() -> None:
         assert ports <= {53, 4222, 5432, 6432, 4317}, (svc, ports)
 
 
+def test_a_device_monitor_standby_reaches_the_leader_and_nothing_else_does() -> None:
+    """A standby replica forwards calls to the leader's pod (docs/device-health.md)."""
+    manifests = scenario("network-policies")
+    pods = _pods(manifests)
+    monitor = pods["device-monitor"]
+    (peer,) = dict(_egress(manifests, monitor))[50053]
+    assert _selects(peer["podSelector"], monitor)
+    callers = [
+        source
+        for port, sources in _ingress_ports(manifests, monitor)
+        if port == "grpc"
+        for source in sources
+    ]
+    assert any(_selects(c["podSelector"], monitor) for c in callers if "podSelector" in c)
+    for svc in PORTS.keys() - {"provisioning", "device-monitor"}:
+        assert 50053 not in {port for port, _ in _egress(manifests, pods[svc])}, svc
+
+
 def test_each_service_reaches_dns_nats_its_database_and_the_collector() -> None:
     manifests = scenario("network-policies")
     pods = _pods(manifests)
@@ -322,6 +340,8 @@ def test_only_clients_and_the_release_callers_reach_an_api() -> None:
         assert external == clients
         callers = set(internal["podSelector"]["matchExpressions"][0]["values"])
         expected = {"test", "provisioning"} if svc in ("intake", "device-monitor") else {"test"}
+        if svc == "device-monitor":
+            expected.add("device-monitor")  # a standby forwards to the leader
         assert callers == expected, svc
         metrics = [peers for port, peers in ingress if port == "metrics"]
         assert metrics == [

@@ -83,6 +83,7 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "provisioning_seed_certifications": "unset in a deployment: nobody is certified until a "
     "manager grants it (GrantCertification); jobs wait at the checklist meanwhile",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
+    "leader_lease_seconds": "a tuning knob with a safe default (the lease is on by default)",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
     "retry_initial_seconds": "a tuning knob with a safe default",
     "retry_max_seconds": "a tuning knob with a safe default",
@@ -476,3 +477,18 @@ def test_the_expand_only_check_catches_a_drop(tmp_path: Path) -> None:
         "    op.drop_table('orders')\n"
     )
     assert len(_upgrade_problems(sample)) == 4
+
+
+def test_device_monitor_replicas_name_themselves_and_their_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each replica is on the leader lease under its pod's name, advertising its pod's IP, where
+    a standby forwards calls to the leader (docs/device-health.md)."""
+    rendered = scenario("minimal")
+    container = of_kind(rendered, "Deployment")["device-monitor"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    settings: Any = load("device-monitor", resolve(container, fake_secrets(container)), monkeypatch)
+    assert settings.leader_lease_seconds > 0
+    assert settings.replica_id == "downward-metadata.name"
+    assert settings.replica_address == "downward-status.podIP:50053"

@@ -315,6 +315,15 @@ carries no development-token setting at all. */}}
 {{- if eq .name "device-monitor" }}
 - name: ORDERLINE_DEVICE_AGENT_ADDRESS
   value: {{ (($svc.addresses | default dict).deviceAgent | default "") | quote }}
+{{- /* One replica evaluates the fleet under a lease; the others forward calls to it there. */}}
+- name: K8S_POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: ORDERLINE_REPLICA_ID
+  value: "$(K8S_POD_NAME)"
+- name: ORDERLINE_REPLICA_ADDRESS
+  value: "$(K8S_POD_IP):{{ int $svc.port }}"
 {{- end }}
 {{- if eq .name "provisioning" }}
 {{- $addresses := $svc.addresses }}

@@ -70,6 +70,10 @@ networkpolicy.yaml; the policies below then allow only:
 {{- if has .name (list "intake" "device-monitor") -}}
 {{- $callers = append $callers "provisioning" -}}
 {{- end -}}
+{{- if eq .name "device-monitor" -}}
+{{- /* A standby replica forwards each call to the leader (docs/device-health.md). */ -}}
+{{- $callers = append $callers "device-monitor" -}}
+{{- end -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -132,6 +136,9 @@ spec:
     {{- end }}
     {{- include "orderline.egressRule" (dict "to" $peers.deviceAgent "ports" (list (list (include "orderline.addressPort" $addresses.deviceAgent) "TCP"))) | nindent 4 }}
     {{- include "orderline.egressRule" (dict "to" $peers.gateway "ports" (list (list (include "orderline.addressPort" $addresses.gateway) "TCP"))) | nindent 4 }}
+    {{- end }}
+    {{- if eq .name "device-monitor" }}
+    {{- include "orderline.peerEgress" (dict "root" .root "target" "device-monitor") | nindent 4 }}
     {{- end }}
     {{- if and (eq .name "device-monitor") ($svc.addresses | default dict).deviceAgent }}
     {{- include "orderline.egressRule" (dict "to" (($svc.networkPeers | default dict).deviceAgent | default list) "ports" (list (list (include "orderline.addressPort" $svc.addresses.deviceAgent) "TCP"))) | nindent 4 }}

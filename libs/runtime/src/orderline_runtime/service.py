@@ -95,9 +95,10 @@ class Service(Generic[R]):
         )
         self.relay = OutboxRelay(self.db, self.outbox, self.bus)
         self.consumers: list[EventConsumer] = []
-        self._tasks: list[tuple[str, TaskFn]] = []
+        self._tasks: list[tuple[str, TaskFn, bool]] = []
         self.stop_event = asyncio.Event()
         self._migrated = asyncio.Event()
+        self._readiness: list[Callable[[], bool]] = []
 
     # --- registration -------------------------------------------------------------------
 
@@ -135,9 +136,15 @@ class Service(Generic[R]):
     def consumed_event_types(self) -> frozenset[str]:
         return frozenset(t for c in self.consumers for t in c.handlers)
 
-    def add_task(self, name: str, fn: TaskFn) -> None:
-        """A background loop that runs until the stop event is set (restarted if it crashes)."""
-        self._tasks.append((name, fn))
+    def add_readiness(self, check: Callable[[], bool]) -> None:
+        """One more condition of serving (checked each second with the database and NATS): a
+        replica on standby, say, answers NOT_SERVING so balancers send it nothing."""
+        self._readiness.append(check)
+
+    def add_task(self, name: str, fn: TaskFn, *, needs_bus: bool = False) -> None:
+        """A background loop that runs until the stop event is set (restarted if it crashes),
+        started once the database is migrated (and NATS connected, with `needs_bus`)."""
+        self._tasks.append((name, fn, needs_bus))
 
     def call_options(self) -> dict[str, Any]:
         token = self.identity.service_token
@@ -193,8 +200,12 @@ class Service(Generic[R]):
                     )
                 )
             )
-        for name, fn in self._tasks:
-            loops.append(asyncio.create_task(self._supervise(name, self._after_ready(fn))))
+        for name, fn, needs_bus in self._tasks:
+            loops.append(
+                asyncio.create_task(
+                    self._supervise(name, self._after_ready(fn, needs_bus=needs_bus))
+                )
+            )
         await self.stop_event.wait()
         log.info("stopping")
         await self._shutdown(running, loops)
@@ -248,6 +259,7 @@ class Service(Generic[R]):
                 self._migrated.is_set()
                 and self.bus.ready.is_set()
                 and self.bus.connected
+                and all(check() for check in self._readiness)
                 and await self.db.ping()
             )
             if ok != serving:

@@ -1,17 +1,20 @@
 """The composition root: loads the alarm rules, wires the database, the health book, the use
-cases, the servicers, the consumer of provisioning events, the restore task and the heartbeat
-ticker into one Service. A malformed rules file stops the start here (one line, see
-``domain/rules.py``)."""
+cases, the servicers, the consumer of provisioning events, the leader lease (or, with none, the
+restore task) and the heartbeat ticker into one Service. A malformed rules file stops the start
+here (one line, see ``domain/rules.py``)."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from orderline.device.v1 import device_pb2_grpc
+from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline_device_monitor.adapters.agent import GrpcDeviceAgent
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.adapters.tables import metadata
+from orderline_device_monitor.api.forwarding import LeaderForwarding
 from orderline_device_monitor.api.health import DeviceHealthApi
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
 from orderline_device_monitor.app import handlers
@@ -21,6 +24,7 @@ from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.escalation import Escalation
 from orderline_device_monitor.app.heartbeat import HeartbeatTicker
 from orderline_device_monitor.app.ingest import TelemetryIngest
+from orderline_device_monitor.app.leadership import Leadership
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
 from orderline_device_monitor.app.tickets import TicketDesk
@@ -33,6 +37,7 @@ from orderline_device_monitor.domain.rules import (
 )
 from orderline_device_monitor.settings import DeviceMonitorSettings
 from orderline_runtime.clock import Clock, system_clock
+from orderline_runtime.messaging.lease import default_holder
 from orderline_runtime.rpc.roles import load_role_matrix
 from orderline_runtime.service import Service
 from orderline_runtime.settings import load_settings
@@ -98,18 +103,58 @@ def build(
         escalation
         or EscalationPolicy(recovery_window=rules.recovery_window, line_hold=rules.site.window),
     )
+    ingest_api: Any = TelemetryIngestApi(ingest)
+    health_api: Any = DeviceHealthApi(
+        queries, AlarmDesk(service.uow, book, ingest, service.clock), ticket_desk
+    )
+    if settings.leader_lease_seconds > 0:
+        replica = settings.replica_id or default_holder()
+
+        def reachable_at() -> str:
+            return settings.replica_address or f"{_reachable_host(settings)}:{service.grpc.port}"
+
+        leadership = Leadership(
+            service.bus,
+            service.uow,
+            book,
+            ingest,
+            database_url=service.db.url,
+            replica=replica,
+            ttl_seconds=settings.leader_lease_seconds,
+            address=reachable_at,
+        )
+        forwarding = LeaderForwarding(leadership.leader, replica)
+        services = device_pb2.DESCRIPTOR.services_by_name
+        ingest_api = forwarding.wrap(
+            ingest_api,
+            services["TelemetryIngestService"],
+            device_pb2_grpc.TelemetryIngestServiceStub,
+        )
+        health_api = forwarding.wrap(
+            health_api, services["DeviceHealthService"], device_pb2_grpc.DeviceHealthServiceStub
+        )
+        service.add_readiness(leadership.serving)
+        service.add_task("leadership", leadership.run, needs_bus=True)
+    else:
+        service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,
-        TelemetryIngestApi(ingest),
+        ingest_api,
         "orderline.device.v1.TelemetryIngestService",
     )
     service.add_grpc_service(
         device_pb2_grpc.add_DeviceHealthServiceServicer_to_server,
-        DeviceHealthApi(queries, AlarmDesk(service.uow, book, ingest, service.clock), ticket_desk),
+        health_api,
         "orderline.device.v1.DeviceHealthService",
     )
     service.consume(handlers.HANDLERS)
-    service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
     service.add_task("heartbeat", HeartbeatTicker(ingest).run)
     service.add_task("escalation", escalator.run)
     return service
+
+
+def _reachable_host(settings: DeviceMonitorSettings) -> str:
+    """The host the other replicas reach this one at, when no address is configured: the
+    listening host, or this machine's name when listening on every interface."""
+    host = settings.grpc_host
+    return socket.gethostname() if host in ("", "0.0.0.0", "::", "[::]") else host

@@ -3,8 +3,9 @@ it was last seen.
 
 Telemetry is evaluated against this book, never against the database; the database is read
 once at start (and after a conflict) to rebuild it. One process holds the book, so
-device-monitor runs as a single replica per fleet (several replicas would each keep a book;
-the database still refuses a second open alarm per device and category). Only the open alarms
+one replica per database evaluates the fleet at a time: the one holding the leader lease
+(app/leadership.py); the others keep no book and answer UNAVAILABLE until they take over (the
+database still refuses a second open alarm per device and category). Only the open alarms
 and open tickets survive a restart: the evaluator's pending periods, keep-firing times and flap
 histories start again, with every open alarm's category taken as raised at its severity.
 """
@@ -35,6 +36,15 @@ class HealthBook:
         # Access nodes: each device's, and the open access-node alarms (app/site.py).
         self.site = SiteBook()
         self.ready = asyncio.Event()
+        # False on a standby replica: another replica evaluates the fleet.
+        self.active = True
+
+    def clear(self) -> None:
+        """Forgets every device (a replica stepping down)."""
+        self.ready.clear()
+        self._states = {}
+        self.tickets = {}
+        self.site = SiteBook()
 
     def get(self, device_id: str) -> DeviceState | None:
         return self._states.get(device_id)
@@ -92,6 +102,12 @@ class HealthBook:
     async def wait_ready(self, limit_seconds: float = READY_WAIT_SECONDS) -> None:
         if self.ready.is_set():
             return
+        if not self.active:
+            # Balancers send nothing here (NOT_SERVING); a caller that came anyway retries.
+            raise Unavailable(
+                "this device-monitor replica is on standby; another one evaluates the fleet",
+                reason="STANDBY_REPLICA",
+            )
         try:
             await asyncio.wait_for(self.ready.wait(), timeout=limit_seconds)
         except TimeoutError:

@@ -280,6 +280,11 @@ class TelemetryIngest:
                 self._after.pop(device_id, None)
         return [c for c in stopped if c.samples]
 
+    def forget(self) -> None:
+        """Drops the samples kept around anomalies' onsets (a replica stepping down)."""
+        self._recent = {}
+        self._after = {}
+
     @property
     def lock(self) -> asyncio.Lock:
         """Held while the book is evaluated and written; a person's clear takes it too."""
