@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from orderline.events.v1 import provisioning_events_pb2
+from orderline.events.v1 import envelope_pb2, order_events_pb2, provisioning_events_pb2
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.testing import serving
@@ -42,6 +42,7 @@ REVIEWER = (("authorization", "Bearer t-rev"),)
 LEAD = (("authorization", "Bearer t-lead"),)
 ENGINEER = (("authorization", "Bearer t-eng"),)
 S = order_pb2
+STATE_CHANGED = "order.state_changed"
 
 
 def create_request(request_id: str, **overrides: Any) -> order_pb2.CreateOrderRequest:
@@ -108,6 +109,46 @@ async def publish(url: str, event_type: str, payload: Message, order_id: str) ->
         )
     finally:
         await nc.close()
+
+
+async def order_stream(url: str, order_id: str) -> list[envelope_pb2.Envelope]:
+    """The order's events on the ORDER stream (published by intake's outbox relay)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("ORDER")
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if not info.state.messages:
+                break
+            env = envelope_pb2.Envelope()
+            env.ParseFromString((await js.get_msg("ORDER", seq)).data or b"")
+            if env.order_id == order_id:
+                found.append(env)
+        return found
+    finally:
+        await nc.close()
+
+
+async def hold_events(url: str, order_id: str, count: int) -> list[Message]:
+    """The order's hold_requested and resume_requested payloads, once `count` are published."""
+    kinds = {
+        "order.hold_requested": order_events_pb2.OrderHoldRequested,
+        "order.resume_requested": order_events_pb2.OrderResumeRequested,
+    }
+    envelopes = await eventually(
+        lambda: order_stream(url, order_id),
+        lambda found: len([e for e in found if e.type in kinds]) >= count,
+        15,
+        f"{count} hold or resume events of {order_id}",
+    )
+    payloads: list[Message] = []
+    for env in envelopes:
+        if env.type in kinds:
+            payload = kinds[env.type]()
+            env.payload.Unpack(payload)
+            payloads.append(payload)
+    return payloads
 
 
 async def get(stub: order_pb2_grpc.OrderServiceStub, order_id: str) -> order_pb2.Order:
@@ -452,8 +493,17 @@ async def test_a_person_holds_and_resumes_with_reasons(
         "SITE_NOT_READY",
         "engineer.zhao",
     )
-    # Provisioning works on (it does not know about a person's hold); the order cannot
-    # complete while held, and completes when the person resumes it.
+    # Provisioning is told, in the hold's transaction, to pause the order's job.
+    (hold,) = await hold_events(nats_server.url, order.id, 1)
+    assert isinstance(hold, order_events_pb2.OrderHoldRequested)
+    assert (hold.reason_code, hold.held_by, hold.device_id) == (
+        "SITE_NOT_READY",
+        "engineer.zhao",
+        "CPE-0001",
+    )
+    assert hold.order_version > 0
+    # A step in flight when the hold reached provisioning completes (its milestones are
+    # recorded); the order cannot complete while held, and completes when the person resumes.
     for event_type, payload in (
         ("provisioning.service_activated", provisioning_events_pb2.ServiceActivated),
         ("provisioning.customer_notified", provisioning_events_pb2.CustomerNotified),
@@ -481,6 +531,69 @@ async def test_a_person_holds_and_resumes_with_reasons(
         "SERVICE_ACTIVE_CUSTOMER_NOTIFIED",
     ]
     assert all(h.actor and h.reason_code and h.at.seconds for h in resumed.history)
+    _, back = await hold_events(nats_server.url, order.id, 2)
+    assert isinstance(back, order_events_pb2.OrderResumeRequested)
+    assert (back.reason_code, back.resumed_by) == ("SITE_READY", "clerk.zhang")
+    assert back.order_version > hold.order_version
+
+
+async def test_a_person_holds_an_order_held_for_its_device_and_only_the_person_resumes_it(
+    intake: order_pb2_grpc.OrderServiceStub, nats_server: NatsServer
+) -> None:
+    order = await create(intake, create_request("p1"))
+    await publish(
+        nats_server.url,
+        "provisioning.job_held",
+        provisioning_events_pb2.JobHeld(
+            order_id=order.id, reason_code="DEVICE_ABNORMAL", alarm_id="ALM-8"
+        ),
+        order.id,
+    )
+    device_held = await wait_for(intake, order.id, S.ORDER_STATE_HELD)
+    held = (
+        await intake.HoldOrder(
+            S.HoldOrderRequest(
+                order_id=order.id, etag=device_held.etag, reason_code="CUSTOMER_REQUEST"
+            ),
+            metadata=CLERK,
+        )
+    ).order
+    assert (held.state, held.state_reason, held.history[-1].actor) == (
+        S.ORDER_STATE_HELD,
+        "CUSTOMER_REQUEST",
+        "clerk.zhang",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await intake.HoldOrder(
+            S.HoldOrderRequest(order_id=order.id, reason_code="OTHER"), metadata=ENGINEER
+        )
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(twice.value)[0] == "ALREADY_HELD"
+
+    # The job goes on (the device recovered before the hold reached it): the order stays held.
+    await publish(
+        nats_server.url,
+        "provisioning.tests_passed",
+        provisioning_events_pb2.TestsPassed(order_id=order.id),
+        order.id,
+    )
+    still = await eventually(
+        lambda: get(intake, order.id),
+        lambda o: "tests_passed" in {m.name for m in o.milestones},
+        15,
+        "the milestone recorded",
+    )
+    assert (still.state, still.state_reason) == (S.ORDER_STATE_HELD, "CUSTOMER_REQUEST")
+    resumed = (
+        await intake.ResumeOrder(
+            S.ResumeOrderRequest(order_id=order.id, reason_code="CUSTOMER_READY"),
+            metadata=CLERK,
+        )
+    ).order
+    assert resumed.state == S.ORDER_STATE_IN_PROGRESS
+    # Provisioning heard the person's hold and resume; never the hold it caused itself.
+    kinds = [type(p).__name__ for p in await hold_events(nats_server.url, order.id, 2)]
+    assert kinds == ["OrderHoldRequested", "OrderResumeRequested"]
 
 
 async def test_a_device_hold_resumes_when_provisioning_reports_progress(
@@ -525,6 +638,23 @@ async def test_a_device_hold_resumes_when_provisioning_reports_progress(
         "PROVISIONING_RESUMED",
     )
     assert [h.reason_code for h in resumed.history].count("DEVICE_ABNORMAL") == 1
+
+    # The holds provisioning caused are not told back to it (no loop): nothing of the kind
+    # among the order's events, up to the resume's own, published last.
+    def resumed_published(found: list[envelope_pb2.Envelope]) -> bool:
+        for env in found:
+            change = order_events_pb2.OrderStateChanged()
+            unpacked = env.type == STATE_CHANGED and env.payload.Unpack(change)
+            if unpacked and change.reason_code == "PROVISIONING_RESUMED":
+                return True
+        return False
+
+    published = await eventually(
+        lambda: order_stream(nats_server.url, order.id), resumed_published, 15, "the resume"
+    )
+    assert not [
+        e for e in published if e.type in ("order.hold_requested", "order.resume_requested")
+    ]
     connection = await nats.connect(nats_server.url)
     try:
         dead = (await connection.jetstream().stream_info("DEADLETTER")).state.messages

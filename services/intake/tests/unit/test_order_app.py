@@ -575,6 +575,100 @@ async def test_a_device_hold_is_resumed_by_provisioning_not_by_a_person(
     assert resumed.history[-1].reason_code == "PROVISIONING_RESUMED"
 
 
+async def test_a_persons_hold_and_resume_tell_provisioning_in_their_transaction(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    held = await app.hold(order.id, order.etag, "CUSTOMER_REQUEST", actor="engineer-zhao")
+    assert store.event_types[-2:] == ["order.state_changed", "order.hold_requested"]
+    (hold,) = store.payloads(order_events_pb2.OrderHoldRequested)
+    assert (hold.order_id, hold.device_id, hold.business_type) == (
+        order.id,
+        order.device_id,
+        order.business_type,
+    )
+    assert (hold.reason_code, hold.held_by) == ("CUSTOMER_REQUEST", "engineer-zhao")
+    # The version the hold wrote: it orders the hold and the resume downstream.
+    assert hold.order_version == held.version
+
+    # One person's hold at a time.
+    with pytest.raises(FailedPrecondition) as again:
+        await app.hold(order.id, "", "OTHER", actor="clerk-li")
+    assert again.value.reason == "ALREADY_HELD" and "engineer-zhao" in again.value.message
+
+    resumed = await app.resume(order.id, "", "CUSTOMER_READY", actor="clerk-li")
+    assert store.event_types[-2:] == ["order.state_changed", "order.resume_requested"]
+    (back,) = store.payloads(order_events_pb2.OrderResumeRequested)
+    assert (back.reason_code, back.resumed_by) == ("CUSTOMER_READY", "clerk-li")
+    assert back.order_version == resumed.version > hold.order_version
+
+
+async def test_provisioning_progress_leaves_an_order_a_person_holds_held(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    await app.hold(order.id, "", "SITE_NOT_READY", actor="engineer-zhao")
+    # A step in flight when the hold arrived completes; the job then stops, held again for
+    # its device meanwhile: the order stays held by the person.
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "device_configured")
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL"
+        )
+    still = store.repos.orders[order.id]
+    assert (still.state, still.state_reason, still.history[-1].actor) == (
+        OrderState.HELD,
+        "SITE_NOT_READY",
+        "engineer-zhao",
+    )
+    assert "device_configured" in still.milestones
+    # The person resumes it (their hold, not the device's).
+    resumed = await app.resume(order.id, "", "SITE_READY", actor="engineer-zhao")
+    assert resumed.state is OrderState.IN_PROGRESS
+
+
+async def test_provisioning_holds_tell_provisioning_nothing(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL"
+        )
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "prechecks_passed")
+    assert "order.hold_requested" not in store.event_types
+    assert "order.resume_requested" not in store.event_types
+
+
+async def test_a_person_holds_an_order_held_for_its_device_and_only_they_resume_it(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL",
+            alarm_id="AL-1",
+        )  # fmt: skip
+    # The customer asks to wait while the device is faulty: the person's hold is added, so
+    # that the job does not go on by itself when the device recovers.
+    held = await app.hold(order.id, "", "CUSTOMER_REQUEST", actor="clerk-li")
+    assert (held.state, held.state_reason, held.history[-1].from_state) == (
+        OrderState.HELD,
+        "CUSTOMER_REQUEST",
+        OrderState.HELD,
+    )
+    assert not held.held_for_device
+    assert store.event_types[-1] == "order.hold_requested"
+    # Provisioning's progress does not resume it; the person does.
+    async with store.uow() as uow:
+        after = await app.reach_milestone(uow, order.id, "tests_passed")
+    assert after.state is OrderState.HELD
+    resumed = await app.resume(order.id, "", "CUSTOMER_READY", actor="clerk-li")
+    assert resumed.state is OrderState.IN_PROGRESS
+    assert store.event_types[-1] == "order.resume_requested"
+
+
 # Commands a property run picks from: (name, how to call it on the app).
 Command = tuple[str, str]
 COMMANDS: list[Command] = [

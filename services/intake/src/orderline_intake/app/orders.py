@@ -271,8 +271,27 @@ class OrderApp:
         _reason(reason_code, HOLD_REASONS, "暂停原因")
 
         async def hold(uow: Uow, order: Order) -> None:
+            if order.state is OrderState.HELD and not order.held_for_device:
+                # One person's hold at a time: a second would hide who holds it and why.
+                last = order.history[-1]
+                raise FailedPrecondition(
+                    f"order {order.id} is held already by {last.actor} ({last.reason_code}): "
+                    "resume it first",
+                    reason="ALREADY_HELD",
+                    violations=[
+                        PreconditionViolation(
+                            "ALREADY_HELD",
+                            order.id,
+                            str(says("held already by a person", "已由人工暂停")),
+                        )
+                    ],
+                )
             change = order.apply(Trigger.HOLD, actor, reason_code, self.clock())
             self._state_changed(uow, order, change)
+            # Provisioning pauses the order's job at its next step boundary. In this
+            # transaction (the outbox); with the version this write gives the order, so that
+            # a hold and a resume delivered out of order are applied in order.
+            uow.emit(payloads.hold_requested(order, change, order.version + 1))
 
         return await self._command(order_id, etag, hold)
 
@@ -300,7 +319,11 @@ class OrderApp:
                     ],
                 )
             now = self.clock()
-            self._state_changed(uow, order, order.apply(Trigger.RESUME, actor, reason_code, now))
+            change = order.apply(Trigger.RESUME, actor, reason_code, now)
+            self._state_changed(uow, order, change)
+            # Provisioning lets the order's job go on (or, when its device still holds it,
+            # says so again and the order is held for provisioning).
+            uow.emit(payloads.resume_requested(order, change, order.version + 1))
             await self._complete_if_ready(uow, order, now)
 
         return await self._command(order_id, etag, resume)

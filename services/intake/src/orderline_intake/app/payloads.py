@@ -131,3 +131,31 @@ def jeopardy_raised(order: Order, milestone: str) -> order_events_pb2.JeopardyRa
     event.due_at.FromDatetime(order.milestone_dues[milestone])
     event.raised_at.FromDatetime(order.jeopardy[milestone])
     return event
+
+
+def hold_requested(
+    order: Order, change: StateChange, order_version: int
+) -> order_events_pb2.OrderHoldRequested:
+    """A person's hold, for provisioning to pause the order's job. `order_version`: the
+    version the hold writes (hold and resume are applied in that order downstream)."""
+    return order_events_pb2.OrderHoldRequested(
+        order_id=order.id,
+        business_type=order.business_type,
+        device_id=order.device_id,
+        reason_code=change.reason_code,
+        held_by=change.actor,
+        order_version=order_version,
+    )
+
+
+def resume_requested(
+    order: Order, change: StateChange, order_version: int
+) -> order_events_pb2.OrderResumeRequested:
+    return order_events_pb2.OrderResumeRequested(
+        order_id=order.id,
+        business_type=order.business_type,
+        device_id=order.device_id,
+        reason_code=change.reason_code,
+        resumed_by=change.actor,
+        order_version=order_version,
+    )

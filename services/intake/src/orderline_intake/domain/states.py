@@ -49,6 +49,9 @@ TRANSITIONS: dict[tuple[OrderState, Trigger], OrderState] = {
     # An amended order that was awaiting review awaits it again (the automatic checks run anew).
     (S.ACKNOWLEDGED, T.AMEND): S.ACKNOWLEDGED,
     (S.IN_PROGRESS, T.HOLD): S.HELD,
+    # A person holds an order provisioning holds for its device, so that the job does not go
+    # on by itself when the device recovers (one person's hold at a time: app/orders.py).
+    (S.HELD, T.HOLD): S.HELD,
     (S.HELD, T.RESUME): S.IN_PROGRESS,
     (S.IN_PROGRESS, T.COMPLETE): S.COMPLETED,
     (S.IN_PROGRESS, T.FAIL): S.FAILED,
