@@ -1,5 +1,6 @@
 """`orderline dossier get` and `orderline checkpoint get|verify`: what an auditor reads of one
-record, and the check that the archive's log still extends a checkpoint kept outside it.
+record, and the check that the archive's log still extends a checkpoint kept outside it; and
+`orderline dossier orphans`, the auditor's sweep of the blobs no record references any more.
 
 `checkpoint verify` is the auditor's routine: keep a signed checkpoint (`checkpoint get --out`)
 and the verifier key somewhere the archive's operators cannot write; later, verify that the
@@ -42,6 +43,7 @@ KeyOpt = Annotated[
 def register(app: typer.Typer, dossier_app: typer.Typer) -> None:
     app.add_typer(checkpoint_app, name="checkpoint")
     dossier_app.command("get")(dossier_get)
+    dossier_app.command("orphans")(dossier_orphans)
 
 
 def _call(
@@ -93,6 +95,46 @@ def dossier_get(
     )
     for addendum in reply.addenda:
         print(f"addendum {addendum.order_id}  leaf {addendum.sequence - 1}")
+
+
+def dossier_orphans(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="delete them (without it they are only listed)")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="orphans in one call (0: 1000; at most 10000)")] = 0,
+    archive: ArchiveOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The blobs of the archive's store that no record references any more (a purge's
+    leftovers, a failed sealing's), listed; deleted with --delete (auditors). Never a blob a
+    record names, never one stored within the grace period."""
+    request = archive_pb2.CollectOrphanBlobsRequest(delete=delete, limit=limit)
+    reply = _call(archive, token, as_json, lambda s, m: s.CollectOrphanBlobs(request, **m))
+    if as_json:
+        print_json(to_json(reply))
+        return
+    if reply.orphans:
+        print(
+            table(
+                ["sha256", "bytes", "stored"],
+                [[o.sha256, str(o.size_bytes), calls.when(o.stored_at)] for o in reply.orphans],
+            )
+        )
+    verb = "deleted" if reply.deleted else "found"
+    print(
+        f"{len(reply.orphans)} orphan blobs {verb} ({reply.orphan_bytes} bytes) of "
+        f"{reply.blobs_examined} examined; kept: {reply.referenced} referenced, "
+        f"{reply.within_grace} stored within the last {reply.grace_seconds} s"
+    )
+    if reply.put_back:
+        print(f"{reply.put_back} set aside and put back (stored again or referenced meanwhile)")
+    if reply.temporary_files_removed:
+        print(f"{reply.temporary_files_removed} temporary files of interrupted writes removed")
+    if reply.more:
+        print("more orphans remain: run it again")
+    elif reply.orphans and not reply.deleted:
+        print("delete them with: orderline dossier orphans --delete")
 
 
 @checkpoint_app.command("get")

@@ -75,6 +75,8 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "archive_s3_access_key_id": "set when services.archive.blobs.store is s3, from its Secret",
     "archive_s3_secret_key_file": "set when services.archive.blobs.store is s3, its Secret "
     "mounted read-only",
+    "archive_orphan_grace_seconds": "a safety margin with a documented default (a day; at "
+    "least an hour)",
     "provisioning_voucher_public_keys_file": "set when "
     "services.provisioning.voucherKey.publicKeysKey is set; unset, only the current key's "
     "vouchers verify",

@@ -8,6 +8,7 @@ from orderline.archive.v1 import archive_pb2_grpc
 from orderline_archive.adapters.repository import DossierRepository
 from orderline_archive.adapters.tables import metadata
 from orderline_archive.api.archive import ArchiveApi
+from orderline_archive.app.orphans import OrphanCollector
 from orderline_archive.app.ports import BlobStore
 from orderline_archive.app.purge import Purger
 from orderline_archive.app.queries import ArchiveQueries
@@ -54,6 +55,7 @@ def build(
         ArchiveApi(
             ArchiveQueries(service.uow, blobs, signer),
             Purger(service.uow, blobs, service.clock),
+            OrphanCollector(service.uow, blobs, settings.archive_orphan_grace_seconds),
         ),
         SERVICE,
     )

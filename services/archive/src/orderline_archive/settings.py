@@ -35,6 +35,10 @@ class ArchiveSettings(ServiceSettings):
     archive_s3_region: str = "us-east-1"
     archive_s3_access_key_id: str = ""
     archive_s3_secret_key_file: Path | None = None
+    # An orphan sweep (CollectOrphanBlobs) never deletes a blob stored, or stored again, less
+    # than this long ago by the store's clock: a sealing puts its documents before its record
+    # commits. At least an hour; a day by default.
+    archive_orphan_grace_seconds: float = Field(default=86400.0, ge=3600.0)
 
     @model_validator(mode="after")
     def _s3_complete(self) -> ArchiveSettings:

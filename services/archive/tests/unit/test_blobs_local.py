@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,75 @@ async def test_delete_removes_a_blob_and_ignores_a_missing_one(tmp_path: Path) -
     await store.delete(digest)
     assert not await store.exists(digest)
     await store.delete(digest)
+
+
+# --- orphan sweeps ------------------------------------------------------------------------
+
+
+def _age(path: Path, seconds: float) -> None:
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+async def test_storing_the_same_bytes_again_counts_as_storing_them_now(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = await store.put(b"dossier.json")
+    _age(store.path_of(digest), 3 * 86400)
+    before = time.time()
+    await store.put(b"dossier.json")
+    [[blob]] = [batch async for batch in store.stored()]
+    assert (blob.digest, blob.size_bytes) == (digest, len(b"dossier.json"))
+    assert blob.stored_at >= before - 1  # an orphan sweep's grace period starts again
+
+
+async def test_a_blob_set_aside_is_written_anew_by_a_put_and_a_put_back_keeps_that_one(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = await store.put(b"order.json")
+    _age(store.path_of(digest), 3 * 86400)
+    aside = await store.set_aside(digest)
+    assert aside is not None and aside.blob.stored_at < time.time() - 2 * 86400
+    assert not await store.exists(digest)
+    assert await store.set_aside(digest) is None  # not there: nothing to set aside
+    # A sealing stores the same bytes while the blob is aside: it finds none and writes it.
+    await store.put(b"order.json")
+    fresh = store.path_of(digest).stat().st_ino
+    assert [a.token for a in await store.left_aside()] == [aside.token]
+    await store.put_back(aside)
+    assert store.path_of(digest).stat().st_ino == fresh
+    assert await store.read(digest) == b"order.json"
+    assert await store.left_aside() == []
+
+
+async def test_a_blob_stored_again_before_it_is_set_aside_shows_as_stored_now(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    digest = await store.put(b"voucher.dsse.json")
+    _age(store.path_of(digest), 3 * 86400)
+    before = time.time()
+    await store.put(b"voucher.dsse.json")  # a sealing counting on finding it
+    aside = await store.set_aside(digest)
+    assert aside is not None and aside.blob.stored_at >= before - 1
+    await store.put_back(aside)
+    assert await store.read(digest) == b"voucher.dsse.json"
+    assert await store.left_aside() == []
+
+
+async def test_a_discarded_blob_is_gone_and_stale_temporary_files_are_removed(
+    tmp_path: Path,
+) -> None:
+    store = LocalBlobStore(tmp_path)
+    digests = await store.put_many([b"a", b"b"])
+    aside = await store.set_aside(digests[0])
+    assert aside is not None
+    await store.discard(aside)
+    assert not await store.exists(digests[0]) and await store.left_aside() == []
+    assert [[b.digest for b in batch] async for batch in store.stored()] == [[digests[1]]]
+    leaf = store.path_of(digests[1]).parent
+    (leaf / ".tmp-old").write_bytes(b"x")
+    _age(leaf / ".tmp-old", 3 * 86400)
+    (leaf / ".tmp-new").write_bytes(b"x")
+    assert await store.remove_stale_temporaries(time.time() - 86400) == 1
+    assert sorted(p.name for p in leaf.iterdir()) == [".tmp-new", digests[1]]

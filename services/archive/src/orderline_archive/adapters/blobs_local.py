@@ -10,6 +10,13 @@ Reads verify: the file is hashed before its first chunk is handed out, so damage
 error (BlobCorrupted), never served. The bytes are hashed again while they stream; a file
 changed between the two passes still fails at its end, which the caller sees as a broken
 stream rather than a quiet success.
+
+Orphan sweeps (app/orphans.py): a blob's modification time is when it was last stored, so a
+`put` of bytes already there touches the file. A sweep moves a blob it means to delete to
+`.orphan-<digest>-<random>` in the same directory (a rename: atomic), and only then reads its
+time and asks whether a record names it: a `put` that came before the move has touched it (the
+sweep sees it stored within the grace period and puts it back), a `put` after the move finds no
+blob and writes it anew. So a sweep never deletes a blob a sealing counted on finding.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -27,8 +35,14 @@ from orderline_archive.app.ports import (
     CHUNK_BYTES,
     BlobCorrupted,
     BlobNotFound,
+    SetAside,
+    StoredBlob,
     check_digest,
 )
+
+_BLOB = re.compile(r"^[0-9a-f]{64}$")
+_ASIDE = re.compile(r"^\.orphan-([0-9a-f]{64})-[0-9a-f]+$")
+_TEMPORARY = ".tmp-"
 
 
 class LocalBlobStore:
@@ -54,9 +68,14 @@ class LocalBlobStore:
     def _put(self, digest: str, data: bytes) -> None:
         path = self.path_of(digest)
         # Idempotent: an intact blob of that name already holds exactly these bytes. A damaged
-        # one is replaced, which repairs it for every dossier that names it.
-        if path.exists() and _hash_file(path) == digest:
-            return
+        # one is replaced, which repairs it for every dossier that names it. Storing it again
+        # touches it: an orphan sweep keeps a blob stored within its grace period, so the
+        # record about to name it commits before the sweep may take it. Set aside by a sweep
+        # meanwhile (gone under our feet), it is written anew below.
+        with contextlib.suppress(FileNotFoundError):
+            if path.exists() and _hash_file(path) == digest:
+                os.utime(path)
+                return
         fresh = not path.parent.is_dir()
         path.parent.mkdir(parents=True, exist_ok=True)
         if fresh:
@@ -111,6 +130,115 @@ class LocalBlobStore:
                 _fsync_dir(path.parent)
 
         await asyncio.to_thread(remove)
+
+    # --- orphan sweeps (app/ports.py, SweepableBlobStore) -----------------------------------
+
+    def _leaf_dirs(self) -> list[Path]:
+        top = self.root / "sha256"
+        if not top.is_dir():
+            return []
+        return sorted(
+            leaf
+            for first in top.iterdir()
+            if first.is_dir()
+            for leaf in first.iterdir()
+            if leaf.is_dir()
+        )
+
+    async def stored(self) -> AsyncIterator[list[StoredBlob]]:
+        """Every blob, a first-level directory (`sha256/ab`, 1/256 of the store) per batch."""
+        dirs = await asyncio.to_thread(self._leaf_dirs)
+        batch: list[StoredBlob] = []
+        for i, leaf in enumerate(dirs):
+            batch.extend(await asyncio.to_thread(_blobs_in, leaf))
+            last_of_parent = i + 1 == len(dirs) or dirs[i + 1].parent != leaf.parent
+            if batch and last_of_parent:
+                yield batch
+                batch = []
+
+    async def set_aside(self, digest: str) -> SetAside | None:
+        path = self.path_of(digest)
+        aside = path.with_name(f".orphan-{digest}-{secrets.token_hex(8)}")
+
+        def move() -> SetAside | None:
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return None
+            # Read after the move: a put that touched the blob before it shows here.
+            stat = aside.stat()
+            return SetAside(StoredBlob(digest, stat.st_size, stat.st_mtime), aside.name)
+
+        return await asyncio.to_thread(move)
+
+    async def put_back(self, aside: SetAside) -> None:
+        path = self.path_of(aside.blob.digest)
+        moved = path.with_name(aside.token)
+
+        def restore() -> None:
+            # A hard link does not replace: a blob written anew meanwhile (the same bytes) is
+            # kept as it is, and the set-aside name goes.
+            try:
+                os.link(moved, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: a rename (the same bytes)
+                os.replace(moved, path)
+                _fsync_dir(path.parent)
+                return
+            moved.unlink()
+            _fsync_dir(path.parent)
+
+        await asyncio.to_thread(restore)
+
+    async def discard(self, aside: SetAside) -> None:
+        moved = self.path_of(aside.blob.digest).with_name(aside.token)
+
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                moved.unlink()
+                _fsync_dir(moved.parent)
+
+        await asyncio.to_thread(remove)
+
+    async def left_aside(self) -> list[SetAside]:
+        def find() -> list[SetAside]:
+            found = []
+            for leaf in self._leaf_dirs():
+                for entry in os.scandir(leaf):
+                    if match := _ASIDE.match(entry.name):
+                        with contextlib.suppress(FileNotFoundError):
+                            stat = entry.stat()
+                            blob = StoredBlob(match.group(1), stat.st_size, stat.st_mtime)
+                            found.append(SetAside(blob, entry.name))
+            return found
+
+        return await asyncio.to_thread(find)
+
+    async def remove_stale_temporaries(self, before: float) -> int:
+        def remove() -> int:
+            removed = 0
+            for leaf in self._leaf_dirs():
+                for entry in os.scandir(leaf):
+                    if not entry.name.startswith(_TEMPORARY):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.stat().st_mtime < before:
+                            os.unlink(entry.path)
+                            removed += 1
+            return removed
+
+        return await asyncio.to_thread(remove)
+
+
+def _blobs_in(leaf: Path) -> list[StoredBlob]:
+    found = []
+    for entry in os.scandir(leaf):
+        if _BLOB.match(entry.name):
+            with contextlib.suppress(FileNotFoundError):  # set aside by another sweep
+                stat = entry.stat()
+                found.append(StoredBlob(entry.name, stat.st_size, stat.st_mtime))
+    return found
 
 
 def _hash_stream(handle: BinaryIO) -> str:

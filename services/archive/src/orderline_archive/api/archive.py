@@ -13,6 +13,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline_archive.adapters.repository import DossierFilter
+from orderline_archive.app.orphans import MAX_LIMIT as MAX_ORPHANS
+from orderline_archive.app.orphans import OrphanCollector
 from orderline_archive.app.purge import MAX_LIMIT as MAX_PURGE
 from orderline_archive.app.purge import Purger
 from orderline_archive.app.queries import (
@@ -24,12 +26,14 @@ from orderline_archive.app.queries import (
 )
 from orderline_archive.domain.chain import SealedDossier
 from orderline_runtime.errors import Violations
+from orderline_runtime.logs import get_logger
 from orderline_runtime.paging import BadPageToken
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.rpc.status import DOMAIN
 from orderline_runtime.rpc.timestamps import optional_time
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 # The catalogue's keys are lowercase words joined by underscores; the column holds 64.
 BUSINESS_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -39,9 +43,10 @@ _PURGE_REQUEST_ID = re.compile(r"^PR-[0-9a-f-]{36}$")
 
 
 class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
-    def __init__(self, queries: ArchiveQueries, purger: Purger) -> None:
+    def __init__(self, queries: ArchiveQueries, purger: Purger, orphans: OrphanCollector) -> None:
         self.queries = queries
         self.purger = purger
+        self.orphans = orphans
 
     async def GetDossier(
         self, request: archive_pb2.GetDossierRequest, context: Any
@@ -236,6 +241,37 @@ class ArchiveApi(archive_pb2_grpc.ArchiveServiceServicer):
             )
             if p.retain_until is not None:
                 item.retain_until.FromDatetime(_utc(p.retain_until))
+        return response
+
+    async def CollectOrphanBlobs(
+        self, request: archive_pb2.CollectOrphanBlobsRequest, context: Any
+    ) -> archive_pb2.CollectOrphanBlobsResponse:
+        problems = Violations()
+        if not 0 <= request.limit <= MAX_ORPHANS:
+            problems.add("limit", f"must be between 0 and {MAX_ORPHANS} (0 means 1000)")
+        problems.raise_if_any()
+        sweep = await self.orphans.collect(delete=request.delete, limit=request.limit)
+        if sweep.deleted and sweep.orphans:
+            log.warning(
+                "orphan blobs deleted by an auditor",
+                actor=current_principal().subject,
+                blobs=len(sweep.orphans),
+                bytes=sweep.orphan_bytes,
+            )
+        response = archive_pb2.CollectOrphanBlobsResponse(
+            deleted=sweep.deleted,
+            more=sweep.more,
+            blobs_examined=sweep.examined,
+            referenced=sweep.referenced,
+            within_grace=sweep.within_grace,
+            put_back=sweep.put_back,
+            orphan_bytes=sweep.orphan_bytes,
+            temporary_files_removed=sweep.temporaries_removed,
+            grace_seconds=sweep.grace_seconds,
+        )
+        for blob in sweep.orphans:
+            item = response.orphans.add(sha256=blob.digest, size_bytes=blob.size_bytes)
+            item.stored_at.FromDatetime(datetime.fromtimestamp(blob.stored_at, UTC))
         return response
 
 

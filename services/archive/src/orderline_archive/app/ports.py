@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 # 64 KiB, the size GetDocument streams in: well under gRPC's 4 MiB message limit.
 CHUNK_BYTES = 64 * 1024
@@ -74,5 +75,57 @@ class BlobStore(Protocol):
 
     async def delete(self, digest: str) -> None:
         """Removes the blob (a missing one is no error). Only for purging a record past its
-        retention: sealed dossiers never lose their documents otherwise."""
+        retention: sealed dossiers never lose their documents otherwise (orphan sweeps, which
+        must not race a sealing, go through SweepableBlobStore instead)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    digest: str
+    size_bytes: int
+    # When the blob was last stored, in POSIX seconds of the store's own clock: written, or the
+    # same bytes stored again (`put` of an existing blob refreshes it).
+    stored_at: float
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A blob moved out of its name by an orphan sweep, to be deleted or put back: `blob` as
+    it was once moved (its `stored_at` read after the move, so a store of the same bytes
+    that came before the move shows). `token` names it in the store."""
+
+    blob: StoredBlob
+    token: str
+
+
+@runtime_checkable
+class SweepableBlobStore(Protocol):
+    """A blob store an orphan sweep can run on (app/orphans.py): it lists its blobs, and it
+    moves a blob out of its name atomically, so that a sweep never deletes a blob that a
+    concurrent `put` counted on finding there. A `put` of a blob set aside writes it anew."""
+
+    def stored(self) -> AsyncIterator[list[StoredBlob]]:
+        """Every blob of the store, in batches."""
+        ...
+
+    async def set_aside(self, digest: str) -> SetAside | None:
+        """The blob moved out of its name (None: it is not there)."""
+        ...
+
+    async def put_back(self, aside: SetAside) -> None:
+        """The blob back under its name (unless it was stored again meanwhile)."""
+        ...
+
+    async def discard(self, aside: SetAside) -> None:
+        """The set-aside blob deleted, for good."""
+        ...
+
+    async def left_aside(self) -> list[SetAside]:
+        """Blobs a sweep set aside and did not settle (it was interrupted)."""
+        ...
+
+    async def remove_stale_temporaries(self, before: float) -> int:
+        """Temporary files of writes begun before `before` (POSIX seconds) and never
+        finished, removed; how many."""
         ...

@@ -12,8 +12,8 @@ each listed record still past retention and not purged:
    documents' names, media types and SHA-256, so its content hash, and so its leaf, rebuild
    exactly: the log is never rewritten, and inclusion and consistency proofs still verify;
 3. after the commit, each of its blobs that no record not purged names is deleted from the
-   blob store (a crash before that leaves blobs nobody names; the next purge's check does not
-   see them again, which is the orphan collection docs/archive-log.md leaves for later).
+   blob store (a crash before that leaves blobs nobody names: CollectOrphanBlobs, app/orphans.py,
+   collects them).
 
 The approval is recorded on the request in the tombstones' transaction, so a request is
 approved once. A dry run only lists. Several replicas may purge at once: the chain head's lock

@@ -660,3 +660,115 @@ class PurgeExpiredResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgeExpiredResponse: _TypeAlias = PurgeExpiredResponse  # noqa: Y015
+
+@_typing.final
+class CollectOrphanBlobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    delete: _builtins.bool
+    """Delete the orphans found. Without it they are only listed: nothing changes."""
+    limit: _builtins.int
+    """At most this many orphans listed or deleted in one call (0 means 1000; at most 10000)."""
+    def __init__(
+        self,
+        *,
+        delete: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete", b"delete", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectOrphanBlobsRequest: _TypeAlias = CollectOrphanBlobsRequest  # noqa: Y015
+
+@_typing.final
+class OrphanBlob(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    STORED_AT_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """Its name in the store: the SHA-256 of its bytes."""
+    size_bytes: _builtins.int
+    @_builtins.property
+    def stored_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was last stored (written, or the same bytes stored again)."""
+
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        stored_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stored_at", b"stored_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256", "size_bytes", b"size_bytes", "stored_at", b"stored_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrphanBlob: _TypeAlias = OrphanBlob  # noqa: Y015
+
+@_typing.final
+class CollectOrphanBlobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORPHANS_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    BLOBS_EXAMINED_FIELD_NUMBER: _builtins.int
+    REFERENCED_FIELD_NUMBER: _builtins.int
+    WITHIN_GRACE_FIELD_NUMBER: _builtins.int
+    PUT_BACK_FIELD_NUMBER: _builtins.int
+    ORPHAN_BYTES_FIELD_NUMBER: _builtins.int
+    TEMPORARY_FILES_REMOVED_FIELD_NUMBER: _builtins.int
+    GRACE_SECONDS_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    more: _builtins.bool
+    """The limit was reached before the whole store was examined (call again)."""
+    blobs_examined: _builtins.int
+    """Blobs examined, and of those, kept: named by a record not purged, or stored within the
+    grace period.
+    """
+    referenced: _builtins.int
+    within_grace: _builtins.int
+    put_back: _builtins.int
+    """Blobs set aside for deletion and then found stored again or referenced meanwhile: put
+    back, not deleted.
+    """
+    orphan_bytes: _builtins.int
+    """Bytes of the orphans listed or deleted."""
+    temporary_files_removed: _builtins.int
+    """Temporary files of writes interrupted more than the grace period ago, removed (`delete`)."""
+    grace_seconds: _builtins.int
+    """The grace period applied."""
+    @_builtins.property
+    def orphans(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrphanBlob]:
+        """The orphans found (listed), or deleted when `deleted`."""
+
+    def __init__(
+        self,
+        *,
+        orphans: _abc.Iterable[Global___OrphanBlob] | None = ...,
+        deleted: _builtins.bool = ...,
+        more: _builtins.bool = ...,
+        blobs_examined: _builtins.int = ...,
+        referenced: _builtins.int = ...,
+        within_grace: _builtins.int = ...,
+        put_back: _builtins.int = ...,
+        orphan_bytes: _builtins.int = ...,
+        temporary_files_removed: _builtins.int = ...,
+        grace_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs_examined", b"blobs_examined", "deleted", b"deleted", "grace_seconds", b"grace_seconds", "more", b"more", "orphan_bytes", b"orphan_bytes", "orphans", b"orphans", "put_back", b"put_back", "referenced", b"referenced", "temporary_files_removed", b"temporary_files_removed", "within_grace", b"within_grace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectOrphanBlobsResponse: _TypeAlias = CollectOrphanBlobsResponse  # noqa: Y015

@@ -80,6 +80,11 @@ class ArchiveServiceStub:
                 request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.SerializeToString,
                 response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.FromString,
                 _registered_method=True)
+        self.CollectOrphanBlobs = channel.unary_unary(
+                '/orderline.archive.v1.ArchiveService/CollectOrphanBlobs',
+                request_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsRequest.SerializeToString,
+                response_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -151,6 +156,18 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CollectOrphanBlobs(self, request, context):
+        """Auditor only: the blobs of the document store that no record references any more (a
+        purged record's, one left by a crash after a purge's commit, one a sealing wrote before its
+        transaction failed), listed, or deleted with `delete`. Never a blob a record not purged
+        names, never one stored or stored again within the grace period
+        (ORDERLINE_ARCHIVE_ORPHAN_GRACE_SECONDS). The local directory store only: with another
+        store, FAILED_PRECONDITION (BLOB_STORE_NOT_SWEEPABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +215,11 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.PurgeExpired,
                     request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.FromString,
                     response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.SerializeToString,
+            ),
+            'CollectOrphanBlobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectOrphanBlobs,
+                    request_deserializer=orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsRequest.FromString,
+                    response_serializer=orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +466,33 @@ class ArchiveService:
             '/orderline.archive.v1.ArchiveService/PurgeExpired',
             orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredRequest.SerializeToString,
             orderline_dot_archive_dot_v1_dot_archive__pb2.PurgeExpiredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectOrphanBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.archive.v1.ArchiveService/CollectOrphanBlobs',
+            orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsRequest.SerializeToString,
+            orderline_dot_archive_dot_v1_dot_archive__pb2.CollectOrphanBlobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

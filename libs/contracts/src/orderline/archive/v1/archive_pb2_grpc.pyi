@@ -57,6 +57,14 @@ class ArchiveServiceStub:
     a tombstone record naming both auditors is appended to the log; the purged record's leaf
     is never changed, so inclusion and consistency proofs still verify.
     """
+    CollectOrphanBlobs: _grpc.UnaryUnaryMultiCallable[_archive_pb2.CollectOrphanBlobsRequest, _archive_pb2.CollectOrphanBlobsResponse]
+    """Auditor only: the blobs of the document store that no record references any more (a
+    purged record's, one left by a crash after a purge's commit, one a sealing wrote before its
+    transaction failed), listed, or deleted with `delete`. Never a blob a record not purged
+    names, never one stored or stored again within the grace period
+    (ORDERLINE_ARCHIVE_ORPHAN_GRACE_SECONDS). The local directory store only: with another
+    store, FAILED_PRECONDITION (BLOB_STORE_NOT_SWEEPABLE).
+    """
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -86,6 +94,14 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     never can). On approval each listed record's documents lose their content (and blobs) and
     a tombstone record naming both auditors is appended to the log; the purged record's leaf
     is never changed, so inclusion and consistency proofs still verify.
+    """
+    CollectOrphanBlobs: _aio.UnaryUnaryMultiCallable[_archive_pb2.CollectOrphanBlobsRequest, _archive_pb2.CollectOrphanBlobsResponse]  # type: ignore[assignment]
+    """Auditor only: the blobs of the document store that no record references any more (a
+    purged record's, one left by a crash after a purge's commit, one a sealing wrote before its
+    transaction failed), listed, or deleted with `delete`. Never a blob a record not purged
+    names, never one stored or stored again within the grace period
+    (ORDERLINE_ARCHIVE_ORPHAN_GRACE_SECONDS). The local directory store only: with another
+    store, FAILED_PRECONDITION (BLOB_STORE_NOT_SWEEPABLE).
     """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +183,20 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         never can). On approval each listed record's documents lose their content (and blobs) and
         a tombstone record naming both auditors is appended to the log; the purged record's leaf
         is never changed, so inclusion and consistency proofs still verify.
+        """
+
+    @_abc_1.abstractmethod
+    def CollectOrphanBlobs(
+        self,
+        request: _archive_pb2.CollectOrphanBlobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_pb2.CollectOrphanBlobsResponse, _abc.Awaitable[_archive_pb2.CollectOrphanBlobsResponse]]:
+        """Auditor only: the blobs of the document store that no record references any more (a
+        purged record's, one left by a crash after a purge's commit, one a sealing wrote before its
+        transaction failed), listed, or deleted with `delete`. Never a blob a record not purged
+        names, never one stored or stored again within the grace period
+        (ORDERLINE_ARCHIVE_ORPHAN_GRACE_SECONDS). The local directory store only: with another
+        store, FAILED_PRECONDITION (BLOB_STORE_NOT_SWEEPABLE).
         """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
