@@ -2,8 +2,9 @@
 created without its identity copy and waits `pending` for it; the clerk amends it (etag
 required) and it goes back to review; a second person, a reviewer who did not create it
 (four-eyes), approves it; provisioning completes it on a real device of the fleet simulator;
-a follow-up visit scheduled at completion is recorded with a problem, which opens a trouble
-case on the order. Every step is a real gRPC call; the test polls for states, never for time.
+a follow-up visit scheduled at completion is recorded with a device problem, which opens a
+trouble case on the order and a maintenance ticket on the device. Every step is a real gRPC
+call; the test polls for states, never for time.
 
 The follow-up is recorded without moving intake's clock: recording does not wait for the visit
 to fall due (the stack's processes run on the system clock; no test moves it)."""
@@ -14,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_cli.demo import demo_request
 from orderline_cli.stack import LocalStack
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.e2e
 
 CLERK = (("authorization", "Bearer dev-clerk"),)
 REVIEWER = (("authorization", "Bearer dev-reviewer"),)
+ENGINEER = (("authorization", "Bearer dev-engineer"),)
 # The fleet simulator gives CPE-0021 the model of the first type (HG8245H5 ONT: broadband).
 DEVICE = "CPE-0021"
 S = order_pb2
@@ -134,3 +137,24 @@ def test_an_order_from_the_counter_to_a_trouble_case(stack: LocalStack) -> None:
             timeout=5,
         ).cases
         assert [c.id for c in cases] == [case.id]
+
+    # 7. The problem is the device's: device-monitor opened a maintenance ticket for it, naming
+    # the order and the case, and the device is under maintenance.
+    with grpc.insecure_channel(stack.address("device-monitor")) as channel:
+        monitor = device_pb2_grpc.DeviceHealthServiceStub(channel)
+
+        def tickets() -> list[device_pb2.Ticket]:
+            return list(
+                monitor.ListTickets(
+                    device_pb2.ListTicketsRequest(device_id=DEVICE), metadata=ENGINEER, timeout=5
+                ).tickets
+            )
+
+        found = wait_until("the device's maintenance ticket", lambda: tickets() or None, 30)
+        [ticket] = found
+        assert (ticket.order_id, ticket.reason_code) == (created.id, "REPORTED")
+        assert case.id in ticket.description
+        health = monitor.GetDeviceHealth(
+            device_pb2.GetDeviceHealthRequest(device_id=DEVICE), metadata=ENGINEER, timeout=5
+        ).health
+        assert health.condition == device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE

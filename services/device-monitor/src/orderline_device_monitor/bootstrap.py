@@ -27,6 +27,7 @@ from orderline_device_monitor.app.ingest import TelemetryIngest
 from orderline_device_monitor.app.leadership import Leadership
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
+from orderline_device_monitor.app.ticket_requests import TicketRequests
 from orderline_device_monitor.app.tickets import TicketDesk
 from orderline_device_monitor.domain.escalation import EscalationPolicy
 from orderline_device_monitor.domain.rules import (
@@ -149,6 +150,7 @@ def build(
     )
     service.consume(handlers.HANDLERS)
     service.add_task("heartbeat", HeartbeatTicker(ingest).run)
+    service.add_task("ticket-requests", TicketRequests(service.uow, book, ticket_desk).run)
     service.add_task("escalation", escalator.run)
     return service
 

@@ -24,7 +24,7 @@ from device_monitor_harness import (
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderline.device.v1 import device_pb2
-from orderline.events.v1 import device_events_pb2
+from orderline.events.v1 import device_events_pb2, order_events_pb2
 from orderline_device_monitor.app.agent import ActionResult
 from orderline_device_monitor.domain.escalation import DEFAULT_RECOVERY_WINDOW, DONE
 
@@ -424,3 +424,58 @@ async def test_maintenance_on_a_fit_device_stops_work_and_its_close_lets_it_go_o
     go_on = payload_of(turns[1], device_events_pb2.DeviceRecovered())
     assert go_on.ticket_id == ticket.id
     assert go_on.condition == device_pb2.DEVICE_CONDITION_HEALTHY
+
+
+async def test_a_device_problem_reported_at_a_follow_up_opens_one_ticket(
+    monitor: DeviceMonitor,
+) -> None:
+    """intake's order.case_opened about the device: a maintenance ticket naming the order, once
+    however often the event comes; a case not about the device opens none."""
+    device, other = "CPE-0231", "CPE-0232"
+    await monitor.stream([sample(device), sample(other)])
+    case = order_events_pb2.CaseOpened(
+        order_id="ORD-31",
+        business_type="broadband_install",
+        case_id="CASE-31",
+        follow_up_id="FU-31",
+        device_problem=True,
+        opened_by="clerk-1",
+        device_id=device,
+    )
+    first = await monitor.publish(
+        "order.case_opened", case, producer="intake", order_id="ORD-31", device_id=device
+    )
+    # Redelivered under a new message id: the consumer's inbox knows the event.
+    await monitor.publish(
+        "order.case_opened",
+        case,
+        producer="intake",
+        order_id="ORD-31",
+        device_id=device,
+        event_id=first,
+        msg_id=f"{first}-again",
+    )
+    not_device = order_events_pb2.CaseOpened(
+        order_id="ORD-32", case_id="CASE-32", device_problem=False, device_id=other
+    )
+    await monitor.publish("order.case_opened", not_device, producer="intake", order_id="ORD-32")
+
+    [ticket] = await eventually(
+        lambda: monitor.tickets(device_id=device), lambda t: len(t) == 1, "the follow-up ticket"
+    )
+    assert ticket.reason_code == "REPORTED" and ticket.order_id == "ORD-31"
+    assert "CASE-31" in ticket.description and "回访" in ticket.description
+    assert [n.by for n in ticket.history][:1] == ["clerk-1"]
+    health = await monitor.health(device)
+    assert health.condition == device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE
+
+    # The same case again (a third delivery, a new event id): the request is known, no report.
+    await monitor.publish(
+        "order.case_opened", case, producer="intake", order_id="ORD-31", device_id=device
+    )
+    await monitor.stream([sample(device)])
+    assert [t.id for t in await monitor.tickets(device_id=device)] == [ticket.id]
+    assert await monitor.tickets(device_id=other) == []
+    assert (await monitor.health(other)).condition != (
+        device_pb2.DEVICE_CONDITION_UNDER_MAINTENANCE
+    )

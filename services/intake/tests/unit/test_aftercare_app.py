@@ -188,6 +188,8 @@ async def test_a_reported_problem_opens_a_case_that_is_listed_and_closed_once(
     assert "138****8000" in case.description
     [opened] = store.payloads(order_events_pb2.CaseOpened)
     assert (opened.case_id, opened.order_id, opened.device_problem) == (case.id, done.id, True)
+    # The order's device, for device-monitor's maintenance ticket.
+    assert opened.device_id == done.device_id and opened.device_id
 
     [listed] = await aftercare.cases(order_id=done.id, state=CaseState.OPEN, limit=5, after=None)
     assert listed.id == case.id

@@ -56,6 +56,10 @@ class InMemoryOrders:
         order = self.orders.get(order_id)
         return order.business_type if order else None
 
+    async def device_of(self, order_id: str) -> str | None:
+        order = self.orders.get(order_id)
+        return order.device_id if order else None
+
     async def add_communication(self, entry: Communication) -> None:
         assert entry.order_id in self.orders  # the foreign key
         self.log.append(entry)

@@ -17,6 +17,7 @@ from orderline_device_monitor.adapters.tables import (
     device_usage,
     devices,
     fitness_checks,
+    ticket_requests,
     tickets,
 )
 from orderline_device_monitor.app.records import (
@@ -28,6 +29,7 @@ from orderline_device_monitor.app.records import (
     AnomalyFilter,
     AnomalyRecord,
     TicketFilter,
+    TicketRequest,
     Usage,
 )
 from orderline_device_monitor.domain.evaluator import Transition
@@ -548,6 +550,46 @@ class DeviceRepository:
             )
         ).first()
         return _ticket(row) if row is not None else None
+
+    # --- device problems from follow-ups ----------------------------------------------------
+
+    async def request_ticket(
+        self, *, case_id: str, device_id: str, order_id: str, by: str, at: datetime
+    ) -> bool:
+        """Keeps a follow-up's device problem for the leader's ticket desk; False when the case
+        was requested before."""
+        statement = (
+            self._upsert(ticket_requests)
+            .values(
+                case_id=case_id,
+                device_id=device_id,
+                order_id=order_id,
+                requested_by=by,
+                requested_at=at,
+            )
+            .on_conflict_do_nothing(index_elements=["case_id"])
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)
+
+    async def pending_ticket_requests(self, limit: int) -> list[TicketRequest]:
+        rows = await self.session.execute(
+            select(ticket_requests)
+            .where(ticket_requests.c.ticket_id.is_(None))
+            .order_by(ticket_requests.c.requested_at, ticket_requests.c.case_id)
+            .limit(limit)
+        )
+        return [
+            TicketRequest(r.case_id, r.device_id, r.order_id, r.requested_by, r.requested_at)
+            for r in rows
+        ]
+
+    async def ticket_request_done(self, case_id: str, ticket_id: str) -> None:
+        await self.session.execute(
+            update(ticket_requests)
+            .where(ticket_requests.c.case_id == case_id)
+            .values(ticket_id=ticket_id)
+        )
 
     async def open_tickets(self) -> list[Ticket]:
         rows = await self.session.execute(

@@ -192,6 +192,22 @@ device_usage = Table(
     Column("event_id", String(36), nullable=False),
 )
 
+# A device problem reported at a follow-up (intake's order.case_opened), waiting for the leader
+# to open a maintenance ticket for it (or add it to the device's open ticket): the consumer
+# that takes the event may run on any replica, the ticket desk only on the leader.
+ticket_requests = Table(
+    "ticket_requests",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    # Set once the ticket took the report.
+    Column("ticket_id", String(36), nullable=True),
+    Index("ix_ticket_requests_pending", "ticket_id", "requested_at"),
+)
+
 # Audit of CheckFitness answers.
 fitness_checks = Table(
     "fitness_checks",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from orderline.events.v1 import provisioning_events_pb2
+from orderline.events.v1 import order_events_pb2, provisioning_events_pb2
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.domain.health import device_id_problem
 from orderline_runtime.errors import PoisonMessage
@@ -49,4 +49,38 @@ async def on_job_started(
     log.info("device in use for order", device_id=device_id, order_id=order_id)
 
 
-HANDLERS = [Handler(provisioning_events_pb2.JobStarted, on_job_started)]
+async def on_case_opened(
+    uow: UnitOfWork[DeviceRepository],
+    event: ReceivedEvent,
+    payload: order_events_pb2.CaseOpened,
+) -> None:
+    """order.case_opened: a follow-up reported a problem. One about the device is kept for the
+    leader's ticket desk (app/ticket_requests.py), which opens a maintenance ticket for it or
+    adds it to the device's open ticket; this consumer may run on a standby replica."""
+    if not payload.device_problem:
+        return
+    device_id = payload.device_id or event.envelope.device_id
+    if not device_id:
+        log.info("device problem on an order without a device", case_id=payload.case_id)
+        return
+    problem = device_id_problem(device_id)
+    if problem:
+        raise PoisonMessage(f"case_opened names device {device_id[:80]!r}: {problem}")
+    if not payload.case_id or not payload.order_id:
+        raise PoisonMessage("case_opened lacks its case id or order id")
+    if not event.envelope.HasField("time"):
+        raise PoisonMessage("case_opened envelope has no time")
+    await uow.repos.request_ticket(
+        case_id=payload.case_id,
+        device_id=device_id,
+        order_id=payload.order_id,
+        by=payload.opened_by or "intake",
+        at=event.envelope.time.ToDatetime(tzinfo=UTC),
+    )
+    log.info("device problem reported at a follow-up", device_id=device_id, case_id=payload.case_id)
+
+
+HANDLERS = [
+    Handler(provisioning_events_pb2.JobStarted, on_job_started),
+    Handler(order_events_pb2.CaseOpened, on_case_opened),
+]

@@ -116,3 +116,14 @@ class Usage:
     order_id: str
     job_id: str
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketRequest:
+    """A device problem reported at a follow-up (intake's trouble case), waiting for a ticket."""
+
+    case_id: str
+    device_id: str
+    order_id: str
+    requested_by: str
+    requested_at: datetime

@@ -168,9 +168,11 @@ class TicketDesk:
         category: Category | None,
         order_id: str | None,
         by: str,
+        case_id: str | None = None,
     ) -> tuple[Ticket, bool]:
         """A reported problem: a new ticket, or, when the device has one open, the report added
-        to it (created False)."""
+        to it (created False). With `case_id`, a follow-up's request, marked taken in the same
+        transaction (app/ticket_requests.py)."""
         await self.book.wait_ready()
         async with self.lock:
             now = self.clock()
@@ -195,6 +197,8 @@ class TicketDesk:
                         at=now,
                     )
                     created = True
+                if case_id is not None:
+                    await uow.repos.ticket_request_done(case_id, ticket.id)
                 full = await uow.repos.get_ticket(ticket.id)
             assert full is not None
             self.enter_maintenance(full)

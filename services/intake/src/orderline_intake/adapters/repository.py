@@ -107,6 +107,7 @@ _ORDERS_BY_IDS = select(orders).where(orders.c.id.in_(bindparam("ids", expanding
 _INSERT_COMMUNICATION = insert(communications)
 _INSERT_FOLLOW_UPS = insert(follow_ups)
 _BUSINESS_TYPE_OF = select(orders.c.business_type).where(orders.c.id == bindparam("id"))
+_DEVICE_OF = select(orders.c.device_id).where(orders.c.id == bindparam("id"))
 _COMMUNICATIONS_OF = (
     select(communications)
     .where(communications.c.order_id == bindparam("order_id"))
@@ -260,6 +261,10 @@ class SqlOrderRepository:
 
     async def business_type_of(self, order_id: str) -> str | None:
         found = await self.session.execute(_BUSINESS_TYPE_OF, {"id": order_id})
+        return found.scalar_one_or_none()
+
+    async def device_of(self, order_id: str) -> str | None:
+        found = await self.session.execute(_DEVICE_OF, {"id": order_id})
         return found.scalar_one_or_none()
 
     # --- communication log ----------------------------------------------------------------

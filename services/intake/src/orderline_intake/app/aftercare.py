@@ -126,9 +126,9 @@ class AftercareApp:
         """Records the visit's outcome, once (a second time is FAILED_PRECONDITION); a
         reported problem opens a trouble case linked to the order, in the same transaction.
 
-        A problem with the device should also raise a maintenance ticket through
-        device-monitor's ticket API; that API does not exist yet, so the case carries
-        `device_problem` for whoever works it (docs/order-lifecycle.md#follow-up)."""
+        A problem with the device (`device_problem`) also opens a maintenance ticket:
+        device-monitor does it on `order.case_opened`, which names the order's device
+        (docs/order-lifecycle.md#follow-up)."""
         v = found or Violations()
         if outcome is None:
             v.add(
@@ -176,6 +176,8 @@ class AftercareApp:
                 )
                 if case is not None:
                     await uow.repos.add_case(case)
+                    # A device problem goes to device-monitor as a maintenance ticket.
+                    device = await uow.repos.device_of(case.order_id) if device_problem else None
                     uow.emit(
                         OE.CaseOpened(
                             order_id=case.order_id,
@@ -184,6 +186,7 @@ class AftercareApp:
                             follow_up_id=case.follow_up_id,
                             device_problem=case.device_problem,
                             opened_by=actor,
+                            device_id=device or "",
                         )
                     )
         return recorded, case

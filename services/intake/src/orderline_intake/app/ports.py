@@ -88,6 +88,10 @@ class OrderRepository(Protocol):
         """The order's business type; None when there is no such order."""
         ...
 
+    async def device_of(self, order_id: str) -> str | None:
+        """The order's device id; None when there is no such order."""
+        ...
+
     # The communication log, follow-ups and trouble cases of completed orders.
 
     async def add_communication(self, entry: Communication) -> None: ...

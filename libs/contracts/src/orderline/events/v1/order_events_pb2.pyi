@@ -314,7 +314,10 @@ Global___FollowUpRecorded: _TypeAlias = FollowUpRecorded  # noqa: Y015
 
 @_typing.final
 class CaseOpened(_message.Message):
-    """order.case_opened: a follow-up reported a problem; a trouble case is open on the order."""
+    """order.case_opened: a follow-up reported a problem; a trouble case is open on the order. When
+    the problem is about the device, device-monitor opens a maintenance ticket for it (or adds
+    the report to the device's open ticket).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -324,12 +327,15 @@ class CaseOpened(_message.Message):
     FOLLOW_UP_ID_FIELD_NUMBER: _builtins.int
     DEVICE_PROBLEM_FIELD_NUMBER: _builtins.int
     OPENED_BY_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     business_type: _builtins.str
     case_id: _builtins.str
     follow_up_id: _builtins.str
     device_problem: _builtins.bool
     opened_by: _builtins.str
+    device_id: _builtins.str
+    """The order's device; empty when the order names none."""
     def __init__(
         self,
         *,
@@ -339,10 +345,11 @@ class CaseOpened(_message.Message):
         follow_up_id: _builtins.str = ...,
         device_problem: _builtins.bool = ...,
         opened_by: _builtins.str = ...,
+        device_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "device_problem", b"device_problem", "follow_up_id", b"follow_up_id", "opened_by", b"opened_by", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "case_id", b"case_id", "device_id", b"device_id", "device_problem", b"device_problem", "follow_up_id", b"follow_up_id", "opened_by", b"opened_by", "order_id", b"order_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
