@@ -272,6 +272,8 @@ class Audit:
     notify_attempts: int = 0
     deliveries: int = 0
     problems: list[str] = field(default_factory=list)
+    # Orders that ended otherwise than completed: id, state and the last transition's reason.
+    not_completed: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -299,6 +301,11 @@ def audit_orders(
     audit.orders = len(orders)
     audit.terminal = sum(is_terminal(o) for o in orders.values())
     audit.completed = sum(o.state == order_pb2.ORDER_STATE_COMPLETED for o in orders.values())
+    audit.not_completed = [
+        f"{o.id} {tmf_name(o.state)} {o.history[-1].reason_code if o.history else ''}"
+        for o in orders.values()
+        if o.state != order_pb2.ORDER_STATE_COMPLETED
+    ]
     mine = [o for o in list_orders(stack) if o.client_request_id.startswith(prefix + "-")]
     per_request = Counter(o.client_request_id for o in mine)
     audit.duplicated_orders = sum(n - 1 for n in per_request.values())

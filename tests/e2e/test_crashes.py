@@ -119,7 +119,7 @@ def crash_run(
         assert not audit.problems, audit.problems
         assert audit.lost == 0 and audit.duplicated == 0
         # Healthy devices: every order completes, none merely ends held or failed.
-        assert audit.completed == orders
+        assert audit.completed == orders, audit.not_completed
         if simulators_survive:
             assert audit.deliveries == orders
             # The injected failures were retried: more sends than deliveries.
