@@ -1,4 +1,4 @@
-"""`orderline job get|list|confirm|feedback` and `orderline fallout
+"""`orderline job get|list|configs|confirm|feedback` and `orderline fallout
 list|retry|skip|rollback|abort`: provisioning jobs, the customer's confirmation and feedback the
 clerk records after the call, and the fallout queue of jobs that wait for a person
 (services/provisioning)."""
@@ -176,6 +176,49 @@ def job_list(
         for j in reply.jobs
     ]
     print(table(("job", "order", "device", "state", "step", "reason"), rows))
+    if reply.next_page_token:
+        print(f"more: --page-token {reply.next_page_token}")
+
+
+@job_app.command("configs")
+def job_configs(
+    device_id: Annotated[str, typer.Argument(help="the device's id, e.g. CPE-0001")],
+    page_size: Annotated[int, typer.Option("--page-size")] = 0,
+    page_token: Annotated[str, typer.Option("--page-token")] = "",
+    provisioning: ProvisioningOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A device's configuration history, newest first: every apply, adjustment and rollback
+    jobs made, its version, job, order, key and settings (the customer's number masked), and
+    whether the job's rollback undid it."""
+    request = pb.ListDeviceConfigurationsRequest(
+        device_id=device_id, page_size=page_size, page_token=page_token
+    )
+    reply = _call(
+        provisioning,
+        token or "dev-engineer",
+        as_json,
+        lambda s, m: s.ListDeviceConfigurations(request, **m),
+    )
+    if as_json:
+        print_json(to_json(reply))
+        return
+    if not reply.configurations:
+        print(f"no configuration recorded for device {device_id}")
+        return
+    # One block per change: keys and job ids are long, a table would cut what one copies.
+    for c in reply.configurations:
+        print(
+            f"v{c.previous_version} -> v{c.config_version}  {c.operation}  "
+            f"{calls.when(c.recorded_at)}  order {c.order_id}  job {c.job_id}"
+        )
+        print(f"  key {c.idempotency_key}")
+        if c.rolled_back:
+            print(f"  rolled back ({c.rolled_back_by_key}) at {calls.when(c.rolled_back_at)}")
+        if c.settings:
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(c.settings.items()))
+            print(f"  {c.template}: {settings}")
     if reply.next_page_token:
         print(f"more: --page-token {reply.next_page_token}")
 

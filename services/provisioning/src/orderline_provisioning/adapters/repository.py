@@ -408,6 +408,46 @@ class JobRepository:
         rows = await self.session.execute(_CONFIGS_OF_DEVICE, {"key": device_id})
         return [_to_config(r) for r in rows.mappings()]
 
+    async def device_config_page(
+        self, device_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[ConfigRecord]:
+        """A page of the device's configuration history, newest first (by the time recorded,
+        then key), after the position `before` (the last record of the previous page)."""
+        stmt = (
+            select(device_configs)
+            .where(device_configs.c.device_id == device_id)
+            .order_by(device_configs.c.recorded_at.desc(), device_configs.c.idempotency_key.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            at, key = before
+            stmt = stmt.where(
+                or_(
+                    device_configs.c.recorded_at < at,
+                    and_(
+                        device_configs.c.recorded_at == at,
+                        device_configs.c.idempotency_key < key,
+                    ),
+                )
+            )
+        rows = await self.session.execute(stmt)
+        return [_to_config(r) for r in rows.mappings()]
+
+    async def rollbacks_on_device(
+        self, device_id: str, job_ids: Sequence[str]
+    ) -> list[ConfigRecord]:
+        """The rollbacks these jobs recorded on the device (what undid their changes)."""
+        if not job_ids:
+            return []
+        rows = await self.session.execute(
+            select(device_configs).where(
+                device_configs.c.device_id == device_id,
+                device_configs.c.job_id.in_(set(job_ids)),
+                device_configs.c.operation == ConfigOperation.ROLLBACK.value,
+            )
+        )
+        return [_to_config(r) for r in rows.mappings()]
+
     # --- cancellation (not the hot path: only a cancelled order's job) --------------------
 
     async def cancellation_of(self, job_id: str) -> CancellationSeen | None:

@@ -12,7 +12,7 @@ from orderline_catalogue import load_catalogue
 from orderline_provisioning.domain import fallout, person_hold
 from orderline_provisioning.domain.certification import Certification
 from orderline_provisioning.domain.checklist import ChecklistItem, Result, texts
-from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.config import ConfigHistoryEntry, ConfigRecord, history_entries
 from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.job import Job, SkippedTest, TestResult
 from orderline_provisioning.domain.judging import texts as result_texts
@@ -89,8 +89,10 @@ def test_result_to_proto(result: TestResult) -> pb.TestResult:
     return msg
 
 
-def config_change_to_proto(record: ConfigRecord) -> pb.ConfigChange:
-    return pb.ConfigChange(
+def config_change_to_proto(
+    record: ConfigRecord, rolled_back_by: ConfigRecord | None = None
+) -> pb.ConfigChange:
+    msg = pb.ConfigChange(
         operation=record.operation.value,
         idempotency_key=record.idempotency_key,
         config_version=record.config_version,
@@ -98,7 +100,18 @@ def config_change_to_proto(record: ConfigRecord) -> pb.ConfigChange:
         template=record.template,
         settings=dict(record.settings),
         recorded_at=_ts(record.recorded_at),
+        job_id=record.job_id,
+        order_id=record.order_id,
     )
+    if rolled_back_by is not None:
+        msg.rolled_back = True
+        msg.rolled_back_by_key = rolled_back_by.idempotency_key
+        msg.rolled_back_at.CopyFrom(_ts(rolled_back_by.recorded_at))
+    return msg
+
+
+def history_entry_to_proto(entry: ConfigHistoryEntry) -> pb.ConfigChange:
+    return config_change_to_proto(entry.record, entry.rolled_back_by)
 
 
 CUSTOMER_CHANNELS = {
@@ -160,7 +173,8 @@ def job_to_proto(
         config_version=job.config_version or 0,
         base_config_version=job.base_config_version or 0,
         test_runs=[test_result_to_proto(r) for r in runs],
-        config_changes=[config_change_to_proto(c) for c in configs],
+        # A job's own rollback is among its records: each change shows whether it was undone.
+        config_changes=[history_entry_to_proto(e) for e in history_entries(configs, configs)],
         detail=person_hold.shown_detail(job),
         fallout_retries=job.fallout_retries,
         skipped_tests=[_skipped(t) for t in job.skipped_tests.values()],

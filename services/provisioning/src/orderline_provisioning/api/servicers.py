@@ -15,6 +15,7 @@ from orderline_provisioning.api.convert import (
     confirmation_to_proto,
     fallout_entry_to_proto,
     feedback_to_proto,
+    history_entry_to_proto,
     job_to_proto,
     voucher_to_proto,
 )
@@ -94,6 +95,45 @@ class ProvisioningApi(provisioning_pb2_grpc.ProvisioningServiceServicer):
             by=current_principal().subject,
         )
         return pb.RecordFeedbackResponse(feedback=feedback_to_proto(record))
+
+    # --- a device's configuration history -------------------------------------------------
+
+    async def ListDeviceConfigurations(
+        self, request: pb.ListDeviceConfigurationsRequest, context: Any
+    ) -> pb.ListDeviceConfigurationsResponse:
+        v = Violations()
+        if not request.device_id:
+            v.add("device_id", "required")
+        elif len(request.device_id) > MAX_ID_LENGTH:
+            v.add("device_id", f"at most {MAX_ID_LENGTH} characters")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            v.add("page_size", f"must be 0..{MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})")
+        # The token is bound to the device: another device's token is refused, not misread.
+        filters = {"q": "configs", "device": request.device_id}
+        before: tuple[datetime, str] | None = None
+        if request.page_token:
+            try:
+                position = decode_page_token(request.page_token, filters)
+                at, _, key = position.partition("|")
+                before = (datetime.fromisoformat(at), key)
+            except (BadPageToken, ValueError) as exc:
+                v.add("page_token", str(exc))
+        v.raise_if_any()
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        entries = await self.queries.device_configurations(
+            request.device_id, before=before, limit=size + 1
+        )
+        page, more = entries[:size], len(entries) > size
+        token = ""
+        if more:
+            last = page[-1].record
+            assert last.recorded_at is not None
+            token = encode_page_token(
+                f"{last.recorded_at.isoformat()}|{last.idempotency_key}", filters
+            )
+        return pb.ListDeviceConfigurationsResponse(
+            configurations=[history_entry_to_proto(e) for e in page], next_page_token=token
+        )
 
     # --- the fallout queue ----------------------------------------------------------------
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from orderline_provisioning.adapters.repository import JobRepository
 from orderline_provisioning.domain.attestation import Verdict, VerificationKey, verify_envelope
-from orderline_provisioning.domain.config import ConfigRecord
+from orderline_provisioning.domain.config import (
+    ConfigHistoryEntry,
+    ConfigOperation,
+    ConfigRecord,
+    history_entries,
+)
 from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.job import Job, TestResult
 from orderline_provisioning.domain.steps import JobState
@@ -77,6 +83,18 @@ class JobQueries:
         async with self.uow(read_only=True) as uow:
             page = await uow.repos.page(state=state, after_id=after_id, limit=limit)
             return page, await uow.repos.waiting_for(page)
+
+    async def device_configurations(
+        self, device_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[ConfigHistoryEntry]:
+        """A page of the device's configuration history, newest first, each record with the
+        rollback that undid it (read in the same transaction, wherever it falls in the pages)."""
+        async with self.uow(read_only=True) as uow:
+            page = await uow.repos.device_config_page(device_id, before=before, limit=limit)
+            rollbacks = await uow.repos.rollbacks_on_device(
+                device_id, [r.job_id for r in page if r.operation is not ConfigOperation.ROLLBACK]
+            )
+        return history_entries(page, rollbacks)
 
     async def voucher(self, voucher_id: str) -> Voucher | None:
         async with self.uow(read_only=True) as uow:

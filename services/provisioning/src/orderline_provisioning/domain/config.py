@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -147,3 +147,38 @@ def rollback_target(base_version: int | None, config_version: int | None) -> int
     if base_version is not None:
         return base_version
     return max(config_version - 1, 1)
+
+
+@dataclass(frozen=True)
+class ConfigHistoryEntry:
+    """A record of the device's configuration history, with the rollback that undid it (the
+    job's first rollback recorded after it), if any."""
+
+    record: ConfigRecord
+    rolled_back_by: ConfigRecord | None = None
+
+
+def history_entries(
+    page: Sequence[ConfigRecord], rollbacks: Sequence[ConfigRecord]
+) -> list[ConfigHistoryEntry]:
+    """Each record of `page` with the rollback that undid it. A job's rollback returns the
+    device to the version before the job, so it undoes every apply and adjust of that job
+    recorded before it (not those after it: a fallout retry configures the device afresh).
+    `rollbacks` are the rollback records of the page's jobs on the device, in any order."""
+    by_job: dict[str, list[ConfigRecord]] = {}
+    for r in rollbacks:
+        if r.operation is ConfigOperation.ROLLBACK and r.recorded_at is not None:
+            by_job.setdefault(r.job_id, []).append(r)
+    for found in by_job.values():
+        found.sort(key=lambda r: (r.recorded_at, r.idempotency_key))
+    out = []
+    for record in page:
+        undone = None
+        if record.operation is not ConfigOperation.ROLLBACK and record.recorded_at is not None:
+            at = record.recorded_at
+            undone = next(
+                (r for r in by_job.get(record.job_id, ()) if r.recorded_at and r.recorded_at > at),
+                None,
+            )
+        out.append(ConfigHistoryEntry(record, undone))
+    return out

@@ -295,6 +295,11 @@ class ConfigChange(_message.Message):
     TEMPLATE_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
     RECORDED_AT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_BY_KEY_FIELD_NUMBER: _builtins.int
+    ROLLED_BACK_AT_FIELD_NUMBER: _builtins.int
     operation: _builtins.str
     """apply (the job's configuration), adjust (after a failed test), rollback."""
     idempotency_key: _builtins.str
@@ -302,12 +307,24 @@ class ConfigChange(_message.Message):
     """The device's configuration version after the change, and before it."""
     previous_version: _builtins.int
     template: _builtins.str
+    job_id: _builtins.str
+    """The job that made the change, and its order."""
+    order_id: _builtins.str
+    rolled_back: _builtins.bool
+    """An apply or adjust that the job's later rollback undid (the device returned to the
+    version before the job); always false for a rollback itself. The rollback's key and time.
+    """
+    rolled_back_by_key: _builtins.str
     @_builtins.property
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """What was applied (the customer's data masked); empty for a rollback."""
 
     @_builtins.property
-    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the device applied it (as recorded)."""
+
+    @_builtins.property
+    def rolled_back_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -318,14 +335,71 @@ class ConfigChange(_message.Message):
         template: _builtins.str = ...,
         settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        rolled_back: _builtins.bool = ...,
+        rolled_back_by_key: _builtins.str = ...,
+        rolled_back_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at", "rolled_back_at", b"rolled_back_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "idempotency_key", b"idempotency_key", "operation", b"operation", "previous_version", b"previous_version", "recorded_at", b"recorded_at", "settings", b"settings", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "operation", b"operation", "order_id", b"order_id", "previous_version", b"previous_version", "recorded_at", b"recorded_at", "rolled_back", b"rolled_back", "rolled_back_at", b"rolled_back_at", "rolled_back_by_key", b"rolled_back_by_key", "settings", b"settings", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfigChange: _TypeAlias = ConfigChange  # noqa: Y015
+
+@_typing.final
+class ListDeviceConfigurationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    """Required."""
+    page_size: _builtins.int
+    """0..500 (0 means 50)."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeviceConfigurationsRequest: _TypeAlias = ListDeviceConfigurationsRequest  # noqa: Y015
+
+@_typing.final
+class ListDeviceConfigurationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIGURATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def configurations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigChange]:
+        """Newest first (by the time recorded)."""
+
+    def __init__(
+        self,
+        *,
+        configurations: _abc.Iterable[Global___ConfigChange] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configurations", b"configurations", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeviceConfigurationsResponse: _TypeAlias = ListDeviceConfigurationsResponse  # noqa: Y015
 
 @_typing.final
 class ServiceActivation(_message.Message):

@@ -95,6 +95,11 @@ class ProvisioningServiceStub:
                 request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.SerializeToString,
                 response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.FromString,
                 _registered_method=True)
+        self.ListDeviceConfigurations = channel.unary_unary(
+                '/orderline.provisioning.v1.ProvisioningService/ListDeviceConfigurations',
+                request_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsRequest.SerializeToString,
+                response_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsResponse.FromString,
+                _registered_method=True)
 
 
 class ProvisioningServiceServicer:
@@ -193,6 +198,16 @@ class ProvisioningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeviceConfigurations(self, request, context):
+        """A device's configuration history: every change a job made to it (apply, adjust,
+        rollback), each a versioned record, newest first, with whether a later rollback undid
+        it. A device nothing was ever applied to has an empty history (not NOT_FOUND: the fleet,
+        not provisioning, knows which devices exist).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProvisioningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +270,11 @@ def add_ProvisioningServiceServicer_to_server(servicer, server):
                     servicer.RecordFeedback,
                     request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.FromString,
                     response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.SerializeToString,
+            ),
+            'ListDeviceConfigurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeviceConfigurations,
+                    request_deserializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsRequest.FromString,
+                    response_serializer=orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +602,33 @@ class ProvisioningService:
             '/orderline.provisioning.v1.ProvisioningService/RecordFeedback',
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackRequest.SerializeToString,
             orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.RecordFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeviceConfigurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.provisioning.v1.ProvisioningService/ListDeviceConfigurations',
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsRequest.SerializeToString,
+            orderline_dot_provisioning_dot_v1_dot_provisioning__pb2.ListDeviceConfigurationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

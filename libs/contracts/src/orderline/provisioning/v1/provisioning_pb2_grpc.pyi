@@ -72,6 +72,12 @@ class ProvisioningServiceStub:
     per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
     Publishes provisioning.feedback_recorded.
     """
+    ListDeviceConfigurations: _grpc.UnaryUnaryMultiCallable[_provisioning_pb2.ListDeviceConfigurationsRequest, _provisioning_pb2.ListDeviceConfigurationsResponse]
+    """A device's configuration history: every change a job made to it (apply, adjust,
+    rollback), each a versioned record, newest first, with whether a later rollback undid
+    it. A device nothing was ever applied to has an empty history (not NOT_FOUND: the fleet,
+    not provisioning, knows which devices exist).
+    """
 
 @_typing.type_check_only
 class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
@@ -116,6 +122,12 @@ class ProvisioningServiceAsyncStub(ProvisioningServiceStub):
     """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
     per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
     Publishes provisioning.feedback_recorded.
+    """
+    ListDeviceConfigurations: _aio.UnaryUnaryMultiCallable[_provisioning_pb2.ListDeviceConfigurationsRequest, _provisioning_pb2.ListDeviceConfigurationsResponse]  # type: ignore[assignment]
+    """A device's configuration history: every change a job made to it (apply, adjust,
+    rollback), each a versioned record, newest first, with whether a later rollback undid
+    it. A device nothing was ever applied to has an empty history (not NOT_FOUND: the fleet,
+    not provisioning, knows which devices exist).
     """
 
 class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -230,6 +242,18 @@ class ProvisioningServiceServicer(metaclass=_abc_1.ABCMeta):
         """The customer's satisfaction (1-5), comment and channel (the clerk, after the call). Once
         per order, on a completed job, as ConfirmActivation (FEEDBACK_ALREADY_RECORDED).
         Publishes provisioning.feedback_recorded.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeviceConfigurations(
+        self,
+        request: _provisioning_pb2.ListDeviceConfigurationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provisioning_pb2.ListDeviceConfigurationsResponse, _abc.Awaitable[_provisioning_pb2.ListDeviceConfigurationsResponse]]:
+        """A device's configuration history: every change a job made to it (apply, adjust,
+        rollback), each a versioned record, newest first, with whether a later rollback undid
+        it. A device nothing was ever applied to has an empty history (not NOT_FOUND: the fleet,
+        not provisioning, knows which devices exist).
         """
 
 def add_ProvisioningServiceServicer_to_server(servicer: ProvisioningServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
