@@ -72,8 +72,13 @@ class Service(Generic[R]):
         self.outbox = Outbox(self.name, self.outbox_table, clock)
         self.repositories = repositories
         creds = settings.nats_credentials_file
+        nats_user, nats_password = settings.nats_user_password()
         self.bus = EventBus(
-            settings.nats_url, name=self.name, credentials_file=str(creds) if creds else None
+            settings.nats_url,
+            name=self.name,
+            credentials_file=str(creds) if creds else None,
+            user=nats_user,
+            password=nats_password,
         )
         self.identity = configure_identity(
             self.name,
@@ -254,6 +259,7 @@ class Service(Generic[R]):
 
     async def _watch_health(self) -> None:
         serving: bool | None = None
+        served = False
         while not self.stop_event.is_set():
             ok = (
                 self._migrated.is_set()
@@ -265,11 +271,15 @@ class Service(Generic[R]):
             if ok != serving:
                 await self.grpc.set_serving(ok)
                 log.info("health", serving=ok)
-                if ok and serving is None:
+                if ok and not served:
                     _freeze_startup_heap()
+                    served = True
                 serving = ok
+            # Until it first serves, look again soon: migrating and connecting take a fraction
+            # of a second, and whoever waits for SERVING (a rollout, a test) waits on this.
+            interval = 1.0 if served else 0.05
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), timeout=1.0)
+                await asyncio.wait_for(self.stop_event.wait(), timeout=interval)
 
     async def _shutdown(
         self, running: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
