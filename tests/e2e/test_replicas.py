@@ -86,10 +86,14 @@ class Replicated:
 def second_replica(first: Proc) -> Proc:
     """The same command, database, NATS and settings as `first`, on another gRPC port."""
     port = free_port()
+    env = {**first.env, "ORDERLINE_GRPC_PORT": str(port)}
+    if "ORDERLINE_REPLICA_ID" in env:
+        # Each replica has its own name, as each pod has (device-monitor's leader lease).
+        env["ORDERLINE_REPLICA_ID"] += "-2"
     return Proc(
         f"{first.name}-2",
         list(first.command),
-        {**first.env, "ORDERLINE_GRPC_PORT": str(port)},
+        env,
         port,
         first.log.with_name(f"{first.name}-2.log"),
     )

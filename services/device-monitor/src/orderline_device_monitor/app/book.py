@@ -102,15 +102,17 @@ class HealthBook:
     async def wait_ready(self, limit_seconds: float = READY_WAIT_SECONDS) -> None:
         if self.ready.is_set():
             return
-        if not self.active:
-            # Balancers send nothing here (NOT_SERVING); a caller that came anyway retries.
-            raise Unavailable(
-                "this device-monitor replica is on standby; another one evaluates the fleet",
-                reason="STANDBY_REPLICA",
-            )
         try:
+            # Restoring, or about to lead (a replica starting alone takes the lease at once).
             await asyncio.wait_for(self.ready.wait(), timeout=limit_seconds)
         except TimeoutError:
+            if not self.active:
+                # Another replica leads and this one does not know where (or it just died):
+                # the caller retries, and a standby that knows the leader forwards.
+                raise Unavailable(
+                    "this device-monitor replica is on standby; another one evaluates the fleet",
+                    reason="STANDBY_REPLICA",
+                ) from None
             raise Unavailable(
                 "device health is still being restored from the database; retry shortly",
                 reason="HEALTH_STATE_LOADING",
