@@ -123,5 +123,9 @@ bench-devices: venv ## device-monitor: samples/s of one process, 10,000 devices;
 bench-compare: venv ## base (BASE=<rev>, default e7223e2) against this checkout, alternating runs
 	$(BIN)/python -m bench.compare --base $(BASE) $(BENCH_ARGS)
 
+.PHONY: nats-config
+nats-config: venv ## NATS users per service: passwords and the nats-server authorization block (NATS_CONFIG_OUT=var/nats-auth)
+	$(BIN)/python -m orderline_runtime.messaging.permissions --out $(or $(NATS_CONFIG_OUT),var/nats-auth)
+
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) var

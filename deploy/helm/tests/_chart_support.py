@@ -191,7 +191,12 @@ SCENARIOS: dict[str, Values] = {
     # Every Secret named by the operator; the chart creates none.
     "external-secrets": {
         "defaults": {
-            "nats": {"existingSecret": "ext-nats", "urlKey": "servers", "credentialsKey": "creds"},
+            "nats": {
+                "existingSecret": "ext-nats",
+                "urlKey": "servers",
+                "credentialsKey": "creds",
+                "passwordsSecret": "ext-nats-users",
+            },
             "auth": {"existingSecret": "ext-auth"},
         },
         "services": {

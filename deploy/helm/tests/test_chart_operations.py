@@ -377,6 +377,7 @@ def test_external_secrets_are_referenced_and_the_chart_creates_none() -> None:
     assert referenced == {
         ("ext-nats", "servers"),
         ("ext-nats", "creds"),
+        *(("ext-nats-users", f"{svc}.password") for svc in PORTS),
         ("ext-auth", "tokens.json"),
         ("ext-auth", "service-token"),
         ("ext-clerk", "token"),

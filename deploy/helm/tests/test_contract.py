@@ -52,6 +52,8 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "call_timeout_seconds": "a tuning knob; the default bounds every outgoing call",
     "database_lock_timeout_seconds": "a tuning knob with a safe default",
     "nats_credentials_file": "set when defaults.nats.credentialsKey is set",
+    "nats_user": "set when defaults.nats.passwordsSecret is set",
+    "nats_password_file": "set when defaults.nats.passwordsSecret is set",
     "auth_tokens_file": "set when defaults.auth.existingSecret is set",
     "service_token": "set when defaults.auth.existingSecret is set",
     "allow_development_tokens": "false; set only when defaults.auth.allowDevelopmentTokens is",
@@ -202,7 +204,13 @@ def test_every_setting_is_given_by_the_chart_or_has_a_right_default(name: str) -
 def test_secret_settings_are_given_once_their_secrets_are_named() -> None:
     for svc, deployment in of_kind(scenario("external-secrets"), "Deployment").items():
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
-        for field in ("nats_credentials_file", "auth_tokens_file", "service_token"):
+        for field in (
+            "nats_credentials_file",
+            "nats_user",
+            "nats_password_file",
+            "auth_tokens_file",
+            "service_token",
+        ):
             assert env_name(field) in env, (svc, field)
         if svc == "provisioning":
             # The voucher key and the earlier public keys: one Secret, mounted read-only.

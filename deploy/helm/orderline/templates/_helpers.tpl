@@ -221,6 +221,12 @@ migration Job so both see the same settings (the Job passes "container").
 - name: ORDERLINE_NATS_CREDENTIALS_FILE
   value: /etc/orderline/nats/nats.creds
 {{- end }}
+{{- if $svc.nats.passwordsSecret }}
+- name: ORDERLINE_NATS_USER
+  value: {{ .name | quote }}
+- name: ORDERLINE_NATS_PASSWORD_FILE
+  value: /etc/orderline/nats-user/secret
+{{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: ORDERLINE_AUTH_TOKENS_FILE
   value: /etc/orderline/auth/tokens.json
@@ -370,6 +376,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/nats
   readOnly: true
 {{- end }}
+{{- if .svc.nats.passwordsSecret }}
+- name: nats-user
+  mountPath: /etc/orderline/nats-user
+  readOnly: true
+{{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens
   mountPath: /etc/orderline/auth
@@ -415,6 +426,15 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ .svc.nats.credentialsKey }}
         path: nats.creds
+{{- end }}
+{{- if .svc.nats.passwordsSecret }}
+- name: nats-user
+  secret:
+    secretName: {{ .svc.nats.passwordsSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ printf "%s.password" .name }}
+        path: secret
 {{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens

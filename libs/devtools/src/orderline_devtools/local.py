@@ -108,8 +108,12 @@ class NatsServer:
         port: int | None = None,
         log_file: Path | None = None,
         spawn: Spawn = spawn_detached,
+        config_file: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
+        # A nats-server configuration (say, the services' users and permissions from
+        # `orderline nats-config`); the command line's address, port and JetStream store win.
+        self.config_file = config_file
         self.port = port or free_port()
         self.log_file = log_file or store_dir / "nats-server.log"
         self.spawn = spawn
@@ -130,6 +134,7 @@ class NatsServer:
                 "-js",
                 "-sd", str(self.store_dir),
                 "-l", str(self.log_file),
+                *(["-c", str(self.config_file)] if self.config_file else []),
             ]
         )  # fmt: skip
         try:

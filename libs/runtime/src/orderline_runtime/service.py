@@ -72,8 +72,13 @@ class Service(Generic[R]):
         self.outbox = Outbox(self.name, self.outbox_table, clock)
         self.repositories = repositories
         creds = settings.nats_credentials_file
+        nats_user, nats_password = settings.nats_user_password()
         self.bus = EventBus(
-            settings.nats_url, name=self.name, credentials_file=str(creds) if creds else None
+            settings.nats_url,
+            name=self.name,
+            credentials_file=str(creds) if creds else None,
+            user=nats_user,
+            password=nats_password,
         )
         self.identity = configure_identity(
             self.name,

@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
     database_lock_timeout_seconds: float = Field(default=5.0, gt=0)
     nats_url: str = "nats://127.0.0.1:4222"
     nats_credentials_file: Path | None = None
+    # The service's own NATS user (docs/security.md#service-identity): its password in a file
+    # (a Secret), the user named as the service unless set.
+    nats_user: str = ""
+    nats_password_file: Path | None = None
     auth_tokens_file: Path | None = None
     # Accept the well-known development tokens when no tokens file is set. Off by default: a
     # service with neither refuses to start; only `orderline up` and the tests turn it on.
@@ -101,6 +105,13 @@ class ServiceSettings(BaseSettings):
             refresh_seconds=self.auth_jwks_refresh_seconds,
             min_refresh_seconds=self.auth_jwks_min_refresh_seconds,
         )
+
+    def nats_user_password(self) -> tuple[str | None, str | None]:
+        """The NATS user and password, or (None, None) when no password file is set."""
+        if self.nats_password_file is None:
+            return None, None
+        password = self.nats_password_file.read_text().strip()
+        return self.nats_user or self.service_name, password
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 from collections.abc import Iterable
 
 import nats
@@ -12,16 +14,35 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 
 from orderline_runtime.logs import get_logger
+from orderline_runtime.messaging.permissions import inbox_prefix
 from orderline_runtime.messaging.streams import StreamSpec, all_streams
 
 log = get_logger(__name__)
 
 
+_SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 class EventBus:
-    def __init__(self, url: str, *, name: str, credentials_file: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        credentials_file: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
         self.name = name
         self.credentials_file = credentials_file
+        self.user = user
+        self.password = password
+        self.tls = tls
+        # Replies (JetStream's answers, pulled messages) arrive under the service's own inbox
+        # prefix, the one its NATS user may subscribe to (messaging/permissions.py).
+        self.inbox_prefix = inbox_prefix(name) if _SUBJECT_TOKEN.match(name) else "_INBOX"
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self.ready = asyncio.Event()
@@ -46,6 +67,10 @@ class EventBus:
                     servers=self.url.split(","),
                     name=self.name,
                     user_credentials=self.credentials_file,
+                    user=self.user,
+                    password=self.password,
+                    tls=self.tls,
+                    inbox_prefix=self.inbox_prefix,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
@@ -79,8 +104,13 @@ class EventBus:
             try:
                 await self.js.add_stream(config)
             except BadRequestError:
-                # Exists with another configuration (an older release): bring it up to date.
-                await self.js.update_stream(config)
+                # Exists with another configuration: its owner brings it up to date (an older
+                # or newer release of another service must not set it back, and may not: its
+                # NATS user can create the stream but not update it).
+                if spec.owner in ("", self.name):
+                    await self.js.update_stream(config)
+                else:
+                    log.info("stream left to its owner", stream=spec.name, owner=spec.owner)
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         await self.js.publish(subject, data, headers=headers)
