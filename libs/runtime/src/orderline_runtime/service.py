@@ -33,6 +33,7 @@ from orderline_runtime.rpc.auth import configure_identity
 from orderline_runtime.rpc.client import call_options
 from orderline_runtime.rpc.limits import WriteRateLimiter
 from orderline_runtime.rpc.server import GrpcServer
+from orderline_runtime.rpc.tls import set_client_tls
 from orderline_runtime.settings import ServiceSettings
 from orderline_runtime.telemetry import setup_tracing, shutdown_tracing
 from orderline_runtime.unit_of_work import SqlUnitOfWork
@@ -97,7 +98,10 @@ class Service(Generic[R]):
             write_rate=WriteRateLimiter(
                 settings.write_rate_per_principal, settings.write_burst_per_principal
             ),
+            tls=settings.tls_config(),
         )
+        # Every channel this process opens to a peer presents its certificate.
+        set_client_tls(settings.tls_config())
         self.relay = OutboxRelay(self.db, self.outbox, self.bus)
         self.consumers: list[EventConsumer] = []
         self._tasks: list[tuple[str, TaskFn, bool]] = []

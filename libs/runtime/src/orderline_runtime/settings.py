@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderline_runtime.rpc.auth import JwtConfig
+from orderline_runtime.rpc.tls import TlsConfig
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
@@ -62,6 +63,13 @@ class ServiceSettings(BaseSettings):
     auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
     # An unknown key id triggers a fetch at most this often.
     auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+    # Mutual TLS for gRPC (docs/security.md#service-identity): this process's certificate and
+    # key (served, and presented on its own calls) and the CA that signs its peers'. Unset:
+    # plaintext. Client certificates are required unless turned off on purpose.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_require_client_auth: bool = Field(default=True, validate_default=True)
     trace_dir: Path = Path("var/traces")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     migrate_on_start: bool = True
@@ -104,6 +112,35 @@ class ServiceSettings(BaseSettings):
             fetch_timeout_seconds=self.auth_jwks_timeout_seconds,
             refresh_seconds=self.auth_jwks_refresh_seconds,
             min_refresh_seconds=self.auth_jwks_min_refresh_seconds,
+        )
+
+    @field_validator("tls_require_client_auth")
+    @classmethod
+    def _tls_complete(cls, require: bool, info: ValidationInfo) -> bool:
+        # Half a TLS configuration would serve plaintext where TLS was meant: refused at start.
+        # Checked here, on the last TLS field (the others are validated before it), so the
+        # error names settings, never echoes the whole environment.
+        cert, key, ca = (info.data.get(f"tls_{n}_file") for n in ("cert", "key", "ca"))
+        if (cert is None) != (key is None):
+            raise ValueError("ORDERLINE_TLS_CERT_FILE and ORDERLINE_TLS_KEY_FILE go together")
+        if ca is not None and cert is None:
+            raise ValueError("ORDERLINE_TLS_CA_FILE needs ORDERLINE_TLS_CERT_FILE and _KEY_FILE")
+        if cert is not None and require and ca is None:
+            raise ValueError(
+                "client certificates are required (the default with TLS): set "
+                "ORDERLINE_TLS_CA_FILE to the CA that signs them, or this to false on purpose"
+            )
+        return require
+
+    def tls_config(self) -> TlsConfig | None:
+        """None when no certificate is set: gRPC stays plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return TlsConfig(
+            cert_file=self.tls_cert_file,
+            key_file=self.tls_key_file,
+            ca_file=self.tls_ca_file,
+            require_client_auth=self.tls_require_client_auth,
         )
 
     def nats_user_password(self) -> tuple[str | None, str | None]:

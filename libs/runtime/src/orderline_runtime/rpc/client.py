@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry.trace import SpanKind, StatusCode
 
+from orderline_runtime.rpc.tls import TlsConfig, client_tls
 from orderline_runtime.telemetry import inject_current, tracer
 
 T = TypeVar("T")
@@ -22,9 +23,13 @@ T = TypeVar("T")
 _OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """A channel to a peer; calls on it are traced by `traced_call`."""
-    return grpc.aio.insecure_channel(address, options=_OPTIONS)
+def open_channel(address: str, tls: TlsConfig | None = None) -> grpc.aio.Channel:
+    """A channel to a peer; calls on it are traced by `traced_call`. With `tls` (by default
+    the process's own, `set_client_tls`) it is mutual TLS; otherwise plaintext."""
+    tls = tls or client_tls()
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=_OPTIONS)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=_OPTIONS)
 
 
 def call_options(token: str, timeout: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
 from orderline_runtime.rpc.limits import WriteRateLimiter
+from orderline_runtime.rpc.tls import TlsConfig
 
 # The health status a liveness probe asks: SERVING from start until shutdown, whatever the
 # database or NATS do, so an outage takes pods out of rotation (readiness, the server-wide
@@ -37,7 +38,11 @@ class GrpcServer:
         max_message_bytes: int = 1024 * 1024,
         max_text_chars: int = 2000,
         write_rate: WriteRateLimiter | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
+        # With tls, only TLS (and, when it requires them, clients with a certificate signed by
+        # its CA) is served; without, plaintext as in development.
+        self.tls = tls
         # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing;
         # a request larger than max_message_bytes is refused the same way, before it is decoded.
         self.server = grpc.aio.server(
@@ -68,7 +73,10 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.tls is None:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        else:
+            self.port = self.server.add_secure_port(f"{host}:{port}", self.tls.server_credentials())
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {host}:{port}")
         await self.set_serving(False)

@@ -1,0 +1,59 @@
+"""Optional mutual TLS for gRPC between the services (docs/security.md#service-identity).
+
+One certificate per process (its key, its chain) and the CA that signs its peers': the server
+presents the certificate and, with `require_client_auth`, accepts only clients presenting one
+signed by the CA; outgoing channels present the same certificate and check the server's
+against the CA (and the address's host name against the certificate's names). Without a
+certificate everything stays plaintext, as in development.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+    # The CA whose signature a peer's certificate must carry; None: the system's roots for
+    # servers, and no client certificates asked for.
+    ca_file: Path | None = None
+    require_client_auth: bool = True
+
+    def __post_init__(self) -> None:
+        if self.require_client_auth and self.ca_file is None:
+            raise ValueError("requiring client certificates needs the CA that signs them")
+
+    def _read(self) -> tuple[bytes, bytes, bytes | None]:
+        ca = self.ca_file.read_bytes() if self.ca_file is not None else None
+        return self.cert_file.read_bytes(), self.key_file.read_bytes(), ca
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        cert, key, ca = self._read()
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=self.require_client_auth
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        cert, key, ca = self._read()
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+
+
+# The process's own identity for its outgoing channels, set once at start by the service (or
+# a simulator) from its settings: every channel it opens presents it, wherever it is opened.
+_client_tls: TlsConfig | None = None
+
+
+def set_client_tls(config: TlsConfig | None) -> None:
+    global _client_tls
+    _client_tls = config
+
+
+def client_tls() -> TlsConfig | None:
+    return _client_tls
