@@ -145,6 +145,8 @@ async def test_a_hold_mid_step_stops_the_job_at_its_boundary_and_the_resume_does
     assert "waits at test until the order is resumed" in job.detail
     assert job.id not in await fallout_ids(provisioning.address)
     # The configuration applied is kept and told; no job_held: intake held the order itself.
+    # (The outbox publishes after the commit the job's state shows: wait for the event.)
+    await bus.wait_for_event(order_id, "provisioning.device_configured")
     assert [e.type for e in await bus.provisioning_events(order_id)] == [
         "provisioning.job_started",
         "provisioning.prechecks_passed",
