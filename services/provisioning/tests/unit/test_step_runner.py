@@ -172,6 +172,21 @@ def runner_for(fake: FakePeers, clock: Clock) -> StepRunner:
     return StepRunner(peers, policy, signer=SIGNER, clock=clock, entropy=lambda n: b"\x07" * n)
 
 
+async def run_tests(runner: StepRunner, job: Job) -> StepOutcome:
+    """The test step through its adjustment loop, as the worker chains it: each run is one
+    commit (a round decided, an adjustment applied), merged here into one outcome."""
+    merged = StepOutcome()
+    while True:
+        out = await runner.run(job)
+        merged.events += out.events
+        merged.test_runs += out.test_runs
+        merged.config_records += out.config_records
+        if out.test_results is not None:
+            merged.test_results = out.test_results
+        if job.adjustment is None or not job.runnable or job.step is not Step.TEST:
+            return merged
+
+
 def new_job(step: Step = Step.PRECHECKS, *, certified: bool = True) -> Job:
     job = Job("job-1", "ord-1", "CPE-0001", "broadband_install", "300M", "zh-CN", created_at=T0)
     job.operator, job.operator_certified = "provisioning", certified
@@ -245,7 +260,7 @@ async def test_a_test_failing_after_the_loop_puts_the_job_in_fallout_without_rol
     fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version, job.base_config_version = 5, 3
-    out = await runner.run(job)
+    out = await run_tests(runner, job)
     assert out.event_types == ["provisioning.job_held"]
     # The security adjustment was applied and the tests run again; the device keeps the
     # job's configuration while a person decides (retry, skip, roll back, abort).
@@ -365,7 +380,7 @@ async def test_a_failed_test_is_adjusted_and_passes_on_the_next_round() -> None:
     fake, clock = FakePeers(fixable_kinds={TestKind.ENVIRONMENTAL}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
-    out = await runner.run(job)
+    out = await run_tests(runner, job)
     assert out.event_types == ["provisioning.tests_passed"]
     assert fake.applies == {"job-1:adjust:1": 1} and not fake.rollbacks
     assert fake.settings.items() >= first_adjustment(TestKind.ENVIRONMENTAL).items()
@@ -388,7 +403,7 @@ async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_falls
     fake, clock = FakePeers(failing_kinds={TestKind.ENVIRONMENTAL}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
-    out = await runner.run(job)
+    out = await run_tests(runner, job)
     # broadband-full: 3 rounds, environmental has two adjustments.
     assert fake.applies == {"job-1:adjust:1": 1, "job-1:adjust:2": 1}
     assert {r.round for r in out.test_runs} == {1, 2, 3}
@@ -438,7 +453,7 @@ async def test_a_retried_test_step_numbers_its_rounds_after_those_recorded() -> 
     fake, clock = FakePeers(failing_kinds={TestKind.SECURITY}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
-    await runner.run(job)
+    await run_tests(runner, job)
     assert job.state is JobState.HELD and job.rounds_done == 2
     fake.failing_kinds, fake.tests_run = set(), []
     fallout.retry(job, clock.now)
@@ -456,7 +471,7 @@ async def test_a_skipped_test_is_not_run_again_and_named_in_tests_passed() -> No
     fake, clock = FakePeers(failing_kinds={TestKind.SECURITY, TestKind.PERFORMANCE}), Clock()
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
-    await runner.run(job)
+    await run_tests(runner, job)
     fallout.skip(job, "security", "model has no management port", "eng-1", clock.now)
     fallout.skip(job, "security", "agreed", "eng-2", clock.now)  # four-eyes
     fake.failing_kinds, fake.tests_run = set(), []
@@ -604,3 +619,32 @@ async def test_a_termination_says_the_service_stopped_and_a_relocation_names_the
         job.advance(T0)
     await runner.run(job)
     assert "now active at your new address, 1 Zhongguancun St" in fake.sends[-1][3]
+
+
+async def test_each_change_of_the_adjustment_loop_is_its_own_commit() -> None:
+    """A failing round commits the adjustment decided before the device gets it; the next run
+    applies and records it; the next tests again. A process killed after the apply resumes
+    with the adjustment in hand: its key again, recorded once."""
+    fake, clock = FakePeers(fixable_kinds={TestKind.ENVIRONMENTAL}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+
+    decided = await runner.run(job)
+    assert (job.state, job.step, job.rounds_done) == (JobState.RUNNING, Step.TEST, 1)
+    assert job.adjustment is not None and not job.adjustment.applied
+    assert job.adjustment.key == "job-1:adjust:1" and not fake.applies
+    assert {r.round for r in decided.test_runs} == {1} and not decided.config_records
+    assert decided.events == [] and decided.test_results is None
+    assert job.next_attempt_at == clock.now  # the worker chains it at once
+
+    applied = await runner.run(job)
+    assert fake.applies == {"job-1:adjust:1": 1} and not fake.tests_run[5:]
+    [record] = applied.config_records
+    assert (record.operation, record.idempotency_key) == ("adjust", "job-1:adjust:1")
+    assert job.adjustment is not None and job.adjustment.applied
+    assert job.config_version == record.config_version and applied.test_runs == []
+
+    tested = await runner.run(job)
+    assert tested.event_types == ["provisioning.tests_passed"]
+    assert {r.round for r in tested.test_runs} == {2} and job.adjustment is None
+    assert job.step is Step.ACTIVATE and job.rounds_done == 2

@@ -30,6 +30,7 @@ from orderline_provisioning.domain.confirmation import Confirmation, Feedback
 from orderline_provisioning.domain.device_health import DeviceAlarm, DeviceWord
 from orderline_provisioning.domain.job import (
     DEVICE_HOLD_REASONS,
+    AdjustmentInHand,
     Finding,
     Job,
     SkippedTest,
@@ -202,6 +203,7 @@ def _job_values(job: Job) -> dict[str, Any]:
             {k: t.to_record() for k, t in job.skipped_tests.items()} if job.skipped_tests else None
         ),
         "rounds_done": job.rounds_done,
+        "adjustment": job.adjustment.to_record() if job.adjustment is not None else None,
         "recheck_fitness": job.recheck_fitness,
     }
 
@@ -1020,6 +1022,7 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
             k: SkippedTest.from_record(v) for k, v in (row["skipped_tests"] or {}).items()
         },
         rounds_done=row["rounds_done"] or 0,
+        adjustment=AdjustmentInHand.from_record(row.get("adjustment")),
         recheck_fitness=bool(row.get("recheck_fitness")),
         person_hold_reason=row.get("person_hold_reason") or "",
         person_hold_by=row.get("person_hold_by") or "",

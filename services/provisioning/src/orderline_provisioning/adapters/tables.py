@@ -95,6 +95,9 @@ jobs = Table(
     Column("person_hold_by", String(64), nullable=False, server_default=""),
     Column("person_held_at", UTCDateTime, nullable=True),
     Column("person_hold_version", BigInteger, nullable=False, server_default="0"),
+    # Migration 0010: the adjustment loop's position between its commits (domain/job.py
+    # AdjustmentInHand); NULL when no loop runs.
+    Column("adjustment", JSON, nullable=True),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )

@@ -40,7 +40,12 @@ from orderline_provisioning.domain.config import (
     rollback_target,
 )
 from orderline_provisioning.domain.device_health import needs_fitness
-from orderline_provisioning.domain.job import Job, TestResult, rejected_reason
+from orderline_provisioning.domain.job import (
+    AdjustmentInHand,
+    Job,
+    TestResult,
+    rejected_reason,
+)
 from orderline_provisioning.domain.judging import judge, next_adjustment
 from orderline_provisioning.domain.notification import (
     CUSTOMER_NOT_REACHED,
@@ -340,23 +345,41 @@ class StepRunner:
     async def _test(self, job: Job, out: StepOutcome) -> None:
         """The tests of the business type's profile, each judged against it with what the
         device measured; failures run the adjustment loop (apply the profile's adjustment,
-        test again) up to the profile's rounds, then the job fails after a rollback."""
+        test again) up to the profile's rounds, then the job waits for a person.
+
+        Each change the loop makes to the device is its own commit (domain/job.py
+        AdjustmentInHand): a failing round commits its results with the adjustment decided;
+        the next run applies it and commits that; the next runs the next round. A process
+        killed anywhere resumes where the device is, and records every change it made."""
         catalogue = load_catalogue()
         business = catalogue.get(job.business_type)
         profile = business.test_profile if business is not None else None
+        template = business.config_template if business is not None else ""
+        in_hand = job.adjustment
+        if in_hand is not None and not in_hand.applied:
+            # Decided and committed by the run before: the device gets it now (or got it just
+            # before a crash: the same key is a no-op there), and it is recorded once.
+            applied = await self.peers.agent.apply_config(
+                job.device_id, in_hand.key, in_hand.settings
+            )
+            self._record(
+                job, out, ConfigOperation.ADJUST, in_hand.key, applied, template, in_hand.settings
+            )
+            job.adjustment = dataclasses.replace(in_hand, applied=True)
+            job.stay(self.clock())
+            return
         # Tests skipped from the fallout queue (asked and approved) are not run again.
         kinds = (
             [TestKind(k) for k in profile.tests if k not in job.skipped_kinds]
             if profile is not None
             else []
         )
-        round_no = 1
-        # A retried job's rounds are numbered after those already recorded (keys and rows).
-        first = job.rounds_done
+        # The loop's round; recorded rounds are numbered after those already recorded (a
+        # fallout retry's keys and rows are new).
+        round_no = in_hand.round + 1 if in_hand is not None else 1
+        recorded = job.rounds_done + 1
         results: list[TestResult] = []
-        while kinds and profile is not None:
-            results = []
-            recorded = first + round_no
+        if kinds and profile is not None:
             for kind in kinds:
                 # Round 1 keeps the key of the jobs before the loop existed.
                 extra = kind.value if recorded == 1 else f"{kind.value}:{recorded}"
@@ -366,26 +389,28 @@ class StepRunner:
                 spec = profile.specs.get(kind.value)
                 results.append(judge(reading, spec, catalogue.measurements, recorded))
             adjustment = next_adjustment(profile, results, round_no)
-            if adjustment is None:
-                out.test_runs.extend(results)
-                break
-            out.test_runs.extend(
-                dataclasses.replace(r, adjustment=adjustment.by_kind.get(r.kind, {}))
-                for r in results
-            )
-            key = idempotency_key(job.id, "adjust", str(first + round_no))
-            log.info(
-                "tests failed; adjusting",
-                job_id=job.id,
-                round=round_no,
-                failed=sorted(adjustment.by_kind),
-            )
-            applied = await self.peers.agent.apply_config(job.device_id, key, adjustment.settings)
-            template = business.config_template if business is not None else ""
-            self._record(
-                job, out, ConfigOperation.ADJUST, key, applied, template, adjustment.settings
-            )
-            round_no += 1
+            if adjustment is not None:
+                # Committed before the device gets it (the next run applies it).
+                out.test_runs.extend(
+                    dataclasses.replace(r, adjustment=adjustment.by_kind.get(r.kind, {}))
+                    for r in results
+                )
+                log.info(
+                    "tests failed; adjusting",
+                    job_id=job.id,
+                    round=round_no,
+                    failed=sorted(adjustment.by_kind),
+                )
+                job.rounds_done = recorded
+                job.adjustment = AdjustmentInHand(
+                    idempotency_key(job.id, "adjust", str(recorded)),
+                    round_no,
+                    dict(adjustment.settings),
+                )
+                job.stay(self.clock())
+                return
+            out.test_runs.extend(results)
+        job.adjustment = None
         failed = [r for r in results if not r.passed]
         invalid = [r for r in failed if r.invalid]
         if invalid:
@@ -442,6 +467,8 @@ class StepRunner:
         one key per job) and records it; None when the job never changed the device. For the
         test step's failure and the cancel step; the fallout queue may call it too."""
         target = rollback_target(job.base_config_version, job.config_version)
+        # Whatever the adjustment loop had in hand is undone with the rest.
+        job.adjustment = None
         if target is None:
             return None
         key = idempotency_key(job.id, "rollback") + job.key_suffix

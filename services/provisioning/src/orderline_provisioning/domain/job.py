@@ -103,6 +103,42 @@ class TestResult:
 
 
 @dataclass(frozen=True)
+class AdjustmentInHand:
+    """The adjustment loop's position between its commits: after a failing round the job
+    commits the adjustment it decided (with the round's results) before the device gets it,
+    then the apply (`applied`), then the next round. A process killed after the device applied
+    it resumes here: the same key again (a no-op on the device), recorded once, and the next
+    round is tested on the adjusted device. Without this, the repeat of the whole loop found
+    the device already adjusted, passed at round 1 and never recorded the adjustment."""
+
+    key: str
+    # The loop's round (1-based, counted from the loop's start) after which it is applied.
+    round: int
+    settings: Mapping[str, str]
+    applied: bool = False
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "round": self.round,
+            "settings": dict(self.settings),
+            "applied": self.applied,
+        }
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, object] | None) -> AdjustmentInHand | None:
+        if not raw:
+            return None
+        settings = raw.get("settings")
+        return cls(
+            key=str(raw["key"]),
+            round=int(str(raw["round"])),
+            settings=dict(settings) if isinstance(settings, Mapping) else {},
+            applied=bool(raw.get("applied")),
+        )
+
+
+@dataclass(frozen=True)
 class SkippedTest:
     """A test an engineer asked to skip from the fallout queue, with who and why; skipped only
     once another engineer approved it (four-eyes: domain/fallout.py)."""
@@ -209,6 +245,8 @@ class Job:
     fallout_retries: int = 0
     skipped_tests: Mapping[str, SkippedTest] = field(default_factory=dict)
     rounds_done: int = 0
+    # The adjustment loop's position while it runs (None otherwise; migration 0010).
+    adjustment: AdjustmentInHand | None = None
     # Resumed after a device hold (or retried by a person): CheckFitness is asked again before
     # the next device step (domain/device_health.py).
     recheck_fitness: bool = False
@@ -266,6 +304,16 @@ class Job:
         if self.step is Step.DONE:
             self.state = JobState.COMPLETED
         return self.step
+
+    def stay(self, now: datetime) -> None:
+        """The step made progress it committed and goes on at once (the adjustment loop, one
+        commit per change to the device)."""
+        self._require_running()
+        self.step_attempts = 0
+        self.reason = ""
+        self.detail = ""
+        self.next_attempt_at = now
+        self.updated_at = now
 
     @property
     def rolled_back(self) -> bool:
