@@ -6,6 +6,8 @@ Settings come from the environment the test pod sets:
   ORDERLINE_TEST_ORDER     JSON {"businessType", "plan", "device", "timeoutSeconds"}, or
                            absent to check health only
   ORDERLINE_TOKEN          a clerk's bearer token
+  ORDERLINE_TEST_TLS_DIR   with mutual TLS: a directory holding tls.crt, tls.key and ca.crt,
+                           a client certificate the services' CA signed; absent: plaintext
 Exit code 0 when all is well; 1 with the reason otherwise.
 """
 
@@ -16,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import grpc
@@ -23,6 +26,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 HEALTH_WAIT_SECONDS = 60
 SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def channel_to(address: str) -> grpc.Channel:
+    """Mutual TLS when the pod was given a client certificate, else plaintext."""
+    tls_dir = os.environ.get("ORDERLINE_TEST_TLS_DIR")
+    if not tls_dir:
+        return grpc.insecure_channel(address)
+    cert, key, ca = (Path(tls_dir, name).read_bytes() for name in ("tls.crt", "tls.key", "ca.crt"))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+    return grpc.secure_channel(address, credentials)
 
 
 def fail(message: str) -> NoReturn:
@@ -35,7 +50,7 @@ def check_health(services: dict[str, str]) -> None:
     for name, address in sorted(services.items()):
         deadline = time.monotonic() + HEALTH_WAIT_SECONDS
         status = "no answer"
-        with grpc.insecure_channel(address) as channel:
+        with channel_to(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:
@@ -86,7 +101,7 @@ def send_order(intake: str, order: dict[str, object], token: str) -> None:
         order_pb2.ORDER_STATE_FAILED,
         order_pb2.ORDER_STATE_PENDING,
     }
-    with grpc.insecure_channel(intake) as channel:
+    with channel_to(intake) as channel:
         stub = order_pb2_grpc.OrderServiceStub(channel)
         try:
             created = stub.CreateOrder(request, metadata=metadata, timeout=10).order

@@ -70,6 +70,11 @@ spec:
             - name: grpc
               containerPort: {{ int $svc.port }}
               protocol: TCP
+            {{- if $svc.tls.existingSecret }}
+            - name: health
+              containerPort: {{ int $svc.tls.healthPort }}
+              protocol: TCP
+            {{- end }}
             {{- if $svc.metrics.enabled }}
             - name: metrics
               containerPort: {{ int $svc.metrics.port }}
@@ -108,7 +113,8 @@ spec:
 {{/* A native gRPC probe against the standard grpc.health.v1 service. */}}
 {{- define "orderline.probe" -}}
 grpc:
-  port: {{ int .svc.port }}
+  {{- /* The kubelet's gRPC probes cannot speak TLS: with TLS, the plaintext health port. */}}
+  port: {{ ternary (int .svc.tls.healthPort) (int .svc.port) (not (empty .svc.tls.existingSecret)) }}
   {{- with .probe.service }}
   service: {{ . | quote }}
   {{- end }}

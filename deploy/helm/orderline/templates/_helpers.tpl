@@ -221,6 +221,18 @@ migration Job so both see the same settings (the Job passes "container").
 - name: ORDERLINE_NATS_CREDENTIALS_FILE
   value: /etc/orderline/nats/nats.creds
 {{- end }}
+{{- if $svc.tls.existingSecret }}
+- name: ORDERLINE_TLS_CERT_FILE
+  value: /etc/orderline/tls/tls.crt
+- name: ORDERLINE_TLS_KEY_FILE
+  value: /etc/orderline/tls/tls.key
+- name: ORDERLINE_TLS_CA_FILE
+  value: /etc/orderline/tls/ca.crt
+- name: ORDERLINE_TLS_REQUIRE_CLIENT_AUTH
+  value: {{ $svc.tls.requireClientAuth | quote }}
+- name: ORDERLINE_HEALTH_PORT
+  value: {{ int $svc.tls.healthPort | quote }}
+{{- end }}
 {{- if $svc.nats.passwordsSecret }}
 - name: ORDERLINE_NATS_USER
   value: {{ .name | quote }}
@@ -381,6 +393,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/nats-user
   readOnly: true
 {{- end }}
+{{- if .svc.tls.existingSecret }}
+- name: tls
+  mountPath: /etc/orderline/tls
+  readOnly: true
+{{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens
   mountPath: /etc/orderline/auth
@@ -435,6 +452,19 @@ carries no development-token setting at all. */}}
     items:
       - key: {{ printf "%s.password" .name }}
         path: secret
+{{- end }}
+{{- if .svc.tls.existingSecret }}
+- name: tls
+  secret:
+    secretName: {{ .svc.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.tls.certKey }}
+        path: tls.crt
+      - key: {{ .svc.tls.keyKey }}
+        path: tls.key
+      - key: {{ .svc.tls.caKey }}
+        path: ca.crt
 {{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens

@@ -187,7 +187,11 @@ class Service(Generic[R]):
                 loop.remove_signal_handler(sig)
 
     async def _serve(self) -> None:
-        port = await self.grpc.start(self.settings.grpc_host, self.settings.resolved_grpc_port())
+        port = await self.grpc.start(
+            self.settings.grpc_host,
+            self.settings.resolved_grpc_port(),
+            health_port=self.settings.health_port,
+        )
         print(f"{self.name} listening on {self.settings.grpc_host}:{port}", flush=True)
         log.info("grpc listening", port=port)
         running = [

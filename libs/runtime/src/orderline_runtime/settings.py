@@ -70,6 +70,9 @@ class ServiceSettings(BaseSettings):
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
     tls_require_client_auth: bool = Field(default=True, validate_default=True)
+    # A plaintext port answering grpc.health.v1 only, for probes that cannot speak TLS (the
+    # kubelet's); unset: none (health is on the gRPC port, as always).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
     trace_dir: Path = Path("var/traces")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     migrate_on_start: bool = True

@@ -144,3 +144,29 @@ def test_settings_refuse_half_a_tls_configuration(
     for name in ("CERT", "KEY"):
         monkeypatch.delenv(f"ORDERLINE_TLS_{name}_FILE")
     assert ServiceSettings().tls_config() is None
+
+
+async def test_the_health_port_answers_plaintext_probes_and_nothing_else(
+    ca: Authority, tmp_path: Path
+) -> None:
+    grpc_server = GrpcServer(
+        authenticator=TokenAuthenticator.development(),
+        policy={},
+        max_concurrent_rpcs=8,
+        tls=issue(ca, tmp_path / "server", "intake"),
+    )
+    await grpc_server.start("127.0.0.1", 0, health_port=0)
+    try:
+        probe = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.health_port}")
+        assert await check(probe) == health_pb2.HealthCheckResponse.NOT_SERVING
+        await grpc_server.set_serving(True)
+        probe = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.health_port}")
+        assert await check(probe) == health_pb2.HealthCheckResponse.SERVING
+        # Only health there: the services' RPCs stay behind mutual TLS.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.health_port}") as channel:
+            get_order = channel.unary_unary("/orderline.order.v1.OrderService/GetOrder")
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await get_order(b"", timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await grpc_server.stop(0)

@@ -62,6 +62,10 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
         self.port = 0
+        # A plaintext port serving grpc.health.v1 only (the same statuses), for probes that
+        # cannot speak TLS: the kubelet's native gRPC probes. Started only when asked for.
+        self.health_server: grpc.aio.Server | None = None
+        self.health_port = 0
 
     def add_service(
         self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
@@ -69,7 +73,7 @@ class GrpcServer:
         add_to_server(servicer, self.server)
         self.service_names.append(full_name)
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, health_port: int | None = None) -> int:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
@@ -82,6 +86,13 @@ class GrpcServer:
         await self.set_serving(False)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
+        if health_port is not None:
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_port = self.health_server.add_insecure_port(f"{host}:{health_port}")
+            if self.health_port == 0:
+                raise OSError(f"cannot bind the health port to {host}:{health_port}")
+            await self.health_server.start()
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
@@ -96,4 +107,6 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         # NOT_SERVING for every service, and no later set() can flip it back to SERVING.
         await self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.server.stop(grace)
