@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,25 +27,55 @@ _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 def readings_from_proto(samples: Sequence[device_pb2.TelemetrySample]) -> list[Reading]:
     """Samples to readings; a Timestamp outside its documented range is a malformed message
-    (a client bug, not a device reading), so the stream is refused naming each such field."""
+    (a client bug, not a device reading), so the stream is refused naming each such field.
+
+    A fleet samples its devices at the same moment: each distinct time of the batch is checked
+    and turned into a datetime once, not once per sample (that took about a quarter of the
+    conversion)."""
     problems = Violations()
+    times: dict[tuple[int, int], datetime | None] = {}
+    readings: list[Reading] = []
     for i, sample in enumerate(samples):
-        if sample.HasField("observed_at") and not _valid_timestamp(sample.observed_at):
-            problems.add(f"samples[{i}].observed_at", "not a valid timestamp")
+        at: datetime | None = None
+        if sample.HasField("observed_at"):
+            stamp = sample.observed_at
+            key = (stamp.seconds, stamp.nanos)
+            if key in times:
+                at = times[key]
+            else:
+                at = times[key] = _as_datetime(key) if _valid_timestamp(key) else None
+            if at is None:
+                problems.add(f"samples[{i}].observed_at", "not a valid timestamp")
+                continue
+        readings.append(_reading(sample, at))
     problems.raise_if_any()
-    return [reading_from_proto(s) for s in samples]
+    return readings
 
 
-def _valid_timestamp(ts: Timestamp) -> bool:
-    return _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos <= 999_999_999
+def _valid_timestamp(key: tuple[int, int]) -> bool:
+    return _MIN_SECONDS <= key[0] <= _MAX_SECONDS and 0 <= key[1] <= 999_999_999
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _as_datetime(key: tuple[int, int]) -> datetime:
+    """What Timestamp.ToDatetime(tzinfo=UTC) gives (nanoseconds cut to microseconds)."""
+    return _EPOCH + timedelta(seconds=key[0], microseconds=key[1] // 1000)
 
 
 def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:
+    """One sample (its time assumed valid: readings_from_proto checks a stream's)."""
+    at = None
+    if sample.HasField("observed_at"):
+        at = _as_datetime((sample.observed_at.seconds, sample.observed_at.nanos))
+    return _reading(sample, at)
+
+
+def _reading(sample: device_pb2.TelemetrySample, observed_at: datetime | None) -> Reading:
     return Reading(
         device_id=sample.device_id,
-        observed_at=(
-            sample.observed_at.ToDatetime(tzinfo=UTC) if sample.HasField("observed_at") else None
-        ),
+        observed_at=observed_at,
         noise_db=sample.noise_db,
         vibration_mm_s=sample.vibration_mm_s,
         display_ok=sample.display_ok,
