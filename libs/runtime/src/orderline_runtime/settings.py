@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderline_runtime.rpc.auth import JwtConfig
-from orderline_runtime.rpc.tls import TlsConfig
+from orderline_runtime.rpc.tls import TlsConfig, tls_from_settings
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
@@ -120,30 +120,19 @@ class ServiceSettings(BaseSettings):
     @field_validator("tls_require_client_auth")
     @classmethod
     def _tls_complete(cls, require: bool, info: ValidationInfo) -> bool:
-        # Half a TLS configuration would serve plaintext where TLS was meant: refused at start.
-        # Checked here, on the last TLS field (the others are validated before it), so the
-        # error names settings, never echoes the whole environment.
-        cert, key, ca = (info.data.get(f"tls_{n}_file") for n in ("cert", "key", "ca"))
-        if (cert is None) != (key is None):
-            raise ValueError("ORDERLINE_TLS_CERT_FILE and ORDERLINE_TLS_KEY_FILE go together")
-        if ca is not None and cert is None:
-            raise ValueError("ORDERLINE_TLS_CA_FILE needs ORDERLINE_TLS_CERT_FILE and _KEY_FILE")
-        if cert is not None and require and ca is None:
-            raise ValueError(
-                "client certificates are required (the default with TLS): set "
-                "ORDERLINE_TLS_CA_FILE to the CA that signs them, or this to false on purpose"
-            )
+        # Half a TLS configuration is refused at start. Checked here, on the last TLS field
+        # (the others are validated before it), so the error names settings and never echoes
+        # the whole environment.
+        data = info.data
+        tls_from_settings(
+            data.get("tls_cert_file"), data.get("tls_key_file"), data.get("tls_ca_file"), require
+        )
         return require
 
     def tls_config(self) -> TlsConfig | None:
         """None when no certificate is set: gRPC stays plaintext."""
-        if self.tls_cert_file is None or self.tls_key_file is None:
-            return None
-        return TlsConfig(
-            cert_file=self.tls_cert_file,
-            key_file=self.tls_key_file,
-            ca_file=self.tls_ca_file,
-            require_client_auth=self.tls_require_client_auth,
+        return tls_from_settings(
+            self.tls_cert_file, self.tls_key_file, self.tls_ca_file, self.tls_require_client_auth
         )
 
     def nats_user_password(self) -> tuple[str | None, str | None]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _tls_support import Authority, issue, make_ca
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderline_devtools.certificates import Authority, issue, make_ca
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.client import open_channel
 from orderline_runtime.rpc.server import GrpcServer

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderline_runtime.rpc.tls import TlsConfig, tls_from_settings
 from orderline_simulators.common.logs import LOG_LEVELS
 
 ENV_PREFIX = "ORDERLINE_"
@@ -20,6 +22,26 @@ class SimulatorSettings(BaseSettings):
 
     log_level: str = "INFO"
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300, allow_inf_nan=False)
+    # Mutual TLS, as the services (docs/security.md#grpc-mutual-tls): the simulator serves
+    # TLS only, and its own calls (the fleet's telemetry stream) present the certificate.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_require_client_auth: bool = Field(default=True, validate_default=True)
+
+    @field_validator("tls_require_client_auth")
+    @classmethod
+    def _tls_complete(cls, require: bool, info: ValidationInfo) -> bool:
+        data = info.data
+        tls_from_settings(
+            data.get("tls_cert_file"), data.get("tls_key_file"), data.get("tls_ca_file"), require
+        )
+        return require
+
+    def tls_config(self) -> TlsConfig | None:
+        return tls_from_settings(
+            self.tls_cert_file, self.tls_key_file, self.tls_ca_file, self.tls_require_client_auth
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod

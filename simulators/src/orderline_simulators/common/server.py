@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orderline_runtime.rpc.tls import TlsConfig
 from orderline_simulators.common.logs import get_logger
 
 log = get_logger("server")
@@ -32,6 +33,8 @@ class ServerSpec:
     register: Callable[[grpc.aio.Server], None]
     grace_seconds: float = 10.0
     background: Sequence[BackgroundJob] = field(default_factory=tuple)
+    # Mutual TLS (the services' certificates and CA); None: plaintext.
+    tls: TlsConfig | None = None
 
 
 class BindError(RuntimeError):
@@ -56,7 +59,10 @@ class SimulatorServer:
         reflection.enable_server_reflection(names, self.server)
         address = f"{spec.host}:{spec.port}"
         try:
-            self.port = self.server.add_insecure_port(address)
+            if spec.tls is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, spec.tls.server_credentials())
         except RuntimeError as exc:
             raise BindError(f"cannot listen on {address}: {exc}") from exc
         if self.port == 0:

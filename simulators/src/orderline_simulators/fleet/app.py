@@ -35,6 +35,7 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
             target=settings.telemetry_target,
             interval_seconds=settings.telemetry_interval_seconds,
             token=settings.service_token,
+            tls=settings.tls_config(),
         )
         background.append(streamer.run)
     log.info(
@@ -52,6 +53,7 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
         register=register,
         grace_seconds=settings.shutdown_grace_seconds,
         background=background,
+        tls=settings.tls_config(),
     )
 
 

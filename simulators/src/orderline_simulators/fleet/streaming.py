@@ -11,6 +11,7 @@ from typing import cast
 import grpc
 
 from orderline.device.v1 import device_pb2, device_pb2_grpc
+from orderline_runtime.rpc.tls import TlsConfig
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.fleet.convert import sample_to_proto
 from orderline_simulators.fleet.domain import Fleet
@@ -49,8 +50,11 @@ class TelemetryStreamer:
         token: str,
         batches_per_stream: int = BATCHES_PER_STREAM,
         clock: Callable[[], datetime] = _now,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.fleet = fleet
+        # Mutual TLS to device-monitor when the fleet has a certificate; else plaintext.
+        self.tls = tls
         self.generator = generator
         self.target = target
         self.interval_seconds = interval_seconds
@@ -58,6 +62,13 @@ class TelemetryStreamer:
         self.batches_per_stream = batches_per_stream
         self.clock = clock
         self.batches_sent = 0
+
+    def _channel(self) -> grpc.aio.Channel:
+        if self.tls is None:
+            return grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            self.target, self.tls.channel_credentials(), options=CHANNEL_OPTIONS
+        )
 
     def batch(self) -> device_pb2.StreamTelemetryRequest:
         at = self.clock()
@@ -75,7 +86,7 @@ class TelemetryStreamer:
         while True:
             # A fresh channel per connection attempt, with gRPC's own reconnect backoff capped:
             # the target may start long after us and must be picked up within seconds.
-            async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
+            async with self._channel() as channel:
                 stub = cast(
                     "device_pb2_grpc.TelemetryIngestServiceAsyncStub",
                     device_pb2_grpc.TelemetryIngestServiceStub(channel),

@@ -47,6 +47,7 @@ def build_spec(settings: GatewaySettings) -> ServerSpec:
         service_names=(SERVICE_NAME,),
         register=register,
         grace_seconds=settings.shutdown_grace_seconds,
+        tls=settings.tls_config(),
     )
 
 

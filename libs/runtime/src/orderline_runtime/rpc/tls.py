@@ -45,6 +45,26 @@ class TlsConfig:
         )
 
 
+def tls_from_settings(
+    cert_file: Path | None, key_file: Path | None, ca_file: Path | None, require_client_auth: bool
+) -> TlsConfig | None:
+    """The TlsConfig the ORDERLINE_TLS_* settings describe (None: unset, plaintext); half a
+    configuration, which would serve plaintext where TLS was meant, is a ValueError saying
+    what is missing."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("ORDERLINE_TLS_CERT_FILE and ORDERLINE_TLS_KEY_FILE go together")
+    if cert_file is None or key_file is None:
+        if ca_file is not None:
+            raise ValueError("ORDERLINE_TLS_CA_FILE needs ORDERLINE_TLS_CERT_FILE and _KEY_FILE")
+        return None
+    if require_client_auth and ca_file is None:
+        raise ValueError(
+            "client certificates are required (the default with TLS): set "
+            "ORDERLINE_TLS_CA_FILE to the CA that signs them, or this to false on purpose"
+        )
+    return TlsConfig(cert_file, key_file, ca_file, require_client_auth=require_client_auth)
+
+
 # The process's own identity for its outgoing channels, set once at start by the service (or
 # a simulator) from its settings: every channel it opens presents it, wherever it is opened.
 _client_tls: TlsConfig | None = None

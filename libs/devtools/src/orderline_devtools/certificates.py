@@ -1,5 +1,5 @@
-"""Certificates made at test time with `cryptography`: a CA, and leaf certificates it signs for
-`localhost` and 127.0.0.1, usable both as a server's and as a client's."""
+"""Certificates made at test time with `cryptography` (tests only): a CA, and leaf certificates
+it signs for `localhost` and 127.0.0.1, usable both as a server's and as a client's."""
 
 from __future__ import annotations
 
