@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from orderline_cli.channels import open_channel
 from orderline_cli.layout import SERVICE_PORTS, read_stack_file
 from orderline_cli.output import fail_rpc
 
@@ -43,7 +44,7 @@ def call(
 ) -> T:
     """`fn(stub, options)` on a channel to `service`; options carry the token and deadline. A
     failed call prints the server's code and message (and details) and exits."""
-    with grpc.insecure_channel(address(service, override)) as channel:
+    with open_channel(address(service, override)) as channel:
         options = {"metadata": (("authorization", f"Bearer {token}"),), "timeout": timeout}
         try:
             return fn(stub_type(channel), options)

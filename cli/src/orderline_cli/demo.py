@@ -14,6 +14,7 @@ import grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 from orderline_catalogue import load_catalogue
+from orderline_cli.channels import open_channel
 from orderline_runtime.ids import new_id
 
 # The fleet starts with this device overheating, so one demo order shows the hold path.
@@ -153,7 +154,7 @@ def submit(intake_address: str, count: int) -> list[str]:
             pending_request(f"CPE-{count + 2:04d}"),
         ]
     ids = []
-    with grpc.insecure_channel(intake_address) as channel:
+    with open_channel(intake_address) as channel:
         stub = order_pb2_grpc.OrderServiceStub(channel)
         for request in requests:
             reply = stub.CreateOrder(
@@ -179,7 +180,7 @@ def wait_until_abnormal(
     """
     waiting = list(device_ids)
     deadline = time.monotonic() + within
-    with grpc.insecure_channel(device_monitor_address) as channel:
+    with open_channel(device_monitor_address) as channel:
         stub = device_pb2_grpc.DeviceHealthServiceStub(channel)
         while waiting and time.monotonic() < deadline:
             for device_id in list(waiting):

@@ -34,6 +34,7 @@ from orderline_cli import (
     projections,
     tickets,
 )
+from orderline_cli.channels import open_channel
 from orderline_cli.jobs import register as register_jobs
 from orderline_cli.layout import read_stack_file
 from orderline_cli.output import WIDTH, fail, fail_rpc, print_json, state_name, table, to_json
@@ -266,7 +267,7 @@ def _follow(
 ) -> None:
     """Shows the demo orders until each has settled: a live table on a terminal, otherwise one
     line per change. A service that restarts meanwhile is waited for, not an error."""
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(address)
     stub = order_pb2_grpc.OrderServiceStub(channel)
     deadline = time.monotonic() + timeout
     shown: dict[str, tuple[str, str]] = {}
@@ -409,7 +410,7 @@ def order_create(
     if old_address or new_address:
         request.relocation.old_address = old_address
         request.relocation.new_address = new_address
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).CreateOrder(
                 request, metadata=_meta(token or "dev-clerk"), timeout=10
@@ -447,7 +448,7 @@ def order_get(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one order with its milestones and history."""
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         try:
             order = (
                 order_pb2_grpc.OrderServiceStub(channel)
@@ -550,7 +551,7 @@ def order_list(
                     exit_code=2,
                 )
             stamp.FromDatetime(at if at.tzinfo else at.astimezone())
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).ListOrders(
                 request, metadata=_meta(token or "dev-clerk"), timeout=10
@@ -571,7 +572,7 @@ def order_watch(
     as_json: JsonOpt = False,
 ) -> None:
     """Print orders as they change until Ctrl-C."""
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         stream = order_pb2_grpc.OrderServiceStub(channel).WatchOrders(
             order_pb2.WatchOrdersRequest(order_ids=order_ids or []),
             metadata=_meta(token or "dev-clerk"),
@@ -611,7 +612,7 @@ def _order_rpc(
     method: str, request: Any, token: str, intake: str | None, as_json: bool, verb: str
 ) -> None:
     """Calls one of OrderService's writes and prints the order it answers with."""
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         try:
             reply = getattr(order_pb2_grpc.OrderServiceStub(channel), method)(
                 request, metadata=_meta(token), timeout=10
@@ -647,7 +648,7 @@ def review_queue(
     request = order_pb2.ListReviewQueueRequest(
         business_type=business_type, page_size=page_size, page_token=page_token
     )
-    with grpc.insecure_channel(_address("intake", intake)) as channel:
+    with open_channel(_address("intake", intake)) as channel:
         try:
             reply = order_pb2_grpc.OrderServiceStub(channel).ListReviewQueue(
                 request, metadata=_meta(token or "dev-reviewer"), timeout=10
@@ -791,7 +792,7 @@ def order_amend(
         patch.documents.extend(_document(spec, as_json) for spec in documents)
         paths.append("documents")
     if not etag:
-        with grpc.insecure_channel(_address("intake", intake)) as ch:
+        with open_channel(_address("intake", intake)) as ch:
             try:
                 etag = (
                     order_pb2_grpc.OrderServiceStub(ch)
@@ -1152,7 +1153,7 @@ def _archive_call(
 ) -> Any:
     from orderline.archive.v1 import archive_pb2_grpc
 
-    with grpc.insecure_channel(_address("archive", address)) as channel:
+    with open_channel(_address("archive", address)) as channel:
         stub = archive_pb2_grpc.ArchiveServiceStub(channel)
         try:
             return call(stub, {"metadata": _meta(token or "dev-auditor"), "timeout": 30})
@@ -1266,7 +1267,7 @@ def voucher_get(
     """A voucher with its texts; --out saves its signed envelope for `voucher verify`."""
     from orderline.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 
-    with grpc.insecure_channel(_address("provisioning", provisioning)) as channel:
+    with open_channel(_address("provisioning", provisioning)) as channel:
         try:
             voucher = (
                 provisioning_pb2_grpc.VoucherServiceStub(channel)

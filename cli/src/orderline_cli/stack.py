@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderline_cli.channels import open_channel
 from orderline_cli.layout import (
     NATS_PORT,
     SERVICE_PORTS,
@@ -399,7 +400,7 @@ class LocalStack:
 
 def health_check(address: str, service: str = "") -> bool:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=1
             )
