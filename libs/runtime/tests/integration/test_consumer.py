@@ -426,3 +426,35 @@ async def test_events_fetched_together_are_all_handled_and_acked(
     assert len(set(calls.event_ids)) == 30
     assert len(await harness.effects()) == 30
     assert await count_rows(harness.db, schema.inbox) == 30
+
+
+async def test_the_backlog_counts_what_the_consumer_has_yet_to_settle(
+    harness: Harness, schema: Schema, bus: EventBus
+) -> None:
+    release = asyncio.Event()
+
+    async def wait_for_release(_call: int) -> None:
+        await release.wait()
+
+    consumer = EventConsumer(
+        service=CONSUMER,
+        stream=ORDER,
+        handlers=[Handler(order_events_pb2.OrderApproved, recording_handler(schema, Calls()))],
+        unit_of_work=session_units(harness.db, Outbox(CONSUMER, schema.outbox)),
+        inbox=schema.inbox,
+        bus=bus,
+    )
+    assert await consumer.backlog() is None  # never subscribed: nothing read
+    for n in range(3):
+        _, data = envelope_bytes(f"O-{n}")
+        await harness.publish(data, f"m-{n}")
+    harness.start(recording_handler(schema, Calls(), then=wait_for_release), batch_size=1)
+    # One delivered and held by its handler, two not delivered yet.
+    await wait_until(lambda: _is(consumer.backlog(), 3), within=10, what="a backlog of 3")
+    release.set()
+    await harness.settle(delivered=3)
+    assert await consumer.backlog() == 0
+
+
+async def _is(value: Awaitable[int | None], expected: int) -> bool:
+    return await value == expected

@@ -53,7 +53,16 @@ def build(
         repositories=ProjectionRepository,
     )
     queries = ReportQueries(service.uow, service.clock)
-    daily = DailyReporter(service.uow, queries, service.clock)
+
+    async def caught_up() -> bool:
+        """Every consumer of reporting has read what its stream holds (app/daily.py)."""
+        try:
+            backlogs = [await consumer.backlog() for consumer in service.consumers]
+        except Exception:  # NATS cannot tell now: not caught up, ask again later
+            return False
+        return all(b == 0 for b in backlogs)
+
+    daily = DailyReporter(service.uow, queries, service.clock, caught_up=caught_up)
     service.add_grpc_service(
         reporting_pb2_grpc.add_ReportingServiceServicer_to_server,
         ReportingApi(

@@ -306,3 +306,31 @@ async def test_the_daily_report_is_produced_once_a_day_has_ended_in_shanghai(
         len(got.content),
     )
     assert mine.media_type == got.info.media_type and mine.HasField("generated_at")
+
+
+async def test_a_day_ended_long_ago_waits_for_the_consumers_before_its_report(
+    running: Running,
+) -> None:
+    """A pod that starts after midnight plus the grace, with nothing projected past midnight:
+    the report waits until the consumers have read what the streams hold (it is never
+    remade), and the service's own check says when they have."""
+    r = running
+    backlog = {"left": 5}
+
+    async def caught_up() -> bool:
+        return backlog["left"] == 0
+
+    daily = DailyReporter(
+        r.service.uow, ReportQueries(r.service.uow, r.clock), r.clock, caught_up=caught_up
+    )
+    r.clock.now = datetime(2026, 5, 20, 4, 0, tzinfo=UTC)  # 12:00 on 20 May in Shanghai
+    assert await daily.produce_due() == []
+    backlog["left"] = 0
+    made = await daily.produce_due()
+    assert {(d.day.isoformat(), d.language) for d in made} == {
+        ("2026-05-19", "en"),
+        ("2026-05-19", "zh-CN"),
+    }
+    # The running service's consumer of the ORDER stream: nothing published, nothing left.
+    order_consumer = next(c for c in r.service.consumers if c.stream.name == "ORDER")
+    assert await eventually(order_consumer.backlog, lambda b: b is not None, 30) == 0

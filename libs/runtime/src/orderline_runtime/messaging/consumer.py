@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import nats.errors
+import nats.js.errors
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -147,6 +148,16 @@ class EventConsumer:
             # A pull subscription left open makes the connection's drain wait for nothing.
             with suppress(Exception):
                 await sub.unsubscribe()
+
+    async def backlog(self) -> int | None:
+        """The stream's messages this consumer has yet to settle: not delivered yet, or
+        delivered and not acknowledged; 0 once caught up. None while its durable does not exist
+        (it has not subscribed yet: nothing read, so not caught up either)."""
+        try:
+            info = await self.bus.js.consumer_info(self.stream.name, self.durable)
+        except nats.js.errors.NotFoundError:
+            return None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(

@@ -3,7 +3,9 @@ of that day in every language and format, stored once in `daily_reports`.
 
 "Ended" means ended for the projection too: the report of a day is made once a report fact
 at or after its last instant has been projected (the consumers have caught up past midnight),
-or, on a quiet night, once `GRACE` has passed since midnight. A document is never remade.
+or, on a quiet night, once `GRACE` has passed since midnight and the consumers have nothing left
+to read (`caught_up`): a pod that starts after a downtime first reads what waited for it, so a
+document, which is never remade, does not miss the day's last events.
 
 The schedule reads the injected clock only: a test steps the clock past midnight and calls
 `produce_due()`. A pod that was down at midnight produces the day it missed when it starts (for
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 from orderline.events.v1 import reporting_events_pb2
@@ -35,6 +38,7 @@ from orderline_runtime.unit_of_work import UnitOfWorkFactory
 log = get_logger(__name__)
 
 POLL_SECONDS = 60.0
+CATCH_UP_POLL_SECONDS = 1.0
 GRACE = timedelta(hours=1)
 
 
@@ -47,12 +51,17 @@ class DailyReporter:
         *,
         time_zone: str = DEFAULT_TIME_ZONE,
         poll_seconds: float = POLL_SECONDS,
+        caught_up: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.uow = uow
         self.queries = queries
         self.clock = clock
         self.time_zone = time_zone
         self.poll_seconds = poll_seconds
+        # Whether the consumers have read everything the streams hold; None: not asked.
+        self.caught_up = caught_up
+        # A due report waits for the consumers: look again soon, not at the next poll.
+        self.waiting = False
 
     def due_day(self) -> date:
         """The last local day that has ended."""
@@ -66,8 +75,14 @@ class DailyReporter:
             listed = await uow.repos.daily_reports(day, 50)
             latest = await uow.repos.latest_fact_at()
         end = Window("day", day, day, self.time_zone, LOCALES[0]).end
-        if now < end + GRACE and (latest is None or latest < end):
-            return []  # the projection may not have seen the day's last events yet
+        if latest is None or latest < end:
+            # The projection has seen nothing past midnight: a quiet night, or behind.
+            if now < end + GRACE:
+                return []
+            if self.caught_up is not None and not await self.caught_up():
+                self.waiting = True
+                return []
+        self.waiting = False
         existing = {(r.language, r.format) for r in listed if r.day == day}
         wanted = [(lang, fmt) for lang in LOCALES for fmt in FORMATS if (lang, fmt) not in existing]
         if not wanted:
@@ -110,8 +125,9 @@ class DailyReporter:
         """Checks every `poll_seconds` until stopped."""
         while not stop.is_set():
             await self.produce_due()
+            every = CATCH_UP_POLL_SECONDS if self.waiting else self.poll_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_seconds)
+                await asyncio.wait_for(stop.wait(), every)
 
 
 def produced_event(report: DailyReport) -> reporting_events_pb2.DailyReportProduced:
