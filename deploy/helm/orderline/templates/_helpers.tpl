@@ -221,6 +221,16 @@ migration Job so both see the same settings (the Job passes "container").
 - name: ORDERLINE_NATS_CREDENTIALS_FILE
   value: /etc/orderline/nats/nats.creds
 {{- end }}
+{{- if $svc.nats.tls.existingSecret }}
+- name: ORDERLINE_NATS_TLS_CA_FILE
+  value: /etc/orderline/nats-tls/ca.crt
+{{- if $svc.nats.tls.certKey }}
+- name: ORDERLINE_NATS_TLS_CERT_FILE
+  value: /etc/orderline/nats-tls/tls.crt
+- name: ORDERLINE_NATS_TLS_KEY_FILE
+  value: /etc/orderline/nats-tls/tls.key
+{{- end }}
+{{- end }}
 {{- if $svc.tls.existingSecret }}
 - name: ORDERLINE_TLS_CERT_FILE
   value: /etc/orderline/tls/tls.crt
@@ -398,6 +408,11 @@ carries no development-token setting at all. */}}
   mountPath: /etc/orderline/tls
   readOnly: true
 {{- end }}
+{{- if .svc.nats.tls.existingSecret }}
+- name: nats-tls
+  mountPath: /etc/orderline/nats-tls
+  readOnly: true
+{{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens
   mountPath: /etc/orderline/auth
@@ -465,6 +480,21 @@ carries no development-token setting at all. */}}
         path: tls.key
       - key: {{ .svc.tls.caKey }}
         path: ca.crt
+{{- end }}
+{{- if .svc.nats.tls.existingSecret }}
+- name: nats-tls
+  secret:
+    secretName: {{ .svc.nats.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.nats.tls.caKey }}
+        path: ca.crt
+      {{- if .svc.nats.tls.certKey }}
+      - key: {{ .svc.nats.tls.certKey }}
+        path: tls.crt
+      - key: {{ required "nats.tls.keyKey: the client certificate needs its key" .svc.nats.tls.keyKey }}
+        path: tls.key
+      {{- end }}
 {{- end }}
 {{- if include "orderline.tokensFile" . }}
 - name: auth-tokens

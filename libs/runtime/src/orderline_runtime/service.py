@@ -80,6 +80,7 @@ class Service(Generic[R]):
             credentials_file=str(creds) if creds else None,
             user=nats_user,
             password=nats_password,
+            tls=settings.nats_tls(),
         )
         self.identity = configure_identity(
             self.name,

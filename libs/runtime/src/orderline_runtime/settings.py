@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import ClassVar, TypeVar
@@ -42,6 +43,11 @@ class ServiceSettings(BaseSettings):
     # (a Secret), the user named as the service unless set.
     nats_user: str = ""
     nats_password_file: Path | None = None
+    # TLS to NATS: the CA that signs the server's certificate (system roots when unset), and a
+    # client certificate and key when the server verifies clients. Any of them turns TLS on.
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = Field(default=None, validate_default=True)
     auth_tokens_file: Path | None = None
     # Accept the well-known development tokens when no tokens file is set. Off by default: a
     # service with neither refuses to start; only `orderline up` and the tests turn it on.
@@ -134,6 +140,25 @@ class ServiceSettings(BaseSettings):
         return tls_from_settings(
             self.tls_cert_file, self.tls_key_file, self.tls_ca_file, self.tls_require_client_auth
         )
+
+    @field_validator("nats_tls_key_file")
+    @classmethod
+    def _nats_tls_pair(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if (info.data.get("nats_tls_cert_file") is None) != (key is None):
+            raise ValueError("ORDERLINE_NATS_TLS_CERT_FILE and _KEY_FILE go together")
+        return key
+
+    def nats_tls(self) -> ssl.SSLContext | None:
+        """The TLS context of the NATS connection; None: plaintext (unless the URL says tls://)."""
+        if self.nats_tls_ca_file is None and self.nats_tls_cert_file is None:
+            return None
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=str(self.nats_tls_ca_file) if self.nats_tls_ca_file else None,
+        )
+        if self.nats_tls_cert_file is not None and self.nats_tls_key_file is not None:
+            context.load_cert_chain(self.nats_tls_cert_file, self.nats_tls_key_file)
+        return context
 
     def nats_user_password(self) -> tuple[str | None, str | None]:
         """The NATS user and password, or (None, None) when no password file is set."""
