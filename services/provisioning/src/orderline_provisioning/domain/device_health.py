@@ -153,16 +153,7 @@ def resume(job: Job, now: datetime) -> bool:
         job.step_attempts = 0
         job.recheck_fitness = job.step is not Step.PRECHECKS
         return True
-    job.state = JobState.RUNNING
-    job.reason = ""
-    job.detail = ""
-    job.alarm_id = ""
-    job.step_attempts = 0
-    job.step_started_at = now
-    job.next_attempt_at = now
-    job.updated_at = now
-    # Prechecks ask CheckFitness themselves.
-    job.recheck_fitness = job.step is not Step.PRECHECKS
+    job.run_again(now)
     return True
 
 

@@ -119,18 +119,10 @@ def require_fallout(job: Job) -> None:
 def retry(job: Job, now: datetime) -> None:
     """The job runs again from the step that failed, at once."""
     require_fallout(job)
-    job.state = JobState.RUNNING
     job.fallout_at = None
     job.fallout_retries += 1
-    job.step_attempts = 0
-    job.reason = ""
-    job.detail = ""
-    job.alarm_id = ""
-    job.step_started_at = now
-    job.next_attempt_at = now
-    job.updated_at = now
     # Never onto a device device-monitor reports abnormal (domain/device_health.py).
-    job.recheck_fitness = job.step is not Step.PRECHECKS
+    job.run_again(now)
     if job.step is Step.NOTIFY:
         # The customer not reached: a fresh round of attempts, on new keys (`:retry<n>`).
         job.notify_failures = 0

@@ -357,6 +357,21 @@ class Job:
         # fallout queue.
         self.fallout_at = None if reason in DEVICE_HOLD_REASONS or reason == PERSON_HOLD else now
 
+    def run_again(self, now: datetime) -> None:
+        """Back to running at its current step, at once, after a hold or from the fallout
+        queue: its attempts start again, and the device's fitness is asked before its next
+        device step, since the device may have changed meanwhile (prechecks ask it
+        themselves)."""
+        self.state = JobState.RUNNING
+        self.reason = ""
+        self.detail = ""
+        self.alarm_id = ""
+        self.step_attempts = 0
+        self.step_started_at = now
+        self.next_attempt_at = now
+        self.updated_at = now
+        self.recheck_fitness = self.step is not Step.PRECHECKS
+
     def hold_for_person(self, now: datetime) -> None:
         """The job waits for the person who held the order: from running (at its step), or
         from a hold that has ended while the person's is still in force (a device recovered)."""

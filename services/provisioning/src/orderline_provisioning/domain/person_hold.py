@@ -134,17 +134,7 @@ def release(job: Job, word: DeviceWord | None, now: datetime) -> Release:
         return Release.NOTHING
     if job.reason != PERSON_HOLD:
         return Release.STILL_HELD
-    job.state = JobState.RUNNING
-    job.reason = ""
-    job.detail = ""
-    job.alarm_id = ""
-    job.step_attempts = 0
-    job.step_started_at = now
-    job.next_attempt_at = now
-    job.updated_at = now
-    # After a pause the device may have changed: CheckFitness before its next device step,
-    # as after a device hold (prechecks ask it themselves).
-    job.recheck_fitness = job.step is not Step.PRECHECKS
+    job.run_again(now)
     if word is not None and device_health.hold_now(job, word, now):
         return Release.HELD_FOR_DEVICE
     return Release.RESUMED
