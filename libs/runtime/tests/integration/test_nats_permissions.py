@@ -14,17 +14,21 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
+from _runtime_support import Schema, count_rows, session_units
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Column, MetaData, String, Table
 
+from orderline.events.v1 import order_events_pb2
 from orderline_devtools.local import NatsServer
 from orderline_devtools.waiting import eventually
+from orderline_runtime.database import Database
 from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import EventConsumer, Handler
 from orderline_runtime.messaging.lease import Lease
+from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.permissions import (
     KV_BUCKETS,
     inbox_prefix,
@@ -32,6 +36,7 @@ from orderline_runtime.messaging.permissions import (
     service_permissions,
     write_nats_config,
 )
+from orderline_runtime.messaging.relay import OutboxRelay
 from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec
 
 SERVICES = sorted(catalogue().services)
@@ -283,3 +288,36 @@ def test_passwords_are_kept_when_the_configuration_is_written_again(tmp_path: Pa
     assert written == [tmp_path / "nats-auth.conf"]
     assert {p.name: p.read_text() for p in tmp_path.glob("*.password")} == before
     assert (tmp_path / "intake.password").stat().st_mode & 0o077 == 0
+
+
+async def test_a_relay_refused_its_subject_keeps_the_event_for_later(
+    secured_nats: NatsServer, auth_dir: Path, db: Database, schema: Schema
+) -> None:
+    """A service set up with another's NATS user (or publishing another's events): the
+    server refuses the publish, nothing reaches the stream, and the outbox row stays unsent
+    (the relay retries it), never marked sent or lost."""
+    wrong = EventBus(
+        secured_nats.url,
+        name="reporting",
+        user="reporting",
+        password=password(auth_dir, "reporting"),
+    )
+    await wrong.connect(streams=[])
+    intake = EventBus(
+        secured_nats.url, name="intake", user="intake", password=password(auth_dir, "intake")
+    )
+    await intake.connect()
+    try:
+        outbox = Outbox("intake", schema.outbox)
+        async with session_units(db, outbox)() as uow:
+            uow.emit(order_events_pb2.OrderApproved(order_id="O-1"))
+        with pytest.raises((nats.errors.TimeoutError, TimeoutError)):
+            await OutboxRelay(db, outbox, wrong).relay_once()
+        assert await count_rows(db, schema.outbox, schema.outbox.c.sent_at.is_(None)) == 1
+        assert (await intake.js.stream_info("ORDER")).state.messages == 0
+        # Under its own user the same row leaves.
+        assert await OutboxRelay(db, outbox, intake).relay_once() == 1
+        assert (await intake.js.stream_info("ORDER")).state.messages == 1
+    finally:
+        await wrong.drain()
+        await intake.drain()
