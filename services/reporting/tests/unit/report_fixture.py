@@ -201,6 +201,9 @@ def events() -> list[Published]:
     # Devices: a thermal root alarm repaired in 2 h with a suppressed child under it, a line
     # alarm repaired in 30 min, a thermal alarm on another device still open; one alarm raised
     # after the window (not counted).
+    # The device model as device-monitor names it from telemetry; CPE-8 never named one.
+    models = {"CPE-7": "HG8245H5 ONT", "CPE-9": "B860AV2.1 IPTV STB"}
+
     def alarm(alarm_id: str, device: str, category: int, at: datetime, parent: str = "") -> None:
         add(
             "device.alarm_raised",
@@ -211,6 +214,7 @@ def events() -> list[Published]:
                 category=category,  # type: ignore[arg-type]
                 is_root_cause=not parent,
                 parent_alarm_id=parent,
+                device_model=models.get(device, ""),
             ),
             device=device,
         )

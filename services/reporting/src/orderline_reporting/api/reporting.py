@@ -182,8 +182,6 @@ class ReportingApi(reporting_pb2_grpc.ReportingServiceServicer):
             devices_affected=d.devices_affected,
             by_model_and_category=[row(r) for r in d.by_model_and_category],
             by_category=[row(r) for r in d.by_category],
-            # No event names a device's model yet (docs/reporting.md).
-            no_source=["device_model"],
         )
         if d.mean_time_to_repair is not None:
             reply.mean_time_to_repair_seconds = d.mean_time_to_repair

@@ -63,7 +63,7 @@ FUTURE_KINDS = {
     "provisioning.activation_confirmed": CONFIRMED,
 }
 
-# Fields a payload's device model may be in (no event carries one today).
+# Fields a payload's device model may be in (device.alarm_raised's device_model).
 _MODEL_FIELDS = ("device_model", "model")
 _SCORE_FIELDS = ("score", "rating", "satisfaction")
 _CODE_FIELDS = ("reason_code", "outcome", "category", "kind")

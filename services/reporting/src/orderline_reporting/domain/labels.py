@@ -187,6 +187,7 @@ TEXT: Mapping[str, Mapping[str, str]] = {
     "mean_score": {"en": "Mean feedback score", "zh-CN": "平均评分"},
     "confirmed": {"en": "Customer confirmations", "zh-CN": "客户确认数"},
     "no_source": {"en": "no source events yet", "zh-CN": "暂无数据来源事件"},
+    "unknown_model": {"en": "model not reported", "zh-CN": "型号未上报"},
     "none": {"en": "none", "zh-CN": "无"},
     "cohort_note": {
         "en": "Orders, stages and review count orders created in the period; devices and "

@@ -245,7 +245,8 @@ def devices_section(figures: DeviceFigures, window: Window) -> Section:
     t = _texts(lang)
 
     def model(name: str) -> str:
-        return _no_source(lang) if name == L.UNKNOWN_MODEL else name
+        # A device whose telemetry never named its model.
+        return t("unknown_model") if name == L.UNKNOWN_MODEL else name
 
     return Section(
         "devices",
