@@ -35,6 +35,7 @@ from orderline_provisioning.bootstrap import build
 from orderline_provisioning.settings import ProvisioningSettings
 from orderline_runtime.ids import new_id
 from orderline_runtime.keys import ensure_ed25519_key_file
+from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.envelope import build_envelope
 from orderline_runtime.service import Service
 
@@ -521,24 +522,8 @@ class Bus:
 
     async def provisioning_events(self, order_id: str | None = None) -> list[Event]:
         """Every event on the PROVISIONING stream (of one order), in stream order."""
-        from orderline.events.v1 import provisioning_events_pb2 as pe
-
-        classes = {
-            "provisioning.job_started": pe.JobStarted,
-            "provisioning.prechecks_passed": pe.PrechecksPassed,
-            "provisioning.device_configured": pe.DeviceConfigured,
-            "provisioning.tests_passed": pe.TestsPassed,
-            "provisioning.service_activated": pe.ServiceActivated,
-            "provisioning.voucher_issued": pe.VoucherIssued,
-            "provisioning.customer_notified": pe.CustomerNotified,
-            "provisioning.job_held": pe.JobHeld,
-            "provisioning.job_failed": pe.JobFailed,
-            "provisioning.cancellation_accepted": pe.CancellationAccepted,
-            "provisioning.cancellation_completed": pe.CancellationCompleted,
-            "provisioning.cancellation_declined": pe.CancellationDeclined,
-            "provisioning.activation_confirmed": pe.ActivationConfirmed,
-            "provisioning.feedback_recorded": pe.FeedbackRecorded,
-        }
+        # Every provisioning event type the catalogue knows, by its name on the wire.
+        classes = {spec.event_type: spec.payload_type for spec in catalogue().events}
         info = await self.js.stream_info("PROVISIONING")
         events = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):

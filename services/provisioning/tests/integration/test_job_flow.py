@@ -167,6 +167,7 @@ async def test_failing_test_goes_to_fallout_then_an_abort_rolls_back_and_fails_t
         "provisioning.job_started",
         "provisioning.prechecks_passed",
         "provisioning.device_configured",
+        "provisioning.adjustment_applied",  # the loop's one try, before the fallout
         "provisioning.job_held",
         "provisioning.job_failed",
     ]

@@ -330,10 +330,12 @@ async def test_process_killed_mid_adjustment_resumes_with_one_adjustment_recorde
     assert [(r.round, r.passed) for r in performance] == [(1, False), (2, True)]
     assert performance[0].adjustment["line.profile"] == "robust"
     assert all(r.passed and r.round == 2 for r in job.test_results)
+    # The adjustment told once, though the device was asked twice.
     assert [e.type for e in await bus.provisioning_events(order_id)] == [
         "provisioning.job_started",
         "provisioning.prechecks_passed",
         "provisioning.device_configured",
+        "provisioning.adjustment_applied",
         "provisioning.tests_passed",
         "provisioning.service_activated",
         "provisioning.voucher_issued",

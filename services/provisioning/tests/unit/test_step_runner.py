@@ -261,7 +261,7 @@ async def test_a_test_failing_after_the_loop_puts_the_job_in_fallout_without_rol
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version, job.base_config_version = 5, 3
     out = await run_tests(runner, job)
-    assert out.event_types == ["provisioning.job_held"]
+    assert out.event_types == ["provisioning.adjustment_applied", "provisioning.job_held"]
     # The security adjustment was applied and the tests run again; the device keeps the
     # job's configuration while a person decides (retry, skip, roll back, abort).
     assert fake.applies == {"job-1:adjust:1": 1}
@@ -381,7 +381,11 @@ async def test_a_failed_test_is_adjusted_and_passes_on_the_next_round() -> None:
     runner, job = runner_for(fake, clock), new_job(Step.TEST)
     job.config_version = job.base_config_version = 1
     out = await run_tests(runner, job)
-    assert out.event_types == ["provisioning.tests_passed"]
+    assert out.event_types == ["provisioning.adjustment_applied", "provisioning.tests_passed"]
+    [applied] = out.events[:1]
+    assert (applied.round, applied.idempotency_key) == (1, "job-1:adjust:1")
+    assert applied.config_version == job.config_version
+    assert set(applied.settings) == set(first_adjustment(TestKind.ENVIRONMENTAL))
     assert fake.applies == {"job-1:adjust:1": 1} and not fake.rollbacks
     assert fake.settings.items() >= first_adjustment(TestKind.ENVIRONMENTAL).items()
     # Every round kept, with what it measured and the adjustment after the failing one.

@@ -77,19 +77,18 @@ def test_labels_are_in_the_language_asked_for() -> None:
         "一次审核通过率",
         "温度",
         "满意",
-        "暂无数据来源事件",
+        "型号未上报",
     ):
         assert label in zh, label
     en = html_of()
     assert "Broadband installation" in en and "宽带新装" not in en
 
 
-def test_figures_without_a_source_say_so() -> None:
-    # Provisioning publishes feedback and confirmations; no event feeds the adjustment rate.
-    assert "adjustment" not in sources()
-    assert {"feedback", "confirmed"} <= sources()
+def test_every_figure_has_its_source_event() -> None:
+    # Provisioning publishes adjustments, feedback and confirmations, device-monitor the model.
+    assert {"adjustment", "feedback", "confirmed"} <= sources()
     page = html_of()
-    assert page.count("no source events yet") == 1  # the adjustment rate
+    assert "no source events yet" not in page
     # Faults are counted by the model device-monitor names; a device that named none says so.
     assert "HG8245H5 ONT" in page and "model not reported" in page
 

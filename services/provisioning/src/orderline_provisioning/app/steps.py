@@ -365,6 +365,17 @@ class StepRunner:
             self._record(
                 job, out, ConfigOperation.ADJUST, in_hand.key, applied, template, in_hand.settings
             )
+            out.add(
+                ev.AdjustmentApplied(
+                    job_id=job.id,
+                    order_id=job.order_id,
+                    device_id=job.device_id,
+                    round=in_hand.round,
+                    config_version=applied.config_version,
+                    settings=sorted(in_hand.settings),
+                    idempotency_key=in_hand.key,
+                )
+            )
             job.adjustment = dataclasses.replace(in_hand, applied=True)
             job.stay(self.clock())
             return

@@ -460,10 +460,6 @@ def customer_figures(window: Window, facts: Iterable[Fact]) -> CustomerFigures:
 
 # --- everything -----------------------------------------------------------------------------
 
-# Figures whose events no service publishes yet (facts.FUTURE_KINDS): the reports show them
-# as "no source events yet" rather than as zero.
-NO_SOURCE = ("adjustment_rate", "feedback", "mean_score", "confirmed")
-
 
 @dataclass(frozen=True)
 class Report:

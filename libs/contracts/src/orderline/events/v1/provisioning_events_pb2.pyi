@@ -198,6 +198,52 @@ class DeviceConfigured(_message.Message):
 Global___DeviceConfigured: _TypeAlias = DeviceConfigured  # noqa: Y015
 
 @_typing.final
+class AdjustmentApplied(_message.Message):
+    """provisioning.adjustment_applied: a failing test round's adjustment (the business type's test
+    profile) is on the device; the next round tests it. Reporting's adjustment rate counts the
+    jobs that needed one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    order_id: _builtins.str
+    device_id: _builtins.str
+    round: _builtins.int
+    """The loop's round after which it was applied (1: after the first round of tests)."""
+    config_version: _builtins.int
+    idempotency_key: _builtins.str
+    @_builtins.property
+    def settings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The names of the settings it changed (their values are the profile's)."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        device_id: _builtins.str = ...,
+        round: _builtins.int = ...,
+        config_version: _builtins.int = ...,
+        settings: _abc.Iterable[_builtins.str] | None = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "device_id", b"device_id", "idempotency_key", b"idempotency_key", "job_id", b"job_id", "order_id", b"order_id", "round", b"round", "settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustmentApplied: _TypeAlias = AdjustmentApplied  # noqa: Y015
+
+@_typing.final
 class TestOutcome(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
