@@ -331,6 +331,24 @@ def audit_reporting(stack: LocalStack, audit: Audit, within: float = 60.0) -> No
         wait_until("reporting to agree with intake", agree, within)
     except AssertionError:
         audit.problems.append(f"reporting disagrees with intake: {agree.last}")  # type: ignore[attr-defined]
+        return
+    audit_rebuild(stack, audit)
+
+
+def audit_rebuild(stack: LocalStack, audit: Audit) -> None:
+    """A rebuild of reporting's projection from the streams, after the run and its crashes,
+    reaches the live digest at every live checkpoint it can compare (docs/reporting.md)."""
+    with channel(stack.address("reporting")) as ch:
+        reply: reporting_pb2.RebuildProjectionsResponse = reporting_pb2_grpc.ReportingServiceStub(
+            ch
+        ).RebuildProjections(
+            reporting_pb2.RebuildProjectionsRequest(), metadata=MANAGER, timeout=120
+        )
+    audit.check(reply.consistent, f"rebuild disagrees with live checkpoints: {reply.mismatches}")
+    audit.check(
+        reply.checkpoints_matched > 0,
+        f"no live checkpoint to compare the rebuild with: {reply.checkpoints_compared} compared",
+    )
 
 
 def list_jobs(address: str) -> list[provisioning_pb2.ProvisioningJob]:
