@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from alembic import command
+from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import MetaData, select, text
 
@@ -379,3 +380,46 @@ async def test_every_clear_read_is_audited_and_only_auditors_list_them(
                 metadata=AUDITOR,
             )
         assert set(details(err.value)[1]) == {"read_before"}
+
+
+async def test_a_watch_audits_an_order_once_until_its_personal_data_changes(
+    db_url: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(db_url, nats_server.url, tmp_path, f"k1: {K1}\n", "k1")
+    async with serving(build(settings)) as address, grpc.aio.insecure_channel(address) as channel:
+        stub = order_pb2_grpc.OrderServiceStub(channel)
+        order = await create(stub, create_request("req-watch", documents=[]))  # pending
+
+        async def watch_reads() -> int:
+            reply = await stub.ListPiiReads(
+                S.ListPiiReadsRequest(order_id=order.id), metadata=AUDITOR
+            )
+            return sum(r.rpc == "WatchOrders" for r in reply.reads)
+
+        async def amend(etag: str, paths: list[str], **fields: object) -> order_pb2.Order:
+            reply = await stub.AmendOrder(
+                S.AmendOrderRequest(
+                    order_id=order.id,
+                    etag=etag,
+                    order=order_pb2.Order(**fields),  # type: ignore[arg-type]
+                    update_mask=field_mask_pb2.FieldMask(paths=paths),
+                ),
+                metadata=CLERK,
+            )
+            return reply.order
+
+        watch = stub.WatchOrders(S.WatchOrdersRequest(order_ids=[order.id]), metadata=CLERK)
+        first = (await watch.read()).order
+        assert await watch_reads() == 1
+        # A change that shows the same personal data again: not a new read.
+        planned = await amend(first.etag, ["plan"], plan="fiber-1000m")
+        assert (await watch.read()).order.plan == "fiber-1000m"
+        assert await watch_reads() == 1
+        # The customer's phone amended: the stream shows new personal data, a new read.
+        customer = order_pb2.Customer()
+        customer.CopyFrom(planned.customer)
+        customer.phone = "+8613987654321"
+        await amend(planned.etag, ["customer.phone"], customer=customer)
+        assert (await watch.read()).order.customer.phone == "+8613987654321"
+        assert await watch_reads() == 2
+        watch.cancel()

@@ -148,6 +148,19 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         principal = current_principal()
         ids = [_required_order_id(i, "order_ids") for i in request.order_ids]
         sent: dict[str, int] = {}
+        # Per order, the customer data this stream last showed, audited when it did: a later
+        # change of the same order shows the same personal data again and is not a new read
+        # (an amendment of the customer's data is, and is audited).
+        shown: dict[str, bytes] = {}
+
+        async def message(order: Order) -> order_pb2.WatchOrdersResponse:
+            shown_now = order_message(order, principal.roles)
+            customer = shown_now.customer.SerializeToString(deterministic=True)
+            if shown.get(order.id) != customer:
+                await self._audited("WatchOrders", principal, [order])
+                shown[order.id] = customer
+            return order_pb2.WatchOrdersResponse(order=shown_now)
+
         loop = asyncio.get_running_loop()
         # Subscribed before the first read: a change committed meanwhile is queued, and
         # skipped if the read already showed it.
@@ -158,8 +171,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 sent[order.id] = order.version
                 if order.updated_at:
                     since = min(since, order.updated_at - WATCH_OVERLAP)
-                await self._audited("WatchOrders", principal, [order])
-                yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
+                yield await message(order)
             catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
             while True:
                 changed: list[Order] = []
@@ -183,8 +195,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                     if sent.get(order.id, -1) >= order.version:
                         continue
                     sent[order.id] = order.version
-                    await self._audited("WatchOrders", principal, [order])
-                    yield order_pb2.WatchOrdersResponse(order=order_message(order, principal.roles))
+                    yield await message(order)
 
     # --- jeopardy -------------------------------------------------------------------------
 
