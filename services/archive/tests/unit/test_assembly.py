@@ -134,3 +134,17 @@ def test_a_completion_waits_for_the_provisioning_events_its_milestones_name() ->
     recorded = ["provisioning.service_activated", "provisioning.customer_notified"]
     assert awaited_events(milestones, recorded) == set()
     assert awaited_events(["review_approved"], []) == set()
+
+
+def test_an_adjustment_of_the_test_loop_is_a_configuration_of_the_dossier() -> None:
+    adjusted = [
+        *EVENTS[:5],
+        ev(12, "provisioning.adjustment_applied", round=1, config_version="3"),
+        *EVENTS[5:],
+    ]
+    record = procedure_record("ord-1", adjusted)
+    assert [e["type"] for e in record["sections"]["configurations"]] == [
+        "provisioning.device_configured",
+        "provisioning.adjustment_applied",
+    ]
+    assert record["sections"]["configurations"][1]["fields"]["config_version"] == "3"

@@ -95,6 +95,7 @@ RECORDED: tuple[type[Message], ...] = (
     provisioning_events_pb2.JobStarted,
     provisioning_events_pb2.PrechecksPassed,
     provisioning_events_pb2.DeviceConfigured,
+    provisioning_events_pb2.AdjustmentApplied,
     provisioning_events_pb2.TestsPassed,
     provisioning_events_pb2.ServiceActivated,
     provisioning_events_pb2.VoucherIssued,

@@ -53,6 +53,8 @@ SECTIONS: Mapping[str, str] = {
     "provisioning.job_started": "checklist",
     "provisioning.prechecks_passed": "checklist",
     "provisioning.device_configured": "configurations",
+    # The test loop's adjustment: a configuration change of its own.
+    "provisioning.adjustment_applied": "configurations",
     "provisioning.tests_passed": "tests",
     "provisioning.service_activated": "activation",
     "provisioning.voucher_issued": "voucher",
@@ -70,7 +72,7 @@ SECTIONS: Mapping[str, str] = {
     "provisioning.job_failed": "fallout",
 }
 # Every section, present (maybe empty) in every record.json: an empty one says the order had
-# no such step, or no event records it yet (confirmation and feedback have none today).
+# no such step.
 SECTION_NAMES = (
     "review",
     "checklist",
