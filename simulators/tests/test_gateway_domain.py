@@ -135,11 +135,14 @@ def test_a_delivery_is_pending_until_the_report_delay_then_delivered() -> None:
     gateway, clock = _reporting_gateway(Faults(report_delay_ms=500))
     sent = gateway.send(validate("k", Channel.SMS, PHONE, "zh-CN", "hi"))
     assert sent.delivery.status(clock()) is DeliveryStatus.PENDING
+    assert sent.delivery.report_in(clock()) == timedelta(milliseconds=500)
     clock.now += timedelta(milliseconds=499)
     found = gateway.delivery(sent.delivery.delivery_id)
     assert found is not None and found.status(clock()) is DeliveryStatus.PENDING
+    assert found.report_in(clock()) == timedelta(milliseconds=1)
     clock.now += timedelta(milliseconds=1)
     assert found.status(clock()) is DeliveryStatus.DELIVERED
+    assert found.report_in(clock()) == timedelta(0)
     assert found.failure_reason(clock()) == ""
     assert gateway.delivery("dlv-unknown") is None
 

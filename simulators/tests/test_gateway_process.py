@@ -147,6 +147,37 @@ async def test_faults_from_environment(spawn: Any) -> None:
         assert time.monotonic() - start >= 0.2
 
 
+async def test_a_held_get_delivery_answers_with_the_report_in_one_call(spawn: Any) -> None:
+    sim = await spawn(
+        "orderline_simulators.gateway",
+        {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_GATEWAY_REPORT_DELAY_MS": "300"},
+    )
+    async with grpc.aio.insecure_channel(sim.address) as channel:
+        api = stub(channel)
+
+        def held(delivery_id: str, seconds: float) -> gateway_pb2.GetDeliveryRequest:
+            request = gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)
+            request.wait.FromMilliseconds(int(seconds * 1000))
+            return request
+
+        sent = await api.SendNotification(sms("held-1"))
+        assert sent.status == gateway_pb2.DELIVERY_STATUS_PENDING
+        reply = await api.GetDelivery(held(sent.delivery_id, 10), timeout=20)
+        assert reply.delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED
+
+        # A wait shorter than the report delay answers with the report so far.
+        await api.ConfigureFaults(gateway_pb2.ConfigureFaultsRequest(report_delay_ms=60_000))
+        later = await api.SendNotification(sms("held-2"))
+        reply = await api.GetDelivery(held(later.delivery_id, 0.05), timeout=20)
+        assert reply.delivery.status == gateway_pb2.DELIVERY_STATUS_PENDING
+
+        for bad in (-1, 31):
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await api.GetDelivery(held(later.delivery_id, bad))
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "wait" in (exc.value.details() or "")
+
+
 async def test_delivery_reports_over_grpc(spawn: Any) -> None:
     sim = await spawn(
         "orderline_simulators.gateway",

@@ -36,7 +36,7 @@ class ProvisioningSettings(ServiceSettings):
     # message counts as undelivered.
     notify_delivery_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Job worker: steps run at once, idle poll, and the lease a running step holds on its job.
-    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_concurrency: int = Field(default=16, ge=1, le=64)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, ge=1)
     # The principal automated jobs run under: the checklist checks its certification for the

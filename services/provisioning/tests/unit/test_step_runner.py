@@ -87,6 +87,10 @@ class FakePeers:
     undelivered: int = 0
     pending_reads: int = 0
     failed_ids: set[str] = field(default_factory=set)
+    # What each GetDelivery asked the gateway to hold its answer for; with `holding_clock`,
+    # a pending report holds the call that long (the clock moves on by it).
+    waits: list[timedelta] = field(default_factory=list)
+    holding_clock: Clock | None = None
     contact: CustomerContact = field(
         default_factory=lambda: CustomerContact("+8613800138000", "zh-CN")
     )
@@ -146,9 +150,12 @@ class FakePeers:
             self.failed_ids.add(delivery_id)
         return delivery_id
 
-    async def delivery(self, delivery_id: str) -> DeliveryReport:
+    async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:
+        self.waits.append(wait)
         if self.pending_reads > 0:
             self.pending_reads -= 1
+            if self.holding_clock is not None:
+                self.holding_clock.now += wait
             return DeliveryReport(delivery_id, DeliveryStatus.PENDING)
         if delivery_id in self.failed_ids:
             return DeliveryReport(delivery_id, DeliveryStatus.FAILED, "UNREACHABLE")
@@ -564,6 +571,21 @@ async def test_an_undelivered_message_is_sent_again_under_a_new_key() -> None:
     assert [k for k, _, _, _ in fake.sends] == ["job-1:notify", "job-1:notify:1", "job-1:notify:2"]
     assert (job.notify_failures, job.notify_undelivered) == (2, 2)
     assert job.delivery_id == "DLV-job-1:notify:2" and job.state is JobState.COMPLETED
+
+
+async def test_the_delivery_report_is_awaited_in_calls_the_gateway_holds_within_the_wait() -> None:
+    clock = Clock()
+    fake = FakePeers(pending_reads=100, holding_clock=clock)
+    peers = Peers(health=fake, agent=fake, customers=Directory(fake), gateway=fake)
+    policy = StepPolicy(delivery_wait=timedelta(seconds=25), delivery_hold=timedelta(seconds=10))
+    runner = StepRunner(peers, policy, signer=SIGNER, clock=clock, entropy=lambda n: b"\x07" * n)
+    job = new_job(Step.NOTIFY)
+    job.voucher_id = "AV-ABCDEFGHIJKL"
+    out = await runner.run(job)
+    # Held calls of at most 10 s, the last one only for what is left of the 25 s: no more.
+    assert fake.waits == [timedelta(seconds=10), timedelta(seconds=10), timedelta(seconds=5)]
+    assert out.events == [] and job.reason == "NOTICE_NOT_DELIVERED"
+    assert "no delivery report within 25s" in job.detail
 
 
 async def test_a_customer_who_prefers_the_phone_gets_a_voice_call_first() -> None:

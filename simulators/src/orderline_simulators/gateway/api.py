@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import grpc
@@ -22,6 +22,9 @@ from orderline_simulators.gateway.domain import (
 )
 
 log = get_logger("notification-gateway")
+
+# The longest a GetDelivery call is held waiting for its report.
+MAX_REPORT_WAIT = timedelta(seconds=30)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -130,11 +133,18 @@ class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer
         try:
             if not request.delivery_id.strip():
                 raise InvalidArgument("delivery_id", "required")
+            wait = request.wait.ToTimedelta()
+            if not timedelta(0) <= wait <= MAX_REPORT_WAIT:
+                raise InvalidArgument("wait", "must be between 0 and 30s")
             delivery = self.gateway.delivery(request.delivery_id)
             if delivery is None:
                 raise NotFound("delivery", request.delivery_id)
         except DomainError as exc:
             await abort_with(context, exc)
+        # A long poll: held until the carrier's report is due, never past the asked wait.
+        hold = min(wait, delivery.report_in(self.gateway.now()))
+        if hold > timedelta(0):
+            await asyncio.sleep(hold.total_seconds())
         now = self.gateway.now()
         status = delivery.status(now)
         if status is not DeliveryStatus.PENDING:

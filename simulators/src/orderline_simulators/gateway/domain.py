@@ -100,6 +100,12 @@ class Delivery:
             return DeliveryStatus.PENDING
         return DeliveryStatus.FAILED if self.fails else DeliveryStatus.DELIVERED
 
+    def report_in(self, now: datetime) -> timedelta:
+        """How long until the report comes (zero once it is in)."""
+        if self.reported_at is None or now >= self.reported_at:
+            return timedelta(0)
+        return self.reported_at - now
+
     def failure_reason(self, now: datetime) -> str:
         return UNREACHABLE if self.status(now) is DeliveryStatus.FAILED else ""
 

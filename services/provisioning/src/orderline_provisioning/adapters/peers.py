@@ -5,6 +5,7 @@ PeerUnavailable (transient) or PeerRejected (final)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -87,10 +88,15 @@ class _Client:
             self._stub = self._stub_factory(self._channel)
         return self._stub
 
-    async def call(self, method: str, request: Any) -> Any:
+    async def call(self, method: str, request: Any, *, held: float = 0.0) -> Any:
+        """`held`: seconds the peer may hold the answer on purpose (a long poll), added to the
+        call's deadline."""
+        options = self._call_options()
+        if held:
+            options = {**options, "timeout": options["timeout"] + held}
         try:
             return await traced_call(
-                self.service, method, getattr(self.stub, method), request, **self._call_options()
+                self.service, method, getattr(self.stub, method), request, **options
             )
         except grpc.aio.AioRpcError as exc:
             detail = exc.details() or exc.code().name
@@ -246,10 +252,10 @@ class GatewayClient(_Client):
         )
         return str(resp.delivery_id)
 
-    async def delivery(self, delivery_id: str) -> DeliveryReport:
-        resp = await self.call(
-            "GetDelivery", gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)
-        )
+    async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:
+        request = gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)
+        request.wait.FromTimedelta(wait)
+        resp = await self.call("GetDelivery", request, held=wait.total_seconds())
         d = resp.delivery
         return DeliveryReport(
             d.delivery_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from orderline_provisioning.domain.checklist import DeviceInfo, UnknownDevice
@@ -97,8 +98,9 @@ class Gateway(Protocol):
         """Returns the delivery id."""
         ...
 
-    async def delivery(self, delivery_id: str) -> DeliveryReport:
-        """The delivery report so far (GetDelivery): pending, delivered or failed."""
+    async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:
+        """The delivery report (GetDelivery): pending, delivered or failed; the gateway holds
+        the answer until the report is in or `wait` has passed."""
         ...
 
 

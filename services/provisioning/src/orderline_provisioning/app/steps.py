@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -167,9 +168,11 @@ class StepPolicy:
     sms_failures_before_voice: int = SMS_FAILURES_BEFORE_VOICE
     # Failed notify attempts (sends refused, messages undelivered) before the job goes to the
     # clerk as CUSTOMER_NOT_REACHED; how long one message's delivery report is waited for
-    # (polled every `delivery_poll`) before it counts as undelivered.
+    # before it counts as undelivered: GetDelivery calls the gateway holds until the report is
+    # in (at most `delivery_hold` each), polled every `delivery_poll` if it answers at once.
     notify_max_attempts: int = MAX_NOTIFY_ATTEMPTS
     delivery_wait: timedelta = timedelta(seconds=60)
+    delivery_hold: timedelta = timedelta(seconds=10)
     delivery_poll: timedelta = timedelta(milliseconds=200)
     # Failed tries in a row of a device step with the agent unreachable before the job goes to
     # the fallout queue as DEVICE_UNREACHABLE (with the default backoff, about ten minutes).
@@ -636,10 +639,14 @@ class StepRunner:
         answer, still pending)."""
         until = self.clock() + self.policy.delivery_wait
         while True:
-            report = await self.peers.gateway.delivery(delivery_id)
+            wait = min(max(until - self.clock(), timedelta(0)), self.policy.delivery_hold)
+            asked = time.monotonic()
+            report = await self.peers.gateway.delivery(delivery_id, wait)
             if report.status is not DeliveryStatus.PENDING or self.clock() >= until:
                 return report
-            await asyncio.sleep(self.policy.delivery_poll.total_seconds())
+            if time.monotonic() - asked < wait.total_seconds() / 2:
+                # A gateway that answers at once instead of holding the call: poll it.
+                await asyncio.sleep(self.policy.delivery_poll.total_seconds())
 
     def _notify_failed(
         self,

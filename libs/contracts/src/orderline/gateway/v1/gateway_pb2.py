@@ -22,38 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderline/gateway/v1/gateway.proto\x12\x14orderline.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x17SendNotificationRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1d.orderline.gateway.v1.Channel\x12\n\n\x02to\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"x\n\x18SendNotificationResponse\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.orderline.gateway.v1.DeliveryStatus\"\xd5\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12.\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1d.orderline.gateway.v1.Channel\x12\n\n\x02to\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x30\n\x0c\x64\x65livered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x06status\x18\t \x01(\x0e\x32$.orderline.gateway.v1.DeliveryStatus\x12/\n\x0breported_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0b \x01(\t\")\n\x12GetDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"G\n\x13GetDeliveryResponse\x12\x30\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1e.orderline.gateway.v1.Delivery\"\x17\n\x15ListDeliveriesRequest\"L\n\x16ListDeliveriesResponse\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.orderline.gateway.v1.Delivery\"\xb0\x01\n\x16\x43onfigureFaultsRequest\x12\x14\n\x0c\x66\x61ilure_rate\x18\x01 \x01(\x01\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x05\x12\"\n\x15\x64\x65livery_failure_rate\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0freport_delay_ms\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x18\n\x16_delivery_failure_rateB\x12\n\x10_report_delay_ms\"\x19\n\x17\x43onfigureFaultsResponse*F\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x01\x12\x11\n\rCHANNEL_VOICE\x10\x02*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\xd0\x03\n\x1aNotificationGatewayService\x12q\n\x10SendNotification\x12-.orderline.gateway.v1.SendNotificationRequest\x1a..orderline.gateway.v1.SendNotificationResponse\x12k\n\x0eListDeliveries\x12+.orderline.gateway.v1.ListDeliveriesRequest\x1a,.orderline.gateway.v1.ListDeliveriesResponse\x12\x62\n\x0bGetDelivery\x12(.orderline.gateway.v1.GetDeliveryRequest\x1a).orderline.gateway.v1.GetDeliveryResponse\x12n\n\x0f\x43onfigureFaults\x12,.orderline.gateway.v1.ConfigureFaultsRequest\x1a-.orderline.gateway.v1.ConfigureFaultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderline/gateway/v1/gateway.proto\x12\x14orderline.gateway.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x17SendNotificationRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12.\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1d.orderline.gateway.v1.Channel\x12\n\n\x02to\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\"x\n\x18SendNotificationResponse\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.orderline.gateway.v1.DeliveryStatus\"\xd5\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12.\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1d.orderline.gateway.v1.Channel\x12\n\n\x02to\x18\x04 \x01(\t\x12\x0e\n\x06locale\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x30\n\x0c\x64\x65livered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x06status\x18\t \x01(\x0e\x32$.orderline.gateway.v1.DeliveryStatus\x12/\n\x0breported_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0b \x01(\t\"R\n\x12GetDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"G\n\x13GetDeliveryResponse\x12\x30\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1e.orderline.gateway.v1.Delivery\"\x17\n\x15ListDeliveriesRequest\"L\n\x16ListDeliveriesResponse\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.orderline.gateway.v1.Delivery\"\xb0\x01\n\x16\x43onfigureFaultsRequest\x12\x14\n\x0c\x66\x61ilure_rate\x18\x01 \x01(\x01\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x05\x12\"\n\x15\x64\x65livery_failure_rate\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0freport_delay_ms\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x18\n\x16_delivery_failure_rateB\x12\n\x10_report_delay_ms\"\x19\n\x17\x43onfigureFaultsResponse*F\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x01\x12\x11\n\rCHANNEL_VOICE\x10\x02*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\xd0\x03\n\x1aNotificationGatewayService\x12q\n\x10SendNotification\x12-.orderline.gateway.v1.SendNotificationRequest\x1a..orderline.gateway.v1.SendNotificationResponse\x12k\n\x0eListDeliveries\x12+.orderline.gateway.v1.ListDeliveriesRequest\x1a,.orderline.gateway.v1.ListDeliveriesResponse\x12\x62\n\x0bGetDelivery\x12(.orderline.gateway.v1.GetDeliveryRequest\x1a).orderline.gateway.v1.GetDeliveryResponse\x12n\n\x0f\x43onfigureFaults\x12,.orderline.gateway.v1.ConfigureFaultsRequest\x1a-.orderline.gateway.v1.ConfigureFaultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderline.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=1127
-  _globals['_CHANNEL']._serialized_end=1197
-  _globals['_DELIVERYSTATUS']._serialized_start=1200
-  _globals['_DELIVERYSTATUS']._serialized_end=1337
-  _globals['_SENDNOTIFICATIONREQUEST']._serialized_start=94
-  _globals['_SENDNOTIFICATIONREQUEST']._serialized_end=234
-  _globals['_SENDNOTIFICATIONRESPONSE']._serialized_start=236
-  _globals['_SENDNOTIFICATIONRESPONSE']._serialized_end=356
-  _globals['_DELIVERY']._serialized_start=359
-  _globals['_DELIVERY']._serialized_end=700
-  _globals['_GETDELIVERYREQUEST']._serialized_start=702
-  _globals['_GETDELIVERYREQUEST']._serialized_end=743
-  _globals['_GETDELIVERYRESPONSE']._serialized_start=745
-  _globals['_GETDELIVERYRESPONSE']._serialized_end=816
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=818
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=841
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=843
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=919
-  _globals['_CONFIGUREFAULTSREQUEST']._serialized_start=922
-  _globals['_CONFIGUREFAULTSREQUEST']._serialized_end=1098
-  _globals['_CONFIGUREFAULTSRESPONSE']._serialized_start=1100
-  _globals['_CONFIGUREFAULTSRESPONSE']._serialized_end=1125
-  _globals['_NOTIFICATIONGATEWAYSERVICE']._serialized_start=1340
-  _globals['_NOTIFICATIONGATEWAYSERVICE']._serialized_end=1804
+  _globals['_CHANNEL']._serialized_start=1200
+  _globals['_CHANNEL']._serialized_end=1270
+  _globals['_DELIVERYSTATUS']._serialized_start=1273
+  _globals['_DELIVERYSTATUS']._serialized_end=1410
+  _globals['_SENDNOTIFICATIONREQUEST']._serialized_start=126
+  _globals['_SENDNOTIFICATIONREQUEST']._serialized_end=266
+  _globals['_SENDNOTIFICATIONRESPONSE']._serialized_start=268
+  _globals['_SENDNOTIFICATIONRESPONSE']._serialized_end=388
+  _globals['_DELIVERY']._serialized_start=391
+  _globals['_DELIVERY']._serialized_end=732
+  _globals['_GETDELIVERYREQUEST']._serialized_start=734
+  _globals['_GETDELIVERYREQUEST']._serialized_end=816
+  _globals['_GETDELIVERYRESPONSE']._serialized_start=818
+  _globals['_GETDELIVERYRESPONSE']._serialized_end=889
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=891
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=914
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=916
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=992
+  _globals['_CONFIGUREFAULTSREQUEST']._serialized_start=995
+  _globals['_CONFIGUREFAULTSREQUEST']._serialized_end=1171
+  _globals['_CONFIGUREFAULTSRESPONSE']._serialized_start=1173
+  _globals['_CONFIGUREFAULTSRESPONSE']._serialized_end=1198
+  _globals['_NOTIFICATIONGATEWAYSERVICE']._serialized_start=1413
+  _globals['_NOTIFICATIONGATEWAYSERVICE']._serialized_end=1877
 # @@protoc_insertion_point(module_scope)

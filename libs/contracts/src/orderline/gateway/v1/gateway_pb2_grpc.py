@@ -76,8 +76,9 @@ class NotificationGatewayServiceServicer:
 
     def GetDelivery(self, request, context):
         """The delivery report of one accepted message: PENDING until the carrier reports (after
-        the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
-        gateway never gave.
+        the configured report delay), then DELIVERED or FAILED. With `wait` the call is held until
+        the report is in or the wait is over (a long poll: one call per report instead of a poll
+        loop); NOT_FOUND for an id the gateway never gave.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,8 +38,9 @@ class NotificationGatewayServiceStub:
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListDeliveriesRequest, _gateway_pb2.ListDeliveriesResponse]
     GetDelivery: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetDeliveryRequest, _gateway_pb2.GetDeliveryResponse]
     """The delivery report of one accepted message: PENDING until the carrier reports (after
-    the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
-    gateway never gave.
+    the configured report delay), then DELIVERED or FAILED. With `wait` the call is held until
+    the report is in or the wait is over (a long poll: one call per report instead of a poll
+    loop); NOT_FOUND for an id the gateway never gave.
     """
     ConfigureFaults: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ConfigureFaultsRequest, _gateway_pb2.ConfigureFaultsResponse]
     """Simulation control: fail or delay a share of sends, fail a share of deliveries."""
@@ -54,8 +55,9 @@ class NotificationGatewayServiceAsyncStub(NotificationGatewayServiceStub):
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListDeliveriesRequest, _gateway_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     GetDelivery: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetDeliveryRequest, _gateway_pb2.GetDeliveryResponse]  # type: ignore[assignment]
     """The delivery report of one accepted message: PENDING until the carrier reports (after
-    the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
-    gateway never gave.
+    the configured report delay), then DELIVERED or FAILED. With `wait` the call is held until
+    the report is in or the wait is over (a long poll: one call per report instead of a poll
+    loop); NOT_FOUND for an id the gateway never gave.
     """
     ConfigureFaults: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ConfigureFaultsRequest, _gateway_pb2.ConfigureFaultsResponse]  # type: ignore[assignment]
     """Simulation control: fail or delay a share of sends, fail a share of deliveries."""
@@ -85,8 +87,9 @@ class NotificationGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetDeliveryResponse, _abc.Awaitable[_gateway_pb2.GetDeliveryResponse]]:
         """The delivery report of one accepted message: PENDING until the carrier reports (after
-        the configured report delay), then DELIVERED or FAILED. Poll it; NOT_FOUND for an id the
-        gateway never gave.
+        the configured report delay), then DELIVERED or FAILED. With `wait` the call is held until
+        the report is in or the wait is over (a long poll: one call per report instead of a poll
+        loop); NOT_FOUND for an id the gateway never gave.
         """
 
     @_abc_1.abstractmethod
