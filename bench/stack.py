@@ -129,6 +129,9 @@ class BenchStack:
                 **common,
                 "ORDERLINE_GATEWAY_PORT": str(self.ports["gateway"]),
                 "ORDERLINE_GATEWAY_DELAY_MS": "0",
+                # The carrier's delivery report too, as the devices answer at once: the figures
+                # are Orderline's own cost and latency, not a simulated carrier's.
+                "ORDERLINE_GATEWAY_REPORT_DELAY_MS": "0",
                 "ORDERLINE_GATEWAY_FAILURE_RATE": "0",
             },
         )
