@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -32,6 +33,22 @@ from orderline_archive.adapters.tables import (
 )
 from orderline_archive.domain.chain import Document, Seal
 from orderline_runtime.database import SqlConnection
+
+# The statements every recorded event runs, built once: building one and its cache key cost
+# more than running it (docs/performance.md).
+_HEAD = select(chain_head.c.sequence, chain_head.c.content_hash, chain_head.c.dossier_id).where(
+    chain_head.c.id == CHAIN_HEAD_ID
+)
+_LOCK_HEAD = _HEAD.with_for_update()
+_DOSSIER_ID_OF = select(dossiers.c.id).where(dossiers.c.order_id == bindparam("order_id"))
+_SEALED_DOSSIER = select(dossiers.c.id, dossiers.c.retain_until).where(
+    dossiers.c.order_id == bindparam("order_id"), dossiers.c.kind == "dossier"
+)
+_RECORD_EVENTS = insert(dossier_events)
+_ORDER_EVENTS = select(dossier_events).where(dossier_events.c.order_id == bindparam("order_id"))
+_FORGET_ORDER_EVENTS = delete(dossier_events).where(
+    dossier_events.c.order_id == bindparam("order_id")
+)
 
 
 @dataclass(frozen=True)
@@ -141,28 +158,16 @@ class DossierRepository:
     async def lock_head(self) -> ChainHead:
         """The chain head, locked until the transaction ends (FOR UPDATE on PostgreSQL; SQLite
         transactions start with BEGIN IMMEDIATE and so already hold the database's write lock)."""
-        row = (
-            await self.session.execute(
-                select(chain_head.c.sequence, chain_head.c.content_hash, chain_head.c.dossier_id)
-                .where(chain_head.c.id == CHAIN_HEAD_ID)
-                .with_for_update()
-            )
-        ).one()
+        row = (await self.session.execute(_LOCK_HEAD)).one()
         return ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
 
     async def head(self) -> ChainHead:
-        row = (
-            await self.session.execute(
-                select(
-                    chain_head.c.sequence, chain_head.c.content_hash, chain_head.c.dossier_id
-                ).where(chain_head.c.id == CHAIN_HEAD_ID)
-            )
-        ).one()
+        row = (await self.session.execute(_HEAD)).one()
         return ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
 
     async def dossier_id_for_order(self, order_id: str) -> str | None:
         return (
-            await self.session.execute(select(dossiers.c.id).where(dossiers.c.order_id == order_id))
+            await self.session.execute(_DOSSIER_ID_OF, {"order_id": order_id})
         ).scalar_one_or_none()
 
     async def add_sealed(
@@ -311,14 +316,10 @@ class DossierRepository:
     async def record_events(self, rows: Sequence[EventRow]) -> None:
         """Keeps events of orders not sealed yet (one statement for a batch's rows)."""
         if rows:
-            await self.session.execute(insert(dossier_events), [r.__dict__ for r in rows])
+            await self.session.execute(_RECORD_EVENTS, [r.__dict__ for r in rows])
 
     async def order_events(self, order_id: str) -> list[EventRow]:
-        rows = (
-            await self.session.execute(
-                select(dossier_events).where(dossier_events.c.order_id == order_id)
-            )
-        ).all()
+        rows = (await self.session.execute(_ORDER_EVENTS, {"order_id": order_id})).all()
         return [EventRow(**r._mapping) for r in rows]
 
     async def waiting_completions(self, recorded_before: datetime, limit: int) -> list[str]:
@@ -338,19 +339,11 @@ class DossierRepository:
         return [r.order_id for r in rows]
 
     async def forget_order_events(self, order_id: str) -> None:
-        await self.session.execute(
-            delete(dossier_events).where(dossier_events.c.order_id == order_id)
-        )
+        await self.session.execute(_FORGET_ORDER_EVENTS, {"order_id": order_id})
 
     async def sealed_dossier(self, order_id: str) -> tuple[str, datetime | None] | None:
         """The id and retention date of an order's sealed dossier, if any (one indexed row)."""
-        row = (
-            await self.session.execute(
-                select(dossiers.c.id, dossiers.c.retain_until).where(
-                    dossiers.c.order_id == order_id, dossiers.c.kind == "dossier"
-                )
-            )
-        ).one_or_none()
+        row = (await self.session.execute(_SEALED_DOSSIER, {"order_id": order_id})).one_or_none()
         return None if row is None else (row.id, row.retain_until)
 
     async def addenda(self, order_id: str, *, with_content: bool = True) -> list[DossierRow]:
