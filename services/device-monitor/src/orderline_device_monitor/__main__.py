@@ -1,11 +1,10 @@
 """`orderline-device-monitor` serves; `orderline-device-monitor migrate` migrates and exits."""
 
-from orderline_device_monitor.bootstrap import build
-from orderline_runtime.service import run_service
+from orderline_runtime.entry import serve
 
 
 def main() -> None:
-    run_service(build)
+    serve("orderline_device_monitor.bootstrap")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """`orderline-intake` serves; `orderline-intake migrate` migrates the database and exits."""
 
-from orderline_intake.bootstrap import build
-from orderline_runtime.service import run_service
+from orderline_runtime.entry import serve
 
 
 def main() -> None:
-    run_service(build)
+    serve("orderline_intake.bootstrap")
 
 
 if __name__ == "__main__":

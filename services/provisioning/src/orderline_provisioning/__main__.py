@@ -1,11 +1,10 @@
 """`orderline-provisioning` serves; `orderline-provisioning migrate` migrates and exits."""
 
-from orderline_provisioning.bootstrap import build
-from orderline_runtime.service import run_service
+from orderline_runtime.entry import serve
 
 
 def main() -> None:
-    run_service(build)
+    serve("orderline_provisioning.bootstrap")
 
 
 if __name__ == "__main__":

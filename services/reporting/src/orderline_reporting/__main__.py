@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from orderline_reporting.bootstrap import build
-from orderline_runtime.service import run_service
+from orderline_runtime.entry import serve
 
 
 def main() -> None:
-    run_service(build)
+    serve("orderline_reporting.bootstrap")
 
 
 if __name__ == "__main__":
