@@ -317,6 +317,17 @@ async def test_every_clear_read_is_audited_and_only_auditors_list_them(
             assert got.customer.phone != "+8613912345678"
             await stub.ListOrders(S.ListOrdersRequest(), metadata=who)
         assert await reads(order_id=order.id) == before
+        # A role that may see it unmasked asks for the masked view: masked, nothing written.
+        masked = S.GetOrderRequest(order_id=order.id, personal_data=S.PERSONAL_DATA_VIEW_MASKED)
+        got = (await stub.GetOrder(masked, metadata=REVIEWER)).order
+        assert got.customer.phone == "+86139****5678"
+        assert await reads(order_id=order.id) == before
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetOrder(
+                S.GetOrderRequest(order_id=order.id, personal_data=7), metadata=REVIEWER
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(details(err.value)[1]) == {"personal_data"}
         # Clear reads: one row per order shown, newest first.
         await stub.GetOrder(S.GetOrderRequest(order_id=order.id), metadata=REVIEWER)
         await stub.ListOrders(S.ListOrdersRequest(), metadata=CLERK)

@@ -90,6 +90,8 @@ class FakePeers:
     # What each GetDelivery asked the gateway to hold its answer for; with `holding_clock`,
     # a pending report holds the call that long (the clock moves on by it).
     waits: list[timedelta] = field(default_factory=list)
+    # Per GetOrder of the customer, whether the masked view was asked for.
+    contact_views: list[bool] = field(default_factory=list)
     holding_clock: Clock | None = None
     contact: CustomerContact = field(
         default_factory=lambda: CustomerContact("+8613800138000", "zh-CN")
@@ -166,7 +168,8 @@ class Directory:
     def __init__(self, fake: FakePeers) -> None:
         self.fake = fake
 
-    async def contact(self, order_id: str) -> CustomerContact:
+    async def contact(self, order_id: str, *, masked: bool = False) -> CustomerContact:
+        self.fake.contact_views.append(masked)
         return await self.fake.contact_of(order_id)
 
 
@@ -231,6 +234,8 @@ async def test_a_job_runs_every_step_and_completes() -> None:
     assert verdict.predicate["device"]["configurationVersion"] == job.config_version
     assert len(verdict.predicate["tests"]) == len(job.test_results) > 0
     assert verdict.predicate["customer"]["phone"] == "+86138****8000"
+    # The voucher asked intake for the masked customer; only the notice needed the number.
+    assert fake.contact_views == [True, False]
 
 
 async def test_no_telemetry_retries_with_backoff_then_holds() -> None:

@@ -13,6 +13,7 @@ from functools import partial
 
 from orderline_catalogue import Catalogue
 from orderline_intake.app import payloads
+from orderline_intake.app.pii_reads import record_reads
 from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
 from orderline_intake.app.watch import OrderFeed
 from orderline_intake.domain.amend import apply_mask, check_mask, prefixed
@@ -115,14 +116,21 @@ class OrderApp:
 
     # --- commands -------------------------------------------------------------------------
 
-    async def create(self, new: NewOrder, actor: str) -> tuple[Order, bool]:
+    async def create(
+        self, new: NewOrder, actor: str, *, shown_to: frozenset[str] = frozenset()
+    ) -> tuple[Order, bool]:
         """Records the order and runs the automatic review: approved, pending or queued for a
-        person (domain/review.py). Idempotent on the request id."""
+        person (domain/review.py). Idempotent on the request id. `shown_to`: the roles of the
+        actor the answer shows the order to; a clear read of its personal data is recorded in
+        the same transaction (app/pii_reads.py), not in one of its own."""
         validate_new_order(new, self.catalogue, self.clock().astimezone(OPERATOR_TZ).date())
         try:
             async with self.uow() as uow:
                 existing = await uow.repos.by_request_id(new.client_request_id)
                 if existing is not None:
+                    await record_reads(
+                        uow, [existing.id], actor, shown_to, "CreateOrder", self.clock()
+                    )
                     return _retried(existing, new), False
                 business = self.catalogue.get(new.business_type)
                 order = Order.record(
@@ -135,13 +143,15 @@ class OrderApp:
                     self._automatic_review(uow, order, duplicates)
                     # One insert of the reviewed order: no update right after it.
                     await self._save(uow, order, new=True)
+                await record_reads(uow, [order.id], actor, shown_to, "CreateOrder", self.clock())
                 return order, True
         except Conflict:
             # A concurrent retry with the same request id won the race: answer with its order.
-            async with self.uow(read_only=True) as uow:
+            async with self.uow() as uow:
                 winner = await uow.repos.by_request_id(new.client_request_id)
-            if winner is None:
-                raise
+                if winner is None:
+                    raise
+                await record_reads(uow, [winner.id], actor, shown_to, "CreateOrder", self.clock())
             return _retried(winner, new), False
 
     def _automatic_review(

@@ -1,18 +1,41 @@
 """The audit of clear reads of customers' personal data (docs/security.md#pii-at-rest).
 
 Every response that shows an order's phone, identity number or address unmasked is recorded
-first: one row per order, in its own transaction committed before the response leaves (so a
-read whose audit cannot be written fails and shows nothing). Responses that show only masked
-values record nothing."""
+first: one row per order, committed before the response leaves (so a read whose audit cannot
+be written fails and shows nothing), in a transaction of its own, or in the write's own when a
+write shows the order back (CreateOrder). Responses that show only masked values record
+nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
 
-from orderline_intake.app.ports import IntakeUnitOfWork
+from orderline_intake.app.ports import IntakeUnitOfWork, OrderRepository
 from orderline_intake.domain.masking import PiiRead, sees_pii
 from orderline_runtime.clock import Clock
+from orderline_runtime.unit_of_work import UnitOfWork
+
+Uow = UnitOfWork[OrderRepository]
+
+
+async def record_reads(
+    uow: Uow,
+    order_ids: Iterable[str],
+    principal: str,
+    roles: frozenset[str],
+    rpc: str,
+    at: datetime,
+) -> int:
+    """Records, in the caller's unit of work, the clear read of each order if `roles` see
+    personal data unmasked (a write that shows the order back records its read with it);
+    returns how many rows were written."""
+    why = tuple(sorted(sees_pii(roles)))
+    ids = list(dict.fromkeys(order_ids))
+    if not why or not ids:
+        return 0
+    await uow.repos.add_pii_reads([PiiRead(i, principal, why, rpc, at) for i in ids])
+    return len(ids)
 
 
 class PiiReadApp:
@@ -25,15 +48,11 @@ class PiiReadApp:
     ) -> int:
         """Records the clear read of each order, if `roles` see personal data unmasked;
         returns how many rows were written."""
-        why = tuple(sorted(sees_pii(roles)))
         ids = list(dict.fromkeys(order_ids))
-        if not why or not ids:
+        if not sees_pii(roles) or not ids:
             return 0
-        at = self.clock()
-        reads = [PiiRead(i, principal, why, rpc, at) for i in ids]
         async with self.uow() as uow:
-            await uow.repos.add_pii_reads(reads)
-        return len(reads)
+            return await record_reads(uow, ids, principal, roles, rpc, self.clock())
 
     async def list(
         self,

@@ -219,8 +219,11 @@ class IntakeClient(_Client):
             order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name,
         )
 
-    async def contact(self, order_id: str) -> CustomerContact:
-        resp = await self.call("GetOrder", order_pb2.GetOrderRequest(order_id=order_id))
+    async def contact(self, order_id: str, *, masked: bool = False) -> CustomerContact:
+        request = order_pb2.GetOrderRequest(order_id=order_id)
+        if masked:
+            request.personal_data = order_pb2.PERSONAL_DATA_VIEW_MASKED
+        resp = await self.call("GetOrder", request)
         order = resp.order
         customer = order.customer
         return CustomerContact(

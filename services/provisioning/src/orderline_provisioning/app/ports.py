@@ -90,7 +90,10 @@ class DeviceAgent(Protocol):
 
 
 class CustomerDirectory(Protocol):
-    async def contact(self, order_id: str) -> CustomerContact: ...
+    async def contact(self, order_id: str, *, masked: bool = False) -> CustomerContact:
+        """The order's customer (GetOrder); `masked`: phone and addresses masked, a read that
+        shows intake's personal data to nobody and so leaves no audit record there."""
+        ...
 
 
 class Gateway(Protocol):

@@ -539,8 +539,9 @@ class StepRunner:
         job.network_action = action
         job.activation_id = activation.activation_id
         job.activated_at = job.activated_at or now
-        # The voucher names the customer (masked): intake owns the customer's data.
-        contact = await self.peers.customers.contact(job.order_id)
+        # The voucher names the customer masked (intake owns the customer's data), so it asks
+        # for the masked view: no clear read of personal data to audit.
+        contact = await self.peers.customers.contact(job.order_id, masked=True)
         now = self.clock()
         voucher = issue_voucher(
             entropy=self.entropy(8),

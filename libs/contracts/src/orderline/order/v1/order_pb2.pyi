@@ -85,6 +85,21 @@ CONTACT_CHANNEL_SMS: ContactChannel.ValueType  # 1
 CONTACT_CHANNEL_PHONE: ContactChannel.ValueType  # 2
 Global___ContactChannel: _TypeAlias = ContactChannel  # noqa: Y015
 
+class _PersonalDataView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PersonalDataViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PersonalDataView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PERSONAL_DATA_VIEW_UNSPECIFIED: _PersonalDataView.ValueType  # 0
+    PERSONAL_DATA_VIEW_MASKED: _PersonalDataView.ValueType  # 1
+
+class PersonalDataView(_PersonalDataView, metaclass=_PersonalDataViewEnumTypeWrapper): ...
+
+PERSONAL_DATA_VIEW_UNSPECIFIED: PersonalDataView.ValueType  # 0
+PERSONAL_DATA_VIEW_MASKED: PersonalDataView.ValueType  # 1
+Global___PersonalDataView: _TypeAlias = PersonalDataView  # noqa: Y015
+
 class _CommunicationChannel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -689,15 +704,23 @@ class GetOrderRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    PERSONAL_DATA_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
+    personal_data: Global___PersonalDataView.ValueType
+    """MASKED: the customer's phone, identity number and addresses masked whoever asks, so the
+    read shows no personal data and leaves no audit record (for a caller that needs none, as
+    provisioning naming the customer on a voucher). Unspecified: unmasked for the roles that
+    see personal data (each such read audited), masked for the others.
+    """
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
+        personal_data: Global___PersonalDataView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "personal_data", b"personal_data"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
