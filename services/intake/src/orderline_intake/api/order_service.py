@@ -159,13 +159,16 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
         # (an amendment of the customer's data is, and is audited).
         shown: dict[str, bytes] = {}
 
-        async def message(order: Order) -> order_pb2.WatchOrdersResponse:
-            shown_now = order_message(order, principal.roles)
-            customer = shown_now.customer.SerializeToString(deterministic=True)
-            if shown.get(order.id) != customer:
-                await self._audited("WatchOrders", principal, [order])
+        async def messages(orders: list[Order]) -> list[order_pb2.WatchOrdersResponse]:
+            """The answers for these orders, their clear reads audited first, together (one
+            transaction for the changes that arrived at once)."""
+            answers = [order_message(order, principal.roles) for order in orders]
+            customers = [a.customer.SerializeToString(deterministic=True) for a in answers]
+            reads = [o for o, c in zip(orders, customers, strict=True) if shown.get(o.id) != c]
+            await self._audited("WatchOrders", principal, reads)
+            for order, customer in zip(orders, customers, strict=True):
                 shown[order.id] = customer
-            return order_pb2.WatchOrdersResponse(order=shown_now)
+            return [order_pb2.WatchOrdersResponse(order=a) for a in answers]
 
         loop = asyncio.get_running_loop()
         # Subscribed before the first read: a change committed meanwhile is queued, and
@@ -177,7 +180,8 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                 sent[order.id] = order.version
                 if order.updated_at:
                     since = min(since, order.updated_at - WATCH_OVERLAP)
-                yield await message(order)
+                for answer in await messages([order]):
+                    yield answer
             catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
             while True:
                 changed: list[Order] = []
@@ -188,6 +192,8 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                             changed.append(await feed.queue.get())
                     except TimeoutError:
                         continue
+                    while not feed.queue.empty():  # what else arrived meanwhile, at once
+                        changed.append(feed.queue.get_nowait())
                 else:
                     # Other replicas' changes, and this one's if the watch fell behind.
                     started = self.app.clock()
@@ -197,11 +203,14 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
                     # and replicas' clocks differ; what was already sent is skipped.
                     since = max(since, started - WATCH_OVERLAP)
                     catch_up_at = loop.time() + WATCH_CATCH_UP_SECONDS
+                fresh: list[Order] = []
                 for order in changed:
                     if sent.get(order.id, -1) >= order.version:
                         continue
                     sent[order.id] = order.version
-                    yield await message(order)
+                    fresh.append(order)
+                for answer in await messages(fresh):
+                    yield answer
 
     # --- jeopardy -------------------------------------------------------------------------
 
