@@ -93,6 +93,8 @@ class FakePeers:
     # Per GetOrder of the customer, whether the masked view was asked for.
     contact_views: list[bool] = field(default_factory=list)
     holding_clock: Clock | None = None
+    # The send's answer already says DELIVERED (a key delivered before).
+    delivered_at_send: bool = False
     contact: CustomerContact = field(
         default_factory=lambda: CustomerContact("+8613800138000", "zh-CN")
     )
@@ -141,7 +143,9 @@ class FakePeers:
     async def contact_of(self, order_id: str) -> CustomerContact:
         return self.contact
 
-    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
+    async def send(
+        self, key: str, channel: Channel, to: str, locale: str, text: str
+    ) -> DeliveryReport:
         self.sends.append((key, channel, locale, text))
         if self.gateway_failures > 0:
             self.gateway_failures -= 1
@@ -150,7 +154,8 @@ class FakePeers:
         if self.undelivered > 0:
             self.undelivered -= 1
             self.failed_ids.add(delivery_id)
-        return delivery_id
+        status = DeliveryStatus.DELIVERED if self.delivered_at_send else DeliveryStatus.PENDING
+        return DeliveryReport(delivery_id, status)
 
     async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:
         self.waits.append(wait)
@@ -591,6 +596,15 @@ async def test_the_delivery_report_is_awaited_in_calls_the_gateway_holds_within_
     assert fake.waits == [timedelta(seconds=10), timedelta(seconds=10), timedelta(seconds=5)]
     assert out.events == [] and job.reason == "NOTICE_NOT_DELIVERED"
     assert "no delivery report within 25s" in job.detail
+
+
+async def test_a_send_that_answers_delivered_needs_no_delivery_report() -> None:
+    fake, clock = FakePeers(delivered_at_send=True, pending_reads=100), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.NOTIFY)
+    job.voucher_id = "AV-ABCDEFGHIJKL"
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.customer_notified"]
+    assert fake.waits == []  # no GetDelivery
 
 
 async def test_a_customer_who_prefers_the_phone_gets_a_voice_call_first() -> None:

@@ -246,14 +246,16 @@ class GatewayClient(_Client):
             gateway_pb2.DESCRIPTOR.services_by_name["NotificationGatewayService"].full_name,
         )
 
-    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
+    async def send(
+        self, key: str, channel: Channel, to: str, locale: str, text: str
+    ) -> DeliveryReport:
         resp = await self.call(
             "SendNotification",
             gateway_pb2.SendNotificationRequest(
                 idempotency_key=key, channel=_CHANNELS[channel], to=to, locale=locale, text=text
             ),
         )
-        return str(resp.delivery_id)
+        return DeliveryReport(resp.delivery_id, _STATUSES.get(resp.status, DeliveryStatus.PENDING))
 
     async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:
         request = gateway_pb2.GetDeliveryRequest(delivery_id=delivery_id)

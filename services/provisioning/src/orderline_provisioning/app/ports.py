@@ -97,8 +97,10 @@ class CustomerDirectory(Protocol):
 
 
 class Gateway(Protocol):
-    async def send(self, key: str, channel: Channel, to: str, locale: str, text: str) -> str:
-        """Returns the delivery id."""
+    async def send(
+        self, key: str, channel: Channel, to: str, locale: str, text: str
+    ) -> DeliveryReport:
+        """The accepted message's delivery id and its report so far (pending, as a rule)."""
         ...
 
     async def delivery(self, delivery_id: str, wait: timedelta) -> DeliveryReport:

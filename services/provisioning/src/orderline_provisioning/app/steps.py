@@ -602,8 +602,15 @@ class StepRunner:
         )
         key = notify_key(job.id, job.notify_undelivered, job.key_suffix)
         try:
-            delivery_id = await self.peers.gateway.send(key, channel, contact.phone, locale, text)
-            report = await self._delivery_report(delivery_id)
+            sent = await self.peers.gateway.send(key, channel, contact.phone, locale, text)
+            delivery_id = sent.delivery_id
+            # Delivered already (a repeat of a delivered key): no report to wait for. A failure
+            # is read from the report, which says why.
+            report = (
+                sent
+                if sent.status is DeliveryStatus.DELIVERED
+                else await self._delivery_report(delivery_id)
+            )
         except PeerUnavailable as exc:
             # Nothing accepted (or no report to read): the same key next time.
             self._notify_failed(job, out, channel, preferred, contact.phone,
