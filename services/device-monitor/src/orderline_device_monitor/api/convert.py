@@ -17,7 +17,7 @@ from orderline_device_monitor.app.events import (
 )
 from orderline_device_monitor.app.records import AlarmRecord, AnomalyRecord
 from orderline_device_monitor.domain.alarms import probable_cause
-from orderline_device_monitor.domain.health import Fitness, HealthView, Reading
+from orderline_device_monitor.domain.health import Fitness, HealthView, Reading, new_reading
 from orderline_device_monitor.domain.tickets import Ticket, TicketState
 from orderline_runtime.errors import Violations
 
@@ -73,22 +73,22 @@ def reading_from_proto(sample: device_pb2.TelemetrySample) -> Reading:
 
 
 def _reading(sample: device_pb2.TelemetrySample, observed_at: datetime | None) -> Reading:
-    return Reading(
-        device_id=sample.device_id,
-        observed_at=observed_at,
-        noise_db=sample.noise_db,
-        vibration_mm_s=sample.vibration_mm_s,
-        display_ok=sample.display_ok,
-        key_latency_ms=sample.key_latency_ms,
-        line_error_rate=sample.line_error_rate,
-        line_up=sample.line_up,
-        cpu_pct=sample.cpu_pct,
-        memory_pct=sample.memory_pct,
-        disk_pct=sample.disk_pct,
-        temperature_c=sample.temperature_c,
-        safety_ok=sample.safety_ok,
-        access_node=sample.access_node_id,
-        model=sample.device_model,
+    return new_reading(
+        sample.device_id,
+        observed_at,
+        sample.noise_db,
+        sample.vibration_mm_s,
+        sample.display_ok,
+        sample.key_latency_ms,
+        sample.line_error_rate,
+        sample.line_up,
+        sample.cpu_pct,
+        sample.memory_pct,
+        sample.disk_pct,
+        sample.temperature_c,
+        sample.safety_ok,
+        sample.access_node_id,
+        sample.device_model,
     )
 
 

@@ -40,6 +40,7 @@ from orderline_device_monitor.domain.health import (
     HealthChange,
     Reading,
     reading_problems,
+    reading_usable,
 )
 from orderline_device_monitor.domain.rules import DEFAULT_MODEL, RuleSet
 from orderline_device_monitor.domain.tickets import SAFETY_FAILURE, SYSTEM, Ticket
@@ -117,22 +118,24 @@ class TelemetryIngest:
         self._recent: dict[str, deque[Reading]] = {}
         # Per device, the anomalies still gathering samples after their onset.
         self._after: dict[str, list[_Capture]] = {}
+        # Device and access-node ids already found acceptable (``health.reading_usable``).
+        self._valid_ids: set[str] = set()
 
     async def ingest(self, readings: Sequence[Reading]) -> IngestResult:
         """Evaluates a batch. Unusable readings (bad device id, non-finite values) are skipped
         and counted, so one broken device does not stop the fleet's telemetry."""
         usable: list[Reading] = []
+        valid_ids = self._valid_ids
         for index, reading in enumerate(readings):
-            problems = reading_problems(reading)
-            if problems:
-                log.warning(
-                    "telemetry sample rejected",
-                    index=index,
-                    device_id=reading.device_id[:64],
-                    problems=[f"{name}: {text}" for name, text in problems],
-                )
-            else:
+            if reading_usable(reading, valid_ids):
                 usable.append(reading)
+                continue
+            log.warning(
+                "telemetry sample rejected",
+                index=index,
+                device_id=reading.device_id[:64],
+                problems=[f"{name}: {text}" for name, text in reading_problems(reading)],
+            )
         await self.book.wait_ready()
         async with self._lock:
             changes = await self._evaluate(usable)
@@ -152,7 +155,7 @@ class TelemetryIngest:
         placed: dict[str, str] = {}
         # Looked up once per batch, not per reading.
         rules, model_of, book_get, node_of = self.rules, self.model_of, self.book.get, nodes.node_of
-        recents, observe_quiet = self._recent, devices.observe_quiet
+        recents, observe_quiet = self._recent, devices.quiet_observer(rules, now)
         for reading in readings:
             device_id = reading.device_id
             previous = states.get(device_id) or book_get(device_id)
@@ -169,7 +172,7 @@ class TelemetryIngest:
             # The model the sample names; else whatever the device was known to be.
             model = reading.model or model_of(device_id)
             # A healthy reading of a healthy device: its next state, no change (most readings).
-            quiet = observe_quiet(previous, reading, received_at=now, rules=rules, model=model)
+            quiet = observe_quiet(previous, reading, model)
             if quiet is not None:
                 states[device_id] = quiet
                 continue

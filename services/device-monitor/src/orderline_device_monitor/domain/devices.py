@@ -36,6 +36,7 @@ from orderline_device_monitor.domain.health import (
     RaisedAlarm,
     Reading,
     Severity,
+    new_device_state,
 )
 from orderline_device_monitor.domain.rules import RuleSet
 
@@ -179,6 +180,68 @@ def observe_quiet(
     return DeviceState(
         state.device_id, state.open_alarms, received_at, at, evaluation, state.under_maintenance
     )
+
+
+QuietObserver = Callable[[DeviceState | None, Reading, str | None], DeviceState | None]
+
+
+def quiet_observer(rules: RuleSet, received_at: datetime) -> QuietObserver:
+    """``observe_quiet(state, reading, received_at=received_at, rules=rules, model=model)`` as
+    ``observer(state, reading, model)``, for a batch received at one time (one call per sample).
+
+    The common case, a device heard before whose categories are all quiet, is ``observe_quiet``
+    and ``evaluator.quiet_sample`` written out in one body: the same checks, each model's quiet
+    test looked up once per batch, and the two new states built through their slots. Anything
+    else (a device not seen yet, no evaluation yet) is ``observe_quiet`` itself.
+    ``test_evaluator_shortcuts`` checks the two agree."""
+    tests: dict[str | None, Callable[[Reading], bool] | None] = {}
+    quiet_type = evaluator.QuietCategories
+    new_evaluation = evaluator.new_evaluation
+
+    def observer(
+        state: DeviceState | None, reading: Reading, model: str | None
+    ) -> DeviceState | None:
+        if state is None or (evaluation := state.evaluation) is None:
+            return observe_quiet(state, reading, received_at=received_at, rules=rules, model=model)
+        if state.open_alarms or evaluation.communication_lost:
+            return None
+        before = evaluation.categories
+        if type(before) is not quiet_type:
+            if before:
+                return None
+            return observe_quiet(state, reading, received_at=received_at, rules=rules, model=model)
+        observed = reading.observed_at or received_at
+        at = received_at if received_at < observed else observed
+        last = state.last_observed
+        if last is not None and at < last:
+            return None
+        last = evaluation.last_sample_at
+        if last is not None and at < last:
+            return None
+        current_model = evaluation.model if model is None else model
+        if current_model in tests:
+            test = tests[current_model]
+        else:
+            test = tests[current_model] = rules.for_model(current_model).quiet_test
+        if test is None or not test(reading):
+            return None
+        return new_device_state(
+            state.device_id,
+            state.open_alarms,
+            received_at,
+            at,
+            new_evaluation(
+                evaluation.device_id,
+                current_model,
+                before.following,
+                at,
+                received_at,
+                False,
+            ),
+            state.under_maintenance,
+        )
+
+    return observer
 
 
 def _came_back(

@@ -16,8 +16,15 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from orderline_device_monitor.domain.health import CATEGORY_ORDER, Category, Reading, Severity
+from orderline_device_monitor.domain.health import (
+    CATEGORY_ORDER,
+    Category,
+    Reading,
+    Severity,
+    slot_setters,
+)
 from orderline_device_monitor.domain.rules import CategoryRule, ModelRules, RuleSet
 
 FLAP_HISTORY = 21
@@ -141,9 +148,10 @@ for _n, _map in _QUIET_MAPS.items():
 _Tell = Callable[["Kind", "Severity | None", "Severity | None"], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceEvaluation:
-    """The evaluator's state of one device; a value, so a step returns a new one."""
+    """The evaluator's state of one device; a value, so a step returns a new one (slotted:
+    ``new_evaluation``)."""
 
     device_id: str
     model: str | None = None
@@ -156,6 +164,33 @@ class DeviceEvaluation:
 
     def category(self, category: Category) -> CategoryState:
         return self.categories.get(category, _QUIET)
+
+
+QuietCategories = _QuietCategories
+"""The type of a shared mapping of quiet categories (``quiet_sample``)."""
+_EVALUATION_SLOTS = slot_setters(DeviceEvaluation)
+
+
+def new_evaluation(
+    device_id: str,
+    model: str | None,
+    categories: Mapping[Category, CategoryState],
+    last_sample_at: datetime | None,
+    last_heard_at: datetime | None,
+    communication_lost: bool,
+    _new: Callable[[type[DeviceEvaluation]], DeviceEvaluation] = object.__new__,
+    _set: tuple[Callable[[Any, Any], None], ...] = _EVALUATION_SLOTS,
+) -> DeviceEvaluation:
+    """``DeviceEvaluation(...)`` with every field given in order, through its slots (one per
+    sample: ``devices.quiet_observer``)."""
+    evaluation = _new(DeviceEvaluation)
+    _set[0](evaluation, device_id)
+    _set[1](evaluation, model)
+    _set[2](evaluation, categories)
+    _set[3](evaluation, last_sample_at)
+    _set[4](evaluation, last_heard_at)
+    _set[5](evaluation, communication_lost)
+    return evaluation
 
 
 @dataclass(frozen=True)
