@@ -261,3 +261,22 @@ def test_quiet_observer_decides_what_observe_quiet_decides(rules: RuleSet) -> No
                         quiet_ones += 1
                     compared += 1
     assert 0 < quiet_ones < compared
+
+
+# --- compiled quiet tests --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rules", [SHIPPED, OTHER], ids=["shipped", "other"])
+def test_the_compiled_quiet_tests_say_what_the_conditions_say(rules: RuleSet) -> None:
+    tested = 0
+    for model in rules.models.values():
+        tests = [(model.quiet_test, [c for r in model.categories.values() for c in r.conditions])]
+        tests += [(r.quiet_test, list(r.conditions)) for r in model.categories.values()]
+        for test, conditions in tests:
+            assert test is not None
+            for values in ODD_VALUES + boundary_values(rules):
+                sample = reading(**values)
+                slow = all(c.severity(sample.values()) is None for c in conditions)
+                assert test(sample) is slow, (model.model, values)
+                tested += 1
+    assert tested

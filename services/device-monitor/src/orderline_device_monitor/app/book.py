@@ -13,7 +13,7 @@ histories start again, with every open alarm's category taken as raised at its s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app.records import AlarmRecord
@@ -49,12 +49,21 @@ class HealthBook:
     def get(self, device_id: str) -> DeviceState | None:
         return self._states.get(device_id)
 
+    def lookup(self) -> Callable[[str], DeviceState | None]:
+        """``get`` as the mapping's own method, for a loop over a batch (valid until the book is
+        cleared)."""
+        return self._states.get
+
     def states(self) -> list[DeviceState]:
         return list(self._states.values())
 
     def put_all(self, states: Iterable[DeviceState]) -> None:
         for state in states:
             self._states[state.device_id] = state
+
+    def put_by_id(self, states: Mapping[str, DeviceState]) -> None:
+        """``put_all(states.values())`` for states keyed by their device ids, in one update."""
+        self._states.update(states)
 
     def __len__(self) -> int:
         return len(self._states)

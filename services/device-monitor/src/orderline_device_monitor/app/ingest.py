@@ -103,7 +103,7 @@ class TelemetryIngest:
         rules: RuleSet,
         *,
         new_alarm_id: Callable[[], str] = new_id,
-        model_of: Callable[[str], str | None] = lambda _device_id: None,
+        model_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self.uow = uow
         self.book = book
@@ -111,7 +111,7 @@ class TelemetryIngest:
         self.rules = rules
         self.new_alarm_id = new_alarm_id
         # A device's model when its telemetry does not name it (the rules' default model when
-        # nothing does).
+        # nothing does); None: nothing else knows it.
         self.model_of = model_of
         self._lock = asyncio.Lock()
         # Per device, the last few readings (for the samples before an anomaly's onset).
@@ -154,7 +154,12 @@ class TelemetryIngest:
         # Devices whose telemetry names an access node the book does not have for them yet.
         placed: dict[str, str] = {}
         # Looked up once per batch, not per reading.
-        rules, model_of, book_get, node_of = self.rules, self.model_of, self.book.get, nodes.node_of
+        rules, model_of, book_get, node_of = (
+            self.rules,
+            self.model_of,
+            self.book.lookup(),
+            nodes.node_of,
+        )
         recents, observe_quiet = self._recent, devices.quiet_observer(rules, now)
         for reading in readings:
             device_id = reading.device_id
@@ -170,7 +175,7 @@ class TelemetryIngest:
             if self._after:
                 flushes.extend(self._gather_after(reading))
             # The model the sample names; else whatever the device was known to be.
-            model = reading.model or model_of(device_id)
+            model = reading.model or (model_of(device_id) if model_of is not None else None)
             # A healthy reading of a healthy device: its next state, no change (most readings).
             quiet = observe_quiet(previous, reading, model)
             if quiet is not None:
@@ -249,7 +254,7 @@ class TelemetryIngest:
                     "device health changed concurrently; resend the batch",
                     reason="HEALTH_STATE_CONFLICT",
                 ) from exc
-        self.book.put_all(states.values())
+        self.book.put_by_id(states)
         return len(changes)
 
     def _gather_after(self, reading: Reading) -> list[_Capture]:
