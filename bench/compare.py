@@ -99,8 +99,9 @@ def main() -> None:
     parts = [
         f"# Base against head ({when:%Y-%m-%d %H:%M} UTC)\n",
         f"base {base_sha[:10]}, head {head_label}; {args.runs} runs each, alternating, "
-        f"{cfg.sustained_seconds:.0f}s sustained phase each. base and head are medians of the "
-        "runs; spread is ±half the range of one side's runs over their median.\n",
+        f"{cfg.sustained_seconds:.0f}s sustained phase each, `--auth {cfg.auth}`. base and head "
+        "are medians of the runs; spread is ±half the range of one side's runs over their "
+        "median.\n",
     ]
     for db in databases:
         parts.append(f"## {DATABASES[db]}\n\n{compare(runs[db]['base'], runs[db]['head'])}\n")
@@ -113,6 +114,7 @@ def main() -> None:
         "when": when.isoformat(),
         "base": base_sha,
         "head": head_label,
+        "auth": cfg.auth,
         "config": vars(cfg),
         "runs": runs,
     }

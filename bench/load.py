@@ -19,10 +19,11 @@ import grpc
 
 from orderline.order.v1 import order_pb2, order_pb2_grpc
 
-CLERK = (("authorization", "Bearer dev-clerk"),)
+Metadata = tuple[tuple[str, str], ...]
+CLERK: Metadata = (("authorization", "Bearer dev-clerk"),)
 # The load is many clerks' work through one front end, a service principal: one person's write
 # rate limit (docs/security.md) would otherwise be what the benchmark measures.
-FRONT_END = (("authorization", "Bearer dev-service"),)
+FRONT_END: Metadata = (("authorization", "Bearer dev-service"),)
 COMPLETED = order_pb2.ORDER_STATE_COMPLETED
 # States an order does not leave on its own: counted, so a stuck pipeline is visible.
 STOPPED = {
@@ -75,11 +76,21 @@ def completion_time(order: order_pb2.Order, observed: float) -> float:
 
 
 class Driver:
-    """One channel to intake, the watch, and the open-loop sender."""
+    """One channel to intake, the watch, and the open-loop sender. `create_metadata` and
+    `watch_metadata` carry the front end's and the clerk's tokens (development ones unless
+    given)."""
 
-    def __init__(self, address: str, request: Callable[[int], order_pb2.CreateOrderRequest]):
+    def __init__(
+        self,
+        address: str,
+        request: Callable[[int], order_pb2.CreateOrderRequest],
+        create_metadata: Metadata = FRONT_END,
+        watch_metadata: Metadata = CLERK,
+    ):
         self.address = address
         self.request = request
+        self.create_metadata = create_metadata
+        self.watch_metadata = watch_metadata
         self.ledger = Ledger()
         self.deadline = 10.0
         self._index = 0
@@ -88,7 +99,9 @@ class Driver:
     async def __aenter__(self) -> Driver:
         self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = order_pb2_grpc.OrderServiceStub(self.channel)
-        self._watch = self.stub.WatchOrders(order_pb2.WatchOrdersRequest(), metadata=CLERK)
+        self._watch = self.stub.WatchOrders(
+            order_pb2.WatchOrdersRequest(), metadata=self.watch_metadata
+        )
         self._follower = asyncio.create_task(self._follow())
         await asyncio.sleep(0.5)  # the stream is open before the first order
         return self
@@ -115,7 +128,9 @@ class Driver:
     async def _create(self, call: Call, request: order_pb2.CreateOrderRequest) -> None:
         t0 = time.perf_counter()
         try:
-            reply = await self.stub.CreateOrder(request, metadata=FRONT_END, timeout=self.deadline)
+            reply = await self.stub.CreateOrder(
+                request, metadata=self.create_metadata, timeout=self.deadline
+            )
             call.code = "OK"
             call.order_id = reply.order.id
         except grpc.aio.AioRpcError as exc:

