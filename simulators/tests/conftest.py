@@ -108,6 +108,13 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
         assert code == 0, f"{sim.module} exited {code}:\n{sim.stderr()}"
 
 
+@pytest.fixture
+def start_unchecked() -> Callable[[str, Mapping[str, str], Path], Awaitable[SimProcess]]:
+    """`start_simulator` itself, for a test that kills its process (no clean exit to check);
+    the test kills what it starts."""
+    return start_simulator
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sim")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -246,3 +247,56 @@ async def test_sigint_also_stops_gracefully(spawn: Any) -> None:
     )
     assert await sim.stop(signal.SIGINT) == 0
     assert any(entry["event"] == "stopped" for entry in sim.logs())
+
+
+async def test_a_restart_keeps_what_the_devices_did_with_a_state_dir(
+    spawn: Any, start_unchecked: Any, tmp_path: Path
+) -> None:
+    env = {
+        "ORDERLINE_FLEET_PORT": "0",
+        "ORDERLINE_FLEET_DEVICES": "3",
+        "ORDERLINE_TELEMETRY_TARGET": "",
+        "ORDERLINE_FLEET_STATE_DIR": str(tmp_path / "fleet-state"),
+    }
+    first = await start_unchecked("orderline_simulators.fleet", env, tmp_path / "first.stderr")
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            agent = stub(channel)
+            applied = await agent.ApplyConfig(
+                agent_pb2.ApplyConfigRequest(
+                    device_id="CPE-0002", idempotency_key="job-1:configure", settings={"vlan": "42"}
+                )
+            )
+            await agent.InjectFault(
+                agent_pb2.InjectFaultRequest(
+                    device_id="CPE-0003", category=device_pb2.HEALTH_CATEGORY_THERMAL
+                )
+            )
+    finally:
+        first.proc.kill()  # a crash, not a stop
+        await first.proc.wait()
+
+    second = await spawn("orderline_simulators.fleet", env)
+    async with grpc.aio.insecure_channel(second.address) as channel:
+        agent = stub(channel)
+        got = await agent.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(device_id="CPE-0002"))
+        info = got.info
+        assert info.config_version == applied.config_version > 1
+        # Configured before the crash: the activation is not refused as on a factory device,
+        # and a repeat of the configuration's key is a replay, not a second change.
+        activated = await agent.ActivateService(
+            agent_pb2.ActivateServiceRequest(
+                device_id="CPE-0002", idempotency_key="job-1:activate", reference="ord-1"
+            )
+        )
+        assert activated.service_active
+        again = await agent.ApplyConfig(
+            agent_pb2.ApplyConfigRequest(
+                device_id="CPE-0002", idempotency_key="job-1:configure", settings={"vlan": "42"}
+            )
+        )
+        assert again.replayed and again.config_version == applied.config_version
+        hot = await agent.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(device_id="CPE-0003"))
+        assert list(hot.info.faults) == [device_pb2.HEALTH_CATEGORY_THERMAL]
+        untouched = await agent.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(device_id="CPE-0001"))
+        assert untouched.info.config_version == 1

@@ -258,6 +258,8 @@ class LocalStack:
                 "ORDERLINE_FLEET_PORT": str(ports["fleet"]),
                 "ORDERLINE_FLEET_DEVICES": str(self.devices),
                 "ORDERLINE_FLEET_FAULTS": self.faulty_devices,
+                # The devices keep their configuration across a restart of the simulator.
+                "ORDERLINE_FLEET_STATE_DIR": str(self.state_dir / "fleet"),
                 "ORDERLINE_TELEMETRY_TARGET": f"127.0.0.1:{ports['device-monitor']}",
                 "ORDERLINE_TELEMETRY_INTERVAL_SECONDS": "0.5",
             },

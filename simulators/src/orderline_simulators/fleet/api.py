@@ -14,7 +14,7 @@ from orderline_simulators.common.errors import DomainError, InvalidArgument
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
 from orderline_simulators.fleet import convert
-from orderline_simulators.fleet.domain import Fleet
+from orderline_simulators.fleet.domain import Device, Fleet
 from orderline_simulators.fleet.measure import measure
 from orderline_simulators.fleet.telemetry import TelemetryGenerator
 
@@ -37,8 +37,11 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
         *,
         apply_delay_seconds: float = 0.0,
         clock: Callable[[], datetime] = _now,
+        on_change: Callable[[Device], None] = lambda _device: None,
     ) -> None:
         self.fleet = fleet
+        # Called with a device after each call that changed it (fleet/state.py keeps it).
+        self.on_change = on_change
         self.telemetry = telemetry
         self.apply_delay_seconds = apply_delay_seconds
         self.clock = clock
@@ -65,6 +68,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             await self._simulate_work()
             result = device.apply_config(request.idempotency_key, dict(request.settings))
+            self.on_change(device)
         except DomainError as exc:
             log.info("apply refused", device_id=request.device_id, error=exc.message)
             await abort_with(context, exc)
@@ -88,6 +92,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             await self._simulate_work()
             result = device.rollback_config(request.idempotency_key, request.to_version)
+            self.on_change(device)
         except DomainError as exc:
             log.info("rollback refused", device_id=request.device_id, error=exc.message)
             await abort_with(context, exc)
@@ -108,6 +113,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             kind = convert.kind_from_proto(request.kind)
             outcome = device.run_test(kind, request.idempotency_key)
+            self.on_change(device)
         except DomainError as exc:
             await abort_with(context, exc)
         sample = self.telemetry.sample(
@@ -134,6 +140,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             await self._simulate_work()
             result = device.activate_service(request.idempotency_key, request.reference)
+            self.on_change(device)
         except DomainError as exc:
             log.info("activation refused", device_id=request.device_id, error=exc.message)
             await abort_with(context, exc)
@@ -157,6 +164,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             await self._simulate_work()
             result = device.deactivate_service(request.idempotency_key, request.reference)
+            self.on_change(device)
         except DomainError as exc:
             log.info("deactivation refused", device_id=request.device_id, error=exc.message)
             await abort_with(context, exc)
@@ -180,6 +188,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device = self.fleet.get(request.device_id)
             await self._simulate_work()
             result = device.reboot(request.idempotency_key)
+            self.on_change(device)
         except DomainError as exc:
             log.info("reboot refused", device_id=request.device_id, error=exc.message)
             await abort_with(context, exc)
@@ -210,6 +219,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             await abort_with(context, exc)
         if category is not None:
             device.inject_fault(category)
+        self.on_change(device)
         log.warning(
             "fault injected",
             device_id=device.device_id,
@@ -230,6 +240,7 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             device.clear_defect(request.defect)
         if category is not None or not request.defect:
             device.clear_fault(category)
+        self.on_change(device)
         log.info(
             "fault cleared",
             device_id=device.device_id,

@@ -10,6 +10,7 @@ from orderline_simulators.common.server import BackgroundJob, ServerSpec, serve
 from orderline_simulators.fleet.api import DeviceAgentApi
 from orderline_simulators.fleet.domain import Fleet
 from orderline_simulators.fleet.settings import FleetSettings
+from orderline_simulators.fleet.state import DeviceStore
 from orderline_simulators.fleet.streaming import TelemetryStreamer
 from orderline_simulators.fleet.telemetry import TelemetryGenerator
 
@@ -21,8 +22,16 @@ SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_
 def build_spec(settings: FleetSettings) -> ServerSpec:
     fleet = Fleet.create(settings.fleet_devices)
     fleet.inject(settings.fleet_faults)
+    store = DeviceStore(settings.fleet_state_dir) if settings.fleet_state_dir else None
+    # What the devices kept from before a restart wins over the faults given at start.
+    restored = store.load_into(fleet) if store is not None else 0
     telemetry = TelemetryGenerator(settings.fleet_seed)
-    api = DeviceAgentApi(fleet, telemetry, apply_delay_seconds=settings.fleet_apply_delay_ms / 1000)
+    api = DeviceAgentApi(
+        fleet,
+        telemetry,
+        apply_delay_seconds=settings.fleet_apply_delay_ms / 1000,
+        on_change=store.save if store is not None else lambda _device: None,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_DeviceAgentServiceServicer_to_server(api, server)
@@ -44,6 +53,8 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
         faults=[f"{s.device_id}:{s.label}" for s in settings.fleet_faults],
         telemetry_target=settings.telemetry_target or None,
         telemetry_interval_seconds=settings.telemetry_interval_seconds,
+        state_dir=str(settings.fleet_state_dir or "") or None,
+        devices_restored=restored,
     )
     return ServerSpec(
         name="device-fleet",

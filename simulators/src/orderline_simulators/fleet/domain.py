@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from orderline_simulators.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -474,6 +474,55 @@ class Device:
 
     def sorted_faults(self) -> list[HealthCategory]:
         return [c for c in HealthCategory if c in self.faults]
+
+    def to_record(self) -> dict[str, Any]:
+        """What a device keeps across a restart of the simulator (as a real device keeps its
+        configuration and service across a restart of its management agent): JSON-ready."""
+        return {
+            "config_version": self.config_version,
+            "history": {str(v): dict(s) for v, s in self.history.items()},
+            "faults": sorted(c.value for c in self.faults),
+            "defects": sorted(self.defects),
+            "ledger": {
+                key: {
+                    "operation": e.operation.value,
+                    "config_version": e.config_version,
+                    "applies": e.applies,
+                    "previous_version": e.previous_version,
+                    "activation_id": e.activation_id,
+                    "service_active": e.service_active,
+                }
+                for key, e in self.ledger.items()
+            },
+            "config_applies": self.config_applies,
+            "tests_run": self.tests_run,
+            "service_active": self.service_active,
+            "activations": self.activations,
+            "reboots": self.reboots,
+        }
+
+    def restore(self, record: Mapping[str, Any]) -> None:
+        """Takes back what `to_record` kept."""
+        self.config_version = int(record["config_version"])
+        self.history = {int(v): dict(s) for v, s in record["history"].items()}
+        self.faults = {HealthCategory(c) for c in record["faults"]}
+        self.defects = set(record["defects"])
+        self.ledger = {
+            key: LedgerEntry(
+                Operation(e["operation"]),
+                int(e["config_version"]),
+                applies=int(e["applies"]),
+                previous_version=int(e["previous_version"]),
+                activation_id=str(e["activation_id"]),
+                service_active=bool(e["service_active"]),
+            )
+            for key, e in record["ledger"].items()
+        }
+        self.config_applies = int(record["config_applies"])
+        self.tests_run = int(record["tests_run"])
+        self.service_active = bool(record["service_active"])
+        self.activations = int(record["activations"])
+        self.reboots = int(record["reboots"])
 
     def counters(self) -> Counters:
         return Counters(

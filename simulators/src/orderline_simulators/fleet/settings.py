@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -23,6 +24,9 @@ class FleetSettings(SimulatorSettings):
     fleet_apply_delay_ms: int = Field(default=0, ge=0, le=60_000)
     # Seed for reproducible telemetry jitter (unset: random).
     fleet_seed: int | None = None
+    # Where each device's state is kept across restarts (fleet/state.py); unset: in memory
+    # only, every device back at its factory configuration after a restart.
+    fleet_state_dir: Path | None = None
     # Where telemetry is streamed; empty disables streaming.
     telemetry_target: str = "127.0.0.1:50053"
     telemetry_interval_seconds: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
