@@ -200,7 +200,11 @@ class Service(Generic[R]):
         running = [
             asyncio.create_task(self._prepare_database(), name="migrate"),
             asyncio.create_task(self.bus.connect(), name="nats-connect"),
-            asyncio.create_task(self._watch_health(), name="health"),
+            # Supervised like the loops: a readiness check that raises must not end the
+            # health loop and leave the last answer standing for good.
+            asyncio.create_task(
+                self._supervise("health", lambda _stop: self._watch_health()), name="health"
+            ),
         ]
         loops: list[asyncio.Task[None]] = [
             asyncio.create_task(

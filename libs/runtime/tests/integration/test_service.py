@@ -111,6 +111,30 @@ async def test_health_is_not_serving_until_database_and_nats_are_ready_nor_after
         nats.stop()
 
 
+async def test_a_readiness_check_that_raises_does_not_end_the_health_loop(
+    db_url: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    service = build(make_schema(), db_url, nats_server.url, tmp_path)
+    state = {"calls": 0, "ready": True}
+
+    def check() -> bool:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            raise RuntimeError("a readiness check that broke once")
+        return state["ready"]
+
+    service.add_readiness(check)
+    # SERVING at all means the loop went on after the check raised.
+    async with serving(service):
+        port = service.grpc.port
+        state["ready"] = False
+
+        async def not_serving() -> bool:
+            return await health_status(port) == NOT_SERVING
+
+        await wait_until(not_serving, within=10, what="NOT_SERVING once the check says so")
+
+
 async def test_stop_finishes_the_message_in_hand_and_hands_back_the_rest(
     db_url: str, nats_server: NatsServer, bus: EventBus, js: JetStreamContext, tmp_path: Path
 ) -> None:
