@@ -48,9 +48,9 @@ class PiiReadApp:
     ) -> int:
         """Records the clear read of each order, if `roles` see personal data unmasked;
         returns how many rows were written."""
-        ids = list(dict.fromkeys(order_ids))
+        ids = list(order_ids)
         if not sees_pii(roles) or not ids:
-            return 0
+            return 0  # nothing to record: no transaction
         async with self.uow() as uow:
             return await record_reads(uow, ids, principal, roles, rpc, self.clock())
 
