@@ -85,3 +85,69 @@ async def test_a_full_queue_sheds_at_once_and_an_expired_call_is_not_queued() ->
             pass
     hold.set()
     await asyncio.gather(*tasks)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_call_that_could_not_finish_in_time_is_shed_on_arrival() -> None:
+    clock = Clock()
+    admission = Admission(1, max_waiting=10, clock=clock)
+    async with admission.turn(Call(10.0), "CreateOrder"):
+        clock.now += 2.0  # a turn takes 2 s here: the measured service time
+    assert admission.service_time == 2.0
+
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with admission.turn(Call(10.0), "CreateOrder"):
+            await hold.wait()
+
+    running = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    # 3 s left: a 2 s wait for the running turn and 2 s of its own do not fit. Refused as it
+    # arrives, with the expected wait named; it never joined the queue.
+    with pytest.raises(ResourceExhausted, match="would wait about 2000 ms"):
+        async with admission.turn(Call(3.0), "CreateOrder"):
+            pass
+    assert admission.waiting == 0
+
+    # With time enough for the wait and the work, the same call queues and gets its turn.
+    ran = []
+
+    async def patient() -> None:
+        async with admission.turn(Call(10.0), "CreateOrder"):
+            ran.append("patient")
+
+    waiter = asyncio.create_task(patient())
+    await asyncio.sleep(0)
+    assert admission.waiting == 1
+    hold.set()
+    await asyncio.gather(running, waiter)
+    assert ran == ["patient"]
+
+
+async def test_the_expected_wait_grows_with_the_queue_and_shrinks_with_more_slots() -> None:
+    clock = Clock()
+    admission = Admission(2, max_waiting=10, clock=clock)
+    async with admission.turn(Call(10.0), "CreateOrder"):
+        clock.now += 1.0
+    assert admission.expected_wait() == 0.0  # a slot is free
+
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with admission.turn(Call(30.0), "CreateOrder"):
+            await hold.wait()
+
+    tasks = [asyncio.create_task(holder()) for _ in range(4)]  # two run, two wait
+    await asyncio.sleep(0)
+    assert (admission.running, admission.waiting) == (2, 2)
+    assert admission.expected_wait() == 1.5  # third in line, two slots each freeing per second
+    hold.set()
+    await asyncio.gather(*tasks)
