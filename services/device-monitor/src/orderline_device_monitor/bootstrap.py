@@ -1,7 +1,7 @@
 """The composition root: loads the alarm rules, wires the database, the health book, the use
-cases, the servicers, the consumer of provisioning events, the leader lease (or, with none, the
-restore task) and the heartbeat ticker into one Service. A malformed rules file stops the start
-here (one line, see ``domain/rules.py``)."""
+cases, the servicers, the consumer of provisioning events, the partition leases and routing
+(or, with none, the restore task) and the heartbeat ticker into one Service. A malformed rules
+file stops the start here (one line, see ``domain/rules.py``)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline_device_monitor.adapters.agent import GrpcDeviceAgent
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.adapters.tables import metadata
-from orderline_device_monitor.api.forwarding import LeaderForwarding
 from orderline_device_monitor.api.health import DeviceHealthApi
+from orderline_device_monitor.api.routing import PartitionRouting
 from orderline_device_monitor.api.telemetry import TelemetryIngestApi
 from orderline_device_monitor.app import handlers
 from orderline_device_monitor.app.agent import DeviceAgent, NoRemoteReboot
@@ -24,7 +24,8 @@ from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.escalation import Escalation
 from orderline_device_monitor.app.heartbeat import HeartbeatTicker
 from orderline_device_monitor.app.ingest import TelemetryIngest
-from orderline_device_monitor.app.leadership import Leadership
+from orderline_device_monitor.app.ownership import Ownership
+from orderline_device_monitor.app.partitions import Partitions
 from orderline_device_monitor.app.queries import DeviceHealthQueries
 from orderline_device_monitor.app.startup import HealthBookRestorer
 from orderline_device_monitor.app.ticket_requests import TicketRequests
@@ -88,7 +89,8 @@ def build(
         policy=policy(),
         repositories=DeviceRepository,
     )
-    book = HealthBook()
+    partitioned = settings.leader_lease_seconds > 0
+    book = HealthBook(Partitions(settings.device_partitions if partitioned else 1))
     ingest = TelemetryIngest(service.uow, book, service.clock, rules)
     queries = DeviceHealthQueries(service.uow, book, service.clock, rules)
     ticket_desk = TicketDesk(service.uow, book, ingest.lock, service.clock, rules)
@@ -104,17 +106,16 @@ def build(
         escalation
         or EscalationPolicy(recovery_window=rules.recovery_window, line_hold=rules.site.window),
     )
-    ingest_api: Any = TelemetryIngestApi(ingest)
     health_api: Any = DeviceHealthApi(
         queries, AlarmDesk(service.uow, book, ingest, service.clock), ticket_desk
     )
-    if settings.leader_lease_seconds > 0:
+    if partitioned:
         replica = settings.replica_id or default_holder()
 
         def reachable_at() -> str:
             return settings.replica_address or f"{_reachable_host(settings)}:{service.grpc.port}"
 
-        leadership = Leadership(
+        ownership = Ownership(
             service.bus,
             service.uow,
             book,
@@ -123,20 +124,19 @@ def build(
             replica=replica,
             ttl_seconds=settings.leader_lease_seconds,
             address=reachable_at,
+            on_taken=escalator.restore_later,
         )
-        forwarding = LeaderForwarding(leadership.leader, replica)
-        services = device_pb2.DESCRIPTOR.services_by_name
-        ingest_api = forwarding.wrap(
-            ingest_api,
-            services["TelemetryIngestService"],
-            device_pb2_grpc.TelemetryIngestServiceStub,
+        routing = PartitionRouting(service.uow, ownership, replica)
+        ingest_api: Any = TelemetryIngestApi(ingest, routing)
+        health_api = routing.wrap(
+            health_api,
+            device_pb2.DESCRIPTOR.services_by_name["DeviceHealthService"],
+            device_pb2_grpc.DeviceHealthServiceStub,
         )
-        health_api = forwarding.wrap(
-            health_api, services["DeviceHealthService"], device_pb2_grpc.DeviceHealthServiceStub
-        )
-        service.add_readiness(leadership.serving)
-        service.add_task("leadership", leadership.run, needs_bus=True)
+        service.add_readiness(ownership.serving)
+        service.add_task("partitions", ownership.run, needs_bus=True)
     else:
+        ingest_api = TelemetryIngestApi(ingest)
         service.add_task("restore-health", HealthBookRestorer(service.uow, book).run)
     service.add_grpc_service(
         device_pb2_grpc.add_TelemetryIngestServiceServicer_to_server,

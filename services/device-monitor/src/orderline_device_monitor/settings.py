@@ -22,19 +22,26 @@ class DeviceMonitorSettings(ServiceSettings):
     # when its recovery window has passed). Env ORDERLINE_DEVICE_AGENT_ADDRESS.
     device_agent_address: str = ""
 
-    # Several replicas of device-monitor on one database: one evaluates the fleet and answers,
-    # the others stand by (NOT_SERVING) and take over when it dies. They agree through a lease
-    # in NATS (app/leadership.py) that expires this long after its holder's last renewal: the
-    # longest a dead replica's fleet goes unevaluated. 0: no lease, this process alone owns the
-    # fleet (one replica only). Env ORDERLINE_LEADER_LEASE_SECONDS.
+    # Several replicas of device-monitor on one database split the fleet into partitions, each
+    # a lease in NATS (app/ownership.py) that expires this long after its holder's last renewal:
+    # the longest a dead replica's devices go unevaluated. 0: no leases, this process alone
+    # evaluates the fleet (one replica only). Env ORDERLINE_LEADER_LEASE_SECONDS (the name of
+    # the single leader lease it was; kept so that deployments need no change).
     leader_lease_seconds: float = Field(default=6.0, ge=0)
 
-    # This replica's name on the lease; empty: host name and process id (in Kubernetes the pod's
-    # name, so a restarted container takes its own lease back at once). Env ORDERLINE_REPLICA_ID.
+    # How many partitions the fleet is cut into (a stable hash of each device's access node,
+    # else its id, app/partitions.py); each live replica evaluates about partitions / replicas
+    # of them. Every replica on one database must use the same number. More replicas than
+    # partitions leave some with none. Env ORDERLINE_DEVICE_PARTITIONS.
+    device_partitions: int = Field(default=16, ge=1, le=1024)
+
+    # This replica's name on the leases; empty: host name and process id (in Kubernetes the
+    # pod's name, so a restarted container takes its own leases back at once).
+    # Env ORDERLINE_REPLICA_ID.
     replica_id: str = ""
 
-    # Where the other replicas reach this one ("host:port"), written beside its name on the
-    # lease so that a standby forwards calls to the leader; empty: the listening host (this
+    # Where the other replicas reach this one ("host:port"), written beside its name on each
+    # lease so that they route calls about its devices here; empty: the listening host (this
     # machine's name when listening on every interface) and port. The chart sets the pod's IP.
     # Env ORDERLINE_REPLICA_ADDRESS.
     replica_address: str = ""

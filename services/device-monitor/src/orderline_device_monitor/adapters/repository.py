@@ -182,12 +182,42 @@ class DeviceRepository:
     async def known_devices(self) -> list[str]:
         return list((await self.session.scalars(select(devices.c.device_id))).all())
 
-    async def register_devices(self, device_ids: Iterable[str], at: datetime) -> None:
-        """Records devices seen for the first time (a device already recorded stays as it is)."""
-        rows = [{"device_id": d, "first_seen_at": at} for d in device_ids]
-        if rows:
-            stmt = self._upsert(devices).on_conflict_do_nothing(index_elements=["device_id"])
-            await self.session.execute(stmt, rows)
+    async def partition_keys(self, device_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Each recorded device's partition key (all of them, or those of `device_ids`); a row
+        written before keys were (none is, after migration 0007) falls back to its id."""
+        stmt = select(devices.c.device_id, devices.c.partition_key)
+        if device_ids is not None:
+            ids = list(device_ids)
+            if not ids:
+                return {}
+            stmt = stmt.where(devices.c.device_id.in_(ids))
+        rows = await self.session.execute(stmt)
+        return {r.device_id: r.partition_key or r.device_id for r in rows}
+
+    async def register_devices(
+        self,
+        device_ids: Iterable[str],
+        at: datetime,
+        keys: Mapping[str, str] | None = None,
+        *,
+        verify: bool = False,
+    ) -> dict[str, str]:
+        """Records devices seen for the first time with their partition keys (`keys`, default
+        each device's id; a device already recorded stays as it is). With `verify`, returns the
+        devices that were recorded before under another key, with that key: another replica
+        evaluates them (empty without `verify`)."""
+        wanted = {d: (keys or {}).get(d, d) for d in device_ids}
+        if not wanted:
+            return {}
+        rows = [
+            {"device_id": d, "first_seen_at": at, "partition_key": k} for d, k in wanted.items()
+        ]
+        stmt = self._upsert(devices).on_conflict_do_nothing(index_elements=["device_id"])
+        await self.session.execute(stmt, rows)
+        if not verify:
+            return {}
+        stored = await self.partition_keys(wanted)
+        return {d: stored[d] for d, k in wanted.items() if stored.get(d, k) != k}
 
     async def set_access_nodes(self, nodes: Mapping[str, str]) -> None:
         """Records the access node each device's telemetry names (written when it changes)."""
@@ -556,8 +586,8 @@ class DeviceRepository:
     async def request_ticket(
         self, *, case_id: str, device_id: str, order_id: str, by: str, at: datetime
     ) -> bool:
-        """Keeps a follow-up's device problem for the leader's ticket desk; False when the case
-        was requested before."""
+        """Keeps a follow-up's device problem for the ticket desk of the replica evaluating the
+        device; False when the case was requested before."""
         statement = (
             self._upsert(ticket_requests)
             .values(

@@ -37,6 +37,9 @@ devices = Table(
     Column("last_change_at", UTCDateTime, nullable=True),
     # Migration 0005: the access node the device's line hangs off, as its telemetry says.
     Column("access_node_id", String(64), nullable=True),
+    # Migration 0007: what the device's partition is computed from (the access node its first
+    # sample named, else its id), fixed when the row is written (app/partitions.py).
+    Column("partition_key", String(64), nullable=True),
 )
 
 # One alarm per (device, category) episode: RAISED when the category turns abnormal, CLEARED
@@ -192,9 +195,9 @@ device_usage = Table(
     Column("event_id", String(36), nullable=False),
 )
 
-# A device problem reported at a follow-up (intake's order.case_opened), waiting for the leader
+# A device problem reported at a follow-up (intake's order.case_opened), waiting for the replica
 # to open a maintenance ticket for it (or add it to the device's open ticket): the consumer
-# that takes the event may run on any replica, the ticket desk only on the leader.
+# that takes the event may run on any replica, the ticket desk on the one evaluating the device.
 ticket_requests = Table(
     "ticket_requests",
     metadata,

@@ -13,6 +13,7 @@ from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events, site
 from orderline_device_monitor.app.book import HealthBook
 from orderline_device_monitor.app.ingest import TelemetryIngest
+from orderline_device_monitor.app.partitions import partition_moved
 from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.domain import work
 from orderline_device_monitor.domain.alarms import (
@@ -97,6 +98,12 @@ class AlarmDesk:
                     check_clear(_status(record))
                 except AlarmNotOpen as exc:
                     raise _not_open(record, exc) from None
+                partitions = self.book.partitions
+                if record.is_access_node:
+                    if not partitions.owns_key(record.device_id):
+                        raise partition_moved()
+                else:
+                    await partitions.check_owned(self.uow, record.device_id)
                 await uow.repos.clear_alarm(alarm_id, now, cleared_by=by, reason=reason)
                 order_id = record.order_id or ""
                 state = self.book.get(record.device_id)

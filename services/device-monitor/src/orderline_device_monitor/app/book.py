@@ -2,10 +2,11 @@
 it was last seen.
 
 Telemetry is evaluated against this book, never against the database; the database is read
-once at start (and after a conflict) to rebuild it. One process holds the book, so
-one replica per database evaluates the fleet at a time: the one holding the leader lease
-(app/leadership.py); the others keep no book and answer UNAVAILABLE until they take over (the
-database still refuses a second open alarm per device and category). Only the open alarms
+at start, when the replica takes partitions over (and after a conflict) to rebuild it. Several
+replicas on one database split the fleet into partitions (app/partitions.py, app/ownership.py):
+each book holds the devices of the partitions its replica evaluates, and no device is in two
+books at once (the database still refuses a second open alarm per device and category). Only
+the open alarms
 and open tickets survive a restart: the evaluator's pending periods, keep-firing times and flap
 histories start again, with every open alarm's category taken as raised at its severity.
 """
@@ -16,6 +17,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 
 from orderline_device_monitor.adapters.repository import DeviceRepository
+from orderline_device_monitor.app.partitions import Partitions
 from orderline_device_monitor.app.records import AlarmRecord
 from orderline_device_monitor.app.site import SiteBook
 from orderline_device_monitor.domain.evaluator import align
@@ -28,7 +30,7 @@ READY_WAIT_SECONDS = 5.0
 
 
 class HealthBook:
-    def __init__(self) -> None:
+    def __init__(self, partitions: Partitions | None = None) -> None:
         self._states: dict[str, DeviceState] = {}
         # The open maintenance ticket of each device that has one: the device is under
         # maintenance while it is here (changed only after the ticket's transaction commits).
@@ -36,15 +38,27 @@ class HealthBook:
         # Access nodes: each device's, and the open access-node alarms (app/site.py).
         self.site = SiteBook()
         self.ready = asyncio.Event()
-        # False on a standby replica: another replica evaluates the fleet.
-        self.active = True
+        # Which partitions this replica evaluates (every one unless replicas share the fleet).
+        self.partitions = partitions or Partitions()
 
-    def clear(self) -> None:
-        """Forgets every device (a replica stepping down)."""
-        self.ready.clear()
-        self._states = {}
-        self.tickets = {}
-        self.site = SiteBook()
+    def drop_unowned(self) -> list[str]:
+        """Forgets the devices (and access nodes) of partitions this replica no longer
+        evaluates; returns the devices forgotten."""
+        partitions = self.partitions
+        if partitions.all_owned:
+            return []
+        gone = [d for d in self._states if not partitions.owns_device(d)]
+        for device_id in gone:
+            del self._states[device_id]
+        for device_id in [d for d in self.tickets if not partitions.owns_device(d)]:
+            del self.tickets[device_id]
+        site = self.site
+        for device_id in [d for d in site.node_of if not partitions.owns_device(d)]:
+            node_id = site.node_of.pop(device_id)
+            site.members.get(node_id, set()).discard(device_id)
+        for node_id in [n for n in site.alarms if not partitions.owns_key(n)]:
+            del site.alarms[node_id]
+        return gone
 
     def get(self, device_id: str) -> DeviceState | None:
         return self._states.get(device_id)
@@ -115,13 +129,6 @@ class HealthBook:
             # Restoring, or about to lead (a replica starting alone takes the lease at once).
             await asyncio.wait_for(self.ready.wait(), timeout=limit_seconds)
         except TimeoutError:
-            if not self.active:
-                # Another replica leads and this one does not know where (or it just died):
-                # the caller retries, and a standby that knows the leader forwards.
-                raise Unavailable(
-                    "this device-monitor replica is on standby; another one evaluates the fleet",
-                    reason="STANDBY_REPLICA",
-                ) from None
             raise Unavailable(
                 "device health is still being restored from the database; retry shortly",
                 reason="HEALTH_STATE_LOADING",
@@ -133,11 +140,34 @@ def _assumed_severity(category: Category) -> Severity:
     return Severity.CRITICAL if category is Category.SAFETY else Severity.MAJOR
 
 
-async def restore_from_database(uow: UnitOfWorkFactory[DeviceRepository], book: HealthBook) -> None:
-    """Rebuilds the book from the devices ever seen and the alarms still open."""
+async def restore_from_database(
+    uow: UnitOfWorkFactory[DeviceRepository],
+    book: HealthBook,
+    *,
+    owned: frozenset[int] | None = None,
+) -> None:
+    """Rebuilds the book from the devices ever seen and the alarms still open, of the
+    partitions the book's replica evaluates (`owned` from now on, when given); each device's key
+    is learnt on the way. Nothing changes before every read is done."""
     async with uow(read_only=True) as tx:
-        device_ids = await tx.repos.known_devices()
+        keys = await tx.repos.partition_keys()
         open_alarms = await tx.repos.open_alarms()
         open_tickets = await tx.repos.open_tickets()
         access_nodes = await tx.repos.access_nodes()
-    book.restore(device_ids, open_alarms, open_tickets, access_nodes)
+    partitions = book.partitions
+    partitions.learn(keys)
+    if owned is not None:
+        partitions.set_owned(owned)
+    if not partitions.all_owned:
+        owns = partitions.owns_device
+        open_alarms = [
+            a
+            for a in open_alarms
+            if (partitions.owns_key(a.device_id) if a.is_access_node else owns(a.device_id))
+        ]
+        open_tickets = [t for t in open_tickets if owns(t.device_id)]
+        access_nodes = {d: n for d, n in access_nodes.items() if owns(d)}
+        book.drop_unowned()
+    book.restore(
+        [d for d in keys if partitions.owns_device(d)], open_alarms, open_tickets, access_nodes
+    )

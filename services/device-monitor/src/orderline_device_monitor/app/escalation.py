@@ -79,6 +79,11 @@ class Escalation:
         self._restored = False
         self._tick_lock = asyncio.Lock()
 
+    def restore_later(self) -> None:
+        """Devices were taken over from another replica: read their actions tried on the next
+        tick."""
+        self._restored = False
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.tick()

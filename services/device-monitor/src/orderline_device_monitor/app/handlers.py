@@ -55,8 +55,9 @@ async def on_case_opened(
     payload: order_events_pb2.CaseOpened,
 ) -> None:
     """order.case_opened: a follow-up reported a problem. One about the device is kept for the
-    leader's ticket desk (app/ticket_requests.py), which opens a maintenance ticket for it or
-    adds it to the device's open ticket; this consumer may run on a standby replica."""
+    ticket desk of the replica evaluating the device (app/ticket_requests.py), which opens a
+    maintenance ticket for it or adds it to the device's open ticket; this consumer may run on
+    any replica."""
     if not payload.device_problem:
         return
     device_id = payload.device_id or event.envelope.device_id

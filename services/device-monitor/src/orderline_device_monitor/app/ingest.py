@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,6 +29,7 @@ from opentelemetry import trace
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events, site
 from orderline_device_monitor.app.book import HealthBook, restore_from_database
+from orderline_device_monitor.app.partitions import partition_key, partition_moved
 from orderline_device_monitor.app.tickets import open_ticket_in
 from orderline_device_monitor.domain import devices, work
 from orderline_device_monitor.domain.alarms import is_root, probable_cause
@@ -121,9 +122,13 @@ class TelemetryIngest:
         # Device and access-node ids already found acceptable (``health.reading_usable``).
         self._valid_ids: set[str] = set()
 
-    async def ingest(self, readings: Sequence[Reading]) -> IngestResult:
+    async def ingest(
+        self, readings: Sequence[Reading], partitions: frozenset[int] | None = None
+    ) -> IngestResult:
         """Evaluates a batch. Unusable readings (bad device id, non-finite values) are skipped
-        and counted, so one broken device does not stop the fleet's telemetry."""
+        and counted, so one broken device does not stop the fleet's telemetry. `partitions`:
+        those of the batch's devices, as routed (api/routing.py); UNAVAILABLE when this replica
+        no longer evaluates one of them (the sender retries and reaches the new owner)."""
         usable: list[Reading] = []
         valid_ids = self._valid_ids
         for index, reading in enumerate(readings):
@@ -138,6 +143,8 @@ class TelemetryIngest:
             )
         await self.book.wait_ready()
         async with self._lock:
+            if partitions is not None and not partitions <= self.book.partitions.owned:
+                raise partition_moved()
             changes = await self._evaluate(usable)
         return IngestResult(
             accepted=len(usable), rejected=len(readings) - len(usable), changes=changes
@@ -147,6 +154,9 @@ class TelemetryIngest:
         now = self.clock()
         states: dict[str, DeviceState] = {}
         first_seen: list[str] = []
+        # The partition key each new device is recorded with (app/partitions.py).
+        first_keys: dict[str, str] = {}
+        partitions = self.book.partitions
         changes: list[HealthChange] = []
         onsets: dict[str, _Onset] = {}
         flushes: list[_Capture] = []
@@ -166,6 +176,9 @@ class TelemetryIngest:
             previous = states.get(device_id) or book_get(device_id)
             if previous is None:
                 first_seen.append(device_id)
+                first_keys[device_id] = partitions.key_of(device_id) or partition_key(
+                    device_id, reading.access_node
+                )
             if reading.access_node and node_of.get(device_id) != reading.access_node:
                 placed[device_id] = reading.access_node
             recent = recents.get(device_id)
@@ -212,6 +225,10 @@ class TelemetryIngest:
             nodes.place(device_id, node_id)
         if changes:
             touched = {nodes.node_of[c.device_id] for c in changes if c.device_id in nodes.node_of}
+            if not partitions.all_owned:
+                # A node is assessed by the replica evaluating its partition only (a device
+                # recorded under its own id before it named its node is not counted there).
+                touched = {n for n in touched if partitions.owns_key(n)}
             site_plan = site.plan(
                 nodes,
                 touched,
@@ -227,6 +244,7 @@ class TelemetryIngest:
                     first_seen,
                     changes,
                     now,
+                    keys=first_keys,
                     onsets=onsets,
                     flushes=flushes,
                     states=states,
@@ -234,6 +252,8 @@ class TelemetryIngest:
                     site_plan=site_plan,
                 )
                 site.commit(nodes, site_plan)
+                if not partitions.all_owned:
+                    partitions.learn(first_keys)
                 for device_id, ticket in maintenance.items():
                     self.book.tickets[device_id] = ticket
                     states[device_id] = replace(states[device_id], under_maintenance=True)
@@ -288,10 +308,16 @@ class TelemetryIngest:
                 self._after.pop(device_id, None)
         return [c for c in stopped if c.samples]
 
-    def forget(self) -> None:
-        """Drops the samples kept around anomalies' onsets (a replica stepping down)."""
-        self._recent = {}
-        self._after = {}
+    def forget(self, device_ids: Iterable[str] | None = None) -> None:
+        """Drops the samples kept around anomalies' onsets: of these devices (their partition
+        moved to another replica), or of all."""
+        if device_ids is None:
+            self._recent = {}
+            self._after = {}
+            return
+        for device_id in device_ids:
+            self._recent.pop(device_id, None)
+            self._after.pop(device_id, None)
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -339,13 +365,21 @@ class TelemetryIngest:
         flushes: Sequence[_Capture] = (),
         placed: Mapping[str, str] | None = None,
         site_plan: site.SitePlan | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> dict[str, Ticket]:
         """Writes the batch's changes in one transaction; returns the tickets it opened (a
         safety failure's), by device, for the book once it commits."""
         stream_span = trace.get_current_span().get_span_context()
         opened: dict[str, Ticket] = {}
         async with self.uow() as uow:
-            await uow.repos.register_devices(first_seen, now)
+            if first_seen:
+                elsewhere = await uow.repos.register_devices(
+                    first_seen, now, keys, verify=not self.book.partitions.all_owned
+                )
+                if elsewhere:
+                    # Recorded meanwhile by another replica under another key (its first samples
+                    # disagreed about its access node): that replica evaluates it.
+                    raise Conflict(f"devices recorded under another partition: {sorted(elsewhere)}")
             if placed:
                 await uow.repos.set_access_nodes(placed)
             for capture in flushes:

@@ -47,6 +47,7 @@ class DeviceHealthQueries:
     async def health(self, device_id: str) -> HealthView:
         """NOT_FOUND for a device that never sent telemetry."""
         await self.book.wait_ready()
+        await self.book.partitions.check_owned(self.uow, device_id)
         state = self.book.get(device_id)
         if state is None:
             raise NotFound("device", device_id)
@@ -59,6 +60,7 @@ class DeviceHealthQueries:
         at start-up an order may reach its pre-checks before the device's first sample, and
         the caller waits for telemetry on UNKNOWN rather than giving up."""
         await self.book.wait_ready()
+        await self.book.partitions.check_owned(self.uow, device_id)
         state = self.book.get(device_id) or DeviceState(device_id)
         result = fitness(health_of(state, now=self.clock(), rules=self.rules))
         async with self.uow() as uow:

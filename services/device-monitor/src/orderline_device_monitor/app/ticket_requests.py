@@ -1,11 +1,12 @@
-"""Background task on the leader: device problems reported at follow-ups become maintenance
-tickets.
+"""Background task on each replica: device problems reported at follow-ups become maintenance
+tickets, for the devices the replica evaluates.
 
 intake's `order.case_opened` (a trouble case about the device) is kept by the consumer as a
-ticket request (app/handlers.py), on whichever replica took the event. The leader, which alone
-holds the health book, opens a ticket for each through the same ticket desk as `CreateTicket`
-(or adds the report to the device's open ticket), marking the request taken in the ticket's
-own transaction: a crash in between leaves it pending, and a second try adds nothing twice.
+ticket request (app/handlers.py), on whichever replica took the event. The replica evaluating
+the device's partition (app/ownership.py), which alone holds its health, opens a ticket for
+each through the same ticket desk as `CreateTicket` (or adds the report to the device's open
+ticket), marking the request taken in the ticket's own transaction: a crash in between leaves
+it pending, and a second try adds nothing twice.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class TicketRequests:
         """Opens (or adds to) a ticket for each pending request; returns how many."""
         async with self.uow(read_only=True) as uow:
             pending = await uow.repos.pending_ticket_requests(BATCH)
+        partitions = self.book.partitions
+        if not partitions.all_owned:
+            # Each replica takes the requests about the devices it evaluates.
+            mine = []
+            for request in pending:
+                partition = await partitions.partition_of_device(self.uow, request.device_id)
+                if partition in partitions.owned:
+                    mine.append(request)
+            pending = mine
         for request in pending:
             ticket, created = await self.desk.create(
                 device_id=request.device_id,

@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from orderline_device_monitor.adapters.repository import DeviceRepository
 from orderline_device_monitor.app import events
 from orderline_device_monitor.app.book import HealthBook
+from orderline_device_monitor.app.partitions import partition_moved
 from orderline_device_monitor.app.records import AnomalyFilter, AnomalyRecord, TicketFilter
 from orderline_device_monitor.domain import condition, tickets, work
 from orderline_device_monitor.domain.devices import health_of
@@ -175,6 +176,7 @@ class TicketDesk:
         transaction (app/ticket_requests.py)."""
         await self.book.wait_ready()
         async with self.lock:
+            await self.book.partitions.check_owned(self.uow, device_id)
             now = self.clock()
             async with self.uow() as uow:
                 existing = await uow.repos.open_ticket_of(device_id)
@@ -183,7 +185,18 @@ class TicketDesk:
                     await uow.repos.update_ticket(ticket)
                     created = False
                 else:
-                    state = self.book.get(device_id) or DeviceState(device_id)
+                    state = self.book.get(device_id)
+                    if state is None:
+                        # Never heard from: recorded now under its own id, so that its telemetry
+                        # reaches this replica's partition too (app/partitions.py).
+                        partitions = self.book.partitions
+                        elsewhere = await uow.repos.register_devices(
+                            [device_id], now, verify=not partitions.all_owned
+                        )
+                        if elsewhere:
+                            partitions.learn(elsewhere)
+                            raise partition_moved()
+                        state = DeviceState(device_id)
                     ticket = await open_ticket_in(
                         uow,
                         state,
@@ -215,6 +228,7 @@ class TicketDesk:
     async def progress(self, ticket_id: str, *, by: str, note: str) -> Ticket:
         async with self.uow() as uow:
             ticket = await self._get(uow, ticket_id)
+            await self.book.partitions.check_owned(self.uow, ticket.device_id)
             try:
                 after = tickets.progress(ticket, by=by, at=self.clock(), note=note)
             except IllegalTicketStep as exc:
@@ -236,6 +250,7 @@ class TicketDesk:
     ) -> Ticket:
         async with self.uow() as uow:
             ticket = await self._get(uow, ticket_id)
+            await self.book.partitions.check_owned(self.uow, ticket.device_id)
             try:
                 after = tickets.resolve(
                     ticket,
@@ -266,6 +281,7 @@ class TicketDesk:
         async with self.lock:
             async with self.uow() as uow:
                 ticket = await self._get(uow, ticket_id)
+                await self.book.partitions.check_owned(self.uow, ticket.device_id)
                 try:
                     after = tickets.close(
                         ticket, by=by, at=self.clock(), confirmed_by_person=True, note=note
