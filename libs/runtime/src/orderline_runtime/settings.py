@@ -17,7 +17,53 @@ from orderline_runtime.rpc.tls import TlsConfig, tls_from_settings
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
-class ServiceSettings(BaseSettings):
+class IdentitySettings(BaseSettings):
+    """How callers' bearer tokens are verified (ORDERLINE_AUTH_*, the development opt-in) and
+    the token this process presents: every service reads them, and so do the simulators, which
+    verify their callers the same way (simulators/README.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERLINE_", extra="ignore")
+
+    auth_tokens_file: Path | None = None
+    # Accept the well-known development tokens when no tokens file is set. Off by default: a
+    # service with neither refuses to start; only `orderline up` and the tests turn it on.
+    allow_development_tokens: bool = False
+    # The token presented to other services; unset means `dev-service` when development tokens
+    # are in use, and otherwise a service that calls peers refuses to start.
+    service_token: str | None = None
+    # JWT bearer tokens from an identity provider, beside or instead of the tokens file: keys
+    # from a JWKS file or URL, and the issuer and audience every token must name.
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # Where a token's roles are: a claim name, or a dotted path into nested claims.
+    auth_roles_claim: str = Field(default="roles", min_length=1)
+    auth_leeway_seconds: float = Field(default=30.0, ge=0)
+    # The longest a call waits for the JWKS URL to answer; past it the call is UNAVAILABLE.
+    auth_jwks_timeout_seconds: float = Field(default=2.0, gt=0)
+    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
+    # An unknown key id triggers a fetch at most this often.
+    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+
+    def jwt_config(self) -> JwtConfig | None:
+        """None when no JWKS is set: JWT bearer tokens are off."""
+        if self.auth_jwks_file is None and not self.auth_jwks_url:
+            return None
+        return JwtConfig(
+            jwks_file=self.auth_jwks_file,
+            jwks_url=self.auth_jwks_url or None,
+            issuer=self.auth_issuer or None,
+            audience=self.auth_audience or None,
+            roles_claim=self.auth_roles_claim,
+            leeway_seconds=self.auth_leeway_seconds,
+            fetch_timeout_seconds=self.auth_jwks_timeout_seconds,
+            refresh_seconds=self.auth_jwks_refresh_seconds,
+            min_refresh_seconds=self.auth_jwks_min_refresh_seconds,
+        )
+
+
+class ServiceSettings(IdentitySettings):
     """What every service reads; a service subclasses it to add its own fields."""
 
     model_config = SettingsConfigDict(env_prefix="ORDERLINE_", extra="ignore", frozen=True)
@@ -48,27 +94,6 @@ class ServiceSettings(BaseSettings):
     nats_tls_ca_file: Path | None = None
     nats_tls_cert_file: Path | None = None
     nats_tls_key_file: Path | None = Field(default=None, validate_default=True)
-    auth_tokens_file: Path | None = None
-    # Accept the well-known development tokens when no tokens file is set. Off by default: a
-    # service with neither refuses to start; only `orderline up` and the tests turn it on.
-    allow_development_tokens: bool = False
-    # The token presented to other services; unset means `dev-service` when development tokens
-    # are in use, and otherwise a service that calls peers refuses to start.
-    service_token: str | None = None
-    # JWT bearer tokens from an identity provider, beside or instead of the tokens file: keys
-    # from a JWKS file or URL, and the issuer and audience every token must name.
-    auth_jwks_file: Path | None = None
-    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    auth_issuer: str | None = None
-    auth_audience: str | None = None
-    # Where a token's roles are: a claim name, or a dotted path into nested claims.
-    auth_roles_claim: str = Field(default="roles", min_length=1)
-    auth_leeway_seconds: float = Field(default=30.0, ge=0)
-    # The longest a call waits for the JWKS URL to answer; past it the call is UNAVAILABLE.
-    auth_jwks_timeout_seconds: float = Field(default=2.0, gt=0)
-    auth_jwks_refresh_seconds: float = Field(default=300.0, gt=0)
-    # An unknown key id triggers a fetch at most this often.
-    auth_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
     # Mutual TLS for gRPC (docs/security.md#service-identity): this process's certificate and
     # key (served, and presented on its own calls) and the CA that signs its peers'. Unset:
     # plaintext. Client certificates are required unless turned off on purpose.
@@ -106,22 +131,6 @@ class ServiceSettings(BaseSettings):
                 "use sqlite+aiosqlite:///<file> or postgresql+asyncpg://<user>@<host>/<db>"
             )
         return url
-
-    def jwt_config(self) -> JwtConfig | None:
-        """None when no JWKS is set: JWT bearer tokens are off."""
-        if self.auth_jwks_file is None and not self.auth_jwks_url:
-            return None
-        return JwtConfig(
-            jwks_file=self.auth_jwks_file,
-            jwks_url=self.auth_jwks_url or None,
-            issuer=self.auth_issuer or None,
-            audience=self.auth_audience or None,
-            roles_claim=self.auth_roles_claim,
-            leeway_seconds=self.auth_leeway_seconds,
-            fetch_timeout_seconds=self.auth_jwks_timeout_seconds,
-            refresh_seconds=self.auth_jwks_refresh_seconds,
-            min_refresh_seconds=self.auth_jwks_min_refresh_seconds,
-        )
 
     @field_validator("tls_require_client_auth")
     @classmethod
