@@ -149,8 +149,12 @@ async def fleet_channel(fleet: SimProcess) -> AsyncIterator[grpc.aio.Channel]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gateway(module_tmp: Path) -> AsyncIterator[SimProcess]:
+    """The gateway as the local stack runs it: the development tokens accepted (dev-service is
+    the services' own)."""
     sim = await start_simulator(
-        GATEWAY_MODULE, {"ORDERLINE_GATEWAY_PORT": "0"}, module_tmp / "gateway.stderr"
+        GATEWAY_MODULE,
+        {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true"},
+        module_tmp / "gateway.stderr",
     )
     yield sim
     assert await sim.stop() == 0, sim.stderr()

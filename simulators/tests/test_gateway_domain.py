@@ -15,6 +15,7 @@ from orderline_simulators.gateway.domain import (
     Gateway,
     check_faults,
     mask_phone,
+    mask_text,
     validate,
 )
 
@@ -35,6 +36,12 @@ def test_mask_phone_keeps_first_three_and_last_four_digits() -> None:
     assert mask_phone(PHONE) == "+861******8000"
     assert mask_phone("+4915112345678") == "+491******5678"
     assert mask_phone("+123456") == "+******"
+
+
+def test_mask_text_keeps_only_the_length() -> None:
+    notice = "您的业务开通凭证号：VCH-7f3a9c，新地址北京市海淀区中关村大街1号。"  # noqa: RUF001
+    assert mask_text(notice) == f"[masked: {len(notice)} characters]"
+    assert mask_text("Call +8613800138000") == "[masked: 19 characters]"
 
 
 @pytest.mark.parametrize(

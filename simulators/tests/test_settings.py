@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,43 @@ def test_port_in_use_is_a_clear_error() -> None:
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "problem"),
+    [
+        (
+            "orderline_simulators.gateway",
+            {"ORDERLINE_AUTH_TOKENS_FILE": "/nonexistent/tokens.json"},
+            "ORDERLINE_AUTH_TOKENS_FILE: not a readable file: /nonexistent/tokens.json",
+        ),
+        (
+            "orderline_simulators.fleet",
+            {"ORDERLINE_AUTH_JWKS_URL": "https://idp.example.test/jwks"},
+            "JWT bearer tokens need ORDERLINE_AUTH_ISSUER and ORDERLINE_AUTH_AUDIENCE",
+        ),
+        (
+            "orderline_simulators.gateway",
+            {"ORDERLINE_AUTH_TOKENS_FILE": "{tmp}/tokens.json"},
+            "is not JSON",
+        ),
+    ],
+)
+def test_an_unusable_identity_configuration_stops_the_simulator_with_one_line(
+    tmp_path: Path, module: str, env: dict[str, str], problem: str
+) -> None:
+    # The identity settings are the services' (orderline_runtime's IdentitySettings).
+    (tmp_path / "tokens.json").write_text("not json")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env={**clean, **{k: v.replace("{tmp}", str(tmp_path)) for k, v in env.items()}},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""  # never "ready"
+    assert "invalid configuration" in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from orderline_runtime.rpc.tls import TlsConfig, tls_from_settings
+from orderline_runtime.settings import IdentitySettings
 from orderline_simulators.common.logs import LOG_LEVELS
 
 ENV_PREFIX = "ORDERLINE_"
 
 
-class SimulatorSettings(BaseSettings):
-    """Settings every simulator shares."""
+class SimulatorSettings(IdentitySettings):
+    """Settings every simulator shares. The identity settings (ORDERLINE_AUTH_*,
+    ORDERLINE_ALLOW_DEVELOPMENT_TOKENS) are the services' own: a simulator verifies its callers'
+    tokens as they do (common/auth.py)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore")
 

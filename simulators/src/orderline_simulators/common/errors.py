@@ -39,3 +39,19 @@ class FailedPrecondition(DomainError):
 
 class Unavailable(DomainError):
     """A transient failure: the caller should retry (injected by the simulators)."""
+
+
+class Unauthenticated(DomainError):
+    """A presented bearer token that does not verify, or none where the method needs one."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+class PermissionDenied(DomainError):
+    """A verified caller without a role the method needs."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code

@@ -35,6 +35,8 @@ class ServerSpec:
     background: Sequence[BackgroundJob] = field(default_factory=tuple)
     # Mutual TLS (the services' certificates and CA); None: plaintext.
     tls: TlsConfig | None = None
+    # Run on every call before the servicer (common/auth.py's CallerInterceptor).
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default_factory=tuple)
 
 
 class BindError(RuntimeError):
@@ -46,7 +48,7 @@ class SimulatorServer:
 
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(interceptors=list(spec.interceptors))
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._tasks: list[asyncio.Task[None]] = []

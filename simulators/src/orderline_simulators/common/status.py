@@ -13,6 +13,8 @@ from orderline_simulators.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -29,6 +31,10 @@ def _code_for(exc: DomainError) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, Unavailable):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
     return grpc.StatusCode.INTERNAL
 
 
@@ -50,7 +56,7 @@ def _detail_for(exc: DomainError) -> any_pb2.Any:
                 resource_type=exc.kind, resource_name=exc.name, description=exc.message
             )
         )
-    elif isinstance(exc, FailedPrecondition):
+    elif isinstance(exc, FailedPrecondition | Unauthenticated | PermissionDenied):
         detail.Pack(
             error_details_pb2.ErrorInfo(
                 reason=exc.reason_code, domain=_DOMAIN, metadata={"message": exc.message}

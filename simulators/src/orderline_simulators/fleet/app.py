@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
+from orderline_simulators.common.auth import CallerIdentity, CallerInterceptor, log_identity
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.server import BackgroundJob, ServerSpec, serve
 from orderline_simulators.fleet.api import DeviceAgentApi
@@ -19,7 +20,7 @@ log = get_logger("device-fleet")
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_name
 
 
-def build_spec(settings: FleetSettings) -> ServerSpec:
+def build_spec(settings: FleetSettings, identity: CallerIdentity) -> ServerSpec:
     fleet = Fleet.create(settings.fleet_devices)
     fleet.inject(settings.fleet_faults)
     store = DeviceStore(settings.fleet_state_dir) if settings.fleet_state_dir else None
@@ -56,6 +57,7 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
         state_dir=str(settings.fleet_state_dir or "") or None,
         devices_restored=restored,
     )
+    log_identity(identity, "device-fleet")
     return ServerSpec(
         name="device-fleet",
         host=settings.fleet_host,
@@ -65,8 +67,13 @@ def build_spec(settings: FleetSettings) -> ServerSpec:
         grace_seconds=settings.shutdown_grace_seconds,
         background=background,
         tls=settings.tls_config(),
+        # The fleet's answers hold no personal data (device ids, models, versions, faults,
+        # counters; configuration settings are taken, never answered), so nothing is masked and
+        # no call needs a role: the tests inject faults without a token. A token that is
+        # presented must still verify.
+        interceptors=(CallerInterceptor(identity, (SERVICE_NAME,)),),
     )
 
 
-async def run(settings: FleetSettings) -> int:
-    return await serve(build_spec(settings))
+async def run(settings: FleetSettings, identity: CallerIdentity) -> int:
+    return await serve(build_spec(settings, identity))

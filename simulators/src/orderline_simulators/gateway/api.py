@@ -9,6 +9,8 @@ from typing import Any, TypeAlias
 import grpc
 
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from orderline_runtime.rpc.auth import Principal
+from orderline_simulators.common.auth import caller
 from orderline_simulators.common.errors import DomainError, InvalidArgument, NotFound, Unavailable
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
@@ -18,6 +20,7 @@ from orderline_simulators.gateway.domain import (
     DeliveryStatus,
     Gateway,
     mask_phone,
+    mask_text,
     validate,
 )
 
@@ -27,6 +30,24 @@ log = get_logger("notification-gateway")
 MAX_REPORT_WAIT = timedelta(seconds=30)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["NotificationGatewayService"].full_name
+
+# The role of the services' own accounts (provisioning sends and reads its notices with its
+# ORDERLINE_SERVICE_TOKEN). Only it sees a delivery's number and text in clear, and only it
+# may send: a carrier's gateway is the system's, not a person's; a clerk sees what was sent
+# to a customer in intake's communication log, never here.
+CLEAR_VIEW_ROLES = frozenset({"service"})
+SEND_ROLES = frozenset({"service"})
+# With an identity configuration, what a call needs (common/auth.py): a send needs a verified
+# service token; ListDeliveries and GetDelivery answer anyone, masked unless the caller may
+# see them in clear; ConfigureFaults is the tests' fault injection, open as the fleet's is.
+NEEDS = {f"/{SERVICE_NAME}/SendNotification": SEND_ROLES}
+
+
+def sees_in_clear(principal: Principal | None) -> bool:
+    return principal is not None and principal.has_any(CLEAR_VIEW_ROLES)
+
 
 _CHANNEL_PREFIX = "CHANNEL_"
 
@@ -51,16 +72,18 @@ _STATUSES = {
 }
 
 
-def delivery_to_proto(delivery: Delivery, now: datetime) -> gateway_pb2.Delivery:
+def delivery_to_proto(delivery: Delivery, now: datetime, *, clear: bool) -> gateway_pb2.Delivery:
+    """`clear`: the number and text as sent; otherwise masked as in the logs (the number's
+    first 3 and last 4 digits, the text's length only)."""
     n = delivery.notification
     status = delivery.status(now)
     message = gateway_pb2.Delivery(
         delivery_id=delivery.delivery_id,
         idempotency_key=n.idempotency_key,
         channel=channel_to_proto(n.channel),
-        to=n.to,
+        to=n.to if clear else mask_phone(n.to),
         locale=n.locale,
-        text=n.text,
+        text=n.text if clear else mask_text(n.text),
         attempts=delivery.attempts,
         status=_STATUSES[status],
         failure_reason=delivery.failure_reason(now),
@@ -110,7 +133,7 @@ class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer
             channel=notification.channel.value,
             to=mask_phone(notification.to),
             locale=notification.locale,
-            text=notification.text,
+            text=mask_text(notification.text),
             attempts=delivery.attempts,
         )
         return gateway_pb2.SendNotificationResponse(
@@ -123,8 +146,9 @@ class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer
         self, request: gateway_pb2.ListDeliveriesRequest, context: Context
     ) -> gateway_pb2.ListDeliveriesResponse:
         now = self.gateway.now()
+        clear = sees_in_clear(caller())
         return gateway_pb2.ListDeliveriesResponse(
-            deliveries=[delivery_to_proto(d, now) for d in self.gateway.deliveries()]
+            deliveries=[delivery_to_proto(d, now, clear=clear) for d in self.gateway.deliveries()]
         )
 
     async def GetDelivery(
@@ -155,7 +179,9 @@ class NotificationGatewayApi(gateway_pb2_grpc.NotificationGatewayServiceServicer
                 status=status.value,
                 to=mask_phone(delivery.notification.to),
             )
-        return gateway_pb2.GetDeliveryResponse(delivery=delivery_to_proto(delivery, now))
+        return gateway_pb2.GetDeliveryResponse(
+            delivery=delivery_to_proto(delivery, now, clear=sees_in_clear(caller()))
+        )
 
     async def ConfigureFaults(
         self, request: gateway_pb2.ConfigureFaultsRequest, context: Context

@@ -6,19 +6,18 @@ import random
 
 import grpc
 
-from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from orderline.gateway.v1 import gateway_pb2_grpc
+from orderline_simulators.common.auth import CallerIdentity, CallerInterceptor, log_identity
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.server import ServerSpec, serve
-from orderline_simulators.gateway.api import NotificationGatewayApi
+from orderline_simulators.gateway.api import NEEDS, SERVICE_NAME, NotificationGatewayApi
 from orderline_simulators.gateway.domain import Faults, Gateway
 from orderline_simulators.gateway.settings import GatewaySettings
 
 log = get_logger("notification-gateway")
 
-SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["NotificationGatewayService"].full_name
 
-
-def build_spec(settings: GatewaySettings) -> ServerSpec:
+def build_spec(settings: GatewaySettings, identity: CallerIdentity) -> ServerSpec:
     gateway = Gateway(
         Faults(
             settings.gateway_failure_rate,
@@ -40,6 +39,7 @@ def build_spec(settings: GatewaySettings) -> ServerSpec:
         delivery_failure_rate=settings.gateway_delivery_failure_rate,
         report_delay_ms=settings.gateway_report_delay_ms,
     )
+    log_identity(identity, "notification-gateway")
     return ServerSpec(
         name="notification-gateway",
         host=settings.gateway_host,
@@ -48,8 +48,9 @@ def build_spec(settings: GatewaySettings) -> ServerSpec:
         register=register,
         grace_seconds=settings.shutdown_grace_seconds,
         tls=settings.tls_config(),
+        interceptors=(CallerInterceptor(identity, (SERVICE_NAME,), NEEDS),),
     )
 
 
-async def run(settings: GatewaySettings) -> int:
-    return await serve(build_spec(settings))
+async def run(settings: GatewaySettings, identity: CallerIdentity) -> int:
+    return await serve(build_spec(settings, identity))

@@ -54,6 +54,15 @@ def mask_phone(number: str) -> str:
     return f"{prefix}{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
 
 
+def mask_text(text: str) -> str:
+    """A message's text reduced to its length: ``[masked: 57 characters]``.
+
+    The whole text goes, not only its digits: a notice names the voucher, a relocation's new
+    address, and could name the customer, none of which is digits alone. The length stays: it
+    tells a caller a message was there and how long, and identifies no one."""
+    return f"[masked: {len(text)} characters]"
+
+
 @dataclass(frozen=True)
 class Notification:
     """A validated send request."""
