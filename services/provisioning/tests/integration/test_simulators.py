@@ -18,6 +18,11 @@ import pytest_asyncio
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+# The simulators get the identity the services get in the tests (the development tokens):
+# provisioning's sends carry its service token, and only that token reads a delivery in clear.
+IDENTITY = {"ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true"}
+SERVICE = (("authorization", "Bearer dev-service"),)
+
 
 def _read(path: Path) -> str:
     return path.read_text()
@@ -51,12 +56,13 @@ async def simulators(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             "ORDERLINE_FLEET_PORT": "0",
             "ORDERLINE_FLEET_DEVICES": "10",
             "ORDERLINE_TELEMETRY_TARGET": "",
+            **IDENTITY,
         },
         tmp_path / "fleet.log",
     )
     gateway, gateway_address = await start_simulator(
         "orderline_simulators.gateway",
-        {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_GATEWAY_FAILURE_RATE": "0.3"},
+        {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_GATEWAY_FAILURE_RATE": "0.3", **IDENTITY},
         tmp_path / "gateway.log",
     )
     try:
@@ -86,10 +92,15 @@ async def test_happy_path_against_the_fleet_and_gateway_simulators(
     assert counters.tests_run == 3
     assert counters.applies_by_key[f"{job_id}:activate"] == 1
     async with grpc.aio.insecure_channel(gateway_address) as channel:
-        deliveries = await gateway_pb2_grpc.NotificationGatewayServiceStub(channel).ListDeliveries(
-            gateway_pb2.ListDeliveriesRequest()
+        gateway = gateway_pb2_grpc.NotificationGatewayServiceStub(channel)
+        deliveries = await gateway.ListDeliveries(
+            gateway_pb2.ListDeliveriesRequest(), metadata=SERVICE
         )
+        anonymous = await gateway.ListDeliveries(gateway_pb2.ListDeliveriesRequest())
     [delivery] = deliveries.deliveries
     assert delivery.idempotency_key == f"{job_id}:notify"
     assert delivery.to == "+8613800138000" and delivery.locale == "zh-CN"
     assert "网络电视" in delivery.text
+    # Without a token the same delivery shows its number and text masked.
+    [masked] = anonymous.deliveries
+    assert masked.to == "+861******8000" and "网络电视" not in masked.text
