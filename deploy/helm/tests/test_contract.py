@@ -95,7 +95,9 @@ DEFAULT_IS_RIGHT: dict[str, str] = {
     "provisioning_seed_certifications": "unset in a deployment: nobody is certified until a "
     "manager grants it (GrantCertification); jobs wait at the checklist meanwhile",
     "telemetry_stale_seconds": "a tuning knob with a safe default",
-    "leader_lease_seconds": "a tuning knob with a safe default (the lease is on by default)",
+    "leader_lease_seconds": "a tuning knob with a safe default (the leases are on by default)",
+    "device_partitions": "a tuning knob with a safe default (the chart sets none, so every "
+    "replica of the release takes the same one, as they must)",
     "prechecks_wait_seconds": "a tuning knob with a safe default",
     "retry_initial_seconds": "a tuning knob with a safe default",
     "retry_max_seconds": "a tuning knob with a safe default",

@@ -343,7 +343,7 @@ carries no development-token setting at all. */}}
 {{- if eq .name "device-monitor" }}
 - name: ORDERLINE_DEVICE_AGENT_ADDRESS
   value: {{ (($svc.addresses | default dict).deviceAgent | default "") | quote }}
-{{- /* One replica evaluates the fleet under a lease; the others forward calls to it there. */}}
+{{- /* Replicas split the fleet into partitions under leases; each routes the others' samples and calls to their owners, at this address. */}}
 - name: K8S_POD_IP
   valueFrom:
     fieldRef:

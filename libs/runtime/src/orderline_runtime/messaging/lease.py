@@ -414,7 +414,9 @@ class LeaseSet:
         advertised and its revision."""
         members: set[str] = set()
         slots: dict[int, tuple[str, str, int]] = {}
-        watcher = await kv.watch(f"{self.prefix}.>", ignore_deletes=True)
+        # An ephemeral consumer per round, removed by the server a second after it stops (the
+        # client's default keeps it five minutes: hundreds of them per member).
+        watcher = await kv.watch(f"{self.prefix}.>", ignore_deletes=True, inactive_threshold=1.0)
         try:
             while True:
                 entry = await watcher.updates(timeout=self.ttl / 3)  # type: ignore[no-untyped-call]
