@@ -252,8 +252,9 @@ class TelemetryIngest:
                     site_plan=site_plan,
                 )
                 site.commit(nodes, site_plan)
-                if not partitions.all_owned:
-                    partitions.learn(first_keys)
+                # Kept even while every partition is here: when another replica joins, this one
+                # drops the devices of the partitions it gives back by these keys.
+                partitions.learn(first_keys)
                 for device_id, ticket in maintenance.items():
                     self.book.tickets[device_id] = ticket
                     states[device_id] = replace(states[device_id], under_maintenance=True)

@@ -196,6 +196,7 @@ class TicketDesk:
                         if elsewhere:
                             partitions.learn(elsewhere)
                             raise partition_moved()
+                        partitions.learn({device_id: device_id})
                         state = DeviceState(device_id)
                     ticket = await open_ticket_in(
                         uow,
