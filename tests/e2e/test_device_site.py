@@ -79,19 +79,23 @@ def test_line_faults_behind_one_node_give_one_node_alarm_and_keys_are_rebooted(
                 agent_pb2.InjectFaultRequest(device_id=device_id, category=category), timeout=5
             )
 
+        def good(device_id: str) -> bool:
+            try:
+                reply = monitor.GetDeviceHealth(
+                    device_pb2.GetDeviceHealthRequest(device_id=device_id),
+                    metadata=ENGINEER,
+                    timeout=5,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return False  # not heard yet: the fleet's stream may still be connecting
+                raise
+            return bool(reply.health.state == device_pb2.HEALTH_STATE_GOOD)
+
         # Every device is heard first (the node knows its devices).
         wait_until(
             "the fleet's telemetry in device-monitor",
-            lambda: (
-                all(
-                    monitor.GetDeviceHealth(
-                        device_pb2.GetDeviceHealthRequest(device_id=d), metadata=ENGINEER, timeout=5
-                    ).health.state
-                    == device_pb2.HEALTH_STATE_GOOD
-                    for d in (*LINE_DEVICES, KEYS_DEVICE, SAFETY_DEVICE)
-                )
-                or None
-            ),
+            lambda: all(good(d) for d in (*LINE_DEVICES, KEYS_DEVICE, SAFETY_DEVICE)) or None,
         )
 
         # --- site level: three lines lost behind AN-03 --------------------------------------

@@ -27,7 +27,7 @@ from orderline_runtime.ids import new_id
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import EventConsumer, Handler
-from orderline_runtime.messaging.lease import Lease
+from orderline_runtime.messaging.lease import LeaseSet
 from orderline_runtime.messaging.outbox import Outbox
 from orderline_runtime.messaging.permissions import (
     KV_BUCKETS,
@@ -164,10 +164,13 @@ async def test_each_service_does_what_it_needs_under_its_own_user(
     await bus.ensure_streams([*cat.streams, DEADLETTER])
 
 
-async def test_device_monitor_keeps_its_leader_lease(
+async def test_device_monitor_keeps_its_partition_leases(
     secured_nats: NatsServer, auth_dir: Path
 ) -> None:
-    from orderline_device_monitor.app.leadership import BUCKET
+    """Under its own user's permissions, device-monitor's replicas take, renew and read the
+    partition leases (the bucket's entries, read through a watch each round) and split the
+    partitions between them."""
+    from orderline_device_monitor.app.ownership import BUCKET
 
     assert KV_BUCKETS["device-monitor"] == (BUCKET,)
     stop = asyncio.Event()
@@ -180,17 +183,15 @@ async def test_device_monitor_keeps_its_leader_lease(
             password=password(auth_dir, "device-monitor"),
         )
         await bus.connect(streams=[])
-        lease = Lease(bus, bucket=BUCKET, key="fleet", holder=holder, ttl_seconds=3)
-        replicas.append((bus, lease, asyncio.create_task(lease.run(stop))))
-    leases = [lease for _, lease, _ in replicas]
-    holders = await eventually(
-        lambda: _async([lease.holder for lease in leases if lease.held]),
-        what="one replica takes the lease",
+        leases = LeaseSet(bus, bucket=BUCKET, prefix="fleet", count=4, holder=holder, ttl_seconds=3)
+        replicas.append((bus, leases, asyncio.create_task(leases.run(stop))))
+    sets = [leases for _, leases, _ in replicas]
+    held = await eventually(
+        lambda: _async([leases.held for leases in sets]),
+        lambda h: all(len(s) == 2 for s in h),
+        what="the two replicas hold two partitions each",
     )
-    assert len(holders) == 1
-    # The other reads who holds it (a get on the bucket) and does not take it.
-    other = next(lease for lease in leases if not lease.held)
-    await eventually(lambda: _async(other.holder_seen), lambda h: h == holders[0], what="seen")
+    assert held[0] | held[1] == {0, 1, 2, 3}
     stop.set()
     for bus, _, task in replicas:
         await task

@@ -87,6 +87,12 @@ def service_permissions(service: str, cat: Catalogue | None = None) -> ServicePe
             f"{JS_API}.DIRECT.GET.{stream}",
             f"{JS_API}.DIRECT.GET.{stream}.>",
             f"$KV.{bucket}.>",
+            # A watch of the bucket's keys (a lease set reads every entry so each round): an
+            # ephemeral ordered consumer on the bucket's stream and its flow-control replies.
+            f"{JS_API}.CONSUMER.CREATE.{stream}",
+            f"{JS_API}.CONSUMER.CREATE.{stream}.>",
+            f"{JS_API}.CONSUMER.INFO.{stream}.>",
+            f"$JS.FC.{stream}.>",
         ]
     return ServicePermissions(
         service=service,
