@@ -67,14 +67,15 @@ browser: ## headless Chromium (and CJK fonts) for the report rendering test, whe
 			echo "browser: no chromium and no apt-get as root; the rendering test will skip"; \
 		fi; }
 
-# Unit, integration and contract tests run in two workers (whole files each: a file's fixtures
-# are set up once); then the end-to-end tests, also two files at a time: each file's stacks of
-# real processes spend much of their time waiting (restarts, outages, seals), and every wait in
-# them is bounded polling for a state, never a timed assertion, so they hold under that load.
+# Every test but the soak runs in two workers, whole files each (a file's fixtures are set up
+# once), the end-to-end files first (conftest.py): they are the longest, and the many short
+# unit, integration and contract files after them even the two workers out at the end. The
+# end-to-end files' stacks of real processes spend much of their time waiting (restarts,
+# outages, seals), and every wait in them is bounded polling for a state, never a timed
+# assertion, so they hold beside another file's work.
 test: venv protos-check lint checkov browser ## everything CI runs (starts its own NATS and PostgreSQL)
-	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak and not e2e" -n 2 --dist loadfile \
-		-q -p no:cacheprovider --durations=15
-	$(BIN)/pytest -m "e2e and not soak" -n 2 --dist loadfile -q -p no:cacheprovider --durations=15
+	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -m "not soak" -n 2 --dist loadfile \
+		-q -p no:cacheprovider --durations=25
 
 test-unit: venv ## domain tests only (no I/O)
 	$(BIN)/pytest -q services/*/tests/unit libs/runtime/tests/unit libs/catalogue/tests
