@@ -202,6 +202,28 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
         )
         return convert.reboot(result)
 
+    async def FactoryReset(
+        self, request: agent_pb2.FactoryResetRequest, context: Context
+    ) -> agent_pb2.FactoryResetResponse:
+        """A simulation control, open like InjectFault (fleet/app.py): puts the device back on
+        its factory configuration, once per key."""
+        try:
+            device = self.fleet.get(request.device_id)
+            await self._simulate_work()
+            result = device.factory_reset(request.idempotency_key)
+            self.on_change(device)
+        except DomainError as exc:
+            log.info("factory reset refused", device_id=request.device_id, error=exc.message)
+            await abort_with(context, exc)
+        log.warning(
+            "factory reset replayed" if result.replayed else "device reset to factory settings",
+            device_id=device.device_id,
+            idempotency_key=request.idempotency_key,
+            factory_resets=result.factory_resets,
+            previous_version=result.previous_version,
+        )
+        return convert.factory_reset(result)
+
     async def InjectFault(
         self, request: agent_pb2.InjectFaultRequest, context: Context
     ) -> agent_pb2.InjectFaultResponse:

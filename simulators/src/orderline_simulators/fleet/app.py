@@ -69,8 +69,8 @@ def build_spec(settings: FleetSettings, identity: CallerIdentity) -> ServerSpec:
         tls=settings.tls_config(),
         # The fleet's answers hold no personal data (device ids, models, versions, faults,
         # counters; configuration settings are taken, never answered), so nothing is masked and
-        # no call needs a role: the tests inject faults without a token. A token that is
-        # presented must still verify.
+        # no call needs a role: the tests inject faults and reset devices (FactoryReset) without
+        # a token. A token that is presented must still verify.
         interceptors=(CallerInterceptor(identity, (SERVICE_NAME,)),),
     )
 

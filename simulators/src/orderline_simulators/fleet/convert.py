@@ -10,6 +10,7 @@ from orderline_simulators.common.errors import InvalidArgument
 from orderline_simulators.fleet.domain import (
     Counters,
     Device,
+    FactoryResetResult,
     HealthCategory,
     RebootResult,
     TestKind,
@@ -57,6 +58,7 @@ def device_info(device: Device) -> agent_pb2.DeviceInfo:
         service_active=device.service_active,
         access_node_id=device.access_node,
         reboots=device.reboots,
+        factory_resets=device.factory_resets,
     )
 
 
@@ -66,6 +68,16 @@ def counters(value: Counters) -> agent_pb2.GetCountersResponse:
         config_applies=value.config_applies,
         tests_run=value.tests_run,
         reboots=value.reboots,
+        factory_resets=value.factory_resets,
+    )
+
+
+def factory_reset(result: FactoryResetResult) -> agent_pb2.FactoryResetResponse:
+    return agent_pb2.FactoryResetResponse(
+        replayed=result.replayed,
+        factory_resets=result.factory_resets,
+        config_version=result.config_version,
+        previous_version=result.previous_version,
     )
 
 

@@ -25,6 +25,14 @@ so on (``DEVICES_PER_ACCESS_NODE``). Telemetry and device info report it.
 Reboot restarts a device, idempotent on its key like the others. A restart clears the faults
 a restart can clear (``REBOOT_CLEARS``: a frozen display, unresponsive keys, starved
 resources); a failed protection, overheating, noise or vibration and a bad line stay.
+
+FactoryReset puts a device back on its factory configuration (version 1), idempotent on its key
+like the others: what a customer's or a technician's factory reset, a replaced unit or a
+restart that came back on the factory configuration does to whoever configured it. The
+history stays (version numbers are never reused: the next apply gets ``max + 1``), and so do
+the faults and defects (hardware), the network side (``service_active``) and the idempotency
+ledger (the management system's record, not the device's): a key applied before is answered
+as a replay and changes nothing, so whoever brings the configuration back needs a new key.
 """
 
 from __future__ import annotations
@@ -241,6 +249,7 @@ class Operation(enum.Enum):
     ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
     REBOOT = "reboot"
+    FACTORY_RESET = "factory_reset"
 
 
 @dataclass(frozen=True)
@@ -291,11 +300,21 @@ class RebootResult:
 
 
 @dataclass(frozen=True)
+class FactoryResetResult:
+    replayed: bool
+    factory_resets: int
+    config_version: int
+    # The version in force just before the reset (the same on a replay).
+    previous_version: int
+
+
+@dataclass(frozen=True)
 class Counters:
     applies_by_key: Mapping[str, int]
     config_applies: int
     tests_run: int
     reboots: int = 0
+    factory_resets: int = 0
 
 
 @dataclass(frozen=True)
@@ -328,6 +347,7 @@ class Device:
     activations: int = 0
     access_node: str = ""
     reboots: int = 0
+    factory_resets: int = 0
 
     @property
     def settings(self) -> Mapping[str, str]:
@@ -455,6 +475,22 @@ class Device:
         self.ledger[idempotency_key] = LedgerEntry(Operation.REBOOT, self.config_version)
         return RebootResult(False, self.reboots, cleared, tuple(self.sorted_faults()))
 
+    def factory_reset(self, idempotency_key: str) -> FactoryResetResult:
+        """Puts the factory configuration (version 1) back in force, once per key. The history,
+        faults, defects, network side and ledger stay (module docstring)."""
+        entry = self._entry(idempotency_key, Operation.FACTORY_RESET)
+        if entry is not None:
+            return FactoryResetResult(
+                True, self.factory_resets, entry.config_version, entry.previous_version
+            )
+        previous = self.config_version
+        self.factory_resets += 1
+        self.config_version = 1
+        self.ledger[idempotency_key] = LedgerEntry(
+            Operation.FACTORY_RESET, 1, previous_version=previous
+        )
+        return FactoryResetResult(False, self.factory_resets, 1, previous)
+
     def inject_fault(self, category: HealthCategory) -> None:
         self.faults.add(category)
 
@@ -499,6 +535,7 @@ class Device:
             "service_active": self.service_active,
             "activations": self.activations,
             "reboots": self.reboots,
+            "factory_resets": self.factory_resets,
         }
 
     def restore(self, record: Mapping[str, Any]) -> None:
@@ -523,6 +560,8 @@ class Device:
         self.service_active = bool(record["service_active"])
         self.activations = int(record["activations"])
         self.reboots = int(record["reboots"])
+        # Kept since FactoryReset exists: a record from before has none.
+        self.factory_resets = int(record.get("factory_resets", 0))
 
     def counters(self) -> Counters:
         return Counters(
@@ -530,6 +569,7 @@ class Device:
             config_applies=self.config_applies,
             tests_run=self.tests_run,
             reboots=self.reboots,
+            factory_resets=self.factory_resets,
         )
 
 
@@ -584,7 +624,7 @@ class Fleet:
     def counters(self) -> Counters:
         """Fleet-wide counters; keys are ``DEVICE_ID/idempotency_key``."""
         by_key: dict[str, int] = {}
-        applies = tests = reboots = 0
+        applies = tests = reboots = resets = 0
         for device in self._devices.values():
             counters = device.counters()
             for key, count in counters.applies_by_key.items():
@@ -592,4 +632,5 @@ class Fleet:
             applies += counters.config_applies
             tests += counters.tests_run
             reboots += counters.reboots
-        return Counters(by_key, applies, tests, reboots)
+            resets += counters.factory_resets
+        return Counters(by_key, applies, tests, reboots, resets)

@@ -56,6 +56,7 @@ class DeviceInfo(_message.Message):
     SERVICE_ACTIVE_FIELD_NUMBER: _builtins.int
     ACCESS_NODE_ID_FIELD_NUMBER: _builtins.int
     REBOOTS_FIELD_NUMBER: _builtins.int
+    FACTORY_RESETS_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     model: _builtins.str
     firmware: _builtins.str
@@ -66,6 +67,8 @@ class DeviceInfo(_message.Message):
     """The access node (DSLAM, OLT port group) the device's line hangs off, e.g. AN-01."""
     reboots: _builtins.int
     """How many times the device was restarted by Reboot."""
+    factory_resets: _builtins.int
+    """How many times the device was put back on its factory configuration by FactoryReset."""
     @_builtins.property
     def faults(self) -> _containers.RepeatedScalarFieldContainer[_device_pb2.HealthCategory.ValueType]: ...
     @_builtins.property
@@ -84,10 +87,11 @@ class DeviceInfo(_message.Message):
         service_active: _builtins.bool = ...,
         access_node_id: _builtins.str = ...,
         reboots: _builtins.int = ...,
+        factory_resets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "config_version", b"config_version", "defects", b"defects", "device_id", b"device_id", "faults", b"faults", "firmware", b"firmware", "model", b"model", "reboots", b"reboots", "service_active", b"service_active"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_node_id", b"access_node_id", "config_version", b"config_version", "defects", b"defects", "device_id", b"device_id", "factory_resets", b"factory_resets", "faults", b"faults", "firmware", b"firmware", "model", b"model", "reboots", b"reboots", "service_active", b"service_active"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -498,6 +502,60 @@ class RebootResponse(_message.Message):
 Global___RebootResponse: _TypeAlias = RebootResponse  # noqa: Y015
 
 @_typing.final
+class FactoryResetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FactoryResetRequest: _TypeAlias = FactoryResetRequest  # noqa: Y015
+
+@_typing.final
+class FactoryResetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    FACTORY_RESETS_FIELD_NUMBER: _builtins.int
+    CONFIG_VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when the key was seen before and the device was not reset again."""
+    factory_resets: _builtins.int
+    """The device's factory resets so far (this one included)."""
+    config_version: _builtins.int
+    """The configuration version in force after the reset (1: the factory configuration)."""
+    previous_version: _builtins.int
+    """The version in force just before the reset (the same on a replay)."""
+    def __init__(
+        self,
+        *,
+        replayed: _builtins.bool = ...,
+        factory_resets: _builtins.int = ...,
+        config_version: _builtins.int = ...,
+        previous_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "factory_resets", b"factory_resets", "previous_version", b"previous_version", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FactoryResetResponse: _TypeAlias = FactoryResetResponse  # noqa: Y015
+
+@_typing.final
 class InjectFaultRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -629,10 +687,13 @@ class GetCountersResponse(_message.Message):
     CONFIG_APPLIES_FIELD_NUMBER: _builtins.int
     TESTS_RUN_FIELD_NUMBER: _builtins.int
     REBOOTS_FIELD_NUMBER: _builtins.int
+    FACTORY_RESETS_FIELD_NUMBER: _builtins.int
     config_applies: _builtins.int
     tests_run: _builtins.int
     reboots: _builtins.int
     """Restarts actually done by Reboot (a replayed key does not count)."""
+    factory_resets: _builtins.int
+    """Factory resets actually done by FactoryReset (a replayed key does not count)."""
     @_builtins.property
     def applies_by_key(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """How many times each idempotency key was actually applied (never more than 1 when correct)."""
@@ -644,10 +705,11 @@ class GetCountersResponse(_message.Message):
         config_applies: _builtins.int = ...,
         tests_run: _builtins.int = ...,
         reboots: _builtins.int = ...,
+        factory_resets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_by_key", b"applies_by_key", "config_applies", b"config_applies", "reboots", b"reboots", "tests_run", b"tests_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applies_by_key", b"applies_by_key", "config_applies", b"config_applies", "factory_resets", b"factory_resets", "reboots", b"reboots", "tests_run", b"tests_run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,6 +71,11 @@ class DeviceAgentServiceStub:
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.SerializeToString,
                 response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.FromString,
                 _registered_method=True)
+        self.FactoryReset = channel.unary_unary(
+                '/orderline.agent.v1.DeviceAgentService/FactoryReset',
+                request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetRequest.SerializeToString,
+                response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetResponse.FromString,
+                _registered_method=True)
         self.InjectFault = channel.unary_unary(
                 '/orderline.agent.v1.DeviceAgentService/InjectFault',
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.InjectFaultRequest.SerializeToString,
@@ -144,9 +149,20 @@ class DeviceAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def InjectFault(self, request, context):
+    def FactoryReset(self, request, context):
         """Simulation controls.
+        Puts the device back on its factory configuration (version 1), as a customer's or a
+        technician's factory reset, a replaced unit or a restart that came back on the factory
+        configuration would. Idempotent on idempotency_key like Reboot. Faults, defects, the
+        network side (service_active) and the agent's idempotency ledger stay: a key applied
+        before is still answered as a replay, so bringing the configuration back needs a new key.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InjectFault(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -200,6 +216,11 @@ def add_DeviceAgentServiceServicer_to_server(servicer, server):
                     servicer.Reboot,
                     request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.FromString,
                     response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.SerializeToString,
+            ),
+            'FactoryReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.FactoryReset,
+                    request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetRequest.FromString,
+                    response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetResponse.SerializeToString,
             ),
             'InjectFault': grpc.unary_unary_rpc_method_handler(
                     servicer.InjectFault,
@@ -408,6 +429,33 @@ class DeviceAgentService:
             '/orderline.agent.v1.DeviceAgentService/Reboot',
             orderline_dot_agent_dot_v1_dot_agent__pb2.RebootRequest.SerializeToString,
             orderline_dot_agent_dot_v1_dot_agent__pb2.RebootResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FactoryReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.agent.v1.DeviceAgentService/FactoryReset',
+            orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetRequest.SerializeToString,
+            orderline_dot_agent_dot_v1_dot_agent__pb2.FactoryResetResponse.FromString,
             options,
             channel_credentials,
             insecure,

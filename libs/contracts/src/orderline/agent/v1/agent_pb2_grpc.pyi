@@ -54,8 +54,15 @@ class DeviceAgentServiceStub:
     faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
     failed protection, overheating, noise or vibration and a bad line stay.
     """
+    FactoryReset: _grpc.UnaryUnaryMultiCallable[_agent_pb2.FactoryResetRequest, _agent_pb2.FactoryResetResponse]
+    """Simulation controls.
+    Puts the device back on its factory configuration (version 1), as a customer's or a
+    technician's factory reset, a replaced unit or a restart that came back on the factory
+    configuration would. Idempotent on idempotency_key like Reboot. Faults, defects, the
+    network side (service_active) and the agent's idempotency ledger stay: a key applied
+    before is still answered as a replay, so bringing the configuration back needs a new key.
+    """
     InjectFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]
-    """Simulation controls."""
     ClearFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]
     GetCounters: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetCountersRequest, _agent_pb2.GetCountersResponse]
 
@@ -85,8 +92,15 @@ class DeviceAgentServiceAsyncStub(DeviceAgentServiceStub):
     faults a restart can clear (a frozen display, unresponsive keys, starved resources); a
     failed protection, overheating, noise or vibration and a bad line stay.
     """
+    FactoryReset: _aio.UnaryUnaryMultiCallable[_agent_pb2.FactoryResetRequest, _agent_pb2.FactoryResetResponse]  # type: ignore[assignment]
+    """Simulation controls.
+    Puts the device back on its factory configuration (version 1), as a customer's or a
+    technician's factory reset, a replaced unit or a restart that came back on the factory
+    configuration would. Idempotent on idempotency_key like Reboot. Faults, defects, the
+    network side (service_active) and the agent's idempotency ledger stay: a key applied
+    before is still answered as a replay, so bringing the configuration back needs a new key.
+    """
     InjectFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.InjectFaultResponse]  # type: ignore[assignment]
-    """Simulation controls."""
     ClearFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.ClearFaultRequest, _agent_pb2.ClearFaultResponse]  # type: ignore[assignment]
     GetCounters: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetCountersRequest, _agent_pb2.GetCountersResponse]  # type: ignore[assignment]
 
@@ -157,12 +171,25 @@ class DeviceAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def FactoryReset(
+        self,
+        request: _agent_pb2.FactoryResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.FactoryResetResponse, _abc.Awaitable[_agent_pb2.FactoryResetResponse]]:
+        """Simulation controls.
+        Puts the device back on its factory configuration (version 1), as a customer's or a
+        technician's factory reset, a replaced unit or a restart that came back on the factory
+        configuration would. Idempotent on idempotency_key like Reboot. Faults, defects, the
+        network side (service_active) and the agent's idempotency ledger stay: a key applied
+        before is still answered as a replay, so bringing the configuration back needs a new key.
+        """
+
+    @_abc_1.abstractmethod
     def InjectFault(
         self,
         request: _agent_pb2.InjectFaultRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_agent_pb2.InjectFaultResponse, _abc.Awaitable[_agent_pb2.InjectFaultResponse]]:
-        """Simulation controls."""
+    ) -> _typing.Union[_agent_pb2.InjectFaultResponse, _abc.Awaitable[_agent_pb2.InjectFaultResponse]]: ...
 
     @_abc_1.abstractmethod
     def ClearFault(
