@@ -131,8 +131,8 @@ def test_port_in_use_is_a_clear_error() -> None:
     [
         (
             "orderline_simulators.gateway",
-            {"ORDERLINE_AUTH_TOKENS_FILE": "/nonexistent/tokens.json"},
-            "ORDERLINE_AUTH_TOKENS_FILE: not a readable file: /nonexistent/tokens.json",
+            {"ORDERLINE_AUTH_TOKENS_FILE": "/nonexistent/t.json"},
+            "invalid configuration: ORDERLINE_AUTH_TOKENS_FILE: no such file: /nonexistent/t.json",
         ),
         (
             "orderline_simulators.fleet",

@@ -188,13 +188,14 @@ class ServiceSettings(IdentitySettings):
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
     return "ORDERLINE_" + field.upper()
 
 
-def _unreadable_files(settings: ServiceSettings) -> list[tuple[str, str]]:
+def unreadable_files(settings: BaseSettings) -> list[tuple[str, str]]:
     """Every `*_file` setting that names a file the process cannot read, with why: found at
-    start, not as a traceback from whichever component opens it first."""
+    start, not as a traceback from whichever component opens it first. The simulators check
+    their identity settings with it too, so a bad file reads the same from every process."""
     problems = []
     for field in type(settings).model_fields:
         path = getattr(settings, field)
@@ -223,12 +224,12 @@ def load_settings(cls: type[S], service_name: str) -> S:
             for err in exc.errors()
         ]
     else:
-        problems = _unreadable_files(settings)
+        problems = unreadable_files(settings)
         if not problems:
             return settings
     for field, problem in problems:
         print(
-            f"{service_name}: invalid configuration: {_env_name(field)}: {problem}",
+            f"{service_name}: invalid configuration: {env_name(field)}: {problem}",
             file=sys.stderr,
         )
     raise SystemExit(2)

@@ -18,7 +18,6 @@ what an anonymous caller may see.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -29,7 +28,7 @@ import grpc
 
 from orderline_runtime import errors as runtime_errors
 from orderline_runtime.rpc.auth import Principal, TokenAuthenticator, configure_identity
-from orderline_runtime.settings import IdentitySettings
+from orderline_runtime.settings import IdentitySettings, env_name, unreadable_files
 from orderline_simulators.common.errors import (
     DomainError,
     PermissionDenied,
@@ -70,12 +69,10 @@ def caller_identity(settings: IdentitySettings, name: str) -> CallerIdentity:
     jwt = settings.jwt_config()
     if settings.auth_tokens_file is None and jwt is None and not settings.allow_development_tokens:
         return CallerIdentity(None)
-    for variable, path in (
-        ("ORDERLINE_AUTH_TOKENS_FILE", settings.auth_tokens_file),
-        ("ORDERLINE_AUTH_JWKS_FILE", settings.auth_jwks_file),
-    ):
-        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
-            raise IdentityError(f"{variable}: not a readable file: {path}")
+    # The same check, and so the same words, as the services' (`orderline up` shows whichever
+    # process stopped first).
+    for field, problem in unreadable_files(settings):
+        raise IdentityError(f"{env_name(field)}: {problem}")
     try:
         identity = configure_identity(
             name,
@@ -100,8 +97,7 @@ def load_identity(settings: IdentitySettings, *, program: str) -> CallerIdentity
     try:
         return caller_identity(settings, program)
     except IdentityError as exc:
-        print(f"{program}: invalid configuration", file=sys.stderr)
-        print(f"  {exc}", file=sys.stderr)
+        print(f"{program}: invalid configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
