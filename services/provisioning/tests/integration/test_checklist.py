@@ -50,8 +50,9 @@ async def test_a_passed_checklist_is_shown_on_the_job_item_by_item(
     assert items["firmware"].evidence["firmware"] == "V5R020C10S120"
     assert items["operator_certified"].evidence["operator"] == "provisioning" == job.operator
     assert items["device_model"].texts["zh-CN"] == "设备型号 HG8245H5 ONT 适用于宽带新装"
-    # One GetDeviceInfo for the job.
-    assert peers.agent.info_calls == ["CPE-0101"]
+    # One GetDeviceInfo for the checklist, and one as the activation asks whether the device
+    # still runs the job's configuration (README, "A device that lost its configuration").
+    assert peers.agent.info_calls == ["CPE-0101", "CPE-0101"]
 
 
 @pytest.mark.parametrize(

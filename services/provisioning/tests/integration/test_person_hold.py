@@ -212,8 +212,9 @@ async def test_a_job_not_started_is_held_before_it_touches_the_device(
 
     gate.set()
     await bus.wait_for_event(first, "provisioning.customer_notified")
-    # The first job's work is all the device saw; the held one asked nothing of it.
-    assert peers.agent.info_calls == [device]
+    # The first job's work is all the device saw (its checklist, and its activation asking
+    # whether the device still runs its configuration); the held one asked nothing of it.
+    assert peers.agent.info_calls == [device, device]
     assert (await get_job(provisioning.address, order_id)).state == pb.JOB_STATE_HELD
 
     await bus.person_hold(order_id, device, 4, hold=False, reason_code="SITE_READY")

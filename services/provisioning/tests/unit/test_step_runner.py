@@ -100,6 +100,11 @@ class FakePeers:
     )
     applies: Counter[str] = field(default_factory=Counter)
     rollbacks: list[tuple[str, int]] = field(default_factory=list)
+    # GetDeviceInfo names the configuration version in force (version 1 after a reset).
+    reports_version: bool = False
+    factory: bool = False
+    # ActivateService calls whose device is reset just before (then refused NOT_CONFIGURED).
+    resets_at_activation: int = 0
     sends: list[tuple[str, Channel, str, str]] = field(default_factory=list)
 
     async def check_fitness(self, device_id: str, order_id: str) -> Fitness:
@@ -107,8 +112,16 @@ class FakePeers:
             raise PeerUnavailable("DEVICE_MONITOR", "UNAVAILABLE")
         return self.fitness
 
+    def reset(self) -> None:
+        """A factory reset: version 1 in force until the next apply."""
+        self.factory = True
+        self.settings.clear()
+
     async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
         self.info_calls += 1
+        if self.reports_version and isinstance(self.device, DeviceInfo):
+            in_force = 1 if self.factory else self.version
+            return DeviceInfo(self.device.model, self.device.firmware, in_force)
         return self.device
 
     async def apply_config(
@@ -120,8 +133,10 @@ class FakePeers:
             raise PeerRejected("DEVICE_AGENT", "NOT_FOUND", f"no device {device_id}")
         self.applies[key] += 1
         self.settings.update(settings)
+        before = 1 if self.factory else self.version
+        self.factory = False
         self.version += 1
-        return AppliedConfig(self.version, self.version - 1)
+        return AppliedConfig(self.version, before)
 
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
         self.rollbacks.append((key, to_version))
@@ -137,6 +152,16 @@ class FakePeers:
     async def switch_service(
         self, device_id: str, key: str, reference: str, *, activate: bool
     ) -> Activation:
+        if self.resets_at_activation > 0:
+            self.resets_at_activation -= 1
+            self.reset()
+        if activate and self.factory:
+            raise PeerRejected(
+                "DEVICE_AGENT",
+                "FAILED_PRECONDITION",
+                f"{device_id} still has its factory configuration: configure it first",
+                "NOT_CONFIGURED",
+            )
         self.switches.append((key, activate))
         return Activation("NE-1", activate, self.version)
 
@@ -693,3 +718,88 @@ async def test_each_change_of_the_adjustment_loop_is_its_own_commit() -> None:
     assert tested.event_types == ["provisioning.tests_passed"]
     assert {r.round for r in tested.test_runs} == {2} and job.adjustment is None
     assert job.step is Step.ACTIVATE and job.rounds_done == 2
+
+
+# --- a device that lost its configuration before activation (domain/config_loss.py) --------
+
+
+async def test_a_device_found_on_another_version_is_configured_and_tested_again() -> None:
+    fake, clock = FakePeers(reports_version=True, fixable_kinds={TestKind.PERFORMANCE}), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    types: list[str] = []
+    while job.step is not Step.ACTIVATE:
+        types += (await runner.run(job)).event_types
+    applied = job.config_version
+    fake.reset()  # the customer resets the device before the activation
+
+    out = await runner.run(job)
+    # Noticed before the network was asked: back to configure, nothing switched, no event.
+    assert not fake.switches and not out.events
+    assert (job.step, job.state, job.config_losses) == (Step.CONFIGURE, JobState.RUNNING, 1)
+    assert job.next_attempt_at == clock.now and job.adjustment is None
+
+    while job.runnable and job.step is not Step.NOTIFY:
+        types += (await runner.run(job)).event_types
+    # Configured again under a key of its own, the adjustment lost with it made again, the
+    # tests run again (rounds after those recorded), then activated once.
+    assert fake.applies == {
+        "job-1:configure": 1,
+        "job-1:adjust:1": 1,
+        "job-1:configure:reconfigure1": 1,
+        "job-1:adjust:3": 1,
+    }
+    assert types.count("provisioning.device_configured") == 2
+    assert types.count("provisioning.tests_passed") == 2
+    assert fake.switches == [("job-1:activate", True)]
+    assert job.config_version is not None and applied is not None
+    assert job.config_version > applied and job.rounds_done == 4
+    assert all(r.round == 4 for r in job.test_results if r.kind == "performance")
+
+
+async def test_an_activation_refused_on_a_factory_configuration_configures_again() -> None:
+    fake, clock = FakePeers(reports_version=True, resets_at_activation=1), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    while job.step is not Step.ACTIVATE:
+        await runner.run(job)
+
+    out = await runner.run(job)
+    assert not out.events and (job.step, job.config_losses) == (Step.CONFIGURE, 1)
+    out = await runner.run(job)
+    assert out.event_types == ["provisioning.device_configured"]
+    assert out.config_records[0].idempotency_key == "job-1:configure:reconfigure1"
+    assert out.config_records[0].previous_version == 1
+    while job.step is not Step.NOTIFY:
+        await runner.run(job)
+    # The refused activation recorded nothing: the same key activates.
+    assert fake.switches == [("job-1:activate", True)]
+
+
+async def test_a_device_that_loses_its_configuration_twice_is_held_for_a_person() -> None:
+    fake, clock = FakePeers(reports_version=True, resets_at_activation=2), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    while job.runnable:
+        out = await runner.run(job)
+    # Held at configure (a retry configures it afresh), in the fallout queue, never activated.
+    assert (job.state, job.step, job.reason) == (JobState.HELD, Step.CONFIGURE,
+                                                 "DEVICE_CONFIG_LOST")  # fmt: skip
+    assert job.fallout_at == clock.now and job.config_losses == 2 and not fake.switches
+    [held] = out.events
+    assert isinstance(held, ev.JobHeld) and held.reason_code == "DEVICE_CONFIG_LOST"
+    assert held.detail.startswith("the device lost the job's configuration twice")
+    assert "NOT_CONFIGURED" in held.detail
+    assert fake.applies == {"job-1:configure": 1, "job-1:configure:reconfigure1": 1}
+
+
+async def test_another_refusal_of_the_activation_still_holds_it_as_rejected() -> None:
+    fake, clock = FakePeers(reports_version=True), Clock()
+    runner, job = runner_for(fake, clock), new_job()
+    while job.step is not Step.ACTIVATE:
+        await runner.run(job)
+
+    async def refuse(*args: object, **kwargs: object) -> Activation:
+        raise PeerRejected("DEVICE_AGENT", "FAILED_PRECONDITION", "port blocked", "PORT_BLOCKED")
+
+    fake.switch_service = refuse  # type: ignore[method-assign]
+    await runner.run(job)
+    assert (job.state, job.reason, job.config_losses) == (JobState.HELD, "ACTIVATE_REJECTED", 0)
+    assert "PORT_BLOCKED" in job.detail

@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
@@ -62,6 +64,24 @@ _PREFERENCES = {
 S = TypeVar("S")
 
 
+def _reason(exc: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a refusal (`NOT_CONFIGURED`, …) from its google.rpc status
+    details, empty when it carries none."""
+    for key, value in exc.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except DecodeError:
+            return ""
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return str(info.reason)
+    return ""
+
+
 class _Client:
     """A lazily opened channel (it must be created inside the running event loop)."""
 
@@ -102,7 +122,7 @@ class _Client:
             detail = exc.details() or exc.code().name
             if exc.code() in TRANSIENT:
                 raise PeerUnavailable(self.peer, f"{exc.code().name}: {detail}") from exc
-            raise PeerRejected(self.peer, exc.code().name, detail) from exc
+            raise PeerRejected(self.peer, exc.code().name, detail, _reason(exc)) from exc
         except (TimeoutError, ConnectionError) as exc:
             raise PeerUnavailable(self.peer, repr(exc)) from exc
 
@@ -157,7 +177,11 @@ class DeviceAgentClient(_Client):
             if exc.code == grpc.StatusCode.NOT_FOUND.name:
                 return UNKNOWN
             raise
-        return DeviceInfo(model=resp.info.model, firmware=resp.info.firmware)
+        return DeviceInfo(
+            model=resp.info.model,
+            firmware=resp.info.firmware,
+            config_version=int(resp.info.config_version) or None,
+        )
 
     async def apply_config(
         self, device_id: str, key: str, settings: Mapping[str, str]

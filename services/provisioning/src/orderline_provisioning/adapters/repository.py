@@ -205,6 +205,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "rounds_done": job.rounds_done,
         "adjustment": job.adjustment.to_record() if job.adjustment is not None else None,
         "recheck_fitness": job.recheck_fitness,
+        "config_losses": job.config_losses,
     }
 
 
@@ -1024,6 +1025,7 @@ def _to_job(row: Any, results: list[TestResult]) -> Job:
         rounds_done=row["rounds_done"] or 0,
         adjustment=AdjustmentInHand.from_record(row.get("adjustment")),
         recheck_fitness=bool(row.get("recheck_fitness")),
+        config_losses=int(row.get("config_losses") or 0),
         person_hold_reason=row.get("person_hold_reason") or "",
         person_hold_by=row.get("person_hold_by") or "",
         person_held_at=row.get("person_held_at"),

@@ -98,6 +98,9 @@ jobs = Table(
     # Migration 0010: the adjustment loop's position between its commits (domain/job.py
     # AdjustmentInHand); NULL when no loop runs.
     Column("adjustment", JSON, nullable=True),
+    # Migration 0011: how often the device lost the job's configuration before its activation
+    # (domain/config_loss.py).
+    Column("config_losses", Integer, nullable=False, server_default="0"),
     Index("ix_jobs_runnable", "state", "next_attempt_at"),
     Index("ix_jobs_device_id", "device_id"),
 )

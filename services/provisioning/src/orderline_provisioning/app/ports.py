@@ -28,11 +28,14 @@ class PeerUnavailable(Exception):
 class PeerRejected(Exception):
     """The peer refused the call for a reason a retry does not change (INVALID_ARGUMENT, …)."""
 
-    def __init__(self, peer: str, code: str, detail: str) -> None:
-        super().__init__(f"{peer} rejected the call ({code}): {detail}")
+    def __init__(self, peer: str, code: str, detail: str, reason: str = "") -> None:
+        why = f"{code}, {reason}" if reason else code
+        super().__init__(f"{peer} rejected the call ({why}): {detail}")
         self.peer = peer
         self.code = code
         self.detail = detail
+        # The peer's reason code (google.rpc ErrorInfo), e.g. NOT_CONFIGURED; empty: none.
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class DeviceHealth(Protocol):
 
 class DeviceAgent(Protocol):
     async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
-        """The device's model and firmware; UnknownDevice when the agent does not know it."""
+        """The device's model, firmware and configuration version in force; UnknownDevice
+        when the agent does not know it."""
         ...
 
     async def apply_config(

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from orderline.events.v1 import provisioning_events_pb2 as ev
 from orderline_catalogue import load_catalogue
 from orderline_provisioning.app.ports import AppliedConfig, PeerRejected, Peers, PeerUnavailable
+from orderline_provisioning.domain import config_loss
 from orderline_provisioning.domain import job as reasons
 from orderline_provisioning.domain.attestation import TestSummary
 from orderline_provisioning.domain.cancellation import finish_compensation
@@ -325,7 +326,13 @@ class StepRunner:
             customer_phone=phone,
             catalogue=catalogue,
         )
-        key = idempotency_key(job.id, "configure") + job.key_suffix
+        # Configured again after the device lost it: a key of its own (the agent would replay
+        # the first result of the first key and change nothing).
+        key = (
+            idempotency_key(job.id, "configure")
+            + config_loss.reconfigure_suffix(job.config_losses)
+            + job.key_suffix
+        )
         applied = await self.peers.agent.apply_config(job.device_id, key, built.settings)
         if job.base_config_version is None:
             job.base_config_version = applied.previous_version
@@ -525,16 +532,57 @@ class StepRunner:
         out.config_records.append(record)
         return record
 
+    def _config_lost(self, job: Job, out: StepOutcome, detail: str) -> None:
+        """The device no longer runs the job's configuration (domain/config_loss.py): the
+        first time the job configures and tests it again, then activates; after that a person
+        looks (DEVICE_CONFIG_LOST, the fallout queue), at the configure step."""
+        verdict = config_loss.decide(job.config_losses)
+        job.configure_again(self.clock())
+        if verdict is config_loss.Verdict.HOLD:
+            self._hold(
+                job,
+                out,
+                reasons.DEVICE_CONFIG_LOST,
+                detail=config_loss.held_detail(job.config_losses, detail),
+            )
+            return
+        log.warning(
+            "device lost the job's configuration before activation; configuring it again",
+            job_id=job.id,
+            device_id=job.device_id,
+            losses=job.config_losses,
+            detail=detail,
+        )
+
     async def _activate(self, job: Job, out: StepOutcome) -> None:
+        # The device must still run the configuration the job applied and tested (a factory
+        # reset, a replaced unit loses it): asked before the network side switches anything.
+        device = await self.peers.agent.device_info(job.device_id)
+        if device is UNKNOWN:
+            raise PeerRejected(
+                DEVICE_AGENT, "NOT_FOUND", f"the agent no longer knows device {job.device_id}"
+            )
+        found = device.config_version if isinstance(device, DeviceInfo) else None
+        if not config_loss.kept(job.config_version, found):
+            self._config_lost(job, out, config_loss.lost_detail(job.config_version, found))
+            return
         # The network side first (idempotent on the job's key: a repeat after a crash or a
         # retry of this step switches nothing twice); a termination switches the service off.
         action = activation_of(job.business_type)
-        activation = await self.peers.agent.switch_service(
-            job.device_id,
-            idempotency_key(job.id, "activate"),
-            job.order_id,
-            activate=action == "activate",
-        )
+        try:
+            activation = await self.peers.agent.switch_service(
+                job.device_id,
+                idempotency_key(job.id, "activate"),
+                job.order_id,
+                activate=action == "activate",
+            )
+        except PeerRejected as exc:
+            if exc.reason != config_loss.NOT_CONFIGURED:
+                raise
+            # Reset between the read above and the activation: refused on its factory
+            # configuration (a refused activation records nothing: the same key next time).
+            self._config_lost(job, out, config_loss.lost_detail(job.config_version, None, str(exc)))
+            return
         now = self.clock()
         job.network_action = action
         job.activation_id = activation.activation_id

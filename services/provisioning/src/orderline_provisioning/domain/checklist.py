@@ -92,6 +92,9 @@ class DeviceInfo:
 
     model: str
     firmware: str
+    # The configuration version in force (1: the factory configuration); None: not said. The
+    # activate step compares it with the job's (domain/config_loss.py).
+    config_version: int | None = None
 
 
 class UnknownDevice:

@@ -46,6 +46,10 @@ _TEXTS: Mapping[str, tuple[str, str]] = {
     "CONFIGURE_REJECTED": ("the device refused the configuration", "设备拒绝了配置"),
     "TEST_REJECTED": ("the device refused a test", "设备拒绝了测试"),
     "ACTIVATE_REJECTED": ("the network refused the activation", "网络侧拒绝了开通"),
+    "DEVICE_CONFIG_LOST": (
+        "the device lost its configuration again before activation",
+        "设备在开通前再次丢失配置",
+    ),
     "NOTIFY_REJECTED": ("the gateway refused the notification", "短信网关拒绝了通知"),
     "CANCEL_REJECTED": ("the device refused the rollback", "设备拒绝了回退"),
     "PRECHECKS_REJECTED": ("a pre-operation check was refused", "作业前检查被拒绝"),

@@ -34,6 +34,9 @@ DEVICE_UNREACHABLE = "DEVICE_UNREACHABLE"
 # (device.recovered, domain/device_health.py); every other hold waits for a person in the
 # fallout queue (domain/fallout.py).
 DEVICE_HOLD_REASONS = frozenset({DEVICE_ABNORMAL})
+# The device lost the job's configuration before its activation once more after the job had
+# configured it again (domain/config_loss.py): a person looks (the fallout queue).
+DEVICE_CONFIG_LOST = "DEVICE_CONFIG_LOST"
 # A person (clerk, engineer, maintenance) held the order (order.hold_requested): the job waits
 # at its step until they resume it (order.resume_requested; domain/person_hold.py). Not in the
 # fallout queue either: the person who held it is the one to act, through the order.
@@ -247,6 +250,9 @@ class Job:
     rounds_done: int = 0
     # The adjustment loop's position while it runs (None otherwise; migration 0010).
     adjustment: AdjustmentInHand | None = None
+    # How often the device was found without the job's configuration before its activation
+    # (domain/config_loss.py; migration 0011): each loss configures it again under its own key.
+    config_losses: int = 0
     # Resumed after a device hold (or retried by a person): CheckFitness is asked again before
     # the next device step (domain/device_health.py).
     recheck_fitness: bool = False
@@ -312,6 +318,21 @@ class Job:
         self.step_attempts = 0
         self.reason = ""
         self.detail = ""
+        self.next_attempt_at = now
+        self.updated_at = now
+
+    def configure_again(self, now: datetime) -> None:
+        """The device lost the job's configuration before its activation (domain/config_loss.py):
+        back to the configure step, at once, under the next key; the tests run again after it
+        (their rounds numbered after those recorded)."""
+        self._require_running()
+        self.config_losses += 1
+        self.step = Step.CONFIGURE
+        self.adjustment = None
+        self.step_attempts = 0
+        self.reason = ""
+        self.detail = ""
+        self.step_started_at = now
         self.next_attempt_at = now
         self.updated_at = now
 
