@@ -13,7 +13,7 @@ PACKAGES := orderline_runtime orderline_catalogue orderline_devtools orderline_i
 	orderline_device_monitor orderline_archive orderline_reporting orderline_simulators orderline_cli
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos protos-check docs lint typecheck browser test test-unit test-integration test-e2e chart checkov run bench soak clean
+.PHONY: help venv protos protos-check docs lint typecheck browser test test-unit test-integration test-e2e chart checkov run bench soak clean audit
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,12 @@ test-e2e: venv ## end-to-end tests: every process started for real
 
 soak: venv ## long fault-injection soak
 	$(BIN)/pytest -q -m soak tests/e2e
+
+# Every locked dependency against the OSV database (api.osv.dev), through uv; the ids in
+# audit-accepted.txt are ignored. Not part of `make test`: the machines it runs on reach the
+# package registries only, and the audit needs the OSV service (docs/security.md).
+audit: venv ## known vulnerabilities in uv.lock's dependencies (needs api.osv.dev)
+	$(UV) audit --locked $$(sed -e 's/#.*//' audit-accepted.txt | awk 'NF {print "--ignore", $$1}')
 
 chart: venv checkov ## render, lint, validate and checkov the Helm chart; image checks
 	ORDERLINE_REQUIRE_CHECKOV=1 $(BIN)/pytest -q -p no:cacheprovider deploy/helm/tests
