@@ -14,7 +14,7 @@ from orderline_simulators.common.errors import DomainError, InvalidArgument
 from orderline_simulators.common.logs import get_logger
 from orderline_simulators.common.status import abort_with
 from orderline_simulators.fleet import convert
-from orderline_simulators.fleet.domain import Device, Fleet
+from orderline_simulators.fleet.domain import Device, Fleet, TestOutcome
 from orderline_simulators.fleet.measure import measure
 from orderline_simulators.fleet.telemetry import TelemetryGenerator
 
@@ -116,21 +116,49 @@ class DeviceAgentApi(agent_pb2_grpc.DeviceAgentServiceServicer):
             self.on_change(device)
         except DomainError as exc:
             await abort_with(context, exc)
+        return self._test_result(device, outcome, request.idempotency_key)
+
+    async def RunTests(
+        self, request: agent_pb2.RunTestsRequest, context: Context
+    ) -> agent_pb2.RunTestsResponse:
+        """RunTest for each test, in the order given, one after another (domain.run_tests);
+        the whole request is checked before any runs."""
+        try:
+            device = self.fleet.get(request.device_id)
+            tests = [
+                (convert.kind_from_proto(t.kind, field=f"tests[{i}].kind"), t.idempotency_key)
+                for i, t in enumerate(request.tests)
+            ]
+            outcomes = device.run_tests(tests)
+            self.on_change(device)
+        except DomainError as exc:
+            await abort_with(context, exc)
+        return agent_pb2.RunTestsResponse(
+            results=[
+                self._test_result(device, outcome, key)
+                for outcome, (_kind, key) in zip(outcomes, tests, strict=True)
+            ]
+        )
+
+    def _test_result(
+        self, device: Device, outcome: TestOutcome, idempotency_key: str
+    ) -> agent_pb2.RunTestResponse:
+        """What RunTest answers for one test: the verdict and what it measured."""
         sample = self.telemetry.sample(
             device.device_id, device.faults, self.clock(), model=device.model
         )
         log.info(
             "test run",
             device_id=device.device_id,
-            kind=kind.value,
+            kind=outcome.kind.value,
             passed=outcome.passed,
             failing=[c.value for c in outcome.failing],
-            idempotency_key=request.idempotency_key,
+            idempotency_key=idempotency_key,
         )
         return agent_pb2.RunTestResponse(
             passed=outcome.passed,
             detail=outcome.detail,
-            measurements=measure(device, kind, sample),
+            measurements=measure(device, outcome.kind, sample),
         )
 
     async def ActivateService(

@@ -38,13 +38,13 @@ def category_from_proto(
         raise InvalidArgument(field, f"unknown health category {value}") from None
 
 
-def kind_from_proto(value: agent_pb2.TestKind.ValueType) -> TestKind:
+def kind_from_proto(value: agent_pb2.TestKind.ValueType, *, field: str = "kind") -> TestKind:
     if value == agent_pb2.TEST_KIND_UNSPECIFIED:
-        raise InvalidArgument("kind", "required")
+        raise InvalidArgument(field, "required")
     try:
         return TestKind[agent_pb2.TestKind.Name(value).removeprefix(_KIND_PREFIX)]
     except (ValueError, KeyError):
-        raise InvalidArgument("kind", f"unknown test kind {value}") from None
+        raise InvalidArgument(field, f"unknown test kind {value}") from None
 
 
 def device_info(device: Device) -> agent_pb2.DeviceInfo:

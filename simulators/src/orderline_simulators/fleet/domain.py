@@ -9,7 +9,9 @@ with a key changes the device and records the result; a repeat returns that resu
 client never sees a value above 1.
 
 Tests are measurements, not changes: each RunTest runs against the device as it is now (so a
-fault injected or cleared in between shows), whatever key it carries. Besides the health
+fault injected or cleared in between shows), whatever key it carries. RunTests runs several,
+in the order given, one after another, each exactly as RunTest runs it (``Device.run_tests``
+checks the whole batch first, then calls ``run_test`` for each). Besides the health
 faults (seen in telemetry too), a device can carry latent *defects* seen only under test
 (DEFECTS): some the right settings compensate (a duplex mismatch, a marginal line, an open
 telnet port, clogged vents, slow menus), some nothing but a technician fixes (a damaged line,
@@ -38,7 +40,7 @@ as a replay and changes nothing, so whoever brings the configuration back needs 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -234,6 +236,10 @@ def access_node_of(device_id: str) -> str:
     if prefix != "CPE" or not number.isdigit() or int(number) < 1:
         return ""
     return access_node_for(int(number))
+
+
+MAX_TESTS_PER_CALL = 32
+"""The most tests one RunTests call may ask for (a profile has five kinds)."""
 
 
 REBOOT_CLEARS: frozenset[HealthCategory] = frozenset(
@@ -463,6 +469,29 @@ class Device:
             )
             return TestOutcome(kind, False, failing, f"{name} test failed: {causes}")
         return TestOutcome(kind, True, (), f"{name} test passed")
+
+    def run_tests(self, tests: Sequence[tuple[TestKind, str]]) -> list[TestOutcome]:
+        """RunTests: each (kind, key) exactly as ``run_test`` runs it, in the order given, one
+        after another; one outcome per test in that order. The batch is checked before any
+        test runs (1 to MAX_TESTS_PER_CALL tests, each with a key, no key twice), so a refused
+        call runs nothing. Keys are what RunTest's are: required, not replayed."""
+        if not tests:
+            raise InvalidArgument("tests", "at least one test")
+        if len(tests) > MAX_TESTS_PER_CALL:
+            raise InvalidArgument(
+                "tests", f"at most {MAX_TESTS_PER_CALL} tests per call, not {len(tests)}"
+            )
+        seen: dict[str, int] = {}
+        for index, (_kind, key) in enumerate(tests):
+            if not key:
+                raise InvalidArgument(f"tests[{index}].idempotency_key", "required")
+            if key in seen:
+                raise InvalidArgument(
+                    f"tests[{index}].idempotency_key",
+                    f"{key!r} is the key of tests[{seen[key]}] too: each test needs its own",
+                )
+            seen[key] = index
+        return [self.run_test(kind, key) for kind, key in tests]
 
     def reboot(self, idempotency_key: str) -> RebootResult:
         """Restarts the device once per key; the restart clears the faults in REBOOT_CLEARS."""

@@ -333,6 +333,77 @@ class RunTestResponse(_message.Message):
 Global___RunTestResponse: _TypeAlias = RunTestResponse  # noqa: Y015
 
 @_typing.final
+class TestToRun(_message.Message):
+    """One test of a RunTests call: what a RunTestRequest says besides the device."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    kind: Global___TestKind.ValueType
+    idempotency_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___TestKind.ValueType = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestToRun: _TypeAlias = TestToRun  # noqa: Y015
+
+@_typing.final
+class RunTestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_ID_FIELD_NUMBER: _builtins.int
+    TESTS_FIELD_NUMBER: _builtins.int
+    device_id: _builtins.str
+    @_builtins.property
+    def tests(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestToRun]:
+        """Run in this order, one after another; 1 to 32 of them, each with its own key."""
+
+    def __init__(
+        self,
+        *,
+        device_id: _builtins.str = ...,
+        tests: _abc.Iterable[Global___TestToRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_id", b"device_id", "tests", b"tests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunTestsRequest: _TypeAlias = RunTestsRequest  # noqa: Y015
+
+@_typing.final
+class RunTestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunTestResponse]:
+        """One per test of the request, in its order: each what RunTest would have answered."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RunTestResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunTestsResponse: _TypeAlias = RunTestsResponse  # noqa: Y015
+
+@_typing.final
 class ActivateServiceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -56,6 +56,11 @@ class DeviceAgentServiceStub:
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.SerializeToString,
                 response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.FromString,
                 _registered_method=True)
+        self.RunTests = channel.unary_unary(
+                '/orderline.agent.v1.DeviceAgentService/RunTests',
+                request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsRequest.SerializeToString,
+                response_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsResponse.FromString,
+                _registered_method=True)
         self.ActivateService = channel.unary_unary(
                 '/orderline.agent.v1.DeviceAgentService/ActivateService',
                 request_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.ActivateServiceRequest.SerializeToString,
@@ -120,6 +125,33 @@ class DeviceAgentServiceServicer:
     def RunTest(self, request, context):
         """Runs one test against the device as configured now; measurements depend on the
         configuration in force and on the device's faults and defects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTests(self, request, context):
+        """Runs several tests against the device, in the order given and one after another, never
+        two at once (as a real CPE's diagnostics do: a throughput test and a latency test running
+        together would disturb each other's measurements), and answers one result per test in the
+        same order. Each test is exactly what RunTest with the same kind and key does (the same
+        domain logic: a measurement of the device as configured at the moment that test runs);
+        the batch only saves the caller a round trip per test (provisioning's test step: five
+        calls became one). Semantics, kept identical to calling RunTest for each in turn:
+        - a device fault or defect is not an error: that test's result says passed=false, as
+        RunTest's does; the other tests still run;
+        - what RunTest refuses (missing device_id, missing or unknown kind, missing
+        idempotency_key: INVALID_ARGUMENT; an unknown device: NOT_FOUND) fails the whole call
+        with the same status, the field named by its path (tests[2].kind); the whole request is
+        checked before any test runs, so a refused call runs none (RunTest in turn would have
+        run the tests before the bad one: they change nothing on the device, so only the
+        tests_run counter could tell);
+        - the idempotency keys are what RunTest's are: required, logged with each test, not
+        replayed (a test changes nothing, so a repeat of a key measures the device again, as
+        it is now);
+        - refused besides (INVALID_ARGUMENT): no tests, more than 32, or one key twice in a call
+        (two tests of one call are two runs and need two keys).
+        An agent without it answers UNIMPLEMENTED: callers fall back to RunTest per test.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +233,11 @@ def add_DeviceAgentServiceServicer_to_server(servicer, server):
                     servicer.RunTest,
                     request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.FromString,
                     response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.SerializeToString,
+            ),
+            'RunTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTests,
+                    request_deserializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsRequest.FromString,
+                    response_serializer=orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsResponse.SerializeToString,
             ),
             'ActivateService': grpc.unary_unary_rpc_method_handler(
                     servicer.ActivateService,
@@ -348,6 +385,33 @@ class DeviceAgentService:
             '/orderline.agent.v1.DeviceAgentService/RunTest',
             orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestRequest.SerializeToString,
             orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderline.agent.v1.DeviceAgentService/RunTests',
+            orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsRequest.SerializeToString,
+            orderline_dot_agent_dot_v1_dot_agent__pb2.RunTestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

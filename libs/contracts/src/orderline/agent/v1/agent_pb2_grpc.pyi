@@ -43,6 +43,29 @@ class DeviceAgentServiceStub:
     """Runs one test against the device as configured now; measurements depend on the
     configuration in force and on the device's faults and defects.
     """
+    RunTests: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RunTestsRequest, _agent_pb2.RunTestsResponse]
+    """Runs several tests against the device, in the order given and one after another, never
+    two at once (as a real CPE's diagnostics do: a throughput test and a latency test running
+    together would disturb each other's measurements), and answers one result per test in the
+    same order. Each test is exactly what RunTest with the same kind and key does (the same
+    domain logic: a measurement of the device as configured at the moment that test runs);
+    the batch only saves the caller a round trip per test (provisioning's test step: five
+    calls became one). Semantics, kept identical to calling RunTest for each in turn:
+    - a device fault or defect is not an error: that test's result says passed=false, as
+      RunTest's does; the other tests still run;
+    - what RunTest refuses (missing device_id, missing or unknown kind, missing
+      idempotency_key: INVALID_ARGUMENT; an unknown device: NOT_FOUND) fails the whole call
+      with the same status, the field named by its path (tests[2].kind); the whole request is
+      checked before any test runs, so a refused call runs none (RunTest in turn would have
+      run the tests before the bad one: they change nothing on the device, so only the
+      tests_run counter could tell);
+    - the idempotency keys are what RunTest's are: required, logged with each test, not
+      replayed (a test changes nothing, so a repeat of a key measures the device again, as
+      it is now);
+    - refused besides (INVALID_ARGUMENT): no tests, more than 32, or one key twice in a call
+      (two tests of one call are two runs and need two keys).
+    An agent without it answers UNIMPLEMENTED: callers fall back to RunTest per test.
+    """
     ActivateService: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ActivateServiceRequest, _agent_pb2.ActivateServiceResponse]
     """The network side: switches the device's service on (ActivateService) or off
     (DeactivateService). Idempotent on idempotency_key: a repeat returns the first result.
@@ -80,6 +103,29 @@ class DeviceAgentServiceAsyncStub(DeviceAgentServiceStub):
     RunTest: _aio.UnaryUnaryMultiCallable[_agent_pb2.RunTestRequest, _agent_pb2.RunTestResponse]  # type: ignore[assignment]
     """Runs one test against the device as configured now; measurements depend on the
     configuration in force and on the device's faults and defects.
+    """
+    RunTests: _aio.UnaryUnaryMultiCallable[_agent_pb2.RunTestsRequest, _agent_pb2.RunTestsResponse]  # type: ignore[assignment]
+    """Runs several tests against the device, in the order given and one after another, never
+    two at once (as a real CPE's diagnostics do: a throughput test and a latency test running
+    together would disturb each other's measurements), and answers one result per test in the
+    same order. Each test is exactly what RunTest with the same kind and key does (the same
+    domain logic: a measurement of the device as configured at the moment that test runs);
+    the batch only saves the caller a round trip per test (provisioning's test step: five
+    calls became one). Semantics, kept identical to calling RunTest for each in turn:
+    - a device fault or defect is not an error: that test's result says passed=false, as
+      RunTest's does; the other tests still run;
+    - what RunTest refuses (missing device_id, missing or unknown kind, missing
+      idempotency_key: INVALID_ARGUMENT; an unknown device: NOT_FOUND) fails the whole call
+      with the same status, the field named by its path (tests[2].kind); the whole request is
+      checked before any test runs, so a refused call runs none (RunTest in turn would have
+      run the tests before the bad one: they change nothing on the device, so only the
+      tests_run counter could tell);
+    - the idempotency keys are what RunTest's are: required, logged with each test, not
+      replayed (a test changes nothing, so a repeat of a key measures the device again, as
+      it is now);
+    - refused besides (INVALID_ARGUMENT): no tests, more than 32, or one key twice in a call
+      (two tests of one call are two runs and need two keys).
+    An agent without it answers UNIMPLEMENTED: callers fall back to RunTest per test.
     """
     ActivateService: _aio.UnaryUnaryMultiCallable[_agent_pb2.ActivateServiceRequest, _agent_pb2.ActivateServiceResponse]  # type: ignore[assignment]
     """The network side: switches the device's service on (ActivateService) or off
@@ -139,6 +185,35 @@ class DeviceAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_pb2.RunTestResponse, _abc.Awaitable[_agent_pb2.RunTestResponse]]:
         """Runs one test against the device as configured now; measurements depend on the
         configuration in force and on the device's faults and defects.
+        """
+
+    @_abc_1.abstractmethod
+    def RunTests(
+        self,
+        request: _agent_pb2.RunTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.RunTestsResponse, _abc.Awaitable[_agent_pb2.RunTestsResponse]]:
+        """Runs several tests against the device, in the order given and one after another, never
+        two at once (as a real CPE's diagnostics do: a throughput test and a latency test running
+        together would disturb each other's measurements), and answers one result per test in the
+        same order. Each test is exactly what RunTest with the same kind and key does (the same
+        domain logic: a measurement of the device as configured at the moment that test runs);
+        the batch only saves the caller a round trip per test (provisioning's test step: five
+        calls became one). Semantics, kept identical to calling RunTest for each in turn:
+        - a device fault or defect is not an error: that test's result says passed=false, as
+          RunTest's does; the other tests still run;
+        - what RunTest refuses (missing device_id, missing or unknown kind, missing
+          idempotency_key: INVALID_ARGUMENT; an unknown device: NOT_FOUND) fails the whole call
+          with the same status, the field named by its path (tests[2].kind); the whole request is
+          checked before any test runs, so a refused call runs none (RunTest in turn would have
+          run the tests before the bad one: they change nothing on the device, so only the
+          tests_run counter could tell);
+        - the idempotency keys are what RunTest's are: required, logged with each test, not
+          replayed (a test changes nothing, so a repeat of a key measures the device again, as
+          it is now);
+        - refused besides (INVALID_ARGUMENT): no tests, more than 32, or one key twice in a call
+          (two tests of one call are two runs and need two keys).
+        An agent without it answers UNIMPLEMENTED: callers fall back to RunTest per test.
         """
 
     @_abc_1.abstractmethod
