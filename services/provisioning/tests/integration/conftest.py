@@ -116,7 +116,9 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     applies_by_key: Counter[str] = field(default_factory=Counter)
     apply_calls: list[str] = field(default_factory=list)
     rollbacks: list[tuple[str, str, int]] = field(default_factory=list)
+    # Every test run (by RunTest or within a RunTests call), and the keys of each RunTests.
     tests: list[tuple[str, int, str]] = field(default_factory=list)
+    test_calls: list[list[str]] = field(default_factory=list)
     failing_kinds: dict[str, set[int]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     ledger: dict[str, int] = field(default_factory=dict)
@@ -217,14 +219,27 @@ class FakeAgent(agent_pb2_grpc.DeviceAgentServiceServicer):
     async def RunTest(
         self, request: agent_pb2.RunTestRequest, context: Any
     ) -> agent_pb2.RunTestResponse:
-        self.tests.append((request.device_id, request.kind, request.idempotency_key))
-        self.touches.append((request.device_id, request.idempotency_key))
-        failed = request.kind in self.failing_kinds.get(request.device_id, set())
-        name = agent_pb2.TestKind.Name(request.kind)
+        return self._test(request.device_id, request.kind, request.idempotency_key)
+
+    async def RunTests(
+        self, request: agent_pb2.RunTestsRequest, context: Any
+    ) -> agent_pb2.RunTestsResponse:
+        self.test_calls.append([t.idempotency_key for t in request.tests])
+        return agent_pb2.RunTestsResponse(
+            results=[
+                self._test(request.device_id, t.kind, t.idempotency_key) for t in request.tests
+            ]
+        )
+
+    def _test(self, device_id: str, kind: int, key: str) -> agent_pb2.RunTestResponse:
+        self.tests.append((device_id, kind, key))
+        self.touches.append((device_id, key))
+        failed = kind in self.failing_kinds.get(device_id, set())
+        name = agent_pb2.TestKind.Name(kind)
         return agent_pb2.RunTestResponse(
             passed=not failed,
             detail=f"{name} {'failed' if failed else 'passed'}",
-            measurements=measurements_for(request.kind, good=not failed),
+            measurements=measurements_for(kind, good=not failed),
         )
 
 

@@ -227,6 +227,9 @@ class WithheldAdjustment(agent_pb2_grpc.DeviceAgentServiceServicer):
     async def RunTest(self, request: Any, context: Any) -> Any:
         return await self._pass("RunTest", request, context)
 
+    async def RunTests(self, request: Any, context: Any) -> Any:
+        return await self._pass("RunTests", request, context)
+
     async def ActivateService(self, request: Any, context: Any) -> Any:
         return await self._pass("ActivateService", request, context)
 

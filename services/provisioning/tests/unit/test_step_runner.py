@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +73,8 @@ class FakePeers:
     settings: dict[str, str] = field(default_factory=dict)
     version: int = 1
     tests_run: list[str] = field(default_factory=list)
+    # The keys of each run_tests call (one per round).
+    test_calls: list[list[str]] = field(default_factory=list)
     switches: list[tuple[str, bool]] = field(default_factory=list)
     agent_down: bool = False
     # The device as the agent describes it (UNKNOWN: GetDeviceInfo NOT_FOUND).
@@ -141,6 +143,12 @@ class FakePeers:
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int:
         self.rollbacks.append((key, to_version))
         return to_version
+
+    async def run_tests(
+        self, device_id: str, tests: Sequence[tuple[TestKind, str]]
+    ) -> list[Reading]:
+        self.test_calls.append([key for _kind, key in tests])
+        return [await self.run_test(device_id, kind, key) for kind, key in tests]
 
     async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading:
         self.tests_run.append(key)
@@ -443,6 +451,19 @@ async def test_a_failed_test_is_adjusted_and_passes_on_the_next_round() -> None:
     (adjusted,) = out.config_records
     assert (adjusted.operation, adjusted.config_version) == ("adjust", job.config_version)
     assert "job-1:test:environmental:2" in fake.tests_run
+
+
+async def test_each_round_runs_its_tests_in_one_call_under_the_keys_of_one_call_per_test() -> None:
+    fake, clock = FakePeers(fixable_kinds={TestKind.ENVIRONMENTAL}), Clock()
+    runner, job = runner_for(fake, clock), new_job(Step.TEST)
+    job.config_version = job.base_config_version = 1
+    await run_tests(runner, job)
+    kinds = load_catalogue().get("broadband_install").test_profile.tests
+    # The profile's order; round 1 keeps the keys of the jobs before the loop existed.
+    assert fake.test_calls == [
+        [f"job-1:test:{k}" for k in kinds],
+        [f"job-1:test:{k}:2" for k in kinds],
+    ]
 
 
 async def test_a_failure_no_adjustment_fixes_uses_the_profiles_rounds_then_falls_out() -> None:

@@ -4,13 +4,15 @@ PeerUnavailable (transient) or PeerRejected (final)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from orderline.agent.v1 import agent_pb2, agent_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
@@ -28,7 +30,10 @@ from orderline_provisioning.domain.judging import Reading
 from orderline_provisioning.domain.notification import Channel, DeliveryReport, DeliveryStatus
 from orderline_provisioning.domain.prechecks import Fitness, Health
 from orderline_provisioning.domain.steps import TestKind
+from orderline_runtime.logs import get_logger
 from orderline_runtime.rpc.client import open_channel, traced_call
+
+log = get_logger(__name__)
 
 TRANSIENT = frozenset(
     {
@@ -108,16 +113,30 @@ class _Client:
             self._stub = self._stub_factory(self._channel)
         return self._stub
 
-    async def call(self, method: str, request: Any, *, held: float = 0.0) -> Any:
+    async def call(
+        self,
+        method: str,
+        request: Any,
+        *,
+        held: float = 0.0,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> Any:
         """`held`: seconds the peer may hold the answer on purpose (a long poll), added to the
-        call's deadline."""
+        call's deadline. `attributes`: set on the call's CLIENT span."""
         options = self._call_options()
         if held:
             options = {**options, "timeout": options["timeout"] + held}
+        stub_call = getattr(self.stub, method)
+        if attributes:
+            inner = stub_call
+
+            async def stub_call(message: Any, **kwargs: Any) -> Any:
+                # Inside traced_call: the current span is the call's CLIENT span.
+                trace.get_current_span().set_attributes(attributes)
+                return await inner(message, **kwargs)
+
         try:
-            return await traced_call(
-                self.service, method, getattr(self.stub, method), request, **options
-            )
+            return await traced_call(self.service, method, stub_call, request, **options)
         except grpc.aio.AioRpcError as exc:
             detail = exc.details() or exc.code().name
             if exc.code() in TRANSIENT:
@@ -156,6 +175,17 @@ class DeviceHealthClient(_Client):
         )
 
 
+RUN_TESTS_MAX = 32
+"""The most tests the agent takes in one RunTests call (agent.proto)."""
+
+TESTS_ATTRIBUTE = "orderline.agent.tests"
+"""The CLIENT span attribute of a RunTests call: how many tests it asked for."""
+
+
+def _reading(kind: TestKind, result: agent_pb2.RunTestResponse) -> Reading:
+    return Reading(kind.value, result.passed, result.detail, dict(result.measurements))
+
+
 class DeviceAgentClient(_Client):
     peer = "DEVICE_AGENT"
 
@@ -166,6 +196,9 @@ class DeviceAgentClient(_Client):
             agent_pb2_grpc.DeviceAgentServiceStub,
             agent_pb2.DESCRIPTOR.services_by_name["DeviceAgentService"].full_name,
         )
+        # False once the agent answered RunTests UNIMPLEMENTED: for the rest of the process
+        # (one client per process and agent address), RunTest per test without asking again.
+        self.batch_tests = True
 
     async def device_info(self, device_id: str) -> DeviceInfo | UnknownDevice:
         try:
@@ -203,14 +236,64 @@ class DeviceAgentClient(_Client):
         )
         return int(resp.config_version)
 
+    async def run_tests(
+        self, device_id: str, tests: Sequence[tuple[TestKind, str]]
+    ) -> list[Reading]:
+        """One RunTests call (per RUN_TESTS_MAX tests); against an agent that answers it
+        UNIMPLEMENTED (one older than RunTests), RunTest per test, and this client does not ask
+        that agent address again. The keys are the same either way, so a job that resumes
+        after an upgrade of either side runs no test twice under another key."""
+        readings: list[Reading] = []
+        for start in range(0, len(tests), RUN_TESTS_MAX):
+            readings.extend(await self._run_batch(device_id, tests[start : start + RUN_TESTS_MAX]))
+        return readings
+
+    async def _run_batch(
+        self, device_id: str, tests: Sequence[tuple[TestKind, str]]
+    ) -> list[Reading]:
+        if self.batch_tests:
+            request = agent_pb2.RunTestsRequest(
+                device_id=device_id,
+                tests=[
+                    agent_pb2.TestToRun(kind=_TEST_KINDS[kind], idempotency_key=key)
+                    for kind, key in tests
+                ],
+            )
+            try:
+                resp = await self.call(
+                    "RunTests", request, attributes={TESTS_ATTRIBUTE: len(tests)}
+                )
+            except PeerRejected as exc:
+                if exc.code != grpc.StatusCode.UNIMPLEMENTED.name:
+                    raise
+                # An older agent: nothing ran; each test goes by RunTest, now and from now on.
+                self.batch_tests = False
+                log.warning(
+                    "the device agent does not implement RunTests: RunTest per test from now on",
+                    address=self.address,
+                )
+            else:
+                if len(resp.results) != len(tests):
+                    raise PeerRejected(
+                        self.peer,
+                        grpc.StatusCode.INTERNAL.name,
+                        f"RunTests answered {len(resp.results)} results for {len(tests)} tests",
+                    )
+                return [
+                    _reading(kind, result)
+                    for (kind, _key), result in zip(tests, resp.results, strict=True)
+                ]
+        return [await self.run_test(device_id, kind, key) for kind, key in tests]
+
     async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading:
+        """One test (RunTest): the fallback for an agent without RunTests."""
         resp = await self.call(
             "RunTest",
             agent_pb2.RunTestRequest(
                 device_id=device_id, kind=_TEST_KINDS[kind], idempotency_key=key
             ),
         )
-        return Reading(kind.value, resp.passed, resp.detail, dict(resp.measurements))
+        return _reading(kind, resp)
 
     async def switch_service(
         self, device_id: str, key: str, reference: str, *, activate: bool

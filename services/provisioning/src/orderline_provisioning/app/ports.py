@@ -3,7 +3,7 @@ over gRPC, tests may swap in fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -84,7 +84,13 @@ class DeviceAgent(Protocol):
 
     async def rollback_config(self, device_id: str, key: str, to_version: int) -> int: ...
 
-    async def run_test(self, device_id: str, kind: TestKind, key: str) -> Reading: ...
+    async def run_tests(
+        self, device_id: str, tests: Sequence[tuple[TestKind, str]]
+    ) -> list[Reading]:
+        """Runs the tests (kind, idempotency key) on the device in the order given, one after
+        another; one reading per test, in that order (RunTests: one call; RunTest per test
+        against an agent without it)."""
+        ...
 
     async def switch_service(
         self, device_id: str, key: str, reference: str, *, activate: bool

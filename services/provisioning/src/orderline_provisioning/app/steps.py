@@ -401,12 +401,21 @@ class StepRunner:
         recorded = job.rounds_done + 1
         results: list[TestResult] = []
         if kinds and profile is not None:
-            for kind in kinds:
-                # Round 1 keeps the key of the jobs before the loop existed.
-                extra = kind.value if recorded == 1 else f"{kind.value}:{recorded}"
-                reading = await self.peers.agent.run_test(
-                    job.device_id, kind, idempotency_key(job.id, "test", extra)
+            # Round 1 keeps the key of the jobs before the loop existed. The keys are those
+            # of one RunTest per test before RunTests: a job resumed across the upgrade runs
+            # no test twice under another key.
+            tests = [
+                (
+                    kind,
+                    idempotency_key(
+                        job.id, "test", kind.value if recorded == 1 else f"{kind.value}:{recorded}"
+                    ),
                 )
+                for kind in kinds
+            ]
+            # One call for the round; the device runs them in this order, one after another.
+            readings = await self.peers.agent.run_tests(job.device_id, tests)
+            for kind, reading in zip(kinds, readings, strict=True):
                 spec = profile.specs.get(kind.value)
                 results.append(judge(reading, spec, catalogue.measurements, recorded))
             adjustment = next_adjustment(profile, results, round_no)
