@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,6 +335,67 @@ async def peers() -> AsyncIterator[FakePeers]:
     fakes.address = f"127.0.0.1:{port}"
     yield fakes
     await server.stop(0)
+
+
+# --- the simulators as real processes ---------------------------------------------------------
+
+
+@dataclass
+class SimulatorProcesses:
+    """Starts the fleet and gateway simulators as processes, each on a free port with its log in
+    the test's directory, and stops them (SIGTERM) when the test ends. The environment is clean
+    of the test run's ORDERLINE_* settings: each test says what its simulators get."""
+
+    directory: Path
+    running: list[Any] = field(default_factory=list)
+
+    async def start(self, module: str, env: dict[str, str], log_name: str) -> str:
+        """The address printed on the simulator's `ready on` line."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
+        log = self.directory / log_name
+        with log.open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, env={**clean, **env},
+                stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )  # fmt: skip
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        if not line.startswith("ready on "):
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"{module} did not start: {line!r}\n{log.read_text()}")
+        self.running.append(proc)
+        return line.removeprefix("ready on ")
+
+    async def fleet(
+        self, devices: int, faults: Iterable[str] = (), env: dict[str, str] | None = None
+    ) -> str:
+        """The device fleet, sending no telemetry; `faults` as ORDERLINE_FLEET_FAULTS takes
+        them (`CPE-0004:line_noise`)."""
+        settings = {
+            "ORDERLINE_FLEET_PORT": "0",
+            "ORDERLINE_FLEET_DEVICES": str(devices),
+            "ORDERLINE_TELEMETRY_TARGET": "",
+            **(env or {}),
+        }
+        if faults:
+            settings["ORDERLINE_FLEET_FAULTS"] = ",".join(faults)
+        return await self.start("orderline_simulators.fleet", settings, "fleet.log")
+
+    async def stop(self) -> None:
+        for proc in self.running:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 15)
+
+
+@pytest_asyncio.fixture
+async def simulator_processes(tmp_path: Path) -> AsyncIterator[SimulatorProcesses]:
+    processes = SimulatorProcesses(tmp_path)
+    try:
+        yield processes
+    finally:
+        await processes.stop()
 
 
 # --- the service ------------------------------------------------------------------------------

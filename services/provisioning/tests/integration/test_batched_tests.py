@@ -9,12 +9,8 @@ fleet: it sees every method called, served or not."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,34 +33,10 @@ RUN_TESTS_SPAN = f"/{SERVICE.full_name}/RunTests"
 
 
 @pytest_asyncio.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    env = {
-        **clean,
-        "ORDERLINE_FLEET_PORT": "0",
-        "ORDERLINE_FLEET_DEVICES": "10",
-        "ORDERLINE_TELEMETRY_TARGET": "",
-        # CPE-0004's line is noisy: its performance test fails until the adjustment loop sets
-        # the robust line profile (two rounds).
-        "ORDERLINE_FLEET_FAULTS": "CPE-0004:line_noise",
-    }
-    log = tmp_path / "fleet.log"
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orderline_simulators.fleet", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"fleet did not start: {line!r}\n{log.read_text()}")
-    try:
-        yield line.removeprefix("ready on ")
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 15)
+async def fleet(simulator_processes: Any) -> str:
+    # CPE-0004's line is noisy: its performance test fails until the adjustment loop sets the
+    # robust line profile (two rounds).
+    return str(await simulator_processes.fleet(10, ["CPE-0004:line_noise"]))
 
 
 class Asked(grpc.aio.ServerInterceptor):  # type: ignore[misc]

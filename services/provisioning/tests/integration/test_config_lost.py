@@ -11,12 +11,7 @@ factory version before it asks for the activation."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -34,34 +29,10 @@ CLERK = (("authorization", "Bearer dev-clerk"),)
 
 
 @pytest_asyncio.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    env = {
-        **clean,
-        "ORDERLINE_FLEET_PORT": "0",
-        "ORDERLINE_FLEET_DEVICES": "10",
-        "ORDERLINE_TELEMETRY_TARGET": "",
-        # CPE-0004's line is noisy: its performance test fails until the adjustment loop sets
-        # the robust line profile, which a factory reset loses too.
-        "ORDERLINE_FLEET_FAULTS": "CPE-0004:line_noise",
-    }
-    log = tmp_path / "fleet.log"
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orderline_simulators.fleet", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"fleet did not start: {line!r}\n{log.read_text()}")
-    try:
-        yield line.removeprefix("ready on ")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+async def fleet(simulator_processes: Any) -> str:
+    # CPE-0004's line is noisy: its performance test fails until the adjustment loop sets the
+    # robust line profile, which a factory reset loses too.
+    return str(await simulator_processes.fleet(10, ["CPE-0004:line_noise"]))
 
 
 class ResetBeforeActivation(agent_pb2_grpc.DeviceAgentServiceServicer):

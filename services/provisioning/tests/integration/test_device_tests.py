@@ -5,12 +5,6 @@ are the in-test peers."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,49 +21,20 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest_asyncio.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[str]:
+async def fleet(simulator_processes: Any) -> str:
     """The fleet simulator with a few defects injected at start."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    env = {
-        **clean,
-        "ORDERLINE_FLEET_PORT": "0",
-        "ORDERLINE_FLEET_DEVICES": "20",
-        "ORDERLINE_TELEMETRY_TARGET": "",
-        "ORDERLINE_FLEET_FAULTS": ",".join(
-            [
-                # CPE-0009: one fixable defect per test kind; CPE-0012: a damaged line;
-                # CPE-0013: a broken temperature sensor.
-                "CPE-0009:duplex_mismatch",
-                "CPE-0009:line_noise",
-                "CPE-0009:telnet_open",
-                "CPE-0009:cooling_degraded",
-                "CPE-0009:ui_sluggish",
-                "CPE-0012:line_damaged",
-                "CPE-0013:sensor_glitch",
-            ]
-        ),
-    }
-    log = tmp_path / "fleet.log"
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "orderline_simulators.fleet",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"fleet did not start: {line!r}\n{log.read_text()}")
-    try:
-        yield line.removeprefix("ready on ")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+    faults = [
+        # CPE-0009: one fixable defect per test kind; CPE-0012: a damaged line; CPE-0013: a
+        # broken temperature sensor.
+        "CPE-0009:duplex_mismatch",
+        "CPE-0009:line_noise",
+        "CPE-0009:telnet_open",
+        "CPE-0009:cooling_degraded",
+        "CPE-0009:ui_sluggish",
+        "CPE-0012:line_damaged",
+        "CPE-0013:sensor_glitch",
+    ]
+    return str(await simulator_processes.fleet(20, faults))
 
 
 async def get_job(address: str, order_id: str) -> pb.ProvisioningJob:

@@ -5,12 +5,7 @@ cannot; an action on a job not in fallout is refused and changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +30,11 @@ CLERK, ENGINEER, MANAGER = bearer("clerk"), bearer("engineer"), bearer("manager"
 
 
 @pytest_asyncio.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[str]:
+async def fleet(simulator_processes: Any) -> str:
     """The fleet simulator; CPE-0012, CPE-0014 and CPE-0016 have a damaged line, which no
     setting fixes (the performance test fails whatever the adjustment loop does)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    env = {
-        **clean,
-        "ORDERLINE_FLEET_PORT": "0",
-        "ORDERLINE_FLEET_DEVICES": "20",
-        "ORDERLINE_TELEMETRY_TARGET": "",
-        "ORDERLINE_FLEET_FAULTS": "CPE-0012:line_damaged,CPE-0014:line_damaged,"
-        "CPE-0016:line_damaged",
-    }
-    log = tmp_path / "fleet.log"
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "orderline_simulators.fleet",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"fleet did not start: {line!r}\n{log.read_text()}")
-    try:
-        yield line.removeprefix("ready on ")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+    damaged = ["CPE-0012:line_damaged", "CPE-0014:line_damaged", "CPE-0016:line_damaged"]
+    return str(await simulator_processes.fleet(20, damaged))
 
 
 async def agent(address: str, method: str, request: Any) -> Any:

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -238,34 +237,10 @@ class WithheldAdjustment(agent_pb2_grpc.DeviceAgentServiceServicer):
 
 
 @pytest_asyncio.fixture
-async def fleet(tmp_path: Path) -> AsyncIterator[str]:
+async def fleet(simulator_processes: Any) -> str:
     """The fleet simulator; CPE-0009's line is noisy: its performance test fails until the
     adjustment loop sets the robust line profile."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    env = {
-        **clean,
-        "ORDERLINE_FLEET_PORT": "0",
-        "ORDERLINE_FLEET_DEVICES": "20",
-        "ORDERLINE_TELEMETRY_TARGET": "",
-        "ORDERLINE_FLEET_FAULTS": "CPE-0009:line_noise",
-    }
-    log = tmp_path / "fleet.log"
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orderline_simulators.fleet", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"fleet did not start: {line!r}\n{log.read_text()}")
-    try:
-        yield line.removeprefix("ready on ")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
+    return str(await simulator_processes.fleet(20, ["CPE-0009:line_noise"]))
 
 
 async def test_process_killed_mid_adjustment_resumes_with_one_adjustment_recorded(

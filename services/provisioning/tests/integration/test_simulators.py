@@ -3,12 +3,6 @@ with device-monitor and intake still played by the in-test fakes."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,53 +18,15 @@ IDENTITY = {"ORDERLINE_ALLOW_DEVELOPMENT_TOKENS": "true"}
 SERVICE = (("authorization", "Bearer dev-service"),)
 
 
-def _read(path: Path) -> str:
-    return path.read_text()
-
-
-async def start_simulator(module: str, env: dict[str, str], log: Path) -> tuple[Any, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLINE_")}
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            env={**clean, **env},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
-    if not line.startswith("ready on "):
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{module} did not start: {line!r}\n{_read(log)}")
-    return proc, line.removeprefix("ready on ")
-
-
 @pytest_asyncio.fixture
-async def simulators(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    fleet, fleet_address = await start_simulator(
-        "orderline_simulators.fleet",
-        {
-            "ORDERLINE_FLEET_PORT": "0",
-            "ORDERLINE_FLEET_DEVICES": "10",
-            "ORDERLINE_TELEMETRY_TARGET": "",
-            **IDENTITY,
-        },
-        tmp_path / "fleet.log",
-    )
-    gateway, gateway_address = await start_simulator(
+async def simulators(simulator_processes: Any) -> tuple[str, str]:
+    fleet = await simulator_processes.fleet(10, env=IDENTITY)
+    gateway = await simulator_processes.start(
         "orderline_simulators.gateway",
         {"ORDERLINE_GATEWAY_PORT": "0", "ORDERLINE_GATEWAY_FAILURE_RATE": "0.3", **IDENTITY},
-        tmp_path / "gateway.log",
+        "gateway.log",
     )
-    try:
-        yield fleet_address, gateway_address
-    finally:
-        for proc in (fleet, gateway):
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 15)
+    return fleet, gateway
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
