@@ -76,9 +76,12 @@ class Agent:
             (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
         )
         self.address = ""
+        # The deadline each call arrived with (seconds left), by method.
+        self.deadlines: dict[str, list[float]] = {}
 
     def _forward(self, method: str) -> Callable[[Any, Any], Awaitable[Any]]:
         async def forward(request: Any, context: Any) -> Any:
+            self.deadlines.setdefault(method, []).append(context.time_remaining())
             try:
                 return await getattr(self.fleet, method)(
                     request, metadata=context.invocation_metadata()
@@ -165,6 +168,9 @@ async def test_each_round_of_tests_is_one_run_tests_call(
     spans = [s for s in client_spans.get_finished_spans() if s.name == RUN_TESTS_SPAN]
     assert [s.kind for s in spans] == [trace.SpanKind.CLIENT] * 2
     assert [s.attributes["orderline.agent.tests"] for s in spans] == [5, 5]
+    # The device runs the five one after another: the call may take five RunTests' time
+    # (call_timeout_seconds is 2 here), not one's.
+    assert all(left > 4 * 2 for left in served.deadlines["RunTests"])
 
 
 async def test_an_agent_without_run_tests_gets_run_test_per_test_and_is_asked_once(

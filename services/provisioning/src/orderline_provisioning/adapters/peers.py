@@ -259,9 +259,12 @@ class DeviceAgentClient(_Client):
                     for kind, key in tests
                 ],
             )
+            # The device runs the tests one after another, each as long as a RunTest may take:
+            # the call gets a RunTest's deadline per test, not one for all of them.
+            more = self._call_options()["timeout"] * (len(tests) - 1)
             try:
                 resp = await self.call(
-                    "RunTests", request, attributes={TESTS_ATTRIBUTE: len(tests)}
+                    "RunTests", request, held=more, attributes={TESTS_ATTRIBUTE: len(tests)}
                 )
             except PeerRejected as exc:
                 if exc.code != grpc.StatusCode.UNIMPLEMENTED.name:
