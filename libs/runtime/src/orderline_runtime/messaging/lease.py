@@ -60,6 +60,17 @@ async def _bucket_ttl(kv: KeyValue, bucket: str, wanted: float) -> float:
     return wanted
 
 
+async def _changed_or_stopped(changed: asyncio.Event, stop: asyncio.Event) -> None:
+    """Returns when `changed` is set (and clears it) or when stopping."""
+    waiters = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    changed.clear()
+
+
 def default_holder() -> str:
     """This process among its peers: the host (the pod's name in Kubernetes) and the pid."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -103,13 +114,7 @@ class Lease:
 
     async def wait_changed(self, stop: asyncio.Event) -> None:
         """Returns when the lease was taken or lost since the last call, or when stopping."""
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self._changed.clear()
+        await _changed_or_stopped(self._changed, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Takes the lease when it is free, renews it while held, until `stop`; then gives it
@@ -266,13 +271,7 @@ class LeaseSet:
     async def wait_changed(self, stop: asyncio.Event) -> None:
         """Returns when slots were taken or lost since the last call (or a round read the others
         for the first time), or when stopping."""
-        waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self._changed.clear()
+        await _changed_or_stopped(self._changed, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Takes, renews and gives back slots until `stop`; then gives every one back."""
