@@ -1,41 +1,29 @@
-"""Timestamps read at the gRPC edge: out-of-range ones are field violations, never errors."""
-
-from __future__ import annotations
-
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from orderline.device.v1 import device_pb2
-from orderline_runtime.errors import InvalidArgument, Violations
-from orderline_runtime.rpc.timestamps import MAX_SECONDS, MIN_SECONDS, optional_time
+from orderline_runtime.timestamps import set_timestamp, timestamp
+
+CASES = [
+    datetime(2026, 12, 7, 21, 9, 58, 123456, tzinfo=UTC),
+    datetime(2026, 12, 8, 5, 9, 58, 1, tzinfo=timezone(timedelta(hours=8))),  # Beijing
+    datetime(2026, 12, 7, 21, 9, 58, 999999),  # naive: taken as UTC
+    datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),  # before the epoch
+    datetime(1970, 1, 1, tzinfo=UTC),
+]
 
 
-def test_a_set_time_is_read_as_utc_and_an_unset_one_is_none() -> None:
-    request = device_pb2.ListAnomaliesRequest(first_seen_from=Timestamp(seconds=1_765_000_000))
-    v = Violations()
-    assert optional_time(request, "first_seen_from", v) == datetime.fromtimestamp(
-        1_765_000_000, UTC
-    )
-    assert optional_time(request, "first_seen_before", v) is None
-    v.raise_if_any()
+@pytest.mark.parametrize("at", CASES)
+def test_same_as_protobufs_own_conversion(at: datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(at)
+    got = Timestamp()
+    set_timestamp(got, at)
+    assert (got.seconds, got.nanos) == (expected.seconds, expected.nanos)
+    assert timestamp(at) == expected
 
 
-@pytest.mark.parametrize(
-    "ts",
-    [
-        Timestamp(nanos=-2_147_483_648),
-        Timestamp(nanos=1_000_000_000),
-        Timestamp(seconds=MAX_SECONDS + 1),
-        Timestamp(seconds=MIN_SECONDS - 1),
-    ],
-    ids=["negative nanos", "a second of nanos", "after 9999", "before year 1"],
-)
-def test_a_time_outside_the_timestamp_range_names_its_field(ts: Timestamp) -> None:
-    request = device_pb2.ListAnomaliesRequest(first_seen_before=ts)
-    v = Violations()
-    assert optional_time(request, "first_seen_before", v) is None
-    with pytest.raises(InvalidArgument) as raised:
-        v.raise_if_any()
-    assert [f.field for f in raised.value.violations] == ["first_seen_before"]
+def test_round_trips_to_the_same_instant() -> None:
+    at = datetime(2026, 12, 8, 5, 9, 58, 42, tzinfo=timezone(timedelta(hours=8)))
+    assert timestamp(at).ToDatetime(tzinfo=UTC) == at
