@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from sqlalchemy import MetaData
 
+from orderline_runtime import loop_load
 from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.database import Database, SqlConnection
 from orderline_runtime.logs import get_logger, setup_logging
@@ -354,12 +355,14 @@ def run_service(build: Callable[[], Service[Any]]) -> None:
             print(f"{service.name}: database migrated")
             return 0
         setup_tracing(service.name, service.settings.trace_dir)
+        loop_load.configure(service.settings.shed_loop_busy)
         setup_metrics(service.name, service.settings.grpc_host, service.settings.metrics_port)
         await service.run()
         return 0
 
     # Exits outside the event loop: a SystemExit raised inside it can surface as a task error.
-    code = asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_load.new_event_loop) as runner:
+        code = runner.run(main())
     if code:
         raise SystemExit(code)
 

@@ -110,6 +110,10 @@ class ServiceSettings(IdentitySettings):
     # Prometheus metrics on this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     max_concurrent_rpcs: int = Field(default=256, ge=1)
+    # Commands under admission (CreateOrder) are refused with RESOURCE_EXHAUSTED while the
+    # event loop has been busier than this share of the last second or so (loop_load.py);
+    # 1.0 turns it off.
+    shed_loop_busy: float = Field(default=0.98, gt=0, le=1)
     # Input limits at the edge (docs/security.md): a request's encoded size, every string in it
     # (characters), and one principal's writes (per second, with bursts; 0 turns the rate off;
     # principals with the service role are exempt and bounded by admission control instead).

@@ -151,3 +151,17 @@ async def test_the_expected_wait_grows_with_the_queue_and_shrinks_with_more_slot
     assert admission.expected_wait() == 1.5  # third in line, two slots each freeing per second
     hold.set()
     await asyncio.gather(*tasks)
+
+
+async def test_while_the_event_loop_is_saturated_a_call_is_shed_even_with_free_slots() -> None:
+    busy = True
+    admission = Admission(8, max_waiting=10, saturated=lambda: busy)
+    ran = []
+    with pytest.raises(ResourceExhausted, match="saturated") as refused:
+        async with admission.turn(Call(5.0), "CreateOrder"):
+            ran.append("while saturated")
+    assert refused.value.reason == "OVERLOADED"
+    busy = False
+    async with admission.turn(Call(5.0), "CreateOrder"):
+        ran.append("after")
+    assert ran == ["after"]

@@ -12,6 +12,10 @@ refused at once when the turns ahead of it plus its own would take longer than i
 Without that, under a sustained overload the queue stays as long as the deadline, every call
 waits almost all of it, and its turn comes too late to finish: the caller sees
 DEADLINE_EXCEEDED after waiting in vain instead of a prompt RESOURCE_EXHAUSTED to back off on.
+
+A call is also shed while the process's event loop is saturated (`loop_load.saturated`): then
+new calls barely reach their handlers (grpc.aio hands them over through the loop), so the queue
+forms where this class cannot see it, and only refusing work frees the loop.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+from orderline_runtime import loop_load
 from orderline_runtime.errors import ResourceExhausted
 
 
@@ -42,8 +47,10 @@ class Admission:
         wait_without_deadline: float = 5.0,
         margin_seconds: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        saturated: Callable[[], bool] = loop_load.saturated,
     ) -> None:
         self.limit = limit
+        self._saturated = saturated
         self._slots = asyncio.Semaphore(limit)
         self.max_waiting = max_waiting
         self.wait_without_deadline = wait_without_deadline
@@ -75,6 +82,12 @@ class Admission:
         if self.waiting >= self.max_waiting or budget <= 0:
             raise ResourceExhausted(
                 f"too many {what} calls waiting ({self.waiting}); retry with backoff",
+                reason="OVERLOADED",
+            )
+        if self._saturated():
+            raise ResourceExhausted(
+                f"the service is saturated; {what} was not started and nothing was written,"
+                " retry with backoff",
                 reason="OVERLOADED",
             )
         expected = self.expected_wait()
