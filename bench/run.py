@@ -101,10 +101,27 @@ def _txn_delta(
     return total
 
 
-def _falling_behind(rate: float, grew: int, completed_per_s: float) -> bool:
-    """The backlog grew by more than a second of arrivals (at least 10 orders) and fewer than
-    90% of the arrivals completed: not a Poisson burst, not orders merely in flight."""
+# A phase in which the stack refused more than this share of its creates (admission's
+# RESOURCE_EXHAUSTED under saturation) did not sustain its rate, whatever its backlog did: the
+# refused orders never join the backlog.
+REFUSED_TOLERANCE = 0.01
+
+
+def _falling_behind(
+    rate: float, grew: int, completed_per_s: float, refused_share: float = 0.0
+) -> bool:
+    """The stack refused creates, or the backlog grew by more than a second of arrivals (at
+    least 10 orders) and fewer than 90% of the arrivals completed: not a Poisson burst, not
+    orders merely in flight."""
+    if refused_share > REFUSED_TOLERANCE:
+        return True
     return grew > max(10.0, rate) and completed_per_s < 0.9 * rate
+
+
+def _refused_share(calls: list[Any]) -> float:
+    """The share of the finished creates among `calls` that did not succeed."""
+    finished = [c for c in calls if c.code]
+    return sum(1 for c in finished if c.code != "OK") / len(finished) if finished else 0.0
 
 
 async def probe_capacity(driver: Driver, cfg: Config, rng: random.Random, log: Any) -> float:
@@ -119,9 +136,15 @@ async def probe_capacity(driver: Driver, cfg: Config, rng: random.Random, log: A
         start, end = await driver.open_loop("probe", rate, step * 2 / 3, cfg.poisson, rng)
         after = driver.ledger.backlog() + driver.in_flight
         done = driver.ledger.completions_between(start, end) / (end - start)
+        refused = _refused_share(
+            [c for c in driver.ledger.calls if c.phase == "probe" and start <= c.sent < end]
+        )
         best = max(best, done)
-        log(f"  probe {rate:.1f}/s: {done:.1f} completed/s, backlog {before} -> {after}")
-        if _falling_behind(rate, after - before, done) or rate * 1.5 > cfg.probe_max:
+        log(
+            f"  probe {rate:.1f}/s: {done:.1f} completed/s, backlog {before} -> {after},"
+            f" refused {refused:.0%}"
+        )
+        if _falling_behind(rate, after - before, done, refused) or rate * 1.5 > cfg.probe_max:
             break
         rate *= 1.5
     await driver.drain(300)
@@ -138,6 +161,7 @@ class Sustained:
     backlog_end: int
     completed: int
     drained: bool
+    refused_share: float = 0.0
 
     @property
     def label(self) -> str:
@@ -154,7 +178,9 @@ class Sustained:
     @property
     def kept_up(self) -> bool:
         grew = self.backlog_end - self.backlog_start
-        return not _falling_behind(self.rate, grew, self.completed / self.seconds)
+        return not _falling_behind(
+            self.rate, grew, self.completed / self.seconds, self.refused_share
+        )
 
 
 async def sustained_search(
@@ -178,7 +204,15 @@ async def sustained_search(
         drained = await driver.drain(300)
         completed = driver.ledger.completions_between(before["at"], after["at"])
         last = Sustained(
-            attempt, rate, before, after, backlog_start, backlog_end, completed, drained
+            attempt,
+            rate,
+            before,
+            after,
+            backlog_start,
+            backlog_end,
+            completed,
+            drained,
+            _refused_share([c for c in driver.ledger.calls if c.phase == label]),
         )
         done = completed / last.seconds
         log(f"  {done:.1f} completed/s: " + ("kept up" if last.kept_up else "fell behind"))

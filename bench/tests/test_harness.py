@@ -124,6 +124,18 @@ def test_falling_behind_needs_a_growing_backlog_and_missing_completions() -> Non
     assert not _falling_behind(40.0, grew=35, completed_per_s=30.0)
 
 
+def test_a_phase_whose_creates_were_refused_did_not_sustain_its_rate() -> None:
+    from bench.load import Call
+    from bench.run import _falling_behind, _refused_share
+
+    # Shed creates never join the backlog: the backlog alone would call this phase kept up.
+    assert _falling_behind(40.0, grew=0, completed_per_s=30.0, refused_share=0.25)
+    assert not _falling_behind(40.0, grew=0, completed_per_s=40.0, refused_share=0.005)
+    calls = [Call("p", 0.0, 0.0, code=code) for code in ["OK"] * 6 + ["RESOURCE_EXHAUSTED", ""]]
+    assert _refused_share(calls) == 1 / 7  # the one still in flight is not counted
+    assert _refused_share([]) == 0.0
+
+
 def test_the_statement_micro_benchmark_runs_both_ways() -> None:
     """It measures nothing here (tests never time); it must keep running as the runtime
     changes, and it checks that both ways read the same rows before it times them."""
