@@ -15,6 +15,7 @@ from orderline_runtime.paging import BadPageToken, decode_page_token, encode_pag
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import order_scope
+from orderline_runtime.timestamps import set_timestamp
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -49,7 +50,7 @@ def communication_message(c: Communication) -> order_pb2.Communication:
         text=c.text,
         delivery_id=c.delivery_id,
     )
-    msg.at.FromDatetime(c.at)
+    set_timestamp(msg.at, c.at)
     return msg
 
 
@@ -69,9 +70,9 @@ def follow_up_message(f: FollowUp, now: datetime) -> order_pb2.FollowUp:
         overdue=f.overdue(now),
         case_id=f.case_id,
     )
-    msg.due_at.FromDatetime(f.due_at)
+    set_timestamp(msg.due_at, f.due_at)
     if f.recorded_at:
-        msg.recorded_at.FromDatetime(f.recorded_at)
+        set_timestamp(msg.recorded_at, f.recorded_at)
     return msg
 
 
@@ -87,9 +88,9 @@ def case_message(c: TroubleCase) -> order_pb2.TroubleCase:
         closed_by=c.closed_by,
         resolution=c.resolution,
     )
-    msg.opened_at.FromDatetime(c.opened_at)
+    set_timestamp(msg.opened_at, c.opened_at)
     if c.closed_at:
-        msg.closed_at.FromDatetime(c.closed_at)
+        set_timestamp(msg.closed_at, c.closed_at)
     return msg
 
 

@@ -13,6 +13,7 @@ from orderline_intake.domain.cancellation import Cancellation, CancellationState
 from orderline_runtime.errors import Violations
 from orderline_runtime.rpc.auth import current_principal
 from orderline_runtime.telemetry import order_scope
+from orderline_runtime.timestamps import set_timestamp
 
 STATE_TO_PROTO: dict[CancellationState, order_pb2.CancellationState.ValueType] = {
     CancellationState.ACKNOWLEDGED: order_pb2.CANCELLATION_STATE_ACKNOWLEDGED,
@@ -35,9 +36,9 @@ def cancellation_message(c: Cancellation) -> order_pb2.Cancellation:
         rolled_back=c.rolled_back,
         rolled_back_to=c.rolled_back_to,
     )
-    msg.requested_at.FromDatetime(c.requested_at)
+    set_timestamp(msg.requested_at, c.requested_at)
     if c.decided_at is not None:
-        msg.decided_at.FromDatetime(c.decided_at)
+        set_timestamp(msg.decided_at, c.decided_at)
     return msg
 
 

@@ -16,6 +16,7 @@ from orderline_intake.domain.order import (
     Order,
     Relocation,
 )
+from orderline_runtime.timestamps import set_timestamp
 
 CHANNEL_FROM_PROTO: dict[order_pb2.ContactChannel.ValueType, str] = {
     order_pb2.CONTACT_CHANNEL_UNSPECIFIED: "",
@@ -132,21 +133,21 @@ def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
         requested_fields=order.requested_fields,
     )
     if order.review_queued_at is not None:
-        msg.review_queued_at.FromDatetime(order.review_queued_at)
+        set_timestamp(msg.review_queued_at, order.review_queued_at)
     for milestone, due_at in sorted(order.milestone_dues.items(), key=lambda kv: (kv[1], kv[0])):
         due = msg.milestone_dues.add(milestone=milestone)
-        due.due_at.FromDatetime(due_at)
+        set_timestamp(due.due_at, due_at)
         if milestone in order.milestones:
-            due.reached_at.FromDatetime(order.milestones[milestone])
+            set_timestamp(due.reached_at, order.milestones[milestone])
         if milestone in order.jeopardy:
-            due.jeopardy_raised_at.FromDatetime(order.jeopardy[milestone])
+            set_timestamp(due.jeopardy_raised_at, order.jeopardy[milestone])
     msg.in_jeopardy = order.jeopardy_status is not None
     if order.relocation is not None:
         moved = relocation_for(roles, order.relocation)
         msg.relocation.old_address = moved.old_address
         msg.relocation.new_address = moved.new_address
-    msg.created_at.FromDatetime(order.created_at)
-    msg.updated_at.FromDatetime(order.updated_at or order.created_at)
+    set_timestamp(msg.created_at, order.created_at)
+    set_timestamp(msg.updated_at, order.updated_at or order.created_at)
     return msg
 
 

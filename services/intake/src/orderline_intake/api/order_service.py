@@ -28,6 +28,7 @@ from orderline_runtime.rpc.admission import Admission
 from orderline_runtime.rpc.auth import Principal, current_principal
 from orderline_runtime.rpc.timestamps import optional_time
 from orderline_runtime.telemetry import order_scope
+from orderline_runtime.timestamps import set_timestamp
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -248,8 +249,8 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
             entry = order_pb2.JeopardyEntry(
                 order=order_message(order, principal.roles), milestone=milestone
             )
-            entry.due_at.FromDatetime(due_at)
-            entry.raised_at.FromDatetime(order.jeopardy[milestone])
+            set_timestamp(entry.due_at, due_at)
+            set_timestamp(entry.raised_at, order.jeopardy[milestone])
             entries.append(entry)
         token = ""
         if len(orders) == limit and last_due is not None:
@@ -303,7 +304,7 @@ class OrderServiceApi(AftercareRpcs, CancellationRpcs, order_pb2_grpc.OrderServi
             read = order_pb2.PiiRead(
                 order_id=r.order_id, principal=r.principal, roles=list(r.roles), rpc=r.rpc
             )
-            read.read_at.FromDatetime(r.at)
+            set_timestamp(read.read_at, r.at)
             reads.append(read)
         return order_pb2.ListPiiReadsResponse(reads=reads, next_page_token=token)
 

@@ -13,6 +13,7 @@ from orderline.order.v1 import order_pb2
 from orderline_intake.domain.order import Order, StateChange
 from orderline_intake.domain.states import OrderState
 from orderline_runtime.order_states import BY_TMF_NAME
+from orderline_runtime.timestamps import set_timestamp
 
 STATE_TO_PROTO: dict[OrderState, order_pb2.OrderState.ValueType] = {
     state: BY_TMF_NAME[state.value]  # type: ignore[misc]
@@ -25,7 +26,7 @@ def milestone_messages(order: Order) -> list[order_pb2.Milestone]:
     result = []
     for name, at in sorted(order.milestones.items(), key=lambda kv: kv[1]):
         m = order_pb2.Milestone(name=name)
-        m.reached_at.FromDatetime(at)
+        set_timestamp(m.reached_at, at)
         result.append(m)
     return result
 
@@ -39,7 +40,7 @@ def history_messages(history: Sequence[StateChange]) -> list[order_pb2.StateChan
             actor=c.actor,
             reason_code=c.reason_code,
         )
-        msg.at.FromDatetime(c.at)
+        set_timestamp(msg.at, c.at)
         result.append(msg)
     return result
 
@@ -117,7 +118,7 @@ def order_completed(order: Order) -> order_events_pb2.OrderCompleted:
         milestones=milestone_messages(order),
         history=history_messages(order.history),
     )
-    completed.created_at.FromDatetime(order.created_at)
+    set_timestamp(completed.created_at, order.created_at)
     return completed
 
 
@@ -128,8 +129,8 @@ def jeopardy_raised(order: Order, milestone: str) -> order_events_pb2.JeopardyRa
         milestone=milestone,
         state=STATE_TO_PROTO[order.state],
     )
-    event.due_at.FromDatetime(order.milestone_dues[milestone])
-    event.raised_at.FromDatetime(order.jeopardy[milestone])
+    set_timestamp(event.due_at, order.milestone_dues[milestone])
+    set_timestamp(event.raised_at, order.jeopardy[milestone])
     return event
 
 
