@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from orderline_reporting.adapters.repository import fact_row
+from orderline_reporting.domain import digest as dg
 from orderline_reporting.domain import facts as F
 
 from .report_fixture import events
@@ -28,3 +33,19 @@ def test_a_fact_row_is_asdict_of_the_fact() -> None:
         row = fact_row(fact)
         assert list(row.items()) == list(asdict(fact).items())  # same keys in the same order
         assert row is not vars(fact)  # a copy: nothing done to the row reaches the fact
+
+
+_VALUES = st.one_of(st.text(), st.integers(), st.none(), st.booleans(), st.floats())
+
+
+@given(st.lists(_VALUES))
+def test_a_rows_canonical_text_is_what_json_dumps_gave(fields: list[object]) -> None:
+    expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert dg._canonical(fields) == expected
+
+
+def test_canonical_text_of_rows_as_hashed() -> None:
+    fields = ["orders", "订单-1", 'a "b" \\ \n \x00 é', 2**300, -1, None, "", True]
+    expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert dg._canonical(fields) == expected
+    assert dg._canonical(fields[:-1]) == expected.removesuffix(",true]") + "]"
