@@ -3,9 +3,11 @@ customer masked for the caller's roles."""
 
 from __future__ import annotations
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from orderline.order.v1 import order_pb2
 from orderline_catalogue import BusinessType, Catalogue
-from orderline_intake.app.payloads import STATE_TO_PROTO, history_messages, milestone_messages
+from orderline_intake.app.payloads import STATE_TO_PROTO, add_history, add_milestones
 from orderline_intake.domain.masking import customer_for, relocation_for
 from orderline_intake.domain.order import (
     ContactChannel,
@@ -88,60 +90,35 @@ def amendment(order: order_pb2.Order) -> NewOrder:
 
 
 def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
-    c = customer_for(roles, order.customer)
-    customer = order_pb2.Customer(
-        name=c.name,
-        phone=c.phone,
-        address=c.address,
-        locale=c.locale,
-        preferred_channel=CHANNEL_TO_PROTO.get(
-            c.preferred_channel, order_pb2.CONTACT_CHANNEL_UNSPECIFIED
-        ),
-    )
-    if c.has_passport:
-        customer.identity.passport.number = c.id_number
-        customer.identity.passport.issuing_country = c.passport_country
-    elif c.id_number:
-        # Both spellings, for readers written before identities.
-        customer.id_number = c.id_number
-        customer.identity.resident_id = c.id_number
+    """The order as `roles` may see it. Built in place, field by field: it is sent for every
+    change to every watch (issue #8), and a sub-message built apart is copied when assigned."""
     msg = order_pb2.Order(
         id=order.id,
         client_request_id=order.client_request_id,
         business_type=order.business_type,
         state=STATE_TO_PROTO[order.state],
-        customer=customer,
         device_id=order.device_id,
         plan=order.plan,
-        milestones=milestone_messages(order),
-        history=history_messages(order.history),
         created_by=order.created_by,
         state_reason=order.state_reason,
         voucher_id=order.voucher_id,
         dossier_id=order.dossier_id,
         alarm_id=order.alarm_id,
-        documents=[
-            order_pb2.Document(type=d.type, sha256=d.sha256, size_bytes=d.size_bytes)
-            for d in order.documents
-        ],
         etag=order.etag,
         device_model=order.device_model,
-        review_reasons=[
-            order_pb2.ReviewReason(code=r.code, field=r.field, description=r.description)
-            for r in order.review_reasons
-        ],
         requested_fields=order.requested_fields,
+        in_jeopardy=order.jeopardy_status is not None,
     )
+    _set_customer(msg.customer, customer_for(roles, order.customer))
+    add_milestones(msg.milestones, order)
+    add_history(msg.history, order.history)
+    for d in order.documents:
+        msg.documents.add(type=d.type, sha256=d.sha256, size_bytes=d.size_bytes)
+    for r in order.review_reasons:
+        msg.review_reasons.add(code=r.code, field=r.field, description=r.description)
     if order.review_queued_at is not None:
         set_timestamp(msg.review_queued_at, order.review_queued_at)
-    for milestone, due_at in sorted(order.milestone_dues.items(), key=lambda kv: (kv[1], kv[0])):
-        due = msg.milestone_dues.add(milestone=milestone)
-        set_timestamp(due.due_at, due_at)
-        if milestone in order.milestones:
-            set_timestamp(due.reached_at, order.milestones[milestone])
-        if milestone in order.jeopardy:
-            set_timestamp(due.jeopardy_raised_at, order.jeopardy[milestone])
-    msg.in_jeopardy = order.jeopardy_status is not None
+    _add_dues(msg.milestone_dues, order)
     if order.relocation is not None:
         moved = relocation_for(roles, order.relocation)
         msg.relocation.old_address = moved.old_address
@@ -149,6 +126,40 @@ def order_message(order: Order, roles: frozenset[str]) -> order_pb2.Order:
     set_timestamp(msg.created_at, order.created_at)
     set_timestamp(msg.updated_at, order.updated_at or order.created_at)
     return msg
+
+
+def _set_customer(target: order_pb2.Customer, c: Customer) -> None:
+    target.SetInParent()  # present even if every field were empty, as the contract has it
+    target.name = c.name
+    target.phone = c.phone
+    target.address = c.address
+    target.locale = c.locale
+    target.preferred_channel = CHANNEL_TO_PROTO.get(
+        c.preferred_channel, order_pb2.CONTACT_CHANNEL_UNSPECIFIED
+    )
+    if c.has_passport:
+        target.identity.passport.number = c.id_number
+        target.identity.passport.issuing_country = c.passport_country
+    elif c.id_number:
+        # Both spellings, for readers written before identities.
+        target.id_number = c.id_number
+        target.identity.resident_id = c.id_number
+
+
+def _add_dues(
+    target: RepeatedCompositeFieldContainer[order_pb2.MilestoneDue], order: Order
+) -> None:
+    """Each milestone's due time, earliest first, with when it was reached and when jeopardy
+    was raised for it."""
+    for milestone, due_at in sorted(order.milestone_dues.items(), key=lambda kv: (kv[1], kv[0])):
+        due = target.add(milestone=milestone)
+        set_timestamp(due.due_at, due_at)
+        reached = order.milestones.get(milestone)
+        if reached is not None:
+            set_timestamp(due.reached_at, reached)
+        raised = order.jeopardy.get(milestone)
+        if raised is not None:
+            set_timestamp(due.jeopardy_raised_at, raised)
 
 
 def business_types_message(catalogue: Catalogue) -> order_pb2.ListBusinessTypesResponse:
