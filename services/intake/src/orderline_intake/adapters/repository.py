@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +99,29 @@ _HISTORY_OF_ONE = (
 
 
 _PII_SELECTED = [orders.c[c] for pair in PII_COLUMNS.items() for c in pair]
+# The other columns of an order but its id: what `save` compares with the row as loaded.
+_PLAIN_COLUMNS = tuple(
+    c.name
+    for c in orders.columns
+    if c.name not in ("id", "pii_key_id", *PII_COLUMNS, *PII_COLUMNS.values())
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """An order's row as this transaction read it for update, so that saving the order writes
+    only the columns that changed (issue #8: a milestone changes a few columns of some fifty;
+    writing them all re-sealed five PII fields and re-encoded every JSON column)."""
+
+    version: int
+    # The columns other than the PII ones, as the database returned them.
+    plain: dict[str, Any]
+    # The PII fields, opened (clear column name -> value).
+    clear: dict[str, str]
+    # Sealed under the current key with no clear column left: nothing to seal again unless a
+    # value changed (else a write seals it, as every full write does).
+    sealed_now: bool
+
 
 _VERSIONS_SINCE = (
     select(orders.c.id, orders.c.version)
@@ -145,6 +169,8 @@ class SqlOrderRepository:
     def __init__(self, session: SqlConnection, cipher: PiiCipher | None = None) -> None:
         self.session = session
         self.cipher = cipher
+        # Orders loaded for update in this transaction, by id (a repository lives for one).
+        self._loaded: dict[str, _Loaded] = {}
 
     def _cipher(self) -> PiiCipher:
         if self.cipher is None:
@@ -175,7 +201,17 @@ class SqlOrderRepository:
         row = (await self.session.execute(stmt, {"id": order_id})).mappings().first()
         if row is None:
             return None
-        return (await self._hydrate([row]))[0]
+        order = (await self._hydrate([row]))[0]
+        if for_update:
+            self._remember(order, row)
+        return order
+
+    def _remember(self, order: Order, row: Any) -> None:
+        """Keeps the row an order was loaded from, for `save` to compare with."""
+        plain = {column: row[column] for column in _PLAIN_COLUMNS}
+        current = self.cipher.current if self.cipher is not None else None
+        sealed_now = row["pii_key_id"] == current and not any(row[c] for c in PII_COLUMNS)
+        self._loaded[order.id] = _Loaded(order.version, plain, _pii_values(order), sealed_now)
 
     async def by_request_id(self, client_request_id: str) -> Order | None:
         params = {"request_id": client_request_id}
@@ -561,6 +597,7 @@ class SqlOrderRepository:
         that write) is left alone; the version is not moved (etags stay valid). Returns how
         many were sealed and the last id looked at (None: no more)."""
         cipher = self._cipher()
+        self._loaded.clear()  # rows written here without a new version: what was read is stale
         stmt = (
             select(orders.c.id, orders.c.version, orders.c.pii_key_id, *_PII_SELECTED)
             .where(
@@ -586,6 +623,7 @@ class SqlOrderRepository:
         return sealed, (rows[-1]["id"] if len(rows) == limit else None)
 
     async def set_hashes(self, order_id: str, hashes: CustomerHashes, was_key_id: str) -> bool:
+        self._loaded.pop(order_id, None)  # written without a new version: what was read is stale
         result = await self.session.execute(
             update(orders)
             .where(orders.c.id == order_id, orders.c.customer_hash_key_id == was_key_id)
@@ -604,14 +642,33 @@ class SqlOrderRepository:
         await self._flush_children(order)
 
     async def save(self, order: Order) -> None:
+        """Writes the order at the next version, conditional on the version it was loaded at:
+        only the columns that changed when this transaction loaded it at that version (the
+        row cannot have changed since), else every column."""
+        loaded = self._loaded.pop(order.id, None)
+        if loaded is not None and loaded.version == order.version:
+            values = self._changes(order, loaded)
+        else:
+            values = self._row(order, order.version + 1)
         result = await self.session.execute(
-            _UPDATE_ORDER,
-            {"key": order.id, "expected": order.version, **self._row(order, order.version + 1)},
+            _UPDATE_ORDER, {"key": order.id, "expected": order.version, **values}
         )
         if result.rowcount != 1:
             raise Conflict(f"order {order.id} was changed by another writer", reason="STALE_ETAG")
         order.version += 1
         await self._flush_children(order)
+
+    def _changes(self, order: Order, loaded: _Loaded) -> dict[str, Any]:
+        """The columns whose value differs from the row as loaded, and the next version.
+        Compared as values (an aware time equals the UTC one the database returned, a JSON
+        column's list or object equals its decoded text), so a column is left alone exactly
+        when writing it would store the same value."""
+        plain = self._plain(order, order.version + 1)
+        changed = {column: v for column, v in plain.items() if loaded.plain[column] != v}
+        clear = _pii_values(order)
+        if clear != loaded.clear or not loaded.sealed_now:
+            changed.update(self._sealed(order.id, clear))
+        return changed
 
     async def _flush_children(self, order: Order) -> None:
         if order.new_milestones:
@@ -641,11 +698,19 @@ class SqlOrderRepository:
         order.new_history.clear()
 
     def _row(self, order: Order, version: int | None = None) -> dict[str, Any]:
+        return {
+            "id": order.id,
+            **self._plain(order, order.version if version is None else version),
+            **self._sealed(order.id, _pii_values(order)),
+        }
+
+    @staticmethod
+    def _plain(order: Order, version: int) -> dict[str, Any]:
+        """The order's columns but its id and the PII ones."""
         c = order.customer
         jeopardy = order.jeopardy_status
         hashes = order.customer_hashes
         return {
-            "id": order.id,
             "client_request_id": order.client_request_id,
             "business_type": order.business_type,
             "state": order.state.value,
@@ -655,20 +720,6 @@ class SqlOrderRepository:
             "customer_id_type": c.id_type,
             "customer_passport_country": c.passport_country,
             "customer_preferred_channel": c.preferred_channel,
-            **self._sealed(
-                order.id,
-                {
-                    "customer_phone": c.phone,
-                    "customer_id_number": c.id_number,
-                    "customer_address": c.address,
-                    "relocation_old_address": (
-                        order.relocation.old_address if order.relocation else ""
-                    ),
-                    "relocation_new_address": (
-                        order.relocation.new_address if order.relocation else ""
-                    ),
-                },
-            ),
             "documents": [
                 {"type": d.type, "sha256": d.sha256, "size_bytes": d.size_bytes}
                 for d in order.documents
@@ -681,7 +732,7 @@ class SqlOrderRepository:
             "voucher_id": order.voucher_id,
             "dossier_id": order.dossier_id,
             "alarm_id": order.alarm_id,
-            "version": order.version if version is None else version,
+            "version": version,
             "device_model": order.device_model,
             "review_reasons": [
                 {"code": r.code, "field": r.field, "description": r.description}
@@ -781,6 +832,19 @@ class SqlOrderRepository:
             milestones=milestones,
             history=history,
         )
+
+
+def _pii_values(order: Order) -> dict[str, str]:
+    """The order's PII fields in clear, by their clear column."""
+    c = order.customer
+    moved = order.relocation
+    return {
+        "customer_phone": c.phone,
+        "customer_id_number": c.id_number,
+        "customer_address": c.address,
+        "relocation_old_address": moved.old_address if moved else "",
+        "relocation_new_address": moved.new_address if moved else "",
+    }
 
 
 def _times(value: Any) -> dict[str, datetime]:
