@@ -16,7 +16,7 @@ whose events are added later counts them without a change here: see docs/reporti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -198,6 +198,9 @@ def _milestone(event_type: str) -> Extract:
     return extract
 
 
+_MILESTONE_EXTRACTORS = {event_type: _milestone(event_type) for event_type in MILESTONE_EVENTS}
+
+
 def _generic(p: Any) -> dict[str, Any]:
     return {"ref": _text(p, "job_id", "case_id", "id"), "code": _text(p, *_CODE_FIELDS)}
 
@@ -224,20 +227,19 @@ def extract(
     """The fact an event contributes, or None. `order_id`/`device_id` are the envelope's,
     used when the payload does not name them."""
     if event_type in MILESTONE_EVENTS:
-        kind, fn = MILESTONE, _milestone(event_type)
+        kind, fn = MILESTONE, _MILESTONE_EXTRACTORS[event_type]
     elif event_type in _EXTRACTORS:
         kind, fn = _EXTRACTORS[event_type]
     elif event_type in FUTURE_KINDS:
         kind, fn = FUTURE_KINDS[event_type], _generic
     else:
         return None
-    fact = Fact(
-        event_id=event_id,
-        kind=kind,
-        at=at,
-        order_id=_text(payload, "order_id") or order_id,
-        device_id=_text(payload, "device_id") or device_id,
+    fields = {
+        "order_id": _text(payload, "order_id") or order_id,
+        "device_id": _text(payload, "device_id") or device_id,
         **_common(payload),
-    )
-    changes: dict[str, Any] = {k: v or "" for k, v in fn(payload).items()}
-    return replace(fact, **changes)
+    }
+    # The kind's own fields over the common ones, in one construction (not a Fact, then
+    # `dataclasses.replace`'s second one).
+    fields.update({k: v or "" for k, v in fn(payload).items()})
+    return Fact(event_id=event_id, kind=kind, at=at, **fields)
