@@ -234,7 +234,8 @@ class InlineSqliteConnection:
         if result is None:
             return self.sync_connection.execute(statement, parameters)
         # A planned result offers what repositories use of a CursorResult (rows, rowcount).
-        return cast(CursorResult[Unpack[TupleAny]], result)
+        # The type as a string: subscripting the generic would run on every statement.
+        return cast("CursorResult[Unpack[TupleAny]]", result)
 
     def _run_planned(self, statement: Executable, parameters: Any) -> Any:
         if parameters is None:
