@@ -13,6 +13,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -46,6 +47,12 @@ _SEALED_DOSSIER = select(dossiers.c.id, dossiers.c.retain_until).where(
 )
 _RECORD_EVENTS = insert(dossier_events)
 _ORDER_EVENTS = select(dossier_events).where(dossier_events.c.order_id == bindparam("order_id"))
+# Whether an order's kept events complete a waiting completion needs only their types and the
+# completion's payload: no other payload, no times to convert, no rows to build.
+_KEPT_TYPES = select(
+    dossier_events.c.event_type,
+    case((dossier_events.c.event_type == "order.completed", dossier_events.c.payload)),
+).where(dossier_events.c.order_id == bindparam("order_id"))
 _FORGET_ORDER_EVENTS = delete(dossier_events).where(
     dossier_events.c.order_id == bindparam("order_id")
 )
@@ -321,6 +328,12 @@ class DossierRepository:
     async def order_events(self, order_id: str) -> list[EventRow]:
         rows = (await self.session.execute(_ORDER_EVENTS, {"order_id": order_id})).all()
         return [EventRow(**r._mapping) for r in rows]
+
+    async def kept_types(self, order_id: str) -> tuple[list[str], list[str]]:
+        """The types of an order's kept events, and the payloads of its kept completions (in
+        the order `order_events` returns them)."""
+        rows = (await self.session.execute(_KEPT_TYPES, {"order_id": order_id})).all()
+        return [r[0] for r in rows], [r[1] for r in rows if r[1] is not None]
 
     async def waiting_completions(self, recorded_before: datetime, limit: int) -> list[str]:
         """Orders whose completion has waited since before that time (or from before 0005)."""

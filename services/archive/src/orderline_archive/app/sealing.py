@@ -255,6 +255,12 @@ class DossierSealer:
     async def _seal_if_complete(
         self, uow: UnitOfWork[DossierRepository], head: ChainHead, order_id: str
     ) -> None:
+        # Every provisioning event asks; most find no completion kept, or one still waiting.
+        # Their types and the completion's milestone names say so without reading, converting
+        # and parsing every kept event.
+        types, completion_texts = await uow.repos.kept_types(order_id)
+        if not completion_texts or awaited_events(milestone_names(completion_texts[0]), types):
+            return
         kept = await uow.repos.order_events(order_id)
         completions = [r for r in kept if r.event_type == "order.completed"]
         if not completions:
@@ -516,6 +522,13 @@ def event_row(
         payload=json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
         recorded_at=recorded_at,
     )
+
+
+def milestone_names(completion_text: str) -> list[str]:
+    """The milestone names of a kept order.completed, read from its JSON text: the same as
+    `completion_payload(row).milestones`' names, without parsing the whole message."""
+    milestones = json.loads(completion_text).get("milestones", ())
+    return [str(m.get("name", "")) for m in milestones]
 
 
 def completion_payload(row: EventRow) -> order_events_pb2.OrderCompleted:
