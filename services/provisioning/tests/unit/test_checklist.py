@@ -143,6 +143,19 @@ def test_every_item_reads_in_english_and_chinese_and_survives_storage() -> None:
     assert item.result is Result.FAILED
 
 
+def test_the_cached_record_is_the_record_of_the_item() -> None:
+    """The job's save writes `record` (built once per item, issue #8): the same value as
+    `to_record()`, for every kind of item, stored and loaded again too."""
+    for kwargs in ({}, {"device": UNKNOWN}, {"certified": False}, {"fitness": None}):
+        decision = decide_checklist(facts(**kwargs), NOW, timedelta(0), WAIT)  # type: ignore[arg-type]
+        for item in decision.items:
+            assert item.record == item.to_record()
+            assert item.record is item.record
+            loaded = ChecklistItem.from_record(item.to_record())
+            assert loaded.record == item.to_record()
+            assert loaded == item  # the cache takes no part in equality
+
+
 def test_seed_certifications_read_principals_and_types() -> None:
     types = list(load_catalogue().types)
     assert parse_seed("provisioning:*", types) == [("provisioning", t) for t in types]

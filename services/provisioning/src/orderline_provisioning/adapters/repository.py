@@ -188,7 +188,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "step_started_at": job.step_started_at,
         "next_attempt_at": job.next_attempt_at,
         "operator": job.operator,
-        "checklist": [i.to_record() for i in job.checklist] if job.checklist else None,
+        "checklist": [i.record for i in job.checklist] if job.checklist else None,
         "base_config_version": job.base_config_version,
         "network_action": job.network_action,
         "activation_id": job.activation_id,

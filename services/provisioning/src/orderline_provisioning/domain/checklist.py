@@ -18,6 +18,7 @@ peer unreachable) is retried until the prechecks wait has passed. Pure: no I/O h
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,6 +73,13 @@ class ChecklistItem:
             "evidence": dict(self.evidence),
             "checked_at": self.checked_at.isoformat(),
         }
+
+    @functools.cached_property
+    def record(self) -> Mapping[str, object]:
+        """`to_record()`, built once per item (not to be changed): the worker saves the job's
+        checklist with every step, though only the prechecks step makes a new one (issue #8:
+        the five records were most of the cost of building a job's row)."""
+        return self.to_record()
 
     @classmethod
     def from_record(cls, raw: Mapping[str, object]) -> ChecklistItem:
