@@ -18,6 +18,7 @@ from orderline_provisioning.domain.job import Job, SkippedTest, TestResult
 from orderline_provisioning.domain.judging import texts as result_texts
 from orderline_provisioning.domain.steps import JobState
 from orderline_provisioning.domain.voucher import Voucher
+from orderline_runtime.timestamps import set_timestamp
 
 JOB_STATES: dict[JobState, pb.JobState.ValueType] = {
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -38,7 +39,7 @@ CHECKLIST_RESULTS: dict[Result, pb.ChecklistResult.ValueType] = {
 def _ts(at: datetime | None) -> Timestamp:
     ts = Timestamp()
     if at is not None:
-        ts.FromDatetime(at)
+        set_timestamp(ts, at)  # FromDatetime's value, 6x cheaper
     return ts
 
 

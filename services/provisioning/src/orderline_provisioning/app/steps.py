@@ -72,6 +72,7 @@ from orderline_runtime.clock import Clock, system_clock
 from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.pii import mask_phone
+from orderline_runtime.timestamps import set_timestamp
 
 log = get_logger(__name__)
 
@@ -134,7 +135,7 @@ def checklist_entry(item: ChecklistItem) -> ev.ChecklistEntry:
         reason=item.reason,
         evidence=dict(item.evidence),
     )
-    entry.checked_at.FromDatetime(item.checked_at)
+    set_timestamp(entry.checked_at, item.checked_at)  # FromDatetime's value, 6x cheaper
     return entry
 
 

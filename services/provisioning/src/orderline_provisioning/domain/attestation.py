@@ -69,9 +69,13 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(ed25519_public_key_der(public_key)).hexdigest()
 
 
+# json.dumps with any option builds a new encoder per call; one built once encodes the same.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical_json(value: Any) -> bytes:
     """Compact, sorted-key UTF-8 JSON: one byte form for one value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL(value).encode()
 
 
 def subject_digest(identifier: str) -> str:
