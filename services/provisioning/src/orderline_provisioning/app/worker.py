@@ -15,7 +15,6 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from opentelemetry.trace import StatusCode
@@ -336,26 +335,48 @@ class JobWorker:
             # The lease lapses and the step is tried again then.
             log.error("could not record the crash of a step", job_id=job.id, error=str(again))
 
-    @contextlib.asynccontextmanager
-    async def _keep_lease(self, job_id: str) -> AsyncIterator[None]:
-        async def renew() -> None:
-            interval = self.lease.total_seconds() / 3
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    async with self.uow() as uow:
-                        until: datetime = self.clock() + self.lease
-                        kept = await uow.repos.renew_lease(job_id, self.owner, until)
-                    if not kept:
-                        log.warning("lease of a running step was taken", job_id=job_id)
-                        return
-                except Exception as exc:
-                    log.warning("lease renewal failed", job_id=job_id, error=str(exc))
+    def _keep_lease(self, job_id: str) -> _LeaseKeeper:
+        return _LeaseKeeper(self, job_id)
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
+
+class _LeaseKeeper:
+    """Renews the lease of a running step every third of the lease until the step ends.
+    The first renewal waits on a timer rather than in a task: nearly every step ends before
+    it, and a task created, cancelled and awaited per step cost about 25 µs (issue #8)."""
+
+    def __init__(self, worker: JobWorker, job_id: str) -> None:
+        self.worker = worker
+        self.job_id = job_id
+        self.interval = worker.lease.total_seconds() / 3
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        # Started a third of the lease after the step: renew, then every third again.
+        worker = self.worker
+        while True:
+            try:
+                async with worker.uow() as uow:
+                    until: datetime = worker.clock() + worker.lease
+                    kept = await uow.repos.renew_lease(self.job_id, worker.owner, until)
+                if not kept:
+                    log.warning("lease of a running step was taken", job_id=self.job_id)
+                    return
+            except Exception as exc:
+                log.warning("lease renewal failed", job_id=self.job_id, error=str(exc))
+            await asyncio.sleep(self.interval)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        task = self._task
+        if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
