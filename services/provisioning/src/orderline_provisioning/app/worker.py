@@ -17,6 +17,7 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
+from opentelemetry.context import Context
 from opentelemetry.trace import StatusCode
 
 from orderline.events.v1.provisioning_events_pb2 import JobHeld
@@ -163,20 +164,23 @@ class JobWorker:
     async def _run_in_slot(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:
             # A job whose next step may run now keeps its lease and its slot: no claim
-            # transaction and no wake-up between steps.
-            while await self.run_step(job):
+            # transaction and no wake-up between steps. Its trace context is read from its
+            # headers once (they are the job's for life), not again for every step.
+            parent = extract(job.trace_headers)
+            while await self.run_step(job, parent):
                 pass
         finally:
             slots.release()
             self.notify()
 
-    async def run_step(self, job: Job) -> bool:
+    async def run_step(self, job: Job, parent: Context | None = None) -> bool:
         """Runs the claimed job's step and commits it; never raises. True when the job kept its
-        lease because its next step may run at once."""
+        lease because its next step may run at once. `parent`: the context of the job's trace
+        headers, when the caller has it already."""
         with (
             tracer().start_as_current_span(
                 step_span(job.step.value),
-                context=extract(job.trace_headers),
+                context=parent if parent is not None else extract(job.trace_headers),
                 attributes={
                     JOB_ID: job.id,
                     STEP: job.step.value,
