@@ -47,6 +47,20 @@ _SEALED_DOSSIER = select(dossiers.c.id, dossiers.c.retain_until).where(
 )
 _RECORD_EVENTS = insert(dossier_events)
 _ORDER_EVENTS = select(dossier_events).where(dossier_events.c.order_id == bindparam("order_id"))
+# And those every sealing runs (one per order), built once for the same reason.
+_ADD_DOSSIER = insert(dossiers)
+_ADD_DOCUMENTS = insert(documents)
+_MOVE_HEAD = (
+    update(chain_head)
+    .where(chain_head.c.id == CHAIN_HEAD_ID)
+    .values(
+        sequence=bindparam("new_sequence"),
+        content_hash=bindparam("new_content_hash"),
+        dossier_id=bindparam("new_dossier_id"),
+    )
+)
+_LOG_SIZE = select(func.max(log_nodes.c.idx)).where(log_nodes.c.level == 0)
+_ADD_LOG_NODES = insert(log_nodes)
 # Whether an order's kept events complete a waiting completion needs only their types and the
 # completion's payload: no other payload, no times to convert, no rows to build.
 _KEPT_TYPES = select(
@@ -193,21 +207,22 @@ class DossierRepository:
         """Stores the dossier and moves the chain head to it (the head must be locked). The
         documents' bytes must already be in the blob store: the rows name them by SHA-256."""
         await self.session.execute(
-            insert(dossiers).values(
-                id=dossier_id,
-                order_id=order_id,
-                business_type=business_type,
-                kind=kind,
-                subject=subject or order_id,
-                retain_until=retain_until,
-                sequence=seal.sequence,
-                sealed_at=sealed_at,
-                previous_hash=seal.previous_hash,
-                content_hash=seal.content_hash,
-            )
+            _ADD_DOSSIER,
+            {
+                "id": dossier_id,
+                "order_id": order_id,
+                "business_type": business_type,
+                "kind": kind,
+                "subject": subject or order_id,
+                "retain_until": retain_until,
+                "sequence": seal.sequence,
+                "sealed_at": sealed_at,
+                "previous_hash": seal.previous_hash,
+                "content_hash": seal.content_hash,
+            },
         )
         await self.session.execute(
-            insert(documents),
+            _ADD_DOCUMENTS,
             [
                 {
                     "dossier_id": dossier_id,
@@ -222,9 +237,12 @@ class DossierRepository:
             ],
         )
         await self.session.execute(
-            update(chain_head)
-            .where(chain_head.c.id == CHAIN_HEAD_ID)
-            .values(sequence=seal.sequence, content_hash=seal.content_hash, dossier_id=dossier_id)
+            _MOVE_HEAD,
+            {
+                "new_sequence": seal.sequence,
+                "new_content_hash": seal.content_hash,
+                "new_dossier_id": dossier_id,
+            },
         )
 
     async def get_by_order(self, order_id: str, *, with_content: bool = True) -> DossierRow | None:
@@ -462,11 +480,7 @@ class DossierRepository:
 
     async def log_size(self) -> int:
         """How many leaves the log holds (the leaves are indices 0 … size-1)."""
-        last = (
-            await self.session.execute(
-                select(func.max(log_nodes.c.idx)).where(log_nodes.c.level == 0)
-            )
-        ).scalar_one_or_none()
+        last = (await self.session.execute(_LOG_SIZE)).scalar_one_or_none()
         return 0 if last is None else int(last) + 1
 
     async def log_nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -486,7 +500,7 @@ class DossierRepository:
 
     async def add_log_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         await self.session.execute(
-            insert(log_nodes), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
+            _ADD_LOG_NODES, [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
         )
 
     async def sequence_of_order(self, order_id: str) -> int | None:
