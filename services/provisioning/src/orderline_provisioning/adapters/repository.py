@@ -331,10 +331,22 @@ class JobRepository:
         results = await self._results_of([r["id"] for r in rows])
         return [_to_job(r, results.get(r["id"], [])) for r in rows]
 
-    async def save(self, job: Job, *, lease_owner: str, keep_until: datetime | None = None) -> bool:
+    async def save(
+        self,
+        job: Job,
+        *,
+        lease_owner: str,
+        keep_until: datetime | None = None,
+        checklist: bool = True,
+    ) -> bool:
         """Writes the job and gives up the lease, or keeps it until `keep_until` (the worker
         goes on with the next step at once); False when the lease was lost meanwhile (another
-        worker may have run the step: the caller must roll back)."""
+        worker may have run the step: the caller must roll back). `checklist=False`: the
+        caller knows the job's checklist is the one stored (only the prechecks step makes
+        one), so its column is left as it is rather than encoded and written again."""
+        values = _job_values(job)
+        if not checklist:
+            del values["checklist"]
         result = await self.session.execute(
             _SAVE_STEP,
             {
@@ -342,7 +354,7 @@ class JobRepository:
                 "owner": lease_owner,
                 "seen_cancellation": job.cancellation_id,
                 "seen_person_hold": job.person_hold_version,
-                **_job_values(job),
+                **values,
                 "lease_owner": lease_owner if keep_until else None,
                 "lease_until": keep_until,
             },

@@ -237,14 +237,21 @@ class JobWorker:
                 and not self.stopping.is_set()
             )
             keep_until = now + self.lease if chain else None
-            if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
+            # Only the prechecks step makes a checklist (no handler changes one), so after
+            # any other step the stored one is the job's: it is not encoded and written again.
+            checklist = step is Step.PRECHECKS
+            if not await uow.repos.save(
+                job, lease_owner=self.owner, keep_until=keep_until, checklist=checklist
+            ):
                 # Only now, off the path of every order neither cancelled nor held by a
                 # person: was it, while the step ran?
                 if not await self._intervened_meanwhile(uow.repos, job, outcome):
                     raise LeaseLost(job.id)
                 chain = job.runnable and not self.stopping.is_set()
                 keep_until = now + self.lease if chain else None
-                if not await uow.repos.save(job, lease_owner=self.owner, keep_until=keep_until):
+                if not await uow.repos.save(
+                    job, lease_owner=self.owner, keep_until=keep_until, checklist=checklist
+                ):
                     raise LeaseLost(job.id)
             if outcome.test_results is not None:
                 await uow.repos.replace_test_results(job.id, outcome.test_results)
