@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ _SEALED_DOSSIER = select(dossiers.c.id, dossiers.c.retain_until).where(
     dossiers.c.order_id == bindparam("order_id"), dossiers.c.kind == "dossier"
 )
 _RECORD_EVENTS = insert(dossier_events)
-_ORDER_EVENTS = select(dossier_events).where(dossier_events.c.order_id == bindparam("order_id"))
+
 # And those every sealing runs (one per order), built once for the same reason.
 _ADD_DOSSIER = insert(dossiers)
 _ADD_DOCUMENTS = insert(documents)
@@ -63,7 +63,8 @@ _LOG_SIZE = select(func.max(log_nodes.c.idx)).where(log_nodes.c.level == 0)
 _ADD_LOG_NODES = insert(log_nodes)
 # Whether an order's kept events complete a waiting completion needs only their types and the
 # completion's payload: no other payload, no times to convert, no rows to build.
-_KEPT_TYPES = select(
+_KEPT_INDEX = select(
+    dossier_events.c.event_id,
     dossier_events.c.event_type,
     case((dossier_events.c.event_type == "order.completed", dossier_events.c.payload)),
 ).where(dossier_events.c.order_id == bindparam("order_id"))
@@ -126,6 +127,22 @@ class EventRow:
     trace_id: str
     payload: str
     recorded_at: datetime | None = None
+
+
+# The columns in EventRow's order: rows become EventRows by position, not by name.
+_ORDER_EVENTS = select(*(dossier_events.c[f.name] for f in fields(EventRow))).where(
+    dossier_events.c.order_id == bindparam("order_id")
+)
+
+
+@dataclass(frozen=True)
+class KeptIndex:
+    """What an order's kept events are, without their contents: their ids and types (in the
+    order `order_events` returns them) and the payloads of its kept completions."""
+
+    event_ids: list[str]
+    event_types: list[str]
+    completions: list[str]
 
 
 @dataclass(frozen=True)
@@ -345,13 +362,13 @@ class DossierRepository:
 
     async def order_events(self, order_id: str) -> list[EventRow]:
         rows = (await self.session.execute(_ORDER_EVENTS, {"order_id": order_id})).all()
-        return [EventRow(**r._mapping) for r in rows]
+        return [EventRow(*r) for r in rows]
 
-    async def kept_types(self, order_id: str) -> tuple[list[str], list[str]]:
-        """The types of an order's kept events, and the payloads of its kept completions (in
-        the order `order_events` returns them)."""
-        rows = (await self.session.execute(_KEPT_TYPES, {"order_id": order_id})).all()
-        return [r[0] for r in rows], [r[1] for r in rows if r[1] is not None]
+    async def kept_index(self, order_id: str) -> KeptIndex:
+        rows = (await self.session.execute(_KEPT_INDEX, {"order_id": order_id})).all()
+        return KeptIndex(
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows if r[2] is not None]
+        )
 
     async def waiting_completions(self, recorded_before: datetime, limit: int) -> list[str]:
         """Orders whose completion has waited since before that time (or from before 0005)."""

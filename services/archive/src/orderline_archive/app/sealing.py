@@ -239,18 +239,21 @@ class DossierSealer:
         if existing is not None:
             log.info("order already sealed; nothing to do", order_id=order_id, dossier_id=existing)
             return
-        now_kept = await repo.order_events(order_id)
-        waiting = awaited_events(milestones, (r.event_type for r in now_kept))
+        # Under the lock, what is kept now: ids and types are enough unless it changed (kept
+        # rows are never altered, only added, or deleted by the sealing).
+        now = await repo.kept_index(order_id)
+        waiting = awaited_events(milestones, now.event_types)
         if waiting:
             # Sealed when the last of them is recorded, or by the sweep after `grace`.
             await repo.record_events([completion])
             log.info("completion waits for events", order_id=order_id, events=sorted(waiting))
             return
-        if docs is None or {r.event_id for r in now_kept} != {r.event_id for r in kept}:
+        if docs is None or set(now.event_ids) != {r.event_id for r in kept}:
             # Events recorded while the blobs were written: the dossier includes them.
+            now_kept = await repo.order_events(order_id)
             docs = dossier_of(payload, [*now_kept, completion])
             await self._store(docs)
-        await self._seal_dossier(uow, head, payload, docs, events=len(now_kept) + 1)
+        await self._seal_dossier(uow, head, payload, docs, events=len(now.event_ids) + 1)
 
     async def _seal_if_complete(
         self, uow: UnitOfWork[DossierRepository], head: ChainHead, order_id: str
@@ -258,8 +261,10 @@ class DossierSealer:
         # Every provisioning event asks; most find no completion kept, or one still waiting.
         # Their types and the completion's milestone names say so without reading, converting
         # and parsing every kept event.
-        types, completion_texts = await uow.repos.kept_types(order_id)
-        if not completion_texts or awaited_events(milestone_names(completion_texts[0]), types):
+        index = await uow.repos.kept_index(order_id)
+        if not index.completions or awaited_events(
+            milestone_names(index.completions[0]), index.event_types
+        ):
             return
         kept = await uow.repos.order_events(order_id)
         completions = [r for r in kept if r.event_type == "order.completed"]
