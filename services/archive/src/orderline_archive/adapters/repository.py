@@ -192,12 +192,18 @@ class DossierRepository:
 
     def __init__(self, session: SqlConnection) -> None:
         self.session = session
+        # The head as this transaction locked it (and moved it since). A consumer's batch is
+        # one transaction whose every event takes the lock; held until the transaction ends,
+        # the row can change only through add_sealed, so it is read once per transaction.
+        self._locked_head: ChainHead | None = None
 
     async def lock_head(self) -> ChainHead:
         """The chain head, locked until the transaction ends (FOR UPDATE on PostgreSQL; SQLite
         transactions start with BEGIN IMMEDIATE and so already hold the database's write lock)."""
-        row = (await self.session.execute(_LOCK_HEAD)).one()
-        return ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
+        if self._locked_head is None:
+            row = (await self.session.execute(_LOCK_HEAD)).one()
+            self._locked_head = ChainHead(int(row.sequence), row.content_hash, row.dossier_id or "")
+        return self._locked_head
 
     async def head(self) -> ChainHead:
         row = (await self.session.execute(_HEAD)).one()
@@ -261,6 +267,8 @@ class DossierRepository:
                 "new_dossier_id": dossier_id,
             },
         )
+        if self._locked_head is not None:  # what reading the locked row again would give
+            self._locked_head = ChainHead(seal.sequence, seal.content_hash, dossier_id)
 
     async def get_by_order(self, order_id: str, *, with_content: bool = True) -> DossierRow | None:
         rows = await self._dossiers(
