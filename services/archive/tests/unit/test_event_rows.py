@@ -3,13 +3,25 @@ conversions on the per-event path give exactly what the protobuf library's gener
 
 from __future__ import annotations
 
+import json
+from datetime import UTC
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderline.events.v1 import order_events_pb2
 from orderline.order.v1 import order_pb2
 from orderline_archive.adapters.repository import EventRow
-from orderline_archive.app.sealing import completion_payload, event_row, milestone_names
+from orderline_archive.app.sealing import (
+    _PAYLOAD_JSON,
+    completion_payload,
+    event_row,
+    event_time,
+    milestone_names,
+)
 from orderline_runtime.messaging.envelope import build_envelope, parse_envelope
 
 _TEXT = st.text(max_size=12)
@@ -47,3 +59,44 @@ def test_milestone_names_are_those_of_the_parsed_completion(
 
 def event_row_of(text: str) -> EventRow:
     return EventRow("e-1", "O-1", "order.completed", "intake", None, "", text)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, max_size=6))
+def test_the_kept_payload_text_is_what_json_dumps_gave(fields: dict[str, Any]) -> None:
+    assert _PAYLOAD_JSON(fields) == json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(-62_135_596_800, 253_402_300_799) | st.sampled_from([0, -1, 1_765_000_000]),
+    st.integers(0, 999_999_999) | st.sampled_from([0, 999, 1000, 999_999_999]),
+)
+def test_event_time_is_to_datetime_in_utc(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    expected = ts.ToDatetime(tzinfo=UTC)
+    got = event_time(ts)
+    assert got == expected
+    assert got.tzinfo is expected.tzinfo
+    assert got.isoformat() == expected.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(-62_135_596_801, 0), (253_402_300_800, 0), (0, -1), (0, 1_000_000_000)],
+)
+def test_an_invalid_event_time_raises_as_to_datetime_does(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    with pytest.raises(ValueError):
+        ts.ToDatetime(tzinfo=UTC)
+    with pytest.raises(ValueError):
+        event_time(ts)
