@@ -50,6 +50,7 @@ BIN = Path(sys.executable).parent
 DEFAULT_IS_RIGHT: dict[str, str] = {
     "service_name": "set by the service itself, not the environment",
     "call_timeout_seconds": "a tuning knob; the default bounds every outgoing call",
+    "shed_loop_busy": "a tuning knob; the default sheds creates only on a saturated event loop",
     "database_lock_timeout_seconds": "a tuning knob with a safe default",
     "nats_credentials_file": "set when defaults.nats.credentialsKey is set",
     "tls_cert_file": "set when the service's tls.existingSecret is set",
