@@ -12,6 +12,7 @@ import pytest
 
 from orderline.provisioning.v1 import provisioning_pb2 as pb
 from orderline.provisioning.v1 import provisioning_pb2_grpc
+from orderline_devtools.waiting import eventually
 
 CLERK = (("authorization", "Bearer dev-clerk"),)
 MANAGER = (("authorization", "Bearer dev-manager"),)
@@ -125,8 +126,14 @@ async def test_certifications_are_revoked_with_a_reason_and_never_by_their_holde
 ) -> None:
     async with grpc.aio.insecure_channel(provisioning.address) as channel:
         stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
-        seeded = await stub.ListCertifications(
-            pb.ListCertificationsRequest(business_type="dedicated_line"), metadata=MANAGER
+        # The seed is written as the worker starts, which may be just after SERVING.
+        seeded = await eventually(
+            lambda: stub.ListCertifications(
+                pb.ListCertificationsRequest(business_type="dedicated_line"), metadata=MANAGER
+            ),
+            lambda reply: len(reply.certifications) > 0,
+            10,
+            "the seeded certifications",
         )
         assert [(c.principal, c.granted_by) for c in seeded.certifications] == [
             ("provisioning", "seed")
