@@ -14,7 +14,7 @@ wall clock, so a replay writes the same rows (docs/reporting.md).
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -27,6 +27,7 @@ from orderline_runtime.errors import PoisonMessage
 from orderline_runtime.messaging.catalogue import catalogue
 from orderline_runtime.messaging.consumer import Handler, HandlerFn
 from orderline_runtime.messaging.envelope import ReceivedEvent
+from orderline_runtime.timestamps import datetime_of
 from orderline_runtime.unit_of_work import UnitOfWork
 
 OE = order_events_pb2
@@ -156,9 +157,6 @@ def _positioned(stream: str, fn: HandlerFn) -> HandlerFn:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The seconds a valid Timestamp may hold (0001-01-01 to 9999-12-31, as datetime).
-_VALID_SECONDS = range(-62_135_596_800, 253_402_300_800)
-_VALID_NANOS = range(1_000_000_000)
 
 
 def event_time(event: ReceivedEvent) -> datetime:
@@ -169,9 +167,4 @@ def event_time(event: ReceivedEvent) -> datetime:
     envelope = event.envelope
     if not envelope.HasField("time"):
         return _EPOCH
-    time = envelope.time
-    seconds, nanos = time.seconds, time.nanos
-    if seconds not in _VALID_SECONDS or nanos not in _VALID_NANOS:
-        return time.ToDatetime(tzinfo=UTC)
-    # timedelta(days, seconds, microseconds): keywords cost as much again.
-    return _EPOCH + timedelta(0, seconds, nanos // 1000)
+    return datetime_of(envelope.time)
