@@ -16,6 +16,7 @@ import nats.errors
 import pytest
 from _runtime_support import Schema, count_rows, session_units
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from sqlalchemy import Column, MetaData, String, Table
 
@@ -144,11 +145,17 @@ async def test_each_service_does_what_it_needs_under_its_own_user(
             bus=bus,
         )
         sub = await consumer._subscribe()  # the durable, as the running consumer creates it
-        msgs = await sub.fetch(1, timeout=5)
-        await msgs[0].ack_sync()  # answered by the server: the ack was allowed
+        published = sum(1 for event in consumed if event.stream == stream)
+        msgs: list[Msg] = []
+        while len(msgs) < published:
+            got = await sub.next_batch(published, wait=5)
+            assert got, f"{service} received {len(msgs)} of {published} on {stream.name}"
+            msgs += got
+        for msg in msgs:
+            await msg.ack_sync()  # answered by the server: the ack was allowed
+        await sub.close()
         info = await bus.js.consumer_info(stream.name, service)
         assert info.num_ack_pending == 0
-        await sub.unsubscribe()
         # An ordered reader from the start (reporting's rebuild reads its streams so).
         reader = await bus.js.subscribe(
             stream.subjects[0],

@@ -52,6 +52,12 @@ class EventBus:
         return self._nc is not None and self._nc.is_connected
 
     @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise RuntimeError("event bus is not connected")
+        return self._nc
+
+    @property
     def js(self) -> JetStreamContext:
         if self._js is None:
             raise RuntimeError("event bus is not connected")

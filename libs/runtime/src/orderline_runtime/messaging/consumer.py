@@ -34,6 +34,7 @@ from orderline_runtime.logs import get_logger
 from orderline_runtime.messaging.bus import EventBus
 from orderline_runtime.messaging.catalogue import SUBJECT_PREFIX, EventSpec, catalogue
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
+from orderline_runtime.messaging.pull import StandingPull
 from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec
 from orderline_runtime.telemetry import continued, order_scope, tracer
 from orderline_runtime.telemetry_names import EVENT_TYPE, handle_span
@@ -124,13 +125,16 @@ class EventConsumer:
             try:
                 if sub is None:
                     sub = await self._subscribe()
-                msgs = await sub.fetch(self.batch_size, timeout=0.5)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
+                msgs = await sub.next_batch(self.batch_size, wait=0.5)
             except Exception as exc:
                 log.warning("fetch failed, retrying", stream=self.stream.name, error=str(exc))
+                if sub is not None:
+                    with suppress(Exception):
+                        await sub.close()
                 sub = None
                 await _sleep_unless(stop, 1.0)
+                continue
+            if not msgs:
                 continue
             if stop.is_set():
                 # Stopping: the batch goes back at once instead of waiting out ack_wait (or
@@ -145,9 +149,10 @@ class EventConsumer:
             else:
                 await self.handle_batch(msgs, stop)
         if sub is not None:
-            # A pull subscription left open makes the connection's drain wait for nothing.
+            # A pull left open makes the connection's drain wait for nothing; what arrived and
+            # was not taken goes back at once.
             with suppress(Exception):
-                await sub.unsubscribe()
+                await sub.close()
 
     async def backlog(self) -> int | None:
         """The stream's messages this consumer has yet to settle: not delivered yet, or
@@ -159,7 +164,7 @@ class EventConsumer:
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
-    async def _subscribe(self) -> Any:
+    async def _subscribe(self) -> StandingPull:
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -170,7 +175,11 @@ class EventConsumer:
             max_ack_pending=1000,
         )
         await self.bus.js.add_consumer(self.stream.name, config)
-        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.stream.name)
+        pull = StandingPull(
+            self.bus.nc, stream=self.stream.name, durable=self.durable, window=2 * self.batch_size
+        )
+        await pull.start()
+        return pull
 
     def _span(self, msg: Msg, **attributes: Any) -> Any:
         """The consumer span of one message, a child of the span that published it."""
