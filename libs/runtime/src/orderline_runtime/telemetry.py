@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage import _BAGGAGE_KEY
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from orderline_runtime.telemetry_names import DEVICE_ID, EVENT_TYPE, ORDER_ID
 
@@ -142,13 +148,138 @@ def order_scope(order_id: str, device_id: str | None = None) -> Iterator[None]:
 
 def inject_current() -> dict[str, str]:
     """The current trace context as W3C headers, for an outbox row or a message."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    carrier = _w3c_inject() if _w3c_propagation() else None
+    if carrier is None:
+        carrier = {}
+        propagate.inject(carrier)
     return carrier
 
 
 def extract(headers: Mapping[str, str] | None) -> context.Context:
+    if _w3c_propagation():
+        if not headers:
+            return context.Context()  # what the default propagators make of no headers
+        extracted = _w3c_extract(headers)
+        if extracted is not None:
+            return extracted
     return propagate.extract(dict(headers or {}))
+
+
+# --- W3C trace context and baggage without the propagator machinery -----------------------
+#
+# Every span of a consumer, the relay and the outbox starts from `extract` or ends in
+# `inject_current`. Through `propagate` that is the CompositePropagator, a getter building a
+# list per header, a regular expression looked up in re's cache, one Context copied per
+# baggage entry and the baggage propagator's limit checks: about 12 us per extract, a tenth
+# of a consumer span. The headers we write ourselves have one shape, so for exactly that
+# shape the context is built directly; anything else (an upper-case or future traceparent,
+# a tracestate, baggage with spaces, escapes, properties or near a limit, a value that is
+# not a string, another propagator configured) goes through `propagate` as before, so the
+# result is always what the SDK's TraceContextTextMapPropagator + W3CBaggagePropagator make
+# (the unit tests compare the two for any header). _SPAN_KEY and _BAGGAGE_KEY are private
+# names of the API: the context entries get_current_span and get_baggage read.
+
+# version 00 with nothing after the flags; lower-case hex only, as the SDK requires.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").fullmatch
+# Baggage entries `key=value` whose percent-decoding (unquote_plus) and stripping change
+# nothing: the W3C key and value characters without `%`, `+` and `;` (properties), no
+# whitespace around `,` or `=`, no empty entry. 4096 characters at most keeps every entry
+# and the whole header within the propagator's limits (4096 per entry, 8192 in all).
+_KEY = r"[\x21\x23\x24\x26\x27\x2a\x2d\x2e\x30-\x39\x41-\x5a\x5e-\x7a\x7c\x7e]+"
+_VALUE = r"[\x21\x23\x24\x26-\x2a\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
+_PLAIN_BAGGAGE = re.compile(rf"{_KEY}={_VALUE}(?:,{_KEY}={_VALUE})*").fullmatch
+_MAX_PLAIN_BAGGAGE = 4096
+_MAX_BAGGAGE_ENTRIES = 180
+# What quote_plus leaves as it is (and so what inject may write without calling it).
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+_propagation_checked: list[Any] = [None, False]  # [global textmap, is it the default W3C one]
+
+
+def _w3c_propagation() -> bool:
+    """Whether the global propagator is the default one: W3C trace context, then baggage
+    (OTEL_PROPAGATORS unset or `tracecontext,baggage`, nothing set by set_global_textmap)."""
+    textmap = propagate.get_global_textmap()
+    if textmap is not _propagation_checked[0]:
+        inner = getattr(textmap, "_propagators", None)
+        _propagation_checked[:] = [
+            textmap,
+            type(textmap) is CompositePropagator
+            and inner is not None
+            and [type(p) for p in inner] == [TraceContextTextMapPropagator, W3CBaggagePropagator],
+        ]
+    return bool(_propagation_checked[1])
+
+
+def _w3c_extract(headers: Mapping[str, str]) -> context.Context | None:
+    """The context of these headers, or None when they are not of the plain shape."""
+    values: dict[str, object] = {}
+    traceparent = headers.get("traceparent")
+    if traceparent is not None:
+        if type(traceparent) is not str or "tracestate" in headers:
+            return None
+        match = _TRACEPARENT(traceparent)
+        if match is None:
+            return None
+        trace_id, span_id, flags = match.groups()
+        if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+            return None
+        values[_SPAN_KEY] = trace.NonRecordingSpan(
+            trace.SpanContext(
+                trace_id=int(trace_id, 16),
+                span_id=int(span_id, 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(int(flags, 16)),
+            )
+        )
+    header = headers.get("baggage")
+    if header is not None:
+        if (
+            type(header) is not str
+            or len(header) > _MAX_PLAIN_BAGGAGE
+            or header.count(",") >= _MAX_BAGGAGE_ENTRIES
+            or _PLAIN_BAGGAGE(header) is None
+        ):
+            return None
+        entries: dict[str, object] = {}
+        for entry in header.split(","):
+            name, _, value = entry.partition("=")
+            entries[name] = value
+        values[_BAGGAGE_KEY] = entries
+    return context.Context(values)
+
+
+def _w3c_inject() -> dict[str, str] | None:
+    """The headers the default propagators write for the current context, or None when it
+    carries something this does not write (a trace state, baggage needing escapes)."""
+    current = context.get_current()
+    carrier: dict[str, str] = {}
+    span = current.get(_SPAN_KEY)
+    if isinstance(span, trace.Span):
+        span_context = span.get_span_context()
+        if span_context != trace.INVALID_SPAN_CONTEXT:
+            if span_context.trace_state:
+                return None
+            carrier["traceparent"] = (
+                f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+                f"-{span_context.trace_flags:02x}"
+            )
+    entries = current.get(_BAGGAGE_KEY)
+    if isinstance(entries, dict) and entries:
+        if len(entries) > _MAX_BAGGAGE_ENTRIES:
+            return None
+        for name, value in entries.items():
+            if not (
+                type(name) is str and type(value) is str and _UNQUOTED(name) and _UNQUOTED(value)
+            ):
+                return None
+        header = ",".join(f"{name}={value}" for name, value in entries.items())
+        if len(header) > _MAX_PLAIN_BAGGAGE:
+            return None
+        carrier["baggage"] = header
+    return carrier
 
 
 @contextmanager
