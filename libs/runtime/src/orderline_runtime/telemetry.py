@@ -12,8 +12,8 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(_compact_json(span_to_dict(s)) + "\n" for s in spans)
+        lines = "".join([_compact_json(span_to_dict(s)) + "\n" for s in spans])
         with self._lock, open(self._path, "a", encoding="utf-8") as f:
             f.write(lines)
         return SpanExportResult.SUCCESS
@@ -66,11 +66,22 @@ class JsonLinesSpanExporter(SpanExporter):
 # JSONEncoder per call (3 of the 18 µs a consumer span's line took).
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
+# Attribute values the encoder writes as _jsonable would leave them.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
     ctx = span.get_span_context()
     assert ctx is not None
     parent = span.parent
+    # Nearly every attribute is a str, int, float or bool, which _jsonable returns as it is:
+    # then one dict() of the attributes instead of a comprehension calling it per value (a
+    # quarter of a line's conversion).
+    attributes = dict(span.attributes or {})
+    for value in attributes.values():
+        if type(value) not in _JSON_SCALARS:
+            attributes = {k: _jsonable(v) for k, v in attributes.items()}
+            break
     return {
         "trace_id": f"{ctx.trace_id:032x}",
         "span_id": f"{ctx.span_id:016x}",
@@ -81,7 +92,7 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
         "start_ns": span.start_time,
         "end_ns": span.end_time,
         "status": span.status.status_code.name,
-        "attributes": {k: _jsonable(v) for k, v in (span.attributes or {}).items()},
+        "attributes": attributes,
         "links": [
             {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
             for link in span.links
@@ -131,19 +142,31 @@ def tracer(name: str = "orderline") -> trace.Tracer:
     return trace.get_tracer(name)
 
 
-@contextmanager
-def order_scope(order_id: str, device_id: str | None = None) -> Iterator[None]:
+def order_scope(order_id: str, device_id: str | None = None) -> _OrderScope:
     """Marks the current span and everything started inside (spans, outbox rows, outgoing calls)
     as work for this order."""
-    span = trace.get_current_span()
-    span.set_attribute(ORDER_ID, order_id)
-    if device_id:
-        span.set_attribute(DEVICE_ID, device_id)
-    token = context.attach(baggage.set_baggage(ORDER_ID, order_id))
-    try:
-        yield
-    finally:
-        context.detach(token)
+    return _OrderScope(order_id, device_id)
+
+
+# order_scope and continued are entered once per span of a consumer or the relay: as classes
+# rather than @contextmanager generators they cost about 1 us less each (no generator, no
+# _GeneratorContextManager to build and drive).
+class _OrderScope(AbstractContextManager[None]):
+    __slots__ = ("_device_id", "_order_id", "_token")
+
+    def __init__(self, order_id: str, device_id: str | None) -> None:
+        self._order_id = order_id
+        self._device_id = device_id
+
+    def __enter__(self) -> None:
+        span = trace.get_current_span()
+        span.set_attribute(ORDER_ID, self._order_id)
+        if self._device_id:
+            span.set_attribute(DEVICE_ID, self._device_id)
+        self._token = context.attach(baggage.set_baggage(ORDER_ID, self._order_id))
+
+    def __exit__(self, *exc_info: object) -> None:
+        context.detach(self._token)
 
 
 def inject_current() -> dict[str, str]:
@@ -282,15 +305,23 @@ def _w3c_inject() -> dict[str, str] | None:
     return carrier
 
 
-@contextmanager
-def continued(headers: Mapping[str, str] | None) -> Iterator[None]:
+def continued(headers: Mapping[str, str] | None) -> _Continued:
     """Makes the context carried by these W3C headers current, baggage included, so that the
     next span is a child of the remote one and the order id travels on with it.
 
     (`start_as_current_span(context=extract(...))` alone parents the span but drops the
     extracted baggage from the context it makes current.)"""
-    token = context.attach(extract(headers))
-    try:
-        yield
-    finally:
-        context.detach(token)
+    return _Continued(headers)
+
+
+class _Continued(AbstractContextManager[None]):
+    __slots__ = ("_headers", "_token")
+
+    def __init__(self, headers: Mapping[str, str] | None) -> None:
+        self._headers = headers
+
+    def __enter__(self) -> None:
+        self._token = context.attach(extract(self._headers))
+
+    def __exit__(self, *exc_info: object) -> None:
+        context.detach(self._token)
