@@ -1,11 +1,14 @@
 """Saving an order loaded for update writes only the columns that changed (issue #8): the row
 it leaves is the row a write of every column leaves, on both databases, whatever changed; the
-version still moves by one and a stale version is still a conflict."""
+version still moves by one and a stale version is still a conflict. An order loaded without
+opening its personal data (`open_pii=False`) opens it when read, to the same values, and saves
+the same row as one opened at load."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from orderline_catalogue import load_catalogue
-from orderline_intake.adapters.pii_crypto import PiiCipher
+from orderline_intake.adapters.pii_crypto import PiiCipher, PiiError
 from orderline_intake.adapters.repository import PII_COLUMNS, SqlOrderRepository
 from orderline_intake.adapters.tables import metadata, orders
 from orderline_intake.domain.customer_hash import CustomerHasher
@@ -72,10 +75,24 @@ async def _row(db: Database, order_id: str) -> dict[str, Any]:
     return row
 
 
-async def _save_changed(db: Database, order_id: str, change: Callable[[Order], None]) -> None:
+class CountingCipher(PiiCipher):
+    """The test keyring, counting the values it opens."""
+
+    def open(self, order_id: str, field_name: str, stored: str) -> str:
+        OPENED.append(field_name)
+        return super().open(order_id, field_name, stored)
+
+
+OPENED: list[str] = []
+COUNTING = CountingCipher({"k1": K1, "k2": K2}, "k2")
+
+
+async def _save_changed(
+    db: Database, order_id: str, change: Callable[[Order], None], *, open_pii: bool = True
+) -> None:
     async with db.transaction() as conn:
         repo = SqlOrderRepository(conn, CIPHER)
-        order = await repo.get(order_id, for_update=True)
+        order = await repo.get(order_id, for_update=True, open_pii=open_pii)
         assert order is not None
         change(order)
         await repo.save(order)
@@ -124,14 +141,48 @@ def _nothing(order: Order) -> None:
     pass
 
 
+def _read_customer(order: Order) -> None:
+    # Read (so opened when loaded lazily), not changed; the relocation left unread.
+    assert order.customer.phone == "+8613800138000"
+    order.reach("prechecks_passed", T0 + timedelta(seconds=3))
+
+
+def _same_customer(order: Order) -> None:
+    # Set to an equal value without reading the relocation.
+    order.customer = replace(order.customer)
+
+
+def _moved_only(order: Order) -> None:
+    # The relocation set without the customer read.
+    order.relocation = Relocation("北京市东城区东直门南大街1号", "上海市浦东新区")
+
+
+def _renamed(order: Order) -> None:
+    # A column of the customer's that is not sealed.
+    order.customer = replace(order.customer, name="张伟伟")
+
+
+@pytest.mark.parametrize("open_pii", [True, False], ids=["opened", "lazy"])
 @pytest.mark.parametrize(
     "change",
-    [_reach, _voucher, _held, _late, _amended, _rehashed, _nothing],
+    [
+        _reach,
+        _voucher,
+        _held,
+        _late,
+        _amended,
+        _rehashed,
+        _nothing,
+        _read_customer,
+        _same_customer,
+        _moved_only,
+        _renamed,
+    ],
     ids=lambda f: f.__name__,
 )
 @pytest.mark.parametrize("stored", ["sealed", "old_key", "clear"])
 async def test_a_save_leaves_the_row_a_full_write_leaves(
-    db: Database, change: Callable[[Order], None], stored: str
+    db: Database, change: Callable[[Order], None], stored: str, open_pii: bool
 ) -> None:
     async with db.transaction() as conn:
         first = SqlOrderRepository(conn, OLD_KEY if stored == "old_key" else CIPHER)
@@ -156,7 +207,7 @@ async def test_a_save_leaves_the_row_a_full_write_leaves(
             )
     before = await _row(db, "o-1")
 
-    await _save_changed(db, "o-1", change)
+    await _save_changed(db, "o-1", change, open_pii=open_pii)
     saved = await _row(db, "o-1")
     await _save_every_column(db, "o-1")
     full = await _row(db, "o-1")
@@ -169,12 +220,13 @@ async def test_a_save_leaves_the_row_a_full_write_leaves(
     assert not any(saved[clear] for clear in PII_COLUMNS)
 
 
-async def test_a_milestone_leaves_the_sealed_fields_alone(db: Database) -> None:
+@pytest.mark.parametrize("open_pii", [True, False], ids=["opened", "lazy"])
+async def test_a_milestone_leaves_the_sealed_fields_alone(db: Database, open_pii: bool) -> None:
     async with db.transaction() as conn:
         await SqlOrderRepository(conn, CIPHER).add(_order())
     async with db.reading() as conn:
         sealed = (await conn.execute(select(*(orders.c[s] for s in PII_COLUMNS.values())))).one()
-    await _save_changed(db, "o-1", _reach)
+    await _save_changed(db, "o-1", _reach, open_pii=open_pii)
     async with db.reading() as conn:
         after = (await conn.execute(select(*(orders.c[s] for s in PII_COLUMNS.values())))).one()
     assert after == sealed
@@ -193,3 +245,71 @@ async def test_a_stale_version_is_still_a_conflict(db: Database) -> None:
             await SqlOrderRepository(conn, CIPHER).save(other)  # another writer: version + 1
             _reach(loaded)
             await repo.save(loaded)
+
+
+async def test_a_lazy_load_opens_nothing_until_read_and_then_the_same_values(
+    db: Database,
+) -> None:
+    async with db.transaction() as conn:
+        await SqlOrderRepository(conn, CIPHER).add(_order())
+    OPENED.clear()
+    async with db.transaction() as conn:
+        repo = SqlOrderRepository(conn, COUNTING)
+        opened = await repo.get("o-1", for_update=True)
+        assert opened is not None
+        assert len(OPENED) == 5
+        OPENED.clear()
+        lazy = await repo.get("o-1", for_update=True, open_pii=False)
+        assert lazy is not None
+        _reach(lazy)
+        await repo.save(lazy)
+        assert OPENED == []  # loaded, changed and saved without opening anything
+        # Read, they are the values an opened load has; each field opened once.
+        assert lazy.customer == opened.customer
+        assert lazy.relocation == opened.relocation
+        assert lazy.customer.address == _order().customer.address
+        assert sorted(OPENED) == sorted(PII_COLUMNS)
+
+
+async def test_a_lazily_loaded_order_equals_an_order_of_its_values(db: Database) -> None:
+    async with db.transaction() as conn:
+        await SqlOrderRepository(conn, CIPHER).add(_order())
+    async with db.reading() as conn:
+        repo = SqlOrderRepository(conn, CIPHER)
+        lazy = await repo.get("o-1", open_pii=False)
+        opened = await repo.get("o-1")
+    assert lazy is not None and opened is not None
+    plain = Order(**{f.name: getattr(opened, f.name) for f in fields(Order)})
+    assert type(plain) is Order
+    # Shown as an Order is; what is not opened yet stays sealed.
+    assert repr(opened) == repr(plain)
+    assert repr(lazy) == repr(plain).replace(repr(plain.customer), "<sealed>").replace(
+        repr(plain.relocation), "<sealed>"
+    )
+    assert lazy == opened and opened == lazy
+    assert lazy == plain and plain == lazy
+    assert copy.deepcopy(lazy) == plain
+    assert replace(lazy, plan="other") != plain
+    plain.reach("prechecks_passed", T0)
+    assert lazy != plain and plain != lazy
+
+
+async def test_a_value_that_does_not_open_fails_where_it_is_read(db: Database) -> None:
+    async with db.transaction() as conn:
+        await SqlOrderRepository(conn, CIPHER).add(_order())
+        # Another order's sealed phone: it does not authenticate for this one.
+        await conn.execute(
+            update(orders)
+            .where(orders.c.id == "o-1")
+            .values(customer_phone_sealed=CIPHER.seal("o-2", "customer_phone", "+8613800000000"))
+        )
+    async with db.reading() as conn:
+        repo = SqlOrderRepository(conn, CIPHER)
+        with pytest.raises(PiiError, match="customer_phone of order o-1"):
+            await repo.get("o-1")
+        lazy = await repo.get("o-1", open_pii=False)
+    assert lazy is not None
+    assert "customer=<sealed>" in repr(lazy)  # a log line or a traceback's locals: no error
+    assert lazy.relocation is not None  # what opens still opens
+    with pytest.raises(PiiError, match="customer_phone of order o-1"):
+        _ = lazy.customer

@@ -51,6 +51,8 @@ class InMemoryOrders:
         self.troubles: dict[str, TroubleCase] = {}
         # Statements the completion and notification paths issue (issue #8 counts them).
         self.follow_up_inserts = 0
+        # Whether each load for update asked for the customer's personal data opened now.
+        self.opened_for_update: list[bool] = []
 
     async def business_type_of(self, order_id: str) -> str | None:
         order = self.orders.get(order_id)
@@ -128,7 +130,11 @@ class InMemoryOrders:
             and (after is None or (c.opened_at, c.id) > after)
         ][:limit]
 
-    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+    async def get(
+        self, order_id: str, *, for_update: bool = False, open_pii: bool = True
+    ) -> Order | None:
+        if for_update:
+            self.opened_for_update.append(open_pii)
         order = self.orders.get(order_id)
         return copy.deepcopy(order) if order else None
 
@@ -577,6 +583,24 @@ async def test_a_device_hold_is_resumed_by_provisioning_not_by_a_person(
         resumed = await app.reach_milestone(uow, order.id, "prechecks_passed")
     assert resumed.state is OrderState.IN_PROGRESS
     assert resumed.history[-1].reason_code == "PROVISIONING_RESUMED"
+
+
+async def test_only_commands_open_the_customers_data_when_they_load_an_order(
+    app: OrderApp, store: InMemoryStore[InMemoryOrders]
+) -> None:
+    # Event handlers and the sweep never read it (issue #8: opening it was a tenth of a
+    # load); a command answers with the order, so a value that cannot be opened fails it.
+    order, _ = await app.create(new_order(), actor="clerk-li")
+    async with store.uow() as uow:
+        await app.reach_milestone(uow, order.id, "prechecks_passed")
+        await app.transition(
+            uow, order.id, Trigger.HOLD, actor="provisioning", reason_code="DEVICE_ABNORMAL"
+        )
+    app.clock = lambda: datetime(2027, 6, 1, tzinfo=UTC)  # every milestone late
+    assert await app.sweep_jeopardy() > 0
+    assert store.repos.opened_for_update == [False, False, False]
+    await app.hold(order.id, "", "CUSTOMER_REQUEST", actor="engineer-zhao")
+    assert store.repos.opened_for_update[-1] is True
 
 
 async def test_a_persons_hold_and_resume_tell_provisioning_in_their_transaction(

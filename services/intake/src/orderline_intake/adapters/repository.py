@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
@@ -107,6 +107,123 @@ _PLAIN_COLUMNS = tuple(
 )
 
 
+# A customer or relocation not built from its row yet (`_StoredOrder`).
+_UNREAD: Any = object()
+# Order's fields that its equality compares (`_StoredOrder.__eq__`).
+_COMPARED = tuple(f.name for f in fields(Order) if f.compare)
+_SHOWN = tuple(f.name for f in fields(Order) if f.repr)
+
+
+class _SealedPii:
+    """Where a stored order's personal data comes from: its row, the cipher that opens the
+    sealed fields, and each field once opened (clear column name -> value)."""
+
+    __slots__ = ("cipher", "opened", "row")
+
+    def __init__(self, row: Any, cipher: PiiCipher | None) -> None:
+        self.row = row
+        self.cipher = cipher
+        self.opened: dict[str, str] = {}
+
+    def value(self, column: str) -> str:
+        value = self.opened.get(column)
+        if value is None:
+            value = self.opened[column] = _open_column(self.cipher, self.row, column)
+        return value
+
+    def customer(self) -> Customer:
+        r = self.row
+        return Customer(
+            name=r["customer_name"],
+            phone=self.value("customer_phone"),
+            id_number=self.value("customer_id_number"),
+            address=self.value("customer_address"),
+            locale=r["customer_locale"],
+            id_type=r["customer_id_type"],
+            passport_country=r["customer_passport_country"],
+            preferred_channel=r["customer_preferred_channel"],
+        )
+
+    def relocation(self) -> Relocation | None:
+        old_address = self.value("relocation_old_address")
+        new_address = self.value("relocation_new_address")
+        return Relocation(old_address, new_address) if old_address or new_address else None
+
+    # Immutable as far as a copy can tell (the row's values, opened at most once): copies of
+    # an order share it, as they share its other immutable values.
+    def __copy__(self) -> _SealedPii:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SealedPii:
+        return self
+
+
+class _StoredOrder(Order):
+    """An order read from its row. Loaded with `open_pii=False`, its customer and relocation
+    are built, and their sealed fields opened, when first read rather than when loaded (issue
+    #8: most event handlers, a milestone, a hold, a jeopardy, never read them, and opening the
+    five values was about a tenth of loading an order). Read or set, they are plain values as
+    on any Order; a field that cannot be opened raises `PiiError` where it is first read."""
+
+    _pii: _SealedPii
+
+    @property
+    def customer(self) -> Customer:
+        customer: Customer = self.__dict__["_customer"]
+        if customer is _UNREAD:
+            customer = self.__dict__["_customer"] = self._pii.customer()
+        return customer
+
+    @customer.setter
+    def customer(self, value: Customer) -> None:
+        self.__dict__["_customer"] = value
+
+    @property
+    def relocation(self) -> Relocation | None:
+        relocation: Relocation | None = self.__dict__["_relocation"]
+        if relocation is _UNREAD:
+            relocation = self.__dict__["_relocation"] = self._pii.relocation()
+        return relocation
+
+    @relocation.setter
+    def relocation(self, value: Relocation | None) -> None:
+        self.__dict__["_relocation"] = value
+
+    @property
+    def customer_unread(self) -> bool:
+        return self.__dict__["_customer"] is _UNREAD
+
+    @property
+    def pii_unread(self) -> bool:
+        """Neither the customer nor the relocation read or set since the load: they are the
+        row's own values."""
+        return self.customer_unread and self.__dict__["_relocation"] is _UNREAD
+
+    def pii_as_loaded(self) -> dict[str, str]:
+        """The PII fields as the row held them (clear column name -> value)."""
+        return {column: self._pii.value(column) for column in PII_COLUMNS}
+
+    def __eq__(self, other: object) -> bool:
+        # As an Order's equality, which a dataclass limits to the same class: a stored order
+        # equals an Order of the same values.
+        if not isinstance(other, Order):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
+
+    __hash__ = None  # type: ignore[assignment]  # as Order's (mutable, compared by value)
+
+    def __repr__(self) -> str:
+        # As an Order's, except that personal data not opened yet stays so: a repr (a log
+        # line, a traceback's locals) neither opens it nor fails on a value that cannot be.
+        shown = ", ".join(
+            f"{name}=<sealed>"
+            if self.__dict__.get(f"_{name}") is _UNREAD
+            else f"{name}={getattr(self, name)!r}"
+            for name in _SHOWN
+        )
+        return f"Order({shown})"
+
+
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """An order's row as this transaction read it for update, so that saving the order writes
@@ -116,8 +233,8 @@ class _Loaded:
     version: int
     # The columns other than the PII ones, as the database returned them.
     plain: dict[str, Any]
-    # The PII fields, opened (clear column name -> value).
-    clear: dict[str, str]
+    # The order as loaded, whose PII fields are the row's (opened when first asked).
+    order: _StoredOrder
     # Sealed under the current key with no clear column left: nothing to seal again unless a
     # value changed (else a write seals it, as every full write does).
     sealed_now: bool
@@ -178,13 +295,7 @@ class SqlOrderRepository:
         return self.cipher
 
     def _clear(self, row: Any, column: str) -> str:
-        """A PII field of a row: the clear column while it holds a value (a row not sealed
-        yet, or written by an intake before 0008), else the sealed one opened."""
-        clear: str = row[column]
-        if clear:
-            return clear
-        sealed: str = row[PII_COLUMNS[column]]
-        return self._cipher().open(row["id"], column, sealed) if sealed else ""
+        return _open_column(self.cipher, row, column)
 
     def _sealed(self, order_id: str, values: dict[str, str]) -> dict[str, str]:
         """Row values for the PII fields: sealed columns set, clear columns emptied."""
@@ -196,22 +307,24 @@ class SqlOrderRepository:
         row["pii_key_id"] = cipher.current
         return row
 
-    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+    async def get(
+        self, order_id: str, *, for_update: bool = False, open_pii: bool = True
+    ) -> Order | None:
         stmt = _ORDER_FOR_UPDATE if for_update else _ORDER
         row = (await self.session.execute(stmt, {"id": order_id})).mappings().first()
         if row is None:
             return None
-        order = (await self._hydrate([row]))[0]
+        order = (await self._hydrate([row], open_pii=open_pii))[0]
         if for_update:
-            self._remember(order, row)
+            self._remember(cast(_StoredOrder, order), row)
         return order
 
-    def _remember(self, order: Order, row: Any) -> None:
+    def _remember(self, order: _StoredOrder, row: Any) -> None:
         """Keeps the row an order was loaded from, for `save` to compare with."""
         plain = {column: row[column] for column in _PLAIN_COLUMNS}
         current = self.cipher.current if self.cipher is not None else None
         sealed_now = row["pii_key_id"] == current and not any(row[c] for c in PII_COLUMNS)
-        self._loaded[order.id] = _Loaded(order.version, plain, _pii_values(order), sealed_now)
+        self._loaded[order.id] = _Loaded(order.version, plain, order, sealed_now)
 
     async def by_request_id(self, client_request_id: str) -> Order | None:
         params = {"request_id": client_request_id}
@@ -665,8 +778,13 @@ class SqlOrderRepository:
         when writing it would store the same value."""
         plain = self._plain(order, order.version + 1)
         changed = {column: v for column, v in plain.items() if loaded.plain[column] != v}
+        if order is loaded.order and loaded.order.pii_unread:
+            # Neither read nor set: the row's own values, nothing opened to compare them.
+            if not loaded.sealed_now:
+                changed.update(self._sealed(order.id, loaded.order.pii_as_loaded()))
+            return changed
         clear = _pii_values(order)
-        if clear != loaded.clear or not loaded.sealed_now:
+        if clear != loaded.order.pii_as_loaded() or not loaded.sealed_now:
             changed.update(self._sealed(order.id, clear))
         return changed
 
@@ -707,7 +825,25 @@ class SqlOrderRepository:
     @staticmethod
     def _plain(order: Order, version: int) -> dict[str, Any]:
         """The order's columns but its id and the PII ones."""
-        c = order.customer
+        if isinstance(order, _StoredOrder) and order.customer_unread:
+            # The customer's other columns as loaded, without opening its sealed fields.
+            r = order._pii.row
+            name, locale, id_type, country, channel = (
+                r["customer_name"],
+                r["customer_locale"],
+                r["customer_id_type"],
+                r["customer_passport_country"],
+                r["customer_preferred_channel"],
+            )
+        else:
+            c = order.customer
+            name, locale, id_type, country, channel = (
+                c.name,
+                c.locale,
+                c.id_type,
+                c.passport_country,
+                c.preferred_channel,
+            )
         jeopardy = order.jeopardy_status
         hashes = order.customer_hashes
         return {
@@ -715,11 +851,11 @@ class SqlOrderRepository:
             "business_type": order.business_type,
             "state": order.state.value,
             "state_reason": order.state_reason,
-            "customer_name": c.name,
-            "customer_locale": c.locale,
-            "customer_id_type": c.id_type,
-            "customer_passport_country": c.passport_country,
-            "customer_preferred_channel": c.preferred_channel,
+            "customer_name": name,
+            "customer_locale": locale,
+            "customer_id_type": id_type,
+            "customer_passport_country": country,
+            "customer_preferred_channel": channel,
             "documents": [
                 {"type": d.type, "sha256": d.sha256, "size_bytes": d.size_bytes}
                 for d in order.documents
@@ -751,7 +887,9 @@ class SqlOrderRepository:
             "customer_hash_key_id": hashes.key_id if hashes else "",
         }
 
-    async def _hydrate(self, rows: Sequence[Any]) -> list[Order]:
+    async def _hydrate(self, rows: Sequence[Any], *, open_pii: bool = True) -> list[Order]:
+        """The orders of the rows; `open_pii` False: their personal data opened when first
+        read (`_StoredOrder`), not now."""
         if not rows:
             return []
         ids = [r["id"] for r in rows]
@@ -775,28 +913,26 @@ class SqlOrderRepository:
                     h["at"],
                 )
             )
-        return [self._order(r, milestones[r["id"]], history[r["id"]]) for r in rows]
+        return [self._order(r, milestones[r["id"]], history[r["id"]], open_pii) for r in rows]
 
-    def _order(self, r: Any, milestones: dict[str, datetime], history: list[StateChange]) -> Order:
-        old_address = self._clear(r, "relocation_old_address")
-        new_address = self._clear(r, "relocation_new_address")
-        return Order(
+    def _order(
+        self,
+        r: Any,
+        milestones: dict[str, datetime],
+        history: list[StateChange],
+        open_pii: bool,
+    ) -> _StoredOrder:
+        pii = _SealedPii(r, self.cipher)
+        # Opened now: the relocation, then the customer (the order loads always opened them
+        # in, so a row that cannot be opened names the same field), before the order exists.
+        relocation = pii.relocation() if open_pii else _UNREAD
+        customer = pii.customer() if open_pii else _UNREAD
+        order = _StoredOrder(
             id=r["id"],
             client_request_id=r["client_request_id"],
             business_type=r["business_type"],
-            customer=Customer(
-                name=r["customer_name"],
-                phone=self._clear(r, "customer_phone"),
-                id_number=self._clear(r, "customer_id_number"),
-                address=self._clear(r, "customer_address"),
-                locale=r["customer_locale"],
-                id_type=r["customer_id_type"],
-                passport_country=r["customer_passport_country"],
-                preferred_channel=r["customer_preferred_channel"],
-            ),
-            relocation=(
-                Relocation(old_address, new_address) if old_address or new_address else None
-            ),
+            customer=customer,
+            relocation=relocation,
             documents=tuple(
                 Document(d["type"], d["sha256"], d["size_bytes"]) for d in r["documents"]
             ),
@@ -832,6 +968,22 @@ class SqlOrderRepository:
             milestones=milestones,
             history=history,
         )
+        order._pii = pii
+        return order
+
+
+def _open_column(cipher: PiiCipher | None, row: Any, column: str) -> str:
+    """A PII field of a row: the clear column while it holds a value (a row not sealed yet,
+    or written by an intake before 0008), else the sealed one opened."""
+    clear: str = row[column]
+    if clear:
+        return clear
+    sealed: str = row[PII_COLUMNS[column]]
+    if not sealed:
+        return ""
+    if cipher is None:
+        raise PiiError("intake's repository has no PII keyring")
+    return cipher.open(row["id"], column, sealed)
 
 
 def _pii_values(order: Order) -> dict[str, str]:

@@ -388,7 +388,7 @@ class OrderApp:
     ) -> Order:
         """Records the milestone; with `notification` (customer_notified), also the notice in
         the order's communication log, in the same transaction."""
-        order = await self._load_for_update(uow, order_id)
+        order = await self._load_for_update(uow, order_id, open_pii=False)
         now = self.clock()
         previous = max(order.milestones.values(), default=order.created_at)
         changed = order.reach(milestone, now)
@@ -438,7 +438,7 @@ class OrderApp:
         reason_code: str,
         alarm_id: str = "",
     ) -> Order:
-        order = await self._load_for_update(uow, order_id)
+        order = await self._load_for_update(uow, order_id, open_pii=False)
         if order.state in CANCELLATION_STATES and trigger in (Trigger.HOLD, Trigger.FAIL):
             # The job stopped or failed while the order's cancellation is under way: the
             # cancellation's answer from provisioning decides the order (it rolls a failed
@@ -464,8 +464,11 @@ class OrderApp:
         return order
 
     @staticmethod
-    async def _load_for_update(uow: Uow, order_id: str) -> Order:
-        order = await uow.repos.get(order_id, for_update=True)
+    async def _load_for_update(uow: Uow, order_id: str, *, open_pii: bool = True) -> Order:
+        """`open_pii` False for the event handlers, which never read the customer's personal
+        data (it is opened if anything reads it: a watch, a rehash): issue #8. Commands open
+        it now, as they answer with the order."""
+        order = await uow.repos.get(order_id, for_update=True, open_pii=open_pii)
         if order is None:
             raise NotFound("order", order_id)
         return order
@@ -536,7 +539,7 @@ class OrderApp:
 
     async def _raise_jeopardy(self, order_id: str) -> int:
         async with self.uow() as uow:
-            order = await uow.repos.get(order_id, for_update=True)
+            order = await uow.repos.get(order_id, for_update=True, open_pii=False)
             if order is None:
                 return 0
             with order_scope(order.id, order.device_id):

@@ -17,7 +17,13 @@ from orderline_runtime.unit_of_work import UnitOfWorkFactory
 
 
 class OrderRepository(Protocol):
-    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None: ...
+    async def get(
+        self, order_id: str, *, for_update: bool = False, open_pii: bool = True
+    ) -> Order | None:
+        """`open_pii` False: the customer's sealed fields (phone, identity number, addresses)
+        are opened when first read instead of now, for a use case that seldom reads them; a
+        field that cannot be opened then fails where it is read."""
+        ...
 
     async def by_request_id(self, client_request_id: str) -> Order | None: ...
 
