@@ -458,3 +458,23 @@ async def test_the_backlog_counts_what_the_consumer_has_yet_to_settle(
 
 async def _is(value: Awaitable[int | None], expected: int) -> bool:
     return await value == expected
+
+
+async def test_a_lingering_consumer_handles_events_published_apart_in_one_transaction(
+    harness: Harness, schema: Schema
+) -> None:
+    units: list[Any] = []  # held, so that no two units can share an id()
+
+    async def handle(uow: Any, event: ReceivedEvent, payload: Any) -> None:
+        units.append(uow)
+
+    harness.start(handle, linger_seconds=1.0)
+    await asyncio.sleep(0.5)  # the durable and its pull are in place
+    for n in range(5):
+        _, data = envelope_bytes(f"O-{200 + n}")
+        await harness.publish(data, f"linger-{n}")
+        await asyncio.sleep(0.05)  # each one alone at first: only the linger joins them
+
+    await harness.settle(delivered=5)
+    assert len(units) == 5
+    assert len({id(u) for u in units}) == 1, "one unit of work (one transaction) for the five"

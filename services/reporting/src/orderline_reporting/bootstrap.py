@@ -104,6 +104,9 @@ def build(
                 inbox=service.inbox_table,
                 bus=service.bus,
                 clock=service.clock,
+                # Reports are off an order's critical path: waiting 50 ms for more events
+                # lets one transaction (lock, digest, counts, commit) serve several.
+                linger_seconds=0.05,
             )
         )
     return service

@@ -10,8 +10,8 @@ and terminated; what may succeed later is nak'ed with a growing delay, up to max
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext, suppress
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,8 @@ import nats.js.errors
 from google.protobuf.message import Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry import baggage, context, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -36,8 +37,8 @@ from orderline_runtime.messaging.catalogue import SUBJECT_PREFIX, EventSpec, cat
 from orderline_runtime.messaging.envelope import ReceivedEvent, parse_envelope
 from orderline_runtime.messaging.pull import StandingPull
 from orderline_runtime.messaging.streams import DEADLETTER, StreamSpec
-from orderline_runtime.telemetry import continued, order_scope, tracer
-from orderline_runtime.telemetry_names import EVENT_TYPE, handle_span
+from orderline_runtime.telemetry import extract, tracer
+from orderline_runtime.telemetry_names import EVENT_TYPE, ORDER_ID, handle_span
 from orderline_runtime.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
@@ -94,6 +95,7 @@ class EventConsumer:
         backoff_seconds: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 20, 30),
         batch_size: int = 32,
         ack_wait_seconds: float = 30.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.service = service
         self.stream = stream
@@ -115,6 +117,10 @@ class EventConsumer:
         self.backoff_seconds = tuple(backoff_seconds)
         self.batch_size = batch_size
         self.ack_wait_seconds = ack_wait_seconds
+        # A consumer off the orders' critical path (reports, the archive) may wait this long
+        # after a message for others to join its batch: one transaction, with its fixed
+        # statements and commit, then serves several events (docs/performance.md).
+        self.linger_seconds = linger_seconds
         # One durable per (consuming service, stream).
         self.durable = service
 
@@ -136,6 +142,9 @@ class EventConsumer:
                 continue
             if not msgs:
                 continue
+            if self.linger_seconds and len(msgs) < self.batch_size:
+                await _sleep_unless(stop, self.linger_seconds)
+                msgs += sub.take_ready(self.batch_size - len(msgs))
             if stop.is_set():
                 # Stopping: the batch goes back at once instead of waiting out ack_wait (or
                 # outliving the grace).
@@ -181,19 +190,45 @@ class EventConsumer:
         await pull.start()
         return pull
 
-    def _span(self, msg: Msg, **attributes: Any) -> Any:
-        """The consumer span of one message, a child of the span that published it."""
-        return tracer().start_as_current_span(
+    @contextmanager
+    def _consumer_span(self, msg: Msg, event: ReceivedEvent | None) -> Iterator[Span]:
+        """The consumer span of one message, a child of the span that published it, current
+        together with the order's baggage, so that what the handler starts (spans, outbox rows,
+        outgoing calls) is marked as work for the order.
+
+        One context made and attached, where `continued`, `start_as_current_span` and
+        `order_scope` attached three: this runs for every delivery (docs/performance.md).
+        Exceptions are recorded on the span as `start_as_current_span` does."""
+        parent = extract(msg.headers)
+        attributes: dict[str, Any] = {
+            "messaging.system": "nats",
+            "messaging.destination.name": msg.subject,
+            "messaging.consumer.group.name": self.durable,
+            "messaging.message.delivery_count": msg.metadata.num_delivered,
+        }
+        if event is not None:
+            attributes["messaging.message.id"] = event.id
+            attributes[EVENT_TYPE] = event.event_type
+            if event.order_id:
+                parent = baggage.set_baggage(ORDER_ID, event.order_id, parent)
+                attributes[ORDER_ID] = event.order_id
+        span = tracer().start_span(
             handle_span(self.service, msg.subject.removeprefix(SUBJECT_PREFIX)),
+            context=parent,
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": msg.subject,
-                "messaging.consumer.group.name": self.durable,
-                "messaging.message.delivery_count": msg.metadata.num_delivered,
-                **attributes,
-            },
+            attributes=attributes,
         )
+        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            yield span
+        except Exception as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     async def handle_batch(self, msgs: Sequence[Msg], stop: asyncio.Event | None = None) -> None:
         """Handles a fetched batch in ONE unit of work (one transaction, one inbox insert),
@@ -257,13 +292,7 @@ class EventConsumer:
                 if event.id in done:
                     outcomes.append("duplicate")
                     continue
-                with (
-                    continued(msg.headers),
-                    self._span(
-                        msg, **{"messaging.message.id": event.id, EVENT_TYPE: event.event_type}
-                    ),
-                    order_scope(event.order_id) if event.order_id else nullcontext(),
-                ):
+                with self._consumer_span(msg, event):
                     await handler.fn(uow, event, self._payload(handler, event))
                 done.add(event.id)
                 inbox_rows.append(self._inbox_row(event))
@@ -276,20 +305,21 @@ class EventConsumer:
         deliveries = msg.metadata.num_delivered
         if deliveries > 1:
             metrics.events_redelivered.add(1, {"consumer": self.service})
-        with continued(msg.headers), self._span(msg) as span:
-            try:
-                event = parse_envelope(msg.data, msg.subject, msg.metadata.sequence.stream)
-            except PoisonMessage as exc:
-                span.set_status(StatusCode.ERROR, str(exc))
-                await self._dead_letter(msg, str(exc))
+        try:
+            event: ReceivedEvent | None = parse_envelope(
+                msg.data, msg.subject, msg.metadata.sequence.stream
+            )
+        except PoisonMessage as exc:
+            event, poison = None, exc
+        with self._consumer_span(msg, event) as span:
+            if event is None:
+                span.set_status(StatusCode.ERROR, str(poison))
+                await self._dead_letter(msg, str(poison))
                 return
-            span.set_attribute("messaging.message.id", event.id)
-            span.set_attribute(EVENT_TYPE, event.event_type)
             # Long work: tell JetStream the message is still in hand so it is not redelivered.
             keep_alive = asyncio.create_task(self._keep_in_progress(msg))
             try:
-                with order_scope(event.order_id) if event.order_id else nullcontext():
-                    await self._dispatch(msg, event, deliveries, span)
+                await self._dispatch(msg, event, deliveries, span)
             finally:
                 keep_alive.cancel()
 

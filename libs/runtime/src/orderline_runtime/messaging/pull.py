@@ -80,9 +80,13 @@ class StandingPull:
                 await self._top_up()
                 return []
             await self._top_up()
-        batch = [self._buffer.popleft() for _ in range(min(most, len(self._buffer)))]
+        batch = self.take_ready(most)
         await self._top_up()
         return batch
+
+    def take_ready(self, most: int) -> list[Msg]:
+        """Up to `most` of the messages already here, without waiting."""
+        return [self._buffer.popleft() for _ in range(min(most, len(self._buffer)))]
 
     async def close(self) -> None:
         """Stops asking and hands back what arrived but was not taken (nak: redelivered at
