@@ -8,10 +8,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from orderline_runtime.rpc.auth import TokenAuthenticator
-from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
+from orderline_runtime.rpc.interceptor import EdgeInterceptor
 from orderline_runtime.rpc.limits import WriteRateLimiter
 from orderline_runtime.rpc.tls import TlsConfig
 
@@ -19,13 +18,6 @@ from orderline_runtime.rpc.tls import TlsConfig
 # database or NATS do, so an outage takes pods out of rotation (readiness, the server-wide
 # status) without restarting them all. What it catches is a process that no longer answers.
 LIVENESS = "liveness"
-
-
-def _traced(details: grpc.HandlerCallDetails) -> bool:
-    """Probes and tooling get no spans: a trace per probe is noise, and the health Watch
-    stream (written with context.write) breaks the tracing wrapper, which expects servicers'
-    server streams to be async generators, as ours are."""
-    return not str(details.method).startswith(OPEN_PREFIXES)
 
 
 class GrpcServer:
@@ -45,9 +37,9 @@ class GrpcServer:
         self.tls = tls
         # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing;
         # a request larger than max_message_bytes is refused the same way, before it is decoded.
+        # The edge interceptor also opens each call's SERVER span (not health or reflection).
         self.server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(filter_=_traced),  # type: ignore[no-untyped-call]
                 EdgeInterceptor(
                     authenticator, policy, max_text_chars=max_text_chars, write_rate=write_rate
                 ),
