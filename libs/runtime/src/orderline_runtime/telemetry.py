@@ -21,8 +21,6 @@ from typing import Any
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
-from opentelemetry.propagators import textmap
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -126,10 +124,6 @@ def setup_tracing(service_name: str, trace_dir: Path) -> TracerProvider:
         exporter = JsonLinesSpanExporter(trace_dir / f"{service_name}-{os.getpid()}.jsonl")
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
     trace.set_tracer_provider(provider)
-    if _w3c_propagation():
-        # The same propagators, with extract's shortcut for what the gRPC server
-        # instrumentation extracts through the global propagator on every SERVER span.
-        propagate.set_global_textmap(_W3CPropagator())
     _provider = provider
     return provider
 
@@ -235,32 +229,11 @@ def _w3c_propagation() -> bool:
         inner = getattr(textmap, "_propagators", None)
         _propagation_checked[:] = [
             textmap,
-            type(textmap) in (CompositePropagator, _W3CPropagator)
+            type(textmap) is CompositePropagator
             and inner is not None
             and [type(p) for p in inner] == [TraceContextTextMapPropagator, W3CBaggagePropagator],
         ]
     return bool(_propagation_checked[1])
-
-
-class _W3CPropagator(CompositePropagator):
-    """The default propagators (W3C trace context, then baggage) whose extract takes the
-    shortcut above for a plain dict read with the default getter and no base context, which is
-    how the gRPC server interceptor extracts the metadata of every call."""
-
-    def __init__(self) -> None:
-        super().__init__([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-
-    def extract(
-        self,
-        carrier: textmap.CarrierT,
-        context: Context | None = None,
-        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
-    ) -> Context:
-        if context is None and getter is textmap.default_getter and isinstance(carrier, dict):
-            extracted = _w3c_extract(carrier) if carrier else Context()
-            if extracted is not None:
-                return extracted
-        return super().extract(carrier, context, getter=getter)
 
 
 def _w3c_extract(headers: Mapping[str, str]) -> context.Context | None:

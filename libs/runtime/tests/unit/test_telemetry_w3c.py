@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -141,46 +140,6 @@ def test_headers_of_other_types_are_left_to_the_propagator() -> None:
     headers: Any = {"traceparent": [_RELAY_LIKE["traceparent"]], "baggage": ["a=1", "b=2"]}
     assert telemetry._w3c_extract(headers) is None
     assert _view(extract(headers)) == _sdk_extract(headers)
-
-
-class _PairsGetter(Getter[list[tuple[str, str]]]):
-    """Metadata as (key, value) pairs, as a getter of another instrumentation might read it."""
-
-    def get(self, carrier: list[tuple[str, str]], key: str) -> list[str] | None:
-        values = [v for k, v in carrier if k == key]
-        return values or None
-
-    def keys(self, carrier: list[tuple[str, str]]) -> list[str]:
-        return [k for k, _ in carrier]
-
-
-@given(_headers)
-@settings(max_examples=300)
-@example(_RELAY_LIKE)
-@example({})
-def test_the_propagator_installed_by_setup_tracing_extracts_as_the_default_ones(
-    headers: dict[str, str],
-) -> None:
-    installed = telemetry._W3CPropagator()
-    assert _view(installed.extract(headers)) == _sdk_extract(headers)
-    pairs = list(headers.items())
-    getter = _PairsGetter()
-    assert _view(installed.extract(pairs, getter=getter)) == _view(
-        _SDK.extract(pairs, getter=getter)
-    )
-    base = baggage.set_baggage("tenant", "t-1")
-    assert _view(installed.extract(headers, base)) == _view(_SDK.extract(headers, base))
-
-
-def test_the_installed_propagator_keeps_extract_and_inject_on_their_shortcut() -> None:
-    before = propagate.get_global_textmap()
-    propagate.set_global_textmap(telemetry._W3CPropagator())
-    try:
-        assert telemetry._w3c_propagation()
-        assert _view(propagate.extract(_RELAY_LIKE)) == _sdk_extract(_RELAY_LIKE)
-    finally:
-        propagate.set_global_textmap(before)
-    assert telemetry._w3c_propagation()
 
 
 # --- inject ----------------------------------------------------------------------------------
