@@ -239,7 +239,8 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
     await asyncio.sleep(cfg.idle_seconds)
     idle1 = procstat.tree_cpu_seconds(pids)
     idle_cpu = sum(idle1.values()) - sum(idle0.values())
-    idle_cpu_per_s = idle_cpu / (time.time() - t0) * 1000
+    idle_seconds = time.time() - t0
+    idle_cpu_per_s = idle_cpu / idle_seconds * 1000
 
     def request(i: int) -> Any:
         return comparable_request(i, f"CPE-{i % cfg.devices + 1:04d}")
@@ -338,6 +339,12 @@ async def measure(stack: BenchStack, cfg: Config, log: Any = print) -> dict[str,
         "sustained_errors": dict(sustained_errors),
         "overload_codes": dict(codes),
         "idle_rss_mib": rss,
+        # Background work (the fleet's telemetry, leases, pulls) is in every order's share of
+        # the sustained CPU: which process it comes from.
+        "idle_cpu_ms_per_s": {
+            name: round((idle1[name] - idle0.get(name, 0.0)) / idle_seconds * 1000, 2)
+            for name in idle1
+        },
         "events_by_stream": {
             s: after["streams"].get(s, 0) - before["streams"].get(s, 0) for s in after["streams"]
         },
