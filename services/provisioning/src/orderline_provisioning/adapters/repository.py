@@ -171,6 +171,17 @@ def _job_values(job: Job) -> dict[str, Any]:
         "business_type": job.business_type,
         "plan": job.plan,
         "locale": job.locale,
+        **_step_values(job, checklist=True),
+    }
+
+
+def _step_values(job: Job, *, checklist: bool) -> dict[str, Any]:
+    """The columns a step can change: all but those a job is created with and that nothing
+    changes after (its device, business type, plan and locale). Writing those again at every
+    step cost their binds and, on SQLite, a rewrite of the device_id index entry (SQLite
+    updates every index on a column the statement sets, equal or not). `checklist=False`
+    leaves the checklist column out too (see JobRepository.save)."""
+    values: dict[str, Any] = {
         "state": job.state.value,
         "step": job.step.value,
         "reason": job.reason,
@@ -188,7 +199,6 @@ def _job_values(job: Job) -> dict[str, Any]:
         "step_started_at": job.step_started_at,
         "next_attempt_at": job.next_attempt_at,
         "operator": job.operator,
-        "checklist": [i.record for i in job.checklist] if job.checklist else None,
         "base_config_version": job.base_config_version,
         "network_action": job.network_action,
         "activation_id": job.activation_id,
@@ -207,6 +217,9 @@ def _job_values(job: Job) -> dict[str, Any]:
         "recheck_fitness": job.recheck_fitness,
         "config_losses": job.config_losses,
     }
+    if checklist:
+        values["checklist"] = [i.record for i in job.checklist] if job.checklist else None
+    return values
 
 
 def _cancellation_request(job: Job) -> dict[str, Any]:
@@ -343,10 +356,8 @@ class JobRepository:
         goes on with the next step at once); False when the lease was lost meanwhile (another
         worker may have run the step: the caller must roll back). `checklist=False`: the
         caller knows the job's checklist is the one stored (only the prechecks step makes
-        one), so its column is left as it is rather than encoded and written again."""
-        values = _job_values(job)
-        if not checklist:
-            del values["checklist"]
+        one), so its column is left as it is rather than encoded and written again. The columns
+        set when the job was created and never changed since are not written again."""
         result = await self.session.execute(
             _SAVE_STEP,
             {
@@ -354,7 +365,7 @@ class JobRepository:
                 "owner": lease_owner,
                 "seen_cancellation": job.cancellation_id,
                 "seen_person_hold": job.person_hold_version,
-                **values,
+                **_step_values(job, checklist=checklist),
                 "lease_owner": lease_owner if keep_until else None,
                 "lease_until": keep_until,
             },
