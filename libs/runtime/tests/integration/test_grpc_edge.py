@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _edge_servicers import Orders, Telemetry
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -114,30 +115,6 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
         # A write: what reached the servicer is what would have been written.
         self.writes.append(current_principal().subject)
         return archive_pb2.PurgeExpiredResponse()
-
-
-class Orders(order_pb2_grpc.OrderServiceServicer):
-    async def WatchOrders(
-        self, request: order_pb2.WatchOrdersRequest, context: Any
-    ) -> AsyncIterator[order_pb2.WatchOrdersResponse]:
-        for order_id in request.order_ids:
-            if order_id == "missing":
-                raise NotFound("order", order_id)
-            yield order_pb2.WatchOrdersResponse(order=order_pb2.Order(id=order_id))
-
-
-class Telemetry(device_pb2_grpc.TelemetryIngestServiceServicer):
-    async def StreamTelemetry(
-        self, request_iterator: AsyncIterator[device_pb2.StreamTelemetryRequest], context: Any
-    ) -> device_pb2.StreamTelemetryResponse:
-        accepted = 0
-        async for batch in request_iterator:
-            accepted += len(batch.samples)
-        if accepted == 0:
-            violations = Violations()
-            violations.add("samples", "at least one sample")
-            violations.raise_if_any()
-        return device_pb2.StreamTelemetryResponse(accepted=accepted)
 
 
 async def start_server(

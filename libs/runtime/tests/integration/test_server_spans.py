@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+from _edge_servicers import Orders, Telemetry
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import ReadableSpan
@@ -21,7 +22,7 @@ from opentelemetry.trace import SpanKind
 from orderline.archive.v1 import archive_pb2, archive_pb2_grpc
 from orderline.device.v1 import device_pb2, device_pb2_grpc
 from orderline.order.v1 import order_pb2, order_pb2_grpc
-from orderline_runtime.errors import NotFound, Violations
+from orderline_runtime.errors import Violations
 from orderline_runtime.rpc.auth import TokenAuthenticator
 from orderline_runtime.rpc.interceptor import OPEN_PREFIXES, EdgeInterceptor
 from orderline_runtime.rpc.server import GrpcServer
@@ -72,30 +73,6 @@ class Archive(archive_pb2_grpc.ArchiveServiceServicer):
         context.set_code(grpc.StatusCode.DATA_LOSS)
         context.set_details("the chain is broken")
         return archive_pb2.VerifyChainResponse(valid=False)
-
-
-class Orders(order_pb2_grpc.OrderServiceServicer):
-    async def WatchOrders(
-        self, request: order_pb2.WatchOrdersRequest, context: Any
-    ) -> AsyncIterator[order_pb2.WatchOrdersResponse]:
-        for order_id in request.order_ids:
-            if order_id == "missing":
-                raise NotFound("order", order_id)
-            yield order_pb2.WatchOrdersResponse(order=order_pb2.Order(id=order_id))
-
-
-class Telemetry(device_pb2_grpc.TelemetryIngestServiceServicer):
-    async def StreamTelemetry(
-        self, request_iterator: AsyncIterator[device_pb2.StreamTelemetryRequest], context: Any
-    ) -> device_pb2.StreamTelemetryResponse:
-        accepted = 0
-        async for batch in request_iterator:
-            accepted += len(batch.samples)
-        if accepted == 0:
-            violations = Violations()
-            violations.add("samples", "at least one sample")
-            violations.raise_if_any()
-        return device_pb2.StreamTelemetryResponse(accepted=accepted)
 
 
 def register(server: grpc.aio.Server) -> None:
