@@ -43,6 +43,13 @@ from orderline_runtime.database import SqlConnection, dialect_of
 # The statements of the hot path (the worker claims, loads and saves a job once per step),
 # built once: building a statement costs more than running it (docs/performance.md).
 _INSERT_JOB = insert(jobs)
+# An approved order's job, unless the order has one already (a second approval, or the
+# stand-in of a cancellation that came first): one statement where a select of the order's
+# job id and an insert were two.
+_INSERT_JOB_OF_NEW_ORDER = {
+    "sqlite": sqlite.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.order_id]),
+    "postgresql": postgresql.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.order_id]),
+}
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("key"))
 _JOB_BY_ORDER = select(jobs).where(jobs.c.order_id == bindparam("key"))
 # Any write of a job by the worker holding its lease (a renewal, a release).
@@ -156,7 +163,6 @@ _CERTIFICATION = select(certifications).where(
     certifications.c.business_type == bindparam("business_type"),
 )
 _TAKE_LEASE = update(jobs).where(jobs.c.id == bindparam("key"))
-_JOB_ID_OF_ORDER = select(jobs.c.id).where(jobs.c.order_id == bindparam("key"))
 # device-monitor's word on the job's device, read when the worker commits a step (one primary
 # key lookup: the step boundary, app/worker.py).
 _DEVICE_WORD = select(device_health).where(device_health.c.device_id == bindparam("key"))
@@ -220,6 +226,17 @@ def _step_values(job: Job, *, checklist: bool) -> dict[str, Any]:
     if checklist:
         values["checklist"] = [i.record for i in job.checklist] if job.checklist else None
     return values
+
+
+def _new_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "order_id": job.order_id,
+        "trace_headers": dict(job.trace_headers),
+        "created_at": job.created_at,
+        **_job_values(job),
+        **_cancellation_request(job),
+    }
 
 
 def _cancellation_request(job: Job) -> dict[str, Any]:
@@ -312,27 +329,21 @@ class JobRepository:
     # --- jobs -----------------------------------------------------------------------------
 
     async def add(self, job: Job) -> None:
-        await self.session.execute(
-            _INSERT_JOB,
-            {
-                "id": job.id,
-                "order_id": job.order_id,
-                "trace_headers": dict(job.trace_headers),
-                "created_at": job.created_at,
-                **_job_values(job),
-                **_cancellation_request(job),
-            },
+        await self.session.execute(_INSERT_JOB, _new_row(job))
+
+    async def add_unless_order_has_one(self, job: Job) -> bool:
+        """Adds the job, as `add`, unless its order has a job already: False then, and
+        nothing is written."""
+        result = await self.session.execute(
+            _INSERT_JOB_OF_NEW_ORDER[dialect_of(self.session)], _new_row(job)
         )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     async def get(self, job_id: str) -> Job | None:
         return await self._load(_JOB_BY_ID, job_id)
 
     async def get_by_order(self, order_id: str) -> Job | None:
         return await self._load(_JOB_BY_ORDER, order_id)
-
-    async def exists_for_order(self, order_id: str) -> bool:
-        row = await self.session.execute(_JOB_ID_OF_ORDER, {"key": order_id})
-        return row.first() is not None
 
     async def page(self, *, state: JobState | None, after_id: str, limit: int) -> list[Job]:
         stmt = select(jobs).order_by(jobs.c.id).limit(limit)

@@ -56,9 +56,6 @@ class OrderEvents:
             raise PoisonMessage("order.approved without an order id")
         if not payload.device_id:
             raise PoisonMessage(f"order.approved of {payload.order_id} names no device")
-        if await uow.repos.exists_for_order(payload.order_id):
-            log.info("order already has a job; approval ignored", event_id=event.id)
-            return
         job = Job(
             id=new_id(),
             order_id=payload.order_id,
@@ -69,7 +66,10 @@ class OrderEvents:
             created_at=self.clock(),
             trace_headers=inject_current(),
         )
-        await uow.repos.add(job)
+        # One statement: the job is written unless the order has one (no select before).
+        if not await uow.repos.add_unless_order_has_one(job):
+            log.info("order already has a job; approval ignored", event_id=event.id)
+            return
         uow.emit(
             provisioning_events_pb2.JobStarted(
                 job_id=job.id, order_id=job.order_id, device_id=job.device_id
