@@ -58,6 +58,7 @@ from orderline.events.v1 import (
 from orderline.order.v1 import order_pb2
 from orderline_archive.adapters.repository import ChainHead, DossierRepository, EventRow
 from orderline_archive.app.log import append_leaf, catch_up
+from orderline_archive.app.payload_fields import payload_fields
 from orderline_archive.app.ports import BlobStore
 from orderline_archive.domain import records
 from orderline_archive.domain.assembly import RecordedEvent, assembled_documents, awaited_events
@@ -520,7 +521,7 @@ def event_row(
     """What the archive keeps of an event until sealing: its identity, time, producer, the
     trace it travelled in (the consumer's span continues the producer's trace) and its fields."""
     context = trace.get_current_span().get_span_context()
-    fields = json_format.MessageToDict(payload, preserving_proto_field_name=True)
+    fields = payload_fields(payload)  # MessageToDict's, planned once per payload type
     envelope = event.envelope
     return EventRow(
         event_id=event.id,
