@@ -60,6 +60,17 @@ _MOVE_HEAD = (
     )
 )
 _LOG_SIZE = select(func.max(log_nodes.c.idx)).where(log_nodes.c.level == 0)
+# The nodes an append reads (its left siblings, about one per seal): by their levels and
+# indices as two plain IN lists, which the runtime's inline SQLite planner runs from a plan;
+# a tuple IN it cannot plan, so it was compiled for every seal. The rows of the other
+# combinations are dropped after the read.
+_LOG_NODES_AMONG = select(log_nodes.c.level, log_nodes.c.idx, log_nodes.c.hash).where(
+    log_nodes.c.level.in_(bindparam("levels", expanding=True)),
+    log_nodes.c.idx.in_(bindparam("idxs", expanding=True)),
+)
+# Beyond this many combinations of the wanted levels and indices (a proof's nodes, a rare long
+# append) those rows could outnumber the wanted ones: the tuple IN then.
+_LOG_NODES_COMBINATIONS = 64
 _ADD_LOG_NODES = insert(log_nodes)
 # Whether an order's kept events complete a waiting completion needs only their types and the
 # completion's payload: no other payload, no times to convert, no rows to build.
@@ -512,6 +523,16 @@ class DossierRepository:
         """The stored perfect-subtree hashes of these (level, index) keys that exist."""
         wanted = sorted(set(keys))
         found: dict[tuple[int, int], bytes] = {}
+        levels = sorted({level for level, _ in wanted})
+        idxs = sorted({idx for _, idx in wanted})
+        if wanted and len(levels) * len(idxs) <= _LOG_NODES_COMBINATIONS:
+            rows = await self.session.execute(_LOG_NODES_AMONG, {"levels": levels, "idxs": idxs})
+            want = set(wanted)
+            for level, idx, hash_ in rows:
+                key = (int(level), int(idx))
+                if key in want:
+                    found[key] = bytes(hash_)
+            return found
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = await self.session.execute(
