@@ -34,8 +34,10 @@ from orderline_catalogue import load_catalogue
 from orderline_devtools.local import NatsServer, free_port
 from orderline_devtools.testing import serving
 from orderline_devtools.waiting import eventually
+from orderline_provisioning.adapters import tables
 from orderline_provisioning.bootstrap import build
 from orderline_provisioning.settings import ProvisioningSettings
+from orderline_runtime.database import Database
 from orderline_runtime.ids import new_id
 from orderline_runtime.keys import ensure_ed25519_key_file
 from orderline_runtime.messaging.catalogue import catalogue
@@ -679,3 +681,13 @@ def wait_serving() -> Callable[..., Awaitable[None]]:
 def until() -> Callable[..., Awaitable[object]]:
     """`await until(predicate, within=…, what=…)`: waits for a truthy value."""
     return eventually
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """Provisioning's tables alone on each database, for the repository's own tests."""
+    database = Database(db_url)
+    async with database.transaction() as conn:
+        await conn.run_sync(tables.metadata.create_all)
+    yield database
+    await database.dispose()

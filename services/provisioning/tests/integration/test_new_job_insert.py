@@ -5,11 +5,9 @@ cancellation that came first) keeps it as it was."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import insert, text
 
 from orderline_provisioning.adapters.repository import (
@@ -17,21 +15,12 @@ from orderline_provisioning.adapters.repository import (
     _cancellation_request,
     _job_values,
 )
-from orderline_provisioning.adapters.tables import jobs, metadata
+from orderline_provisioning.adapters.tables import jobs
 from orderline_provisioning.domain import cancellation as cancel
 from orderline_provisioning.domain.job import Job
 from orderline_runtime.database import Database, SqlConnection
 
 T0 = datetime(2026, 12, 7, 9, 0, 0, 250000, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    async with database.transaction() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
 
 
 def _job(job_id: str, order_id: str, plan: str = "fiber-500m") -> Job:

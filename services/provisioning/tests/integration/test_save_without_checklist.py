@@ -5,7 +5,6 @@ the lease and the conditions of the save are as before."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlalchemy import select, update
 
 from orderline_catalogue import load_catalogue
 from orderline_provisioning.adapters.repository import JobRepository
-from orderline_provisioning.adapters.tables import jobs, metadata
+from orderline_provisioning.adapters.tables import jobs
 from orderline_provisioning.domain.checklist import (
     UNKNOWN,
     ChecklistFacts,
@@ -27,15 +26,6 @@ from orderline_runtime.database import Database
 
 T0 = datetime(2026, 12, 7, 9, 0, 0, 250000, tzinfo=UTC)
 OWNER = "worker-1"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    async with database.transaction() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
 
 
 def _checklists() -> list[Any]:

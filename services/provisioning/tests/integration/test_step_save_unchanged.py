@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text, update
@@ -249,15 +248,6 @@ _STEPS = st.lists(
     min_size=1,
     max_size=12,
 )
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    async with database.transaction() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield database
-    await database.dispose()
 
 
 async def test_every_kind_of_change_leaves_the_row_the_old_save_left(db: Database) -> None:
